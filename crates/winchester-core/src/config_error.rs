@@ -1,0 +1,103 @@
+//! Configuration errors that say where: file, line, definition and key.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// One problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, when the problem is in one.
+    pub file: Option<PathBuf>,
+    /// 1-based line, when known (YAML syntax errors).
+    pub line: Option<usize>,
+    /// The definition it is in, e.g. `trigger "test_trigger"` or `pipeline "p"`.
+    pub context: Option<String>,
+    /// The key path inside the definition, e.g. `fire_criteria[0].traits.memory_mb`.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A problem with just a message.
+    pub fn new(message: impl Into<String>) -> ConfigError {
+        ConfigError { file: None, line: None, context: None, key: None, message: message.into() }
+    }
+    /// Sets the key path.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+    /// Sets the definition context.
+    pub fn context(mut self, context: impl Into<String>) -> Self {
+        self.context = Some(context.into());
+        self
+    }
+    /// Sets the file, unless one is already set.
+    pub fn in_file(mut self, file: impl Into<PathBuf>) -> Self {
+        if self.file.is_none() {
+            self.file = Some(file.into());
+        }
+        self
+    }
+    /// Builds an error from a YAML parse failure, with its line.
+    pub fn yaml(file: impl Into<PathBuf>, err: &serde_yaml::Error) -> ConfigError {
+        let mut e = ConfigError::new(format!("invalid YAML: {err}")).in_file(file);
+        e.line = err.location().map(|l| l.line());
+        e
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}", file.display())?;
+            if let Some(line) = self.line {
+                write!(f, ":{line}")?;
+            }
+            write!(f, ": ")?;
+        }
+        if let Some(c) = &self.context {
+            write!(f, "{c}: ")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, "key {k:?}: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every problem found while loading a configuration; nothing starts with any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(f, "{n} configuration error{}", if n == 1 { "" } else { "s" })?;
+        for e in &self.0 {
+            write!(f, "\n  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+/// Renders a YAML scalar or structure briefly for messages.
+pub(crate) fn show(v: &serde_yaml::Value) -> String {
+    match v {
+        serde_yaml::Value::String(s) => format!("{s:?}"),
+        other => serde_yaml::to_string(other)
+            .map(|s| s.trim().replace('\n', " "))
+            .unwrap_or_else(|_| "?".into()),
+    }
+}

@@ -1,0 +1,431 @@
+//! Criteria: the entries of `match_criteria` and `fire_criteria`.
+
+use crate::config_error::{show, ConfigError};
+use crate::event::{Event, TraitValue};
+use crate::timex::TimeExpr;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+
+/// An include/exclude list of `event_type` glob patterns (`*`, `?`, `[..]`;
+/// entries starting with `!` exclude). A type matches when it matches any
+/// include and no exclude; with no includes, `*` is included.
+#[derive(Debug, Clone)]
+pub struct EventTypeFilter {
+    includes: Vec<String>,
+    excludes: Vec<String>,
+    include_set: GlobSet,
+    exclude_set: GlobSet,
+    match_all: bool,
+}
+
+impl EventTypeFilter {
+    /// Builds a filter from pattern strings.
+    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<EventTypeFilter, String> {
+        let mut includes = Vec::new();
+        let mut excludes = Vec::new();
+        for p in patterns {
+            let p = p.as_ref();
+            match p.strip_prefix('!') {
+                Some(rest) => excludes.push(rest.to_string()),
+                None => includes.push(p.to_string()),
+            }
+        }
+        if includes.is_empty() {
+            includes.push("*".into());
+        }
+        let build = |pats: &[String]| -> Result<GlobSet, String> {
+            let mut b = GlobSetBuilder::new();
+            for p in pats {
+                if p.is_empty() {
+                    return Err("empty event_type pattern".into());
+                }
+                let g = Glob::new(p).map_err(|e| format!("bad event_type pattern {p:?}: {}", e.kind()))?;
+                b.add(g);
+            }
+            b.build().map_err(|e| e.to_string())
+        };
+        Ok(EventTypeFilter {
+            match_all: includes.iter().any(|i| i == "*") && excludes.is_empty(),
+            include_set: build(&includes)?,
+            exclude_set: build(&excludes)?,
+            includes,
+            excludes,
+        })
+    }
+
+    /// Builds a filter from a YAML string or list of strings.
+    pub fn from_yaml(v: &Value) -> Result<EventTypeFilter, String> {
+        match v {
+            Value::String(s) => EventTypeFilter::new(&[s]),
+            Value::Sequence(items) => {
+                let mut pats = Vec::new();
+                for it in items {
+                    match it {
+                        Value::String(s) => pats.push(s.clone()),
+                        other => return Err(format!("event_type entries must be strings, found {}", show(other))),
+                    }
+                }
+                EventTypeFilter::new(&pats)
+            }
+            other => Err(format!("event_type must be a string or a list of strings, found {}", show(other))),
+        }
+    }
+
+    /// Whether `event_type` passes the filter.
+    pub fn matches(&self, event_type: &str) -> bool {
+        (self.match_all || self.include_set.is_match(event_type)) && !self.exclude_set.is_match(event_type)
+    }
+
+    /// Include patterns.
+    pub fn includes(&self) -> &[String] {
+        &self.includes
+    }
+    /// Exclude patterns (without the `!`).
+    pub fn excludes(&self) -> &[String] {
+        &self.excludes
+    }
+    /// True when the filter includes `*` and excludes nothing.
+    pub fn is_catch_all(&self) -> bool {
+        self.match_all
+    }
+}
+
+/// Comparison operator of a numeric criterion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `=`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+}
+
+impl CmpOp {
+    fn parse(s: &str) -> Option<CmpOp> {
+        Some(match s {
+            "=" | "==" => CmpOp::Eq,
+            "!=" => CmpOp::Ne,
+            ">" => CmpOp::Gt,
+            ">=" => CmpOp::Ge,
+            "<" => CmpOp::Lt,
+            "<=" => CmpOp::Le,
+            _ => return None,
+        })
+    }
+    fn apply(self, a: f64, b: f64) -> bool {
+        match self {
+            CmpOp::Eq => a == b,
+            CmpOp::Ne => a != b,
+            CmpOp::Gt => a > b,
+            CmpOp::Ge => a >= b,
+            CmpOp::Lt => a < b,
+            CmpOp::Le => a <= b,
+        }
+    }
+}
+
+/// One entry of a criteria's `traits` map.
+#[derive(Debug, Clone)]
+pub enum TraitCriterion {
+    /// Type-sensitive equality (`3` does not equal `"3"`).
+    Equal(TraitValue),
+    /// `{int: "> 3"}` / `{float: "< 3.14"}`: numeric comparison with an int or float trait.
+    Numeric(CmpOp, f64),
+    /// `{datetime: "<timex>"}`: the trait is a datetime inside the expression's value,
+    /// evaluated with the event's datetime fields as variables.
+    Time(TimeExpr),
+}
+
+impl TraitCriterion {
+    fn from_yaml(v: &Value) -> Result<TraitCriterion, String> {
+        match v {
+            Value::String(s) => Ok(TraitCriterion::Equal(TraitValue::String(s.clone()))),
+            Value::Bool(b) => Ok(TraitCriterion::Equal(TraitValue::Bool(*b))),
+            Value::Number(n) => Ok(TraitCriterion::Equal(yaml_number(n))),
+            Value::Mapping(m) => {
+                if m.len() != 1 {
+                    return Err(format!("a trait criterion map must have exactly one key (string, text, int, float or datetime), found {}", m.len()));
+                }
+                let (k, val) = m.iter().next().expect("len checked");
+                let kind = k.as_str().unwrap_or("");
+                match kind {
+                    "string" | "text" => match val {
+                        Value::String(s) => Ok(TraitCriterion::Equal(TraitValue::String(s.clone()))),
+                        Value::Number(n) => Ok(TraitCriterion::Equal(TraitValue::String(n.to_string()))),
+                        other => Err(format!("{kind} criterion must be a string, found {}", show(other))),
+                    },
+                    "int" | "float" => match val {
+                        Value::Number(n) => {
+                            let v = yaml_number(n);
+                            Ok(TraitCriterion::Numeric(CmpOp::Eq, v.as_f64().unwrap_or(f64::NAN)))
+                        }
+                        Value::String(s) => parse_numeric(kind, s),
+                        other => Err(format!("{kind} criterion must be a number or a string like \"> 3\", found {}", show(other))),
+                    },
+                    "datetime" => match val {
+                        Value::String(s) => TimeExpr::parse(s).map(TraitCriterion::Time).map_err(|e| e.to_string()),
+                        other => Err(format!("datetime criterion must be a time expression string, found {}", show(other))),
+                    },
+                    other => Err(format!("unknown criterion type {other:?}; expected one of string, text, int, float, datetime")),
+                }
+            }
+            other => Err(format!("unsupported trait criterion {}", show(other))),
+        }
+    }
+
+    /// Whether the event's trait `name` satisfies this criterion.
+    pub fn matches(&self, event: &Event, name: &str) -> bool {
+        let Some(value) = event.get(name) else { return false };
+        match self {
+            TraitCriterion::Equal(expected) => *value == *expected,
+            TraitCriterion::Numeric(op, n) => value.as_f64().map(|v| op.apply(v, *n)).unwrap_or(false),
+            TraitCriterion::Time(expr) => match &*value {
+                TraitValue::Datetime(d) => expr
+                    .eval(&event.datetime_vars())
+                    .map(|r| r.contains(*d))
+                    .unwrap_or(false),
+                _ => false,
+            },
+        }
+    }
+}
+
+fn yaml_number(n: &serde_yaml::Number) -> TraitValue {
+    if let Some(i) = n.as_i64() {
+        TraitValue::Int(i)
+    } else {
+        TraitValue::Float(n.as_f64().unwrap_or(f64::NAN))
+    }
+}
+
+fn parse_numeric(kind: &str, s: &str) -> Result<TraitCriterion, String> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let (op, num) = match parts.as_slice() {
+        [num] => (CmpOp::Eq, *num),
+        [op, num] => (
+            CmpOp::parse(op).ok_or_else(|| format!("unknown operator {op:?} in {kind} criterion {s:?}; use =, !=, >, >=, < or <="))?,
+            *num,
+        ),
+        _ => return Err(format!("{kind} criterion {s:?} must be \"<number>\" or \"<operator> <number>\"")),
+    };
+    let n = if kind == "int" {
+        num.parse::<i64>().map(|i| i as f64).map_err(|_| format!("{num:?} is not an integer in int criterion {s:?}"))?
+    } else {
+        num.parse::<f64>().ok().filter(|f| f.is_finite()).ok_or_else(|| format!("{num:?} is not a number in float criterion {s:?}"))?
+    };
+    Ok(TraitCriterion::Numeric(op, n))
+}
+
+/// One criteria entry: all of its conditions must hold.
+#[derive(Debug, Clone)]
+pub struct Criteria {
+    /// Event-type filter (default `*`).
+    pub event_type: EventTypeFilter,
+    /// Count threshold, meaningful in `fire_criteria` (default 1).
+    pub number: u32,
+    /// The event's timestamp must lie in this expression's value.
+    pub timestamp: Option<TimeExpr>,
+    /// Distinguishing-trait name -> the event key to read instead.
+    pub map_distinguished_by: BTreeMap<String, String>,
+    /// Trait conditions, in file order.
+    pub traits: Vec<(String, TraitCriterion)>,
+}
+
+impl Criteria {
+    /// Parses one criteria map. `key` is its path for messages, e.g. `match_criteria[0]`.
+    /// Problems are pushed to `errors`; warnings (such as the original's misspelled
+    /// `map_distingushed_by`) to `warnings`.
+    pub fn from_yaml(
+        v: &Value,
+        key: &str,
+        errors: &mut Vec<ConfigError>,
+        warnings: &mut Vec<ConfigError>,
+    ) -> Option<Criteria> {
+        let Value::Mapping(m) = v else {
+            errors.push(ConfigError::new(format!("criteria must be a map, found {}", show(v))).key(key));
+            return None;
+        };
+        let mut c = Criteria {
+            event_type: EventTypeFilter::new::<&str>(&[]).expect("empty filter is valid"),
+            number: 1,
+            timestamp: None,
+            map_distinguished_by: BTreeMap::new(),
+            traits: Vec::new(),
+        };
+        let before = errors.len();
+        for (k, val) in m {
+            let Some(name) = k.as_str() else {
+                errors.push(ConfigError::new(format!("criteria keys must be strings, found {}", show(k))).key(key));
+                continue;
+            };
+            let here = format!("{key}.{name}");
+            match name {
+                "event_type" => match EventTypeFilter::from_yaml(val) {
+                    Ok(f) => c.event_type = f,
+                    Err(e) => errors.push(ConfigError::new(e).key(here)),
+                },
+                "number" => match val.as_u64().filter(|n| *n >= 1 && *n <= u32::MAX as u64) {
+                    Some(n) => c.number = n as u32,
+                    None => errors.push(ConfigError::new(format!("number must be a positive integer, found {}", show(val))).key(here)),
+                },
+                "timestamp" => match val.as_str().map(TimeExpr::parse) {
+                    Some(Ok(e)) => c.timestamp = Some(e),
+                    Some(Err(e)) => errors.push(ConfigError::new(e.to_string()).key(here)),
+                    None => errors.push(ConfigError::new(format!("timestamp must be a time expression string, found {}", show(val))).key(here)),
+                },
+                "map_distinguished_by" | "map_distingushed_by" => {
+                    if name == "map_distingushed_by" {
+                        warnings.push(
+                            ConfigError::new("misspelled key accepted as \"map_distinguished_by\" (the original engine silently ignored it)")
+                                .key(here.clone()),
+                        );
+                    }
+                    match val {
+                        Value::Mapping(mm) => {
+                            for (dk, dv) in mm {
+                                match (dk.as_str(), dv.as_str()) {
+                                    (Some(a), Some(b)) => {
+                                        c.map_distinguished_by.insert(a.to_string(), b.to_string());
+                                    }
+                                    _ => errors.push(ConfigError::new(format!("entries must map a distinguishing trait name to a trait name, found {}: {}", show(dk), show(dv))).key(here.clone())),
+                                }
+                            }
+                        }
+                        other => errors.push(ConfigError::new(format!("must be a map, found {}", show(other))).key(here)),
+                    }
+                }
+                "traits" => match val {
+                    Value::Mapping(tm) => {
+                        for (tk, tv) in tm {
+                            let Some(tname) = tk.as_str() else {
+                                errors.push(ConfigError::new(format!("trait names must be strings, found {}", show(tk))).key(here.clone()));
+                                continue;
+                            };
+                            match TraitCriterion::from_yaml(tv) {
+                                Ok(tc) => c.traits.push((tname.to_string(), tc)),
+                                Err(e) => errors.push(ConfigError::new(e).key(format!("{here}.{tname}"))),
+                            }
+                        }
+                    }
+                    Value::Null => {}
+                    other => errors.push(ConfigError::new(format!("traits must be a map, found {}", show(other))).key(here)),
+                },
+                other => errors.push(
+                    ConfigError::new(format!(
+                        "unknown key {other:?}; expected event_type, number, timestamp, map_distinguished_by or traits"
+                    ))
+                    .key(here),
+                ),
+            }
+        }
+        (errors.len() == before).then_some(c)
+    }
+
+    /// Whether the event satisfies every condition: type, then timestamp, then traits.
+    pub fn matches(&self, event: &Event) -> bool {
+        if !self.event_type.matches(&event.event_type) {
+            return false;
+        }
+        if let Some(expr) = &self.timestamp {
+            match expr.eval(&event.datetime_vars()) {
+                Ok(r) if r.contains(event.timestamp) => {}
+                _ => return false,
+            }
+        }
+        self.traits.iter().all(|(name, tc)| tc.matches(event, name))
+    }
+
+    /// The event key a distinguishing trait is read from under this criteria.
+    pub fn source_for<'a>(&'a self, dist_name: &'a str) -> &'a str {
+        self.map_distinguished_by.get(dist_name).map(String::as_str).unwrap_or(dist_name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn crit(yaml: &str) -> Result<Criteria, Vec<ConfigError>> {
+        let v: Value = serde_yaml::from_str(yaml).unwrap();
+        let (mut errs, mut warns) = (vec![], vec![]);
+        Criteria::from_yaml(&v, "c", &mut errs, &mut warns).ok_or(errs)
+    }
+
+    fn ev(traits: &[(&str, TraitValue)]) -> Event {
+        Event::new(
+            "m1",
+            "test.thing",
+            Utc.with_ymd_and_hms(2014, 8, 1, 20, 4, 0).unwrap(),
+            traits.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn constant_and_int_criteria() {
+        for y in ["traits: {foo: 3}", "traits: {foo: {int: \"3\"}}", "traits: {foo: {int: 3}}"] {
+            let c = crit(y).unwrap();
+            assert!(c.matches(&ev(&[("foo", TraitValue::Int(3))])), "{y}");
+            assert!(!c.matches(&ev(&[("foo", TraitValue::Int(5))])), "{y}");
+            assert!(!c.matches(&ev(&[])), "{y}");
+            assert!(!c.matches(&ev(&[("foo", TraitValue::String("booga".into()))])), "{y}");
+        }
+        let gt = crit("traits: {foo: {int: \"> 3\"}}").unwrap();
+        assert!(!gt.matches(&ev(&[("foo", TraitValue::Int(3))])));
+        assert!(gt.matches(&ev(&[("foo", TraitValue::Int(5))])));
+        let lt = crit("traits: {foo: {int: \"< 3\"}}").unwrap();
+        assert!(!lt.matches(&ev(&[("foo", TraitValue::Int(3))])));
+        assert!(lt.matches(&ev(&[("foo", TraitValue::Int(1))])));
+        let ge = crit("traits: {foo: {int: \">= 3\"}}").unwrap();
+        assert!(ge.matches(&ev(&[("foo", TraitValue::Int(3))])));
+        assert!(crit("traits: {foo: {int: \"zazz\"}}").is_err());
+        assert!(crit("traits: {foo: {int: \"\"}}").is_err());
+        assert!(crit("traits: {foo: {int: \"~ 3\"}}").is_err());
+        assert!(crit("traits: {foo: {numeric: \"> 3\"}}").is_err());
+        assert!(crit("traits: {foo: {int: 1, float: 2}}").is_err());
+    }
+
+    #[test]
+    fn float_criteria() {
+        let eq = crit("traits: {foo: {float: \"3.14\"}}").unwrap();
+        assert!(eq.matches(&ev(&[("foo", TraitValue::Float(3.14))])));
+        assert!(!eq.matches(&ev(&[("foo", TraitValue::Float(5.2))])));
+        assert!(!eq.matches(&ev(&[("foo", TraitValue::String("booga".into()))])));
+        let lt = crit("traits: {foo: {float: \"< 3.14\"}}").unwrap();
+        assert!(!lt.matches(&ev(&[("foo", TraitValue::Float(3.14))])));
+        assert!(!lt.matches(&ev(&[("foo", TraitValue::Float(3.5))])));
+        assert!(lt.matches(&ev(&[("foo", TraitValue::Float(3.02))])));
+        assert!(crit("traits: {foo: {float: \"zazz\"}}").is_err());
+        assert!(crit("traits: {foo: {float: \"\"}}").is_err());
+    }
+
+    #[test]
+    fn event_type_globs() {
+        let f = EventTypeFilter::new(&["test.foo.*", "!test.wakka.*"]).unwrap();
+        assert!(f.matches("test.foo.bar"));
+        assert!(!f.matches("test.wakka.wakka"));
+        assert!(!f.matches("test.boingy"));
+        let f = EventTypeFilter::new(&["!test.foo.bar"]).unwrap();
+        assert_eq!(f.includes(), ["*"]);
+        assert!(f.matches("x") && !f.matches("test.foo.bar"));
+        assert!(EventTypeFilter::new(&["test.[foo"]).is_err());
+        let c = crit("{}").unwrap();
+        assert_eq!(c.number, 1);
+        assert!(c.event_type.is_catch_all() && c.traits.is_empty() && c.timestamp.is_none());
+    }
+
+    #[test]
+    fn unknown_key_rejected() {
+        let e = crit("{event_type: a, numbr: 2}").unwrap_err();
+        assert_eq!(e[0].key.as_deref(), Some("c.numbr"));
+    }
+}

@@ -1,0 +1,28 @@
+//! Pure domain logic of winchester-rs: no database, no network.
+//!
+//! Layout:
+//! - [`event`]: events and typed trait values, validation, JSON form.
+//! - [`timex`]: time expressions (`$last + 1h`, `day($launched_at)`).
+//! - [`criteria`]: `match_criteria` / `fire_criteria` entries and event-type globs.
+//! - [`trigger`]: trigger definitions, distinguishing traits, fire decisions.
+//! - [`pipeline_config`]: `pipelines.yaml`.
+//! - [`config`]: `winchester.yaml` and loading of every file it names.
+//! - [`config_error`]: errors that name file, line, definition and key.
+//! - [`clock`]: where "now" comes from.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod config;
+pub mod config_error;
+pub mod criteria;
+pub mod event;
+pub mod pipeline_config;
+pub mod timex;
+pub mod trigger;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{LoadedConfig, WinchesterConfig};
+pub use config_error::{ConfigError, ConfigErrors};
+pub use event::{Event, EventError, TraitValue};
+pub use trigger::{DistTraits, DistValue, TriggerDefinition, TriggerSet};

@@ -1,0 +1,532 @@
+//! Trigger definitions (`triggers.yaml`): which events to collect, how to split
+//! them into streams, when a stream fires and when it expires.
+
+use crate::config_error::{show, ConfigError, ConfigErrors};
+use crate::criteria::Criteria;
+use crate::event::{format_datetime, Event, TraitValue};
+use crate::timex::{TimeExpr, TimexValue, Vars};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+/// One `distinguished_by` entry.
+#[derive(Debug, Clone)]
+pub enum DistinguishedBy {
+    /// The trait's value itself.
+    Trait(String),
+    /// `{name: "<timex>"}`: the expression evaluated with `$timestamp` = the trait's value.
+    Range {
+        /// The trait (and distinguishing) name.
+        name: String,
+        /// The expression, e.g. `day`.
+        expr: TimeExpr,
+    },
+}
+
+impl DistinguishedBy {
+    /// The distinguishing name.
+    pub fn name(&self) -> &str {
+        match self {
+            DistinguishedBy::Trait(n) | DistinguishedBy::Range { name: n, .. } => n,
+        }
+    }
+}
+
+/// The value of one distinguishing trait.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistValue {
+    /// A plain trait value.
+    Value(TraitValue),
+    /// A time range `[begin, end)`.
+    Timerange {
+        /// Inclusive start.
+        begin: DateTime<Utc>,
+        /// Exclusive end.
+        end: DateTime<Utc>,
+    },
+}
+
+impl DistValue {
+    /// Plain JSON: scalars as themselves, ranges as `{"begin": .., "end": ..}`.
+    pub fn to_plain_json(&self) -> serde_json::Value {
+        match self {
+            DistValue::Value(v) => v.to_plain_json(),
+            DistValue::Timerange { begin, end } => serde_json::json!({
+                "begin": format_datetime(begin),
+                "end": format_datetime(end),
+            }),
+        }
+    }
+}
+
+/// The distinguishing traits of a stream: name -> value. Together with the
+/// trigger name they identify the stream, like SQL `GROUP BY`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DistTraits(pub BTreeMap<String, DistValue>);
+
+impl DistTraits {
+    /// A canonical string for the map: equal maps give equal keys, so storage can
+    /// enforce "one open stream per (trigger, key)" with a unique index.
+    pub fn key(&self) -> String {
+        serde_json::to_string(&self.0).unwrap_or_default()
+    }
+
+    /// Plain JSON object (see [`DistValue::to_plain_json`]).
+    pub fn to_plain_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.0.iter().map(|(k, v)| (k.clone(), v.to_plain_json())).collect())
+    }
+}
+
+/// A validated trigger definition.
+#[derive(Debug, Clone)]
+pub struct TriggerDefinition {
+    /// Name; also the name of every stream it creates.
+    pub name: String,
+    /// 0 none, 1 counters, 2 counters and mismatch reasons.
+    pub debug_level: u8,
+    /// How events are split into streams.
+    pub distinguished_by: Vec<DistinguishedBy>,
+    /// Expire time of a stream, from `$first` and `$last`.
+    pub expiration: TimeExpr,
+    /// Pipeline run when a stream fires.
+    pub fire_pipeline: Option<String>,
+    /// Pipeline run when a stream expires.
+    pub expire_pipeline: Option<String>,
+    /// All must be met (each by `number` events) for a stream to fire.
+    pub fire_criteria: Vec<Criteria>,
+    /// An event joins a stream of this trigger when any of these matches.
+    pub match_criteria: Vec<Criteria>,
+    /// Seconds between a stream becoming ready and its fire time.
+    pub fire_delay: i64,
+}
+
+/// Why an event did not yield a stream membership for a trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoMatch {
+    /// No match criteria matched.
+    NoMatchingCriteria,
+    /// A distinguishing trait is missing from the event.
+    MissingDistinguishingTrait(String),
+    /// A range distinguishing trait is not a datetime, or its expression failed.
+    BadDistinguishingTrait(String),
+}
+
+/// Trigger keys we know; anything else is a definition error.
+const TRIGGER_KEYS: &[&str] = &[
+    "name",
+    "debug_level",
+    "distinguished_by",
+    "expiration",
+    "fire_pipeline",
+    "expire_pipeline",
+    "fire_criteria",
+    "match_criteria",
+    "fire_delay",
+    "load_criteria",
+];
+
+impl TriggerDefinition {
+    /// Parses and validates one definition. All problems go to `errors`.
+    pub fn from_yaml(v: &Value, index: usize, errors: &mut Vec<ConfigError>, warnings: &mut Vec<ConfigError>) -> Option<TriggerDefinition> {
+        let Value::Mapping(m) = v else {
+            errors.push(ConfigError::new(format!("trigger definition #{} must be a map, found {}", index + 1, show(v))));
+            return None;
+        };
+        let name = match m.get("name") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            Some(other) => {
+                errors.push(ConfigError::new(format!("name must be a non-empty string, found {}", show(other))).context(format!("trigger #{}", index + 1)).key("name"));
+                return None;
+            }
+            None => {
+                errors.push(ConfigError::new("missing required key").context(format!("trigger #{}", index + 1)).key("name"));
+                return None;
+            }
+        };
+        let ctx = format!("trigger {name:?}");
+        let mut local = Vec::new();
+        let mut local_warn = Vec::new();
+        for k in m.keys() {
+            match k.as_str() {
+                Some(s) if TRIGGER_KEYS.contains(&s) => {}
+                _ => local.push(ConfigError::new(format!("unknown key; expected one of {}", TRIGGER_KEYS.join(", "))).key(show(k).trim_matches('"').to_string())),
+            }
+        }
+        let debug_level = match m.get("debug_level") {
+            None | Some(Value::Null) => 0,
+            Some(v) => match v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) {
+                Some(n) if n <= 2 => n as u8,
+                _ => {
+                    local.push(ConfigError::new(format!("must be 0, 1 or 2, found {}", show(v))).key("debug_level"));
+                    0
+                }
+            },
+        };
+        let mut distinguished_by = Vec::new();
+        match m.get("distinguished_by") {
+            None | Some(Value::Null) => {}
+            Some(Value::Sequence(items)) => {
+                for (i, it) in items.iter().enumerate() {
+                    let key = format!("distinguished_by[{i}]");
+                    match it {
+                        Value::String(s) => distinguished_by.push(DistinguishedBy::Trait(s.clone())),
+                        Value::Mapping(mm) if mm.len() == 1 => {
+                            let (k, v) = mm.iter().next().expect("len 1");
+                            match (k.as_str(), v.as_str()) {
+                                (Some(n), Some(expr)) => match TimeExpr::parse(expr) {
+                                    Ok(expr) => distinguished_by.push(DistinguishedBy::Range { name: n.to_string(), expr }),
+                                    Err(e) => local.push(ConfigError::new(e.to_string()).key(key)),
+                                },
+                                _ => local.push(ConfigError::new(format!("must map a trait name to a time expression, found {}", show(it))).key(key)),
+                            }
+                        }
+                        Value::Mapping(mm) => local.push(ConfigError::new(format!("a map entry must have exactly one key, found {}", mm.len())).key(key)),
+                        other => local.push(ConfigError::new(format!("must be a trait name or a {{trait: expression}} map, found {}", show(other))).key(key)),
+                    }
+                }
+                let mut seen = HashSet::new();
+                for d in &distinguished_by {
+                    if !seen.insert(d.name().to_string()) {
+                        local.push(ConfigError::new(format!("{:?} is listed twice", d.name())).key("distinguished_by"));
+                    }
+                }
+            }
+            Some(other) => local.push(ConfigError::new(format!("must be a list, found {}", show(other))).key("distinguished_by")),
+        }
+        let expiration = match m.get("expiration") {
+            None | Some(Value::Null) => {
+                local.push(ConfigError::new("missing required key").key("expiration"));
+                None
+            }
+            Some(Value::String(s)) => match TimeExpr::parse(s) {
+                Ok(e) => {
+                    let bad: Vec<String> = e.variables().into_iter().filter(|v| v != "first" && v != "last").collect();
+                    if bad.is_empty() {
+                        Some(e)
+                    } else {
+                        local.push(ConfigError::new(format!("{s:?} uses ${}; only $first and $last are defined", bad.join(", $"))).key("expiration"));
+                        None
+                    }
+                }
+                Err(e) => {
+                    local.push(ConfigError::new(e.to_string()).key("expiration"));
+                    None
+                }
+            },
+            Some(other) => {
+                local.push(ConfigError::new(format!("must be a time expression string, found {}", show(other))).key("expiration"));
+                None
+            }
+        };
+        let mut pipeline = |key: &str| -> Option<String> {
+            match m.get(key) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) if s.is_empty() => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(other) => {
+                    local.push(ConfigError::new(format!("must be a pipeline name, found {}", show(other))).key(key));
+                    None
+                }
+            }
+        };
+        let fire_pipeline = pipeline("fire_pipeline");
+        let expire_pipeline = pipeline("expire_pipeline");
+        if fire_pipeline.is_none() && expire_pipeline.is_none() {
+            local.push(ConfigError::new("at least one of fire_pipeline and expire_pipeline is required").key("fire_pipeline"));
+        }
+        let criteria_list = |key: &str, local: &mut Vec<ConfigError>, local_warn: &mut Vec<ConfigError>| -> Vec<Criteria> {
+            match m.get(key) {
+                None | Some(Value::Null) => {
+                    local.push(ConfigError::new("missing required key").key(key));
+                    vec![]
+                }
+                Some(Value::Sequence(items)) if items.is_empty() => {
+                    local.push(ConfigError::new("must list at least one criteria").key(key));
+                    vec![]
+                }
+                Some(Value::Sequence(items)) => items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, it)| Criteria::from_yaml(it, &format!("{key}[{i}]"), local, local_warn))
+                    .collect(),
+                Some(other) => {
+                    local.push(ConfigError::new(format!("must be a list of criteria, found {}", show(other))).key(key));
+                    vec![]
+                }
+            }
+        };
+        let fire_criteria = criteria_list("fire_criteria", &mut local, &mut local_warn);
+        let match_criteria = criteria_list("match_criteria", &mut local, &mut local_warn);
+        if let Some(Value::Sequence(items)) = m.get("load_criteria") {
+            let _ = items.iter().enumerate().filter_map(|(i, it)| Criteria::from_yaml(it, &format!("load_criteria[{i}]"), &mut local, &mut local_warn)).count();
+            local_warn.push(ConfigError::new("load_criteria is parsed but has no effect (as in the original)").key("load_criteria"));
+        }
+        let fire_delay = match m.get("fire_delay") {
+            None | Some(Value::Null) => 0,
+            Some(v) => match v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) {
+                Some(n) if n >= 0 => n,
+                _ => {
+                    local.push(ConfigError::new(format!("must be a non-negative number of seconds, found {}", show(v))).key("fire_delay"));
+                    0
+                }
+            },
+        };
+        let ok = local.is_empty();
+        errors.extend(local.into_iter().map(|e| e.context(ctx.clone())));
+        warnings.extend(local_warn.into_iter().map(|e| e.context(ctx.clone())));
+        ok.then(|| TriggerDefinition {
+            name,
+            debug_level,
+            distinguished_by,
+            expiration: expiration.expect("checked"),
+            fire_pipeline,
+            expire_pipeline,
+            fire_criteria,
+            match_criteria,
+            fire_delay,
+        })
+    }
+
+    /// The first match criteria the event satisfies (whose distinguishing traits it
+    /// carries), with the stream's distinguishing traits.
+    ///
+    /// Unlike the original, presence of a distinguishing trait is checked under the
+    /// name the criteria's `map_distinguished_by` reads it from.
+    pub fn match_event(&self, event: &Event) -> Result<(usize, DistTraits), NoMatch> {
+        let mut missing = None;
+        for (i, c) in self.match_criteria.iter().enumerate() {
+            if !c.matches(event) {
+                continue;
+            }
+            match self.distinguishing_traits(event, c) {
+                Ok(d) => return Ok((i, d)),
+                Err(e) => missing = missing.or(Some(e)),
+            }
+        }
+        Err(missing.unwrap_or(NoMatch::NoMatchingCriteria))
+    }
+
+    /// The distinguishing traits of an event matched by `criteria`.
+    pub fn distinguishing_traits(&self, event: &Event, criteria: &Criteria) -> Result<DistTraits, NoMatch> {
+        let mut out = BTreeMap::new();
+        for d in &self.distinguished_by {
+            let name = d.name();
+            let source = criteria.source_for(name);
+            let value = event.get(source).ok_or_else(|| NoMatch::MissingDistinguishingTrait(source.to_string()))?;
+            let dv = match d {
+                DistinguishedBy::Trait(_) => DistValue::Value(value.into_owned()),
+                DistinguishedBy::Range { expr, .. } => {
+                    let TraitValue::Datetime(t) = *value else {
+                        return Err(NoMatch::BadDistinguishingTrait(source.to_string()));
+                    };
+                    let mut vars = event.datetime_vars();
+                    vars.insert("timestamp".into(), t);
+                    match expr.eval(&vars) {
+                        Ok(TimexValue::Range { begin, end }) => DistValue::Timerange { begin, end },
+                        Ok(TimexValue::Timestamp(ts)) => DistValue::Value(TraitValue::Datetime(ts)),
+                        Err(_) => return Err(NoMatch::BadDistinguishingTrait(source.to_string())),
+                    }
+                }
+            };
+            out.insert(name.to_string(), dv);
+        }
+        Ok(DistTraits(out))
+    }
+
+    /// Which fire criteria the event counts toward (one flag per criteria).
+    pub fn fire_hits(&self, event: &Event) -> Vec<bool> {
+        self.fire_criteria.iter().map(|c| c.matches(event)).collect()
+    }
+
+    /// Whether per-criteria counts meet every criteria's `number`.
+    pub fn fire_ready(&self, counts: &[i64]) -> bool {
+        self.fire_criteria
+            .iter()
+            .enumerate()
+            .all(|(i, c)| counts.get(i).copied().unwrap_or(0) >= c.number as i64)
+    }
+
+    /// A stream's expire time from its first and last event times.
+    pub fn expire_at(&self, first: DateTime<Utc>, last: DateTime<Utc>) -> DateTime<Utc> {
+        let mut vars = Vars::new();
+        vars.insert("first".into(), first);
+        vars.insert("last".into(), last);
+        // Variables were checked at load time, so evaluation only fails on
+        // date overflow; then the stream never expires on its own.
+        self.expiration
+            .eval(&vars)
+            .map(|v| v.timestamp())
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    /// Fire time of a stream that becomes ready at `now`.
+    pub fn fire_timestamp(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + Duration::seconds(self.fire_delay)
+    }
+}
+
+/// All trigger definitions, in load order; names are unique.
+#[derive(Debug, Clone, Default)]
+pub struct TriggerSet {
+    triggers: Vec<Arc<TriggerDefinition>>,
+}
+
+impl TriggerSet {
+    /// Builds a set, rejecting duplicate names.
+    pub fn new(triggers: Vec<TriggerDefinition>) -> Result<TriggerSet, ConfigErrors> {
+        let mut seen = HashSet::new();
+        let mut errors = Vec::new();
+        for t in &triggers {
+            if !seen.insert(t.name.clone()) {
+                errors.push(ConfigError::new("trigger name defined more than once").context(format!("trigger {:?}", t.name)).key("name"));
+            }
+        }
+        if errors.is_empty() {
+            Ok(TriggerSet { triggers: triggers.into_iter().map(Arc::new).collect() })
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Parses a `triggers.yaml` document. Returns the set and warnings.
+    pub fn from_yaml_str(text: &str, file: &Path) -> Result<(TriggerSet, Vec<ConfigError>), ConfigErrors> {
+        let doc: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
+        let items = match doc {
+            Value::Sequence(items) => items,
+            Value::Null => vec![],
+            other => return Err(ConfigError::new(format!("must be a list of trigger definitions, found {}", show(&other))).in_file(file).into()),
+        };
+        let (mut errors, mut warnings) = (vec![], vec![]);
+        let defs: Vec<_> = items.iter().enumerate().filter_map(|(i, it)| TriggerDefinition::from_yaml(it, i, &mut errors, &mut warnings)).collect();
+        let set = TriggerSet::new(defs);
+        if let Err(ConfigErrors(e)) = &set {
+            errors.extend(e.iter().cloned());
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors.into_iter().map(|e| e.in_file(file)).collect()));
+        }
+        Ok((set.expect("no errors"), warnings.into_iter().map(|e| e.in_file(file)).collect()))
+    }
+
+    /// Loads a `triggers.yaml` file.
+    pub fn load(file: &Path) -> Result<(TriggerSet, Vec<ConfigError>), ConfigErrors> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError::new(format!("cannot read: {e}")).in_file(file))?;
+        TriggerSet::from_yaml_str(&text, file)
+    }
+
+    /// The definitions in load order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<TriggerDefinition>> {
+        self.triggers.iter()
+    }
+
+    /// Looks a definition up by name.
+    pub fn get(&self, name: &str) -> Option<&Arc<TriggerDefinition>> {
+        self.triggers.iter().find(|t| t.name == name)
+    }
+
+    /// Number of definitions.
+    pub fn len(&self) -> usize {
+        self.triggers.len()
+    }
+
+    /// True when there are no definitions.
+    pub fn is_empty(&self) -> bool {
+        self.triggers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn def(yaml: &str) -> Result<TriggerDefinition, Vec<ConfigError>> {
+        let v: Value = serde_yaml::from_str(yaml).unwrap();
+        let (mut e, mut w) = (vec![], vec![]);
+        TriggerDefinition::from_yaml(&v, 0, &mut e, &mut w).ok_or(e)
+    }
+
+    const MIN: &str = "{name: t, expiration: \"$last + 1h\", fire_pipeline: p, fire_criteria: [{event_type: test.thing}], match_criteria: [{event_type: \"test.*\"}]}";
+
+    fn ev(ty: &str, traits: &[(&str, TraitValue)]) -> Event {
+        Event::new(
+            format!("m-{ty}"),
+            ty,
+            Utc.with_ymd_and_hms(2014, 8, 1, 20, 4, 0).unwrap(),
+            traits.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn required_keys() {
+        assert!(def("{}").is_err());
+        assert!(def("{name: t}").is_err());
+        assert!(def("{name: t, expiration: \"$last + 1h\"}").is_err());
+        assert!(def("{name: t, expiration: \"$last + 1h\", fire_pipeline: p}").is_err());
+        let e = def("{name: t, expiration: \"$last + 1h\", fire_pipeline: p, fire_criteria: [{}]}").unwrap_err();
+        assert_eq!(e[0].key.as_deref(), Some("match_criteria"));
+        assert_eq!(e[0].context.as_deref(), Some("trigger \"t\""));
+        let d = def(MIN).unwrap();
+        assert_eq!((d.distinguished_by.len(), d.fire_criteria.len(), d.match_criteria.len(), d.fire_delay), (0, 1, 1, 0));
+        assert!(def("{name: t, expiration: \"$last + 1h\", fire_criteria: [{}], match_criteria: [{}]}").is_err());
+        assert!(def("{name: t, expiration: \"$now + 1h\", fire_pipeline: p, fire_criteria: [{}], match_criteria: [{}]}").is_err());
+        assert!(def("{name: t, distinguished_by: [{a: day, b: day}], expiration: \"$last + 1h\", fire_pipeline: p, fire_criteria: [{}], match_criteria: [{}]}").is_err());
+    }
+
+    #[test]
+    fn matching_and_distinguishing() {
+        let d = def(MIN).unwrap();
+        assert!(d.match_event(&ev("test.thing", &[])).is_ok());
+        assert!(d.match_event(&ev("other.thing", &[])).is_err());
+        let d = def("{name: t, distinguished_by: [instance_id, {timestamp: day}], expiration: \"$last + 1h\", fire_pipeline: p, fire_criteria: [{}], match_criteria: [{event_type: \"test.*\"}]}").unwrap();
+        assert_eq!(d.match_event(&ev("test.thing", &[])), Err(NoMatch::MissingDistinguishingTrait("instance_id".into())));
+        let (_, dist) = d.match_event(&ev("test.thing", &[("instance_id", TraitValue::String("foo".into()))])).unwrap();
+        assert_eq!(dist.0["instance_id"], DistValue::Value(TraitValue::String("foo".into())));
+        assert_eq!(
+            dist.0["timestamp"],
+            DistValue::Timerange {
+                begin: Utc.with_ymd_and_hms(2014, 8, 1, 0, 0, 0).unwrap(),
+                end: Utc.with_ymd_and_hms(2014, 8, 2, 0, 0, 0).unwrap()
+            }
+        );
+        let d = def("{name: t, distinguished_by: [instance_id], expiration: \"$last + 1h\", fire_pipeline: p, fire_criteria: [{}], match_criteria: [{map_distinguished_by: {instance_id: other_id}}]}").unwrap();
+        let (_, dist) = d.match_event(&ev("x", &[("other_id", TraitValue::String("bar".into()))])).unwrap();
+        assert_eq!(dist.0["instance_id"], DistValue::Value(TraitValue::String("bar".into())));
+    }
+
+    #[test]
+    fn fire_decision_and_timestamps() {
+        let d = def(MIN).unwrap();
+        let t0 = Utc.with_ymd_and_hms(2014, 8, 1, 0, 0, 0).unwrap();
+        assert_eq!(d.fire_timestamp(t0), t0);
+        let d2 = def(&MIN.replace("fire_pipeline: p", "fire_pipeline: p, fire_delay: 3600")).unwrap();
+        assert_eq!(d2.fire_timestamp(t0), t0 + Duration::hours(1));
+        let count = |types: &[&str]| -> Vec<i64> {
+            let mut c = vec![0; d.fire_criteria.len()];
+            for t in types {
+                for (i, h) in d.fire_hits(&ev(t, &[])).into_iter().enumerate() {
+                    c[i] += h as i64;
+                }
+            }
+            c
+        };
+        assert!(d.fire_ready(&count(&["foobar", "test.thing", "test.thing"])));
+        assert!(d.fire_ready(&count(&["foobar", "test.thing"])));
+        assert!(!d.fire_ready(&count(&["foobar", "whatsit"])));
+        let d = def(&MIN.replace("{event_type: test.thing}", "{event_type: test.thing, number: 2}")).unwrap();
+        assert!(d.fire_ready(&[2]) && !d.fire_ready(&[1]));
+        assert_eq!(d.expire_at(t0, t0 + Duration::hours(2)), t0 + Duration::hours(3));
+    }
+
+    #[test]
+    fn duplicate_names_rejected() {
+        let text = format!("- {MIN}\n- {MIN}\n");
+        let e = TriggerSet::from_yaml_str(&text, Path::new("triggers.yaml")).unwrap_err();
+        assert!(e.to_string().contains("more than once"), "{e}");
+    }
+}
