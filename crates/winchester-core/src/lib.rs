@@ -9,6 +9,7 @@
 //! - [`config`]: `winchester.yaml` and loading of every file it names.
 //! - [`config_error`]: errors that name file, line, definition and key.
 //! - [`clock`]: where "now" comes from.
+//! - [`distiller`]: StackDistiller, notifications to events via `event_definitions.yaml`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod config_error;
 pub mod criteria;
+pub mod distiller;
 pub mod event;
 pub mod pipeline_config;
 pub mod timex;

@@ -1,0 +1,593 @@
+//! StackDistiller: turns OpenStack notifications into flat events (spec 9).
+//!
+//! A [`Distiller`] is built from `event_definitions.yaml`: a list of
+//! definitions, each with an `event_type` filter and a map of traits that say
+//! which notification fields (see [`path`]) become which typed traits.
+//! [`Distiller::to_event`] picks the definition for a notification and builds
+//! an [`Event`].
+
+pub mod path;
+pub mod plugin;
+
+use crate::config_error::{show, ConfigError, ConfigErrors};
+use crate::criteria::EventTypeFilter;
+use crate::event::{Event, EventError, TraitValue, ENVELOPE_KEYS};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use serde_json::Value as Json;
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+pub use path::{FieldMatch, FieldPath, PathError, Step};
+pub use plugin::{BitFlag, Plugin};
+
+/// The type a trait's value is converted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraitType {
+    /// `text` (the default): a string; numbers and booleans in their JSON form.
+    Text,
+    /// `int`: from integer numbers, floats with an integral value, or integer strings.
+    Int,
+    /// `float`: from numbers or numeric strings.
+    Float,
+    /// `datetime`: from ISO-8601 strings (see [`parse_iso8601`]), converted to UTC.
+    Datetime,
+}
+
+impl TraitType {
+    /// The configuration name (`text`, `int`, `float`, `datetime`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TraitType::Text => "text",
+            TraitType::Int => "int",
+            TraitType::Float => "float",
+            TraitType::Datetime => "datetime",
+        }
+    }
+}
+
+/// How one trait is extracted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraitDefinition {
+    /// Trait name.
+    pub name: String,
+    /// Paths searched, in order; their matches are combined.
+    pub fields: Vec<FieldPath>,
+    /// Target type.
+    pub trait_type: TraitType,
+    /// Optional plugin that computes the value from the matches.
+    pub plugin: Option<Plugin>,
+}
+
+/// One entry of `event_definitions.yaml`.
+#[derive(Debug, Clone)]
+pub struct EventDefinition {
+    /// Which event types it applies to.
+    pub event_type: EventTypeFilter,
+    /// Its traits, default traits (`service`, `request_id`, `tenant_id`) first
+    /// unless the file defines traits of those names.
+    pub traits: Vec<TraitDefinition>,
+    /// 0-based position in the file; `None` for the implicit catch-all.
+    pub index: Option<usize>,
+}
+
+impl EventDefinition {
+    /// The definition's event_type patterns, for messages: `compute.instance.*, !x.y`.
+    pub fn describe(&self) -> String {
+        describe_filter(&self.event_type)
+    }
+}
+
+fn describe_filter(f: &EventTypeFilter) -> String {
+    let mut parts: Vec<String> = f.includes().to_vec();
+    parts.extend(f.excludes().iter().map(|e| format!("!{e}")));
+    parts.join(", ")
+}
+
+/// Why a notification could not be turned into an event.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DistillError {
+    /// The notification is not a JSON object.
+    #[error("notification is not a JSON object")]
+    NotAnObject,
+    /// An oslo.messaging v2 envelope whose `oslo.message` is not a JSON object in a string.
+    #[error("bad oslo.messaging envelope: {reason}")]
+    BadEnvelope {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A required key is absent or null.
+    #[error("notification has no {key:?}{}", mid(message_id))]
+    MissingKey {
+        /// The key (`event_type`, `message_id`, or `timestamp` when neither
+        /// `timestamp` nor `_context_timestamp` is present).
+        key: &'static str,
+        /// The message_id, when known.
+        message_id: Option<String>,
+    },
+    /// A key has an unusable value.
+    #[error("notification key {key:?} is invalid: {reason}{}", mid(message_id))]
+    InvalidKey {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+        /// The message_id, when known.
+        message_id: Option<String>,
+    },
+    /// A trait value could not be converted to the trait's type.
+    #[error(
+        "definition for event_type {definition:?}: trait {trait_name:?} from {path:?}: cannot convert {value} to {to}{}",
+        mid(message_id)
+    )]
+    Conversion {
+        /// The definition's event_type patterns.
+        definition: String,
+        /// The trait.
+        trait_name: String,
+        /// The field path the value came from (the trait's first path when a plugin produced it).
+        path: String,
+        /// The raw value, as JSON.
+        value: String,
+        /// The target type.
+        to: TraitType,
+        /// The message_id.
+        message_id: Option<String>,
+    },
+    /// The resulting event did not validate.
+    #[error("distilled event is invalid: {source}")]
+    InvalidEvent {
+        /// The validation failure (it carries the message_id).
+        source: EventError,
+        /// The message_id.
+        message_id: Option<String>,
+    },
+}
+
+impl DistillError {
+    /// The message_id of the notification, when known.
+    pub fn message_id(&self) -> Option<&str> {
+        match self {
+            DistillError::NotAnObject | DistillError::BadEnvelope { .. } => None,
+            DistillError::MissingKey { message_id, .. }
+            | DistillError::InvalidKey { message_id, .. }
+            | DistillError::Conversion { message_id, .. }
+            | DistillError::InvalidEvent { message_id, .. } => message_id.as_deref(),
+        }
+    }
+}
+
+fn mid(message_id: &Option<String>) -> String {
+    match message_id {
+        Some(m) => format!(" (message_id {m:?})"),
+        None => String::new(),
+    }
+}
+
+/// Converts notifications to events with a list of definitions.
+#[derive(Debug, Clone)]
+pub struct Distiller {
+    definitions: Vec<EventDefinition>,
+    implicit_catch_all: Option<EventDefinition>,
+}
+
+const DEFINITION_KEYS: &str = "event_type, traits";
+const TRAIT_KEYS: &str = "fields, type, plugin";
+
+fn default_traits() -> Vec<TraitDefinition> {
+    let p = |s: &str| FieldPath::parse(s).expect("built-in default path parses");
+    let t = |name: &str, fields: Vec<FieldPath>| TraitDefinition {
+        name: name.into(),
+        fields,
+        trait_type: TraitType::Text,
+        plugin: None,
+    };
+    vec![
+        t("service", vec![p("publisher_id")]),
+        t("request_id", vec![p("_context_request_id")]),
+        t("tenant_id", vec![p("payload.tenant_id"), p("_context_tenant")]),
+    ]
+}
+
+impl Distiller {
+    /// Reads and parses a definitions file (see [`Distiller::from_yaml_str`]).
+    pub fn load(path: impl AsRef<Path>, catch_all: bool) -> Result<Distiller, ConfigErrors> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(format!("cannot read event definitions: {e}")).in_file(path))?;
+        Distiller::from_yaml_str(&text, path, catch_all)
+    }
+
+    /// Parses `event_definitions.yaml` text; `file` is only used in messages.
+    ///
+    /// YAML merge keys (`<<: *anchor`) are resolved. Every problem is reported,
+    /// each naming the file, the definition (1-based number and event_type) and
+    /// the key. With `catch_all`, when no definition includes `*` without
+    /// excludes, an implicit `{event_type: '*', traits: {}}` is checked last.
+    pub fn from_yaml_str(text: &str, file: &Path, catch_all: bool) -> Result<Distiller, ConfigErrors> {
+        let mut doc: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
+        doc.apply_merge()
+            .map_err(|e| ConfigError::new(format!("cannot resolve YAML merge keys: {e}")).in_file(file))?;
+        let items = match &doc {
+            Value::Null => Vec::new(),
+            Value::Sequence(items) => items.iter().collect(),
+            other => {
+                return Err(ConfigError::new(format!(
+                    "event definitions must be a list of definitions, found {}",
+                    show(other)
+                ))
+                .in_file(file)
+                .into())
+            }
+        };
+        let mut errors = Vec::new();
+        let mut definitions = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            if let Some(d) = parse_definition(item, i, &mut errors) {
+                definitions.push(d);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors.into_iter().map(|e| e.in_file(file)).collect()));
+        }
+        let implicit_catch_all = (catch_all && !definitions.iter().any(|d| d.event_type.is_catch_all())).then(|| {
+            EventDefinition {
+                event_type: EventTypeFilter::new(&["*"]).expect("'*' is a valid pattern"),
+                traits: default_traits(),
+                index: None,
+            }
+        });
+        Ok(Distiller { definitions, implicit_catch_all })
+    }
+
+    /// The definitions from the file, in file order.
+    pub fn definitions(&self) -> &[EventDefinition] {
+        &self.definitions
+    }
+
+    /// The implicit catch-all definition, when one was added.
+    pub fn implicit_catch_all(&self) -> Option<&EventDefinition> {
+        self.implicit_catch_all.as_ref()
+    }
+
+    /// The definition used for `event_type`: the last-listed matching one, else
+    /// the implicit catch-all, else none.
+    pub fn definition_for(&self, event_type: &str) -> Option<&EventDefinition> {
+        self.definitions
+            .iter()
+            .rev()
+            .chain(self.implicit_catch_all.iter())
+            .find(|d| d.event_type.matches(event_type))
+    }
+
+    /// Converts a notification to an event; `Ok(None)` when no definition
+    /// matches its `event_type` (the notification is dropped).
+    ///
+    /// An oslo.messaging v2 envelope (`{"oslo.version": "2.0", "oslo.message":
+    /// "<json>"}`) is unwrapped first. `event_type` and `message_id` are
+    /// required. The event time is `timestamp`, else `_context_timestamp`;
+    /// unlike the original, a notification with neither is an error rather than
+    /// stamped with the current time, so distilling is deterministic.
+    ///
+    /// Traits named like the envelope keys (`message_id`, `event_type`,
+    /// `timestamp`) are skipped: they never override the envelope.
+    pub fn to_event(&self, notification: &Json) -> Result<Option<Event>, DistillError> {
+        let unwrapped;
+        let mut n = notification;
+        if let Some(obj) = n.as_object() {
+            if obj.contains_key("oslo.message") || obj.contains_key("oslo.version") {
+                let inner = obj.get("oslo.message").and_then(Json::as_str).ok_or_else(|| DistillError::BadEnvelope {
+                    reason: "\"oslo.message\" is missing or not a string".into(),
+                })?;
+                unwrapped = serde_json::from_str::<Json>(inner).map_err(|e| DistillError::BadEnvelope {
+                    reason: format!("\"oslo.message\" is not valid JSON: {e}"),
+                })?;
+                n = &unwrapped;
+            }
+        }
+        let obj = n.as_object().ok_or(DistillError::NotAnObject)?;
+        let message_id = match obj.get("message_id") {
+            None | Some(Json::Null) => return Err(DistillError::MissingKey { key: "message_id", message_id: None }),
+            Some(Json::String(s)) => s.clone(),
+            Some(Json::Number(x)) => x.to_string(),
+            Some(other) => {
+                return Err(DistillError::InvalidKey {
+                    key: "message_id",
+                    reason: format!("must be a string, found {other}"),
+                    message_id: None,
+                })
+            }
+        };
+        let m = || Some(message_id.clone());
+        let event_type = match obj.get("event_type") {
+            None | Some(Json::Null) => return Err(DistillError::MissingKey { key: "event_type", message_id: m() }),
+            Some(Json::String(s)) => s.clone(),
+            Some(other) => {
+                return Err(DistillError::InvalidKey {
+                    key: "event_type",
+                    reason: format!("must be a string, found {other}"),
+                    message_id: m(),
+                })
+            }
+        };
+        let Some(def) = self.definition_for(&event_type) else {
+            tracing::debug!(event_type, message_id, "no event definition matches; notification dropped");
+            return Ok(None);
+        };
+        let mut when = None;
+        for key in ["timestamp", "_context_timestamp"] {
+            match obj.get(key) {
+                None | Some(Json::Null) => continue,
+                Some(Json::String(s)) => {
+                    when = Some(parse_iso8601(s).ok_or_else(|| DistillError::InvalidKey {
+                        key,
+                        reason: format!("{s:?} is not an ISO-8601 date-time"),
+                        message_id: m(),
+                    })?);
+                    break;
+                }
+                Some(other) => {
+                    return Err(DistillError::InvalidKey {
+                        key,
+                        reason: format!("must be an ISO-8601 date-time string, found {other}"),
+                        message_id: m(),
+                    })
+                }
+            }
+        }
+        let when = when.ok_or_else(|| DistillError::MissingKey { key: "timestamp", message_id: m() })?;
+
+        let mut traits = BTreeMap::new();
+        for t in &def.traits {
+            if ENVELOPE_KEYS.contains(&t.name.as_str()) {
+                tracing::debug!(trait_name = t.name, "trait named like an envelope key skipped");
+                continue;
+            }
+            let matches: Vec<FieldMatch<'_>> =
+                t.fields.iter().flat_map(|f| f.find(n)).filter(|fm| !fm.value.is_null()).collect();
+            let (raw, path) = match &t.plugin {
+                Some(p) => {
+                    let path = matches
+                        .first()
+                        .map(|fm| fm.path.clone())
+                        .or_else(|| t.fields.first().map(|f| f.source().to_string()))
+                        .unwrap_or_default();
+                    match p.apply(&matches) {
+                        Some(v) => (v, path),
+                        None => continue,
+                    }
+                }
+                None => match matches.first() {
+                    Some(fm) => (fm.value.clone(), fm.path.clone()),
+                    None => continue,
+                },
+            };
+            if raw.is_null() {
+                continue;
+            }
+            if t.trait_type != TraitType::Text && raw.as_str() == Some("") {
+                continue;
+            }
+            let value = convert(&raw, t.trait_type).ok_or_else(|| DistillError::Conversion {
+                definition: def.describe(),
+                trait_name: t.name.clone(),
+                path,
+                value: raw.to_string(),
+                to: t.trait_type,
+                message_id: m(),
+            })?;
+            traits.insert(t.name.clone(), value);
+        }
+        Event::new(message_id.clone(), event_type, when, traits)
+            .map(Some)
+            .map_err(|source| DistillError::InvalidEvent { source, message_id: m() })
+    }
+}
+
+fn convert(raw: &Json, to: TraitType) -> Option<TraitValue> {
+    match to {
+        TraitType::Text => Some(TraitValue::String(plugin::json_text(raw))),
+        TraitType::Int => match raw {
+            Json::Number(x) => match x.as_i64() {
+                Some(i) => Some(TraitValue::Int(i)),
+                None => {
+                    let f = x.as_f64()?;
+                    (f.is_finite() && f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64)
+                        .then_some(TraitValue::Int(f as i64))
+                }
+            },
+            Json::String(s) => s.trim().parse::<i64>().ok().map(TraitValue::Int),
+            _ => None,
+        },
+        TraitType::Float => {
+            let f = match raw {
+                Json::Number(x) => x.as_f64()?,
+                Json::String(s) => s.trim().parse::<f64>().ok()?,
+                _ => return None,
+            };
+            f.is_finite().then_some(TraitValue::Float(f))
+        }
+        TraitType::Datetime => raw.as_str().and_then(parse_iso8601).map(TraitValue::Datetime),
+    }
+}
+
+/// Parses an ISO-8601 date-time as notifications carry them and converts it to
+/// UTC: `YYYY-MM-DD`, then `T` or a space and `HH:MM[:SS[.fraction]]`, then an
+/// optional zone (`Z`, `±HH:MM`, `±HHMM`, `±HH`; none means UTC). A bare date
+/// is midnight UTC. Examples: `2013-08-08 21:06:37.803826`,
+/// `2014-08-01T20:04:00Z`, `2014-08-01T20:04:00.123+02:00`.
+pub fn parse_iso8601(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if !s.is_ascii() || s.len() < 10 {
+        return None;
+    }
+    let date = NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d").ok()?;
+    let rest = &s[10..];
+    if rest.is_empty() {
+        return Some(Utc.from_utc_datetime(&date.and_time(NaiveTime::MIN)));
+    }
+    let rest = rest.strip_prefix(['T', 't', ' '])?;
+    // Split off the zone: `Z`, or the first `+`/`-` (times contain neither).
+    let (time, offset_secs) = if let Some(t) = rest.strip_suffix(['Z', 'z']) {
+        (t, 0)
+    } else if let Some(pos) = rest.find(['+', '-']) {
+        let (t, zone) = rest.split_at(pos);
+        (t, parse_offset(zone)?)
+    } else {
+        (rest, 0)
+    };
+    let time = NaiveTime::parse_from_str(time, "%H:%M:%S%.f")
+        .or_else(|_| NaiveTime::parse_from_str(time, "%H:%M"))
+        .ok()?;
+    let offset = FixedOffset::east_opt(offset_secs)?;
+    let local = NaiveDateTime::new(date, time);
+    offset.from_local_datetime(&local).single().map(|d| d.with_timezone(&Utc))
+}
+
+fn parse_offset(zone: &str) -> Option<i32> {
+    let sign = match zone.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) || zone[1..].matches(':').count() > 1 {
+        return None;
+    }
+    let (h, mi) = match digits.len() {
+        2 => (digits.parse::<i32>().ok()?, 0),
+        4 => (digits[..2].parse::<i32>().ok()?, digits[2..].parse::<i32>().ok()?),
+        _ => return None,
+    };
+    if h > 23 || mi > 59 {
+        return None;
+    }
+    Some(sign * (h * 3600 + mi * 60))
+}
+
+fn parse_definition(v: &Value, index: usize, errors: &mut Vec<ConfigError>) -> Option<EventDefinition> {
+    let mut ctx = format!("event definition #{}", index + 1);
+    let Value::Mapping(m) = v else {
+        errors.push(ConfigError::new(format!("a definition must be a map with event_type and traits, found {}", show(v))).context(ctx));
+        return None;
+    };
+    let before = errors.len();
+    let mut filter = None;
+    match m.get("event_type") {
+        None => errors.push(ConfigError::new("missing required key event_type").context(ctx.clone())),
+        Some(et) => match EventTypeFilter::from_yaml(et) {
+            Ok(f) => {
+                ctx = format!("{ctx} (event_type {:?})", describe_filter(&f));
+                filter = Some(f);
+            }
+            Err(e) => errors.push(ConfigError::new(e).context(ctx.clone()).key("event_type")),
+        },
+    }
+    for k in m.keys() {
+        if !matches!(k.as_str(), Some("event_type") | Some("traits")) {
+            errors.push(ConfigError::new(format!("unknown key {} (expected {DEFINITION_KEYS})", show(k))).context(ctx.clone()));
+        }
+    }
+    let mut traits: Vec<TraitDefinition> = Vec::new();
+    match m.get("traits") {
+        None => errors.push(ConfigError::new("missing required key traits").context(ctx.clone())),
+        Some(Value::Null) => {}
+        Some(Value::Mapping(tm)) => {
+            for (name, tv) in tm {
+                let Some(name) = name.as_str() else {
+                    errors.push(ConfigError::new(format!("trait names must be strings, found {}", show(name))).context(ctx.clone()).key("traits"));
+                    continue;
+                };
+                match parse_trait(name, tv) {
+                    Ok(t) => traits.push(t),
+                    Err(es) => errors.extend(es.into_iter().map(|e| e.context(ctx.clone()))),
+                }
+            }
+        }
+        Some(other) => errors.push(
+            ConfigError::new(format!("traits must be a map of trait name to trait definition, found {}", show(other)))
+                .context(ctx.clone())
+                .key("traits"),
+        ),
+    }
+    if errors.len() > before {
+        return None;
+    }
+    let mut all: Vec<TraitDefinition> =
+        default_traits().into_iter().filter(|d| !traits.iter().any(|t| t.name == d.name)).collect();
+    all.extend(traits);
+    Some(EventDefinition { event_type: filter?, traits: all, index: Some(index) })
+}
+
+fn parse_trait(name: &str, v: &Value) -> Result<TraitDefinition, Vec<ConfigError>> {
+    let base = format!("traits.{name}");
+    let Value::Mapping(m) = v else {
+        return Err(vec![ConfigError::new(format!("a trait definition must be a map with {TRAIT_KEYS}, found {}", show(v))).key(base)]);
+    };
+    let mut errors = Vec::new();
+    let mut fields = Vec::new();
+    let mut trait_type = TraitType::Text;
+    let mut plugin = None;
+    let mut parse_path = |p: &str, key: String, errors: &mut Vec<ConfigError>| match FieldPath::parse(p) {
+        Ok(fp) => fields.push(fp),
+        Err(e) => errors.push(ConfigError::new(e.to_string()).key(key)),
+    };
+    match m.get("fields") {
+        None => errors.push(ConfigError::new("missing required key fields").key(base.clone())),
+        Some(Value::String(s)) => parse_path(s, format!("{base}.fields"), &mut errors),
+        Some(Value::Sequence(items)) if !items.is_empty() => {
+            for (i, it) in items.iter().enumerate() {
+                match it.as_str() {
+                    Some(s) => parse_path(s, format!("{base}.fields[{i}]"), &mut errors),
+                    None => errors.push(
+                        ConfigError::new(format!("a field path must be a string, found {}", show(it)))
+                            .key(format!("{base}.fields[{i}]")),
+                    ),
+                }
+            }
+        }
+        Some(other) => errors.push(
+            ConfigError::new(format!("fields must be a path or a non-empty list of paths, found {}", show(other)))
+                .key(format!("{base}.fields")),
+        ),
+    }
+    if let Some(t) = m.get("type") {
+        match t.as_str() {
+            Some("text") => trait_type = TraitType::Text,
+            Some("int") => trait_type = TraitType::Int,
+            Some("float") => trait_type = TraitType::Float,
+            Some("datetime") => trait_type = TraitType::Datetime,
+            _ => errors.push(
+                ConfigError::new(format!("unknown trait type {} (expected text, int, float, datetime)", show(t)))
+                    .key(format!("{base}.type")),
+            ),
+        }
+    }
+    if let Some(p) = m.get("plugin") {
+        match Plugin::from_yaml(p, &format!("{base}.plugin")) {
+            Ok(p) => plugin = Some(p),
+            Err(mut es) => errors.append(&mut es),
+        }
+    }
+    for k in m.keys() {
+        if !matches!(k.as_str(), Some("fields") | Some("type") | Some("plugin")) {
+            errors.push(ConfigError::new(format!("unknown key {} (expected {TRAIT_KEYS})", show(k))).key(base.clone()));
+        }
+    }
+    if errors.is_empty() {
+        Ok(TraitDefinition { name: name.to_string(), fields, trait_type, plugin })
+    } else {
+        Err(errors)
+    }
+}
+
+impl fmt::Display for TraitType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,250 @@
+//! Built-in trait plugins: `split` and `bitfield` (spec 9.3).
+
+use super::path::{FieldMatch, FieldPath};
+use crate::config_error::{show, ConfigError};
+use serde_json::Value as Json;
+use serde_yaml::Value;
+
+/// A trait plugin: turns the matches of a trait's `fields` into one value.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Plugin {
+    /// `split`: splits the first match (as text) and keeps one segment.
+    Split {
+        /// Separator (`.` by default; never empty).
+        separator: String,
+        /// Segment to keep (0 by default; negative counts from the end).
+        segment: i64,
+        /// Split at most this many times (`None`, the default: no limit).
+        max_split: Option<usize>,
+    },
+    /// `bitfield`: an integer with a bit set for each flag whose path matched.
+    Bitfield {
+        /// Starting value (0 by default).
+        initial_bitfield: i64,
+        /// The flags, in file order.
+        flags: Vec<BitFlag>,
+    },
+}
+
+/// One flag of the `bitfield` plugin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BitFlag {
+    /// Canonical path (see [`FieldPath::canonical`]) the flag looks for among the matches.
+    pub path: String,
+    /// Bit to set, 0..=63.
+    pub bit: u32,
+    /// When present, the matched value must equal this for the bit to be set.
+    pub value: Option<Json>,
+}
+
+impl Plugin {
+    /// The plugin's configuration name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Plugin::Split { .. } => "split",
+            Plugin::Bitfield { .. } => "bitfield",
+        }
+    }
+
+    /// Parses a `plugin:` value: a name, or `{name, parameters}`. `key` is the
+    /// key path for messages (e.g. `traits.host.plugin`).
+    pub fn from_yaml(v: &Value, key: &str) -> Result<Plugin, Vec<ConfigError>> {
+        let err = |k: &str, m: String| vec![ConfigError::new(m).key(k)];
+        let (name, params) = match v {
+            Value::String(s) => (s.as_str(), None),
+            Value::Mapping(m) => {
+                let mut name = None;
+                let mut params = None;
+                for (k, val) in m {
+                    match k.as_str() {
+                        Some("name") => match val.as_str() {
+                            Some(n) => name = Some(n),
+                            None => return Err(err(&format!("{key}.name"), format!("plugin name must be a string, found {}", show(val)))),
+                        },
+                        Some("parameters") => params = Some(val),
+                        _ => {
+                            return Err(err(
+                                key,
+                                format!("unknown plugin key {} (expected name, parameters)", show(k)),
+                            ))
+                        }
+                    }
+                }
+                match name {
+                    Some(n) => (n, params),
+                    None => return Err(err(key, "plugin has no name".into())),
+                }
+            }
+            other => return Err(err(key, format!("plugin must be a name or a map with name and parameters, found {}", show(other)))),
+        };
+        let pkey = format!("{key}.parameters");
+        let params: Vec<(&Value, &Value)> = match params {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Mapping(m)) => m.iter().collect(),
+            Some(other) => return Err(err(&pkey, format!("plugin parameters must be a map, found {}", show(other)))),
+        };
+        let mut errors = Vec::new();
+        let plugin = match name {
+            "split" => {
+                let mut separator = ".".to_string();
+                let mut segment = 0i64;
+                let mut max_split = None;
+                for (k, val) in params {
+                    let here = format!("{pkey}.{}", k.as_str().unwrap_or("?"));
+                    match k.as_str() {
+                        Some("separator") => match val.as_str() {
+                            Some(s) if !s.is_empty() => separator = s.to_string(),
+                            _ => errors.push(ConfigError::new(format!("separator must be a non-empty string, found {}", show(val))).key(here)),
+                        },
+                        Some("segment") => match val.as_i64() {
+                            Some(i) => segment = i,
+                            None => errors.push(ConfigError::new(format!("segment must be an integer, found {}", show(val))).key(here)),
+                        },
+                        Some("max_split") => match val.as_i64() {
+                            Some(-1) => max_split = None,
+                            Some(i) if i >= 0 => max_split = usize::try_from(i).ok(),
+                            _ => errors.push(ConfigError::new(format!("max_split must be a non-negative integer (or -1 for no limit), found {}", show(val))).key(here)),
+                        },
+                        _ => errors.push(
+                            ConfigError::new(format!("unknown split parameter {} (expected separator, segment, max_split)", show(k))).key(pkey.clone()),
+                        ),
+                    }
+                }
+                Plugin::Split { separator, segment, max_split }
+            }
+            "bitfield" => {
+                let mut initial_bitfield = 0i64;
+                let mut flags = Vec::new();
+                for (k, val) in params {
+                    let here = format!("{pkey}.{}", k.as_str().unwrap_or("?"));
+                    match k.as_str() {
+                        Some("initial_bitfield") => match val.as_i64() {
+                            Some(i) => initial_bitfield = i,
+                            None => errors.push(ConfigError::new(format!("initial_bitfield must be an integer, found {}", show(val))).key(here)),
+                        },
+                        Some("flags") => match val {
+                            Value::Null => {}
+                            Value::Sequence(items) => {
+                                for (i, item) in items.iter().enumerate() {
+                                    match parse_flag(item, &format!("{here}[{i}]")) {
+                                        Ok(f) => flags.push(f),
+                                        Err(mut e) => errors.append(&mut e),
+                                    }
+                                }
+                            }
+                            other => errors.push(ConfigError::new(format!("flags must be a list, found {}", show(other))).key(here)),
+                        },
+                        _ => errors.push(
+                            ConfigError::new(format!("unknown bitfield parameter {} (expected initial_bitfield, flags)", show(k))).key(pkey.clone()),
+                        ),
+                    }
+                }
+                Plugin::Bitfield { initial_bitfield, flags }
+            }
+            other => {
+                return Err(err(key, format!("unknown plugin {other:?} (built-in plugins: split, bitfield)")));
+            }
+        };
+        if errors.is_empty() {
+            Ok(plugin)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Runs the plugin on a trait's matches (possibly none).
+    pub fn apply(&self, matches: &[FieldMatch<'_>]) -> Option<Json> {
+        match self {
+            Plugin::Split { separator, segment, max_split } => {
+                let first = matches.first()?;
+                let text = json_text(first.value);
+                let parts: Vec<&str> = match max_split {
+                    Some(n) => text.splitn(n.saturating_add(1), separator.as_str()).collect(),
+                    None => text.split(separator.as_str()).collect(),
+                };
+                let idx = if *segment < 0 {
+                    let back = usize::try_from(segment.unsigned_abs()).ok()?;
+                    parts.len().checked_sub(back)?
+                } else {
+                    usize::try_from(*segment).ok()?
+                };
+                parts.get(idx).map(|s| Json::String((*s).to_string()))
+            }
+            Plugin::Bitfield { initial_bitfield, flags } => {
+                let mut bits = *initial_bitfield;
+                for flag in flags {
+                    let hit = matches.iter().any(|m| {
+                        m.path == flag.path && flag.value.as_ref().is_none_or(|want| json_loose_eq(want, m.value))
+                    });
+                    if hit {
+                        bits |= 1i64 << flag.bit;
+                    }
+                }
+                Some(Json::from(bits))
+            }
+        }
+    }
+}
+
+fn parse_flag(v: &Value, key: &str) -> Result<BitFlag, Vec<ConfigError>> {
+    let Value::Mapping(m) = v else {
+        return Err(vec![ConfigError::new(format!("a flag must be a map with path, bit and optional value, found {}", show(v))).key(key)]);
+    };
+    let mut errors = Vec::new();
+    let mut path = None;
+    let mut bit = None;
+    let mut value = None;
+    for (k, val) in m {
+        let here = format!("{key}.{}", k.as_str().unwrap_or("?"));
+        match k.as_str() {
+            Some("path") => match val.as_str().map(FieldPath::parse) {
+                Some(Ok(p)) if p.has_wildcard() => {
+                    errors.push(ConfigError::new(format!("flag path {:?} must not contain wildcards", p.source())).key(here))
+                }
+                Some(Ok(p)) => path = Some(p.canonical()),
+                Some(Err(e)) => errors.push(ConfigError::new(e.to_string()).key(here)),
+                None => errors.push(ConfigError::new(format!("flag path must be a string, found {}", show(val))).key(here)),
+            },
+            Some("bit") => match val.as_u64().filter(|b| *b < 64) {
+                Some(b) => bit = Some(b as u32),
+                None => errors.push(ConfigError::new(format!("bit must be an integer from 0 to 63, found {}", show(val))).key(here)),
+            },
+            Some("value") => match serde_json::to_value(val) {
+                Ok(j) => value = Some(j),
+                Err(e) => errors.push(ConfigError::new(format!("flag value is not plain data: {e}")).key(here)),
+            },
+            _ => errors.push(ConfigError::new(format!("unknown flag key {} (expected path, bit, value)", show(k))).key(key)),
+        }
+    }
+    if path.is_none() && !m.contains_key("path") {
+        errors.push(ConfigError::new("flag has no path").key(key));
+    }
+    if bit.is_none() && !m.contains_key("bit") {
+        errors.push(ConfigError::new("flag has no bit").key(key));
+    }
+    match (path, bit) {
+        (Some(path), Some(bit)) if errors.is_empty() => Ok(BitFlag { path, bit, value }),
+        _ => Err(errors),
+    }
+}
+
+/// A JSON value as text: strings as themselves, other scalars in their JSON
+/// form, arrays and objects as compact JSON.
+pub(crate) fn json_text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Equality where numbers compare by value (`1` equals `1.0`).
+fn json_loose_eq(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        _ => a == b,
+    }
+}

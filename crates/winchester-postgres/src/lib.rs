@@ -1,0 +1,139 @@
+//! PostgreSQL backend of winchester-rs.
+//!
+//! Layout:
+//! - [`PgStorage`]: the [`Storage`](winchester_storage::Storage) implementation.
+//! - `ingest`: saving events and stream memberships (set-based, one transaction per batch).
+//! - `streams`: stream queries and compare-and-set state changes.
+//! - `events`: reading and trimming events.
+//! - `rows`: decoding rows into storage types.
+//! - `errors`: mapping sqlx errors to [`StorageError`](winchester_storage::StorageError).
+//! - [`migrate`]: the embedded migrations (`migrations/` at the workspace root).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod errors;
+mod events;
+mod ingest;
+pub mod migrate;
+mod rows;
+mod streams;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use std::time::Duration;
+use winchester_core::Event;
+use winchester_storage::{
+    Action, EventPlan, Finish, FinishOutcome, IngestOutcome, ReadyListener, Result, Storage, Stream, StreamFilter,
+};
+
+pub use errors::storage_error;
+pub use migrate::MIGRATOR;
+
+/// The NOTIFY channel an ingester signals when a stream becomes ready to fire.
+pub const READY_CHANNEL: &str = "winchester_ready";
+
+/// Storage on a PostgreSQL connection pool.
+#[derive(Debug, Clone)]
+pub struct PgStorage {
+    pool: PgPool,
+}
+
+impl PgStorage {
+    /// Connects a pool of at most `max_connections` to `url`.
+    pub async fn connect(url: &str, max_connections: u32) -> std::result::Result<PgStorage, sqlx::Error> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        Ok(PgStorage { pool })
+    }
+
+    /// Uses an existing pool.
+    pub fn from_pool(pool: PgPool) -> PgStorage {
+        PgStorage { pool }
+    }
+
+    /// The pool (for migrations and tools).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Storage for PgStorage {
+    async fn ingest(&self, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
+        ingest::ingest(&self.pool, batch, now).await
+    }
+
+    async fn ready_streams(&self, action: Action, now: DateTime<Utc>, limit: u32) -> Result<Vec<Stream>> {
+        streams::ready(&self.pool, action, now, limit).await
+    }
+
+    async fn claim(&self, stream: &Stream, action: Action, now: DateTime<Utc>, lease: Duration) -> Result<Option<Stream>> {
+        streams::claim(&self.pool, stream, action, now, lease).await
+    }
+
+    async fn stream_events(
+        &self,
+        stream_id: i64,
+        after: Option<(DateTime<Utc>, i64)>,
+        limit: u32,
+    ) -> Result<(Vec<Event>, Option<(DateTime<Utc>, i64)>)> {
+        events::stream_events(&self.pool, stream_id, after, limit).await
+    }
+
+    async fn finish(&self, claimed: &Stream, outcome: Finish<'_>, now: DateTime<Utc>) -> Result<FinishOutcome> {
+        streams::finish(&self.pool, claimed, outcome, now).await
+    }
+
+    async fn list_streams(&self, filter: &StreamFilter) -> Result<Vec<Stream>> {
+        streams::list(&self.pool, filter).await
+    }
+
+    async fn get_stream(&self, id: i64) -> Result<Option<Stream>> {
+        streams::get(&self.pool, id).await
+    }
+
+    async fn retry_stream(&self, id: i64) -> Result<Option<Stream>> {
+        streams::retry(&self.pool, id).await
+    }
+
+    async fn purge_stream(&self, id: i64) -> Result<bool> {
+        streams::purge(&self.pool, id).await
+    }
+
+    async fn trim_events(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
+        events::trim(&self.pool, cutoff, limit).await
+    }
+
+    async fn next_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        streams::next_due(&self.pool, now).await
+    }
+
+    async fn ready_listener(&self) -> Result<Box<dyn ReadyListener>> {
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(storage_error)?;
+        listener.listen(READY_CHANNEL).await.map_err(storage_error)?;
+        Ok(Box::new(PgReadyListener { listener }))
+    }
+}
+
+struct PgReadyListener {
+    listener: PgListener,
+}
+
+#[async_trait]
+impl ReadyListener for PgReadyListener {
+    async fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        match tokio::time::timeout(timeout, self.listener.recv()).await {
+            Err(_) => Ok(false),
+            Ok(Ok(_)) => {
+                // Drain notifications already buffered so one burst wakes us once.
+                while self.listener.next_buffered().is_some() {}
+                Ok(true)
+            }
+            Ok(Err(e)) => Err(storage_error(e)),
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The one narrow interface between the engine and its database.
+//!
+//! The engine (trigger manager, workers, CLI) talks to storage only through
+//! [`Storage`]; no backend type crosses it. Backends: `winchester-postgres`.
+//!
+//! Layout:
+//! - [`Storage`], [`ReadyListener`]: the interface.
+//! - [`stream`]: stream records, states and filters.
+//! - [`plan`]: what ingest hands to storage (event + computed memberships).
+//! - [`StorageError`]: errors, classified retryable or not.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod plan;
+pub mod stream;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+use winchester_core::Event;
+
+pub use plan::{EventPlan, IngestOutcome, Membership};
+pub use stream::{Action, Stream, StreamFilter, StreamState};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The database could not be reached or the connection broke; try again later.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A transient conflict (deadlock, serialization failure, lost insert race); retry.
+    #[error("transient conflict: {0}")]
+    Conflict(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Stored data could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl StorageError {
+    /// Whether the same operation may succeed if tried again. The one place that
+    /// decides this; callers never inspect error text.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StorageError::Unavailable(_) | StorageError::Conflict(_))
+    }
+}
+
+/// Result alias for storage calls.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// How a finished pipeline run is recorded.
+#[derive(Debug)]
+pub enum Finish<'a> {
+    /// Every handler succeeded: save the pipeline's new events and complete (or
+    /// purge) the stream, in one transaction.
+    Completed {
+        /// Delete the stream instead of marking it completed.
+        purge: bool,
+        /// Events the pipeline added, already planned against the triggers.
+        new_events: &'a [EventPlan],
+    },
+    /// The pipeline failed: move the stream to `error` / `expire_error` with the reason.
+    Failed {
+        /// Why, recorded on the stream.
+        reason: &'a str,
+    },
+}
+
+/// What [`Storage::finish`] did.
+#[derive(Debug)]
+pub enum FinishOutcome {
+    /// Recorded; for a completed stream, the outcome of each new event.
+    Done(Vec<IngestOutcome>),
+    /// The stream's serial moved on (its lease expired and another worker took
+    /// it): nothing was written.
+    LostLease,
+}
+
+/// The storage interface. Every state change is a compare-and-set on the
+/// stream's `state_serial_no`.
+#[async_trait]
+pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
+    /// Saves a batch of events and their stream memberships. Each event and all of
+    /// its memberships and stream updates commit together; duplicates (by
+    /// `message_id`) change nothing and are reported as such.
+    async fn ingest(&self, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>>;
+
+    /// Streams ready for `action` at `now`, oldest due first: ready and not yet
+    /// taken, or taken by a worker whose lease has run out.
+    async fn ready_streams(&self, action: Action, now: DateTime<Utc>, limit: u32) -> Result<Vec<Stream>>;
+
+    /// Takes a ready stream for `action` (compare-and-set on its serial), closing it
+    /// to new events and leasing it until `now + lease`. `None` when another worker
+    /// got there first.
+    async fn claim(&self, stream: &Stream, action: Action, now: DateTime<Utc>, lease: Duration) -> Result<Option<Stream>>;
+
+    /// A page of a stream's events in timestamp order, after the `(timestamp, id)`
+    /// position `after` (exclusive). Returns the events and the position of the last.
+    async fn stream_events(&self, stream_id: i64, after: Option<(DateTime<Utc>, i64)>, limit: u32) -> Result<(Vec<Event>, Option<(DateTime<Utc>, i64)>)>;
+
+    /// Records the end of a pipeline run on a claimed stream.
+    async fn finish(&self, claimed: &Stream, outcome: Finish<'_>, now: DateTime<Utc>) -> Result<FinishOutcome>;
+
+    /// Streams matching a filter, newest first.
+    async fn list_streams(&self, filter: &StreamFilter) -> Result<Vec<Stream>>;
+
+    /// One stream.
+    async fn get_stream(&self, id: i64) -> Result<Option<Stream>>;
+
+    /// `error` -> `retry_fire`, `expire_error` -> `retry_expire`. Returns the stream
+    /// afterwards, `None` if it does not exist; other states are left as they are.
+    async fn retry_stream(&self, id: i64) -> Result<Option<Stream>>;
+
+    /// Deletes a stream and its memberships (not its events). False if absent.
+    async fn purge_stream(&self, id: i64) -> Result<bool>;
+
+    /// Deletes up to `limit` events older than `cutoff` that belong to no
+    /// unfinished stream. Returns how many were deleted.
+    async fn trim_events(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64>;
+
+    /// The earliest future moment a stream becomes ready (fire time, expire time or
+    /// lease end), so an idle worker knows when to wake.
+    async fn next_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>>;
+
+    /// A listener that wakes when an ingester marks a stream ready to fire.
+    async fn ready_listener(&self) -> Result<Box<dyn ReadyListener>>;
+}
+
+/// Wakes an idle worker early.
+#[async_trait]
+pub trait ReadyListener: Send {
+    /// Waits until a notification arrives or `timeout` passes. Returns true when
+    /// woken by a notification.
+    async fn wait(&mut self, timeout: Duration) -> Result<bool>;
+}

@@ -1,0 +1,153 @@
+//! Stream records and their state machine.
+
+use chrono::{DateTime, Utc};
+use std::fmt;
+use std::str::FromStr;
+use winchester_core::DistTraits;
+
+/// A stream's state. Numbers are stored in the database and match the original.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamState {
+    /// Collecting events (until a worker takes it).
+    Active = 1,
+    /// A worker is running its fire pipeline.
+    Firing = 2,
+    /// A worker is running its expire pipeline.
+    Expiring = 3,
+    /// The fire pipeline failed.
+    Error = 4,
+    /// The expire pipeline failed.
+    ExpireError = 5,
+    /// Done (kept when `purge_completed_streams` is false).
+    Completed = 6,
+    /// Queued to fire again after an error.
+    RetryFire = 7,
+    /// Queued to expire again after an error.
+    RetryExpire = 8,
+}
+
+impl StreamState {
+    /// Every state.
+    pub const ALL: [StreamState; 8] = [
+        StreamState::Active,
+        StreamState::Firing,
+        StreamState::Expiring,
+        StreamState::Error,
+        StreamState::ExpireError,
+        StreamState::Completed,
+        StreamState::RetryFire,
+        StreamState::RetryExpire,
+    ];
+
+    /// The state's name (`active`, `retry_fire`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamState::Active => "active",
+            StreamState::Firing => "firing",
+            StreamState::Expiring => "expiring",
+            StreamState::Error => "error",
+            StreamState::ExpireError => "expire_error",
+            StreamState::Completed => "completed",
+            StreamState::RetryFire => "retry_fire",
+            StreamState::RetryExpire => "retry_expire",
+        }
+    }
+
+    /// From the stored number.
+    pub fn from_i16(n: i16) -> Option<StreamState> {
+        StreamState::ALL.into_iter().find(|s| *s as i16 == n)
+    }
+}
+
+impl fmt::Display for StreamState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StreamState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        StreamState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown stream state {s:?}; expected one of {}", StreamState::ALL.map(|s| s.as_str()).join(", ")))
+    }
+}
+
+/// What a worker does to a ready stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Run the fire pipeline.
+    Fire,
+    /// Run the expire pipeline.
+    Expire,
+}
+
+impl Action {
+    /// The state a stream is in while a worker holds it for this action.
+    pub fn working_state(self) -> StreamState {
+        match self {
+            Action::Fire => StreamState::Firing,
+            Action::Expire => StreamState::Expiring,
+        }
+    }
+    /// The state a failed run leaves.
+    pub fn error_state(self) -> StreamState {
+        match self {
+            Action::Fire => StreamState::Error,
+            Action::Expire => StreamState::ExpireError,
+        }
+    }
+    /// `fire` or `expire`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Fire => "fire",
+            Action::Expire => "expire",
+        }
+    }
+}
+
+/// A stream record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stream {
+    /// Row id.
+    pub id: i64,
+    /// The trigger that created it.
+    pub trigger: String,
+    /// Its state.
+    pub state: StreamState,
+    /// Bumped by every state change; the compare-and-set token.
+    pub state_serial_no: i32,
+    /// The distinguishing traits.
+    pub dist_traits: DistTraits,
+    /// Whether it still accepts events.
+    pub open: bool,
+    /// Number of member events.
+    pub event_count: i64,
+    /// Earliest member event time.
+    pub first_event: DateTime<Utc>,
+    /// Latest member event time.
+    pub last_event: DateTime<Utc>,
+    /// When it is due to fire; `None` until its fire criteria are met.
+    pub fire_timestamp: Option<DateTime<Utc>>,
+    /// When it expires.
+    pub expire_timestamp: DateTime<Utc>,
+    /// While firing/expiring: when another worker may reclaim it.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// How many times a worker has taken it.
+    pub attempts: i32,
+    /// Why the last run failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// Selects streams for listing.
+#[derive(Debug, Clone, Default)]
+pub struct StreamFilter {
+    /// Only this trigger's streams.
+    pub trigger: Option<String>,
+    /// Only streams in this state.
+    pub state: Option<StreamState>,
+    /// At most this many (default: all).
+    pub limit: Option<u32>,
+}

@@ -1,0 +1,19 @@
+//! Engine errors.
+
+use winchester_core::{ConfigErrors, EventError};
+use winchester_storage::StorageError;
+
+/// An engine failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The event is invalid.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+}

@@ -1,0 +1,24 @@
+//! The winchester-rs engine.
+//!
+//! Layout:
+//! - [`trigger_manager`]: [`TriggerManager::add_event`] and friends: match events
+//!   against triggers and hand them to storage.
+//! - [`pipeline`]: the [`Handler`](pipeline::Handler) trait, the handler registry,
+//!   running a pipeline over a stream's events, built-in handlers.
+//! - [`worker`]: the pipeline worker loop that fires and expires ready streams.
+//! - [`error`]: the engine's error type.
+//!
+//! Storage is reached only through [`winchester_storage::Storage`].
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod pipeline;
+pub mod trigger_manager;
+pub mod worker;
+
+pub use error::EngineError;
+pub use trigger_manager::{EventOutcome, TriggerManager};
+pub use winchester_core as core;
+pub use winchester_storage as storage;
+pub use worker::{Worker, WorkerOptions, WorkerStats};

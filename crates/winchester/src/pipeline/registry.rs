@@ -1,0 +1,84 @@
+//! Handler type name -> constructor.
+
+use super::handlers;
+use super::Handler;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Builds a handler from its YAML `params`; an `Err` names what is wrong with them.
+pub type HandlerFactory = Arc<dyn Fn(&serde_yaml::Mapping) -> Result<Box<dyn Handler>, String> + Send + Sync>;
+
+/// Known handler types. `pipeline_handlers` in `winchester.yaml` maps each
+/// handler name used in `pipelines.yaml` to one of these type names (or to an
+/// original Python class path, which maps to the equivalent built-in).
+#[derive(Clone)]
+pub struct HandlerRegistry {
+    types: BTreeMap<String, HandlerFactory>,
+}
+
+impl std::fmt::Debug for HandlerRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerRegistry").field("types", &self.types.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+/// The original's class paths and the built-in each maps to.
+const PYTHON_ALIASES: &[(&str, &str)] = &[
+    ("winchester.pipeline_handler:LoggingHandler", "logger"),
+    ("winchester.pipeline_handler:UsageHandler", "usage"),
+    ("winchester.pipeline_handler:NotabeneHandler", "amqp"),
+    ("winchester.pipeline_handler:AtomPubHandler", "webhook"),
+];
+
+impl Default for HandlerRegistry {
+    fn default() -> Self {
+        HandlerRegistry::with_builtins()
+    }
+}
+
+impl HandlerRegistry {
+    /// An empty registry.
+    pub fn empty() -> HandlerRegistry {
+        HandlerRegistry { types: BTreeMap::new() }
+    }
+
+    /// The built-in handler types.
+    pub fn with_builtins() -> HandlerRegistry {
+        let mut r = HandlerRegistry::empty();
+        handlers::register_builtins(&mut r);
+        r
+    }
+
+    /// Registers (or replaces) a handler type.
+    pub fn register<F>(&mut self, type_name: impl Into<String>, factory: F) -> &mut Self
+    where
+        F: Fn(&serde_yaml::Mapping) -> Result<Box<dyn Handler>, String> + Send + Sync + 'static,
+    {
+        self.types.insert(type_name.into(), Arc::new(factory));
+        self
+    }
+
+    /// The canonical type name: original class paths map to built-ins.
+    pub fn canonical<'a>(&self, type_name: &'a str) -> &'a str {
+        PYTHON_ALIASES.iter().find(|(p, _)| *p == type_name).map(|(_, b)| *b).unwrap_or(type_name)
+    }
+
+    /// Whether a type (or class path) is known.
+    pub fn knows(&self, type_name: &str) -> bool {
+        self.types.contains_key(self.canonical(type_name))
+    }
+
+    /// Registered type names.
+    pub fn type_names(&self) -> impl Iterator<Item = &str> {
+        self.types.keys().map(String::as_str)
+    }
+
+    /// Builds a handler of `type_name` from `params`.
+    pub fn build(&self, type_name: &str, params: &serde_yaml::Mapping) -> Result<Box<dyn Handler>, String> {
+        let f = self
+            .types
+            .get(self.canonical(type_name))
+            .ok_or_else(|| format!("unknown handler type {type_name:?}"))?;
+        f(params)
+    }
+}

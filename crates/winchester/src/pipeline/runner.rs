@@ -1,0 +1,161 @@
+//! Running a pipeline over a stream's events.
+
+use super::{Env, Handler, HandlerError, HandlerRegistry};
+use futures::FutureExt;
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+use winchester_core::config::LoadedConfig;
+use winchester_core::pipeline_config::HandlerEntry;
+use winchester_core::{ConfigError, ConfigErrors, Event};
+
+/// Why a pipeline run failed. The stream goes to `error` / `expire_error` with
+/// this text recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// The pipeline is not in the pipeline config.
+    #[error("unknown pipeline {0:?}")]
+    UnknownPipeline(String),
+    /// A handler could not be built from its params.
+    #[error("pipeline {pipeline:?}: handler {handler:?} could not be built: {reason}")]
+    Build {
+        /// Pipeline name.
+        pipeline: String,
+        /// Handler name.
+        handler: String,
+        /// Why.
+        reason: String,
+    },
+    /// `handle_events` failed, panicked or timed out; every handler was rolled back.
+    #[error("pipeline {pipeline:?}: handler {handler:?} failed in handle_events: {reason}")]
+    Handle {
+        /// Pipeline name.
+        pipeline: String,
+        /// Handler name.
+        handler: String,
+        /// Why.
+        reason: String,
+    },
+    /// One or more `commit` calls failed (the others still ran).
+    #[error("pipeline {pipeline:?}: commit failed: {reasons}")]
+    Commit {
+        /// Pipeline name.
+        pipeline: String,
+        /// `handler: reason` for each failure, joined.
+        reasons: String,
+    },
+}
+
+/// Builds and runs pipelines.
+#[derive(Debug, Clone)]
+pub struct PipelineRunner {
+    registry: HandlerRegistry,
+    config: LoadedConfig,
+    handler_timeout: Duration,
+}
+
+enum CallError {
+    Failed(String),
+}
+
+async fn guarded<F, T>(timeout: Duration, fut: F) -> Result<T, CallError>
+where
+    F: std::future::Future<Output = Result<T, HandlerError>>,
+{
+    match tokio::time::timeout(timeout, AssertUnwindSafe(fut).catch_unwind()).await {
+        Err(_) => Err(CallError::Failed(format!("timed out after {:?}", timeout))),
+        Ok(Err(panic)) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(CallError::Failed(format!("panicked: {msg}")))
+        }
+        Ok(Ok(Err(e))) => Err(CallError::Failed(e.to_string())),
+        Ok(Ok(Ok(v))) => Ok(v),
+    }
+}
+
+impl PipelineRunner {
+    /// A runner for the pipelines of `config`, building handlers from `registry`.
+    pub fn new(registry: HandlerRegistry, config: LoadedConfig) -> PipelineRunner {
+        let handler_timeout = config.main.handler_timeout;
+        PipelineRunner { registry, config, handler_timeout }
+    }
+
+    /// Builds every handler of every pipeline once, so bad params are found at
+    /// start-up (and by `winchester check`), naming file, pipeline and handler.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errors = Vec::new();
+        for (name, entries) in &self.config.pipelines.pipelines {
+            for (i, entry) in entries.iter().enumerate() {
+                if let Err(reason) = self.build_one(entry) {
+                    let mut e = ConfigError::new(reason).context(format!("pipeline {name:?}")).key(format!("[{i}] ({})", entry.name));
+                    if let Some(f) = &self.config.pipelines_file {
+                        e = e.in_file(f);
+                    }
+                    errors.push(e);
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    fn build_one(&self, entry: &HandlerEntry) -> Result<Box<dyn Handler>, String> {
+        let ty = self.config.handler_type(&entry.name);
+        self.registry.build(ty, &entry.params)
+    }
+
+    /// Runs pipeline `name` over `events`. On success returns the events the
+    /// pipeline added (those whose message_id was not among the input's).
+    pub async fn run(&self, name: &str, events: Vec<Event>, env: &mut Env) -> Result<Vec<Event>, PipelineError> {
+        let entries = self.config.pipelines.get(name).ok_or_else(|| PipelineError::UnknownPipeline(name.to_string()))?;
+        let mut handlers = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let h = self.build_one(entry).map_err(|reason| PipelineError::Build {
+                pipeline: name.to_string(),
+                handler: entry.name.clone(),
+                reason,
+            })?;
+            handlers.push((entry.name.as_str(), h));
+        }
+        let input_ids: HashSet<String> = events.iter().map(|e| e.message_id.clone()).collect();
+        let mut current = events;
+        let mut failure = None;
+        for (hname, h) in handlers.iter_mut() {
+            match guarded(self.handler_timeout, h.handle_events(std::mem::take(&mut current), env)).await {
+                Ok(out) => current = out,
+                Err(CallError::Failed(reason)) => {
+                    failure = Some(PipelineError::Handle { pipeline: name.to_string(), handler: hname.to_string(), reason });
+                    break;
+                }
+            }
+        }
+        if let Some(err) = failure {
+            tracing::warn!(stream_id = env.stream_id, pipeline = name, error = %err, "Pipeline failed; rolling back.");
+            for (hname, h) in handlers.iter_mut() {
+                if let Err(CallError::Failed(reason)) = guarded(self.handler_timeout, h.rollback(env)).await {
+                    tracing::error!(stream_id = env.stream_id, pipeline = name, handler = %hname, %reason, "Rollback failed.");
+                }
+            }
+            return Err(err);
+        }
+        let mut commit_errors = Vec::new();
+        for (hname, h) in handlers.iter_mut() {
+            if let Err(CallError::Failed(reason)) = guarded(self.handler_timeout, h.commit(env)).await {
+                tracing::error!(stream_id = env.stream_id, pipeline = name, handler = %hname, %reason, "Commit failed.");
+                commit_errors.push(format!("{hname}: {reason}"));
+            }
+        }
+        if !commit_errors.is_empty() {
+            return Err(PipelineError::Commit { pipeline: name.to_string(), reasons: commit_errors.join("; ") });
+        }
+        Ok(current.into_iter().filter(|e| !input_ids.contains(&e.message_id)).collect())
+    }
+}

@@ -1,0 +1,127 @@
+//! The ingest side: validate events, match them against every trigger, and save
+//! each with all of its stream memberships in one transaction.
+
+use std::sync::Arc;
+use winchester_core::{Clock, Event, EventError, TriggerSet};
+use winchester_storage::{EventPlan, IngestOutcome, Membership, Storage};
+
+use crate::error::EngineError;
+
+/// What happened to one event given to [`TriggerManager::add_events`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventOutcome {
+    /// Saved; the ids of the streams it joined (one per matching trigger).
+    Saved {
+        /// Its row id.
+        event_id: i64,
+        /// Streams joined.
+        stream_ids: Vec<i64>,
+    },
+    /// Its `message_id` was already stored; nothing changed.
+    Duplicate,
+    /// Invalid; nothing saved.
+    Rejected(EventError),
+}
+
+/// Matches events against triggers and saves them. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TriggerManager {
+    storage: Arc<dyn Storage>,
+    triggers: Arc<TriggerSet>,
+    clock: Arc<dyn Clock>,
+}
+
+impl TriggerManager {
+    /// A manager over `storage` with the given triggers and clock.
+    pub fn new(storage: Arc<dyn Storage>, triggers: Arc<TriggerSet>, clock: Arc<dyn Clock>) -> TriggerManager {
+        TriggerManager { storage, triggers, clock }
+    }
+
+    /// The trigger definitions.
+    pub fn triggers(&self) -> &Arc<TriggerSet> {
+        &self.triggers
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Validates an event and works out every stream it joins (no I/O).
+    pub fn plan(&self, event: Event) -> Result<EventPlan, EventError> {
+        event.validate()?;
+        let mut memberships = Vec::new();
+        for trigger in self.triggers.iter() {
+            match trigger.match_event(&event) {
+                Ok((_, dist)) => {
+                    let fire_hits = trigger.fire_hits(&event);
+                    memberships.push(Membership { trigger: trigger.clone(), dist_key: dist.key(), dist, fire_hits });
+                }
+                Err(reason) => {
+                    if trigger.debug_level > 0 {
+                        tracing::debug!(trigger = %trigger.name, message_id = %event.message_id, ?reason, "Event did not match.");
+                    }
+                }
+            }
+        }
+        Ok(EventPlan { event, memberships })
+    }
+
+    /// Adds one event: saves it, appends it to the stream of every trigger it
+    /// matches (opening streams as needed) and marks streams ready to fire.
+    /// A duplicate `message_id` changes nothing and is reported as such.
+    pub async fn add_event(&self, event: Event) -> Result<EventOutcome, EngineError> {
+        let plan = self.plan(event)?;
+        let out = self.storage.ingest(std::slice::from_ref(&plan), self.clock.now()).await?;
+        Ok(to_outcome(out.into_iter().next().unwrap_or(IngestOutcome::Duplicate)))
+    }
+
+    /// Adds a batch in one transaction (one round trip per distinct stream, not
+    /// per event). Invalid events are rejected without affecting the others. If
+    /// the batch fails in the database for a reason other than a transient one,
+    /// each event is retried alone so one bad event cannot sink the rest.
+    pub async fn add_events(&self, events: Vec<Event>) -> Result<Vec<EventOutcome>, EngineError> {
+        let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(events.len());
+        let mut plans = Vec::with_capacity(events.len());
+        let mut slots = Vec::with_capacity(events.len());
+        for event in events {
+            match self.plan(event) {
+                Ok(p) => {
+                    slots.push(outcomes.len());
+                    outcomes.push(None);
+                    plans.push(p);
+                }
+                Err(e) => outcomes.push(Some(EventOutcome::Rejected(e))),
+            }
+        }
+        let now = self.clock.now();
+        match self.storage.ingest(&plans, now).await {
+            Ok(res) => {
+                for (slot, r) in slots.iter().zip(res) {
+                    outcomes[*slot] = Some(to_outcome(r));
+                }
+            }
+            Err(e) if e.is_retryable() || plans.len() == 1 => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, events = plans.len(), "Batch failed; saving its events one by one.");
+                for (slot, p) in slots.iter().zip(plans) {
+                    let r = self.storage.ingest(std::slice::from_ref(&p), now).await?;
+                    outcomes[*slot] = Some(to_outcome(r.into_iter().next().unwrap_or(IngestOutcome::Duplicate)));
+                }
+            }
+        }
+        Ok(outcomes.into_iter().map(|o| o.unwrap_or(EventOutcome::Duplicate)).collect())
+    }
+}
+
+fn to_outcome(o: IngestOutcome) -> EventOutcome {
+    match o {
+        IngestOutcome::Saved { event_id, stream_ids } => EventOutcome::Saved { event_id, stream_ids },
+        IngestOutcome::Duplicate => EventOutcome::Duplicate,
+    }
+}
