@@ -1,0 +1,121 @@
+//! `winchester`: check configuration, ingest events, operate streams.
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use winchester::pipeline::HandlerRegistry;
+use winchester_cli::common::{init_tracing, load_config, report, trigger_manager, ConfigArgs};
+use winchester_cli::{check, ingest, streams};
+
+/// winchester-rs: a stream-trigger engine.
+#[derive(Debug, Parser)]
+#[command(name = "winchester", version)]
+struct Opts {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate winchester.yaml and every file it names; print a summary.
+    Check,
+    /// Ingest JSON lines of events from FILE (or - for stdin).
+    Ingest {
+        /// Input file, or - for standard input.
+        file: String,
+        /// Events per transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+    },
+    /// Inspect and operate streams.
+    Streams {
+        #[command(subcommand)]
+        command: StreamsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StreamsCommand {
+    /// One row per stream.
+    List {
+        /// Only this trigger's streams.
+        #[arg(long)]
+        trigger: Option<String>,
+        /// Only streams in this state (active, firing, expiring, error, expire_error, completed, retry_fire, retry_expire).
+        #[arg(long)]
+        state: Option<String>,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One stream with its events.
+    Show {
+        /// Stream id.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a failed stream again: error -> retry_fire, expire_error -> retry_expire.
+    Retry {
+        /// Stream id.
+        id: Option<i64>,
+        /// Every stream in error or expire_error.
+        #[arg(long)]
+        all_errors: bool,
+    },
+    /// Delete a stream (its events stay).
+    Purge {
+        /// Stream id.
+        id: i64,
+    },
+}
+
+async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
+    let registry = HandlerRegistry::with_builtins();
+    match opts.command {
+        Command::Check => {
+            print!("{}", check::run(&opts.config, &registry)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest { file, batch_size } => {
+            let cfg = load_config(&opts.config, &registry)?;
+            let tm = trigger_manager(&cfg, &opts.config, 2).await?;
+            let input: Box<dyn BufRead> = if file == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                let path = PathBuf::from(&file);
+                Box::new(std::io::BufReader::new(std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?))
+            };
+            let report = ingest::run(&tm, input, batch_size.max(1)).await?;
+            print!("{}", report.render());
+            Ok(if report.rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
+        Command::Streams { command } => {
+            let cfg = load_config(&opts.config, &registry)?;
+            let tm = trigger_manager(&cfg, &opts.config, 2).await?;
+            let storage = tm.storage().as_ref();
+            let out = match command {
+                StreamsCommand::List { trigger, state, json } => streams::list(storage, trigger, state, json).await?,
+                StreamsCommand::Show { id, json } => streams::show(storage, id, json).await?,
+                StreamsCommand::Retry { id, all_errors } => streams::retry(storage, id, all_errors).await?,
+                StreamsCommand::Purge { id } => streams::purge(storage, id).await?,
+            };
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let opts = Opts::parse();
+    init_tracing("warn");
+    match run(opts).await {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    }
+}

@@ -1,0 +1,52 @@
+//! `winchester check`: validate every file the config names.
+
+use crate::common::{load_config, ConfigArgs};
+use winchester::pipeline::HandlerRegistry;
+
+/// Validates the configuration and prints a summary; `Err` lists every problem.
+pub fn run(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<String> {
+    let cfg = load_config(args, registry)?;
+    let mut out = String::new();
+    out.push_str(&format!("{}: OK\n", args.config.display()));
+    if let Some(f) = &cfg.triggers_file {
+        out.push_str(&format!("triggers ({}): {}\n", f.display(), cfg.triggers.len()));
+        for t in cfg.triggers.iter() {
+            out.push_str(&format!(
+                "  {}: {} match criteria, {} fire criteria, distinguished by [{}], expiration {:?}, fire_pipeline {}, expire_pipeline {}\n",
+                t.name,
+                t.match_criteria.len(),
+                t.fire_criteria.len(),
+                t.distinguished_by.iter().map(|d| d.name()).collect::<Vec<_>>().join(", "),
+                t.expiration.source(),
+                t.fire_pipeline.as_deref().unwrap_or("-"),
+                t.expire_pipeline.as_deref().unwrap_or("-"),
+            ));
+        }
+    }
+    if let Some(f) = &cfg.pipelines_file {
+        out.push_str(&format!("pipelines ({}): {}\n", f.display(), cfg.pipelines.pipelines.len()));
+        for (name, handlers) in &cfg.pipelines.pipelines {
+            let hs: Vec<String> = handlers
+                .iter()
+                .map(|h| {
+                    let ty = registry.canonical(cfg.handler_type(&h.name));
+                    if ty == h.name { h.name.clone() } else { format!("{} ({ty})", h.name) }
+                })
+                .collect();
+            out.push_str(&format!("  {name}: {}\n", hs.join(" -> ")));
+        }
+    }
+    if let Some(f) = &cfg.distiller_file {
+        match winchester_core::distiller::Distiller::load(f, cfg.main.catch_all_notifications) {
+            Ok(d) => out.push_str(&format!("event definitions ({}): {}\n", f.display(), d.definitions().len())),
+            Err(e) => return Err(anyhow::anyhow!("{e}")),
+        }
+    }
+    if !cfg.warnings.is_empty() {
+        out.push_str(&format!("warnings: {}\n", cfg.warnings.len()));
+        for w in &cfg.warnings {
+            out.push_str(&format!("  - {w}\n"));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,99 @@
+//! Shared flags, config loading, database connection and error reporting.
+
+use anyhow::{anyhow, Context};
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use winchester::pipeline::{HandlerRegistry, PipelineRunner};
+use winchester::TriggerManager;
+use winchester_core::{Clock, LoadedConfig, SystemClock};
+use winchester_postgres::PgStorage;
+
+/// Flags every program takes.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// The winchester.yaml to use.
+    #[arg(short = 'c', long = "config", env = "WINCHESTER_CONFIG", default_value = "winchester.yaml")]
+    pub config: PathBuf,
+    /// Database URL; overrides `database.url` in the config.
+    #[arg(long = "database-url", env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// Sets up logging on stderr: `RUST_LOG` if set, else `level`.
+pub fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(normalize_level(level)));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn normalize_level(level: &str) -> String {
+    match level.to_ascii_lowercase().as_str() {
+        "critical" | "fatal" => "error".into(),
+        "warning" => "warn".into(),
+        other => other.into(),
+    }
+}
+
+/// Prints `error: <message>` with its cause chain and returns exit code 1.
+pub fn report(err: &anyhow::Error) -> std::process::ExitCode {
+    eprintln!("error: {err:#}");
+    std::process::ExitCode::from(1)
+}
+
+/// Loads and validates the whole configuration (handlers included), printing
+/// warnings.
+pub fn load_config(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<LoadedConfig> {
+    let known = |t: &str| registry.knows(t);
+    let mut cfg = LoadedConfig::load(&args.config, Some(&known)).map_err(|e| anyhow!("{e}"))?;
+    PipelineRunner::new(registry.clone(), cfg.clone()).validate().map_err(|e| anyhow!("{e}"))?;
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    if let Some(url) = &args.database_url {
+        cfg.main.database_url = Some(url.clone());
+    }
+    Ok(cfg)
+}
+
+/// The database URL from flags, environment or config.
+pub fn database_url(cfg_url: Option<&str>, args: &ConfigArgs) -> anyhow::Result<String> {
+    args.database_url
+        .as_deref()
+        .or(cfg_url)
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("no database configured: set database.url in {}, DATABASE_URL, or --database-url", args.config.display()))
+}
+
+/// Hides the password of a URL for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Connects to PostgreSQL with a clear error.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgStorage> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        let scheme = url.split("://").next().unwrap_or(url);
+        return Err(anyhow!("unsupported database URL {:?}: only postgres:// (postgresql://) is supported, not {scheme:?}", redact(url)));
+    }
+    PgStorage::connect(url, max_connections)
+        .await
+        .with_context(|| format!("cannot connect to database {}", redact(url)))
+}
+
+/// A trigger manager over PostgreSQL for a loaded config.
+pub async fn trigger_manager(cfg: &LoadedConfig, args: &ConfigArgs, max_connections: u32) -> anyhow::Result<TriggerManager> {
+    let url = database_url(cfg.main.database_url.as_deref(), args)?;
+    let storage = connect(&url, max_connections).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Ok(TriggerManager::new(Arc::new(storage), Arc::new(cfg.triggers.clone()), clock))
+}

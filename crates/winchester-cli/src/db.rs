@@ -1,0 +1,111 @@
+//! `winchester-db`: schema migrations.
+
+use crate::common::{connect, database_url, redact, ConfigArgs};
+use anyhow::{anyhow, Context};
+use clap::{Parser, Subcommand};
+use winchester_core::WinchesterConfig;
+use winchester_postgres::migrate;
+
+/// Manage the winchester-rs database schema.
+#[derive(Debug, Parser)]
+#[command(name = "winchester-db", version)]
+pub struct DbOpts {
+    #[command(flatten)]
+    /// Config and database flags.
+    pub config: ConfigArgs,
+    /// Print the SQL instead of running it.
+    #[arg(long, global = true)]
+    pub sql: bool,
+    #[command(subcommand)]
+    /// What to do.
+    pub command: DbCommand,
+}
+
+/// `winchester-db` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply migrations up to `head` (the only target).
+    Upgrade {
+        /// Target revision.
+        #[arg(default_value = "head")]
+        revision: String,
+    },
+    /// Revert migrations newer than REVISION (a version number, or `base` for all).
+    Downgrade {
+        /// Target revision.
+        revision: String,
+    },
+    /// Show the applied version.
+    Current,
+    /// List every migration and whether it is applied.
+    History,
+}
+
+/// Runs `winchester-db`; returns what to print.
+pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
+    let cfg_url = if opts.config.config.exists() {
+        let (cfg, _) = WinchesterConfig::load(&opts.config.config).map_err(|e| anyhow!("{e}"))?;
+        cfg.database_url
+    } else if opts.config.database_url.is_none() {
+        return Err(anyhow!("config file {} not found (and no --database-url / DATABASE_URL given)", opts.config.config.display()));
+    } else {
+        None
+    };
+    let url = database_url(cfg_url.as_deref(), &opts.config)?;
+    match &opts.command {
+        DbCommand::Upgrade { revision } => {
+            if revision != "head" {
+                return Err(anyhow!("unknown revision {revision:?}: upgrade only goes to head"));
+            }
+            if opts.sql {
+                // Offline when the database is unreachable: the full script from an empty schema.
+                let applied = match connect(&url, 1).await {
+                    Ok(s) => migrate::applied_versions(s.pool()).await.unwrap_or_default(),
+                    Err(_) => vec![],
+                };
+                return Ok(migrate::upgrade_sql(&applied));
+            }
+            let storage = connect(&url, 2).await?;
+            let applied = migrate::upgrade(storage.pool()).await.with_context(|| format!("migrating {}", redact(&url)))?;
+            Ok(if applied.is_empty() {
+                "database is up to date\n".to_string()
+            } else {
+                applied.iter().map(|v| format!("applied migration {v}\n")).collect()
+            })
+        }
+        DbCommand::Downgrade { revision } => {
+            let target: i64 = match revision.as_str() {
+                "base" => 0,
+                r => r.parse().map_err(|_| anyhow!("revision must be a version number or `base`, not {r:?}"))?,
+            };
+            let storage = connect(&url, 2).await?;
+            if opts.sql {
+                let mut out = String::from("BEGIN;\n");
+                let applied = migrate::applied_versions(storage.pool()).await?;
+                for m in migrate::MIGRATOR.iter().rev().filter(|m| m.migration_type.is_down_migration() && m.version > target && applied.contains(&m.version)) {
+                    out.push_str(&format!("\n-- Revert migration {} {}\n{}\nDELETE FROM _sqlx_migrations WHERE version = {};\n", m.version, m.description, m.sql.trim_end(), m.version));
+                }
+                out.push_str("\nCOMMIT;\n");
+                return Ok(out);
+            }
+            migrate::downgrade(storage.pool(), target).await.context("downgrading")?;
+            Ok(format!("database downgraded to {}\n", if target == 0 { "base".to_string() } else { target.to_string() }))
+        }
+        DbCommand::Current => {
+            let storage = connect(&url, 1).await?;
+            let status = migrate::status(storage.pool()).await?;
+            Ok(match status.iter().filter(|m| m.applied).last() {
+                None => "base (no migrations applied)\n".to_string(),
+                Some(m) => {
+                    let head = status.iter().all(|s| s.applied);
+                    format!("{} {}{}\n", m.version, m.description, if head { " (head)" } else { "" })
+                }
+            })
+        }
+        DbCommand::History => {
+            let storage = connect(&url, 1).await?;
+            let status = migrate::status(storage.pool()).await?;
+            Ok(status.iter().map(|m| format!("{} {} {}\n", m.version, m.description, if m.applied { "applied" } else { "pending" })).collect())
+        }
+    }
+}

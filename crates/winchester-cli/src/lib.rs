@@ -1,0 +1,18 @@
+//! The command-line programs: `winchester` (check, ingest, streams),
+//! `winchester-db` (migrations) and `pipeline-worker`. The binaries in `bin/`
+//! parse arguments and call into these modules.
+//!
+//! Layout:
+//! - [`common`]: shared flags, config loading, database connection, error reporting.
+//! - [`check`], [`ingest`], [`streams`]: `winchester` subcommands.
+//! - [`db`]: `winchester-db`.
+//! - [`worker`]: `pipeline-worker`.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod check;
+pub mod common;
+pub mod db;
+pub mod ingest;
+pub mod streams;
+pub mod worker;
