@@ -1,1 +1,9 @@
-fn main(){}
+//! Integration tests: real PostgreSQL, real processes. Each test makes its own
+//! database (see `support::TestDb`).
+
+mod support;
+
+mod cli;
+mod compat;
+mod concurrency;
+mod ingest;

@@ -37,7 +37,18 @@ fn normalize_level(level: &str) -> String {
 
 /// Prints `error: <message>` with its cause chain and returns exit code 1.
 pub fn report(err: &anyhow::Error) -> std::process::ExitCode {
-    eprintln!("error: {err:#}");
+    let mut line = format!("error: {err}");
+    let mut last = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        // Some errors repeat their source's text; print each piece once.
+        if !last.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        last = text;
+    }
+    eprintln!("{line}");
     std::process::ExitCode::from(1)
 }
 
@@ -85,9 +96,14 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgStorag
         let scheme = url.split("://").next().unwrap_or(url);
         return Err(anyhow!("unsupported database URL {:?}: only postgres:// (postgresql://) is supported, not {scheme:?}", redact(url)));
     }
-    PgStorage::connect(url, max_connections)
-        .await
-        .with_context(|| format!("cannot connect to database {}", redact(url)))
+    let what = || format!("cannot connect to database {}", redact(url));
+    let opts: sqlx::postgres::PgConnectOptions = url.parse().map_err(|e| anyhow!("invalid database URL {:?}: {e}", redact(url)))?;
+    // One direct connection first: it fails fast with the real reason
+    // (refused, unknown host, bad password, no such database).
+    use sqlx::ConnectOptions;
+    let conn = opts.connect().await.with_context(what)?;
+    drop(conn);
+    PgStorage::connect(url, max_connections).await.with_context(what)
 }
 
 /// A trigger manager over PostgreSQL for a loaded config.

@@ -71,6 +71,7 @@ async fn flush(tm: &TriggerManager, batch: &mut Vec<Event>, lines: &mut Vec<u64>
             EventOutcome::Saved { .. } => report.ingested += 1,
             EventOutcome::Duplicate => report.duplicates += 1,
             EventOutcome::Rejected(e) => report.rejected.push((n, e.to_string())),
+            EventOutcome::Failed(reason) => report.rejected.push((n, reason)),
         }
     }
     Ok(())

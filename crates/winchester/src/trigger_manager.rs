@@ -21,6 +21,9 @@ pub enum EventOutcome {
     Duplicate,
     /// Invalid; nothing saved.
     Rejected(EventError),
+    /// The database refused this event (when a batch failed and its events were
+    /// retried one by one); nothing of it was saved.
+    Failed(String),
 }
 
 /// Matches events against triggers and saves them. Cheap to clone.
@@ -110,8 +113,14 @@ impl TriggerManager {
             Err(e) => {
                 tracing::warn!(error = %e, events = plans.len(), "Batch failed; saving its events one by one.");
                 for (slot, p) in slots.iter().zip(plans) {
-                    let r = self.storage.ingest(std::slice::from_ref(&p), now).await?;
-                    outcomes[*slot] = Some(to_outcome(r.into_iter().next().unwrap_or(IngestOutcome::Duplicate)));
+                    outcomes[*slot] = Some(match self.storage.ingest(std::slice::from_ref(&p), now).await {
+                        Ok(r) => to_outcome(r.into_iter().next().unwrap_or(IngestOutcome::Duplicate)),
+                        Err(e) if e.is_retryable() => return Err(e.into()),
+                        Err(e) => {
+                            tracing::warn!(message_id = %p.event.message_id, error = %e, "Event not saved.");
+                            EventOutcome::Failed(format!("message_id {:?}: {e}", p.event.message_id))
+                        }
+                    });
                 }
             }
         }

@@ -1,0 +1,228 @@
+//! The ingest path against PostgreSQL: dedup, atomicity, streams per key,
+//! expiry, fire criteria, no late joiners, no injection.
+
+use crate::support::*;
+use chrono::Duration;
+use winchester::EventOutcome;
+use winchester_core::{Clock, TraitValue};
+use winchester_storage::{Action, StreamFilter, StreamState};
+
+fn stream_ids(o: &EventOutcome) -> Vec<i64> {
+    match o {
+        EventOutcome::Saved { stream_ids, .. } => stream_ids.clone(),
+        other => panic!("not saved: {other:?}"),
+    }
+}
+
+/// Invariant 1: a message_id is stored once; again it is a duplicate and changes nothing.
+#[tokio::test]
+async fn duplicate_message_id_changes_nothing() {
+    let db = TestDb::new().await;
+    let now = t(2014, 8, 1, 20, 30, 0);
+    let (tm, _) = manager(&db, INSTANCE_TRIGGERS, now);
+    let e = event("m1", "compute.instance.update", t(2014, 8, 1, 20, 4, 0), &[("instance_id", s("i-1"))]);
+    let first = tm.add_event(e.clone()).await.unwrap();
+    assert_eq!(stream_ids(&first).len(), 1);
+    let before = tm.storage().list_streams(&StreamFilter::default()).await.unwrap();
+    assert_eq!(tm.add_event(e.clone()).await.unwrap(), EventOutcome::Duplicate);
+    // Same id, different content: still a duplicate.
+    let mut other = e.clone();
+    other.event_type = "compute.instance.delete.end".into();
+    assert_eq!(tm.add_event(other).await.unwrap(), EventOutcome::Duplicate);
+    // In one batch, the repeat is the duplicate.
+    let e2 = event("m2", "compute.instance.update", t(2014, 8, 1, 20, 5, 0), &[("instance_id", s("i-1"))]);
+    let out = tm.add_events(vec![e2.clone(), e2]).await.unwrap();
+    assert!(matches!(out[0], EventOutcome::Saved { .. }));
+    assert_eq!(out[1], EventOutcome::Duplicate);
+    assert_eq!(db.count("SELECT count(*) FROM event").await, 2);
+    assert_eq!(db.count("SELECT count(*) FROM stream_event").await, 2);
+    let after = tm.storage().list_streams(&StreamFilter::default()).await.unwrap();
+    assert_eq!(after.len(), before.len());
+    assert_eq!(after[0].event_count, 2);
+    db.drop_db().await;
+}
+
+/// Invariant 2: when any part of an event's write fails, none of it is saved,
+/// and the other events of the batch still are.
+#[tokio::test]
+async fn event_and_memberships_commit_together() {
+    let db = TestDb::new().await;
+    // A database-side failure for one trigger's streams only.
+    sqlx::query(
+        "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.dist_traits::text LIKE '%i-bad%' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    sqlx::query("CREATE TRIGGER boom BEFORE INSERT ON stream FOR EACH ROW EXECUTE FUNCTION boom()").execute(db.pool()).await.unwrap();
+    let yaml = format!(
+        "{INSTANCE_TRIGGERS}\n- name: second\n  distinguished_by: [instance_id]\n  expiration: \"$last + 1d\"\n  fire_pipeline: p\n  match_criteria: [{{}}]\n  fire_criteria: [{{number: 100}}]\n"
+    );
+    let (tm, _) = manager(&db, &yaml, t(2014, 8, 1, 20, 30, 0));
+    let bad = event("bad", "compute.instance.update", t(2014, 8, 1, 20, 4, 0), &[("instance_id", s("i-bad"))]);
+    assert!(tm.add_event(bad.clone()).await.is_err());
+    assert_eq!(db.count("SELECT count(*) FROM event").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM stream").await, 0);
+    let good = event("good", "compute.instance.update", t(2014, 8, 1, 20, 4, 0), &[("instance_id", s("i-good"))]);
+    let out = tm.add_events(vec![good, bad]).await.unwrap();
+    assert_eq!(stream_ids(&out[0]).len(), 2);
+    assert!(matches!(&out[1], EventOutcome::Failed(r) if r.contains("boom") && r.contains("bad")), "{out:?}");
+    assert_eq!(db.count("SELECT count(*) FROM event").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM stream").await, 2);
+    assert_eq!(db.count("SELECT count(*) FROM stream_event").await, 2);
+    db.drop_db().await;
+}
+
+/// Streams split by instance and day; the exists event joins the day its audit
+/// period begins (map_distinguished_by); fire timestamp set when it arrives.
+#[tokio::test]
+async fn distinguishing_and_fire_criteria() {
+    let db = TestDb::new().await;
+    let now = t(2014, 8, 2, 0, 30, 0);
+    let (tm, _) = manager(&db, INSTANCE_TRIGGERS, now);
+    let i1 = ("instance_id", s("i-1"));
+    let out = tm
+        .add_events(vec![
+            event("a", "compute.instance.create.start", t(2014, 8, 1, 23, 50, 0), &[i1.clone()]),
+            event("b", "compute.instance.create.end", t(2014, 8, 1, 23, 55, 0), &[i1.clone()]),
+            event("c", "compute.instance.update", t(2014, 8, 2, 0, 5, 0), &[i1.clone()]),
+            event("d", "compute.instance.update", t(2014, 8, 1, 23, 59, 0), &[("instance_id", s("i-2"))]),
+            event("nomatch", "compute.instance.update", t(2014, 8, 1, 23, 59, 0), &[]),
+        ])
+        .await
+        .unwrap();
+    let day1 = stream_ids(&out[0])[0];
+    assert_eq!(stream_ids(&out[1]), vec![day1]);
+    let day2 = stream_ids(&out[2])[0];
+    assert_ne!(day1, day2);
+    assert_ne!(stream_ids(&out[3])[0], day1);
+    assert_eq!(stream_ids(&out[4]), Vec::<i64>::new());
+    let s1 = tm.storage().get_stream(day1).await.unwrap().unwrap();
+    assert_eq!((s1.event_count, s1.first_event, s1.last_event), (2, t(2014, 8, 1, 23, 50, 0), t(2014, 8, 1, 23, 55, 0)));
+    assert_eq!(s1.expire_timestamp, t(2014, 8, 2, 0, 55, 0));
+    assert_eq!(s1.fire_timestamp, None);
+    assert_eq!(
+        s1.dist_traits.to_plain_json(),
+        serde_json::json!({"instance_id": "i-1", "timestamp": {"begin": "2014-08-01T00:00:00Z", "end": "2014-08-02T00:00:00Z"}})
+    );
+    // The audit event arrives after midnight but belongs to day 1.
+    let exists = event(
+        "e",
+        "compute.instance.exists",
+        t(2014, 8, 2, 0, 10, 0),
+        &[i1.clone(), ("audit_period_beginning", TraitValue::Datetime(t(2014, 8, 1, 0, 0, 0)))],
+    );
+    assert_eq!(stream_ids(&tm.add_event(exists).await.unwrap()), vec![day1]);
+    let s1 = tm.storage().get_stream(day1).await.unwrap().unwrap();
+    assert_eq!(s1.fire_timestamp, Some(now));
+    assert_eq!((s1.event_count, s1.last_event), (3, t(2014, 8, 2, 0, 10, 0)));
+    assert_eq!(s1.expire_timestamp, t(2014, 8, 2, 1, 10, 0));
+    let s2 = tm.storage().get_stream(day2).await.unwrap().unwrap();
+    assert_eq!(s2.fire_timestamp, None);
+    // Ready to fire: only day 1.
+    let ready = tm.storage().ready_streams(Action::Fire, now, 100).await.unwrap();
+    assert_eq!(ready.iter().map(|s| s.id).collect::<Vec<_>>(), vec![day1]);
+    db.drop_db().await;
+}
+
+/// fire_delay and `number`, and the fire timestamp is never moved once set.
+#[tokio::test]
+async fn fire_delay_and_number() {
+    let db = TestDb::new().await;
+    let yaml = r#"
+- name: pairs
+  distinguished_by: [k]
+  expiration: "$first + 1d"
+  fire_pipeline: p
+  fire_delay: 3600
+  match_criteria: [{event_type: "test.*"}]
+  fire_criteria: [{event_type: test.thing, number: 2}]
+"#;
+    let now = t(2014, 8, 1, 12, 0, 0);
+    let (tm, clock) = manager(&db, yaml, now);
+    let k = ("k", s("x"));
+    let id = stream_ids(&tm.add_event(event("1", "test.foobar", now, &[k.clone()])).await.unwrap())[0];
+    tm.add_event(event("2", "test.thing", now, &[k.clone()])).await.unwrap();
+    assert_eq!(tm.storage().get_stream(id).await.unwrap().unwrap().fire_timestamp, None);
+    tm.add_event(event("3", "test.thing", now, &[k.clone()])).await.unwrap();
+    assert_eq!(tm.storage().get_stream(id).await.unwrap().unwrap().fire_timestamp, Some(now + Duration::hours(1)));
+    clock.set(now + Duration::minutes(10));
+    tm.add_event(event("4", "test.thing", now, &[k.clone()])).await.unwrap();
+    let st = tm.storage().get_stream(id).await.unwrap().unwrap();
+    assert_eq!((st.fire_timestamp, st.event_count), (Some(now + Duration::hours(1)), 4));
+    assert!(tm.storage().ready_streams(Action::Fire, now + Duration::minutes(59), 10).await.unwrap().is_empty());
+    assert_eq!(tm.storage().ready_streams(Action::Fire, now + Duration::minutes(61), 10).await.unwrap().len(), 1);
+    db.drop_db().await;
+}
+
+/// Invariant 3: a stream whose expire time passed takes no more events; the
+/// next event for its key opens a new stream while the old one waits to expire.
+#[tokio::test]
+async fn expired_stream_takes_no_more_events() {
+    let db = TestDb::new().await;
+    let now = t(2014, 8, 1, 20, 30, 0);
+    let (tm, clock) = manager(&db, INSTANCE_TRIGGERS, now);
+    let i1 = ("instance_id", s("i-1"));
+    let a = stream_ids(&tm.add_event(event("a", "compute.instance.update", t(2014, 8, 1, 20, 0, 0), &[i1.clone()])).await.unwrap())[0];
+    clock.set(t(2014, 8, 1, 21, 1, 0)); // past $last + 1h
+    let b = stream_ids(&tm.add_event(event("b", "compute.instance.update", t(2014, 8, 1, 20, 10, 0), &[i1.clone()])).await.unwrap())[0];
+    assert_ne!(a, b);
+    let old = tm.storage().get_stream(a).await.unwrap().unwrap();
+    assert_eq!((old.state, old.open, old.event_count), (StreamState::Active, false, 1));
+    let ready = tm.storage().ready_streams(Action::Expire, clock.now(), 10).await.unwrap();
+    assert_eq!(ready.iter().map(|s| s.id).collect::<Vec<_>>(), vec![a]);
+    // Replaying old events with a wall clock: each event opens its own stream
+    // (the original's behaviour without time sync).
+    clock.set(t(2014, 8, 2, 12, 0, 0));
+    let c = stream_ids(&tm.add_event(event("c", "compute.instance.update", t(2014, 8, 1, 19, 0, 0), &[i1.clone()])).await.unwrap())[0];
+    let d = stream_ids(&tm.add_event(event("d", "compute.instance.update", t(2014, 8, 1, 19, 1, 0), &[i1.clone()])).await.unwrap())[0];
+    assert_ne!(c, d);
+    assert_eq!(db.count("SELECT count(*) FROM stream WHERE open").await, 0);
+    db.drop_db().await;
+}
+
+/// Invariant 4: once a worker has taken a stream, a new event for its key opens
+/// a new stream; the taken stream's events do not change.
+#[tokio::test]
+async fn no_late_joiners() {
+    let db = TestDb::new().await;
+    let now = t(2014, 8, 1, 20, 30, 0);
+    let (tm, _) = manager(&db, INSTANCE_TRIGGERS, now);
+    let i1 = ("instance_id", s("i-1"));
+    let a = stream_ids(&tm.add_event(event("a", "compute.instance.update", t(2014, 8, 1, 20, 0, 0), &[i1.clone()])).await.unwrap())[0];
+    let st = tm.storage().get_stream(a).await.unwrap().unwrap();
+    let claimed = tm.storage().claim(&st, Action::Fire, now, std::time::Duration::from_secs(60)).await.unwrap().unwrap();
+    assert_eq!((claimed.state, claimed.state_serial_no, claimed.open), (StreamState::Firing, 1, false));
+    // A second claim with the stale copy loses.
+    assert!(tm.storage().claim(&st, Action::Fire, now, std::time::Duration::from_secs(60)).await.unwrap().is_none());
+    let b = stream_ids(&tm.add_event(event("b", "compute.instance.update", t(2014, 8, 1, 20, 1, 0), &[i1.clone()])).await.unwrap())[0];
+    assert_ne!(a, b);
+    assert_eq!(tm.storage().get_stream(a).await.unwrap().unwrap().event_count, 1);
+    db.drop_db().await;
+}
+
+/// Invariant 13: user strings reach SQL only as parameters.
+#[tokio::test]
+async fn hostile_strings_are_data() {
+    let db = TestDb::new().await;
+    let yaml = r#"
+- name: "x'); DROP TABLE event; --"
+  distinguished_by: ["k'; DELETE FROM stream; --"]
+  expiration: "$last + 1h"
+  fire_pipeline: p
+  match_criteria: [{}]
+  fire_criteria: [{}]
+"#;
+    let now = t(2014, 8, 1, 20, 30, 0);
+    let (tm, _) = manager(&db, yaml, now);
+    let evil = "'; DROP TABLE stream; --";
+    let e = event(evil, "a.b", now, &[("k'; DELETE FROM stream; --", s(evil)), ("\"quoted\"", s("\\"))]);
+    let id = stream_ids(&tm.add_event(e.clone()).await.unwrap())[0];
+    let st = tm.storage().get_stream(id).await.unwrap().unwrap();
+    assert_eq!(st.trigger, "x'); DROP TABLE event; --");
+    let (events, _) = tm.storage().stream_events(id, None, 10).await.unwrap();
+    assert_eq!(events, vec![e]);
+    assert_eq!(db.count("SELECT count(*) FROM event").await, 1);
+    db.drop_db().await;
+}

@@ -1,0 +1,178 @@
+//! Test support: a fresh PostgreSQL database per test, configs written to temp
+//! dirs, event factories, and paths of the real binaries.
+#![allow(dead_code)]
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::{Connection, PgConnection};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use winchester::TriggerManager;
+use winchester_core::{Clock, Event, ManualClock, TraitValue, TriggerSet};
+use winchester_postgres::{migrate, PgStorage};
+
+/// The server tests create their databases on.
+pub fn admin_url() -> String {
+    std::env::var("WINCHESTER_TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.find('?') {
+        Some(i) => (&url[..i], &url[i..]),
+        None => (url, ""),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_part_end = base[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(base.len());
+    format!("{}/{}{}", &base[..host_part_end], db, query)
+}
+
+/// A fresh, migrated database that is dropped by [`TestDb::drop_db`] (kept on
+/// failure for inspection; scripts/test clears leftovers).
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+    pub storage: PgStorage,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        TestDb::create(true).await
+    }
+
+    /// A fresh database without the schema.
+    pub async fn empty() -> TestDb {
+        TestDb::create(false).await
+    }
+
+    async fn create(migrated: bool) -> TestDb {
+        let admin = admin_url();
+        let name = format!("wtest_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| panic!("test PostgreSQL at {admin} does not answer: {e}"));
+        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("create test database");
+        let url = with_database(&admin, &name);
+        let storage = PgStorage::connect(&url, 16).await.expect("connect test database");
+        if migrated {
+            migrate::upgrade(storage.pool()).await.expect("migrate");
+        }
+        TestDb { url, name, storage }
+    }
+
+    pub fn pool(&self) -> &sqlx::PgPool {
+        self.storage.pool()
+    }
+
+    pub async fn drop_db(self) {
+        self.storage.pool().close().await;
+        if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).execute(&mut conn).await;
+        }
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(self.pool()).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+pub fn t(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+}
+
+/// An event with string traits from `traits`.
+pub fn event(id: &str, ty: &str, ts: DateTime<Utc>, traits: &[(&str, TraitValue)]) -> Event {
+    let map: BTreeMap<String, TraitValue> = traits.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    Event::new(id, ty, ts, map).unwrap()
+}
+
+pub fn s(v: &str) -> TraitValue {
+    TraitValue::String(v.into())
+}
+
+pub fn triggers(yaml: &str) -> Arc<TriggerSet> {
+    let (set, _) = TriggerSet::from_yaml_str(yaml, Path::new("test-triggers.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    Arc::new(set)
+}
+
+/// A trigger manager on `db` with a manual clock at `now`.
+pub fn manager(db: &TestDb, yaml: &str, now: DateTime<Utc>) -> (TriggerManager, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(now));
+    let tm = TriggerManager::new(Arc::new(db.storage.clone()), triggers(yaml), clock.clone() as Arc<dyn Clock>);
+    (tm, clock)
+}
+
+/// The example triggers: instance streams per day, fired by `.exists`.
+pub const INSTANCE_TRIGGERS: &str = r#"
+- name: instance_day
+  distinguished_by: [instance_id, {timestamp: day}]
+  expiration: "$last + 1h"
+  fire_pipeline: fire_p
+  expire_pipeline: expire_p
+  match_criteria:
+    - event_type: [compute.instance.*, "!compute.instance.exists"]
+    - event_type: compute.instance.exists
+      map_distinguished_by: {timestamp: audit_period_beginning}
+  fire_criteria:
+    - event_type: compute.instance.exists
+"#;
+
+/// A temp dir holding a winchester.yaml (plus whatever files are given).
+pub struct ConfigDir {
+    pub dir: PathBuf,
+}
+
+impl ConfigDir {
+    pub fn new(files: &[(&str, &str)]) -> ConfigDir {
+        let dir = std::env::temp_dir().join(format!("winchester-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        ConfigDir { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path("winchester.yaml")
+    }
+}
+
+impl Drop for ConfigDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Path of one of the package's binaries.
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "winchester" => PathBuf::from(env!("CARGO_BIN_EXE_winchester")),
+        "winchester-db" => PathBuf::from(env!("CARGO_BIN_EXE_winchester-db")),
+        "pipeline-worker" => PathBuf::from(env!("CARGO_BIN_EXE_pipeline-worker")),
+        other => panic!("no binary {other}"),
+    }
+}
+
+/// Path of a compiled example (built by `cargo test` alongside the tests).
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let p = dir.join("examples").join(name);
+    assert!(p.exists(), "example binary {} not built; run `cargo build --examples` (scripts/test does)", p.display());
+    p
+}
+
+/// Where the original Winchester's example configs are, if present beside the checkout.
+pub fn shared_etc() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/winchester-etc");
+    p.join("triggers.yaml").exists().then(|| p.canonicalize().unwrap())
+}
+
+/// Runs a command, returning (exit code, stdout, stderr).
+pub fn run(cmd: &mut std::process::Command) -> (i32, String, String) {
+    let out = cmd.output().expect("spawn");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
