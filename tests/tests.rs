@@ -7,3 +7,4 @@ mod cli;
 mod compat;
 mod concurrency;
 mod ingest;
+mod worker;

@@ -1,14 +1,19 @@
 //! Built-in pipeline handlers that reach outside the engine.
 //!
 //! Layout:
-//! - `webhook`: POSTs each fired/expired stream as one JSON document.
-//! - `amqp`: publishes notifications to a RabbitMQ exchange (the original's NotabeneHandler).
+//! - [`webhook`]: POSTs each fired/expired stream as one JSON document (the
+//!   original's AtomPubHandler).
+//! - [`amqp`]: publishes notifications to a RabbitMQ exchange (the original's NotabeneHandler).
 //! - `usage`: OpenStack instance-usage audit (the original's UsageHandler).
 //!
 //! [`registry`] returns a [`HandlerRegistry`] with these and the engine's own
 //! (`logger`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+pub mod amqp;
+mod usage;
+pub mod webhook;
 
 use winchester::pipeline::HandlerRegistry;
 
@@ -21,5 +26,8 @@ pub fn registry() -> HandlerRegistry {
 
 /// Registers this crate's handler types on `r`.
 pub fn register(r: &mut HandlerRegistry) {
+    r.register("usage", |p| usage::UsageHandler::from_params(p).map(|h| Box::new(h) as _));
+    r.register("webhook", |p| webhook::WebhookHandler::from_params(p).map(|h| Box::new(h) as _));
+    r.register("amqp", |p| amqp::AmqpHandler::from_params(p).map(|h| Box::new(h) as _));
     let _ = r;
 }

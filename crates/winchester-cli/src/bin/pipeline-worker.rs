@@ -1,7 +1,6 @@
 //! `pipeline-worker`: fires and expires ready streams.
 use clap::Parser;
 use std::process::ExitCode;
-use winchester::pipeline::HandlerRegistry;
 use winchester_cli::common::{init_tracing, report};
 use winchester_cli::worker::{daemonize, run, WorkerOpts};
 
@@ -18,7 +17,7 @@ async fn main() -> ExitCode {
             Err(e) => report(&e),
         };
     }
-    match run(&opts, HandlerRegistry::with_builtins()).await {
+    match run(&opts, winchester_handlers::registry()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e),
     }

@@ -4,7 +4,6 @@ use clap::{Parser, Subcommand};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use winchester::pipeline::HandlerRegistry;
 use winchester_cli::common::{init_tracing, load_config, report, trigger_manager, ConfigArgs};
 use winchester_cli::{check, ingest, streams};
 
@@ -75,7 +74,7 @@ enum StreamsCommand {
 }
 
 async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
-    let registry = HandlerRegistry::with_builtins();
+    let registry = winchester_handlers::registry();
     match opts.command {
         Command::Check => {
             print!("{}", check::run(&opts.config, &registry)?);

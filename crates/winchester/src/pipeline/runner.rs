@@ -28,10 +28,12 @@ pub enum PipelineError {
         reason: String,
     },
     /// `handle_events` failed, panicked or timed out; every handler was rolled back.
-    #[error("pipeline {pipeline:?}: handler {handler:?} failed in handle_events: {reason}")]
+    #[error("pipeline {pipeline:?}: handler #{position} {handler:?} failed in handle_events: {reason}")]
     Handle {
         /// Pipeline name.
         pipeline: String,
+        /// 1-based position of the handler in the pipeline.
+        position: usize,
         /// Handler name.
         handler: String,
         /// Why.
@@ -128,11 +130,11 @@ impl PipelineRunner {
         let input_ids: HashSet<String> = events.iter().map(|e| e.message_id.clone()).collect();
         let mut current = events;
         let mut failure = None;
-        for (hname, h) in handlers.iter_mut() {
+        for (i, (hname, h)) in handlers.iter_mut().enumerate() {
             match guarded(self.handler_timeout, h.handle_events(std::mem::take(&mut current), env)).await {
                 Ok(out) => current = out,
                 Err(CallError::Failed(reason)) => {
-                    failure = Some(PipelineError::Handle { pipeline: name.to_string(), handler: hname.to_string(), reason });
+                    failure = Some(PipelineError::Handle { pipeline: name.to_string(), position: i + 1, handler: hname.to_string(), reason });
                     break;
                 }
             }

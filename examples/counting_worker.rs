@@ -1,0 +1,68 @@
+//! A pipeline worker with a handler type of its own, registered in a few lines.
+//!
+//! The `counting` handler records every commit in the table `handler_commits`
+//! (which must exist: `stream_id BIGINT, action TEXT, pid INT, committed_at
+//! TIMESTAMPTZ DEFAULT now()`). Params: `sleep_ms` (pause inside
+//! `handle_events`, default 0) and `fail` (bool: fail in `handle_events`).
+//! The integration tests run several of these processes against one database.
+//!
+//! Run: `cargo run --example counting_worker -- -c etc/winchester.yaml`.
+
+use async_trait::async_trait;
+use clap::Parser;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use std::process::ExitCode;
+use std::time::Duration;
+use winchester::pipeline::{Env, Handler, HandlerError};
+use winchester_cli::common::{init_tracing, report};
+use winchester_cli::worker::{run, WorkerOpts};
+use winchester_core::Event;
+
+struct Counting {
+    pool: PgPool,
+    sleep: Duration,
+    fail: bool,
+}
+
+#[async_trait]
+impl Handler for Counting {
+    async fn handle_events(&mut self, events: Vec<Event>, _env: &mut Env) -> Result<Vec<Event>, HandlerError> {
+        tokio::time::sleep(self.sleep).await;
+        if self.fail {
+            return Err("told to fail".into());
+        }
+        Ok(events)
+    }
+
+    async fn commit(&mut self, env: &Env) -> Result<(), HandlerError> {
+        sqlx::query("INSERT INTO handler_commits (stream_id, action, pid) VALUES ($1, $2, $3)")
+            .bind(env.stream_id)
+            .bind(env.action.as_str())
+            .bind(std::process::id() as i32)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let opts = WorkerOpts::parse();
+    init_tracing("info");
+    let url = std::env::var("DATABASE_URL").unwrap_or_default();
+    let pool = match PgPoolOptions::new().max_connections(2).connect_lazy(&url) {
+        Ok(p) => p,
+        Err(e) => return report(&anyhow::anyhow!("DATABASE_URL: {e}")),
+    };
+    let mut registry = winchester_handlers::registry();
+    registry.register("counting", move |params| {
+        let sleep_ms = params.get("sleep_ms").and_then(|v| v.as_u64()).unwrap_or(0);
+        let fail = params.get("fail").and_then(|v| v.as_bool()).unwrap_or(false);
+        Ok(Box::new(Counting { pool: pool.clone(), sleep: Duration::from_millis(sleep_ms), fail }) as Box<dyn Handler>)
+    });
+    match run(&opts, registry).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}

@@ -1,0 +1,289 @@
+//! The worker in-process: state transitions, pipeline semantics, leases.
+
+use crate::support::*;
+use async_trait::async_trait;
+use chrono::Duration;
+use std::sync::{Arc, Mutex};
+use winchester::pipeline::{Env, Handler, HandlerError, HandlerRegistry, PipelineRunner};
+use winchester::worker::ProcessOutcome;
+use winchester::{EventOutcome, TriggerManager, Worker, WorkerOptions};
+use winchester_core::{Clock, Event, LoadedConfig, ManualClock};
+use winchester_storage::{Action, Finish, FinishOutcome, StreamFilter, StreamState};
+
+const TRIGGERS: &str = r#"
+- name: orders
+  distinguished_by: [order_id]
+  expiration: "$last + 1h"
+  fire_pipeline: fire_p
+  expire_pipeline: expire_p
+  match_criteria: [{event_type: "order.*"}]
+  fire_criteria: [{event_type: order.paid}]
+- name: receipts
+  distinguished_by: [order_id]
+  expiration: "$last + 1h"
+  fire_pipeline: receipt_p
+  match_criteria: [{event_type: receipt.sent}]
+  fire_criteria: [{number: 1000}]
+- name: quiet
+  distinguished_by: [order_id]
+  expiration: "$last + 1h"
+  expire_pipeline: expire_p
+  match_criteria: [{event_type: "quiet.*"}]
+  fire_criteria: [{event_type: quiet.done}]
+"#;
+
+/// What the recording handlers saw, shared with the test.
+#[derive(Default)]
+struct Log(Mutex<Vec<String>>);
+impl Log {
+    fn push(&self, s: String) {
+        self.0.lock().unwrap().push(s);
+    }
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut self.0.lock().unwrap())
+    }
+}
+
+/// Behaviour chosen by params: `mode` = ok | fail | panic | hang | add_receipt.
+struct Recording {
+    name: String,
+    mode: String,
+    log: Arc<Log>,
+}
+
+#[async_trait]
+impl Handler for Recording {
+    async fn handle_events(&mut self, mut events: Vec<Event>, env: &mut Env) -> Result<Vec<Event>, HandlerError> {
+        self.log.push(format!("{}:handle:{}:{}", self.name, env.action.as_str(), events.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>().join(",")));
+        match self.mode.as_str() {
+            "fail" => return Err("refused".into()),
+            "panic" => panic!("handler exploded"),
+            "hang" => tokio::time::sleep(std::time::Duration::from_secs(3600)).await,
+            "add_receipt" => {
+                let first = events[0].clone();
+                let mut r = first.clone();
+                r.message_id = format!("receipt-{}", env.stream_id);
+                r.event_type = "receipt.sent".into();
+                events.push(r);
+            }
+            _ => {}
+        }
+        Ok(events)
+    }
+    async fn commit(&mut self, env: &Env) -> Result<(), HandlerError> {
+        self.log.push(format!("{}:commit:{}", self.name, env.idempotency_key));
+        Ok(())
+    }
+    async fn rollback(&mut self, _env: &Env) -> Result<(), HandlerError> {
+        self.log.push(format!("{}:rollback", self.name));
+        Ok(())
+    }
+}
+
+struct Fixture {
+    db: TestDb,
+    tm: TriggerManager,
+    clock: Arc<ManualClock>,
+    log: Arc<Log>,
+    _dir: ConfigDir,
+    cfg: LoadedConfig,
+    registry: HandlerRegistry,
+}
+
+impl Fixture {
+    async fn new(pipelines: &str, extra_config: &str) -> Fixture {
+        let db = TestDb::new().await;
+        let dir = ConfigDir::new(&[
+            ("winchester.yaml", &format!("trigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\nhandler_timeout: 1\n{extra_config}")),
+            ("triggers.yaml", TRIGGERS),
+            ("pipelines.yaml", pipelines),
+        ]);
+        let cfg = LoadedConfig::load(&dir.config(), None).unwrap_or_else(|e| panic!("{e}"));
+        let log = Arc::new(Log::default());
+        let mut registry = HandlerRegistry::with_builtins();
+        let l = log.clone();
+        registry.register("recording", move |p| {
+            let name = p.get("name").and_then(|v| v.as_str()).unwrap_or("h").to_string();
+            let mode = p.get("mode").and_then(|v| v.as_str()).unwrap_or("ok").to_string();
+            Ok(Box::new(Recording { name, mode, log: l.clone() }) as Box<dyn Handler>)
+        });
+        let clock = Arc::new(ManualClock::new(t(2026, 1, 1, 12, 0, 0)));
+        let tm = TriggerManager::new(Arc::new(db.storage.clone()), Arc::new(cfg.triggers.clone()), clock.clone() as Arc<dyn Clock>);
+        Fixture { db, tm, clock, log, _dir: dir, cfg, registry }
+    }
+
+    fn worker(&self) -> Worker {
+        let runner = PipelineRunner::new(self.registry.clone(), self.cfg.clone());
+        runner.validate().unwrap();
+        Worker::new(self.tm.clone(), runner, WorkerOptions::from_config(&self.cfg.main))
+    }
+
+    async fn order(&self, id: &str, ty: &str, order: &str) -> i64 {
+        match self.tm.add_event(event(id, ty, self.clock.now(), &[("order_id", s(order))])).await.unwrap() {
+            EventOutcome::Saved { stream_ids, .. } => stream_ids[0],
+            o => panic!("{o:?}"),
+        }
+    }
+}
+
+fn h(name: &str, mode: &str) -> String {
+    format!("  - {{name: recording, params: {{name: {name}, mode: {mode}}}}}\n")
+}
+
+/// A fired stream runs every handler, then commits each, then completes
+/// (kept as `completed` when purge is off, deleted when on).
+#[tokio::test]
+async fn fire_runs_pipeline_then_completes() {
+    for purge in [false, true] {
+        let pipelines = format!("fire_p:\n{}{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("b", "ok"), h("x", "ok"), h("r", "ok"));
+        let f = Fixture::new(&pipelines, &format!("purge_completed_streams: {purge}\n")).await;
+        let id = f.order("e1", "order.created", "o1").await;
+        f.order("e2", "order.paid", "o1").await;
+        let w = f.worker();
+        assert_eq!(w.run_once().await.unwrap(), 1);
+        let key = format!("winchester-stream-{id}-fire");
+        assert_eq!(f.log.take(), vec!["a:handle:fire:e1,e2".to_string(), "b:handle:fire:e1,e2".into(), format!("a:commit:{key}"), format!("b:commit:{key}")]);
+        let st = f.tm.storage().get_stream(id).await.unwrap();
+        if purge {
+            assert!(st.is_none());
+            assert_eq!(f.db.count("SELECT count(*) FROM event").await, 2, "purge keeps events");
+        } else {
+            let st = st.unwrap();
+            assert_eq!((st.state, st.state_serial_no, st.lease_expires_at), (StreamState::Completed, 2, None));
+        }
+        assert_eq!(w.stats().fired, 1);
+        assert_eq!(w.run_once().await.unwrap(), 0);
+        f.db.drop_db().await;
+    }
+}
+
+/// A failing, panicking or hanging handler rolls back every handler, leaves the
+/// stream in error with the reason, and the worker carries on; retry re-fires it.
+#[tokio::test]
+async fn failures_roll_back_and_record_reason() {
+    for (mode, reason) in [("fail", "refused"), ("panic", "panicked: handler exploded"), ("hang", "timed out")] {
+        let pipelines = format!("fire_p:\n{}{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("b", mode), h("x", "ok"), h("r", "ok"));
+        let f = Fixture::new(&pipelines, "").await;
+        let id = f.order("e1", "order.paid", "o1").await;
+        let w = f.worker();
+        let ready = f.tm.storage().ready_streams(Action::Fire, f.clock.now(), 10).await.unwrap();
+        let out = w.process(&ready[0], Action::Fire).await.unwrap();
+        assert!(matches!(&out, ProcessOutcome::Failed(r) if r.contains(reason) && r.contains("handler #2")), "{mode}: {out:?}");
+        assert_eq!(f.log.take(), vec!["a:handle:fire:e1".to_string(), "b:handle:fire:e1".into(), "a:rollback".into(), "b:rollback".into()]);
+        let st = f.tm.storage().get_stream(id).await.unwrap().unwrap();
+        assert_eq!(st.state, StreamState::Error);
+        assert!(st.last_error.as_deref().unwrap().contains(reason));
+        assert_eq!(w.stats().errors, 1);
+        // Not picked again until retried.
+        assert_eq!(w.run_once().await.unwrap(), 0);
+        let st = f.tm.storage().retry_stream(id).await.unwrap().unwrap();
+        assert_eq!(st.state, StreamState::RetryFire);
+        assert_eq!(w.run_once().await.unwrap(), 1);
+        assert_eq!(f.tm.storage().get_stream(id).await.unwrap().unwrap().state, StreamState::Error);
+        f.db.drop_db().await;
+    }
+}
+
+/// Expired streams go through the expire pipeline; a failure leaves expire_error,
+/// and retry makes it retry_expire; a trigger without expire pipeline completes.
+#[tokio::test]
+async fn expire_path() {
+    let pipelines = format!("fire_p:\n{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("x", "fail"), h("r", "ok"));
+    let f = Fixture::new(&pipelines, "purge_completed_streams: false\n").await;
+    let id = f.order("e1", "order.created", "o1").await;
+    let quiet = f.order("q1", "quiet.start", "o1").await;
+    f.clock.set(f.clock.now() + Duration::hours(2));
+    let w = f.worker();
+    assert_eq!(w.run_once().await.unwrap(), 2);
+    let st = f.tm.storage().get_stream(id).await.unwrap().unwrap();
+    assert_eq!(st.state, StreamState::ExpireError);
+    assert_eq!(f.tm.storage().get_stream(quiet).await.unwrap().unwrap().state, StreamState::ExpireError);
+    assert_eq!(f.tm.storage().retry_stream(id).await.unwrap().unwrap().state, StreamState::RetryExpire);
+    f.db.drop_db().await;
+}
+
+/// Invariant 9: events a pipeline adds are saved (and matched against the
+/// triggers) if and only if the stream completes.
+#[tokio::test]
+async fn pipeline_output_saved_iff_completed() {
+    for (second, completes) in [("ok", true), ("fail", false)] {
+        let pipelines = format!("fire_p:\n{}{}expire_p:\n{}receipt_p:\n{}", h("a", "add_receipt"), h("b", second), h("x", "ok"), h("r", "ok"));
+        let f = Fixture::new(&pipelines, "").await;
+        let id = f.order("e1", "order.paid", "o1").await;
+        f.worker().run_once().await.unwrap();
+        let receipt = format!("receipt-{id}");
+        let saved = f.db.count(&format!("SELECT count(*) FROM event WHERE message_id = '{receipt}'")).await;
+        assert_eq!(saved, completes as i64, "second handler {second}");
+        let receipts = f.tm.storage().list_streams(&StreamFilter { trigger: Some("receipts".into()), ..Default::default() }).await.unwrap();
+        assert_eq!(receipts.len(), completes as usize);
+        f.db.drop_db().await;
+    }
+}
+
+/// Invariants 6 and 7: a worker whose lease ran out loses its stream to another
+/// worker; its late finish writes nothing, the new owner's finish counts.
+#[tokio::test]
+async fn lease_expiry_reclaims_and_old_owner_loses() {
+    let pipelines = format!("fire_p:\n{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("x", "ok"), h("r", "ok"));
+    let f = Fixture::new(&pipelines, "purge_completed_streams: false\n").await;
+    let id = f.order("e1", "order.paid", "o1").await;
+    let storage = f.tm.storage();
+    let now = f.clock.now();
+    let lease = std::time::Duration::from_secs(60);
+    let ready = storage.ready_streams(Action::Fire, now, 10).await.unwrap();
+    let a = storage.claim(&ready[0], Action::Fire, now, lease).await.unwrap().unwrap();
+    // Not reclaimable while the lease holds.
+    assert!(storage.ready_streams(Action::Fire, now + Duration::seconds(59), 10).await.unwrap().is_empty());
+    let later = now + Duration::seconds(61);
+    let stale = storage.ready_streams(Action::Fire, later, 10).await.unwrap();
+    assert_eq!(stale.len(), 1);
+    let b = storage.claim(&stale[0], Action::Fire, later, lease).await.unwrap().unwrap();
+    assert_eq!((b.state, b.state_serial_no, b.attempts), (StreamState::Firing, 2, 2));
+    assert!(matches!(storage.finish(&a, Finish::Completed { purge: false, new_events: &[] }, later).await.unwrap(), FinishOutcome::LostLease));
+    assert!(matches!(storage.finish(&b, Finish::Completed { purge: false, new_events: &[] }, later).await.unwrap(), FinishOutcome::Done(_)));
+    let st = storage.get_stream(id).await.unwrap().unwrap();
+    assert_eq!((st.state, st.state_serial_no), (StreamState::Completed, 3));
+    f.db.drop_db().await;
+}
+
+/// A stream whose fire criteria are met is fired, not expired, even when its
+/// expire time has also passed.
+#[tokio::test]
+async fn fire_wins_over_expire() {
+    let pipelines = format!("fire_p:\n{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("x", "ok"), h("r", "ok"));
+    let f = Fixture::new(&pipelines, "").await;
+    f.order("e1", "order.paid", "o1").await;
+    f.clock.set(f.clock.now() + Duration::hours(3));
+    let storage = f.tm.storage();
+    assert!(storage.ready_streams(Action::Expire, f.clock.now(), 10).await.unwrap().is_empty());
+    let w = f.worker();
+    w.run_once().await.unwrap();
+    assert_eq!((w.stats().fired, w.stats().expired), (1, 0));
+    f.db.drop_db().await;
+}
+
+/// The daemon loop wakes on NOTIFY: a stream made ready while the worker idles
+/// (with a 60 s poll delay) is fired promptly, and shutdown returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_worker_wakes_on_notify_and_stops() {
+    let pipelines = format!("fire_p:\n{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("x", "ok"), h("r", "ok"));
+    let f = Fixture::new(&pipelines, "pipeline_worker_delay: 60\n").await;
+    // The worker uses the wall clock here, so the notify path is exercised.
+    let tm = TriggerManager::new(Arc::new(f.db.storage.clone()), Arc::new(f.cfg.triggers.clone()), Arc::new(winchester_core::SystemClock));
+    let runner = PipelineRunner::new(f.registry.clone(), f.cfg.clone());
+    let worker = Arc::new(Worker::new(tm.clone(), runner, WorkerOptions::from_config(&f.cfg.main)));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let w = worker.clone();
+    let handle = tokio::spawn(async move { w.run(async move { let _ = stop_rx.await; }).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tm.add_event(event("e1", "order.paid", chrono::Utc::now(), &[("order_id", s("o1"))])).await.unwrap();
+    let started = std::time::Instant::now();
+    while worker.stats().fired == 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "not woken by NOTIFY");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop_tx.send(()).unwrap();
+    let stats = tokio::time::timeout(std::time::Duration::from_secs(10), handle).await.unwrap().unwrap().unwrap();
+    assert_eq!(stats.fired, 1);
+    f.db.drop_db().await;
+}
