@@ -7,4 +7,5 @@ mod cli;
 mod compat;
 mod concurrency;
 mod ingest;
+mod processes;
 mod worker;

@@ -1,0 +1,158 @@
+//! Real `pipeline-worker` processes (the `counting_worker` example, which is the
+//! stock worker plus a handler that records each commit in a table) against
+//! one database: exactly once across workers, kill -9, SIGTERM.
+
+use crate::support::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use winchester::EventOutcome;
+
+const TRIGGERS: &str = r#"
+- name: orders
+  distinguished_by: [order_id]
+  expiration: "$last + 1d"
+  fire_pipeline: count_it
+  match_criteria: [{event_type: "order.*"}]
+  fire_criteria: [{event_type: order.paid}]
+"#;
+
+struct Cluster {
+    db: TestDb,
+    dir: ConfigDir,
+}
+
+impl Cluster {
+    async fn new(streams: usize, sleep_ms: u64, extra: &str) -> Cluster {
+        let db = TestDb::new().await;
+        sqlx::query("CREATE TABLE handler_commits (stream_id BIGINT NOT NULL, action TEXT NOT NULL, pid INT NOT NULL, committed_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let dir = ConfigDir::new(&[
+            (
+                "winchester.yaml",
+                &format!(
+                    "database: {{url: '{}'}}\ntrigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\npurge_completed_streams: false\npipeline_worker_delay: 0.2\nstatistics_period: 1\n{extra}",
+                    db.url
+                ),
+            ),
+            ("triggers.yaml", TRIGGERS),
+            ("pipelines.yaml", &format!("count_it:\n  - {{name: counting, params: {{sleep_ms: {sleep_ms}}}}}\n")),
+        ]);
+        let (tm, _) = manager(&db, TRIGGERS, chrono::Utc::now());
+        let events: Vec<_> = (0..streams).map(|i| event(&format!("paid-{i}"), "order.paid", chrono::Utc::now(), &[("order_id", s(&format!("o{i}")))])).collect();
+        for chunk in events.chunks(1000) {
+            let out = tm.add_events(chunk.to_vec()).await.unwrap();
+            assert!(out.iter().all(|o| matches!(o, EventOutcome::Saved { .. })));
+        }
+        Cluster { db, dir }
+    }
+
+    fn spawn_worker(&self, name: &str) -> Child {
+        Command::new(example("counting_worker"))
+            .arg("-c")
+            .arg(self.dir.config())
+            .arg("-n")
+            .arg(name)
+            .env("DATABASE_URL", &self.db.url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn worker")
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        self.db.count(sql).await
+    }
+
+    async fn wait_for(&self, sql: &str, want: i64, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            let got = self.count(sql).await;
+            if got == want {
+                return;
+            }
+            assert!(start.elapsed() < limit, "{sql}: still {got}, want {want} after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("worker did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Invariant 7: 4 worker processes, 2,000 ready streams: every stream is
+/// committed exactly once and ends completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_across_four_workers() {
+    let c = Cluster::new(2000, 0, "").await;
+    let mut workers: Vec<Child> = (0..4).map(|i| c.spawn_worker(&format!("w{i}"))).collect();
+    c.wait_for("SELECT count(*) FROM stream WHERE state <> 6", 0, Duration::from_secs(240)).await;
+    for w in &workers {
+        sigterm(w);
+    }
+    for w in &mut workers {
+        assert!(wait_exit(w, Duration::from_secs(30)).success());
+    }
+    assert_eq!(c.count("SELECT count(*) FROM handler_commits").await, 2000);
+    assert_eq!(c.count("SELECT count(DISTINCT stream_id) FROM handler_commits").await, 2000);
+    assert_eq!(c.count("SELECT count(*) FROM stream WHERE state = 6").await, 2000);
+    let pids = c.count("SELECT count(DISTINCT pid) FROM handler_commits").await;
+    assert!(pids >= 2, "only {pids} worker(s) did any work");
+    c.db.drop_db().await;
+}
+
+/// Invariant 7: a worker killed with SIGKILL inside handle_events leaves its
+/// stream firing; after the lease another worker fires it, committed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_worker_stream_is_reclaimed_after_lease() {
+    let c = Cluster::new(3, 1500, "stream_lease_timeout: 4\nhandler_timeout: 3\n").await;
+    let mut a = c.spawn_worker("doomed");
+    c.wait_for("SELECT count(*) FROM stream WHERE state = 2", 1, Duration::from_secs(30)).await;
+    a.kill().unwrap(); // SIGKILL, mid handle_events (1.5 s sleep)
+    a.wait().unwrap();
+    let taken: i64 = c.count("SELECT id FROM stream WHERE state = 2").await;
+    assert_eq!(c.count("SELECT count(*) FROM handler_commits").await, 0);
+    let mut b = c.spawn_worker("rescuer");
+    c.wait_for("SELECT count(*) FROM stream WHERE state <> 6", 0, Duration::from_secs(60)).await;
+    sigterm(&b);
+    assert!(wait_exit(&mut b, Duration::from_secs(30)).success());
+    assert_eq!(c.count("SELECT count(*) FROM handler_commits").await, 3);
+    assert_eq!(c.count(&format!("SELECT count(*) FROM handler_commits WHERE stream_id = {taken}")).await, 1);
+    assert_eq!(c.count(&format!("SELECT attempts::bigint FROM stream WHERE id = {taken}")).await, 2);
+    c.db.drop_db().await;
+}
+
+/// Invariant 10: SIGTERM while a stream is in hand: the worker finishes it,
+/// takes no new one, exits 0, and leaves nothing firing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_stream_in_hand() {
+    let c = Cluster::new(5, 1000, "").await;
+    let mut w = c.spawn_worker("graceful");
+    c.wait_for("SELECT count(*) FROM stream WHERE state = 2", 1, Duration::from_secs(30)).await;
+    sigterm(&w);
+    let status = wait_exit(&mut w, Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    assert_eq!(c.count("SELECT count(*) FROM stream WHERE state IN (2, 3)").await, 0);
+    let done = c.count("SELECT count(*) FROM stream WHERE state = 6").await;
+    assert_eq!(c.count("SELECT count(*) FROM handler_commits").await, done);
+    assert!(done >= 1 && done < 5, "{done} completed: it should finish the one in hand and stop");
+    c.db.drop_db().await;
+}
