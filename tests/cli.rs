@@ -1,1 +1,199 @@
+//! The binaries end to end: winchester-db, winchester check / ingest / streams.
 
+use crate::support::*;
+use std::process::Command;
+
+fn db_cmd(url: &str, args: &[&str]) -> (i32, String, String) {
+    run(Command::new(bin("winchester-db")).args(["--database-url", url]).args(args).env_remove("DATABASE_URL").env("WINCHESTER_CONFIG", "/nonexistent/winchester.yaml"))
+}
+
+/// `winchester-db`: upgrade twice is harmless, --sql prints the schema, current
+/// and history report, downgrade base empties, upgrade again works.
+#[tokio::test]
+async fn winchester_db_migrations() {
+    let db = TestDb::empty().await;
+    let (code, out, err) = db_cmd(&db.url, &["--sql", "upgrade", "head"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("CREATE TABLE event") && out.contains("INSERT INTO _sqlx_migrations"), "{out}");
+    assert_eq!(db.count("SELECT count(*) FROM pg_tables WHERE tablename = 'event'").await, 0, "--sql must not run anything");
+    let (code, out, err) = db_cmd(&db.url, &["current"]);
+    assert_eq!((code, out.trim()), (0, "base (no migrations applied)"), "{err}");
+    let (code, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
+    assert_eq!((code, out.trim()), (0, "applied migration 1"));
+    let (code, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
+    assert_eq!((code, out.trim()), (0, "database is up to date"));
+    let (_, out, _) = db_cmd(&db.url, &["current"]);
+    assert_eq!(out.trim(), "1 initial (head)");
+    let (_, out, _) = db_cmd(&db.url, &["history"]);
+    assert_eq!(out.trim(), "1 initial applied");
+    let (code, out, _) = db_cmd(&db.url, &["--sql", "upgrade", "head"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("CREATE TABLE event"), "nothing pending: {out}");
+    let (code, out, _) = db_cmd(&db.url, &["downgrade", "base"]);
+    assert_eq!((code, out.trim()), (0, "database downgraded to base"));
+    assert_eq!(db.count("SELECT count(*) FROM pg_tables WHERE tablename = 'stream'").await, 0);
+    let (code, _, _) = db_cmd(&db.url, &["upgrade", "head"]);
+    assert_eq!(code, 0);
+    assert_eq!(db.count("SELECT count(*) FROM pg_tables WHERE tablename IN ('event', 'stream', 'stream_event')").await, 3);
+    // The SQL printed for an empty database applies cleanly by hand and leaves
+    // a database `upgrade head` considers current.
+    let fresh = TestDb::empty().await;
+    let (_, script, _) = db_cmd(&fresh.url, &["--sql", "upgrade", "head"]);
+    sqlx::raw_sql(&script).execute(fresh.pool()).await.unwrap();
+    let (_, out, _) = db_cmd(&fresh.url, &["upgrade", "head"]);
+    assert_eq!(out.trim(), "database is up to date");
+    db.drop_db().await;
+    fresh.drop_db().await;
+}
+
+/// Unreachable server, unknown database, wrong scheme: one clear line, exit 1.
+#[test]
+fn winchester_db_errors_are_one_line() {
+    for (url, needle) in [
+        ("postgres://postgres@127.0.0.1:1/x", "Connection refused"),
+        ("postgres://postgres@127.0.0.1:5432/wtest_does_not_exist", "does not exist"),
+        ("mysql://winchester:testpasswd@localhost/winchester", "only postgres://"),
+    ] {
+        let url = url.replace("127.0.0.1:5432", admin_url().split('@').nth(1).and_then(|h| h.split('/').next()).unwrap_or("127.0.0.1:5432"));
+        let (code, out, err) = db_cmd(&url, &["upgrade", "head"]);
+        assert_eq!(code, 1, "{url}: {out}{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
+        assert!(!err.contains("testpasswd"), "password leaked: {err}");
+    }
+}
+
+fn project_config(db: &TestDb) -> ConfigDir {
+    let etc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("etc");
+    ConfigDir::new(&[(
+        "winchester.yaml",
+        &format!("config_path: {}\ndatabase: {{url: '{}'}}\ntrigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\ndistiller_config: event_definitions.yaml\npipeline_handlers: {{log_it: logger}}\n", etc.display(), db.url),
+    )])
+}
+
+/// `winchester ingest` reports counts and line numbers and exits 2 when lines
+/// were rejected (the good ones are saved); `streams list --json` shows the
+/// streams the triggers predict.
+#[tokio::test]
+async fn ingest_then_list_streams() {
+    let db = TestDb::new().await;
+    let dir = project_config(&db);
+    let now = chrono::Utc::now();
+    let ts = |secs: i64| winchester_core::event::format_datetime(&(now - chrono::Duration::seconds(secs)));
+    let day_start = winchester_core::event::format_datetime(&now.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc());
+    let lines = [
+        format!(r#"{{"message_id": "a1", "event_type": "compute.instance.create.start", "timestamp": "{}", "instance_id": "i-1", "request_id": "r-1", "tenant_id": "t"}}"#, ts(3)),
+        format!(r#"{{"message_id": "a2", "event_type": "compute.instance.create.end", "timestamp": "{}", "instance_id": "i-1", "request_id": "r-1", "tenant_id": "t", "memory_mb": 512}}"#, ts(2)),
+        "not json".to_string(),
+        format!(r#"{{"message_id": "a3", "event_type": "compute.instance.exists", "timestamp": "{}", "instance_id": "i-1", "audit_period_beginning": "{day_start}"}}"#, ts(1)),
+        format!(r#"{{"message_id": "b1", "event_type": "compute.instance.update", "timestamp": "{}", "instance_id": "i-2"}}"#, ts(1)),
+        r#"{"message_id": "c1", "event_type": "x.y", "timestamp": "2026-01-01T00:00:00Z", "nested": {"a": 1}}"#.to_string(),
+        String::new(),
+        format!(r#"{{"message_id": "a1", "event_type": "compute.instance.create.start", "timestamp": "{}", "instance_id": "i-1"}}"#, ts(3)),
+    ];
+    std::fs::write(dir.path("events.jsonl"), lines.join("\n") + "\n").unwrap();
+    let (code, out, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["ingest"]).arg(dir.path("events.jsonl")));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.starts_with("ingested: 4\nduplicates: 1\nrejected: 2\n"), "{out}");
+    assert!(out.contains("line 3: invalid JSON"), "{out}");
+    assert!(out.contains("line 6: trait \"nested\" is nested") && out.contains("c1"), "{out}");
+
+    let (code, out, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["streams", "list", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let streams: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let by = |trigger: &str, key: &str, val: &str| -> Vec<serde_json::Value> {
+        streams.iter().filter(|s| s["trigger"] == trigger && s["distinguishing_traits"][key] == val).cloned().collect()
+    };
+    let i1 = by("instance_day", "instance_id", "i-1");
+    assert_eq!(i1.len(), 1, "{out}");
+    assert_eq!(i1[0]["event_count"], 3);
+    assert_eq!(i1[0]["state"], "active");
+    assert!(i1[0]["fire_timestamp"].is_string(), "exists arrived: ready to fire");
+    assert_eq!(i1[0]["distinguishing_traits"]["timestamp"]["begin"], day_start);
+    let i2 = by("instance_day", "instance_id", "i-2");
+    assert_eq!((i2[0]["event_count"].as_i64(), i2[0]["fire_timestamp"].is_null()), (Some(1), true));
+    let r1 = by("request_trace", "request_id", "r-1");
+    assert_eq!((r1[0]["event_count"].as_i64(), r1[0]["fire_timestamp"].is_string()), (Some(2), true));
+    for key in ["id", "first_event", "last_event", "expire_timestamp"] {
+        assert!(!i1[0][key].is_null(), "{key}");
+    }
+    // Filters and the table form.
+    let (_, out, _) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["streams", "list", "--trigger", "request_trace"]));
+    assert!(out.starts_with("ID") && out.contains("request_trace") && !out.contains("instance_day"), "{out}");
+    let (code, _, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["streams", "list", "--state", "sleeping"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown stream state \"sleeping\""), "{err}");
+    let id = i1[0]["id"].as_i64().unwrap().to_string();
+    let (_, out, _) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["streams", "show", &id, "--json"]));
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["events"].as_array().unwrap().iter().map(|e| e["message_id"].as_str().unwrap()).collect::<Vec<_>>(), ["a1", "a2", "a3"]);
+    db.drop_db().await;
+}
+
+/// Every shipped etc/ file loads: `winchester check` on the project's own config.
+#[test]
+fn shipped_etc_checks() {
+    let etc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/winchester.yaml");
+    let (code, out, err) = run(Command::new(bin("winchester")).arg("-c").arg(&etc).arg("check").env_remove("DATABASE_URL"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("triggers") && out.contains("instance_day") && out.contains("pipelines") && out.contains("event definitions"), "{out}");
+}
+
+/// A broken config lists every problem with file, trigger and key, exit 1.
+#[test]
+fn check_reports_every_error() {
+    let dir = ConfigDir::new(&[
+        ("winchester.yaml", "trigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\npipeline_handlers: {mystery: no.such:Class}\n"),
+        (
+            "triggers.yaml",
+            r#"
+- name: one
+  expiration: "$last + 1 parsec"
+  fire_pipeline: missing_pipeline
+  match_criteria: [{event_type: "compute.[bad"}]
+  fire_criteria: [{event_typo: x}]
+- name: two
+  expiration: "$last + 1h"
+  fire_pipeline: p
+  match_criteria: [{traits: {memory_mb: {numeric: "> 4096"}}}]
+  fire_criteria: [{}]
+"#,
+        ),
+        ("pipelines.yaml", "p:\n  - logger\n  - mystery\n  - {name: logger, params: {verbose: true}}\n"),
+    ]);
+    let (code, out, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).arg("check"));
+    assert_eq!(code, 1, "{out}{err}");
+    for needle in [
+        "triggers.yaml: trigger \"one\": key \"expiration\"",
+        "parsec",
+        "trigger \"one\": key \"match_criteria[0].event_type\"",
+        "trigger \"one\": key \"fire_criteria[0].event_typo\": unknown key",
+        "trigger \"two\": key \"match_criteria[0].traits.memory_mb\": unknown criterion type \"numeric\"",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Cross-file problems: a trigger naming a missing pipeline, handlers that do
+/// not resolve, bad handler params.
+#[test]
+fn check_reports_pipeline_problems() {
+    let dir = ConfigDir::new(&[
+        ("winchester.yaml", "trigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\npipeline_handlers: {mystery: no.such:Class}\n"),
+        ("triggers.yaml", "- {name: one, expiration: \"$last + 1h\", fire_pipeline: nope, match_criteria: [{}], fire_criteria: [{}]}\n"),
+        ("pipelines.yaml", "p:\n  - logger\n  - mystery\n  - unlisted\n"),
+    ]);
+    let (code, _, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).arg("check"));
+    assert_eq!(code, 1);
+    assert!(err.contains("trigger \"one\": key \"fire_pipeline\": pipeline \"nope\" is not defined"), "{err}");
+    assert!(err.contains("pipeline \"p\": key \"[1]\": handler \"mystery\" has type \"no.such:Class\""), "{err}");
+    assert!(err.contains("handler \"unlisted\" is not listed in pipeline_handlers"), "{err}");
+    let dir = ConfigDir::new(&[
+        ("winchester.yaml", "pipeline_config: pipelines.yaml\n"),
+        ("pipelines.yaml", "p:\n  - {name: logger, params: {verbose: true}}\n"),
+    ]);
+    let (code, _, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).arg("check"));
+    assert_eq!(code, 1);
+    assert!(err.contains("pipeline \"p\": key \"[0] (logger)\": unknown param \"verbose\""), "{err}");
+}
