@@ -118,13 +118,15 @@ async fn ingest_then_list_streams() {
         assert!(!i1[0][key].is_null(), "{key}");
     }
     // Filters and the table form.
-    let (_, out, _) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["streams", "list", "--trigger", "request_trace"]));
+    let (code, out, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["streams", "list", "--trigger", "request_trace"]));
+    assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("ID") && out.contains("request_trace") && !out.contains("instance_day"), "{out}");
     let (code, _, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["streams", "list", "--state", "sleeping"]));
     assert_eq!(code, 1);
     assert!(err.contains("unknown stream state \"sleeping\""), "{err}");
     let id = i1[0]["id"].as_i64().unwrap().to_string();
-    let (_, out, _) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["streams", "show", &id, "--json"]));
+    let (code, out, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["streams", "show", &id, "--json"]));
+    assert_eq!(code, 0, "{err}");
     let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["events"].as_array().unwrap().iter().map(|e| e["message_id"].as_str().unwrap()).collect::<Vec<_>>(), ["a1", "a2", "a3"]);
     db.drop_db().await;

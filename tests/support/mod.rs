@@ -52,7 +52,7 @@ impl TestDb {
         let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| panic!("test PostgreSQL at {admin} does not answer: {e}"));
         sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("create test database");
         let url = with_database(&admin, &name);
-        let storage = PgStorage::connect(&url, 16).await.expect("connect test database");
+        let storage = PgStorage::connect(&url, 6).await.expect("connect test database");
         if migrated {
             migrate::upgrade(storage.pool()).await.expect("migrate");
         }
