@@ -72,6 +72,8 @@ async fn flush(tm: &TriggerManager, batch: &mut Vec<Event>, lines: &mut Vec<u64>
             EventOutcome::Duplicate => report.duplicates += 1,
             EventOutcome::Rejected(e) => report.rejected.push((n, e.to_string())),
             EventOutcome::Failed(reason) => report.rejected.push((n, reason)),
+            EventOutcome::Undistilled { event_type } => report.rejected.push((n, format!("no event definition covers {event_type:?}"))),
+            EventOutcome::DistillFailed(e) => report.rejected.push((n, e.to_string())),
         }
     }
     Ok(())

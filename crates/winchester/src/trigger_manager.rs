@@ -2,6 +2,7 @@
 //! each with all of its stream memberships in one transaction.
 
 use std::sync::Arc;
+use winchester_core::distiller::{DistillError, Distiller};
 use winchester_core::{Clock, Event, EventError, TriggerSet};
 use winchester_storage::{EventPlan, IngestOutcome, Membership, Storage};
 
@@ -24,6 +25,14 @@ pub enum EventOutcome {
     /// The database refused this event (when a batch failed and its events were
     /// retried one by one); nothing of it was saved.
     Failed(String),
+    /// A notification no event definition covers (and `catch_all_notifications`
+    /// is off): dropped, as the original does.
+    Undistilled {
+        /// The notification's event_type.
+        event_type: String,
+    },
+    /// A notification that could not be turned into an event.
+    DistillFailed(DistillError),
 }
 
 /// Matches events against triggers and saves them. Cheap to clone.
@@ -32,12 +41,61 @@ pub struct TriggerManager {
     storage: Arc<dyn Storage>,
     triggers: Arc<TriggerSet>,
     clock: Arc<dyn Clock>,
+    distiller: Option<Arc<Distiller>>,
 }
 
 impl TriggerManager {
     /// A manager over `storage` with the given triggers and clock.
     pub fn new(storage: Arc<dyn Storage>, triggers: Arc<TriggerSet>, clock: Arc<dyn Clock>) -> TriggerManager {
-        TriggerManager { storage, triggers, clock }
+        TriggerManager { storage, triggers, clock, distiller: None }
+    }
+
+    /// Adds the distiller that [`TriggerManager::add_notification`] uses.
+    pub fn with_distiller(mut self, distiller: Arc<Distiller>) -> TriggerManager {
+        self.distiller = Some(distiller);
+        self
+    }
+
+    /// Turns a raw OpenStack notification (an oslo v2 envelope is unwrapped)
+    /// into an event, without saving it. `Ok(None)`: no definition covers it.
+    pub fn distill(&self, notification: &serde_json::Value) -> Result<Option<Event>, DistillError> {
+        match &self.distiller {
+            Some(d) => d.to_event(notification),
+            None => Err(DistillError::BadEnvelope { reason: "no distiller_config is configured".into() }),
+        }
+    }
+
+    /// Distills a raw notification and adds the event (see [`TriggerManager::add_event`]).
+    pub async fn add_notification(&self, notification: &serde_json::Value) -> Result<EventOutcome, EngineError> {
+        let mut out = self.add_notifications(std::slice::from_ref(notification)).await?;
+        Ok(out.pop().unwrap_or(EventOutcome::Duplicate))
+    }
+
+    /// Distills and adds a batch of notifications in one transaction; each gets
+    /// its own outcome.
+    pub async fn add_notifications(&self, notifications: &[serde_json::Value]) -> Result<Vec<EventOutcome>, EngineError> {
+        let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(notifications.len());
+        let mut events = Vec::new();
+        let mut slots = Vec::new();
+        for n in notifications {
+            match self.distill(n) {
+                Ok(Some(e)) => {
+                    slots.push(outcomes.len());
+                    outcomes.push(None);
+                    events.push(e);
+                }
+                Ok(None) => {
+                    let event_type = n.get("event_type").and_then(|v| v.as_str()).unwrap_or("?").to_string();
+                    tracing::info!(%event_type, "Dropping notification no event definition covers.");
+                    outcomes.push(Some(EventOutcome::Undistilled { event_type }));
+                }
+                Err(e) => outcomes.push(Some(EventOutcome::DistillFailed(e))),
+            }
+        }
+        for (slot, o) in slots.into_iter().zip(self.add_events(events).await?) {
+            outcomes[slot] = Some(o);
+        }
+        Ok(outcomes.into_iter().map(|o| o.unwrap_or(EventOutcome::Duplicate)).collect())
     }
 
     /// The trigger definitions.
