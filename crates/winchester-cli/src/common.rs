@@ -113,5 +113,10 @@ pub async fn trigger_manager(cfg: &LoadedConfig, args: &ConfigArgs, max_connecti
     let url = database_url(cfg.main.database_url.as_deref(), args)?;
     let storage = connect(&url, max_connections).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    Ok(TriggerManager::new(Arc::new(storage), Arc::new(cfg.triggers.clone()), clock))
+    let mut tm = TriggerManager::new(Arc::new(storage), Arc::new(cfg.triggers.clone()), clock);
+    if let Some(file) = &cfg.distiller_file {
+        let d = winchester_core::distiller::Distiller::load(file, cfg.main.catch_all_notifications).map_err(|e| anyhow!("{e}"))?;
+        tm = tm.with_distiller(Arc::new(d));
+    }
+    Ok(tm)
 }
