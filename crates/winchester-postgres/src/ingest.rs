@@ -19,7 +19,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use winchester_core::TriggerDefinition;
+use winchester_storage::fold::{fold_group, StreamDraft};
 use winchester_storage::{EventPlan, IngestOutcome, Membership, Result, StorageError};
 
 use crate::errors::storage_error;
@@ -46,56 +46,6 @@ pub(crate) async fn ingest(pool: &PgPool, batch: &[EventPlan], now: DateTime<Utc
             }
             other => return other,
         }
-    }
-}
-
-/// A stream as the batch leaves it.
-struct Draft {
-    id: Option<i64>,
-    first: DateTime<Utc>,
-    last: DateTime<Utc>,
-    expire: DateTime<Utc>,
-    fire: Option<DateTime<Utc>>,
-    count: i64,
-    counts: Vec<i64>,
-    open: bool,
-}
-
-impl Draft {
-    fn new(trigger: &TriggerDefinition, ts: DateTime<Utc>) -> Draft {
-        Draft {
-            id: None,
-            first: ts,
-            last: ts,
-            expire: trigger.expire_at(ts, ts),
-            fire: None,
-            count: 0,
-            counts: vec![0; trigger.fire_criteria.len()],
-            open: true,
-        }
-    }
-
-    fn accepts(&self, now: DateTime<Utc>) -> bool {
-        self.open && self.expire > now
-    }
-
-    /// Adds one event; true when this made the stream ready to fire.
-    fn add(&mut self, trigger: &TriggerDefinition, ts: DateTime<Utc>, hits: &[bool], now: DateTime<Utc>) -> bool {
-        self.first = self.first.min(ts);
-        self.last = self.last.max(ts);
-        self.expire = trigger.expire_at(self.first, self.last);
-        self.count += 1;
-        if self.counts.len() < hits.len() {
-            self.counts.resize(hits.len(), 0);
-        }
-        for (c, h) in self.counts.iter_mut().zip(hits) {
-            *c += *h as i64;
-        }
-        if self.fire.is_none() && trigger.fire_ready(&self.counts) {
-            self.fire = Some(trigger.fire_timestamp(now));
-            return true;
-        }
-        false
     }
 }
 
@@ -214,9 +164,8 @@ async fn write_group(
         .fetch_optional(&mut *conn)
         .await
         .map_err(storage_error)?;
-        let mut drafts: Vec<Draft> = Vec::with_capacity(1);
-        if let Some(r) = existing {
-            drafts.push(Draft {
+        let existing = match existing {
+            Some(r) => Some(StreamDraft {
                 id: Some(r.try_get("id").map_err(storage_error)?),
                 first: r.try_get("first_event").map_err(storage_error)?,
                 last: r.try_get("last_event").map_err(storage_error)?,
@@ -225,26 +174,12 @@ async fn write_group(
                 count: r.try_get("event_count").map_err(storage_error)?,
                 counts: r.try_get("fire_counts").map_err(storage_error)?,
                 open: true,
-            });
-        }
-        let mut assignment = Vec::with_capacity(entries.len());
-        let mut ready = false;
-        for &(i, j) in entries {
-            let ts = batch[i].event.timestamp;
-            let accepts = drafts.last().map(|d| d.accepts(now)).unwrap_or(false);
-            if !accepts {
-                if let Some(d) = drafts.last_mut() {
-                    d.open = false;
-                }
-                drafts.push(Draft::new(&trigger, ts));
-            }
-            let d = drafts.last_mut().expect("pushed above");
-            ready |= d.add(&trigger, ts, &membership((i, j)).fire_hits, now);
-            assignment.push(drafts.len() - 1);
-        }
-        for d in &mut drafts {
-            d.open = d.accepts(now);
-        }
+            }),
+            None => None,
+        };
+        let events = entries.iter().map(|&(i, j)| (batch[i].event.timestamp, membership((i, j)).fire_hits.as_slice()));
+        let folded = fold_group(&trigger, existing, events, now);
+        let (mut drafts, assignment, ready) = (folded.drafts, folded.assignment, folded.ready);
         let dist_json = Json(&membership(entries[0]).dist);
         for k in 0..drafts.len() {
             let d = &drafts[k];
@@ -297,7 +232,7 @@ async fn write_group(
     }
 }
 
-async fn update_stream(conn: &mut PgConnection, id: i64, d: &Draft) -> Result<()> {
+async fn update_stream(conn: &mut PgConnection, id: i64, d: &StreamDraft) -> Result<()> {
     sqlx::query(
         "UPDATE stream SET first_event = $2, last_event = $3, expire_timestamp = $4, fire_timestamp = $5, \
          event_count = $6, fire_counts = $7, open = $8 WHERE id = $1",

@@ -7,10 +7,12 @@
 //! - [`Storage`], [`ReadyListener`]: the interface.
 //! - [`stream`]: stream records, states and filters.
 //! - [`plan`]: what ingest hands to storage (event + computed memberships).
+//! - [`fold`]: folding a batch's events into a key's streams (shared by backends).
 //! - [`StorageError`]: errors, classified retryable or not.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod fold;
 pub mod plan;
 pub mod stream;
 

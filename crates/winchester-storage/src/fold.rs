@@ -1,0 +1,108 @@
+//! Folding a batch's events into a key's streams: the backend-independent part
+//! of ingest. A backend locks the key's open stream, calls [`fold_group`], and
+//! writes the resulting drafts back.
+
+use chrono::{DateTime, Utc};
+use winchester_core::TriggerDefinition;
+
+/// A stream as a batch leaves it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamDraft {
+    /// Row id; `None` for a stream this batch opens.
+    pub id: Option<i64>,
+    /// Earliest event time.
+    pub first: DateTime<Utc>,
+    /// Latest event time.
+    pub last: DateTime<Utc>,
+    /// Expire time (from the trigger's expiration).
+    pub expire: DateTime<Utc>,
+    /// Fire time, once the fire criteria are met.
+    pub fire: Option<DateTime<Utc>>,
+    /// Number of member events.
+    pub count: i64,
+    /// Matches per fire criteria.
+    pub counts: Vec<i64>,
+    /// Whether it still accepts events.
+    pub open: bool,
+}
+
+impl StreamDraft {
+    /// A new, empty stream opened by an event at `ts`.
+    pub fn new(trigger: &TriggerDefinition, ts: DateTime<Utc>) -> StreamDraft {
+        StreamDraft {
+            id: None,
+            first: ts,
+            last: ts,
+            expire: trigger.expire_at(ts, ts),
+            fire: None,
+            count: 0,
+            counts: vec![0; trigger.fire_criteria.len()],
+            open: true,
+        }
+    }
+
+    /// Whether the stream takes events at `now`: open and not yet expired.
+    pub fn accepts(&self, now: DateTime<Utc>) -> bool {
+        self.open && self.expire > now
+    }
+
+    /// Adds one event; true when this made the stream ready to fire.
+    pub fn add(&mut self, trigger: &TriggerDefinition, ts: DateTime<Utc>, hits: &[bool], now: DateTime<Utc>) -> bool {
+        self.first = self.first.min(ts);
+        self.last = self.last.max(ts);
+        self.expire = trigger.expire_at(self.first, self.last);
+        self.count += 1;
+        if self.counts.len() < hits.len() {
+            self.counts.resize(hits.len(), 0);
+        }
+        for (c, h) in self.counts.iter_mut().zip(hits) {
+            *c += *h as i64;
+        }
+        if self.fire.is_none() && trigger.fire_ready(&self.counts) {
+            self.fire = Some(trigger.fire_timestamp(now));
+            return true;
+        }
+        false
+    }
+}
+
+/// The outcome of folding one key's events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldedGroup {
+    /// The existing open stream (if any) first, then streams opened by the
+    /// batch, in order; every one but possibly the last is closed.
+    pub drafts: Vec<StreamDraft>,
+    /// For each event, the index of its draft.
+    pub assignment: Vec<usize>,
+    /// Whether some stream became ready to fire.
+    pub ready: bool,
+}
+
+/// Folds events `(timestamp, fire hits)` of one (trigger, key), in order, into
+/// the key's open stream `existing`: an event joins the last stream while it
+/// accepts events, otherwise that stream is closed and a new one opened.
+pub fn fold_group<'a>(
+    trigger: &TriggerDefinition,
+    existing: Option<StreamDraft>,
+    events: impl IntoIterator<Item = (DateTime<Utc>, &'a [bool])>,
+    now: DateTime<Utc>,
+) -> FoldedGroup {
+    let mut drafts: Vec<StreamDraft> = existing.into_iter().collect();
+    let mut assignment = Vec::new();
+    let mut ready = false;
+    for (ts, hits) in events {
+        if !drafts.last().map(|d| d.accepts(now)).unwrap_or(false) {
+            if let Some(d) = drafts.last_mut() {
+                d.open = false;
+            }
+            drafts.push(StreamDraft::new(trigger, ts));
+        }
+        let d = drafts.last_mut().expect("pushed above");
+        ready |= d.add(trigger, ts, hits, now);
+        assignment.push(drafts.len() - 1);
+    }
+    for d in &mut drafts {
+        d.open = d.accepts(now);
+    }
+    FoldedGroup { drafts, assignment, ready }
+}
