@@ -55,6 +55,8 @@ pub struct WinchesterConfig {
     pub handler_timeout: Duration,
     /// `log_level` (default info).
     pub log_level: String,
+    /// `amqp_ingest` (new): the AMQP ingest daemon's settings (defaults when absent).
+    pub amqp_ingest: crate::amqp_ingest::AmqpIngestConfig,
 }
 
 const KNOWN_KEYS: &[&str] = &[
@@ -79,6 +81,7 @@ const KNOWN_KEYS: &[&str] = &[
     "log_file",
     "logging_config",
     "time_sync_endpoint",
+    "amqp_ingest",
 ];
 
 impl WinchesterConfig {
@@ -241,6 +244,13 @@ impl WinchesterConfig {
         if m.contains_key("logging_config") {
             warnings.push(ConfigError::new("Python logging configs are not read; use log_level or RUST_LOG").key("logging_config"));
         }
+        let amqp_ingest = match m.get("amqp_ingest") {
+            None => crate::amqp_ingest::AmqpIngestConfig::default(),
+            Some(v) => crate::amqp_ingest::AmqpIngestConfig::from_yaml(v, &mut warnings).unwrap_or_else(|e| {
+                errors.extend(e);
+                Default::default()
+            }),
+        };
         if !errors.is_empty() {
             return Err(ConfigErrors(errors.into_iter().map(|e| e.in_file(file)).collect()));
         }
@@ -264,6 +274,7 @@ impl WinchesterConfig {
             stream_lease_timeout,
             handler_timeout,
             log_level,
+            amqp_ingest,
         };
         Ok((cfg, warnings.into_iter().map(|e| e.in_file(file)).collect()))
     }

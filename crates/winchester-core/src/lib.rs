@@ -8,11 +8,13 @@
 //! - [`pipeline_config`]: `pipelines.yaml`.
 //! - [`config`]: `winchester.yaml` and loading of every file it names.
 //! - [`config_error`]: errors that name file, line, definition and key.
+//! - [`amqp_ingest`]: the `amqp_ingest` section (the AMQP ingest daemon).
 //! - [`clock`]: where "now" comes from.
 //! - [`distiller`]: StackDistiller, notifications to events via `event_definitions.yaml`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod amqp_ingest;
 pub mod clock;
 pub mod config;
 pub mod config_error;
