@@ -1,0 +1,3 @@
+DROP TABLE stream_event;
+DROP TABLE stream;
+DROP TABLE event;

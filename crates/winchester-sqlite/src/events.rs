@@ -1,0 +1,55 @@
+//! Reading and trimming events.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Row, SqlitePool};
+use winchester_core::Event;
+use winchester_storage::Result;
+
+use crate::rows::{self, micros};
+use crate::storage_error;
+
+pub(crate) async fn stream_events(
+    pool: &SqlitePool,
+    stream_id: i64,
+    after: Option<(DateTime<Utc>, i64)>,
+    limit: u32,
+) -> Result<(Vec<Event>, Option<(DateTime<Utc>, i64)>)> {
+    let rows = sqlx::query(
+        "SELECT e.id, e.message_id, e.event_type, e.generated, e.traits \
+         FROM stream_event se JOIN event e ON e.id = se.event_id \
+         WHERE se.stream_id = ?1 AND (?2 IS NULL OR (e.generated, e.id) > (?2, ?3)) \
+         ORDER BY e.generated, e.id LIMIT ?4",
+    )
+    .bind(stream_id)
+    .bind(after.map(|a| micros(a.0)))
+    .bind(after.map(|a| a.1).unwrap_or(0))
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(storage_error)?;
+    let mut last = None;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let e = rows::event(r)?;
+        last = Some((e.timestamp, r.try_get::<i64, _>("id").map_err(storage_error)?));
+        out.push(e);
+    }
+    Ok((out, last))
+}
+
+pub(crate) async fn trim(pool: &SqlitePool, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
+    let n = sqlx::query(
+        "DELETE FROM event WHERE id IN ( \
+           SELECT e.id FROM event e WHERE e.generated < ?1 AND NOT EXISTS ( \
+             SELECT 1 FROM stream_event se JOIN stream s ON s.id = se.stream_id \
+             WHERE se.event_id = e.id AND s.state <> 6) \
+           ORDER BY e.generated LIMIT ?2)",
+    )
+    .bind(micros(cutoff))
+    .bind(limit as i64)
+    .execute(pool)
+    .await
+    .map_err(storage_error)?
+    .rows_affected();
+    Ok(n)
+}

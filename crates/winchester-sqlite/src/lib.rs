@@ -1,0 +1,160 @@
+//! SQLite backend of winchester-rs: the embedded default for one host.
+//!
+//! One database file in WAL mode, shared by any number of processes on the
+//! host. Every write transaction starts with `BEGIN IMMEDIATE`, so writers take
+//! the database's single write lock up front and never deadlock; the
+//! compare-and-set rules and the "one open stream per key" unique index are the
+//! same as on PostgreSQL. SQLite has no LISTEN/NOTIFY: an idle worker polls
+//! every [`POLL_INTERVAL`].
+//!
+//! Layout:
+//! - [`SqliteStorage`]: the [`Storage`](winchester_storage::Storage) implementation.
+//! - `ingest`, `streams`, `events`: the queries, as in the PostgreSQL backend.
+//! - `rows`: decoding rows and times (INTEGER microseconds since the epoch).
+//! - [`MIGRATOR`]: this backend's migrations (`crates/winchester-sqlite/migrations`).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod events;
+mod ingest;
+mod rows;
+mod streams;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use std::str::FromStr;
+use std::time::Duration;
+use winchester_core::Event;
+use winchester_storage::{
+    Action, EventPlan, Finish, FinishOutcome, IngestOutcome, ReadyListener, Result, Storage, StorageError, Stream, StreamFilter,
+};
+
+/// This backend's migrations.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// How often an idle worker looks for ready streams (there is no NOTIFY).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Maps a sqlx error to a storage error: busy/locked databases and I/O are
+/// retryable, constraint races are conflicts, anything else is fatal.
+pub fn storage_error(e: sqlx::Error) -> StorageError {
+    match &e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => StorageError::Unavailable(Box::new(e)),
+        sqlx::Error::Database(db) => {
+            // Extended result codes; the low byte is the primary code.
+            let code: i64 = db.code().and_then(|c| c.parse().ok()).unwrap_or(0);
+            match (code & 0xff, code) {
+                // SQLITE_BUSY, SQLITE_LOCKED: another process holds the lock.
+                (5, _) | (6, _) => StorageError::Conflict(Box::new(e)),
+                // SQLITE_CONSTRAINT_UNIQUE / _PRIMARYKEY: a lost race.
+                (_, 2067) | (_, 1555) => StorageError::Conflict(Box::new(e)),
+                _ => StorageError::Database(Box::new(e)),
+            }
+        }
+        _ => StorageError::Database(Box::new(e)),
+    }
+}
+
+/// Storage in one SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteStorage {
+    pool: SqlitePool,
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path` or
+    /// `sqlite::memory:`) in WAL mode with a generous busy timeout.
+    pub async fn connect(url: &str, max_connections: u32) -> std::result::Result<SqliteStorage, sqlx::Error> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(opts).await?;
+        Ok(SqliteStorage { pool })
+    }
+
+    /// The pool (for migrations and tools).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Applies pending migrations; returns the versions applied.
+    pub async fn migrate(&self) -> std::result::Result<Vec<i64>, sqlx::migrate::MigrateError> {
+        use sqlx::migrate::Migrate;
+        let applied = |pool: SqlitePool| async move {
+            let mut c = pool.acquire().await?;
+            c.ensure_migrations_table().await?;
+            Ok::<_, sqlx::migrate::MigrateError>(c.list_applied_migrations().await?.into_iter().map(|m| m.version).collect::<Vec<_>>())
+        };
+        let before = applied(self.pool.clone()).await?;
+        MIGRATOR.run(&self.pool).await?;
+        let after = applied(self.pool.clone()).await?;
+        Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
+    }
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    async fn ingest(&self, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
+        ingest::ingest(&self.pool, batch, now).await
+    }
+
+    async fn ready_streams(&self, action: Action, now: DateTime<Utc>, limit: u32) -> Result<Vec<Stream>> {
+        streams::ready(&self.pool, action, now, limit).await
+    }
+
+    async fn claim(&self, stream: &Stream, action: Action, now: DateTime<Utc>, lease: Duration) -> Result<Option<Stream>> {
+        streams::claim(&self.pool, stream, action, now, lease).await
+    }
+
+    async fn stream_events(&self, stream_id: i64, after: Option<(DateTime<Utc>, i64)>, limit: u32) -> Result<(Vec<Event>, Option<(DateTime<Utc>, i64)>)> {
+        events::stream_events(&self.pool, stream_id, after, limit).await
+    }
+
+    async fn finish(&self, claimed: &Stream, outcome: Finish<'_>, now: DateTime<Utc>) -> Result<FinishOutcome> {
+        streams::finish(&self.pool, claimed, outcome, now).await
+    }
+
+    async fn list_streams(&self, filter: &StreamFilter) -> Result<Vec<Stream>> {
+        streams::list(&self.pool, filter).await
+    }
+
+    async fn get_stream(&self, id: i64) -> Result<Option<Stream>> {
+        streams::get(&self.pool, id).await
+    }
+
+    async fn retry_stream(&self, id: i64) -> Result<Option<Stream>> {
+        streams::retry(&self.pool, id).await
+    }
+
+    async fn purge_stream(&self, id: i64) -> Result<bool> {
+        streams::purge(&self.pool, id).await
+    }
+
+    async fn trim_events(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
+        events::trim(&self.pool, cutoff, limit).await
+    }
+
+    async fn next_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        streams::next_due(&self.pool, now).await
+    }
+
+    async fn ready_listener(&self) -> Result<Box<dyn ReadyListener>> {
+        Ok(Box::new(PollingListener))
+    }
+}
+
+/// Stands in for NOTIFY: wakes after at most [`POLL_INTERVAL`].
+struct PollingListener;
+
+#[async_trait]
+impl ReadyListener for PollingListener {
+    async fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        tokio::time::sleep(timeout.min(POLL_INTERVAL)).await;
+        Ok(false)
+    }
+}
