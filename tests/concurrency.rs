@@ -6,9 +6,8 @@ use winchester_storage::{StreamFilter, StreamState};
 
 /// Invariant 3 under concurrency: 4 tasks ingesting interleaved events for the
 /// same keys end with exactly one stream per key holding every event.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_ingesters_share_one_stream_per_key() {
-    let db = TestDb::new().await;
+async fn concurrent_ingesters_share_one_stream_per_key(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let now = t(2014, 8, 1, 20, 30, 0);
     let (tm, _) = manager(&db, INSTANCE_TRIGGERS, now);
     let keys = 20;
@@ -58,3 +57,5 @@ async fn concurrent_ingesters_share_one_stream_per_key() {
     );
     db.drop_db().await;
 }
+
+crate::backend_tests!(concurrent_ingesters_share_one_stream_per_key);

@@ -15,9 +15,8 @@ fn stream_ids(o: &EventOutcome) -> Vec<i64> {
 }
 
 /// Invariant 1: a message_id is stored once; again it is a duplicate and changes nothing.
-#[tokio::test]
-async fn duplicate_message_id_changes_nothing() {
-    let db = TestDb::new().await;
+async fn duplicate_message_id_changes_nothing(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let now = t(2014, 8, 1, 20, 30, 0);
     let (tm, _) = manager(&db, INSTANCE_TRIGGERS, now);
     let e = event("m1", "compute.instance.update", t(2014, 8, 1, 20, 4, 0), &[("instance_id", s("i-1"))]);
@@ -44,18 +43,10 @@ async fn duplicate_message_id_changes_nothing() {
 
 /// Invariant 2: when any part of an event's write fails, none of it is saved,
 /// and the other events of the batch still are.
-#[tokio::test]
-async fn event_and_memberships_commit_together() {
-    let db = TestDb::new().await;
+async fn event_and_memberships_commit_together(backend: Backend) {
+    let db = TestDb::on(backend).await;
     // A database-side failure for one trigger's streams only.
-    sqlx::query(
-        "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN IF NEW.dist_traits::text LIKE '%i-bad%' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$",
-    )
-    .execute(db.pool())
-    .await
-    .unwrap();
-    sqlx::query("CREATE TRIGGER boom BEFORE INSERT ON stream FOR EACH ROW EXECUTE FUNCTION boom()").execute(db.pool()).await.unwrap();
+    db.fail_stream_inserts_containing("i-bad").await;
     let yaml = format!(
         "{INSTANCE_TRIGGERS}\n- name: second\n  distinguished_by: [instance_id]\n  expiration: \"$last + 1d\"\n  fire_pipeline: p\n  match_criteria: [{{}}]\n  fire_criteria: [{{number: 100}}]\n"
     );
@@ -76,9 +67,8 @@ async fn event_and_memberships_commit_together() {
 
 /// Streams split by instance and day; the exists event joins the day its audit
 /// period begins (map_distinguished_by); fire timestamp set when it arrives.
-#[tokio::test]
-async fn distinguishing_and_fire_criteria() {
-    let db = TestDb::new().await;
+async fn distinguishing_and_fire_criteria(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let now = t(2014, 8, 2, 0, 30, 0);
     let (tm, _) = manager(&db, INSTANCE_TRIGGERS, now);
     let i1 = ("instance_id", s("i-1"));
@@ -127,9 +117,8 @@ async fn distinguishing_and_fire_criteria() {
 }
 
 /// fire_delay and `number`, and the fire timestamp is never moved once set.
-#[tokio::test]
-async fn fire_delay_and_number() {
-    let db = TestDb::new().await;
+async fn fire_delay_and_number(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let yaml = r#"
 - name: pairs
   distinguished_by: [k]
@@ -158,9 +147,8 @@ async fn fire_delay_and_number() {
 
 /// Invariant 3: a stream whose expire time passed takes no more events; the
 /// next event for its key opens a new stream while the old one waits to expire.
-#[tokio::test]
-async fn expired_stream_takes_no_more_events() {
-    let db = TestDb::new().await;
+async fn expired_stream_takes_no_more_events(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let now = t(2014, 8, 1, 20, 30, 0);
     let (tm, clock) = manager(&db, INSTANCE_TRIGGERS, now);
     let i1 = ("instance_id", s("i-1"));
@@ -184,9 +172,8 @@ async fn expired_stream_takes_no_more_events() {
 
 /// Invariant 4: once a worker has taken a stream, a new event for its key opens
 /// a new stream; the taken stream's events do not change.
-#[tokio::test]
-async fn no_late_joiners() {
-    let db = TestDb::new().await;
+async fn no_late_joiners(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let now = t(2014, 8, 1, 20, 30, 0);
     let (tm, _) = manager(&db, INSTANCE_TRIGGERS, now);
     let i1 = ("instance_id", s("i-1"));
@@ -203,9 +190,8 @@ async fn no_late_joiners() {
 }
 
 /// Invariant 13: user strings reach SQL only as parameters.
-#[tokio::test]
-async fn hostile_strings_are_data() {
-    let db = TestDb::new().await;
+async fn hostile_strings_are_data(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let yaml = r#"
 - name: "x'); DROP TABLE event; --"
   distinguished_by: ["k'; DELETE FROM stream; --"]
@@ -226,3 +212,5 @@ async fn hostile_strings_are_data() {
     assert_eq!(db.count("SELECT count(*) FROM event").await, 1);
     db.drop_db().await;
 }
+
+crate::backend_tests!(duplicate_message_id_changes_nothing, event_and_memberships_commit_together, distinguishing_and_fire_criteria, fire_delay_and_number, expired_stream_takes_no_more_events, no_late_joiners, hostile_strings_are_data);

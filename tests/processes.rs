@@ -24,10 +24,7 @@ struct Cluster {
 impl Cluster {
     async fn new(streams: usize, sleep_ms: u64, extra: &str) -> Cluster {
         let db = TestDb::new().await;
-        sqlx::query("CREATE TABLE handler_commits (stream_id BIGINT NOT NULL, action TEXT NOT NULL, pid INT NOT NULL, committed_at TIMESTAMPTZ NOT NULL DEFAULT now())")
-            .execute(db.pool())
-            .await
-            .unwrap();
+        db.exec("CREATE TABLE handler_commits (stream_id BIGINT NOT NULL, action TEXT NOT NULL, pid INT NOT NULL)").await;
         let dir = ConfigDir::new(&[
             (
                 "winchester.yaml",
@@ -136,7 +133,7 @@ async fn killed_worker_stream_is_reclaimed_after_lease() {
     assert!(wait_exit(&mut b, Duration::from_secs(30)).success());
     assert_eq!(c.count("SELECT count(*) FROM handler_commits").await, 3);
     assert_eq!(c.count(&format!("SELECT count(*) FROM handler_commits WHERE stream_id = {taken}")).await, 1);
-    assert_eq!(c.count(&format!("SELECT attempts::bigint FROM stream WHERE id = {taken}")).await, 2);
+    assert_eq!(c.count(&format!("SELECT CAST(attempts AS BIGINT) FROM stream WHERE id = {taken}")).await, 2);
     c.db.drop_db().await;
 }
 

@@ -91,8 +91,8 @@ struct Fixture {
 }
 
 impl Fixture {
-    async fn new(pipelines: &str, extra_config: &str) -> Fixture {
-        let db = TestDb::new().await;
+    async fn new(backend: Backend, pipelines: &str, extra_config: &str) -> Fixture {
+        let db = TestDb::on(backend).await;
         let dir = ConfigDir::new(&[
             ("winchester.yaml", &format!("trigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\nhandler_timeout: 1\n{extra_config}")),
             ("triggers.yaml", TRIGGERS),
@@ -108,7 +108,7 @@ impl Fixture {
             Ok(Box::new(Recording { name, mode, log: l.clone() }) as Box<dyn Handler>)
         });
         let clock = Arc::new(ManualClock::new(t(2026, 1, 1, 12, 0, 0)));
-        let tm = TriggerManager::new(Arc::new(db.storage.clone()), Arc::new(cfg.triggers.clone()), clock.clone() as Arc<dyn Clock>);
+        let tm = TriggerManager::new(db.storage.clone(), Arc::new(cfg.triggers.clone()), clock.clone() as Arc<dyn Clock>);
         Fixture { db, tm, clock, log, _dir: dir, cfg, registry }
     }
 
@@ -132,11 +132,10 @@ fn h(name: &str, mode: &str) -> String {
 
 /// A fired stream runs every handler, then commits each, then completes
 /// (kept as `completed` when purge is off, deleted when on).
-#[tokio::test]
-async fn fire_runs_pipeline_then_completes() {
+async fn fire_runs_pipeline_then_completes(backend: Backend) {
     for purge in [false, true] {
         let pipelines = format!("fire_p:\n{}{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("b", "ok"), h("x", "ok"), h("r", "ok"));
-        let f = Fixture::new(&pipelines, &format!("purge_completed_streams: {purge}\n")).await;
+        let f = Fixture::new(backend, &pipelines, &format!("purge_completed_streams: {purge}\n")).await;
         let id = f.order("e1", "order.created", "o1").await;
         f.order("e2", "order.paid", "o1").await;
         let w = f.worker();
@@ -159,11 +158,10 @@ async fn fire_runs_pipeline_then_completes() {
 
 /// A failing, panicking or hanging handler rolls back every handler, leaves the
 /// stream in error with the reason, and the worker carries on; retry re-fires it.
-#[tokio::test]
-async fn failures_roll_back_and_record_reason() {
+async fn failures_roll_back_and_record_reason(backend: Backend) {
     for (mode, reason) in [("fail", "refused"), ("panic", "panicked: handler exploded"), ("hang", "timed out")] {
         let pipelines = format!("fire_p:\n{}{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("b", mode), h("x", "ok"), h("r", "ok"));
-        let f = Fixture::new(&pipelines, "").await;
+        let f = Fixture::new(backend, &pipelines, "").await;
         let id = f.order("e1", "order.paid", "o1").await;
         let w = f.worker();
         let ready = f.tm.storage().ready_streams(Action::Fire, f.clock.now(), 10).await.unwrap();
@@ -186,10 +184,9 @@ async fn failures_roll_back_and_record_reason() {
 
 /// Expired streams go through the expire pipeline; a failure leaves expire_error,
 /// and retry makes it retry_expire; a trigger without expire pipeline completes.
-#[tokio::test]
-async fn expire_path() {
+async fn expire_path(backend: Backend) {
     let pipelines = format!("fire_p:\n{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("x", "fail"), h("r", "ok"));
-    let f = Fixture::new(&pipelines, "purge_completed_streams: false\n").await;
+    let f = Fixture::new(backend, &pipelines, "purge_completed_streams: false\n").await;
     let id = f.order("e1", "order.created", "o1").await;
     let quiet = f.order("q1", "quiet.start", "o1").await;
     f.clock.set(f.clock.now() + Duration::hours(2));
@@ -204,11 +201,10 @@ async fn expire_path() {
 
 /// Invariant 9: events a pipeline adds are saved (and matched against the
 /// triggers) if and only if the stream completes.
-#[tokio::test]
-async fn pipeline_output_saved_iff_completed() {
+async fn pipeline_output_saved_iff_completed(backend: Backend) {
     for (second, completes) in [("ok", true), ("fail", false)] {
         let pipelines = format!("fire_p:\n{}{}expire_p:\n{}receipt_p:\n{}", h("a", "add_receipt"), h("b", second), h("x", "ok"), h("r", "ok"));
-        let f = Fixture::new(&pipelines, "").await;
+        let f = Fixture::new(backend, &pipelines, "").await;
         let id = f.order("e1", "order.paid", "o1").await;
         f.worker().run_once().await.unwrap();
         let receipt = format!("receipt-{id}");
@@ -222,10 +218,9 @@ async fn pipeline_output_saved_iff_completed() {
 
 /// Invariants 6 and 7: a worker whose lease ran out loses its stream to another
 /// worker; its late finish writes nothing, the new owner's finish counts.
-#[tokio::test]
-async fn lease_expiry_reclaims_and_old_owner_loses() {
+async fn lease_expiry_reclaims_and_old_owner_loses(backend: Backend) {
     let pipelines = format!("fire_p:\n{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("x", "ok"), h("r", "ok"));
-    let f = Fixture::new(&pipelines, "purge_completed_streams: false\n").await;
+    let f = Fixture::new(backend, &pipelines, "purge_completed_streams: false\n").await;
     let id = f.order("e1", "order.paid", "o1").await;
     let storage = f.tm.storage();
     let now = f.clock.now();
@@ -248,10 +243,9 @@ async fn lease_expiry_reclaims_and_old_owner_loses() {
 
 /// A stream whose fire criteria are met is fired, not expired, even when its
 /// expire time has also passed.
-#[tokio::test]
-async fn fire_wins_over_expire() {
+async fn fire_wins_over_expire(backend: Backend) {
     let pipelines = format!("fire_p:\n{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("x", "ok"), h("r", "ok"));
-    let f = Fixture::new(&pipelines, "").await;
+    let f = Fixture::new(backend, &pipelines, "").await;
     f.order("e1", "order.paid", "o1").await;
     f.clock.set(f.clock.now() + Duration::hours(3));
     let storage = f.tm.storage();
@@ -264,12 +258,11 @@ async fn fire_wins_over_expire() {
 
 /// The daemon loop wakes on NOTIFY: a stream made ready while the worker idles
 /// (with a 60 s poll delay) is fired promptly, and shutdown returns.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_worker_wakes_on_notify_and_stops() {
+async fn idle_worker_wakes_on_notify_and_stops(backend: Backend) {
     let pipelines = format!("fire_p:\n{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("x", "ok"), h("r", "ok"));
-    let f = Fixture::new(&pipelines, "pipeline_worker_delay: 60\n").await;
+    let f = Fixture::new(backend, &pipelines, "pipeline_worker_delay: 60\n").await;
     // The worker uses the wall clock here, so the notify path is exercised.
-    let tm = TriggerManager::new(Arc::new(f.db.storage.clone()), Arc::new(f.cfg.triggers.clone()), Arc::new(winchester_core::SystemClock));
+    let tm = TriggerManager::new(f.db.storage.clone(), Arc::new(f.cfg.triggers.clone()), Arc::new(winchester_core::SystemClock));
     let runner = PipelineRunner::new(f.registry.clone(), f.cfg.clone());
     let worker = Arc::new(Worker::new(tm.clone(), runner, WorkerOptions::from_config(&f.cfg.main)));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -287,3 +280,5 @@ async fn idle_worker_wakes_on_notify_and_stops() {
     assert_eq!(stats.fired, 1);
     f.db.drop_db().await;
 }
+
+crate::backend_tests!(fire_runs_pipeline_then_completes, failures_roll_back_and_record_reason, expire_path, pipeline_output_saved_iff_completed, lease_expiry_reclaims_and_old_owner_loses, fire_wins_over_expire, idle_worker_wakes_on_notify_and_stops);

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use winchester::TriggerManager;
 use winchester_core::{Clock, Event, ManualClock, TraitValue, TriggerSet};
 use winchester_postgres::{migrate, PgStorage};
+use winchester_sqlite::SqliteStorage;
+use winchester_storage::Storage;
 
 /// The server tests create their databases on.
 pub fn admin_url() -> String {
@@ -28,50 +30,159 @@ fn with_database(url: &str, db: &str) -> String {
     format!("{}/{}{}", &base[..host_part_end], db, query)
 }
 
+/// Which storage backend a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Generates, for each listed `async fn name(backend: Backend)`, one test per
+/// backend: `postgres::name` and `sqlite::name`. The conformance suite: a
+/// behaviour cannot differ between the backends without a red test.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+            )*
+        }
+    };
+}
+
+enum Pool {
+    Pg(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool, PathBuf),
+}
+
 /// A fresh, migrated database that is dropped by [`TestDb::drop_db`] (kept on
 /// failure for inspection; scripts/test clears leftovers).
 pub struct TestDb {
+    pub backend: Backend,
     pub url: String,
     pub name: String,
-    pub storage: PgStorage,
+    pub storage: Arc<dyn Storage>,
+    pool: Pool,
 }
 
 impl TestDb {
+    /// A fresh PostgreSQL database.
     pub async fn new() -> TestDb {
-        TestDb::create(true).await
+        TestDb::create(Backend::Postgres, true).await
     }
 
-    /// A fresh database without the schema.
+    /// A fresh database of the given backend.
+    pub async fn on(backend: Backend) -> TestDb {
+        TestDb::create(backend, true).await
+    }
+
+    /// A fresh PostgreSQL database without the schema.
     pub async fn empty() -> TestDb {
-        TestDb::create(false).await
+        TestDb::create(Backend::Postgres, false).await
     }
 
-    async fn create(migrated: bool) -> TestDb {
-        let admin = admin_url();
+    async fn create(backend: Backend, migrated: bool) -> TestDb {
         let name = format!("wtest_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| panic!("test PostgreSQL at {admin} does not answer: {e}"));
-        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("create test database");
-        let url = with_database(&admin, &name);
-        let storage = PgStorage::connect(&url, 6).await.expect("connect test database");
-        if migrated {
-            migrate::upgrade(storage.pool()).await.expect("migrate");
+        match backend {
+            Backend::Postgres => {
+                let admin = admin_url();
+                let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| panic!("test PostgreSQL at {admin} does not answer: {e}"));
+                sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("create test database");
+                let url = with_database(&admin, &name);
+                let storage = PgStorage::connect(&url, 6).await.expect("connect test database");
+                if migrated {
+                    migrate::upgrade(storage.pool()).await.expect("migrate");
+                }
+                let pool = Pool::Pg(storage.pool().clone());
+                TestDb { backend, url, name, storage: Arc::new(storage), pool }
+            }
+            Backend::Sqlite => {
+                let path = std::env::temp_dir().join(format!("{name}.db"));
+                let url = format!("sqlite://{}", path.display());
+                let storage = SqliteStorage::connect(&url, 4).await.expect("open test database");
+                if migrated {
+                    storage.migrate().await.expect("migrate");
+                }
+                let pool = Pool::Sqlite(storage.pool().clone(), path);
+                TestDb { backend, url, name, storage: Arc::new(storage), pool }
+            }
         }
-        TestDb { url, name, storage }
     }
 
+    /// The PostgreSQL pool (PostgreSQL-only tests).
     pub fn pool(&self) -> &sqlx::PgPool {
-        self.storage.pool()
+        match &self.pool {
+            Pool::Pg(p) => p,
+            Pool::Sqlite(..) => panic!("not a PostgreSQL test database"),
+        }
     }
 
     pub async fn drop_db(self) {
-        self.storage.pool().close().await;
-        if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).execute(&mut conn).await;
+        match self.pool {
+            Pool::Pg(p) => {
+                p.close().await;
+                if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).execute(&mut conn).await;
+                }
+            }
+            Pool::Sqlite(p, path) => {
+                p.close().await;
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
         }
     }
 
+    /// Runs a statement (portable SQL, or per-backend by the caller).
+    pub async fn exec(&self, sql: &str) {
+        match &self.pool {
+            Pool::Pg(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+            Pool::Sqlite(p, _) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// A single integer from a query (portable SQL).
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(self.pool()).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        match &self.pool {
+            Pool::Pg(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+            Pool::Sqlite(p, _) => sqlx::query_scalar(sql).fetch_one(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Makes inserting a stream whose distinguishing traits contain `needle` fail
+    /// inside the database (to test atomicity).
+    pub async fn fail_stream_inserts_containing(&self, needle: &str) {
+        match self.backend {
+            Backend::Postgres => {
+                self.exec(&format!(
+                    "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                     BEGIN IF NEW.dist_traits::text LIKE '%{needle}%' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$"
+                ))
+                .await;
+                self.exec("CREATE TRIGGER boom BEFORE INSERT ON stream FOR EACH ROW EXECUTE FUNCTION boom()").await;
+            }
+            Backend::Sqlite => {
+                self.exec(&format!(
+                    "CREATE TRIGGER boom BEFORE INSERT ON stream WHEN NEW.dist_traits LIKE '%{needle}%' BEGIN SELECT RAISE(ABORT, 'boom'); END"
+                ))
+                .await;
+            }
+        }
     }
 }
 
@@ -97,7 +208,7 @@ pub fn triggers(yaml: &str) -> Arc<TriggerSet> {
 /// A trigger manager on `db` with a manual clock at `now`.
 pub fn manager(db: &TestDb, yaml: &str, now: DateTime<Utc>) -> (TriggerManager, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(now));
-    let tm = TriggerManager::new(Arc::new(db.storage.clone()), triggers(yaml), clock.clone() as Arc<dyn Clock>);
+    let tm = TriggerManager::new(db.storage.clone(), triggers(yaml), clock.clone() as Arc<dyn Clock>);
     (tm, clock)
 }
 
@@ -152,6 +263,7 @@ pub fn bin(name: &str) -> PathBuf {
         "winchester" => PathBuf::from(env!("CARGO_BIN_EXE_winchester")),
         "winchester-db" => PathBuf::from(env!("CARGO_BIN_EXE_winchester-db")),
         "pipeline-worker" => PathBuf::from(env!("CARGO_BIN_EXE_pipeline-worker")),
+        "winchester-ingest" => PathBuf::from(env!("CARGO_BIN_EXE_winchester-ingest")),
         other => panic!("no binary {other}"),
     }
 }
