@@ -52,7 +52,7 @@ fn winchester_db_errors_are_one_line() {
     for (url, needle) in [
         ("postgres://postgres@127.0.0.1:1/x", "Connection refused"),
         ("postgres://postgres@127.0.0.1:5432/wtest_does_not_exist", "does not exist"),
-        ("mysql://winchester:testpasswd@localhost/winchester", "only postgres://"),
+        ("mysql://winchester:testpasswd@localhost/winchester", "use postgres://"),
     ] {
         let url = url.replace("127.0.0.1:5432", admin_url().split('@').nth(1).and_then(|h| h.split('/').next()).unwrap_or("127.0.0.1:5432"));
         let (code, out, err) = db_cmd(&url, &["upgrade", "head"]);

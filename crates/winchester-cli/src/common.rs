@@ -8,6 +8,8 @@ use winchester::pipeline::{HandlerRegistry, PipelineRunner};
 use winchester::TriggerManager;
 use winchester_core::{Clock, LoadedConfig, SystemClock};
 use winchester_postgres::PgStorage;
+use winchester_sqlite::SqliteStorage;
+use winchester_storage::Storage;
 
 /// Flags every program takes.
 #[derive(Debug, Clone, Args)]
@@ -69,13 +71,31 @@ pub fn load_config(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Res
     Ok(cfg)
 }
 
-/// The database URL from flags, environment or config.
+/// The database used when none is configured: an SQLite file in the current directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://winchester.db";
+
+/// The database URL from flags, environment or config; SQLite
+/// ([`DEFAULT_DATABASE_URL`]) when none is set.
 pub fn database_url(cfg_url: Option<&str>, args: &ConfigArgs) -> anyhow::Result<String> {
-    args.database_url
-        .as_deref()
-        .or(cfg_url)
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("no database configured: set database.url in {}, DATABASE_URL, or --database-url", args.config.display()))
+    Ok(args.database_url.as_deref().or(cfg_url).map(str::to_string).unwrap_or_else(|| {
+        tracing::info!("No database configured; using {DEFAULT_DATABASE_URL}.");
+        DEFAULT_DATABASE_URL.to_string()
+    }))
+}
+
+/// Whether a URL names an SQLite database.
+pub fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+/// Opens an SQLite database (creating the file if needed) with a clear error.
+pub async fn connect_sqlite(url: &str, max_connections: u32) -> anyhow::Result<SqliteStorage> {
+    SqliteStorage::connect(url, max_connections).await.with_context(|| format!("cannot open database {url}"))
+}
+
+/// Opens the storage a URL names: PostgreSQL (`postgres://`) or SQLite (`sqlite://`).
+pub async fn open_storage(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Storage>> {
+    Ok(if is_sqlite(url) { Arc::new(connect_sqlite(url, max_connections).await?) } else { Arc::new(connect(url, max_connections).await?) })
 }
 
 /// Hides the password of a URL for messages.
@@ -96,7 +116,7 @@ pub fn redact(url: &str) -> String {
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgStorage> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         let scheme = url.split("://").next().unwrap_or(url);
-        return Err(anyhow!("unsupported database URL {:?}: only postgres:// (postgresql://) is supported, not {scheme:?}", redact(url)));
+        return Err(anyhow!("unsupported database URL {:?}: use postgres:// (postgresql://) or sqlite://, not {scheme:?}", redact(url)));
     }
     let what = || format!("cannot connect to database {}", redact(url));
     let opts: sqlx::postgres::PgConnectOptions = url.parse().map_err(|e| anyhow!("invalid database URL {:?}: {e}", redact(url)))?;
@@ -111,9 +131,9 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgStorag
 /// A trigger manager over PostgreSQL for a loaded config.
 pub async fn trigger_manager(cfg: &LoadedConfig, args: &ConfigArgs, max_connections: u32) -> anyhow::Result<TriggerManager> {
     let url = database_url(cfg.main.database_url.as_deref(), args)?;
-    let storage = connect(&url, max_connections).await?;
+    let storage = open_storage(&url, max_connections).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut tm = TriggerManager::new(Arc::new(storage), Arc::new(cfg.triggers.clone()), clock);
+    let mut tm = TriggerManager::new(storage, Arc::new(cfg.triggers.clone()), clock);
     if let Some(file) = &cfg.distiller_file {
         let d = winchester_core::distiller::Distiller::load(file, cfg.main.catch_all_notifications).map_err(|e| anyhow!("{e}"))?;
         tm = tm.with_distiller(Arc::new(d));
