@@ -3,6 +3,7 @@
 
 mod support;
 
+mod amqp_ingest;
 mod cli;
 mod compat;
 mod concurrency;

@@ -7,9 +7,11 @@
 //! - [`check`], [`ingest`], [`streams`]: `winchester` subcommands.
 //! - [`db`]: `winchester-db`.
 //! - [`worker`]: `pipeline-worker`.
+//! - [`amqp_ingest`]: `winchester-ingest`, the AMQP ingest daemon.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod amqp_ingest;
 pub mod check;
 pub mod common;
 pub mod db;

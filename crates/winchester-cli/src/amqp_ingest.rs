@@ -1,0 +1,47 @@
+//! `winchester-ingest`: the AMQP ingest daemon (see the `winchester-amqp` crate
+//! for what it guarantees, and docs/ingest.md).
+
+use crate::common::{load_config, redact, trigger_manager, ConfigArgs};
+use anyhow::anyhow;
+use clap::Parser;
+use winchester::pipeline::HandlerRegistry;
+use winchester_amqp::AmqpIngest;
+
+/// Consume OpenStack notifications from RabbitMQ into the database.
+#[derive(Debug, Parser)]
+#[command(name = "winchester-ingest", version)]
+pub struct IngestOpts {
+    #[command(flatten)]
+    /// Config and database flags.
+    pub config: ConfigArgs,
+    /// Broker URL; overrides `amqp_ingest.url`.
+    #[arg(long = "amqp-url", env = "WINCHESTER_AMQP_URL")]
+    pub amqp_url: Option<String>,
+}
+
+/// Runs the daemon until SIGINT/SIGTERM.
+pub async fn run(opts: &IngestOpts, registry: HandlerRegistry) -> anyhow::Result<()> {
+    let cfg = load_config(&opts.config, &registry)?;
+    if cfg.distiller_file.is_none() {
+        return Err(anyhow!(
+            "{}: winchester-ingest needs distiller_config (an event_definitions.yaml) to turn notifications into events",
+            opts.config.config.display()
+        ));
+    }
+    let mut amqp = cfg.main.amqp_ingest.clone();
+    if let Some(url) = &opts.amqp_url {
+        amqp.url = url.clone();
+    }
+    let tm = trigger_manager(&cfg, &opts.config, 4).await?;
+    tracing::info!(broker = %redact(&amqp.url), batch_size = amqp.batch_size, prefetch = amqp.prefetch, "winchester-ingest started.");
+    let daemon = AmqpIngest::new(amqp, tm, cfg.main.statistics_period)?;
+    let stats = daemon.run(crate::worker::shutdown_signal()).await?;
+    tracing::info!(
+        received = stats.received,
+        saved = stats.saved,
+        duplicates = stats.duplicates,
+        dead_lettered = stats.dead_lettered,
+        "winchester-ingest stopped."
+    );
+    Ok(())
+}

@@ -1,0 +1,332 @@
+//! `winchester-ingest` against the real RabbitMQ on 127.0.0.1:5672 (guest/guest;
+//! `WINCHESTER_TEST_AMQP_URL` overrides; scripts/test starts the broker). Each
+//! test uses its own exchange and queues and deletes them at the end.
+
+use crate::support::*;
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn amqp_url() -> String {
+    std::env::var("WINCHESTER_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+const DEFINITIONS: &str = r#"
+- event_type: compute.instance.*
+  traits: &instance_traits
+    instance_id: {fields: payload.instance_id}
+    memory_mb: {type: int, fields: payload.memory_mb}
+    host: {fields: publisher_id, plugin: {name: split, parameters: {segment: 1, max_split: 1}}}
+"#;
+
+const TRIGGERS: &str = r#"
+- name: per_instance
+  distinguished_by: [instance_id]
+  expiration: "$last + 1h"
+  fire_pipeline: noop
+  match_criteria: [{event_type: compute.instance.*}]
+  fire_criteria: [{event_type: compute.instance.exists}]
+"#;
+
+/// One test's broker names and a channel to set them up, publish and inspect.
+struct Broker {
+    conn: Connection,
+    ch: Channel,
+    exchange: String,
+    queue: String,
+    dead_exchange: String,
+    dead_queue: String,
+}
+
+impl Broker {
+    async fn new() -> Broker {
+        let url = amqp_url();
+        let conn = Connection::connect(&url, ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|e| panic!("RabbitMQ at {url} does not answer ({e}); scripts/test starts it"));
+        let ch = conn.create_channel().await.expect("channel");
+        ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let b = Broker {
+            conn,
+            ch,
+            exchange: format!("wtest.{id}.nova"),
+            queue: format!("wtest.{id}.notifications"),
+            dead_exchange: format!("wtest.{id}.dead"),
+            dead_queue: format!("wtest.{id}.deadq"),
+        };
+        // Declared as the daemon will (durable), so messages wait for it.
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        b.ch.exchange_declare(b.exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default()).await.expect("exchange");
+        b.ch.queue_declare(b.queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await.expect("queue");
+        b.ch.queue_bind(b.queue.as_str().into(), b.exchange.as_str().into(), "notifications.info".into(), QueueBindOptions::default(), FieldTable::default())
+            .await
+            .expect("bind");
+        b
+    }
+
+    fn config(&self, db: &TestDb, batch_size: usize) -> ConfigDir {
+        ConfigDir::new(&[
+            (
+                "winchester.yaml",
+                &format!(
+                    "database: {{url: '{}'}}\ntrigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\ndistiller_config: event_definitions.yaml\n\
+                     pipeline_handlers: {{log_it: logger}}\nstatistics_period: 1\n\
+                     amqp_ingest:\n  url: '{}'\n  queues:\n    - {{queue: '{}', exchange: '{}', routing_keys: [notifications.info]}}\n  \
+                     prefetch: {}\n  batch_size: {batch_size}\n  batch_max_wait_ms: 50\n  dead_letter_exchange: '{}'\n  dead_letter_queue: '{}'\n",
+                    db.url,
+                    amqp_url(),
+                    self.queue,
+                    self.exchange,
+                    batch_size * 2,
+                    self.dead_exchange,
+                    self.dead_queue
+                ),
+            ),
+            ("event_definitions.yaml", DEFINITIONS),
+            ("triggers.yaml", TRIGGERS),
+            ("pipelines.yaml", "noop:\n  - log_it\n"),
+        ])
+    }
+
+    /// Publishes raw bodies with routing key `notifications.info` and waits for
+    /// the broker's confirms.
+    async fn publish(&self, bodies: &[Vec<u8>]) {
+        for chunk in bodies.chunks(1000) {
+            for body in chunk {
+                let props = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
+                self.ch
+                    .basic_publish(self.exchange.as_str().into(), "notifications.info".into(), BasicPublishOptions::default(), body, props)
+                    .await
+                    .expect("publish");
+            }
+            self.ch.wait_for_confirms().await.expect("confirms");
+        }
+    }
+
+    /// Ready messages in a queue.
+    async fn ready(&self, queue: &str) -> u32 {
+        let opts = QueueDeclareOptions { passive: true, ..Default::default() };
+        match self.ch.queue_declare(queue.into(), opts, FieldTable::default()).await {
+            Ok(q) => q.message_count(),
+            Err(_) => 0,
+        }
+    }
+
+    async fn cleanup(self) {
+        for q in [&self.queue, &self.dead_queue] {
+            let _ = self.ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+        }
+        for x in [&self.exchange, &self.dead_exchange] {
+            let _ = self.ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
+        }
+        let _ = self.conn.close(200, "done".into()).await;
+    }
+}
+
+fn notification(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "event_type": if i % 10 == 9 { "compute.instance.exists" } else { "compute.instance.update" },
+        "message_id": format!("msg-{i:05}"),
+        "priority": "INFO",
+        "publisher_id": format!("compute.host-{}", i % 7),
+        "timestamp": format!("2026-03-01 10:{:02}:{:02}.{:06}", (i / 60) % 60, i % 60, i),
+        "payload": {"instance_id": format!("i-{}", i % 50), "memory_mb": 512, "tenant_id": "t1"},
+        "_context_request_id": format!("req-{i}"),
+    })
+}
+
+/// As nova sends it: an oslo.messaging v2 envelope around the notification.
+fn envelope(n: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"oslo.version": "2.0", "oslo.message": n.to_string()})
+}
+
+fn spawn(dir: &ConfigDir, db: &TestDb) -> Child {
+    Command::new(bin("winchester-ingest"))
+        .arg("-c")
+        .arg(dir.config())
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "warn,winchester_amqp=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn winchester-ingest")
+}
+
+fn stderr_of(child: Child) -> String {
+    let out = child.wait_with_output().expect("wait");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn header<'a>(props: &'a BasicProperties, name: &str) -> Option<String> {
+    let h = props.headers().as_ref()?;
+    match h.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
+/// 10,000 notifications published; the daemon is killed with SIGKILL midway and
+/// started again; the database ends with exactly 10,000 events (the redelivered
+/// ones absorbed by message_id dedup). Poison messages end in the dead-letter
+/// queue with their reason; SIGTERM stops the daemon cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_midway_loses_nothing_and_poison_is_dead_lettered() {
+    let db = TestDb::new().await;
+    let broker = Broker::new().await;
+    let dir = broker.config(&db, 100);
+    const N: usize = 10_000;
+    let mut bodies: Vec<Vec<u8>> = Vec::with_capacity(N + 4);
+    let poison: Vec<(Vec<u8>, &str)> = vec![
+        (b"this is not json {".to_vec(), "not JSON"),
+        (br#"{"event_type": "compute.instance.update", "timestamp": "2026-03-01T10:00:00Z", "payload": {"instance_id": "i-1"}}"#.to_vec(), "message_id"),
+        (
+            br#"{"event_type": "compute.instance.update", "message_id": "bad-memory", "timestamp": "2026-03-01T10:00:00Z", "payload": {"instance_id": "i-1", "memory_mb": "lots"}}"#.to_vec(),
+            "memory_mb",
+        ),
+        (br#"{"event_type": "image.upload", "message_id": "uncovered", "timestamp": "2026-03-01T10:00:00Z", "payload": {}}"#.to_vec(), "no event definition covers"),
+    ];
+    for i in 0..N {
+        let n = notification(i);
+        let body = if i % 3 == 0 { envelope(&n) } else { n };
+        bodies.push(serde_json::to_vec(&body).unwrap());
+        if i % 2500 == 1000 {
+            bodies.push(poison[i / 2500].0.clone());
+        }
+    }
+    broker.publish(&bodies).await;
+
+    // First run: killed with SIGKILL once some but not all events are in.
+    let mut first = spawn(&dir, &db);
+    let started = Instant::now();
+    let at_kill = loop {
+        let n = db.count("SELECT count(*) FROM event").await;
+        if n > 0 {
+            first.kill().expect("kill -9");
+            break n;
+        }
+        if let Ok(Some(status)) = first.try_wait() {
+            panic!("winchester-ingest exited early ({status}): {}", stderr_of(first));
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no event saved within 30 s: {}", {
+            let _ = first.kill();
+            stderr_of(first)
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let _ = first.wait();
+    let after_kill = db.count("SELECT count(*) FROM event").await;
+    assert!(after_kill < N as i64, "the daemon finished before it could be killed (saw {at_kill}, then {after_kill})");
+
+    // Second run: picks up the rest, including the unacknowledged deliveries.
+    let mut second = spawn(&dir, &db);
+    let started = Instant::now();
+    loop {
+        let events = db.count("SELECT count(*) FROM event").await;
+        let dead = broker.ready(&broker.dead_queue).await;
+        let left = broker.ready(&broker.queue).await;
+        if events == N as i64 && dead as usize >= poison.len() && left == 0 {
+            break;
+        }
+        if let Ok(Some(status)) = second.try_wait() {
+            panic!("winchester-ingest exited ({status}): {}", stderr_of(second));
+        }
+        if started.elapsed() > Duration::from_secs(45) {
+            let _ = second.kill();
+            panic!("after 45 s: {events} events, {dead} dead letters, {left} messages left; {}", stderr_of(second));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // SIGTERM: drains and exits 0.
+    let status = Command::new("kill").args(["-TERM", &second.id().to_string()]).status().expect("kill -TERM");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let code = loop {
+        if let Some(s) = second.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "winchester-ingest did not stop within 15 s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let err = stderr_of(second);
+    assert!(code.success(), "exit {code}: {err}");
+
+    assert_eq!(db.count("SELECT count(*) FROM event").await, N as i64);
+    assert_eq!(db.count("SELECT count(DISTINCT message_id) FROM event").await, N as i64);
+    assert_eq!(db.count("SELECT count(*) FROM event WHERE message_id IN ('bad-memory', 'uncovered')").await, 0);
+    // Distilled traits made it (envelopes unwrapped too).
+    assert_eq!(db.count("SELECT count(*) FROM event WHERE traits->'host'->>'string' LIKE 'host-%' AND (traits->'memory_mb'->>'int')::int = 512").await, N as i64);
+    // Every event is in its instance's stream.
+    assert_eq!(db.count("SELECT count(*) FROM stream_event").await, N as i64);
+
+    // Dead letters: each poison message once, with its reason and routing key.
+    let mut dead = Vec::new();
+    while let Some(m) = broker.ch.basic_get(broker.dead_queue.as_str().into(), BasicGetOptions { no_ack: true }).await.expect("basic.get") {
+        dead.push((m.delivery.data.clone(), header(&m.delivery.properties, "x-winchester-reason").unwrap_or_default(), header(&m.delivery.properties, "x-original-routing-key")));
+    }
+    for (body, needle) in &poison {
+        let found: Vec<_> = dead.iter().filter(|(b, _, _)| b == body).collect();
+        assert!(!found.is_empty(), "poison {:?} not dead-lettered; dead letters: {dead:?}", String::from_utf8_lossy(body));
+        for (_, reason, key) in &found {
+            assert!(reason.contains(needle), "reason {reason:?} should mention {needle:?}");
+            assert_eq!(key.as_deref(), Some("notifications.info"));
+        }
+    }
+    assert!(dead.len() >= poison.len());
+    broker.cleanup().await;
+    db.drop_db().await;
+}
+
+/// A configuration error in amqp_ingest stops start-up naming the key; an
+/// unreachable broker is retried (the daemon keeps running) and SIGTERM still
+/// stops it with exit 0.
+#[tokio::test]
+async fn bad_config_is_named_and_unreachable_broker_is_retried() {
+    let db = TestDb::new().await;
+    let dir = ConfigDir::new(&[
+        (
+            "winchester.yaml",
+            &format!(
+                "database: {{url: '{}'}}\ntrigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\ndistiller_config: event_definitions.yaml\npipeline_handlers: {{log_it: logger}}\namqp_ingest: {{batch_size: 0, queues: [{{exchange: nova}}]}}\n",
+                db.url
+            ),
+        ),
+        ("event_definitions.yaml", DEFINITIONS),
+        ("triggers.yaml", TRIGGERS),
+        ("pipelines.yaml", "noop:\n  - log_it\n"),
+    ]);
+    let (code, _, err) = run(Command::new(bin("winchester-ingest")).arg("-c").arg(dir.config()));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("amqp_ingest.batch_size") && err.contains("amqp_ingest.queues[0].queue"), "{err}");
+
+    // Nothing listens on port 1: the daemon logs and retries until told to stop.
+    std::fs::write(
+        dir.config(),
+        format!("database: {{url: '{}'}}\ntrigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\ndistiller_config: event_definitions.yaml\npipeline_handlers: {{log_it: logger}}\n", db.url),
+    )
+    .unwrap();
+    let child = Command::new(bin("winchester-ingest"))
+        .arg("-c")
+        .arg(dir.config())
+        .args(["--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f"])
+        .env("DATABASE_URL", &db.url)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut child = child;
+    assert!(child.try_wait().expect("wait").is_none(), "the daemon gave up on an unreachable broker");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("AMQP broker unavailable") && err.contains("retrying"), "{err}");
+    assert!(!err.contains("guest:guest"), "password leaked: {err}");
+    db.drop_db().await;
+}
