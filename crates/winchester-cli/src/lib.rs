@@ -5,6 +5,7 @@
 //! Layout:
 //! - [`common`]: shared flags, config loading, database connection, error reporting.
 //! - [`check`], [`ingest`], [`streams`]: `winchester` subcommands.
+//! - [`bench`]: `winchester bench`, the benchmark.
 //! - [`db`]: `winchester-db`.
 //! - [`worker`]: `pipeline-worker`.
 //! - [`amqp_ingest`]: `winchester-ingest`, the AMQP ingest daemon.
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod amqp_ingest;
+pub mod bench;
 pub mod check;
 pub mod common;
 pub mod db;

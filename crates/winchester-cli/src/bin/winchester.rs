@@ -5,7 +5,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use winchester_cli::common::{init_tracing, load_config, report, trigger_manager, ConfigArgs};
-use winchester_cli::{check, ingest, streams};
+use winchester_cli::{bench, check, ingest, streams};
 
 /// winchester-rs: a stream-trigger engine.
 #[derive(Debug, Parser)]
@@ -29,6 +29,8 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         batch_size: usize,
     },
+    /// Measure the engine against PostgreSQL's COPY limit (creates and drops scratch databases).
+    Bench(bench::BenchOpts),
     /// Inspect and operate streams.
     Streams {
         #[command(subcommand)]
@@ -92,6 +94,10 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             let report = ingest::run(&tm, input, batch_size.max(1)).await?;
             print!("{}", report.render());
             Ok(if report.rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
+        Command::Bench(b) => {
+            print!("{}", bench::run(&b, opts.config.database_url.clone()).await?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Streams { command } => {
             let cfg = load_config(&opts.config, &registry)?;

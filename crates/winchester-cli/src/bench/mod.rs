@@ -1,0 +1,375 @@
+//! `winchester bench`: measures the engine against the physical limit in one run.
+//!
+//! Every measurement runs in a fresh database (`wbench_<uuid>`, created through
+//! the admin URL and dropped afterwards) and is repeated `--runs` times; the
+//! table shows median, min and max. No configuration file is needed: the
+//! triggers are embedded ([`workload::TRIGGERS_YAML`]) and the worker config is
+//! written to a temp dir.
+//!
+//! - [`workload`]: the seeded OpenStack lifecycle workload and the triggers.
+//! - [`measure`]: the measurements (ingest, COPY limit, fire latency, worker
+//!   throughput, cost growth, memory).
+//! - [`stats`]: medians and percentiles.
+//!
+//! See docs/performance.md for what each figure means and what limits it.
+
+pub mod measure;
+pub mod stats;
+pub mod workload;
+
+use anyhow::{anyhow, Context};
+use clap::Args;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use stats::Summary;
+use winchester_core::LoadedConfig;
+
+/// Flags of `winchester bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchOpts {
+    /// Events in the workload (batched ingest; the single-call ingest uses the first min(N, 5000)).
+    #[arg(long, default_value_t = 20_000)]
+    pub events: usize,
+    /// Instances the workload's events are about.
+    #[arg(long, default_value_t = 1_000)]
+    pub instances: usize,
+    /// Numbers of worker processes to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub workers: Vec<usize>,
+    /// Repeats of every measurement (the table shows median, min and max).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Seed of the workload generator.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Admin URL of the PostgreSQL server: the bench creates and drops
+    /// `wbench_<uuid>` databases there (default: $DATABASE_URL, else the local server).
+    #[arg(long = "database-url")]
+    pub database_url: Option<String>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the table (markdown) to this file.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// The server used when neither `--database-url` nor `DATABASE_URL` is given.
+pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Batch size of the batched ingest.
+pub const BATCH: usize = 1000;
+/// Most events of the single-call ingest.
+pub const SINGLE_MAX: usize = 5000;
+/// Events per stream in the worker-throughput runs.
+pub const READY_STREAM_EVENTS: u64 = 10;
+/// Stream lengths of the cost-growth measurement.
+pub const GROWTH_SIZES: [u64; 3] = [10, 1_000, 10_000];
+
+/// The sizes a run uses, derived from the flags.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    /// Workload events.
+    pub events: usize,
+    /// Instances.
+    pub instances: usize,
+    /// Events of the single-call ingest.
+    pub single_events: usize,
+    /// Ready streams per worker run (10,000, fewer for a small `--events`).
+    pub ready_streams: u64,
+    /// Fire-latency samples per run.
+    pub latency_samples: usize,
+    /// Single calls per stream size in the cost-growth measurement.
+    pub growth_samples: usize,
+    /// Worker process counts.
+    pub workers: Vec<usize>,
+    /// Repeats.
+    pub runs: usize,
+}
+
+impl Sizes {
+    /// Sizes for `opts`; errors on nonsense.
+    pub fn from_opts(o: &BenchOpts) -> anyhow::Result<Sizes> {
+        if o.events == 0 || o.instances == 0 || o.runs == 0 {
+            return Err(anyhow!("--events, --instances and --runs must be at least 1"));
+        }
+        if o.workers.is_empty() || o.workers.iter().any(|w| *w == 0 || *w > 64) {
+            return Err(anyhow!("--workers must list process counts between 1 and 64, e.g. 1,2,4"));
+        }
+        Ok(Sizes {
+            events: o.events,
+            instances: o.instances,
+            single_events: o.events.min(SINGLE_MAX),
+            ready_streams: (o.events as u64 / 2).clamp(10, 10_000),
+            latency_samples: (o.events / 100).clamp(20, 200),
+            growth_samples: (o.events / 40).clamp(30, 300),
+            workers: o.workers.clone(),
+            runs: o.runs,
+        })
+    }
+}
+
+/// The machine the bench ran on.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// CPU model.
+    pub cpu: String,
+    /// Cores available to this process.
+    pub cores: usize,
+    /// Total memory, GiB.
+    pub memory_gib: f64,
+    /// PostgreSQL server version.
+    pub postgres: String,
+}
+
+fn machine(postgres: String) -> Machine {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let memory_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("MemTotal:").and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<f64>().ok())))
+        .map(|kb| kb / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    Machine { cpu, cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), memory_gib, postgres }
+}
+
+/// Every measured value, one entry per run.
+#[derive(Debug, Default, Clone)]
+struct Samples {
+    single: Vec<f64>,
+    batched: Vec<f64>,
+    batched_s: Vec<f64>,
+    copy_rows_per_s: Vec<f64>,
+    copy_s: Vec<f64>,
+    engine_rows_per_s: Vec<f64>,
+    ratio: Vec<f64>,
+    rows: (u64, u64, u64),
+    lat_p50: Vec<f64>,
+    lat_p99: Vec<f64>,
+    lat_max: Vec<f64>,
+    workers: Vec<(usize, Vec<f64>)>,
+    growth: Vec<Vec<f64>>,
+    growth_ratio: Vec<f64>,
+    worker_rss: f64,
+    ingest_rss: f64,
+}
+
+/// One line of the table.
+struct Row {
+    key: String,
+    figure: String,
+    s: Summary,
+    unit: &'static str,
+}
+
+/// The config files the workers (and the in-process latency worker) load.
+struct ConfigDir {
+    dir: PathBuf,
+}
+
+impl ConfigDir {
+    fn new() -> anyhow::Result<ConfigDir> {
+        let dir = std::env::temp_dir().join(format!("winchester-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).with_context(|| format!("writing {}", dir.join(name).display()));
+        write("triggers.yaml", workload::TRIGGERS_YAML)?;
+        write("pipelines.yaml", workload::PIPELINES_YAML)?;
+        write("winchester.yaml", &workload::winchester_yaml("logger"))?;
+        write("latency.yaml", &workload::winchester_yaml("bench_probe"))?;
+        Ok(ConfigDir { dir })
+    }
+}
+
+impl Drop for ConfigDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn progress(msg: &str) {
+    eprintln!("bench: {msg}");
+}
+
+/// Runs the bench; returns what to print (the table, or the JSON object).
+/// `fallback_url` is the `winchester` program's own `--database-url`/`DATABASE_URL`.
+pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Result<String> {
+    let sizes = Sizes::from_opts(opts)?;
+    let admin = opts.database_url.clone().or(fallback_url).unwrap_or_else(|| DEFAULT_ADMIN_URL.to_string());
+    let admin_pool = crate::common::connect(&admin, 1).await?;
+    let postgres = winchester_postgres::bench::server_version(admin_pool.pool()).await.context("asking the server's version")?;
+    admin_pool.pool().close().await;
+    let machine = machine(postgres);
+    let exe = std::env::current_exe().context("finding this program")?;
+    let exe_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    for bin in ["pipeline-worker", "winchester"] {
+        if !exe_dir.join(bin).exists() {
+            return Err(anyhow!("{} not found: the bench runs the {bin} program next to itself", exe_dir.join(bin).display()));
+        }
+    }
+    let cfg_dir = ConfigDir::new()?;
+    let worker_cfg = cfg_dir.dir.join("winchester.yaml");
+    let registry = {
+        let mut r = winchester_handlers::registry();
+        r.register("bench_probe", |_| Err("registered by the latency measurement".into()));
+        r
+    };
+    let known = |t: &str| registry.knows(t);
+    let latency_cfg = LoadedConfig::load(&cfg_dir.dir.join("latency.yaml"), Some(&known)).map_err(|e| anyhow!("bench config: {e}"))?;
+    let triggers = Arc::new(latency_cfg.triggers.clone());
+
+    let wl = workload::generate(sizes.events, sizes.instances, opts.seed, workload::base_day(chrono::Utc::now()));
+    let events = wl.events;
+    let mut s = Samples { workers: sizes.workers.iter().map(|w| (*w, vec![])).collect(), growth: vec![vec![]; GROWTH_SIZES.len()], ..Default::default() };
+    for run in 1..=sizes.runs {
+        let tag = format!("run {run}/{}", sizes.runs);
+        progress(&format!("{tag}: ingest, one event per call ({} events)", sizes.single_events));
+        s.single.push(measure::ingest_single(&admin, &triggers, &events[..sizes.single_events]).await?);
+
+        progress(&format!("{tag}: ingest, batches of {BATCH} ({} events), then COPY of the same rows", events.len()));
+        let b = measure::ingest_batched(&admin, &triggers, &events, BATCH).await?;
+        let rows = (b.rows.0 + b.rows.1 + b.rows.2) as f64;
+        s.rows = b.rows;
+        s.batched.push(events.len() as f64 / b.engine.as_secs_f64());
+        s.batched_s.push(b.engine.as_secs_f64());
+        s.engine_rows_per_s.push(rows / b.engine.as_secs_f64());
+        s.copy_s.push(b.copy.as_secs_f64());
+        s.copy_rows_per_s.push(rows / b.copy.as_secs_f64());
+        s.ratio.push(b.engine.as_secs_f64() / b.copy.as_secs_f64());
+
+        progress(&format!("{tag}: fire latency ({} streams, one idle worker)", sizes.latency_samples));
+        let lat = measure::fire_latency(&admin, &latency_cfg, sizes.latency_samples).await?;
+        s.lat_p50.push(stats::percentile(&lat, 50.0));
+        s.lat_p99.push(stats::percentile(&lat, 99.0));
+        s.lat_max.push(stats::percentile(&lat, 100.0));
+
+        for (w, v) in s.workers.iter_mut() {
+            progress(&format!("{tag}: {w} worker process(es) on {} ready streams of {READY_STREAM_EVENTS} events", sizes.ready_streams));
+            let r = measure::worker_throughput(&admin, &worker_cfg, &exe_dir, *w, sizes.ready_streams, READY_STREAM_EVENTS).await?;
+            v.push(r.streams_per_s);
+            s.worker_rss = s.worker_rss.max(r.peak_rss_mb);
+        }
+
+        progress(&format!("{tag}: cost growth (streams of {GROWTH_SIZES:?} events, {} calls each)", sizes.growth_samples));
+        let g = measure::cost_growth(&admin, &triggers, &GROWTH_SIZES, sizes.growth_samples).await?;
+        s.growth_ratio.push(g[g.len() - 1] / g[0]);
+        for (k, t) in g.into_iter().enumerate() {
+            s.growth[k].push(t);
+        }
+    }
+    progress(&format!("peak RSS of `winchester ingest` on the whole workload ({} events)", events.len()));
+    s.ingest_rss = measure::ingest_rss(&admin, &worker_cfg, &exe_dir, &events).await?;
+
+    let rows = table_rows(&s, &sizes);
+    let table = render_table(&rows, &s, &sizes, &machine, wl.days);
+    if let Some(path) = &opts.output {
+        std::fs::write(path, &table).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if opts.json {
+        Ok(format!("{}\n", serde_json::to_string_pretty(&to_json(&rows, &s, &sizes, &machine, wl.days))?))
+    } else {
+        Ok(table)
+    }
+}
+
+fn table_rows(s: &Samples, z: &Sizes) -> Vec<Row> {
+    let row = |key: &str, figure: String, v: &[f64], unit: &'static str| Row { key: key.into(), figure, s: Summary::of(v), unit };
+    let (e, st, m) = s.rows;
+    let mut rows = vec![
+        row("ingest_events_per_s_single", format!("ingest, one event per call (add_event, {} events)", z.single_events), &s.single, "events/s"),
+        row("ingest_events_per_s_batched", format!("ingest, batched (add_events, batches of {BATCH})"), &s.batched, "events/s"),
+        row("ingest_batched_s", "ingest, batched: time".into(), &s.batched_s, "s"),
+        row("engine_rows_per_s", format!("ingest, batched: rows written ({e} events + {st} streams + {m} memberships)"), &s.engine_rows_per_s, "rows/s"),
+        row("copy_limit_rows_per_s", "limit: COPY of the same rows into an empty schema, one transaction".into(), &s.copy_rows_per_s, "rows/s"),
+        row("copy_limit_s", "limit: COPY time".into(), &s.copy_s, "s"),
+        row("ingest_vs_copy_ratio", "ratio: batched ingest time / COPY time".into(), &s.ratio, "x"),
+        row("fire_latency_p50", "fire latency p50 (commit of completing event -> pipeline commit)".into(), &s.lat_p50, "ms"),
+        row("fire_latency_p99", "fire latency p99".into(), &s.lat_p99, "ms"),
+        row("fire_latency_max", "fire latency max".into(), &s.lat_max, "ms"),
+    ];
+    for (w, v) in &s.workers {
+        rows.push(row(
+            &format!("worker_streams_per_s_{w}"),
+            format!("workers: {w} process(es), {} streams of {READY_STREAM_EVENTS} events", z.ready_streams),
+            v,
+            "streams/s",
+        ));
+    }
+    for (k, size) in GROWTH_SIZES.iter().enumerate() {
+        rows.push(row(&format!("growth_ms_{size}"), format!("ingest per event, stream holds {size} events"), &s.growth[k], "ms"));
+    }
+    rows.push(row("cost_growth_ratio", format!("cost growth: per-event time at {} / at {}", GROWTH_SIZES[2], GROWTH_SIZES[0]), &s.growth_ratio, "x"));
+    rows.push(row("peak_rss_ingest", "peak RSS, ingester (winchester ingest, whole workload; measured once)".into(), &[s.ingest_rss], "MB"));
+    rows.push(row("peak_rss_worker", "peak RSS, worker (largest pipeline-worker process)".into(), &[s.worker_rss], "MB"));
+    rows
+}
+
+fn fmt(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn render_table(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "winchester bench: {} events ({} instances over {days} days), {} run(s); workers {}\n",
+        z.events,
+        z.instances,
+        z.runs,
+        z.workers.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(",")
+    ));
+    out.push_str(&format!("machine: {}, {} cores, {:.1} GiB memory; PostgreSQL {}\n\n", m.cpu, m.cores, m.memory_gib, m.postgres));
+    out.push_str("| figure | median | min | max | unit |\n|---|---:|---:|---:|---|\n");
+    for r in rows {
+        out.push_str(&format!("| {} | {} | {} | {} | {} |\n", r.figure, fmt(r.s.median), fmt(r.s.min), fmt(r.s.max), r.unit));
+    }
+    let ratio = Summary::of(&s.ratio).median;
+    out.push_str(&format!(
+        "\nbatched ingest takes {ratio:.2}x the time PostgreSQL needs to COPY the same {} rows.\n",
+        s.rows.0 + s.rows.1 + s.rows.2
+    ));
+    out
+}
+
+fn to_json(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32) -> Value {
+    let med = |v: &[f64]| Summary::of(v).median;
+    let workers: serde_json::Map<String, Value> = s.workers.iter().map(|(w, v)| (w.to_string(), json!(med(v)))).collect();
+    let figures: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({"key": r.key, "figure": r.figure, "median": r.s.median, "min": r.s.min, "max": r.s.max, "unit": r.unit}))
+        .collect();
+    json!({
+        "ingest_events_per_s_single": med(&s.single),
+        "ingest_events_per_s_batched": med(&s.batched),
+        "copy_limit_rows_per_s": med(&s.copy_rows_per_s),
+        "ingest_vs_copy_ratio": med(&s.ratio),
+        "fire_latency_ms": {"p50": med(&s.lat_p50), "p99": med(&s.lat_p99), "max": med(&s.lat_max)},
+        "worker_streams_per_s": workers,
+        "cost_growth_ratio": med(&s.growth_ratio),
+        "peak_rss_mb": {"ingest": s.ingest_rss, "worker": s.worker_rss},
+        "sizes": {
+            "events": z.events,
+            "instances": z.instances,
+            "days": days,
+            "single_events": z.single_events,
+            "batch_size": BATCH,
+            "rows": {"events": s.rows.0, "streams": s.rows.1, "memberships": s.rows.2},
+            "ready_streams": z.ready_streams,
+            "events_per_ready_stream": READY_STREAM_EVENTS,
+            "latency_samples": z.latency_samples,
+            "growth_sizes": GROWTH_SIZES,
+            "growth_samples": z.growth_samples,
+            "workers": z.workers,
+            "runs": z.runs,
+        },
+        "machine": {"cpu": m.cpu, "cores": m.cores, "memory_gib": m.memory_gib, "postgres": m.postgres},
+        "figures": figures,
+    })
+}

@@ -1,0 +1,193 @@
+//! Database helpers for `winchester bench`: scratch databases, the COPY limit,
+//! ready-made streams for worker runs. Kept here so that no SQL lives outside
+//! this crate.
+
+use futures::TryStreamExt;
+use sqlx::{Connection, PgConnection, PgPool, Row};
+use std::time::{Duration, Instant};
+
+/// A fresh database (`wbench_<uuid>`) on a server reached through an admin URL.
+#[derive(Debug, Clone)]
+pub struct ScratchDb {
+    /// The admin URL it was created through.
+    pub admin_url: String,
+    /// The database name.
+    pub name: String,
+    /// The URL of the new database.
+    pub url: String,
+}
+
+impl ScratchDb {
+    /// Creates a database named `wbench_<uuid>` and, when `migrated`, applies the schema.
+    pub async fn create(admin_url: &str, migrated: bool) -> Result<ScratchDb, sqlx::Error> {
+        let name = format!("wbench_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect(admin_url).await?;
+        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await?;
+        conn.close().await?;
+        let db = ScratchDb { admin_url: admin_url.to_string(), url: with_database(admin_url, &name), name };
+        if migrated {
+            let mut c = PgConnection::connect(&db.url).await?;
+            crate::MIGRATOR.run(&mut c).await.map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+            c.close().await?;
+        }
+        Ok(db)
+    }
+
+    /// Drops the database (forcing off any remaining connection).
+    pub async fn drop_db(&self) -> Result<(), sqlx::Error> {
+        let mut conn = PgConnection::connect(&self.admin_url).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).execute(&mut conn).await?;
+        conn.close().await
+    }
+}
+
+/// `url` with its database name replaced by `db` (query string kept).
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.find('?') {
+        Some(i) => (&url[..i], &url[i..]),
+        None => (url, ""),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(base.len());
+    format!("{}/{}{}", &base[..host_end], db, query)
+}
+
+/// The server's version string (`SHOW server_version`).
+pub async fn server_version(pool: &PgPool) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("SHOW server_version").fetch_one(pool).await
+}
+
+/// The rows an engine wrote, in COPY text format, ids included.
+#[derive(Debug, Clone, Default)]
+pub struct EngineRows {
+    /// `event` rows.
+    pub event: Vec<u8>,
+    /// `stream` rows.
+    pub stream: Vec<u8>,
+    /// `stream_event` rows.
+    pub stream_event: Vec<u8>,
+    /// Row counts: events, streams, memberships.
+    pub counts: (u64, u64, u64),
+}
+
+impl EngineRows {
+    /// All rows.
+    pub fn total(&self) -> u64 {
+        self.counts.0 + self.counts.1 + self.counts.2
+    }
+}
+
+const EVENT_COLS: &str = "id, message_id, event_type, generated, traits";
+const STREAM_COLS: &str = "id, trigger_name, dist_key, dist_traits, open, state, state_serial_no, first_event, last_event, \
+     expire_timestamp, fire_timestamp, event_count, fire_counts, lease_expires_at, attempts, last_error";
+const STREAM_EVENT_COLS: &str = "stream_id, event_id";
+
+async fn copy_out(conn: &mut PgConnection, table: &str, cols: &str, order: &str) -> Result<(Vec<u8>, u64), sqlx::Error> {
+    let mut out = Vec::new();
+    {
+        let mut s = conn.copy_out_raw(&format!("COPY (SELECT {cols} FROM {table} ORDER BY {order}) TO STDOUT")).await?;
+        while let Some(chunk) = s.try_next().await? {
+            out.extend_from_slice(&chunk);
+        }
+    }
+    // Text format: one line per row (newlines inside values are escaped).
+    let rows = out.iter().filter(|b| **b == b'\n').count() as u64;
+    Ok((out, rows))
+}
+
+/// Reads back every event, stream and membership row of an engine's database.
+pub async fn dump_rows(url: &str) -> Result<EngineRows, sqlx::Error> {
+    let mut conn = PgConnection::connect(url).await?;
+    let (event, e) = copy_out(&mut conn, "event", EVENT_COLS, "id").await?;
+    let (stream, s) = copy_out(&mut conn, "stream", STREAM_COLS, "id").await?;
+    let (stream_event, m) = copy_out(&mut conn, "stream_event", STREAM_EVENT_COLS, "stream_id, event_id").await?;
+    conn.close().await?;
+    Ok(EngineRows { event, stream, stream_event, counts: (e, s, m) })
+}
+
+/// Loads `rows` into the (empty, migrated) database at `url` with `COPY FROM
+/// STDIN`, all three tables in one transaction, and returns the time from
+/// `BEGIN` to `COMMIT`. The id columns are copied as they are: `COPY FROM`
+/// writes identity columns from its input even when they are `GENERATED
+/// ALWAYS` (as `OVERRIDING SYSTEM VALUE` would), so memberships keep pointing
+/// at the right rows; every index, constraint and foreign key of the schema is
+/// in place and checked.
+pub async fn copy_load(url: &str, rows: &EngineRows) -> Result<Duration, sqlx::Error> {
+    let mut conn = PgConnection::connect(url).await?;
+    let start = Instant::now();
+    let mut tx = conn.begin().await?;
+    for (table, cols, data) in
+        [("event", EVENT_COLS, &rows.event), ("stream", STREAM_COLS, &rows.stream), ("stream_event", STREAM_EVENT_COLS, &rows.stream_event)]
+    {
+        let mut copy = tx.copy_in_raw(&format!("COPY {table} ({cols}) FROM STDIN")).await?;
+        copy.send(data.as_slice()).await?;
+        copy.finish().await?;
+    }
+    tx.commit().await?;
+    let took = start.elapsed();
+    conn.close().await?;
+    Ok(took)
+}
+
+/// Writes `streams` streams of `trigger`, each with `events_per_stream` events
+/// (type `event_type`), all ready to fire now: the state a burst of completed
+/// streams leaves behind. Set-based SQL, so it takes a second, not the time of
+/// an ingest.
+pub async fn fill_ready_streams(pool: &PgPool, trigger: &str, event_type: &str, streams: u64, events_per_stream: u64) -> Result<(), sqlx::Error> {
+    let n = (streams * events_per_stream) as i64;
+    let eps = events_per_stream.max(1) as i64;
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO event (message_id, event_type, generated, traits) \
+         SELECT 'ready-' || g, $2, now() - interval '1 hour' + g * interval '1 ms', \
+           jsonb_build_object( \
+             'instance_id', jsonb_build_object('string', 'ready-instance-' || (g / $3)), \
+             'tenant_id', jsonb_build_object('string', 'tenant-' || (g / $3 % 97)), \
+             'memory_mb', jsonb_build_object('int', 2048), \
+             'host', jsonb_build_object('string', 'compute-' || (g % 31)), \
+             'state', jsonb_build_object('string', 'active')) \
+         FROM generate_series(0, $1 - 1) g",
+    )
+    .bind(n)
+    .bind(event_type)
+    .bind(eps)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO stream (trigger_name, dist_key, dist_traits, open, first_event, last_event, expire_timestamp, \
+           fire_timestamp, event_count, fire_counts) \
+         SELECT $1, 'ready-' || s, \
+           jsonb_build_object('instance_id', jsonb_build_object('value', jsonb_build_object('string', 'ready-instance-' || s))), \
+           FALSE, now() - interval '1 hour', now(), now() + interval '1 day', now() - interval '1 second', $3, ARRAY[1]::bigint[] \
+         FROM generate_series(0, $2 - 1) s",
+    )
+    .bind(trigger)
+    .bind(streams as i64)
+    .bind(eps)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO stream_event (stream_id, event_id) \
+         SELECT s.id, e.id FROM event e \
+         JOIN stream s ON s.trigger_name = $1 AND s.dist_key = 'ready-' || (substr(e.message_id, 7)::bigint / $2) \
+         WHERE e.message_id LIKE 'ready-%'",
+    )
+    .bind(trigger)
+    .bind(eps)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    sqlx::query("ANALYZE").execute(pool).await?;
+    Ok(())
+}
+
+/// Streams not yet done: active, firing, expiring or queued for retry.
+pub async fn unfinished_streams(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM stream WHERE state IN (1, 2, 3, 7, 8)").fetch_one(pool).await
+}
+
+/// Streams in each state, as (state number, count).
+pub async fn stream_states(pool: &PgPool) -> Result<Vec<(i16, i64)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT state, count(*) AS n FROM stream GROUP BY state ORDER BY state").fetch_all(pool).await?;
+    rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("n")?))).collect()
+}
