@@ -8,5 +8,6 @@ mod cli;
 mod compat;
 mod concurrency;
 mod ingest;
+mod notifications;
 mod processes;
 mod worker;

@@ -22,6 +22,10 @@ pub struct WorkerOpts {
     /// Process ready streams until none is left, then exit (for scripts and tests).
     #[arg(long)]
     pub once: bool,
+    /// Replay: "now" is the latest event timestamp in the database (read before
+    /// each pass), so archived events fire and expire as they did live.
+    #[arg(long)]
+    pub event_time: bool,
 }
 
 /// Starts the same program in the background, detached, without `--daemon`.
@@ -47,7 +51,11 @@ pub async fn run(opts: &WorkerOpts, registry: HandlerRegistry) -> anyhow::Result
     let cfg = load_config(&opts.config, &registry)?;
     let tm = trigger_manager(&cfg, &opts.config, 4).await?;
     let runner = PipelineRunner::new(registry, cfg.clone());
-    let worker = Worker::new(tm, runner, WorkerOptions::from_config(&cfg.main));
+    let mut worker = Worker::new(tm.clone(), runner, WorkerOptions::from_config(&cfg.main));
+    if opts.event_time {
+        worker = worker.with_event_clock(std::sync::Arc::new(winchester::StoredEventClock::new(tm.storage().clone())));
+        tracing::info!("Event time: now is the latest event timestamp in the database.");
+    }
     tracing::info!(name = %opts.name, "Pipeline worker started.");
     if opts.once {
         while worker.run_once().await? > 0 {}

@@ -54,3 +54,8 @@ pub(crate) async fn trim(pool: &PgPool, cutoff: DateTime<Utc>, limit: u32) -> Re
     .rows_affected();
     Ok(n)
 }
+
+/// The latest event timestamp (`generated` is indexed, so this is one index probe).
+pub(crate) async fn latest_time(pool: &PgPool) -> Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar("SELECT max(generated) FROM event").fetch_one(pool).await.map_err(storage_error)
+}

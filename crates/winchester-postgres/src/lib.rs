@@ -114,6 +114,10 @@ impl Storage for PgStorage {
         streams::next_due(&self.pool, now).await
     }
 
+    async fn latest_event_time(&self) -> Result<Option<DateTime<Utc>>> {
+        events::latest_time(&self.pool).await
+    }
+
     async fn ready_listener(&self) -> Result<Box<dyn ReadyListener>> {
         let mut listener = PgListener::connect_with(&self.pool).await.map_err(storage_error)?;
         listener.listen(READY_CHANNEL).await.map_err(storage_error)?;

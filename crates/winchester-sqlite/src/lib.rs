@@ -143,6 +143,10 @@ impl Storage for SqliteStorage {
         streams::next_due(&self.pool, now).await
     }
 
+    async fn latest_event_time(&self) -> Result<Option<DateTime<Utc>>> {
+        events::latest_time(&self.pool).await
+    }
+
     async fn ready_listener(&self) -> Result<Box<dyn ReadyListener>> {
         Ok(Box::new(PollingListener))
     }

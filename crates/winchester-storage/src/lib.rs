@@ -127,6 +127,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// lease end), so an idle worker knows when to wake.
     async fn next_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>>;
 
+    /// The latest event timestamp stored (`None` when there is no event): "now"
+    /// for a worker replaying archived events (`pipeline-worker --event-time`).
+    async fn latest_event_time(&self) -> Result<Option<DateTime<Utc>>>;
+
     /// A listener that wakes when an ingester marks a stream ready to fire.
     async fn ready_listener(&self) -> Result<Box<dyn ReadyListener>>;
 }

@@ -6,6 +6,7 @@
 //! - [`pipeline`]: the [`Handler`](pipeline::Handler) trait, the handler registry,
 //!   running a pipeline over a stream's events, built-in handlers.
 //! - [`worker`]: the pipeline worker loop that fires and expires ready streams.
+//! - [`event_clock`]: [`StoredEventClock`], "now" = the latest stored event (replay).
 //! - [`error`]: the engine's error type.
 //!
 //! Storage is reached only through [`winchester_storage::Storage`].
@@ -13,11 +14,13 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod event_clock;
 pub mod pipeline;
 pub mod trigger_manager;
 pub mod worker;
 
 pub use error::EngineError;
+pub use event_clock::StoredEventClock;
 pub use trigger_manager::{EventOutcome, TriggerManager};
 pub use winchester_core as core;
 pub use winchester_storage as storage;

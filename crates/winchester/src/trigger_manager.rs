@@ -50,6 +50,13 @@ impl TriggerManager {
         TriggerManager { storage, triggers, clock, distiller: None }
     }
 
+    /// The same manager with another clock (e.g. a replay clock that follows
+    /// event timestamps).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> TriggerManager {
+        self.clock = clock;
+        self
+    }
+
     /// Adds the distiller that [`TriggerManager::add_notification`] uses.
     pub fn with_distiller(mut self, distiller: Arc<Distiller>) -> TriggerManager {
         self.distiller = Some(distiller);

@@ -5,6 +5,7 @@
 
 use crate::error::EngineError;
 use crate::pipeline::{Env, PipelineRunner};
+use crate::event_clock::StoredEventClock;
 use crate::trigger_manager::TriggerManager;
 use chrono::{DateTime, Utc};
 use rand::seq::SliceRandom;
@@ -92,12 +93,21 @@ pub struct Worker {
     stats: Mutex<WorkerStats>,
     stopping: Arc<AtomicBool>,
     wake: Arc<Notify>,
+    event_clock: Option<Arc<StoredEventClock>>,
 }
 
 impl Worker {
     /// A worker that plans pipeline output with `tm` (same storage, triggers, clock).
     pub fn new(tm: TriggerManager, runner: PipelineRunner, opts: WorkerOptions) -> Worker {
-        Worker { tm, runner, opts, stats: Mutex::new(WorkerStats::default()), stopping: Arc::new(AtomicBool::new(false)), wake: Arc::new(Notify::new()) }
+        Worker { tm, runner, opts, stats: Mutex::new(WorkerStats::default()), stopping: Arc::new(AtomicBool::new(false)), wake: Arc::new(Notify::new()), event_clock: None }
+    }
+
+    /// Replay: "now" is the latest event timestamp in storage, read again
+    /// before each pass, so archived streams fire and expire as they did live.
+    pub fn with_event_clock(mut self, clock: Arc<StoredEventClock>) -> Worker {
+        self.tm = self.tm.clone().with_clock(clock.clone());
+        self.event_clock = Some(clock);
+        self
     }
 
     /// Counters so far.
@@ -200,6 +210,9 @@ impl Worker {
     /// One pass: fire what is ready, expire what is due, trim. Returns how many
     /// streams were handled (0 means idle).
     pub async fn run_once(&self) -> Result<usize, EngineError> {
+        if let Some(clock) = &self.event_clock {
+            clock.refresh().await?;
+        }
         let mut n = 0;
         for action in [Action::Fire, Action::Expire] {
             if self.stopping.load(Ordering::SeqCst) {

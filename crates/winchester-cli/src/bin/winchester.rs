@@ -21,13 +21,21 @@ struct Opts {
 enum Command {
     /// Validate winchester.yaml and every file it names; print a summary.
     Check,
-    /// Ingest JSON lines of events from FILE (or - for stdin).
+    /// Ingest JSON lines of events (or, with --notifications, raw OpenStack
+    /// notifications) from FILE (or - for stdin).
     Ingest {
         /// Input file, or - for standard input.
         file: String,
         /// Events per transaction.
         #[arg(long, default_value_t = 1000)]
         batch_size: usize,
+        /// Lines are raw notifications (oslo envelopes included), distilled
+        /// through distiller_config.
+        #[arg(long)]
+        notifications: bool,
+        /// Replay: "now" follows the events' timestamps instead of the wall clock.
+        #[arg(long)]
+        event_time: bool,
     },
     /// Measure the engine against PostgreSQL's COPY limit (creates and drops scratch databases).
     Bench(bench::BenchOpts),
@@ -82,16 +90,29 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             print!("{}", check::run(&opts.config, &registry)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ingest { file, batch_size } => {
+        Command::Ingest { file, batch_size, notifications, event_time } => {
             let cfg = load_config(&opts.config, &registry)?;
-            let tm = trigger_manager(&cfg, &opts.config, 2).await?;
+            let mut tm = trigger_manager(&cfg, &opts.config, 2).await?;
+            if notifications && cfg.distiller_file.is_none() {
+                anyhow::bail!("{}: --notifications needs distiller_config (an event_definitions.yaml)", opts.config.config.display());
+            }
+            let mut ingest_opts = ingest::IngestOptions::new(batch_size);
+            ingest_opts.notifications = notifications;
+            if event_time {
+                let clock = std::sync::Arc::new(winchester_core::ManualClock::new(ingest::replay_epoch()));
+                tm = tm.with_clock(clock.clone());
+                ingest_opts.event_time = Some(clock);
+            }
             let input: Box<dyn BufRead> = if file == "-" {
+                ingest_opts.progress = ingest::progress_bar(None);
                 Box::new(std::io::stdin().lock())
             } else {
                 let path = PathBuf::from(&file);
-                Box::new(std::io::BufReader::new(std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?))
+                let f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+                ingest_opts.progress = ingest::progress_bar(f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len()));
+                Box::new(std::io::BufReader::new(f))
             };
-            let report = ingest::run(&tm, input, batch_size.max(1)).await?;
+            let report = ingest::run_with(&tm, input, &ingest_opts).await?;
             print!("{}", report.render());
             Ok(if report.rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
