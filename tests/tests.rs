@@ -7,6 +7,7 @@ mod amqp_ingest;
 mod cli;
 mod compat;
 mod concurrency;
+mod demo;
 mod ingest;
 mod notifications;
 mod processes;

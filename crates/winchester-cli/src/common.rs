@@ -15,10 +15,10 @@ use winchester_storage::Storage;
 #[derive(Debug, Clone, Args)]
 pub struct ConfigArgs {
     /// The winchester.yaml to use.
-    #[arg(short = 'c', long = "config", env = "WINCHESTER_CONFIG", default_value = "winchester.yaml")]
+    #[arg(short = 'c', long = "config", env = "WINCHESTER_CONFIG", default_value = "winchester.yaml", global = true)]
     pub config: PathBuf,
     /// Database URL; overrides `database.url` in the config.
-    #[arg(long = "database-url", env = "DATABASE_URL")]
+    #[arg(long = "database-url", env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
 }
 

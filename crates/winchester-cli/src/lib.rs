@@ -7,6 +7,7 @@
 //! - [`check`], [`ingest`], [`streams`]: `winchester` subcommands.
 //! - [`bench`]: `winchester bench`, the benchmark.
 //! - [`db`]: `winchester-db`.
+//! - [`demo`]: `winchester demo` and `winchester generate` (the notification generator).
 //! - [`worker`]: `pipeline-worker`.
 //! - [`amqp_ingest`]: `winchester-ingest`, the AMQP ingest daemon.
 #![deny(missing_docs)]
@@ -17,6 +18,7 @@ pub mod bench;
 pub mod check;
 pub mod common;
 pub mod db;
+pub mod demo;
 pub mod ingest;
 pub mod streams;
 pub mod worker;

@@ -39,11 +39,61 @@ enum Command {
     },
     /// Measure the engine against PostgreSQL's COPY limit (creates and drops scratch databases).
     Bench(bench::BenchOpts),
+    /// Generate OpenStack notifications, ingest them with the example configs and
+    /// fire/expire the streams on an event-time clock; print a summary. Uses an
+    /// SQLite file in a temp dir unless --database-url is given.
+    Demo {
+        #[command(flatten)]
+        sim: SimArgs,
+        /// Use this winchester.yaml instead of the built-in examples.
+        #[arg(long = "demo-config")]
+        demo_config: Option<PathBuf>,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print generated OpenStack instance lifecycle notifications as JSON lines.
+    Generate {
+        #[command(flatten)]
+        sim: SimArgs,
+        /// Stop after N notifications.
+        #[arg(long)]
+        count: Option<usize>,
+    },
     /// Inspect and operate streams.
     Streams {
         #[command(subcommand)]
         command: StreamsCommand,
     },
+}
+
+/// What to simulate.
+#[derive(Debug, Clone, clap::Args)]
+struct SimArgs {
+    /// Instances to simulate.
+    #[arg(long, default_value_t = 300)]
+    instances: usize,
+    /// Simulated days.
+    #[arg(long, default_value_t = 3)]
+    days: u32,
+    /// Tenants.
+    #[arg(long, default_value_t = 25)]
+    tenants: usize,
+    /// Random seed (same seed, same notifications).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl SimArgs {
+    fn generator(&self) -> winchester_cli::demo::GeneratorOptions {
+        winchester_cli::demo::GeneratorOptions {
+            instances: self.instances,
+            days: self.days,
+            tenants: self.tenants,
+            start: winchester_cli::demo::default_start(self.days),
+            seed: self.seed,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +168,32 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(b) => {
             print!("{}", bench::run(&b, opts.config.database_url.clone()).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { sim, demo_config, json } => {
+            use std::io::IsTerminal;
+            let demo = winchester_cli::demo::DemoOptions {
+                generator: sim.generator(),
+                database_url: opts.config.database_url.clone(),
+                config: demo_config,
+                batch_size: 500,
+                progress: !json && std::io::stderr().is_terminal(),
+            };
+            let summary = winchester_cli::demo::run(&demo).await?;
+            if json {
+                println!("{}", summary.to_json());
+            } else {
+                print!("{}", summary.table());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate { sim, count } => {
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for n in winchester_cli::demo::generate(&sim.generator()).iter().take(count.unwrap_or(usize::MAX)) {
+                writeln!(out, "{n}")?;
+            }
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Streams { command } => {
