@@ -86,8 +86,8 @@ pub enum AmqpError {
     },
 }
 
-/// The validated params of an `amqp` handler.
-#[derive(Debug, Clone, PartialEq)]
+/// The validated params of an `amqp` handler (its `Debug` hides the password).
+#[derive(Clone, PartialEq)]
 pub struct AmqpConfig {
     /// Exchange to publish to.
     pub exchange: String,
@@ -109,6 +109,23 @@ pub struct AmqpConfig {
     pub env_keys: Vec<String>,
     /// Also publish the stream's events (each as its flat JSON form).
     pub publish_events: bool,
+}
+
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("exchange", &self.exchange)
+            .field("exchange_type", &self.exchange_type)
+            .field("queue_name", &self.queue_name)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .field("vhost", &self.vhost)
+            .field("env_keys", &self.env_keys)
+            .field("publish_events", &self.publish_events)
+            .finish()
+    }
 }
 
 impl AmqpConfig {
@@ -246,6 +263,23 @@ struct Pooled {
     conn: Arc<Connection>,
     /// (exchange, exchange type, queue) already declared on this connection.
     declared: HashSet<(String, String, String)>,
+}
+
+/// The runtime that owns the pooled connections. A connection's I/O is driven by
+/// the runtime that opened it, and callers may come from several runtimes (one
+/// per test, or short-lived ones in tools), so all AMQP work runs here.
+fn amqp_runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RT: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("winchester-amqp")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the AMQP runtime: {e}"))
+    })
+    .as_ref()
+    .map_err(Clone::clone)
 }
 
 fn pool() -> &'static tokio::sync::Mutex<HashMap<PoolKey, Pooled>> {
@@ -495,7 +529,20 @@ impl Handler for AmqpHandler {
         if self.pending.is_empty() {
             return Ok(());
         }
-        self.publish(env).await.map_err(|e| {
+        // Pooled connections live on the AMQP runtime, whatever runtime calls us.
+        let job = AmqpHandler { config: self.config.clone(), pending: std::mem::take(&mut self.pending) };
+        let job_env = env.clone();
+        let result = match amqp_runtime() {
+            Ok(rt) => match rt.spawn(async move { (job.publish(&job_env).await, job.pending) }).await {
+                Ok((result, pending)) => {
+                    self.pending = pending;
+                    result
+                }
+                Err(e) => Err(AmqpError::Connect { broker: self.config.broker(), message: format!("publisher task failed: {e}") }),
+            },
+            Err(e) => Err(AmqpError::Connect { broker: self.config.broker(), message: e }),
+        };
+        result.map_err(|e| {
             tracing::error!(stream_id = env.stream_id, "{e}");
             Box::new(e) as HandlerError
         })
@@ -568,6 +615,7 @@ mod tests {
         assert_eq!(c.env_keys, vec!["a", "b"]);
         assert!(c.publish_events);
         assert_eq!(c.exchange_kind(), ExchangeKind::Fanout);
+        assert!(!format!("{c:?}").contains("\"p\""), "password must not be printed");
     }
 
     #[test]

@@ -151,7 +151,7 @@ fn parse_url(s: &str) -> Result<Url, String> {
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(format!("param \"url\" must be an http or https URL, found scheme {:?}", url.scheme()));
     }
-    if url.host_str().map_or(true, str::is_empty) {
+    if !url.host_str().is_some_and(|h| !h.is_empty()) {
         return Err(format!("param \"url\" has no host: {s:?}"));
     }
     Ok(url)
@@ -189,8 +189,10 @@ fn parse_headers(m: &Mapping) -> Result<HeaderMap, String> {
         if RESERVED_HEADERS.contains(&hn.as_str()) {
             return Err(format!("param \"headers\": header {name:?} is set by the handler and cannot be configured"));
         }
-        let hv = HeaderValue::from_str(&value)
+        let mut hv = HeaderValue::from_str(&value)
             .map_err(|_| format!("param \"headers\": header {name:?} has an invalid value"))?;
+        // They may carry credentials: keep them out of Debug output.
+        hv.set_sensitive(true);
         out.append(hn, hv);
     }
     Ok(out)
@@ -625,6 +627,8 @@ mod tests {
         assert_eq!(c.max_retries, 3);
         assert_eq!(c.backoff, Duration::from_millis(500));
         assert!(c.headers.is_empty());
+        let c = WebhookConfig::from_params(&params("url: http://x/\nheaders: {Authorization: Bearer s3cret}")).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
         assert!(c.event_types.is_catch_all());
         assert_eq!(c.backoff_for(0), Duration::from_millis(500));
         assert_eq!(c.backoff_for(1), Duration::from_secs(1));
