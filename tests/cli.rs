@@ -92,13 +92,13 @@ async fn ingest_then_list_streams() {
         format!(r#"{{"message_id": "a1", "event_type": "compute.instance.create.start", "timestamp": "{}", "instance_id": "i-1"}}"#, ts(3)),
     ];
     std::fs::write(dir.path("events.jsonl"), lines.join("\n") + "\n").unwrap();
-    let (code, out, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["ingest"]).arg(dir.path("events.jsonl")));
+    let (code, out, err) = run(Command::new(bin("winchester")).env("DATABASE_URL", &db.url).arg("-c").arg(dir.config()).args(["ingest"]).arg(dir.path("events.jsonl")));
     assert_eq!(code, 2, "{out}{err}");
     assert!(out.starts_with("ingested: 4\nduplicates: 1\nrejected: 2\n"), "{out}");
     assert!(out.contains("line 3: invalid JSON"), "{out}");
     assert!(out.contains("line 6: trait \"nested\" is nested") && out.contains("c1"), "{out}");
 
-    let (code, out, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["streams", "list", "--json"]));
+    let (code, out, err) = run(Command::new(bin("winchester")).env("DATABASE_URL", &db.url).arg("-c").arg(dir.config()).args(["streams", "list", "--json"]));
     assert_eq!(code, 0, "{err}");
     let streams: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     let by = |trigger: &str, key: &str, val: &str| -> Vec<serde_json::Value> {
@@ -118,14 +118,14 @@ async fn ingest_then_list_streams() {
         assert!(!i1[0][key].is_null(), "{key}");
     }
     // Filters and the table form.
-    let (code, out, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["streams", "list", "--trigger", "request_trace"]));
+    let (code, out, err) = run(Command::new(bin("winchester")).env("DATABASE_URL", &db.url).arg("-c").arg(dir.config()).args(["streams", "list", "--trigger", "request_trace"]));
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("ID") && out.contains("request_trace") && !out.contains("instance_day"), "{out}");
-    let (code, _, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["streams", "list", "--state", "sleeping"]));
+    let (code, _, err) = run(Command::new(bin("winchester")).env("DATABASE_URL", &db.url).arg("-c").arg(dir.config()).args(["streams", "list", "--state", "sleeping"]));
     assert_eq!(code, 1);
     assert!(err.contains("unknown stream state \"sleeping\""), "{err}");
     let id = i1[0]["id"].as_i64().unwrap().to_string();
-    let (code, out, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["streams", "show", &id, "--json"]));
+    let (code, out, err) = run(Command::new(bin("winchester")).env("DATABASE_URL", &db.url).arg("-c").arg(dir.config()).args(["streams", "show", &id, "--json"]));
     assert_eq!(code, 0, "{err}");
     let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["events"].as_array().unwrap().iter().map(|e| e["message_id"].as_str().unwrap()).collect::<Vec<_>>(), ["a1", "a2", "a3"]);
