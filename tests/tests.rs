@@ -4,6 +4,7 @@
 mod support;
 
 mod amqp_ingest;
+mod bench;
 mod cli;
 mod compat;
 mod concurrency;

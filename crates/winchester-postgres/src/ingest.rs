@@ -1,25 +1,38 @@
 //! Saving events and their stream memberships.
 //!
-//! One transaction per batch, set-based where it can be:
+//! One transaction per batch, set-based: a constant number of round trips
+//! however many events and streams the batch touches.
 //! 1. all events in one `INSERT .. SELECT FROM UNNEST .. ON CONFLICT DO NOTHING`
 //!    (duplicates are the rows that come back missing);
-//! 2. per (trigger, distinguishing key), in sorted order so concurrent batches
-//!    lock in the same order: lock the open stream (`FOR UPDATE`), fold the
-//!    batch's events into it in memory (first/last, counts per fire criteria,
-//!    expire and fire times), and write it back once;
+//! 2. streams, for every (trigger, distinguishing key) of the batch at once:
+//!    a. one `SELECT .. FOR UPDATE` locks the keys' open streams, in sorted key
+//!       order (`COLLATE "C"`, the same byte order as the batch's own sort) so
+//!       concurrent batches lock alike;
+//!    b. the batch's events are folded into them in memory (first/last, counts
+//!       per fire criteria, expire and fire times);
+//!    c. keys without an open stream are claimed: their first new stream is
+//!       inserted open in one `INSERT .. ON CONFLICT DO NOTHING` (one row per
+//!       key, in key order); a key another ingester claimed first comes back
+//!       missing and is redone from (a), now finding that stream;
+//!    d. existing streams and claims are written back in one `UPDATE .. FROM
+//!       UNNEST` (this also closes expired streams before (e) opens successors);
+//!    e. any further new streams (a key whose stream expired) in one `INSERT`
+//!       with ids drawn from the sequence, so each draft knows its id;
 //! 3. all memberships in one `INSERT .. UNNEST`;
 //! 4. one `NOTIFY` if a stream became ready to fire.
 //!
 //! "One open stream per key" is the partial unique index `stream_open_key`. A
 //! new key's first stream is inserted open with `ON CONFLICT DO NOTHING`: when
 //! another ingester won that race we redo the key, now finding its stream.
+//! Deadlocks (possible only when a redone key is locked out of order) are
+//! transient conflicts: the whole batch is retried.
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use winchester_storage::fold::{fold_group, StreamDraft};
+use winchester_storage::fold::{fold_group, FoldedGroup, StreamDraft};
 use winchester_storage::{EventPlan, IngestOutcome, Membership, Result, StorageError};
 
 use crate::errors::storage_error;
@@ -102,15 +115,7 @@ pub(crate) async fn ingest_in_tx(conn: &mut PgConnection, batch: &[EventPlan], n
             groups.entry((m.trigger.name.as_str(), m.dist_key.as_str())).or_default().push((i, j));
         }
     }
-    let mut stream_of: HashMap<(usize, usize), i64> = HashMap::new();
-    let mut notify = false;
-    for ((trigger_name, dist_key), entries) in &groups {
-        let (assigned, ready) = write_group(conn, batch, trigger_name, dist_key, entries, now).await?;
-        notify |= ready;
-        for (entry, sid) in entries.iter().zip(assigned) {
-            stream_of.insert(*entry, sid);
-        }
-    }
+    let (stream_of, notify) = write_streams(conn, batch, &groups, now).await?;
 
     // 3. Memberships.
     if !stream_of.is_empty() {
@@ -142,111 +147,292 @@ pub(crate) async fn ingest_in_tx(conn: &mut PgConnection, batch: &[EventPlan], n
         .collect())
 }
 
-/// Folds one key's events into its streams and writes them. Returns the stream
-/// id for each entry and whether a stream became ready to fire.
-async fn write_group(
-    conn: &mut PgConnection,
-    batch: &[EventPlan],
-    trigger_name: &str,
-    dist_key: &str,
-    entries: &[(usize, usize)],
-    now: DateTime<Utc>,
-) -> Result<(Vec<i64>, bool)> {
+/// One key's streams as the batch leaves them.
+struct KeyPlan {
+    /// The key's open stream was found (locked) rather than claimed.
+    had_existing: bool,
+    /// Drafts, assignment per entry, and readiness: see [`fold_group`].
+    folded: FoldedGroup,
+}
+
+/// Folds one key's entries into its open stream (if any).
+fn fold(batch: &[EventPlan], entries: &[(usize, usize)], existing: Option<StreamDraft>, now: DateTime<Utc>) -> KeyPlan {
     let membership = |(i, j): (usize, usize)| -> &Membership { &batch[i].memberships[j] };
-    let trigger = membership(entries[0]).trigger.clone();
-    'retry: loop {
-        let existing = sqlx::query(
-            "SELECT id, first_event, last_event, expire_timestamp, fire_timestamp, event_count, fire_counts \
-             FROM stream WHERE trigger_name = $1 AND dist_key = $2 AND open FOR UPDATE",
-        )
-        .bind(trigger_name)
-        .bind(dist_key)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(storage_error)?;
-        let existing = match existing {
-            Some(r) => Some(StreamDraft {
-                id: Some(r.try_get("id").map_err(storage_error)?),
-                first: r.try_get("first_event").map_err(storage_error)?,
-                last: r.try_get("last_event").map_err(storage_error)?,
-                expire: r.try_get("expire_timestamp").map_err(storage_error)?,
-                fire: r.try_get("fire_timestamp").map_err(storage_error)?,
-                count: r.try_get("event_count").map_err(storage_error)?,
-                counts: r.try_get("fire_counts").map_err(storage_error)?,
-                open: true,
-            }),
-            None => None,
-        };
-        let events = entries.iter().map(|&(i, j)| (batch[i].event.timestamp, membership((i, j)).fire_hits.as_slice()));
-        let folded = fold_group(&trigger, existing, events, now);
-        let (mut drafts, assignment, ready) = (folded.drafts, folded.assignment, folded.ready);
-        let dist_json = Json(&membership(entries[0]).dist);
-        for k in 0..drafts.len() {
-            let d = &drafts[k];
-            let id = match d.id {
-                Some(id) => {
-                    update_stream(conn, id, d).await?;
-                    id
-                }
-                None => {
-                    // The first new stream of a key claims the key: inserted open, so
-                    // a concurrent ingester's insert for the same key conflicts.
-                    let claim_key = k == 0;
-                    let row = sqlx::query(
-                        "INSERT INTO stream (trigger_name, dist_key, dist_traits, open, first_event, last_event, \
-                         expire_timestamp, fire_timestamp, event_count, fire_counts) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                         ON CONFLICT (trigger_name, dist_key) WHERE open DO NOTHING RETURNING id",
-                    )
-                    .bind(trigger_name)
-                    .bind(dist_key)
-                    .bind(&dist_json)
-                    .bind(claim_key || d.open)
-                    .bind(d.first)
-                    .bind(d.last)
-                    .bind(d.expire)
-                    .bind(d.fire)
-                    .bind(d.count)
-                    .bind(&d.counts)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(storage_error)?;
-                    let Some(row) = row else {
-                        if claim_key {
-                            // Another ingester opened this key's stream first; redo the key.
-                            continue 'retry;
-                        }
-                        return Err(StorageError::Conflict(format!("open stream for {trigger_name} {dist_key} appeared while locked").into()));
-                    };
-                    let id: i64 = row.try_get("id").map_err(storage_error)?;
-                    if claim_key && !d.open {
-                        sqlx::query("UPDATE stream SET open = FALSE WHERE id = $1").bind(id).execute(&mut *conn).await.map_err(storage_error)?;
-                    }
-                    id
-                }
-            };
-            drafts[k].id = Some(id);
-        }
-        let ids = assignment.into_iter().map(|k| drafts[k].id.expect("written")).collect();
-        return Ok((ids, ready));
+    let trigger = &membership(entries[0]).trigger;
+    let had_existing = existing.is_some();
+    let events = entries.iter().map(|&(i, j)| (batch[i].event.timestamp, membership((i, j)).fire_hits.as_slice()));
+    KeyPlan { had_existing, folded: fold_group(trigger, existing, events, now) }
+}
+
+/// `{1,0,2}`: a BIGINT[] literal, so rows of different lengths fit one text[].
+fn counts_literal(counts: &[i64]) -> String {
+    let inner: Vec<String> = counts.iter().map(i64::to_string).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// Columns of new stream rows, one Vec per column.
+#[derive(Default)]
+struct NewRows<'a> {
+    trigger: Vec<&'a str>,
+    key: Vec<&'a str>,
+    dist: Vec<Json<&'a winchester_core::DistTraits>>,
+    open: Vec<bool>,
+    first: Vec<DateTime<Utc>>,
+    last: Vec<DateTime<Utc>>,
+    expire: Vec<DateTime<Utc>>,
+    fire: Vec<Option<DateTime<Utc>>>,
+    count: Vec<i64>,
+    counts: Vec<String>,
+}
+
+impl<'a> NewRows<'a> {
+    fn push(&mut self, trigger: &'a str, key: &'a str, dist: &'a winchester_core::DistTraits, open: bool, d: &StreamDraft) {
+        self.trigger.push(trigger);
+        self.key.push(key);
+        self.dist.push(Json(dist));
+        self.open.push(open);
+        self.first.push(d.first);
+        self.last.push(d.last);
+        self.expire.push(d.expire);
+        self.fire.push(d.fire);
+        self.count.push(d.count);
+        self.counts.push(counts_literal(&d.counts));
     }
 }
 
-async fn update_stream(conn: &mut PgConnection, id: i64, d: &StreamDraft) -> Result<()> {
-    sqlx::query(
-        "UPDATE stream SET first_event = $2, last_event = $3, expire_timestamp = $4, fire_timestamp = $5, \
-         event_count = $6, fire_counts = $7, open = $8 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(d.first)
-    .bind(d.last)
-    .bind(d.expire)
-    .bind(d.fire)
-    .bind(d.count)
-    .bind(&d.counts)
-    .bind(d.open)
-    .execute(&mut *conn)
-    .await
-    .map_err(storage_error)?;
-    Ok(())
+/// How many times keys are redone after losing claim races before the batch
+/// is given up as a transient conflict (and retried whole).
+const MAX_CLAIM_ROUNDS: u32 = 8;
+
+/// Writes every stream the batch touches (step 2). Returns the stream id of
+/// each (event, membership) entry and whether any stream became ready to fire.
+async fn write_streams(
+    conn: &mut PgConnection,
+    batch: &[EventPlan],
+    groups: &BTreeMap<(&str, &str), Vec<(usize, usize)>>,
+    now: DateTime<Utc>,
+) -> Result<(HashMap<(usize, usize), i64>, bool)> {
+    let keys: Vec<(&str, &str)> = groups.keys().copied().collect();
+    let mut plans: Vec<Option<KeyPlan>> = (0..keys.len()).map(|_| None).collect();
+    let mut pending: Vec<usize> = (0..keys.len()).collect();
+    let mut rounds = 0;
+    while !pending.is_empty() {
+        rounds += 1;
+        if rounds > MAX_CLAIM_ROUNDS {
+            return Err(StorageError::Conflict("streams kept being opened by other ingesters".into()));
+        }
+        // a. Lock the open streams of the pending keys, in key order.
+        let names: Vec<&str> = pending.iter().map(|&k| keys[k].0).collect();
+        let dist_keys: Vec<&str> = pending.iter().map(|&k| keys[k].1).collect();
+        let rows = sqlx::query(
+            "SELECT s.id, s.trigger_name, s.dist_key, s.first_event, s.last_event, s.expire_timestamp, s.fire_timestamp, \
+               s.event_count, s.fire_counts \
+             FROM stream s JOIN UNNEST($1::text[], $2::text[]) AS k(trigger_name, dist_key) \
+               ON s.trigger_name = k.trigger_name AND s.dist_key = k.dist_key \
+             WHERE s.open \
+             ORDER BY s.trigger_name COLLATE \"C\", s.dist_key COLLATE \"C\" \
+             FOR UPDATE OF s",
+        )
+        .bind(&names)
+        .bind(&dist_keys)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(storage_error)?;
+        let mut existing: HashMap<(String, String), StreamDraft> = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let key = (r.try_get("trigger_name").map_err(storage_error)?, r.try_get("dist_key").map_err(storage_error)?);
+            existing.insert(
+                key,
+                StreamDraft {
+                    id: Some(r.try_get("id").map_err(storage_error)?),
+                    first: r.try_get("first_event").map_err(storage_error)?,
+                    last: r.try_get("last_event").map_err(storage_error)?,
+                    expire: r.try_get("expire_timestamp").map_err(storage_error)?,
+                    fire: r.try_get("fire_timestamp").map_err(storage_error)?,
+                    count: r.try_get("event_count").map_err(storage_error)?,
+                    counts: r.try_get("fire_counts").map_err(storage_error)?,
+                    open: true,
+                },
+            );
+        }
+        // b. Fold.
+        let mut claims = NewRows::default();
+        let mut claim_of: HashMap<(&str, &str), usize> = HashMap::new();
+        for &k in &pending {
+            let (trigger_name, dist_key) = keys[k];
+            let entries = &groups[&keys[k]];
+            let found = existing.remove(&(trigger_name.to_string(), dist_key.to_string()));
+            let plan = fold(batch, entries, found, now);
+            if !plan.had_existing {
+                let (i, j) = entries[0];
+                claims.push(trigger_name, dist_key, &batch[i].memberships[j].dist, true, &plan.folded.drafts[0]);
+                claim_of.insert(keys[k], k);
+            }
+            plans[k] = Some(plan);
+        }
+        // c. Claim the keys that had no open stream.
+        let mut lost: Vec<usize> = Vec::new();
+        if !claims.trigger.is_empty() {
+            let rows = sqlx::query(
+                "INSERT INTO stream (trigger_name, dist_key, dist_traits, open, first_event, last_event, \
+                   expire_timestamp, fire_timestamp, event_count, fire_counts) \
+                 SELECT u.trigger_name, u.dist_key, u.dist_traits, u.open, u.first_event, u.last_event, u.expire_timestamp, \
+                   u.fire_timestamp, u.event_count, u.fire_counts::bigint[] \
+                 FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::bool[], $5::timestamptz[], $6::timestamptz[], \
+                   $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[]) \
+                   AS u(trigger_name, dist_key, dist_traits, open, first_event, last_event, expire_timestamp, \
+                   fire_timestamp, event_count, fire_counts) \
+                 ON CONFLICT (trigger_name, dist_key) WHERE open DO NOTHING \
+                 RETURNING id, trigger_name, dist_key",
+            )
+            .bind(&claims.trigger)
+            .bind(&claims.key)
+            .bind(&claims.dist)
+            .bind(&claims.open)
+            .bind(&claims.first)
+            .bind(&claims.last)
+            .bind(&claims.expire)
+            .bind(&claims.fire)
+            .bind(&claims.count)
+            .bind(&claims.counts)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(storage_error)?;
+            let mut won: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
+            for r in rows {
+                won.insert(
+                    (r.try_get("trigger_name").map_err(storage_error)?, r.try_get("dist_key").map_err(storage_error)?),
+                    r.try_get("id").map_err(storage_error)?,
+                );
+            }
+            for (key, k) in claim_of {
+                match won.get(&(key.0.to_string(), key.1.to_string())) {
+                    Some(id) => {
+                        if let Some(p) = plans[k].as_mut() {
+                            p.folded.drafts[0].id = Some(*id);
+                        }
+                    }
+                    // Another ingester opened this key's stream first; redo the key.
+                    None => lost.push(k),
+                }
+            }
+        }
+        lost.sort_unstable();
+        for &k in &lost {
+            plans[k] = None;
+        }
+        pending = lost;
+    }
+    let plans: Vec<KeyPlan> = plans.into_iter().map(|p| p.expect("every key planned")).collect();
+
+    // d. Write back existing streams and claims (claims only when they must close).
+    let mut ids = Vec::new();
+    let mut firsts = Vec::new();
+    let mut lasts = Vec::new();
+    let mut expires = Vec::new();
+    let mut fires: Vec<Option<DateTime<Utc>>> = Vec::new();
+    let mut counts = Vec::new();
+    let mut fire_counts = Vec::new();
+    let mut opens = Vec::new();
+    // e. Further new streams.
+    let mut more = NewRows::default();
+    let mut more_slots: Vec<(usize, usize)> = Vec::new();
+    for (k, p) in plans.iter().enumerate() {
+        for (n, d) in p.folded.drafts.iter().enumerate() {
+            let is_claim = n == 0 && !p.had_existing;
+            match d.id {
+                Some(id) if p.had_existing || (is_claim && !d.open) => {
+                    ids.push(id);
+                    firsts.push(d.first);
+                    lasts.push(d.last);
+                    expires.push(d.expire);
+                    fires.push(d.fire);
+                    counts.push(d.count);
+                    fire_counts.push(counts_literal(&d.counts));
+                    opens.push(d.open);
+                }
+                Some(_) => {}
+                None => {
+                    let (trigger_name, dist_key) = keys[k];
+                    let (i, j) = groups[&keys[k]][0];
+                    more.push(trigger_name, dist_key, &batch[i].memberships[j].dist, d.open, d);
+                    more_slots.push((k, n));
+                }
+            }
+        }
+    }
+    if !ids.is_empty() {
+        sqlx::query(
+            "UPDATE stream s SET first_event = u.first_event, last_event = u.last_event, expire_timestamp = u.expire_timestamp, \
+               fire_timestamp = u.fire_timestamp, event_count = u.event_count, fire_counts = u.fire_counts::bigint[], open = u.open \
+             FROM UNNEST($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], \
+               $6::bigint[], $7::text[], $8::bool[]) \
+               AS u(id, first_event, last_event, expire_timestamp, fire_timestamp, event_count, fire_counts, open) \
+             WHERE s.id = u.id",
+        )
+        .bind(&ids)
+        .bind(&firsts)
+        .bind(&lasts)
+        .bind(&expires)
+        .bind(&fires)
+        .bind(&counts)
+        .bind(&fire_counts)
+        .bind(&opens)
+        .execute(&mut *conn)
+        .await
+        .map_err(storage_error)?;
+    }
+    let mut plans = plans;
+    if !more.trigger.is_empty() {
+        // Ids come from the sequence in input order, so each draft learns its own.
+        let rows = sqlx::query(
+            "WITH src AS MATERIALIZED ( \
+               SELECT nextval(pg_get_serial_sequence('stream', 'id')) AS id, u.* \
+               FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::bool[], $5::timestamptz[], $6::timestamptz[], \
+                 $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[]) WITH ORDINALITY \
+                 AS u(trigger_name, dist_key, dist_traits, open, first_event, last_event, expire_timestamp, \
+                 fire_timestamp, event_count, fire_counts, ord)), \
+             ins AS ( \
+               INSERT INTO stream (id, trigger_name, dist_key, dist_traits, open, first_event, last_event, \
+                 expire_timestamp, fire_timestamp, event_count, fire_counts) OVERRIDING SYSTEM VALUE \
+               SELECT id, trigger_name, dist_key, dist_traits, open, first_event, last_event, expire_timestamp, \
+                 fire_timestamp, event_count, fire_counts::bigint[] FROM src ORDER BY ord \
+               ON CONFLICT (trigger_name, dist_key) WHERE open DO NOTHING RETURNING id) \
+             SELECT src.id, src.id IN (SELECT id FROM ins) AS inserted FROM src ORDER BY src.ord",
+        )
+        .bind(&more.trigger)
+        .bind(&more.key)
+        .bind(&more.dist)
+        .bind(&more.open)
+        .bind(&more.first)
+        .bind(&more.last)
+        .bind(&more.expire)
+        .bind(&more.fire)
+        .bind(&more.count)
+        .bind(&more.counts)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(storage_error)?;
+        if rows.len() != more_slots.len() {
+            return Err(StorageError::Corrupt(format!("{} new streams written, {} expected", rows.len(), more_slots.len())));
+        }
+        for (r, (k, n)) in rows.iter().zip(&more_slots) {
+            let inserted: bool = r.try_get("inserted").map_err(storage_error)?;
+            if !inserted {
+                let (t, d) = keys[*k];
+                return Err(StorageError::Conflict(format!("open stream for {t} {d} appeared while locked").into()));
+            }
+            plans[*k].folded.drafts[*n].id = Some(r.try_get("id").map_err(storage_error)?);
+        }
+    }
+
+    let mut stream_of: HashMap<(usize, usize), i64> = HashMap::new();
+    let mut notify = false;
+    for (k, p) in plans.iter().enumerate() {
+        notify |= p.folded.ready;
+        for (entry, &n) in groups[&keys[k]].iter().zip(&p.folded.assignment) {
+            stream_of.insert(*entry, p.folded.drafts[n].id.expect("every draft written"));
+        }
+    }
+    Ok((stream_of, notify))
 }

@@ -246,8 +246,10 @@ pub async fn worker_throughput(
     events_per_stream: u64,
 ) -> anyhow::Result<WorkerResult> {
     with_db(admin, |db| async move {
-        let storage = PgStorage::connect(&db.url, 2).await?;
-        let pool = storage.pool().clone();
+        // The fill is one big statement: keep sqlx's slow-statement warning out of the output.
+        use sqlx::ConnectOptions;
+        let options: sqlx::postgres::PgConnectOptions = db.url.parse()?;
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(options.disable_statement_logging()).await?;
         pgb::fill_ready_streams(&pool, "instance_day", "compute.instance.update", streams, events_per_stream)
             .await
             .context("writing ready streams")?;

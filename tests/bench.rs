@@ -1,0 +1,95 @@
+//! `winchester bench`: a tiny run as a real process (speed is never asserted),
+//! and the set-based ingest paths the bench leans on.
+
+use crate::support::*;
+use winchester::EventOutcome;
+
+#[test]
+fn bench_smoke_run_prints_every_figure() {
+    let (code, out, err) = run(std::process::Command::new(bin("winchester")).args([
+        "bench",
+        "--events",
+        "300",
+        "--instances",
+        "20",
+        "--workers",
+        "1",
+        "--runs",
+        "1",
+        "--json",
+        "--database-url",
+        &admin_url(),
+    ]));
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    let positive = |path: &[&str]| {
+        let mut x = &v;
+        for p in path {
+            x = x.get(p).unwrap_or_else(|| panic!("missing {path:?} in {out}"));
+        }
+        let n = x.as_f64().unwrap_or_else(|| panic!("{path:?} is not a number in {out}"));
+        assert!(n > 0.0 && n.is_finite(), "{path:?} = {n}");
+    };
+    for key in ["ingest_events_per_s_single", "ingest_events_per_s_batched", "copy_limit_rows_per_s", "ingest_vs_copy_ratio", "cost_growth_ratio"] {
+        positive(&[key]);
+    }
+    for p in ["p50", "p99", "max"] {
+        positive(&["fire_latency_ms", p]);
+    }
+    positive(&["worker_streams_per_s", "1"]);
+    positive(&["peak_rss_mb", "ingest"]);
+    positive(&["peak_rss_mb", "worker"]);
+    positive(&["sizes", "events"]);
+    positive(&["sizes", "instances"]);
+    // The bench drops every database it made.
+    let (_, left, _) = run(std::process::Command::new("psql").args([&admin_url(), "-Atc", "select count(*) from pg_database where datname like 'wbench\\_%'"]));
+    if let Ok(n) = left.trim().parse::<i64>() {
+        assert_eq!(n, 0, "scratch databases left behind");
+    }
+}
+
+fn ids(o: &EventOutcome) -> Vec<i64> {
+    match o {
+        EventOutcome::Saved { stream_ids, .. } => stream_ids.clone(),
+        other => panic!("not saved: {other:?}"),
+    }
+}
+
+/// One batch: a new key whose events are all past expiry (a claim that is
+/// closed again, then further closed streams), a new key that stays open, and
+/// an existing key whose stream expired (closed, successor opened).
+#[tokio::test]
+async fn one_batch_claims_closes_and_opens_streams() {
+    let db = TestDb::new().await;
+    let now = t(2014, 8, 1, 20, 30, 0);
+    let (tm, clock) = manager(&db, INSTANCE_TRIGGERS, now);
+    let i = |v: &str| ("instance_id", s(v));
+    let old = ids(&tm.add_event(event("o", "compute.instance.update", t(2014, 8, 1, 20, 0, 0), &[i("i-old")])).await.unwrap())[0];
+    clock.set(t(2014, 8, 1, 21, 30, 0));
+    let out = tm
+        .add_events(vec![
+            event("a1", "compute.instance.update", t(2014, 8, 1, 19, 0, 0), &[i("i-a")]),
+            event("a2", "compute.instance.update", t(2014, 8, 1, 19, 1, 0), &[i("i-a")]),
+            event("a3", "compute.instance.update", t(2014, 8, 1, 19, 2, 0), &[i("i-a")]),
+            event("b1", "compute.instance.update", t(2014, 8, 1, 21, 0, 0), &[i("i-b")]),
+            event("b2", "compute.instance.update", t(2014, 8, 1, 21, 5, 0), &[i("i-b")]),
+            event("c1", "compute.instance.update", t(2014, 8, 1, 21, 10, 0), &[i("i-old")]),
+        ])
+        .await
+        .unwrap();
+    let sid: Vec<i64> = out.iter().map(|o| ids(o)[0]).collect();
+    // Old events of a new key: each opens (and closes) its own stream.
+    assert!(sid[0] != sid[1] && sid[1] != sid[2] && sid[0] != sid[2]);
+    // Fresh events of a new key share one open stream.
+    assert_eq!(sid[3], sid[4]);
+    // The expired stream got a successor.
+    assert_ne!(sid[5], old);
+    assert_eq!(db.count("SELECT count(*) FROM stream WHERE open").await, 2);
+    assert_eq!(db.count(&format!("SELECT count(*) FROM stream WHERE open AND id IN ({}, {})", sid[3], sid[5])).await, 2);
+    assert_eq!(db.count(&format!("SELECT event_count FROM stream WHERE id = {}", sid[3])).await, 2);
+    assert_eq!(db.count("SELECT count(*) FROM stream_event").await, 7);
+    for id in &sid[..3] {
+        assert_eq!(db.count(&format!("SELECT event_count FROM stream WHERE id = {id} AND NOT open")).await, 1);
+    }
+    db.drop_db().await;
+}
