@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use winchester::{EventOutcome, TriggerManager};
 use winchester_core::amqp_ingest::{AmqpIngestConfig, QueueBinding};
+use winchester_core::config::redact_url as redact;
 
 /// Header carrying why a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-winchester-reason";
@@ -508,19 +509,6 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}...", &s[..end])
 }
 
-/// Hides the password of a URL for logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
 
 #[cfg(test)]
 mod tests {

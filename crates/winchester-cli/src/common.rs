@@ -98,19 +98,7 @@ pub async fn open_storage(url: &str, max_connections: u32) -> anyhow::Result<Arc
     Ok(if is_sqlite(url) { Arc::new(connect_sqlite(url, max_connections).await?) } else { Arc::new(connect(url, max_connections).await?) })
 }
 
-/// Hides the password of a URL for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
+pub use winchester_core::config::redact_url as redact;
 
 /// Connects to PostgreSQL with a clear error.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgStorage> {
