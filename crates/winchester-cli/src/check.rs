@@ -1,11 +1,11 @@
 //! `winchester check`: validate every file the config names.
 
-use crate::common::{load_config, ConfigArgs};
+use crate::common::{load_config_quietly, ConfigArgs};
 use winchester::pipeline::HandlerRegistry;
 
 /// Validates the configuration and prints a summary; `Err` lists every problem.
 pub fn run(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<String> {
-    let cfg = load_config(args, registry)?;
+    let cfg = load_config_quietly(args, registry)?;
     let mut out = String::new();
     out.push_str(&format!("{}: OK\n", args.config.display()));
     if let Some(f) = &cfg.triggers_file {

@@ -59,12 +59,18 @@ pub fn report(err: &anyhow::Error) -> std::process::ExitCode {
 /// Loads and validates the whole configuration (handlers included), printing
 /// warnings.
 pub fn load_config(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<LoadedConfig> {
-    let known = |t: &str| registry.knows(t);
-    let mut cfg = LoadedConfig::load(&args.config, Some(&known)).map_err(|e| anyhow!("{e}"))?;
-    PipelineRunner::new(registry.clone(), cfg.clone()).validate().map_err(|e| anyhow!("{e}"))?;
+    let cfg = load_config_quietly(args, registry)?;
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
+    Ok(cfg)
+}
+
+/// [`load_config`] without logging the warnings (for callers that print them).
+pub fn load_config_quietly(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<LoadedConfig> {
+    let known = |t: &str| registry.knows(t);
+    let mut cfg = LoadedConfig::load(&args.config, Some(&known)).map_err(|e| anyhow!("{e}"))?;
+    PipelineRunner::new(registry.clone(), cfg.clone()).validate().map_err(|e| anyhow!("{e}"))?;
     if let Some(url) = &args.database_url {
         cfg.main.database_url = Some(url.clone());
     }
