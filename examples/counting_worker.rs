@@ -1,8 +1,8 @@
 //! A pipeline worker with a handler type of its own, registered in a few lines.
 //!
 //! The `counting` handler records every commit in the table `handler_commits`
-//! (which must exist: `stream_id BIGINT, action TEXT, pid INT, committed_at
-//! TIMESTAMPTZ DEFAULT now()`). Params: `sleep_ms` (pause inside
+//! (which must exist: `stream_id BIGINT, action TEXT, pid INT`) of the
+//! worker's database (`DATABASE_URL`: PostgreSQL or SQLite). Params: `sleep_ms` (pause inside
 //! `handle_events`, default 0) and `fail` (bool: fail in `handle_events`).
 //! The integration tests run several of these processes against one database.
 //!
@@ -11,7 +11,8 @@
 use async_trait::async_trait;
 use clap::Parser;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
+use sqlx::sqlite::SqlitePoolOptions;
+use sqlx::{PgPool, SqlitePool};
 use std::process::ExitCode;
 use std::time::Duration;
 use winchester::pipeline::{Env, Handler, HandlerError};
@@ -19,8 +20,15 @@ use winchester_cli::common::{init_tracing, report};
 use winchester_cli::worker::{run, WorkerOpts};
 use winchester_core::Event;
 
+/// Where commits are recorded: the worker's own database, PostgreSQL or SQLite.
+#[derive(Clone)]
+enum Sink {
+    Pg(PgPool),
+    Sqlite(SqlitePool),
+}
+
 struct Counting {
-    pool: PgPool,
+    pool: Sink,
     sleep: Duration,
     fail: bool,
 }
@@ -36,12 +44,15 @@ impl Handler for Counting {
     }
 
     async fn commit(&mut self, env: &Env) -> Result<(), HandlerError> {
-        sqlx::query("INSERT INTO handler_commits (stream_id, action, pid) VALUES ($1, $2, $3)")
-            .bind(env.stream_id)
-            .bind(env.action.as_str())
-            .bind(std::process::id() as i32)
-            .execute(&self.pool)
-            .await?;
+        let (id, action, pid) = (env.stream_id, env.action.as_str(), std::process::id() as i32);
+        match &self.pool {
+            Sink::Pg(p) => {
+                sqlx::query("INSERT INTO handler_commits (stream_id, action, pid) VALUES ($1, $2, $3)").bind(id).bind(action).bind(pid).execute(p).await?;
+            }
+            Sink::Sqlite(p) => {
+                sqlx::query("INSERT INTO handler_commits (stream_id, action, pid) VALUES (?, ?, ?)").bind(id).bind(action).bind(pid).execute(p).await?;
+            }
+        }
         Ok(())
     }
 }
@@ -51,9 +62,17 @@ async fn main() -> ExitCode {
     let opts = WorkerOpts::parse();
     init_tracing("info");
     let url = std::env::var("DATABASE_URL").unwrap_or_default();
-    let pool = match PgPoolOptions::new().max_connections(2).connect_lazy(&url) {
-        Ok(p) => p,
-        Err(e) => return report(&anyhow::anyhow!("DATABASE_URL: {e}")),
+    let pool = if url.starts_with("sqlite:") {
+        let opts = match url.parse::<sqlx::sqlite::SqliteConnectOptions>() {
+            Ok(o) => o.busy_timeout(Duration::from_secs(30)),
+            Err(e) => return report(&anyhow::anyhow!("DATABASE_URL: {e}")),
+        };
+        Sink::Sqlite(SqlitePoolOptions::new().max_connections(1).connect_lazy_with(opts))
+    } else {
+        match PgPoolOptions::new().max_connections(2).connect_lazy(&url) {
+            Ok(p) => Sink::Pg(p),
+            Err(e) => return report(&anyhow::anyhow!("DATABASE_URL: {e}")),
+        }
     };
     let mut registry = winchester_handlers::registry();
     registry.register("counting", move |params| {

@@ -22,8 +22,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn new(streams: usize, sleep_ms: u64, extra: &str) -> Cluster {
-        let db = TestDb::new().await;
+    async fn new(backend: Backend, streams: usize, sleep_ms: u64, extra: &str) -> Cluster {
+        let db = TestDb::on(backend).await;
         db.exec("CREATE TABLE handler_commits (stream_id BIGINT NOT NULL, action TEXT NOT NULL, pid INT NOT NULL)").await;
         let dir = ConfigDir::new(&[
             (
@@ -97,9 +97,8 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 
 /// Invariant 7: 4 worker processes, 2,000 ready streams: every stream is
 /// committed exactly once and ends completed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exactly_once_across_four_workers() {
-    let c = Cluster::new(2000, 0, "").await;
+async fn exactly_once_across_four_workers(backend: Backend) {
+    let c = Cluster::new(backend, 2000, 0, "").await;
     let mut workers: Vec<Child> = (0..4).map(|i| c.spawn_worker(&format!("w{i}"))).collect();
     c.wait_for("SELECT count(*) FROM stream WHERE state <> 6", 0, Duration::from_secs(240)).await;
     for w in &workers {
@@ -118,9 +117,8 @@ async fn exactly_once_across_four_workers() {
 
 /// Invariant 7: a worker killed with SIGKILL inside handle_events leaves its
 /// stream firing; after the lease another worker fires it, committed once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_worker_stream_is_reclaimed_after_lease() {
-    let c = Cluster::new(3, 1500, "stream_lease_timeout: 4\nhandler_timeout: 3\n").await;
+async fn killed_worker_stream_is_reclaimed_after_lease(backend: Backend) {
+    let c = Cluster::new(backend, 3, 1500, "stream_lease_timeout: 4\nhandler_timeout: 3\n").await;
     let mut a = c.spawn_worker("doomed");
     c.wait_for("SELECT count(*) FROM stream WHERE state = 2", 1, Duration::from_secs(30)).await;
     a.kill().unwrap(); // SIGKILL, mid handle_events (1.5 s sleep)
@@ -139,9 +137,8 @@ async fn killed_worker_stream_is_reclaimed_after_lease() {
 
 /// Invariant 10: SIGTERM while a stream is in hand: the worker finishes it,
 /// takes no new one, exits 0, and leaves nothing firing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_finishes_stream_in_hand() {
-    let c = Cluster::new(5, 1000, "").await;
+async fn sigterm_finishes_stream_in_hand(backend: Backend) {
+    let c = Cluster::new(backend, 5, 1000, "").await;
     let mut w = c.spawn_worker("graceful");
     c.wait_for("SELECT count(*) FROM stream WHERE state = 2", 1, Duration::from_secs(30)).await;
     sigterm(&w);
@@ -153,3 +150,5 @@ async fn sigterm_finishes_stream_in_hand() {
     assert!(done >= 1 && done < 5, "{done} completed: it should finish the one in hand and stop");
     c.db.drop_db().await;
 }
+
+crate::backend_tests!(exactly_once_across_four_workers, killed_worker_stream_is_reclaimed_after_lease, sigterm_finishes_stream_in_hand);
