@@ -132,6 +132,34 @@ async fn ingest_then_list_streams() {
     db.drop_db().await;
 }
 
+/// `streams retry` and `streams purge` from the command line.
+#[tokio::test]
+async fn retry_and_purge_from_the_command_line() {
+    let db = TestDb::new().await;
+    let dir = project_config(&db);
+    let (tm, _) = manager(&db, INSTANCE_TRIGGERS, t(2014, 8, 1, 20, 30, 0));
+    tm.add_event(event("x", "compute.instance.update", t(2014, 8, 1, 20, 0, 0), &[("instance_id", s("i-1"))])).await.unwrap();
+    let st = tm.storage().list_streams(&Default::default()).await.unwrap().remove(0);
+    let claimed = tm.storage().claim(&st, winchester_storage::Action::Fire, t(2014, 8, 1, 20, 30, 0), std::time::Duration::from_secs(60)).await.unwrap().unwrap();
+    tm.storage().finish(&claimed, winchester_storage::Finish::Failed { reason: "webhook said 500" }, t(2014, 8, 1, 20, 30, 0)).await.unwrap();
+    let cmd = |args: &[&str]| run(Command::new(bin("winchester")).env("DATABASE_URL", &db.url).arg("-c").arg(dir.config()).args(args));
+    let id = st.id.to_string();
+    let (code, out, err) = cmd(&["streams", "show", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("error") && out.contains("last error: webhook said 500") && out.contains("compute.instance.update  x"), "{out}");
+    let (code, out, _) = cmd(&["streams", "retry", "--all-errors"]);
+    assert_eq!((code, out.trim()), (0, format!("stream {id}: retry_fire").as_str()));
+    let (code, out, _) = cmd(&["streams", "retry", &id]);
+    assert_eq!((code, out.trim()), (0, format!("stream {id}: retry_fire").as_str()), "other states are left alone");
+    let (code, out, _) = cmd(&["streams", "purge", &id]);
+    assert_eq!((code, out.trim()), (0, format!("stream {id}: purged").as_str()));
+    let (code, _, err) = cmd(&["streams", "purge", &id]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("no stream with id {id}")), "{err}");
+    assert_eq!(db.count("SELECT count(*) FROM event").await, 1, "purge keeps events");
+    db.drop_db().await;
+}
+
 /// Every shipped etc/ file loads: `winchester check` on the project's own config.
 #[test]
 fn shipped_etc_checks() {

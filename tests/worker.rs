@@ -281,4 +281,25 @@ async fn idle_worker_wakes_on_notify_and_stops(backend: Backend) {
     f.db.drop_db().await;
 }
 
-crate::backend_tests!(fire_runs_pipeline_then_completes, failures_roll_back_and_record_reason, expire_path, pipeline_output_saved_iff_completed, lease_expiry_reclaims_and_old_owner_loses, fire_wins_over_expire, idle_worker_wakes_on_notify_and_stops);
+/// Trimming deletes old events, but never those of an unfinished stream.
+async fn trim_keeps_events_of_unfinished_streams(backend: Backend) {
+    let pipelines = format!("fire_p:\n{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("x", "fail"), h("r", "ok"));
+    let f = Fixture::new(backend, &pipelines, "purge_completed_streams: false\ntrim_events: true\ntrim_events_age: \"$timestamp - 1d\"\ntrim_events_batch_size: 10\n").await;
+    let now = f.clock.now();
+    f.clock.set(now - Duration::days(3));
+    f.order("old-active", "order.created", "o1").await; // will fail to expire: unfinished
+    f.order("old-done", "order.paid", "o2").await; // fires and completes
+    f.tm.add_event(event("old-loose", "misc.thing", f.clock.now(), &[])).await.unwrap();
+    let w = f.worker();
+    w.run_once().await.unwrap();
+    f.clock.set(now);
+    f.tm.add_event(event("new-loose", "misc.thing", now, &[])).await.unwrap();
+    w.run_once().await.unwrap();
+    assert_eq!(w.stats().trimmed, 2);
+    assert_eq!(f.db.count("SELECT count(*) FROM event WHERE message_id IN ('old-active', 'new-loose')").await, 2);
+    assert_eq!(f.db.count("SELECT count(*) FROM event").await, 2);
+    assert_eq!(f.db.count("SELECT count(*) FROM stream WHERE state = 5").await, 1);
+    f.db.drop_db().await;
+}
+
+crate::backend_tests!(fire_runs_pipeline_then_completes, failures_roll_back_and_record_reason, expire_path, pipeline_output_saved_iff_completed, lease_expiry_reclaims_and_old_owner_loses, fire_wins_over_expire, idle_worker_wakes_on_notify_and_stops, trim_keeps_events_of_unfinished_streams);
