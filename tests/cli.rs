@@ -97,6 +97,8 @@ async fn ingest_then_list_streams() {
     assert!(out.starts_with("ingested: 4\nduplicates: 1\nrejected: 2\n"), "{out}");
     assert!(out.contains("line 3: invalid JSON"), "{out}");
     assert!(out.contains("line 6: trait \"nested\" is nested") && out.contains("c1"), "{out}");
+    // etc/triggers.yaml asks for debug counters on instance_day (debug_level 1).
+    assert!(err.contains("---- Trigger Definition: instance_day ----") && err.contains("Match Criteria: 5 checks, 5 passed") && err.contains("Counter \"Added events\" = 4"), "{err}");
 
     let (code, out, err) = run(Command::new(bin("winchester")).env("DATABASE_URL", &db.url).arg("-c").arg(dir.config()).args(["streams", "list", "--json"]));
     assert_eq!(code, 0, "{err}");

@@ -7,12 +7,14 @@
 //!   running a pipeline over a stream's events, built-in handlers.
 //! - [`worker`]: the pipeline worker loop that fires and expires ready streams.
 //! - [`event_clock`]: [`StoredEventClock`], "now" = the latest stored event (replay).
+//! - [`debug`]: per-trigger debug counters (`debug_level`).
 //! - [`error`]: the engine's error type.
 //!
 //! Storage is reached only through [`winchester_storage::Storage`].
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod debug;
 pub mod error;
 pub mod event_clock;
 pub mod pipeline;

@@ -2,6 +2,7 @@
 //! each with all of its stream memberships in one transaction.
 
 use std::sync::Arc;
+use crate::debug::{no_match_reason, TriggerDebug};
 use winchester_core::distiller::{DistillError, Distiller};
 use winchester_core::{Clock, Event, EventError, TriggerSet};
 use winchester_storage::{EventPlan, IngestOutcome, Membership, Storage};
@@ -42,12 +43,14 @@ pub struct TriggerManager {
     triggers: Arc<TriggerSet>,
     clock: Arc<dyn Clock>,
     distiller: Option<Arc<Distiller>>,
+    debug: Arc<TriggerDebug>,
 }
 
 impl TriggerManager {
     /// A manager over `storage` with the given triggers and clock.
     pub fn new(storage: Arc<dyn Storage>, triggers: Arc<TriggerSet>, clock: Arc<dyn Clock>) -> TriggerManager {
-        TriggerManager { storage, triggers, clock, distiller: None }
+        let debug = Arc::new(TriggerDebug::new(&triggers));
+        TriggerManager { storage, triggers, clock, distiller: None, debug }
     }
 
     /// The same manager with another clock (e.g. a replay clock that follows
@@ -120,6 +123,11 @@ impl TriggerManager {
         &self.clock
     }
 
+    /// Debug counters of the triggers with a `debug_level`.
+    pub fn debug(&self) -> &Arc<TriggerDebug> {
+        &self.debug
+    }
+
     /// Validates an event and works out every stream it joins (no I/O).
     pub fn plan(&self, event: Event) -> Result<EventPlan, EventError> {
         event.validate()?;
@@ -128,12 +136,14 @@ impl TriggerManager {
             match trigger.match_event(&event) {
                 Ok((_, dist)) => {
                     let fire_hits = trigger.fire_hits(&event);
+                    self.debug.check(&trigger.name, "Match", true, String::new);
+                    for (i, hit) in fire_hits.iter().enumerate() {
+                        self.debug.check(&trigger.name, "Fire", *hit, || format!("fire_criteria[{i}]: not matched by {}", event.event_type));
+                    }
                     memberships.push(Membership { trigger: trigger.clone(), dist_key: dist.key(), dist, fire_hits });
                 }
                 Err(reason) => {
-                    if trigger.debug_level > 0 {
-                        tracing::debug!(trigger = %trigger.name, message_id = %event.message_id, ?reason, "Event did not match.");
-                    }
+                    self.debug.check(&trigger.name, "Match", false, || no_match_reason(&reason));
                 }
             }
         }
@@ -144,9 +154,11 @@ impl TriggerManager {
     /// matches (opening streams as needed) and marks streams ready to fire.
     /// A duplicate `message_id` changes nothing and is reported as such.
     pub async fn add_event(&self, event: Event) -> Result<EventOutcome, EngineError> {
-        let plan = self.plan(event)?;
-        let out = self.storage.ingest(std::slice::from_ref(&plan), self.clock.now()).await?;
-        Ok(to_outcome(out.into_iter().next().unwrap_or(IngestOutcome::Duplicate)))
+        match self.add_events(vec![event]).await?.pop() {
+            Some(EventOutcome::Rejected(e)) => Err(e.into()),
+            Some(o) => Ok(o),
+            None => Ok(EventOutcome::Duplicate),
+        }
     }
 
     /// Adds a batch in one transaction (one round trip per distinct stream, not
@@ -170,8 +182,8 @@ impl TriggerManager {
         let now = self.clock.now();
         match self.storage.ingest(&plans, now).await {
             Ok(res) => {
-                for (slot, r) in slots.iter().zip(res) {
-                    outcomes[*slot] = Some(to_outcome(r));
+                for ((slot, r), p) in slots.iter().zip(res).zip(&plans) {
+                    outcomes[*slot] = Some(self.record(p, r));
                 }
             }
             Err(e) if e.is_retryable() || plans.len() == 1 => return Err(e.into()),
@@ -179,7 +191,7 @@ impl TriggerManager {
                 tracing::warn!(error = %e, events = plans.len(), "Batch failed; saving its events one by one.");
                 for (slot, p) in slots.iter().zip(plans) {
                     outcomes[*slot] = Some(match self.storage.ingest(std::slice::from_ref(&p), now).await {
-                        Ok(r) => to_outcome(r.into_iter().next().unwrap_or(IngestOutcome::Duplicate)),
+                        Ok(r) => self.record(&p, r.into_iter().next().unwrap_or(IngestOutcome::Duplicate)),
                         Err(e) if e.is_retryable() => return Err(e.into()),
                         Err(e) => {
                             tracing::warn!(message_id = %p.event.message_id, error = %e, "Event not saved.");
@@ -193,9 +205,17 @@ impl TriggerManager {
     }
 }
 
-fn to_outcome(o: IngestOutcome) -> EventOutcome {
-    match o {
-        IngestOutcome::Saved { event_id, stream_ids } => EventOutcome::Saved { event_id, stream_ids },
-        IngestOutcome::Duplicate => EventOutcome::Duplicate,
+impl TriggerManager {
+    /// The engine's outcome for a stored event, counted for debugging.
+    fn record(&self, plan: &EventPlan, o: IngestOutcome) -> EventOutcome {
+        match o {
+            IngestOutcome::Saved { event_id, stream_ids } => {
+                for m in &plan.memberships {
+                    self.debug.bump(&m.trigger.name, "Added events", 1);
+                }
+                EventOutcome::Saved { event_id, stream_ids }
+            }
+            IngestOutcome::Duplicate => EventOutcome::Duplicate,
+        }
     }
 }

@@ -170,6 +170,7 @@ impl Worker {
                 );
                 reported = s;
                 last_stats = Instant::now();
+                self.tm.debug().log_dump();
             }
             if worked > 0 || self.stopping.load(Ordering::SeqCst) {
                 continue;
@@ -245,8 +246,10 @@ impl Worker {
     /// Takes one ready stream (if no other worker has) and fires or expires it.
     pub async fn process(&self, stream: &Stream, action: Action) -> Result<ProcessOutcome, EngineError> {
         let storage = self.tm.storage();
+        let debug = self.tm.debug();
         let Some(claimed) = storage.claim(stream, action, self.now(), self.opts.lease).await? else {
             self.bump(|s| s.lock_conflicts += 1);
+            debug.bump(&stream.trigger, "Locked", 1);
             return Ok(ProcessOutcome::Locked);
         };
         let result = self.run_pipeline(&claimed, action).await?;
@@ -258,6 +261,7 @@ impl Worker {
             FinishOutcome::LostLease => {
                 tracing::warn!(stream_id = claimed.id, action = action.as_str(), "Lease ran out before the run finished; another worker owns the stream now.");
                 self.bump(|s| s.lost_leases += 1);
+                debug.bump(&claimed.trigger, "Lost lease", 1);
                 Ok(ProcessOutcome::LostLease)
             }
             FinishOutcome::Done(_) => match result {
@@ -267,11 +271,13 @@ impl Worker {
                         Action::Fire => s.fired += 1,
                         Action::Expire => s.expired += 1,
                     });
+                    debug.bump(&claimed.trigger, if action == Action::Fire { "Streams fired" } else { "Streams expired" }, 1);
                     Ok(ProcessOutcome::Completed)
                 }
                 Err(reason) => {
                     tracing::warn!(stream_id = claimed.id, trigger = %claimed.trigger, action = action.as_str(), %reason, "Stream failed.");
                     self.bump(|s| s.errors += 1);
+                    debug.bump(&claimed.trigger, "Pipeline error", 1);
                     Ok(ProcessOutcome::Failed(reason))
                 }
             },

@@ -164,6 +164,10 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             };
             let report = ingest::run_with(&tm, input, &ingest_opts).await?;
             print!("{}", report.render());
+            // Triggers with a debug_level asked for their counters.
+            for line in tm.debug().dump() {
+                eprintln!("{line}");
+            }
             Ok(if report.rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
         Command::Bench(b) => {
