@@ -97,7 +97,7 @@ pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
         DbCommand::Current => {
             let storage = connect(&url, 1).await?;
             let status = migrate::status(storage.pool()).await?;
-            Ok(match status.iter().filter(|m| m.applied).last() {
+            Ok(match status.iter().rfind(|m| m.applied) {
                 None => "base (no migrations applied)\n".to_string(),
                 Some(m) => {
                     let head = status.iter().all(|s| s.applied);

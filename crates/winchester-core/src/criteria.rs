@@ -350,6 +350,7 @@ impl Criteria {
 }
 
 #[cfg(test)]
+#[allow(clippy::approx_constant)] // the spec's cases use 3.14
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
