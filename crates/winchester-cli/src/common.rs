@@ -100,8 +100,34 @@ pub async fn connect_sqlite(url: &str, max_connections: u32) -> anyhow::Result<S
 }
 
 /// Opens the storage a URL names: PostgreSQL (`postgres://`) or SQLite (`sqlite://`).
+/// Checks that the database's schema is up to date, so a process started
+/// against an empty or old database says what to do instead of failing later.
 pub async fn open_storage(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Storage>> {
-    Ok(if is_sqlite(url) { Arc::new(connect_sqlite(url, max_connections).await?) } else { Arc::new(connect(url, max_connections).await?) })
+    use sqlx::migrate::Migrate;
+    let (storage, applied, known): (Arc<dyn Storage>, Vec<i64>, Vec<i64>) = if is_sqlite(url) {
+        let s = connect_sqlite(url, max_connections).await?;
+        let mut conn = s.pool().acquire().await?;
+        conn.ensure_migrations_table().await?;
+        let applied = conn.list_applied_migrations().await?.into_iter().map(|m| m.version).collect();
+        drop(conn);
+        let known = winchester_sqlite::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).map(|m| m.version).collect();
+        (Arc::new(s), applied, known)
+    } else {
+        let s = connect(url, max_connections).await?;
+        let status = winchester_postgres::migrate::status(s.pool()).await?;
+        let applied = status.iter().filter(|m| m.applied).map(|m| m.version).collect();
+        (Arc::new(s), applied, status.iter().map(|m| m.version).collect())
+    };
+    let pending: Vec<String> = known.iter().filter(|v| !applied.contains(v)).map(i64::to_string).collect();
+    if !pending.is_empty() {
+        return Err(anyhow!(
+            "database {} lacks schema migration(s) {}: run `winchester-db --database-url '{}' upgrade head` first",
+            redact(url),
+            pending.join(", "),
+            redact(url)
+        ));
+    }
+    Ok(storage)
 }
 
 pub use winchester_core::config::redact_url as redact;
