@@ -7,7 +7,9 @@
 //! - [`check`], [`ingest`], [`streams`]: `winchester` subcommands.
 //! - [`bench`]: `winchester bench`, the benchmark.
 //! - [`db`]: `winchester-db`.
-//! - [`demo`]: `winchester demo` and `winchester generate` (the notification generator).
+//! - [`demo`]: `winchester demo` and `winchester generate`.
+//! - [`openstack_sim`]: the simulated OpenStack cloud both the demo (raw
+//!   notifications) and the bench (flat events) get their data from.
 //! - [`worker`]: `pipeline-worker`.
 //! - [`amqp_ingest`]: `winchester-ingest`, the AMQP ingest daemon.
 #![deny(missing_docs)]
@@ -20,5 +22,6 @@ pub mod common;
 pub mod db;
 pub mod demo;
 pub mod ingest;
+pub mod openstack_sim;
 pub mod streams;
 pub mod worker;

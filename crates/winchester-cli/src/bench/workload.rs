@@ -1,7 +1,9 @@
-//! The bench's workload: OpenStack instance lifecycle events, generated from a
-//! seed, and the triggers and configuration files they run against.
+//! The bench's workload: the flat events of a simulated OpenStack cloud
+//! ([`crate::openstack_sim`]), sized to `--events`, and the triggers and
+//! configuration files they run against.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
+use crate::openstack_sim::{SimOptions, Simulation};
 use std::collections::BTreeMap;
 use winchester_core::{Event, TraitValue};
 
@@ -32,9 +34,9 @@ pub const TRIGGERS_YAML: &str = r#"
   fire_criteria:
     - event_type: compute.instance.create.start
     - event_type: compute.instance.create.end
-# A resize, from prep to confirmation.
+# A resize of one instance, from prep to confirmation (a request of its own).
 - name: resize_flow
-  distinguished_by: [request_id]
+  distinguished_by: [instance_id]
   expiration: "$last + 1h"
   fire_pipeline: bench_sink
   expire_pipeline: bench_sink
@@ -153,113 +155,12 @@ pub fn winchester_yaml(sink_type: &str) -> String {
     )
 }
 
-/// A small deterministic generator (splitmix64).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
-
-    /// A UUID-shaped string.
-    pub fn uuid(&mut self) -> String {
-        let a = self.next_u64();
-        let b = self.next_u64();
-        format!("{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xfff, (b >> 48) & 0x3fff | 0x8000, b & 0xffff_ffff_ffff)
-    }
-}
-
-const FLAVORS: &[(&str, i64, i64, i64)] = &[
-    ("m1.tiny", 512, 1, 1),
-    ("m1.small", 2048, 1, 20),
-    ("m1.medium", 4096, 2, 40),
-    ("m1.large", 8192, 4, 80),
-    ("m1.xlarge", 16384, 8, 160),
-];
-const DISTROS: &[&str] = &["ubuntu", "ubuntu", "centos", "debian", "windows"];
-
-struct Instance {
-    id: String,
-    tenant: String,
-    user: String,
-    host: String,
-    flavor: usize,
-    distro: &'static str,
-    launched: DateTime<Utc>,
-    deleted: bool,
-}
-
 /// Everything one generation makes: the events, sorted by time.
 pub struct Workload {
     /// Events in timestamp order.
     pub events: Vec<Event>,
-    /// Days the workload spans.
+    /// Days the events span.
     pub days: u32,
-}
-
-struct Gen<'a> {
-    rng: &'a mut Rng,
-    out: Vec<Event>,
-    seq: u64,
-    seed: u64,
-}
-
-impl Gen<'_> {
-    fn emit(&mut self, inst: &Instance, event_type: &str, ts: DateTime<Utc>, request_id: Option<&str>, extra: &[(&str, TraitValue)]) {
-        let (flavor, mem, vcpus, disk) = FLAVORS[inst.flavor];
-        let mut t: BTreeMap<String, TraitValue> = BTreeMap::new();
-        let s = |v: &str| TraitValue::String(v.to_string());
-        t.insert("service".into(), s("compute"));
-        t.insert("host".into(), s(&inst.host));
-        t.insert("instance_id".into(), s(&inst.id));
-        t.insert("tenant_id".into(), s(&inst.tenant));
-        t.insert("user_id".into(), s(&inst.user));
-        t.insert("instance_type".into(), s(flavor));
-        t.insert("memory_mb".into(), TraitValue::Int(mem));
-        t.insert("vcpus".into(), TraitValue::Int(vcpus));
-        t.insert("root_gb".into(), TraitValue::Int(disk));
-        t.insert("os_distro".into(), s(inst.distro));
-        t.insert("launched_at".into(), TraitValue::Datetime(inst.launched));
-        if let Some(r) = request_id {
-            t.insert("request_id".into(), s(r));
-        }
-        for (k, v) in extra {
-            t.insert(k.to_string(), v.clone());
-        }
-        self.seq += 1;
-        let message_id = format!("bench-{:x}-{:08}", self.seed, self.seq);
-        self.out.push(Event { message_id, event_type: event_type.into(), timestamp: ts, traits: t });
-    }
-
-    /// A start/end pair of one request, `gap` seconds apart.
-    fn pair(&mut self, inst: &Instance, prefix: &str, ts: DateTime<Utc>, gap: i64, extra: &[(&str, TraitValue)]) -> DateTime<Utc> {
-        let req = format!("req-{}", self.rng.uuid());
-        self.emit(inst, &format!("{prefix}.start"), ts, Some(&req), extra);
-        let end = ts + Duration::seconds(gap);
-        self.emit(inst, &format!("{prefix}.end"), end, Some(&req), extra);
-        end
-    }
 }
 
 /// The first day of the workload: midnight UTC two days from `now`, so that no
@@ -268,98 +169,24 @@ pub fn base_day(now: DateTime<Utc>) -> DateTime<Utc> {
     now.duration_trunc(Duration::days(1)).unwrap_or(now) + Duration::days(2)
 }
 
-/// Generates `events` events for `instances` instances from `seed`, starting at
-/// `base`: create (start/end) on day one, then every day an `exists` audit
-/// event for the day before and, by chance, updates, resizes, power cycles and
-/// snapshots; some instances are deleted on the last day. Days are added until
-/// there are enough events; the earliest `events` are kept.
+/// Longest simulated period.
+const MAX_DAYS: u32 = 3650;
+
+/// `events` events about `instances` instances (8 per tenant) from `seed`,
+/// starting at `base`: the flat events of a [`crate::openstack_sim`] simulation over
+/// as many days as it takes to make that many (the earliest `events` are kept).
 pub fn generate(events: usize, instances: usize, seed: u64, base: DateTime<Utc>) -> Workload {
     let instances = instances.max(1);
-    let per_instance = events as f64 / instances as f64;
-    // ~4 events on the first day, ~3 a day after that.
-    let mut days = ((per_instance - 4.0) / 3.0).ceil().max(1.0) as u32 + 1;
+    let mut days = 1;
     loop {
-        let w = generate_days(instances, seed, base, days);
-        if w.len() >= events || days >= 3650 {
-            let mut w = w;
-            w.truncate(events);
-            return Workload { events: w, days };
+        let mut sim = Simulation::run(&SimOptions { instances, days, tenants: (instances / 8).max(1), start: base, seed });
+        if sim.len() >= events || days >= MAX_DAYS {
+            sim.truncate(events);
+            let days = sim.last_time().map(|t| (t - base).num_days().max(0) as u32 + 1).unwrap_or(1);
+            return Workload { events: sim.events(), days };
         }
-        days += 1 + days / 4;
+        days += 1 + days / 8;
     }
-}
-
-fn generate_days(instances: usize, seed: u64, base: DateTime<Utc>, days: u32) -> Vec<Event> {
-    let mut rng = Rng::new(seed);
-    let tenants = (instances / 8).max(1) as u64;
-    let mut g = Gen { rng: &mut Rng::new(seed ^ 0x5eed), out: Vec::new(), seq: 0, seed };
-    for _ in 0..instances {
-        let created = base + Duration::seconds(rng.below(86_400 - 7200) as i64);
-        let inst = Instance {
-            id: rng.uuid(),
-            tenant: format!("tenant-{:04}", rng.below(tenants)),
-            user: format!("user-{:05}", rng.below(tenants * 3)),
-            host: format!("compute-{:03}", rng.below(50)),
-            flavor: rng.below(FLAVORS.len() as u64) as usize,
-            distro: DISTROS[rng.below(DISTROS.len() as u64) as usize],
-            launched: created + Duration::seconds(60 + rng.below(120) as i64),
-            deleted: days > 1 && rng.chance(0.3),
-        };
-        let mut inst = inst;
-        let building = [("state", TraitValue::String("building".into()))];
-        let launched = g.pair(&inst, "compute.instance.create", created, (inst.launched - created).num_seconds(), &building);
-        for day in 0..days {
-            let day_start = base + Duration::days(day as i64);
-            let day_end = day_start + Duration::days(1);
-            let active = [("state", TraitValue::String("active".into()))];
-            // Activity during the day, after the launch on day one.
-            let from = if day == 0 { launched + Duration::seconds(60) } else { day_start };
-            let span = (day_end - Duration::hours(2) - from).num_seconds().max(60) as u64;
-            let at = |rng: &mut Rng| from + Duration::seconds(rng.below(span) as i64);
-            if g.rng.chance(0.8) {
-                let ts = at(g.rng);
-                g.emit(&inst, "compute.instance.update", ts, None, &active);
-            }
-            if g.rng.chance(0.15) {
-                let ts = at(g.rng);
-                let prep = g.pair(&inst, "compute.instance.resize.prep", ts, 5, &active);
-                let new_flavor = (inst.flavor + 1) % FLAVORS.len();
-                let r = format!("req-{}", g.rng.uuid());
-                g.emit(&inst, "compute.instance.resize.start", prep + Duration::seconds(5), Some(&r), &active);
-                inst.flavor = new_flavor;
-                g.emit(&inst, "compute.instance.resize.confirm.end", prep + Duration::seconds(90), Some(&r), &active);
-            }
-            if g.rng.chance(0.1) {
-                let ts = at(g.rng);
-                let off = g.pair(&inst, "compute.instance.power_off", ts, 10, &[("state", TraitValue::String("stopped".into()))]);
-                g.pair(&inst, "compute.instance.power_on", off + Duration::seconds(600), 15, &active);
-            }
-            if g.rng.chance(0.05) {
-                let ts = at(g.rng);
-                g.pair(&inst, "compute.instance.snapshot", ts, 120, &active);
-            }
-            if inst.deleted && day + 1 == days {
-                let ts = day_end - Duration::minutes(90);
-                g.pair(&inst, "compute.instance.delete", ts, 30, &[("state", TraitValue::String("deleted".into()))]);
-            }
-            // The audit event for the day, shortly after midnight.
-            let ts = day_end + Duration::seconds(g.rng.below(600) as i64);
-            g.emit(
-                &inst,
-                "compute.instance.exists",
-                ts,
-                None,
-                &[
-                    ("audit_period_beginning", TraitValue::Datetime(day_start)),
-                    ("audit_period_ending", TraitValue::Datetime(day_end)),
-                    ("state", TraitValue::String(if inst.deleted && day + 1 == days { "deleted" } else { "active" }.into())),
-                ],
-            );
-        }
-    }
-    let mut out = g.out;
-    out.sort_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.message_id.cmp(&b.message_id)));
-    out
 }
 
 /// An event of the latency and cost-growth phases.
@@ -390,7 +217,39 @@ mod tests {
         assert_eq!(a.events.len(), 2000);
         assert_eq!(a.events, b.events);
         assert!(a.days >= 2);
+        let instances: std::collections::BTreeSet<String> = a.events.iter().map(|e| format!("{:?}", e.traits.get("instance_id"))).collect();
+        assert!(instances.len() > 90, "{}", instances.len());
+        assert_eq!(generate(10, 100, 7, base).events.len(), 10);
         assert!(a.events.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
         assert!(a.events.iter().all(|e| e.validate().is_ok()));
+    }
+
+    /// Every event joins `instance_day`, most join one to three streams, and
+    /// every trigger gets events.
+    #[test]
+    fn most_events_join_one_to_three_streams() {
+        let (triggers, _) = winchester_core::TriggerSet::from_yaml_str(TRIGGERS_YAML, std::path::Path::new("triggers.yaml")).unwrap();
+        let base = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let w = generate(20_000, 1_000, 42, base);
+        let mut per_event = [0usize; 12];
+        let mut keys = std::collections::BTreeSet::new();
+        let mut per_trigger = std::collections::BTreeMap::new();
+        for e in &w.events {
+            let (mut n, mut day) = (0, false);
+            for t in triggers.iter() {
+                if let Ok((_, d)) = t.match_event(e) {
+                    n += 1;
+                    day |= t.name == "instance_day";
+                    keys.insert(format!("{}{d:?}", t.name));
+                    *per_trigger.entry(t.name.clone()).or_insert(0) += 1;
+                }
+            }
+            assert!(day, "{e:?}");
+            per_event[n] += 1;
+        }
+        let memberships: usize = per_trigger.values().sum();
+        println!("{} days; events per stream count {per_event:?}; {memberships} memberships; {} stream keys; {per_trigger:?}", w.days, keys.len());
+        assert_eq!(per_trigger.len(), triggers.len(), "{per_trigger:?}");
+        assert!(per_event[1..=3].iter().sum::<usize>() * 10 >= w.events.len() * 9, "{per_event:?}");
     }
 }

@@ -5,10 +5,10 @@
 //! all on an event-time clock: simulated days pass in seconds, so streams fire
 //! (audit events arrive) and expire (instances go quiet) as they would live.
 //! With no database URL it uses an SQLite file in a temp dir: no server needed.
-
-pub mod generator;
+//! The notifications come from the simulator in [`crate::openstack_sim`].
 
 use crate::common::open_storage;
+use crate::openstack_sim::{SimOptions, Simulation};
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, Duration, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -22,7 +22,15 @@ use winchester::{EventOutcome, TriggerManager, Worker, WorkerOptions};
 use winchester_core::distiller::{parse_iso8601, Distiller};
 use winchester_core::{Clock, LoadedConfig, ManualClock};
 
-pub use generator::{generate, GeneratorOptions};
+/// What to generate: the simulator's options, under the name the `winchester`
+/// program uses.
+pub type GeneratorOptions = SimOptions;
+
+/// The notifications of `winchester demo` and `winchester generate`: a
+/// simulation rendered as raw notifications, sorted by timestamp.
+pub fn generate(opts: &GeneratorOptions) -> Vec<Value> {
+    Simulation::run(opts).notifications()
+}
 
 /// The example configuration shipped in `etc/`, built into the binary so the
 /// demo runs anywhere.
