@@ -330,3 +330,48 @@ async fn bad_config_is_named_and_unreachable_broker_is_retried() {
     assert!(!err.contains("guest:guest"), "password leaked: {err}");
     db.drop_db().await;
 }
+
+/// `winchester publish`: JSON lines become persistent JSON messages carrying
+/// their notification's message_id (envelopes looked into), sent to the broker
+/// the config names; a line that is not JSON is rejected by line number (exit
+/// 2) while the others go out; a routing key no queue is bound for is reported.
+#[tokio::test]
+async fn publish_sends_json_lines_and_rejects_the_rest_by_line_number() {
+    let broker = Broker::new().await;
+    // No --amqp-url: the URL comes from the config's amqp_ingest.url.
+    let dir = ConfigDir::new(&[("winchester.yaml", &format!("amqp_ingest:\n  url: '{}'\n", amqp_url()))]);
+    let publish = |args: &[&str]| {
+        let mut cmd = Command::new(bin("winchester"));
+        cmd.arg("-c").arg(dir.config()).arg("publish").args(["--exchange", &broker.exchange]).args(args).env_remove("WINCHESTER_AMQP_URL");
+        cmd
+    };
+    let lines = [notification(0).to_string(), envelope(&notification(1)).to_string(), notification(2).to_string()];
+    std::fs::write(dir.path("good.jsonl"), format!("{}\n\n{}\n{}\n", lines[0], lines[1], lines[2])).unwrap();
+    let (code, out, err) = run(&mut publish(&[dir.path("good.jsonl").to_str().unwrap()]));
+    assert_eq!((code, out.as_str()), (0, "published: 3\n"), "{err}");
+    for (i, line) in lines.iter().enumerate() {
+        let m = broker.ch.basic_get(broker.queue.as_str().into(), BasicGetOptions { no_ack: true }).await.expect("basic.get").unwrap_or_else(|| panic!("message {i} missing"));
+        let p = &m.delivery.properties;
+        assert_eq!(String::from_utf8_lossy(&m.delivery.data), line.as_str());
+        assert_eq!(p.message_id().as_ref().map(|s| s.as_str().to_string()), Some(format!("msg-{i:05}")));
+        assert_eq!(p.content_type().as_ref().map(|s| s.as_str()), Some("application/json"));
+        assert_eq!(*p.delivery_mode(), Some(2));
+        assert_eq!(m.delivery.routing_key.as_str(), "notifications.info");
+    }
+    assert_eq!(broker.ready(&broker.queue).await, 0);
+
+    // From stdin, with a line that is not JSON: the others are published, exit 2.
+    std::fs::write(dir.path("bad.jsonl"), format!("{}\nnot json {{\n{}\n", notification(3), notification(4))).unwrap();
+    let out = publish(&["-"]).stdin(std::fs::File::open(dir.path("bad.jsonl")).unwrap()).output().expect("spawn");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stdout.starts_with("published: 2\nrejected: 1\n  line 2: invalid JSON"), "{stdout}");
+    assert_eq!(broker.ready(&broker.queue).await, 2);
+
+    // Nothing bound for this routing key: the broker drops the message; said so, exit 2.
+    let (code, out, err) = run(&mut publish(&["--routing-key", "nobody.listens", dir.path("good.jsonl").to_str().unwrap()]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("unroutable: 3"), "{out}");
+    assert!(err.is_empty(), "lapin's per-message warnings should be quiet: {err}");
+    broker.cleanup().await;
+}

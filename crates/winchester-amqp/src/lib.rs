@@ -18,8 +18,13 @@
 //!   exponential backoff (1 s doubling, at most 30 s), topology declared again.
 //! - **Stop** (the `shutdown` future): no new batch is started; the batch in hand
 //!   is committed and acknowledged; the connection is closed.
+//!
+//! The [`publish`] module is the other direction: JSON lines of notifications
+//! published to an exchange (`winchester publish`), for replaying archives.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+pub mod publish;
 
 use futures::stream::{SelectAll, StreamExt};
 use lapin::options::{

@@ -60,6 +60,28 @@ enum Command {
         #[arg(long)]
         count: Option<usize>,
     },
+    /// Publish JSON lines of raw notifications from FILE (or - for stdin) to an
+    /// AMQP exchange, as persistent messages with publisher confirms (replay an
+    /// archive into a broker). Exit 2 if a line was rejected or not routed.
+    Publish {
+        /// Input file, or - for standard input.
+        file: String,
+        /// Broker URL [default: the config's amqp_ingest.url, else amqp://guest:guest@127.0.0.1:5672/%2f].
+        #[arg(long = "amqp-url", env = "WINCHESTER_AMQP_URL")]
+        amqp_url: Option<String>,
+        /// Exchange to publish to (declared if absent).
+        #[arg(long, default_value = "nova")]
+        exchange: String,
+        /// Exchange type when declaring it [default: the config's amqp_ingest queue on that exchange, else topic].
+        #[arg(long)]
+        exchange_type: Option<String>,
+        /// Declare the exchange durable (true/false) [default: the config's amqp_ingest queue on that exchange, else true].
+        #[arg(long)]
+        durable: Option<bool>,
+        /// Routing key of every message.
+        #[arg(long, default_value = "notifications.info")]
+        routing_key: String,
+    },
     /// Inspect and operate streams.
     Streams {
         #[command(subcommand)]
@@ -200,6 +222,31 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Publish { file, amqp_url, exchange, exchange_type, durable, routing_key } => {
+            use winchester_amqp::publish::{publish_lines, PublishTarget};
+            // Defaults from the config's amqp_ingest section, when there is a config.
+            let amqp = if opts.config.config.exists() {
+                Some(winchester_core::WinchesterConfig::load(&opts.config.config).map_err(|e| anyhow::anyhow!("{e}"))?.0.amqp_ingest)
+            } else {
+                None
+            };
+            let bound = amqp.as_ref().and_then(|a| a.queues.iter().find(|q| q.exchange == exchange));
+            let target = PublishTarget {
+                url: amqp_url.or(amqp.as_ref().map(|a| a.url.clone())).unwrap_or_else(|| PublishTarget::default().url),
+                exchange_type: exchange_type.or(bound.map(|q| q.exchange_type.clone())).unwrap_or_else(|| "topic".into()),
+                durable: durable.or(bound.map(|q| q.durable)).unwrap_or(true),
+                exchange,
+                routing_key,
+            };
+            let report = if file == "-" {
+                publish_lines(target, tokio::io::BufReader::new(tokio::io::stdin())).await?
+            } else {
+                let f = tokio::fs::File::open(&file).await.with_context(|| format!("opening {file}"))?;
+                publish_lines(target, tokio::io::BufReader::new(f)).await?
+            };
+            print!("{}", report.render());
+            Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
         Command::Streams { command } => {
             let cfg = load_config(&opts.config, &registry)?;
             let tm = trigger_manager(&cfg, &opts.config, 2).await?;
@@ -219,7 +266,8 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let opts = Opts::parse();
-    init_tracing("warn");
+    // publish reports broker trouble itself; lapin would log each returned message.
+    init_tracing(if matches!(opts.command, Command::Publish { .. }) { "warn,lapin=off" } else { "warn" });
     match run(opts).await {
         Ok(code) => code,
         Err(e) => report(&e),
