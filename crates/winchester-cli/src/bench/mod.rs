@@ -6,7 +6,8 @@
 //! triggers are embedded ([`workload::TRIGGERS_YAML`]) and the worker config is
 //! written to a temp dir.
 //!
-//! - [`workload`]: the seeded OpenStack lifecycle workload and the triggers.
+//! - [`workload`]: the workload (flat events of the seeded OpenStack simulation
+//!   in [`crate::openstack_sim`], sized to `--events`) and the triggers.
 //! - [`measure`]: the measurements (ingest, COPY limit, fire latency, worker
 //!   throughput, cost growth, memory).
 //! - [`stats`]: medians and percentiles.
