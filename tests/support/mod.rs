@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use winchester::TriggerManager;
 use winchester_core::{Clock, Event, ManualClock, TraitValue, TriggerSet};
+use winchester_postgres::bench::with_database;
 use winchester_postgres::{migrate, PgStorage};
 use winchester_sqlite::SqliteStorage;
 use winchester_storage::Storage;
@@ -20,15 +21,6 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.find('?') {
-        Some(i) => (&url[..i], &url[i..]),
-        None => (url, ""),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_part_end = base[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(base.len());
-    format!("{}/{}{}", &base[..host_part_end], db, query)
-}
 
 /// Which storage backend a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -116,11 +116,7 @@ pub(crate) async fn get(pool: &PgPool, id: i64) -> Result<Option<Stream>> {
 pub(crate) async fn retry(pool: &PgPool, id: i64) -> Result<Option<Stream>> {
     for _ in 0..10 {
         let Some(s) = get(pool, id).await? else { return Ok(None) };
-        let to = match s.state {
-            StreamState::Error => StreamState::RetryFire,
-            StreamState::ExpireError => StreamState::RetryExpire,
-            _ => return Ok(Some(s)),
-        };
+        let Some(to) = s.state.retry_state() else { return Ok(Some(s)) };
         let sql = format!(
             "UPDATE stream SET state = $3, state_serial_no = state_serial_no + 1 \
              WHERE id = $1 AND state_serial_no = $2 RETURNING {STREAM_COLUMNS}"

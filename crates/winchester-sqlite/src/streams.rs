@@ -124,11 +124,7 @@ pub(crate) async fn get(pool: &SqlitePool, id: i64) -> Result<Option<Stream>> {
 pub(crate) async fn retry(pool: &SqlitePool, id: i64) -> Result<Option<Stream>> {
     for _ in 0..10 {
         let Some(s) = get(pool, id).await? else { return Ok(None) };
-        let to = match s.state {
-            StreamState::Error => StreamState::RetryFire,
-            StreamState::ExpireError => StreamState::RetryExpire,
-            _ => return Ok(Some(s)),
-        };
+        let Some(to) = s.state.retry_state() else { return Ok(Some(s)) };
         let sql = format!("UPDATE stream SET state = ?, state_serial_no = state_serial_no + 1 WHERE id = ? AND state_serial_no = ? RETURNING {STREAM_COLUMNS}");
         let mut tx = begin(pool).await?;
         let row = sqlx::query(&sql).bind(to as i64).bind(id).bind(s.state_serial_no as i64).fetch_optional(&mut *tx).await.map_err(storage_error)?;

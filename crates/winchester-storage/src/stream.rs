@@ -53,6 +53,16 @@ impl StreamState {
         }
     }
 
+    /// The state `streams retry` moves a failed stream to: `error` ->
+    /// `retry_fire`, `expire_error` -> `retry_expire`; `None` for other states.
+    pub fn retry_state(self) -> Option<StreamState> {
+        match self {
+            StreamState::Error => Some(StreamState::RetryFire),
+            StreamState::ExpireError => Some(StreamState::RetryExpire),
+            _ => None,
+        }
+    }
+
     /// From the stored number.
     pub fn from_i16(n: i16) -> Option<StreamState> {
         StreamState::ALL.into_iter().find(|s| *s as i16 == n)
