@@ -47,10 +47,20 @@ impl Handler for Counting {
         let (id, action, pid) = (env.stream_id, env.action.as_str(), std::process::id() as i32);
         match &self.pool {
             Sink::Pg(p) => {
-                sqlx::query("INSERT INTO handler_commits (stream_id, action, pid) VALUES ($1, $2, $3)").bind(id).bind(action).bind(pid).execute(p).await?;
+                sqlx::query("INSERT INTO handler_commits (stream_id, action, pid) VALUES ($1, $2, $3)")
+                    .bind(id)
+                    .bind(action)
+                    .bind(pid)
+                    .execute(p)
+                    .await?;
             }
             Sink::Sqlite(p) => {
-                sqlx::query("INSERT INTO handler_commits (stream_id, action, pid) VALUES (?, ?, ?)").bind(id).bind(action).bind(pid).execute(p).await?;
+                sqlx::query("INSERT INTO handler_commits (stream_id, action, pid) VALUES (?, ?, ?)")
+                    .bind(id)
+                    .bind(action)
+                    .bind(pid)
+                    .execute(p)
+                    .await?;
             }
         }
         Ok(())

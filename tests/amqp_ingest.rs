@@ -62,11 +62,25 @@ impl Broker {
         };
         // Declared as the daemon will (durable), so messages wait for it.
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
-        b.ch.exchange_declare(b.exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default()).await.expect("exchange");
-        b.ch.queue_declare(b.queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await.expect("queue");
-        b.ch.queue_bind(b.queue.as_str().into(), b.exchange.as_str().into(), "notifications.info".into(), QueueBindOptions::default(), FieldTable::default())
+        b.ch.exchange_declare(b.exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
             .await
-            .expect("bind");
+            .expect("exchange");
+        b.ch.queue_declare(
+            b.queue.as_str().into(),
+            QueueDeclareOptions { durable: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .expect("queue");
+        b.ch.queue_bind(
+            b.queue.as_str().into(),
+            b.exchange.as_str().into(),
+            "notifications.info".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
         b
     }
 
@@ -99,9 +113,16 @@ impl Broker {
     async fn publish(&self, bodies: &[Vec<u8>]) {
         for chunk in bodies.chunks(1000) {
             for body in chunk {
-                let props = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
+                let props =
+                    BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
                 self.ch
-                    .basic_publish(self.exchange.as_str().into(), "notifications.info".into(), BasicPublishOptions::default(), body, props)
+                    .basic_publish(
+                        self.exchange.as_str().into(),
+                        "notifications.info".into(),
+                        BasicPublishOptions::default(),
+                        body,
+                        props,
+                    )
                     .await
                     .expect("publish");
             }
@@ -267,12 +288,25 @@ async fn kill_9_midway_loses_nothing_and_poison_is_dead_lettered() {
 
     // Dead letters: each poison message once, with its reason and routing key.
     let mut dead = Vec::new();
-    while let Some(m) = broker.ch.basic_get(broker.dead_queue.as_str().into(), BasicGetOptions { no_ack: true }).await.expect("basic.get") {
-        dead.push((m.delivery.data.clone(), header(&m.delivery.properties, "x-winchester-reason").unwrap_or_default(), header(&m.delivery.properties, "x-original-routing-key")));
+    while let Some(m) = broker
+        .ch
+        .basic_get(broker.dead_queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        dead.push((
+            m.delivery.data.clone(),
+            header(&m.delivery.properties, "x-winchester-reason").unwrap_or_default(),
+            header(&m.delivery.properties, "x-original-routing-key"),
+        ));
     }
     for (body, needle) in &poison {
         let found: Vec<_> = dead.iter().filter(|(b, _, _)| b == body).collect();
-        assert!(!found.is_empty(), "poison {:?} not dead-lettered; dead letters: {dead:?}", String::from_utf8_lossy(body));
+        assert!(
+            !found.is_empty(),
+            "poison {:?} not dead-lettered; dead letters: {dead:?}",
+            String::from_utf8_lossy(body)
+        );
         for (_, reason, key) in &found {
             assert!(reason.contains(needle), "reason {reason:?} should mention {needle:?}");
             assert_eq!(key.as_deref(), Some("notifications.info"));
@@ -342,7 +376,12 @@ async fn publish_sends_json_lines_and_rejects_the_rest_by_line_number() {
     let dir = ConfigDir::new(&[("winchester.yaml", &format!("amqp_ingest:\n  url: '{}'\n", amqp_url()))]);
     let publish = |args: &[&str]| {
         let mut cmd = Command::new(bin("winchester"));
-        cmd.arg("-c").arg(dir.config()).arg("publish").args(["--exchange", &broker.exchange]).args(args).env_remove("WINCHESTER_AMQP_URL");
+        cmd.arg("-c")
+            .arg(dir.config())
+            .arg("publish")
+            .args(["--exchange", &broker.exchange])
+            .args(args)
+            .env_remove("WINCHESTER_AMQP_URL");
         cmd
     };
     let lines = [notification(0).to_string(), envelope(&notification(1)).to_string(), notification(2).to_string()];
@@ -350,7 +389,12 @@ async fn publish_sends_json_lines_and_rejects_the_rest_by_line_number() {
     let (code, out, err) = run(&mut publish(&[dir.path("good.jsonl").to_str().unwrap()]));
     assert_eq!((code, out.as_str()), (0, "published: 3\n"), "{err}");
     for (i, line) in lines.iter().enumerate() {
-        let m = broker.ch.basic_get(broker.queue.as_str().into(), BasicGetOptions { no_ack: true }).await.expect("basic.get").unwrap_or_else(|| panic!("message {i} missing"));
+        let m = broker
+            .ch
+            .basic_get(broker.queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get")
+            .unwrap_or_else(|| panic!("message {i} missing"));
         let p = &m.delivery.properties;
         assert_eq!(String::from_utf8_lossy(&m.delivery.data), line.as_str());
         assert_eq!(p.message_id().as_ref().map(|s| s.as_str().to_string()), Some(format!("msg-{i:05}")));
@@ -369,7 +413,8 @@ async fn publish_sends_json_lines_and_rejects_the_rest_by_line_number() {
     assert_eq!(broker.ready(&broker.queue).await, 2);
 
     // Nothing bound for this routing key: the broker drops the message; said so, exit 2.
-    let (code, out, err) = run(&mut publish(&["--routing-key", "nobody.listens", dir.path("good.jsonl").to_str().unwrap()]));
+    let (code, out, err) =
+        run(&mut publish(&["--routing-key", "nobody.listens", dir.path("good.jsonl").to_str().unwrap()]));
     assert_eq!(code, 2, "{out}{err}");
     assert!(out.contains("unroutable: 3"), "{out}");
     assert!(err.is_empty(), "lapin's per-message warnings should be quiet: {err}");

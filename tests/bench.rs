@@ -30,7 +30,13 @@ fn bench_smoke_run_prints_every_figure() {
         let n = x.as_f64().unwrap_or_else(|| panic!("{path:?} is not a number in {out}"));
         assert!(n > 0.0 && n.is_finite(), "{path:?} = {n}");
     };
-    for key in ["ingest_events_per_s_single", "ingest_events_per_s_batched", "copy_limit_rows_per_s", "ingest_vs_copy_ratio", "cost_growth_ratio"] {
+    for key in [
+        "ingest_events_per_s_single",
+        "ingest_events_per_s_batched",
+        "copy_limit_rows_per_s",
+        "ingest_vs_copy_ratio",
+        "cost_growth_ratio",
+    ] {
         positive(&[key]);
     }
     for p in ["p50", "p99", "max"] {
@@ -42,7 +48,11 @@ fn bench_smoke_run_prints_every_figure() {
     positive(&["sizes", "events"]);
     positive(&["sizes", "instances"]);
     // The bench drops every database it made.
-    let (_, left, _) = run(std::process::Command::new("psql").args([&admin_url(), "-Atc", "select count(*) from pg_database where datname like 'wbench\\_%'"]));
+    let (_, left, _) = run(std::process::Command::new("psql").args([
+        &admin_url(),
+        "-Atc",
+        "select count(*) from pg_database where datname like 'wbench\\_%'",
+    ]));
     if let Ok(n) = left.trim().parse::<i64>() {
         assert_eq!(n, 0, "scratch databases left behind");
     }
@@ -64,7 +74,10 @@ async fn one_batch_claims_closes_and_opens_streams() {
     let now = t(2014, 8, 1, 20, 30, 0);
     let (tm, clock) = manager(&db, INSTANCE_TRIGGERS, now);
     let i = |v: &str| ("instance_id", s(v));
-    let old = ids(&tm.add_event(event("o", "compute.instance.update", t(2014, 8, 1, 20, 0, 0), &[i("i-old")])).await.unwrap())[0];
+    let old = ids(&tm
+        .add_event(event("o", "compute.instance.update", t(2014, 8, 1, 20, 0, 0), &[i("i-old")]))
+        .await
+        .unwrap())[0];
     clock.set(t(2014, 8, 1, 21, 30, 0));
     let out = tm
         .add_events(vec![
@@ -85,7 +98,10 @@ async fn one_batch_claims_closes_and_opens_streams() {
     // The expired stream got a successor.
     assert_ne!(sid[5], old);
     assert_eq!(db.count("SELECT count(*) FROM stream WHERE open").await, 2);
-    assert_eq!(db.count(&format!("SELECT count(*) FROM stream WHERE open AND id IN ({}, {})", sid[3], sid[5])).await, 2);
+    assert_eq!(
+        db.count(&format!("SELECT count(*) FROM stream WHERE open AND id IN ({}, {})", sid[3], sid[5])).await,
+        2
+    );
     assert_eq!(db.count(&format!("SELECT event_count FROM stream WHERE id = {}", sid[3])).await, 2);
     assert_eq!(db.count("SELECT count(*) FROM stream_event").await, 7);
     for id in &sid[..3] {

@@ -4,7 +4,11 @@ use crate::support::*;
 use std::process::Command;
 
 fn db_cmd(url: &str, args: &[&str]) -> (i32, String, String) {
-    run(Command::new(bin("winchester-db")).args(["--database-url", url]).args(args).env_remove("DATABASE_URL").env("WINCHESTER_CONFIG", "/nonexistent/winchester.yaml"))
+    run(Command::new(bin("winchester-db"))
+        .args(["--database-url", url])
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env("WINCHESTER_CONFIG", "/nonexistent/winchester.yaml"))
 }
 
 /// `winchester-db`: upgrade twice is harmless, --sql prints the schema, current
@@ -15,7 +19,11 @@ async fn winchester_db_migrations() {
     let (code, out, err) = db_cmd(&db.url, &["--sql", "upgrade", "head"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("CREATE TABLE event") && out.contains("INSERT INTO _sqlx_migrations"), "{out}");
-    assert_eq!(db.count("SELECT count(*) FROM pg_tables WHERE tablename = 'event'").await, 0, "--sql must not run anything");
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_tables WHERE tablename = 'event'").await,
+        0,
+        "--sql must not run anything"
+    );
     let (code, out, err) = db_cmd(&db.url, &["current"]);
     assert_eq!((code, out.trim()), (0, "base (no migrations applied)"), "{err}");
     let (code, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
@@ -34,7 +42,10 @@ async fn winchester_db_migrations() {
     assert_eq!(db.count("SELECT count(*) FROM pg_tables WHERE tablename = 'stream'").await, 0);
     let (code, _, _) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!(code, 0);
-    assert_eq!(db.count("SELECT count(*) FROM pg_tables WHERE tablename IN ('event', 'stream', 'stream_event')").await, 3);
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_tables WHERE tablename IN ('event', 'stream', 'stream_event')").await,
+        3
+    );
     // The SQL printed for an empty database applies cleanly by hand and leaves
     // a database `upgrade head` considers current.
     let fresh = TestDb::empty().await;
@@ -54,7 +65,10 @@ fn winchester_db_errors_are_one_line() {
         ("postgres://postgres@127.0.0.1:5432/wtest_does_not_exist", "does not exist"),
         ("mysql://winchester:testpasswd@localhost/winchester", "use postgres://"),
     ] {
-        let url = url.replace("127.0.0.1:5432", admin_url().split('@').nth(1).and_then(|h| h.split('/').next()).unwrap_or("127.0.0.1:5432"));
+        let url = url.replace(
+            "127.0.0.1:5432",
+            admin_url().split('@').nth(1).and_then(|h| h.split('/').next()).unwrap_or("127.0.0.1:5432"),
+        );
         let (code, out, err) = db_cmd(&url, &["upgrade", "head"]);
         assert_eq!(code, 1, "{url}: {out}{err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -82,25 +96,55 @@ async fn ingest_then_list_streams() {
     let ts = |secs: i64| winchester_core::event::format_datetime(&(now - chrono::Duration::seconds(secs)));
     let day_start = winchester_core::event::format_datetime(&now.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc());
     let lines = [
-        format!(r#"{{"message_id": "a1", "event_type": "compute.instance.create.start", "timestamp": "{}", "instance_id": "i-1", "request_id": "r-1", "tenant_id": "t"}}"#, ts(3)),
-        format!(r#"{{"message_id": "a2", "event_type": "compute.instance.create.end", "timestamp": "{}", "instance_id": "i-1", "request_id": "r-1", "tenant_id": "t", "memory_mb": 512}}"#, ts(2)),
+        format!(
+            r#"{{"message_id": "a1", "event_type": "compute.instance.create.start", "timestamp": "{}", "instance_id": "i-1", "request_id": "r-1", "tenant_id": "t"}}"#,
+            ts(3)
+        ),
+        format!(
+            r#"{{"message_id": "a2", "event_type": "compute.instance.create.end", "timestamp": "{}", "instance_id": "i-1", "request_id": "r-1", "tenant_id": "t", "memory_mb": 512}}"#,
+            ts(2)
+        ),
         "not json".to_string(),
-        format!(r#"{{"message_id": "a3", "event_type": "compute.instance.exists", "timestamp": "{}", "instance_id": "i-1", "audit_period_beginning": "{day_start}"}}"#, ts(1)),
-        format!(r#"{{"message_id": "b1", "event_type": "compute.instance.update", "timestamp": "{}", "instance_id": "i-2"}}"#, ts(1)),
-        r#"{"message_id": "c1", "event_type": "x.y", "timestamp": "2026-01-01T00:00:00Z", "nested": {"a": 1}}"#.to_string(),
+        format!(
+            r#"{{"message_id": "a3", "event_type": "compute.instance.exists", "timestamp": "{}", "instance_id": "i-1", "audit_period_beginning": "{day_start}"}}"#,
+            ts(1)
+        ),
+        format!(
+            r#"{{"message_id": "b1", "event_type": "compute.instance.update", "timestamp": "{}", "instance_id": "i-2"}}"#,
+            ts(1)
+        ),
+        r#"{"message_id": "c1", "event_type": "x.y", "timestamp": "2026-01-01T00:00:00Z", "nested": {"a": 1}}"#
+            .to_string(),
         String::new(),
-        format!(r#"{{"message_id": "a1", "event_type": "compute.instance.create.start", "timestamp": "{}", "instance_id": "i-1"}}"#, ts(3)),
+        format!(
+            r#"{{"message_id": "a1", "event_type": "compute.instance.create.start", "timestamp": "{}", "instance_id": "i-1"}}"#,
+            ts(3)
+        ),
     ];
     std::fs::write(dir.path("events.jsonl"), lines.join("\n") + "\n").unwrap();
-    let (code, out, err) = run(Command::new(bin("winchester")).env("DATABASE_URL", &db.url).arg("-c").arg(dir.config()).args(["ingest"]).arg(dir.path("events.jsonl")));
+    let (code, out, err) = run(Command::new(bin("winchester"))
+        .env("DATABASE_URL", &db.url)
+        .arg("-c")
+        .arg(dir.config())
+        .args(["ingest"])
+        .arg(dir.path("events.jsonl")));
     assert_eq!(code, 2, "{out}{err}");
     assert!(out.starts_with("ingested: 4\nduplicates: 1\nrejected: 2\n"), "{out}");
     assert!(out.contains("line 3: invalid JSON"), "{out}");
     assert!(out.contains("line 6: trait \"nested\" is nested") && out.contains("c1"), "{out}");
     // etc/triggers.yaml asks for debug counters on instance_day (debug_level 1).
-    assert!(err.contains("---- Trigger Definition: instance_day ----") && err.contains("Match Criteria: 5 checks, 5 passed") && err.contains("Counter \"Added events\" = 4"), "{err}");
+    assert!(
+        err.contains("---- Trigger Definition: instance_day ----")
+            && err.contains("Match Criteria: 5 checks, 5 passed")
+            && err.contains("Counter \"Added events\" = 4"),
+        "{err}"
+    );
 
-    let (code, out, err) = run(Command::new(bin("winchester")).env("DATABASE_URL", &db.url).arg("-c").arg(dir.config()).args(["streams", "list", "--json"]));
+    let (code, out, err) = run(Command::new(bin("winchester"))
+        .env("DATABASE_URL", &db.url)
+        .arg("-c")
+        .arg(dir.config())
+        .args(["streams", "list", "--json"]));
     assert_eq!(code, 0, "{err}");
     let streams: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     let by = |trigger: &str, key: &str, val: &str| -> Vec<serde_json::Value> {
@@ -120,17 +164,32 @@ async fn ingest_then_list_streams() {
         assert!(!i1[0][key].is_null(), "{key}");
     }
     // Filters and the table form.
-    let (code, out, err) = run(Command::new(bin("winchester")).env("DATABASE_URL", &db.url).arg("-c").arg(dir.config()).args(["streams", "list", "--trigger", "request_trace"]));
+    let (code, out, err) = run(Command::new(bin("winchester"))
+        .env("DATABASE_URL", &db.url)
+        .arg("-c")
+        .arg(dir.config())
+        .args(["streams", "list", "--trigger", "request_trace"]));
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("ID") && out.contains("request_trace") && !out.contains("instance_day"), "{out}");
-    let (code, _, err) = run(Command::new(bin("winchester")).env("DATABASE_URL", &db.url).arg("-c").arg(dir.config()).args(["streams", "list", "--state", "sleeping"]));
+    let (code, _, err) = run(Command::new(bin("winchester"))
+        .env("DATABASE_URL", &db.url)
+        .arg("-c")
+        .arg(dir.config())
+        .args(["streams", "list", "--state", "sleeping"]));
     assert_eq!(code, 1);
     assert!(err.contains("unknown stream state \"sleeping\""), "{err}");
     let id = i1[0]["id"].as_i64().unwrap().to_string();
-    let (code, out, err) = run(Command::new(bin("winchester")).env("DATABASE_URL", &db.url).arg("-c").arg(dir.config()).args(["streams", "show", &id, "--json"]));
+    let (code, out, err) = run(Command::new(bin("winchester"))
+        .env("DATABASE_URL", &db.url)
+        .arg("-c")
+        .arg(dir.config())
+        .args(["streams", "show", &id, "--json"]));
     assert_eq!(code, 0, "{err}");
     let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(shown["events"].as_array().unwrap().iter().map(|e| e["message_id"].as_str().unwrap()).collect::<Vec<_>>(), ["a1", "a2", "a3"]);
+    assert_eq!(
+        shown["events"].as_array().unwrap().iter().map(|e| e["message_id"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["a1", "a2", "a3"]
+    );
     db.drop_db().await;
 }
 
@@ -140,15 +199,32 @@ async fn retry_and_purge_from_the_command_line() {
     let db = TestDb::new().await;
     let dir = project_config(&db);
     let (tm, _) = manager(&db, INSTANCE_TRIGGERS, t(2014, 8, 1, 20, 30, 0));
-    tm.add_event(event("x", "compute.instance.update", t(2014, 8, 1, 20, 0, 0), &[("instance_id", s("i-1"))])).await.unwrap();
+    tm.add_event(event("x", "compute.instance.update", t(2014, 8, 1, 20, 0, 0), &[("instance_id", s("i-1"))]))
+        .await
+        .unwrap();
     let st = tm.storage().list_streams(&Default::default()).await.unwrap().remove(0);
-    let claimed = tm.storage().claim(&st, winchester_storage::Action::Fire, t(2014, 8, 1, 20, 30, 0), std::time::Duration::from_secs(60)).await.unwrap().unwrap();
-    tm.storage().finish(&claimed, winchester_storage::Finish::Failed { reason: "webhook said 500" }, t(2014, 8, 1, 20, 30, 0)).await.unwrap();
-    let cmd = |args: &[&str]| run(Command::new(bin("winchester")).env("DATABASE_URL", &db.url).arg("-c").arg(dir.config()).args(args));
+    let claimed = tm
+        .storage()
+        .claim(&st, winchester_storage::Action::Fire, t(2014, 8, 1, 20, 30, 0), std::time::Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    tm.storage()
+        .finish(&claimed, winchester_storage::Finish::Failed { reason: "webhook said 500" }, t(2014, 8, 1, 20, 30, 0))
+        .await
+        .unwrap();
+    let cmd = |args: &[&str]| {
+        run(Command::new(bin("winchester")).env("DATABASE_URL", &db.url).arg("-c").arg(dir.config()).args(args))
+    };
     let id = st.id.to_string();
     let (code, out, err) = cmd(&["streams", "show", &id]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("error") && out.contains("last error: webhook said 500") && out.contains("compute.instance.update  x"), "{out}");
+    assert!(
+        out.contains("error")
+            && out.contains("last error: webhook said 500")
+            && out.contains("compute.instance.update  x"),
+        "{out}"
+    );
     let (code, out, _) = cmd(&["streams", "retry", "--all-errors"]);
     assert_eq!((code, out.trim()), (0, format!("stream {id}: retry_fire").as_str()));
     let (code, out, _) = cmd(&["streams", "retry", &id]);
@@ -166,9 +242,16 @@ async fn retry_and_purge_from_the_command_line() {
 #[test]
 fn shipped_etc_checks() {
     let etc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/winchester.yaml");
-    let (code, out, err) = run(Command::new(bin("winchester")).arg("-c").arg(&etc).arg("check").env_remove("DATABASE_URL"));
+    let (code, out, err) =
+        run(Command::new(bin("winchester")).arg("-c").arg(&etc).arg("check").env_remove("DATABASE_URL"));
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("triggers") && out.contains("instance_day") && out.contains("pipelines") && out.contains("event definitions"), "{out}");
+    assert!(
+        out.contains("triggers")
+            && out.contains("instance_day")
+            && out.contains("pipelines")
+            && out.contains("event definitions"),
+        "{out}"
+    );
 }
 
 /// A broken config lists every problem with file, trigger and key, exit 1.

@@ -17,9 +17,16 @@ fn shared_or_skip(test: &str) -> Option<std::path::PathBuf> {
 #[test]
 fn original_configs_check() {
     let Some(etc) = shared_or_skip("original_configs_check") else { return };
-    let (code, out, err) = run(Command::new(bin("winchester")).arg("-c").arg(etc.join("winchester.yaml")).arg("check").env_remove("DATABASE_URL"));
+    let (code, out, err) = run(Command::new(bin("winchester"))
+        .arg("-c")
+        .arg(etc.join("winchester.yaml"))
+        .arg("check")
+        .env_remove("DATABASE_URL"));
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("test_trigger") && out.contains("test_pipeline: logger") && out.contains("event definitions"), "{out}");
+    assert!(
+        out.contains("test_trigger") && out.contains("test_pipeline: logger") && out.contains("event definitions"),
+        "{out}"
+    );
     assert!(out.contains("map_distingushed_by"), "the misspelling is warned about: {out}");
 }
 
@@ -31,7 +38,11 @@ fn broken_copies_of_original_fail() {
     let pipelines = std::fs::read_to_string(etc.join("pipelines.yaml")).unwrap();
     let cases = [
         ("- compute.instance.*", "- compute.instance.[*", "key \"match_criteria[0].event_type\""),
-        ("fire_criteria:\n  - event_type: compute.instance.exists", "fire_criteria:\n  - event_type: compute.instance.exists\n    numbr: 2", "key \"fire_criteria[0].numbr\": unknown key"),
+        (
+            "fire_criteria:\n  - event_type: compute.instance.exists",
+            "fire_criteria:\n  - event_type: compute.instance.exists\n    numbr: 2",
+            "key \"fire_criteria[0].numbr\": unknown key",
+        ),
         ("expiration: \"$last + 1h\"", "expiration: \"$last + one hour\"", "key \"expiration\""),
     ];
     for (from, to, needle) in cases {

@@ -35,7 +35,13 @@ async fn concurrent_ingesters_share_one_stream_per_key(backend: Backend) {
                         saved += matches!(tm.add_event(e).await.unwrap(), EventOutcome::Saved { .. }) as usize;
                     }
                 } else {
-                    saved += tm.add_events(batch).await.unwrap().iter().filter(|o| matches!(o, EventOutcome::Saved { .. })).count();
+                    saved += tm
+                        .add_events(batch)
+                        .await
+                        .unwrap()
+                        .iter()
+                        .filter(|o| matches!(o, EventOutcome::Saved { .. }))
+                        .count();
                 }
             }
             saved

@@ -4,7 +4,11 @@ use crate::support::*;
 use std::process::Command;
 
 fn demo(args: &[&str]) -> serde_json::Value {
-    let (code, out, err) = run(Command::new(bin("winchester")).arg("demo").args(["--instances", "40", "--days", "2", "--json"]).args(args).env_remove("DATABASE_URL"));
+    let (code, out, err) = run(Command::new(bin("winchester"))
+        .arg("demo")
+        .args(["--instances", "40", "--days", "2", "--json"])
+        .args(args)
+        .env_remove("DATABASE_URL"));
     assert_eq!(code, 0, "{out}{err}");
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
@@ -18,7 +22,11 @@ fn check_summary(s: &serde_json::Value, backend: &str) {
     assert_eq!(s["events_ingested"], s["notifications"], "every generated notification distils: {s}");
     assert!(s["streams_fired"].as_u64().unwrap() > 0 && s["streams_expired"].as_u64().unwrap() > 0, "{s}");
     assert_eq!(s["errors"], 0);
-    assert_eq!(s["streams_fired"].as_u64().unwrap() + s["streams_expired"].as_u64().unwrap(), s["streams_created"].as_u64().unwrap(), "every stream ends: {s}");
+    assert_eq!(
+        s["streams_fired"].as_u64().unwrap() + s["streams_expired"].as_u64().unwrap(),
+        s["streams_created"].as_u64().unwrap(),
+        "every stream ends: {s}"
+    );
 }
 
 /// With no database configured the demo runs on SQLite and shows fired and expired streams.
@@ -43,9 +51,11 @@ async fn demo_on_postgres_matches_sqlite() {
 /// `winchester generate` prints notifications the example distiller accepts.
 #[test]
 fn generate_prints_notifications() {
-    let (code, out, err) = run(Command::new(bin("winchester")).args(["generate", "--count", "25", "--instances", "10"]));
+    let (code, out, err) =
+        run(Command::new(bin("winchester")).args(["generate", "--count", "25", "--instances", "10"]));
     assert_eq!(code, 0, "{err}");
     let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 25);
-    assert!(lines.iter().all(|n| n["event_type"].as_str().unwrap().starts_with("compute.instance.") && n["payload"]["instance_id"].is_string()));
+    assert!(lines.iter().all(|n| n["event_type"].as_str().unwrap().starts_with("compute.instance.")
+        && n["payload"]["instance_id"].is_string()));
 }

@@ -89,7 +89,10 @@ async fn distinguishing_and_fire_criteria(backend: Backend) {
     assert_ne!(stream_ids(&out[3])[0], day1);
     assert_eq!(stream_ids(&out[4]), Vec::<i64>::new());
     let s1 = tm.storage().get_stream(day1).await.unwrap().unwrap();
-    assert_eq!((s1.event_count, s1.first_event, s1.last_event), (2, t(2014, 8, 1, 23, 50, 0), t(2014, 8, 1, 23, 55, 0)));
+    assert_eq!(
+        (s1.event_count, s1.first_event, s1.last_event),
+        (2, t(2014, 8, 1, 23, 50, 0), t(2014, 8, 1, 23, 55, 0))
+    );
     assert_eq!(s1.expire_timestamp, t(2014, 8, 2, 0, 55, 0));
     assert_eq!(s1.fire_timestamp, None);
     assert_eq!(
@@ -152,9 +155,13 @@ async fn expired_stream_takes_no_more_events(backend: Backend) {
     let now = t(2014, 8, 1, 20, 30, 0);
     let (tm, clock) = manager(&db, INSTANCE_TRIGGERS, now);
     let i1 = ("instance_id", s("i-1"));
-    let a = stream_ids(&tm.add_event(event("a", "compute.instance.update", t(2014, 8, 1, 20, 0, 0), &[i1.clone()])).await.unwrap())[0];
+    let a = stream_ids(
+        &tm.add_event(event("a", "compute.instance.update", t(2014, 8, 1, 20, 0, 0), &[i1.clone()])).await.unwrap(),
+    )[0];
     clock.set(t(2014, 8, 1, 21, 1, 0)); // past $last + 1h
-    let b = stream_ids(&tm.add_event(event("b", "compute.instance.update", t(2014, 8, 1, 20, 10, 0), &[i1.clone()])).await.unwrap())[0];
+    let b = stream_ids(
+        &tm.add_event(event("b", "compute.instance.update", t(2014, 8, 1, 20, 10, 0), &[i1.clone()])).await.unwrap(),
+    )[0];
     assert_ne!(a, b);
     let old = tm.storage().get_stream(a).await.unwrap().unwrap();
     assert_eq!((old.state, old.open, old.event_count), (StreamState::Active, false, 1));
@@ -163,8 +170,12 @@ async fn expired_stream_takes_no_more_events(backend: Backend) {
     // Replaying old events with a wall clock: each event opens its own stream
     // (the original's behaviour without time sync).
     clock.set(t(2014, 8, 2, 12, 0, 0));
-    let c = stream_ids(&tm.add_event(event("c", "compute.instance.update", t(2014, 8, 1, 19, 0, 0), &[i1.clone()])).await.unwrap())[0];
-    let d = stream_ids(&tm.add_event(event("d", "compute.instance.update", t(2014, 8, 1, 19, 1, 0), &[i1.clone()])).await.unwrap())[0];
+    let c = stream_ids(
+        &tm.add_event(event("c", "compute.instance.update", t(2014, 8, 1, 19, 0, 0), &[i1.clone()])).await.unwrap(),
+    )[0];
+    let d = stream_ids(
+        &tm.add_event(event("d", "compute.instance.update", t(2014, 8, 1, 19, 1, 0), &[i1.clone()])).await.unwrap(),
+    )[0];
     assert_ne!(c, d);
     assert_eq!(db.count("SELECT count(*) FROM stream WHERE open").await, 0);
     db.drop_db().await;
@@ -177,13 +188,18 @@ async fn no_late_joiners(backend: Backend) {
     let now = t(2014, 8, 1, 20, 30, 0);
     let (tm, _) = manager(&db, INSTANCE_TRIGGERS, now);
     let i1 = ("instance_id", s("i-1"));
-    let a = stream_ids(&tm.add_event(event("a", "compute.instance.update", t(2014, 8, 1, 20, 0, 0), &[i1.clone()])).await.unwrap())[0];
+    let a = stream_ids(
+        &tm.add_event(event("a", "compute.instance.update", t(2014, 8, 1, 20, 0, 0), &[i1.clone()])).await.unwrap(),
+    )[0];
     let st = tm.storage().get_stream(a).await.unwrap().unwrap();
-    let claimed = tm.storage().claim(&st, Action::Fire, now, std::time::Duration::from_secs(60)).await.unwrap().unwrap();
+    let claimed =
+        tm.storage().claim(&st, Action::Fire, now, std::time::Duration::from_secs(60)).await.unwrap().unwrap();
     assert_eq!((claimed.state, claimed.state_serial_no, claimed.open), (StreamState::Firing, 1, false));
     // A second claim with the stale copy loses.
     assert!(tm.storage().claim(&st, Action::Fire, now, std::time::Duration::from_secs(60)).await.unwrap().is_none());
-    let b = stream_ids(&tm.add_event(event("b", "compute.instance.update", t(2014, 8, 1, 20, 1, 0), &[i1.clone()])).await.unwrap())[0];
+    let b = stream_ids(
+        &tm.add_event(event("b", "compute.instance.update", t(2014, 8, 1, 20, 1, 0), &[i1.clone()])).await.unwrap(),
+    )[0];
     assert_ne!(a, b);
     assert_eq!(tm.storage().get_stream(a).await.unwrap().unwrap().event_count, 1);
     db.drop_db().await;
@@ -213,4 +229,12 @@ async fn hostile_strings_are_data(backend: Backend) {
     db.drop_db().await;
 }
 
-crate::backend_tests!(duplicate_message_id_changes_nothing, event_and_memberships_commit_together, distinguishing_and_fire_criteria, fire_delay_and_number, expired_stream_takes_no_more_events, no_late_joiners, hostile_strings_are_data);
+crate::backend_tests!(
+    duplicate_message_id_changes_nothing,
+    event_and_memberships_commit_together,
+    distinguishing_and_fire_criteria,
+    fire_delay_and_number,
+    expired_stream_takes_no_more_events,
+    no_late_joiners,
+    hostile_strings_are_data
+);

@@ -65,7 +65,13 @@ fn config(db: &TestDb, triggers: &str) -> ConfigDir {
 fn ingest(dir: &ConfigDir, db: &TestDb, lines: &[String], extra: &[&str]) -> (i32, String, String) {
     let file = dir.path("notifications.jsonl");
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).env("DATABASE_URL", &db.url).args(["ingest", "--notifications"]).args(extra).arg(&file))
+    run(Command::new(bin("winchester"))
+        .arg("-c")
+        .arg(dir.config())
+        .env("DATABASE_URL", &db.url)
+        .args(["ingest", "--notifications"])
+        .args(extra)
+        .arg(&file))
 }
 
 async fn trait_of(db: &TestDb, message_id: &str, name: &str) -> Option<serde_json::Value> {
@@ -79,7 +85,11 @@ async fn trait_of(db: &TestDb, message_id: &str, name: &str) -> Option<serde_jso
 }
 
 fn streams(dir: &ConfigDir, db: &TestDb) -> Vec<serde_json::Value> {
-    let (code, out, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).env("DATABASE_URL", &db.url).args(["streams", "list", "--json"]));
+    let (code, out, err) = run(Command::new(bin("winchester"))
+        .arg("-c")
+        .arg(dir.config())
+        .env("DATABASE_URL", &db.url)
+        .args(["streams", "list", "--json"]));
     assert_eq!(code, 0, "{err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
@@ -156,7 +166,10 @@ async fn distiller_conformance_end_to_end() {
 
     assert_eq!(trait_of(&db, "n-create", "tenant_id").await, Some(serde_json::json!({"string": "t-1"})));
     assert_eq!(trait_of(&db, "n-create", "host").await, Some(serde_json::json!({"string": "host-1.example.org"})));
-    assert_eq!(trait_of(&db, "n-create", "service").await, Some(serde_json::json!({"string": "compute.host-1.example.org"})));
+    assert_eq!(
+        trait_of(&db, "n-create", "service").await,
+        Some(serde_json::json!({"string": "compute.host-1.example.org"}))
+    );
     assert_eq!(trait_of(&db, "n-create", "request_id").await, Some(serde_json::json!({"string": "req-1"})));
     assert_eq!(trait_of(&db, "n-create", "memory_mb").await, Some(serde_json::json!({"int": 512})));
     assert_eq!(trait_of(&db, "n-create", "disk_gb").await, Some(serde_json::json!({"int": 20})));
@@ -164,7 +177,13 @@ async fn distiller_conformance_end_to_end() {
     assert_eq!(trait_of(&db, "n-create", "deleted_at").await, None);
     let generated = |id: &'static str| {
         let pool = db.pool().clone();
-        async move { sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>("SELECT generated FROM event WHERE message_id = $1").bind(id).fetch_one(&pool).await.unwrap() }
+        async move {
+            sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>("SELECT generated FROM event WHERE message_id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
     };
     assert_eq!(generated("n-create").await.to_rfc3339(), "2026-03-01T10:00:00.123456+00:00");
     assert_eq!(generated("n-delete").await.to_rfc3339(), "2026-03-01T10:30:00+00:00");
@@ -215,7 +234,13 @@ async fn event_time_replay_fires_and_expires_as_live() {
         n("a2", "compute.instance.create.end", "2026-03-01T08:01:00Z", "i-1", none.clone()),
         // i-2: created, then its day's audit event arrives: ready to fire.
         n("b1", "compute.instance.create.end", "2026-03-01T09:00:00Z", "i-2", none.clone()),
-        n("b2", "compute.instance.exists", "2026-03-01T09:30:00Z", "i-2", serde_json::json!({"audit_period_beginning": "2026-03-01 00:00:00"})),
+        n(
+            "b2",
+            "compute.instance.exists",
+            "2026-03-01T09:30:00Z",
+            "i-2",
+            serde_json::json!({"audit_period_beginning": "2026-03-01 00:00:00"}),
+        ),
         n("a3", "compute.instance.update", "2026-03-01T10:00:00Z", "i-1", none.clone()),
         n("a4", "compute.instance.update", "2026-03-01T10:30:00Z", "i-1", none.clone()),
     ];
@@ -224,7 +249,8 @@ async fn event_time_replay_fires_and_expires_as_live() {
     assert!(out.starts_with("ingested: 6\n"), "{out}");
 
     let of = |all: &[serde_json::Value], instance: &str| -> Vec<serde_json::Value> {
-        let mut v: Vec<_> = all.iter().filter(|s| s["distinguishing_traits"]["instance_id"] == instance).cloned().collect();
+        let mut v: Vec<_> =
+            all.iter().filter(|s| s["distinguishing_traits"]["instance_id"] == instance).cloned().collect();
         v.sort_by_key(|s| s["first_event"].as_str().unwrap_or_default().to_string());
         v
     };
@@ -237,7 +263,11 @@ async fn event_time_replay_fires_and_expires_as_live() {
 
     // The worker's "now" is 10:30, the latest event: the 08:01 stream is past
     // its expiry, i-2's is ready to fire, the 10:30 stream is still open.
-    let (code, _, err) = run(Command::new(bin("pipeline-worker")).arg("-c").arg(dir.config()).env("DATABASE_URL", &db.url).args(["--event-time", "--once"]));
+    let (code, _, err) = run(Command::new(bin("pipeline-worker"))
+        .arg("-c")
+        .arg(dir.config())
+        .env("DATABASE_URL", &db.url)
+        .args(["--event-time", "--once"]));
     assert_eq!(code, 0, "{err}");
     let all = streams(&dir, &db);
     let i1 = of(&all, "i-1");
@@ -249,9 +279,18 @@ async fn event_time_replay_fires_and_expires_as_live() {
     assert!(!i2[0]["fire_timestamp"].is_null(), "fired: {i2:#?}");
 
     // An event at 11:31 moves event time past 11:30: now the second expires.
-    let (code, out, err) = ingest(&dir, &db, &[n("c1", "compute.instance.update", "2026-03-01T11:31:00Z", "i-3", none.clone())], &["--event-time"]);
+    let (code, out, err) = ingest(
+        &dir,
+        &db,
+        &[n("c1", "compute.instance.update", "2026-03-01T11:31:00Z", "i-3", none.clone())],
+        &["--event-time"],
+    );
     assert_eq!(code, 0, "{out}{err}");
-    let (code, _, err) = run(Command::new(bin("pipeline-worker")).arg("-c").arg(dir.config()).env("DATABASE_URL", &db.url).args(["--event-time", "--once"]));
+    let (code, _, err) = run(Command::new(bin("pipeline-worker"))
+        .arg("-c")
+        .arg(dir.config())
+        .env("DATABASE_URL", &db.url)
+        .args(["--event-time", "--once"]));
     assert_eq!(code, 0, "{err}");
     let all = streams(&dir, &db);
     assert_eq!(of(&all, "i-1")[1]["state"], "completed", "{all:#?}");

@@ -24,7 +24,8 @@ struct Cluster {
 impl Cluster {
     async fn new(backend: Backend, streams: usize, sleep_ms: u64, extra: &str) -> Cluster {
         let db = TestDb::on(backend).await;
-        db.exec("CREATE TABLE handler_commits (stream_id BIGINT NOT NULL, action TEXT NOT NULL, pid INT NOT NULL)").await;
+        db.exec("CREATE TABLE handler_commits (stream_id BIGINT NOT NULL, action TEXT NOT NULL, pid INT NOT NULL)")
+            .await;
         let dir = ConfigDir::new(&[
             (
                 "winchester.yaml",
@@ -37,7 +38,11 @@ impl Cluster {
             ("pipelines.yaml", &format!("count_it:\n  - {{name: counting, params: {{sleep_ms: {sleep_ms}}}}}\n")),
         ]);
         let (tm, _) = manager(&db, TRIGGERS, chrono::Utc::now());
-        let events: Vec<_> = (0..streams).map(|i| event(&format!("paid-{i}"), "order.paid", chrono::Utc::now(), &[("order_id", s(&format!("o{i}")))])).collect();
+        let events: Vec<_> = (0..streams)
+            .map(|i| {
+                event(&format!("paid-{i}"), "order.paid", chrono::Utc::now(), &[("order_id", s(&format!("o{i}")))])
+            })
+            .collect();
         for chunk in events.chunks(1000) {
             let out = tm.add_events(chunk.to_vec()).await.unwrap();
             assert!(out.iter().all(|o| matches!(o, EventOutcome::Saved { .. })));
@@ -151,4 +156,8 @@ async fn sigterm_finishes_stream_in_hand(backend: Backend) {
     c.db.drop_db().await;
 }
 
-crate::backend_tests!(exactly_once_across_four_workers, killed_worker_stream_is_reclaimed_after_lease, sigterm_finishes_stream_in_hand);
+crate::backend_tests!(
+    exactly_once_across_four_workers,
+    killed_worker_stream_is_reclaimed_after_lease,
+    sigterm_finishes_stream_in_hand
+);

@@ -54,7 +54,12 @@ struct Recording {
 #[async_trait]
 impl Handler for Recording {
     async fn handle_events(&mut self, mut events: Vec<Event>, env: &mut Env) -> Result<Vec<Event>, HandlerError> {
-        self.log.push(format!("{}:handle:{}:{}", self.name, env.action.as_str(), events.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>().join(",")));
+        self.log.push(format!(
+            "{}:handle:{}:{}",
+            self.name,
+            env.action.as_str(),
+            events.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>().join(",")
+        ));
         match self.mode.as_str() {
             "fail" => return Err("refused".into()),
             "panic" => panic!("handler exploded"),
@@ -108,7 +113,8 @@ impl Fixture {
             Ok(Box::new(Recording { name, mode, log: l.clone() }) as Box<dyn Handler>)
         });
         let clock = Arc::new(ManualClock::new(t(2026, 1, 1, 12, 0, 0)));
-        let tm = TriggerManager::new(db.storage.clone(), Arc::new(cfg.triggers.clone()), clock.clone() as Arc<dyn Clock>);
+        let tm =
+            TriggerManager::new(db.storage.clone(), Arc::new(cfg.triggers.clone()), clock.clone() as Arc<dyn Clock>);
         Fixture { db, tm, clock, log, _dir: dir, cfg, registry }
     }
 
@@ -134,14 +140,23 @@ fn h(name: &str, mode: &str) -> String {
 /// (kept as `completed` when purge is off, deleted when on).
 async fn fire_runs_pipeline_then_completes(backend: Backend) {
     for purge in [false, true] {
-        let pipelines = format!("fire_p:\n{}{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("b", "ok"), h("x", "ok"), h("r", "ok"));
+        let pipelines =
+            format!("fire_p:\n{}{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("b", "ok"), h("x", "ok"), h("r", "ok"));
         let f = Fixture::new(backend, &pipelines, &format!("purge_completed_streams: {purge}\n")).await;
         let id = f.order("e1", "order.created", "o1").await;
         f.order("e2", "order.paid", "o1").await;
         let w = f.worker();
         assert_eq!(w.run_once().await.unwrap(), 1);
         let key = format!("winchester-stream-{id}-fire");
-        assert_eq!(f.log.take(), vec!["a:handle:fire:e1,e2".to_string(), "b:handle:fire:e1,e2".into(), format!("a:commit:{key}"), format!("b:commit:{key}")]);
+        assert_eq!(
+            f.log.take(),
+            vec![
+                "a:handle:fire:e1,e2".to_string(),
+                "b:handle:fire:e1,e2".into(),
+                format!("a:commit:{key}"),
+                format!("b:commit:{key}")
+            ]
+        );
         let st = f.tm.storage().get_stream(id).await.unwrap();
         if purge {
             assert!(st.is_none());
@@ -160,14 +175,21 @@ async fn fire_runs_pipeline_then_completes(backend: Backend) {
 /// stream in error with the reason, and the worker carries on; retry re-fires it.
 async fn failures_roll_back_and_record_reason(backend: Backend) {
     for (mode, reason) in [("fail", "refused"), ("panic", "panicked: handler exploded"), ("hang", "timed out")] {
-        let pipelines = format!("fire_p:\n{}{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("b", mode), h("x", "ok"), h("r", "ok"));
+        let pipelines =
+            format!("fire_p:\n{}{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("b", mode), h("x", "ok"), h("r", "ok"));
         let f = Fixture::new(backend, &pipelines, "").await;
         let id = f.order("e1", "order.paid", "o1").await;
         let w = f.worker();
         let ready = f.tm.storage().ready_streams(Action::Fire, f.clock.now(), 10).await.unwrap();
         let out = w.process(&ready[0], Action::Fire).await.unwrap();
-        assert!(matches!(&out, ProcessOutcome::Failed(r) if r.contains(reason) && r.contains("handler #2")), "{mode}: {out:?}");
-        assert_eq!(f.log.take(), vec!["a:handle:fire:e1".to_string(), "b:handle:fire:e1".into(), "a:rollback".into(), "b:rollback".into()]);
+        assert!(
+            matches!(&out, ProcessOutcome::Failed(r) if r.contains(reason) && r.contains("handler #2")),
+            "{mode}: {out:?}"
+        );
+        assert_eq!(
+            f.log.take(),
+            vec!["a:handle:fire:e1".to_string(), "b:handle:fire:e1".into(), "a:rollback".into(), "b:rollback".into()]
+        );
         let st = f.tm.storage().get_stream(id).await.unwrap().unwrap();
         assert_eq!(st.state, StreamState::Error);
         assert!(st.last_error.as_deref().unwrap().contains(reason));
@@ -203,14 +225,24 @@ async fn expire_path(backend: Backend) {
 /// triggers) if and only if the stream completes.
 async fn pipeline_output_saved_iff_completed(backend: Backend) {
     for (second, completes) in [("ok", true), ("fail", false)] {
-        let pipelines = format!("fire_p:\n{}{}expire_p:\n{}receipt_p:\n{}", h("a", "add_receipt"), h("b", second), h("x", "ok"), h("r", "ok"));
+        let pipelines = format!(
+            "fire_p:\n{}{}expire_p:\n{}receipt_p:\n{}",
+            h("a", "add_receipt"),
+            h("b", second),
+            h("x", "ok"),
+            h("r", "ok")
+        );
         let f = Fixture::new(backend, &pipelines, "").await;
         let id = f.order("e1", "order.paid", "o1").await;
         f.worker().run_once().await.unwrap();
         let receipt = format!("receipt-{id}");
         let saved = f.db.count(&format!("SELECT count(*) FROM event WHERE message_id = '{receipt}'")).await;
         assert_eq!(saved, completes as i64, "second handler {second}");
-        let receipts = f.tm.storage().list_streams(&StreamFilter { trigger: Some("receipts".into()), ..Default::default() }).await.unwrap();
+        let receipts =
+            f.tm.storage()
+                .list_streams(&StreamFilter { trigger: Some("receipts".into()), ..Default::default() })
+                .await
+                .unwrap();
         assert_eq!(receipts.len(), completes as usize);
         f.db.drop_db().await;
     }
@@ -234,8 +266,14 @@ async fn lease_expiry_reclaims_and_old_owner_loses(backend: Backend) {
     assert_eq!(stale.len(), 1);
     let b = storage.claim(&stale[0], Action::Fire, later, lease).await.unwrap().unwrap();
     assert_eq!((b.state, b.state_serial_no, b.attempts), (StreamState::Firing, 2, 2));
-    assert!(matches!(storage.finish(&a, Finish::Completed { purge: false, new_events: &[] }, later).await.unwrap(), FinishOutcome::LostLease));
-    assert!(matches!(storage.finish(&b, Finish::Completed { purge: false, new_events: &[] }, later).await.unwrap(), FinishOutcome::Done(_)));
+    assert!(matches!(
+        storage.finish(&a, Finish::Completed { purge: false, new_events: &[] }, later).await.unwrap(),
+        FinishOutcome::LostLease
+    ));
+    assert!(matches!(
+        storage.finish(&b, Finish::Completed { purge: false, new_events: &[] }, later).await.unwrap(),
+        FinishOutcome::Done(_)
+    ));
     let st = storage.get_stream(id).await.unwrap().unwrap();
     assert_eq!((st.state, st.state_serial_no), (StreamState::Completed, 3));
     f.db.drop_db().await;
@@ -262,12 +300,21 @@ async fn idle_worker_wakes_on_notify_and_stops(backend: Backend) {
     let pipelines = format!("fire_p:\n{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("x", "ok"), h("r", "ok"));
     let f = Fixture::new(backend, &pipelines, "pipeline_worker_delay: 60\n").await;
     // The worker uses the wall clock here, so the notify path is exercised.
-    let tm = TriggerManager::new(f.db.storage.clone(), Arc::new(f.cfg.triggers.clone()), Arc::new(winchester_core::SystemClock));
+    let tm = TriggerManager::new(
+        f.db.storage.clone(),
+        Arc::new(f.cfg.triggers.clone()),
+        Arc::new(winchester_core::SystemClock),
+    );
     let runner = PipelineRunner::new(f.registry.clone(), f.cfg.clone());
     let worker = Arc::new(Worker::new(tm.clone(), runner, WorkerOptions::from_config(&f.cfg.main)));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let w = worker.clone();
-    let handle = tokio::spawn(async move { w.run(async move { let _ = stop_rx.await; }).await });
+    let handle = tokio::spawn(async move {
+        w.run(async move {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     tm.add_event(event("e1", "order.paid", chrono::Utc::now(), &[("order_id", s("o1"))])).await.unwrap();
     let started = std::time::Instant::now();
@@ -302,4 +349,13 @@ async fn trim_keeps_events_of_unfinished_streams(backend: Backend) {
     f.db.drop_db().await;
 }
 
-crate::backend_tests!(fire_runs_pipeline_then_completes, failures_roll_back_and_record_reason, expire_path, pipeline_output_saved_iff_completed, lease_expiry_reclaims_and_old_owner_loses, fire_wins_over_expire, idle_worker_wakes_on_notify_and_stops, trim_keeps_events_of_unfinished_streams);
+crate::backend_tests!(
+    fire_runs_pipeline_then_completes,
+    failures_roll_back_and_record_reason,
+    expire_path,
+    pipeline_output_saved_iff_completed,
+    lease_expiry_reclaims_and_old_owner_loses,
+    fire_wins_over_expire,
+    idle_worker_wakes_on_notify_and_stops,
+    trim_keeps_events_of_unfinished_streams
+);

@@ -21,7 +21,6 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-
 /// Which storage backend a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -90,8 +89,13 @@ impl TestDb {
         match backend {
             Backend::Postgres => {
                 let admin = admin_url();
-                let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| panic!("test PostgreSQL at {admin} does not answer: {e}"));
-                sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("create test database");
+                let mut conn = PgConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("test PostgreSQL at {admin} does not answer: {e}"));
+                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
                 let url = with_database(&admin, &name);
                 let storage = PgStorage::connect(&url, 6).await.expect("connect test database");
                 if migrated {
@@ -126,7 +130,9 @@ impl TestDb {
             Pool::Pg(p) => {
                 p.close().await;
                 if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).execute(&mut conn).await;
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
+                        .execute(&mut conn)
+                        .await;
                 }
             }
             Pool::Sqlite(p, path) => {
@@ -278,5 +284,9 @@ pub fn shared_etc() -> Option<PathBuf> {
 /// Runs a command, returning (exit code, stdout, stderr).
 pub fn run(cmd: &mut std::process::Command) -> (i32, String, String) {
     let out = cmd.output().expect("spawn");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

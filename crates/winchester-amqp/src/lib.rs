@@ -103,7 +103,8 @@ struct Item {
     delivery: lapin::message::Delivery,
 }
 
-type Deliveries = SelectAll<Pin<Box<dyn futures::Stream<Item = (usize, lapin::Result<lapin::message::Delivery>)> + Send>>>;
+type Deliveries =
+    SelectAll<Pin<Box<dyn futures::Stream<Item = (usize, lapin::Result<lapin::message::Delivery>)> + Send>>>;
 
 /// A live connection with its channels.
 struct Session {
@@ -122,7 +123,11 @@ enum SessionEnd {
 
 impl AmqpIngest {
     /// A daemon for `cfg` saving through `tm`, which must have a distiller.
-    pub fn new(cfg: AmqpIngestConfig, tm: TriggerManager, statistics_period: Duration) -> Result<AmqpIngest, AmqpIngestError> {
+    pub fn new(
+        cfg: AmqpIngestConfig,
+        tm: TriggerManager,
+        statistics_period: Duration,
+    ) -> Result<AmqpIngest, AmqpIngestError> {
         if cfg.queues.is_empty() {
             return Err(AmqpIngestError::Config("no queues configured".into()));
         }
@@ -143,7 +148,10 @@ impl AmqpIngest {
 
     /// Consumes until `shutdown` completes, then finishes the batch in hand,
     /// closes the connection and returns the counters.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<IngestStats, AmqpIngestError> {
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<IngestStats, AmqpIngestError> {
         let (stop_tx, mut stop) = watch::channel(false);
         let watcher = tokio::spawn(async move {
             shutdown.await;
@@ -205,11 +213,20 @@ impl AmqpIngest {
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
         timed(
             "exchange.declare (dead letters)",
-            dead.exchange_declare(self.cfg.dead_letter_exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default()),
+            dead.exchange_declare(
+                self.cfg.dead_letter_exchange.as_str().into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            ),
         )
         .await?;
         let qdurable = QueueDeclareOptions { durable: true, ..Default::default() };
-        timed("queue.declare (dead letters)", dead.queue_declare(self.cfg.dead_letter_queue.as_str().into(), qdurable, FieldTable::default())).await?;
+        timed(
+            "queue.declare (dead letters)",
+            dead.queue_declare(self.cfg.dead_letter_queue.as_str().into(), qdurable, FieldTable::default()),
+        )
+        .await?;
         timed(
             "queue.bind (dead letters)",
             dead.queue_bind(
@@ -229,7 +246,12 @@ impl AmqpIngest {
             let tag = format!("winchester-ingest-{}-{i}", std::process::id());
             let consumer = timed(
                 "basic.consume",
-                ch.basic_consume(q.queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default()),
+                ch.basic_consume(
+                    q.queue.as_str().into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                ),
             )
             .await?;
             deliveries.push(Box::pin(consumer.map(move |d| (i, d))));
@@ -295,13 +317,19 @@ impl AmqpIngest {
         };
         // Prefetched deliveries not yet handled go back to their queues when the
         // connection closes.
-        let _ = tokio::time::timeout(Duration::from_secs(5), s.conn.close(200, "winchester-ingest stopping".into())).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), s.conn.close(200, "winchester-ingest stopping".into())).await;
         Ok(end)
     }
 
     /// Saves a batch, dead-letters its poison, then acknowledges every delivery.
     /// Outer error: fatal; inner error: broker trouble (nothing acknowledged).
-    async fn handle_batch(&mut self, s: &Session, batch: Vec<Item>, stop: &watch::Receiver<bool>) -> Result<Result<(), String>, AmqpIngestError> {
+    async fn handle_batch(
+        &mut self,
+        s: &Session,
+        batch: Vec<Item>,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Result<(), String>, AmqpIngestError> {
         let mut dead: Vec<(usize, String)> = Vec::new();
         let mut notifications = Vec::with_capacity(batch.len());
         let mut slots = Vec::with_capacity(batch.len());
@@ -356,7 +384,8 @@ impl AmqpIngest {
             }
         }
         self.stats.dead_lettered += dead.len() as u64;
-        let acks = futures::future::join_all(batch.iter().map(|i| i.delivery.acker.ack(BasicAckOptions::default()))).await;
+        let acks =
+            futures::future::join_all(batch.iter().map(|i| i.delivery.acker.ack(BasicAckOptions::default()))).await;
         for a in acks {
             match a {
                 Ok(true) => {}
@@ -369,7 +398,11 @@ impl AmqpIngest {
 
     /// Saves notifications, retrying while the database is unavailable. `None`:
     /// stopped while waiting for the database.
-    async fn save(&self, notifications: &[serde_json::Value], stop: &watch::Receiver<bool>) -> Result<Option<Vec<EventOutcome>>, AmqpIngestError> {
+    async fn save(
+        &self,
+        notifications: &[serde_json::Value],
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Option<Vec<EventOutcome>>, AmqpIngestError> {
         if notifications.is_empty() {
             return Ok(Some(vec![]));
         }
@@ -457,17 +490,32 @@ async fn declare_queue(ch: &Channel, q: &QueueBinding) -> Result<(), String> {
         let opts = ExchangeDeclareOptions { durable: q.durable, ..Default::default() };
         timed(
             &format!("exchange.declare {:?}", q.exchange),
-            ch.exchange_declare(q.exchange.as_str().into(), exchange_kind(&q.exchange_type), opts, FieldTable::default()),
+            ch.exchange_declare(
+                q.exchange.as_str().into(),
+                exchange_kind(&q.exchange_type),
+                opts,
+                FieldTable::default(),
+            ),
         )
         .await?;
     }
     let opts = QueueDeclareOptions { durable: q.durable, ..Default::default() };
-    timed(&format!("queue.declare {:?}", q.queue), ch.queue_declare(q.queue.as_str().into(), opts, FieldTable::default())).await?;
+    timed(
+        &format!("queue.declare {:?}", q.queue),
+        ch.queue_declare(q.queue.as_str().into(), opts, FieldTable::default()),
+    )
+    .await?;
     if !q.exchange.is_empty() {
         for key in &q.routing_keys {
             timed(
                 &format!("queue.bind {:?} to {:?} with {key:?}", q.queue, q.exchange),
-                ch.queue_bind(q.queue.as_str().into(), q.exchange.as_str().into(), key.as_str().into(), QueueBindOptions::default(), FieldTable::default()),
+                ch.queue_bind(
+                    q.queue.as_str().into(),
+                    q.exchange.as_str().into(),
+                    key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                ),
             )
             .await?;
         }
@@ -514,7 +562,6 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}...", &s[..end])
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,7 +569,10 @@ mod tests {
     #[test]
     fn message_ids_for_logs() {
         assert_eq!(message_id_of(br#"{"message_id": "m1"}"#).as_deref(), Some("m1"));
-        assert_eq!(message_id_of(br#"{"oslo.version": "2.0", "oslo.message": "{\"message_id\": \"m2\"}"}"#).as_deref(), Some("m2"));
+        assert_eq!(
+            message_id_of(br#"{"oslo.version": "2.0", "oslo.message": "{\"message_id\": \"m2\"}"}"#).as_deref(),
+            Some("m2")
+        );
         assert_eq!(message_id_of(b"not json"), None);
     }
 

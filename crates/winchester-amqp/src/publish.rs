@@ -145,7 +145,11 @@ pub struct Publisher {
 impl Publisher {
     /// Connects, enables publisher confirms and declares the exchange.
     pub async fn connect(target: PublishTarget) -> Result<Publisher, PublishError> {
-        for (what, name) in [("exchange", &target.exchange), ("exchange type", &target.exchange_type), ("routing key", &target.routing_key)] {
+        for (what, name) in [
+            ("exchange", &target.exchange),
+            ("exchange type", &target.exchange_type),
+            ("routing key", &target.routing_key),
+        ] {
             if ShortString::try_new(name.as_str()).is_err() {
                 return Err(PublishError::Target(format!("{what} {name:?} is longer than 255 bytes")));
             }
@@ -155,12 +159,22 @@ impl Publisher {
             .await
             .map_err(|reason| PublishError::Connect { url: redact(&target.url), reason })?;
         let ch = timed("channel.open", conn.create_channel()).await.map_err(PublishError::Broker)?;
-        timed("confirm.select", ch.confirm_select(ConfirmSelectOptions::default())).await.map_err(PublishError::Broker)?;
+        timed("confirm.select", ch.confirm_select(ConfirmSelectOptions::default()))
+            .await
+            .map_err(PublishError::Broker)?;
         if !target.exchange.is_empty() {
             let opts = ExchangeDeclareOptions { durable: target.durable, ..Default::default() };
             timed(
-                &format!("exchange.declare {:?} ({}, durable: {})", target.exchange, target.exchange_type, target.durable),
-                ch.exchange_declare(target.exchange.as_str().into(), exchange_kind(&target.exchange_type), opts, FieldTable::default()),
+                &format!(
+                    "exchange.declare {:?} ({}, durable: {})",
+                    target.exchange, target.exchange_type, target.durable
+                ),
+                ch.exchange_declare(
+                    target.exchange.as_str().into(),
+                    exchange_kind(&target.exchange_type),
+                    opts,
+                    FieldTable::default(),
+                ),
             )
             .await
             .map_err(PublishError::Broker)?;
@@ -172,7 +186,10 @@ impl Publisher {
     /// confirms. Lines that are not JSON objects are rejected (listed in the
     /// report), the others published.
     pub async fn publish_lines<R: AsyncBufRead + Unpin>(&self, mut input: R) -> Result<PublishReport, PublishError> {
-        let mut report = PublishReport { target: (self.target.exchange.clone(), self.target.routing_key.clone()), ..Default::default() };
+        let mut report = PublishReport {
+            target: (self.target.exchange.clone(), self.target.routing_key.clone()),
+            ..Default::default()
+        };
         let mut pending: VecDeque<(u64, PublisherConfirm)> = VecDeque::with_capacity(CONFIRM_WINDOW);
         let mut buf = Vec::new();
         let mut line_no = 0u64;
@@ -197,7 +214,8 @@ impl Publisher {
                     continue;
                 }
             };
-            let mut props = BasicProperties::default().with_delivery_mode(PERSISTENT).with_content_type("application/json".into());
+            let mut props =
+                BasicProperties::default().with_delivery_mode(PERSISTENT).with_content_type("application/json".into());
             if let Some(id) = message_id_in(&value).and_then(|id| ShortString::try_new(id).ok()) {
                 props = props.with_message_id(id);
             }
@@ -233,7 +251,10 @@ impl Publisher {
 }
 
 /// Connects to `target`, publishes the lines of `input` and closes.
-pub async fn publish_lines<R: AsyncBufRead + Unpin>(target: PublishTarget, input: R) -> Result<PublishReport, PublishError> {
+pub async fn publish_lines<R: AsyncBufRead + Unpin>(
+    target: PublishTarget,
+    input: R,
+) -> Result<PublishReport, PublishError> {
     let publisher = Publisher::connect(target).await?;
     let report = publisher.publish_lines(input).await;
     publisher.close().await;
@@ -284,14 +305,18 @@ mod tests {
     #[test]
     fn message_ids_plain_and_enveloped() {
         assert_eq!(message_id_in(&json!({"message_id": "m1"})).as_deref(), Some("m1"));
-        assert_eq!(message_id_in(&json!({"oslo.version": "2.0", "oslo.message": "{\"message_id\": \"m2\"}"})).as_deref(), Some("m2"));
+        assert_eq!(
+            message_id_in(&json!({"oslo.version": "2.0", "oslo.message": "{\"message_id\": \"m2\"}"})).as_deref(),
+            Some("m2")
+        );
         assert_eq!(message_id_in(&json!({"event_type": "x"})), None);
         assert_eq!(message_id_in(&json!({"message_id": 7})), None);
     }
 
     #[test]
     fn report_lists_problems_only_when_there_are_some() {
-        let mut r = PublishReport { published: 3, target: ("nova".into(), "notifications.info".into()), ..Default::default() };
+        let mut r =
+            PublishReport { published: 3, target: ("nova".into(), "notifications.info".into()), ..Default::default() };
         assert_eq!(r.render(), "published: 3\n");
         assert!(r.is_clean());
         r.unroutable = 1;

@@ -30,7 +30,11 @@ pub fn run(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<Stri
                 .iter()
                 .map(|h| {
                     let ty = registry.canonical(cfg.handler_type(&h.name));
-                    if ty == h.name { h.name.clone() } else { format!("{} ({ty})", h.name) }
+                    if ty == h.name {
+                        h.name.clone()
+                    } else {
+                        format!("{} ({ty})", h.name)
+                    }
                 })
                 .collect();
             out.push_str(&format!("  {name}: {}\n", hs.join(" -> ")));

@@ -110,7 +110,11 @@ pub async fn open_storage(url: &str, max_connections: u32) -> anyhow::Result<Arc
         conn.ensure_migrations_table().await?;
         let applied = conn.list_applied_migrations().await?.into_iter().map(|m| m.version).collect();
         drop(conn);
-        let known = winchester_sqlite::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).map(|m| m.version).collect();
+        let known = winchester_sqlite::MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .map(|m| m.version)
+            .collect();
         (Arc::new(s), applied, known)
     } else {
         let s = connect(url, max_connections).await?;
@@ -136,10 +140,14 @@ pub use winchester_core::config::redact_url as redact;
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgStorage> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         let scheme = url.split("://").next().unwrap_or(url);
-        return Err(anyhow!("unsupported database URL {:?}: use postgres:// (postgresql://) or sqlite://, not {scheme:?}", redact(url)));
+        return Err(anyhow!(
+            "unsupported database URL {:?}: use postgres:// (postgresql://) or sqlite://, not {scheme:?}",
+            redact(url)
+        ));
     }
     let what = || format!("cannot connect to database {}", redact(url));
-    let opts: sqlx::postgres::PgConnectOptions = url.parse().map_err(|e| anyhow!("invalid database URL {:?}: {e}", redact(url)))?;
+    let opts: sqlx::postgres::PgConnectOptions =
+        url.parse().map_err(|e| anyhow!("invalid database URL {:?}: {e}", redact(url)))?;
     // One direct connection first: it fails fast with the real reason
     // (refused, unknown host, bad password, no such database).
     use sqlx::ConnectOptions;
@@ -149,13 +157,18 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgStorag
 }
 
 /// A trigger manager over PostgreSQL for a loaded config.
-pub async fn trigger_manager(cfg: &LoadedConfig, args: &ConfigArgs, max_connections: u32) -> anyhow::Result<TriggerManager> {
+pub async fn trigger_manager(
+    cfg: &LoadedConfig,
+    args: &ConfigArgs,
+    max_connections: u32,
+) -> anyhow::Result<TriggerManager> {
     let url = database_url(cfg.main.database_url.as_deref(), args)?;
     let storage = open_storage(&url, max_connections).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut tm = TriggerManager::new(storage, Arc::new(cfg.triggers.clone()), clock);
     if let Some(file) = &cfg.distiller_file {
-        let d = winchester_core::distiller::Distiller::load(file, cfg.main.catch_all_notifications).map_err(|e| anyhow!("{e}"))?;
+        let d = winchester_core::distiller::Distiller::load(file, cfg.main.catch_all_notifications)
+            .map_err(|e| anyhow!("{e}"))?;
         tm = tm.with_distiller(Arc::new(d));
     }
     Ok(tm)

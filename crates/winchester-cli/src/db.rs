@@ -47,7 +47,10 @@ pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
         let (cfg, _) = WinchesterConfig::load(&opts.config.config).map_err(|e| anyhow!("{e}"))?;
         cfg.database_url
     } else if opts.config.database_url.is_none() {
-        return Err(anyhow!("config file {} not found (and no --database-url / DATABASE_URL given)", opts.config.config.display()));
+        return Err(anyhow!(
+            "config file {} not found (and no --database-url / DATABASE_URL given)",
+            opts.config.config.display()
+        ));
     } else {
         None
     };
@@ -69,7 +72,8 @@ pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
                 return Ok(migrate::upgrade_sql(&applied));
             }
             let storage = connect(&url, 2).await?;
-            let applied = migrate::upgrade(storage.pool()).await.with_context(|| format!("migrating {}", redact(&url)))?;
+            let applied =
+                migrate::upgrade(storage.pool()).await.with_context(|| format!("migrating {}", redact(&url)))?;
             Ok(if applied.is_empty() {
                 "database is up to date\n".to_string()
             } else {
@@ -85,14 +89,25 @@ pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
             if opts.sql {
                 let mut out = String::from("BEGIN;\n");
                 let applied = migrate::applied_versions(storage.pool()).await?;
-                for m in migrate::MIGRATOR.iter().rev().filter(|m| m.migration_type.is_down_migration() && m.version > target && applied.contains(&m.version)) {
-                    out.push_str(&format!("\n-- Revert migration {} {}\n{}\nDELETE FROM _sqlx_migrations WHERE version = {};\n", m.version, m.description, m.sql.trim_end(), m.version));
+                for m in migrate::MIGRATOR.iter().rev().filter(|m| {
+                    m.migration_type.is_down_migration() && m.version > target && applied.contains(&m.version)
+                }) {
+                    out.push_str(&format!(
+                        "\n-- Revert migration {} {}\n{}\nDELETE FROM _sqlx_migrations WHERE version = {};\n",
+                        m.version,
+                        m.description,
+                        m.sql.trim_end(),
+                        m.version
+                    ));
                 }
                 out.push_str("\nCOMMIT;\n");
                 return Ok(out);
             }
             migrate::downgrade(storage.pool(), target).await.context("downgrading")?;
-            Ok(format!("database downgraded to {}\n", if target == 0 { "base".to_string() } else { target.to_string() }))
+            Ok(format!(
+                "database downgraded to {}\n",
+                if target == 0 { "base".to_string() } else { target.to_string() }
+            ))
         }
         DbCommand::Current => {
             let storage = connect(&url, 1).await?;
@@ -108,7 +123,10 @@ pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
         DbCommand::History => {
             let storage = connect(&url, 1).await?;
             let status = migrate::status(storage.pool()).await?;
-            Ok(status.iter().map(|m| format!("{} {} {}\n", m.version, m.description, if m.applied { "applied" } else { "pending" })).collect())
+            Ok(status
+                .iter()
+                .map(|m| format!("{} {} {}\n", m.version, m.description, if m.applied { "applied" } else { "pending" }))
+                .collect())
         }
     }
 }
@@ -131,18 +149,26 @@ async fn run_sqlite(opts: &DbOpts, url: &str) -> anyhow::Result<String> {
             .collect()
     };
     match &opts.command {
-        DbCommand::Upgrade { revision } if revision != "head" => Err(anyhow!("unknown revision {revision:?}: upgrade only goes to head")),
+        DbCommand::Upgrade { revision } if revision != "head" => {
+            Err(anyhow!("unknown revision {revision:?}: upgrade only goes to head"))
+        }
         DbCommand::Upgrade { .. } if opts.sql => {
             let mut out = String::from("BEGIN;\n");
             for m in migrator.iter().filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version)) {
                 out.push_str(&format!("\n-- Migration {} {}\n{}\n", m.version, m.description, m.sql.trim_end()));
             }
-            out.push_str("\nCOMMIT;\n-- Then record the versions with `winchester-db upgrade head`, or let it apply them.\n");
+            out.push_str(
+                "\nCOMMIT;\n-- Then record the versions with `winchester-db upgrade head`, or let it apply them.\n",
+            );
             Ok(out)
         }
         DbCommand::Upgrade { .. } => {
             let done = storage.migrate().await.context("migrating")?;
-            Ok(if done.is_empty() { "database is up to date\n".to_string() } else { done.iter().map(|v| format!("applied migration {v}\n")).collect() })
+            Ok(if done.is_empty() {
+                "database is up to date\n".to_string()
+            } else {
+                done.iter().map(|v| format!("applied migration {v}\n")).collect()
+            })
         }
         DbCommand::Downgrade { revision } => {
             let target: i64 = match revision.as_str() {
@@ -150,12 +176,18 @@ async fn run_sqlite(opts: &DbOpts, url: &str) -> anyhow::Result<String> {
                 r => r.parse().map_err(|_| anyhow!("revision must be a version number or `base`, not {r:?}"))?,
             };
             migrator.undo(storage.pool(), target).await.context("downgrading")?;
-            Ok(format!("database downgraded to {}\n", if target == 0 { "base".to_string() } else { target.to_string() }))
+            Ok(format!(
+                "database downgraded to {}\n",
+                if target == 0 { "base".to_string() } else { target.to_string() }
+            ))
         }
         DbCommand::Current => Ok(match describe(true).last() {
             None => "base (no migrations applied)\n".to_string(),
             Some((v, d, _)) => format!("{v} {d}{}\n", if describe(false).iter().all(|m| m.2) { " (head)" } else { "" }),
         }),
-        DbCommand::History => Ok(describe(false).iter().map(|(v, d, a)| format!("{v} {d} {}\n", if *a { "applied" } else { "pending" })).collect()),
+        DbCommand::History => Ok(describe(false)
+            .iter()
+            .map(|(v, d, a)| format!("{v} {d} {}\n", if *a { "applied" } else { "pending" }))
+            .collect()),
     }
 }

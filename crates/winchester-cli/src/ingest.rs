@@ -25,7 +25,12 @@ pub struct IngestReport {
 impl IngestReport {
     /// The printed summary.
     pub fn render(&self) -> String {
-        let mut s = format!("ingested: {}\nduplicates: {}\nrejected: {}\n", self.ingested, self.duplicates, self.rejected.len());
+        let mut s = format!(
+            "ingested: {}\nduplicates: {}\nrejected: {}\n",
+            self.ingested,
+            self.duplicates,
+            self.rejected.len()
+        );
         for (line, reason) in &self.rejected {
             s.push_str(&format!("  line {line}: {reason}\n"));
         }
@@ -66,7 +71,9 @@ pub fn progress_bar(file_len: Option<u64>) -> Option<ProgressBar> {
     let pb = match file_len {
         Some(len) => {
             let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {bytes}/{total_bytes} ({eta}) {msg}") {
+            if let Ok(style) =
+                ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {bytes}/{total_bytes} ({eta}) {msg}")
+            {
                 pb.set_style(style.progress_chars("=> "));
             }
             pb
@@ -89,7 +96,11 @@ pub async fn run(tm: &TriggerManager, input: impl BufRead, batch_size: usize) ->
 }
 
 /// Reads JSON lines from `input` as `opts` says and saves them.
-pub async fn run_with(tm: &TriggerManager, mut input: impl BufRead, opts: &IngestOptions) -> anyhow::Result<IngestReport> {
+pub async fn run_with(
+    tm: &TriggerManager,
+    mut input: impl BufRead,
+    opts: &IngestOptions,
+) -> anyhow::Result<IngestReport> {
     let batch_size = opts.batch_size.max(1);
     let mut report = IngestReport::default();
     let mut batch = Batch { events: Vec::with_capacity(batch_size), lines: Vec::with_capacity(batch_size) };
@@ -184,7 +195,9 @@ impl Batch {
                 EventOutcome::Duplicate => report.duplicates += 1,
                 EventOutcome::Rejected(e) => report.rejected.push((n, e.to_string())),
                 EventOutcome::Failed(reason) => report.rejected.push((n, reason)),
-                EventOutcome::Undistilled { event_type } => report.rejected.push((n, format!("no event definition covers event_type {event_type:?}"))),
+                EventOutcome::Undistilled { event_type } => {
+                    report.rejected.push((n, format!("no event definition covers event_type {event_type:?}")))
+                }
                 EventOutcome::DistillFailed(e) => report.rejected.push((n, e.to_string())),
             }
         }

@@ -141,7 +141,14 @@ impl Life<'_> {
         between(self.rng, Duration::seconds(2), Duration::seconds(8))
     }
 
-    fn push(&mut self, at: DateTime<Utc>, event_type: &'static str, request_id: &str, state: &'static str, audit_period: Option<(DateTime<Utc>, DateTime<Utc>)>) {
+    fn push(
+        &mut self,
+        at: DateTime<Utc>,
+        event_type: &'static str,
+        request_id: &str,
+        state: &'static str,
+        audit_period: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) {
         let message_id = uuid(self.rng);
         self.records.push(Record {
             at,
@@ -162,7 +169,12 @@ impl Life<'_> {
     }
 
     /// One request of a start and an end; returns when it ended.
-    fn request_pair(&mut self, at: DateTime<Utc>, types: [&'static str; 2], states: [&'static str; 2]) -> DateTime<Utc> {
+    fn request_pair(
+        &mut self,
+        at: DateTime<Utc>,
+        types: [&'static str; 2],
+        states: [&'static str; 2],
+    ) -> DateTime<Utc> {
         let req = self.request();
         self.emit(at, types[0], &req, states[0]);
         let end = at + self.quick();
@@ -191,7 +203,13 @@ impl Life<'_> {
             let action_due = next < last_action;
             if audit_due && (!action_due || audit_at <= next) {
                 let req = self.request();
-                self.push(audit_at, "compute.instance.exists", &req, "active", Some((midnight - Duration::days(1), midnight)));
+                self.push(
+                    audit_at,
+                    "compute.instance.exists",
+                    &req,
+                    "active",
+                    Some((midnight - Duration::days(1), midnight)),
+                );
                 midnight += Duration::days(1);
                 audit_at = midnight + self.audit_delay();
             } else if action_due {
@@ -230,9 +248,17 @@ impl Life<'_> {
             }
             65..=74 => self.resize(at),
             75..=89 => {
-                let off = self.request_pair(at, ["compute.instance.power_off.start", "compute.instance.power_off.end"], ["active", "stopped"]);
+                let off = self.request_pair(
+                    at,
+                    ["compute.instance.power_off.start", "compute.instance.power_off.end"],
+                    ["active", "stopped"],
+                );
                 let on = off + between(self.rng, Duration::minutes(2), Duration::minutes(30));
-                self.request_pair(on, ["compute.instance.power_on.start", "compute.instance.power_on.end"], ["stopped", "active"])
+                self.request_pair(
+                    on,
+                    ["compute.instance.power_on.start", "compute.instance.power_on.end"],
+                    ["stopped", "active"],
+                )
             }
             _ => {
                 let req = self.request();
@@ -259,7 +285,11 @@ impl Life<'_> {
         self.flavor = if self.flavor + 1 < FLAVORS.len() { self.flavor + 1 } else { self.flavor.saturating_sub(1) };
         self.emit(t, "compute.instance.resize.end", &req, "resized");
         let confirm = t + between(self.rng, Duration::minutes(1), Duration::minutes(30));
-        self.request_pair(confirm, ["compute.instance.resize.confirm.start", "compute.instance.resize.confirm.end"], ["resized", "active"])
+        self.request_pair(
+            confirm,
+            ["compute.instance.resize.confirm.start", "compute.instance.resize.confirm.end"],
+            ["resized", "active"],
+        )
     }
 }
 
@@ -286,7 +316,8 @@ impl Simulation {
             });
             let flavor = rng.gen_range(0..FLAVORS.len());
             let created = start + between(&mut rng, Duration::zero(), (end - start) * 2 / 3);
-            Life { rng: &mut rng, records: &mut records, instance: n, flavor, launched_at: None, deleted_at: None }.live(created, end);
+            Life { rng: &mut rng, records: &mut records, instance: n, flavor, launched_at: None, deleted_at: None }
+                .live(created, end);
         }
         // Stable: an instance's notifications keep their order at equal times.
         records.sort_by_key(|r| r.at);
@@ -368,7 +399,12 @@ impl Simulation {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let times = [("launched_at", r.launched_at), ("deleted_at", r.deleted_at), ("audit_period_beginning", r.audit_period.map(|p| p.0)), ("audit_period_ending", r.audit_period.map(|p| p.1))];
+        let times = [
+            ("launched_at", r.launched_at),
+            ("deleted_at", r.deleted_at),
+            ("audit_period_beginning", r.audit_period.map(|p| p.0)),
+            ("audit_period_ending", r.audit_period.map(|p| p.1)),
+        ];
         for (k, v) in times {
             if let Some(v) = v {
                 traits.insert(k.to_string(), TraitValue::Datetime(v));
@@ -401,14 +437,29 @@ mod tests {
         assert!(times.windows(2).all(|w| w[0] <= w[1]));
         assert!(times[0] >= "2030-01-01 00:00:00" && *times.last().unwrap() < "2030-01-05 00:00:00");
         let types: BTreeSet<&str> = a.iter().map(|n| n["event_type"].as_str().unwrap()).collect();
-        for ty in ["create.start", "create.end", "update", "exists", "resize.prep.start", "resize.end", "resize.confirm.end", "power_off.end", "power_on.end", "snapshot.end", "delete.end"] {
+        for ty in [
+            "create.start",
+            "create.end",
+            "update",
+            "exists",
+            "resize.prep.start",
+            "resize.end",
+            "resize.confirm.end",
+            "power_off.end",
+            "power_on.end",
+            "snapshot.end",
+            "delete.end",
+        ] {
             assert!(types.contains(format!("compute.instance.{ty}").as_str()), "{ty}: {types:?}");
         }
         let ids: BTreeSet<&str> = a.iter().map(|n| n["message_id"].as_str().unwrap()).collect();
         assert_eq!(ids.len(), a.len(), "message ids are unique");
         // Audits cover the day before, just after midnight.
         for n in a.iter().filter(|n| n["event_type"] == "compute.instance.exists") {
-            let (b, e) = (n["payload"]["audit_period_beginning"].as_str().unwrap(), n["payload"]["audit_period_ending"].as_str().unwrap());
+            let (b, e) = (
+                n["payload"]["audit_period_beginning"].as_str().unwrap(),
+                n["payload"]["audit_period_ending"].as_str().unwrap(),
+            );
             assert!(b.ends_with("00:00:00.000000") && e.ends_with("00:00:00.000000") && b < e, "{n}");
             assert!(n["timestamp"].as_str().unwrap().starts_with(&e[..13]), "{n}");
         }
@@ -426,7 +477,11 @@ mod tests {
         let mut hung = 0;
         for rs in by_request.values() {
             assert!(rs.iter().all(|r| r.instance == rs[0].instance));
-            assert!(rs.last().unwrap().at - rs[0].at < Duration::seconds(10), "{:?}", rs.iter().map(|r| r.event_type).collect::<Vec<_>>());
+            assert!(
+                rs.last().unwrap().at - rs[0].at < Duration::seconds(10),
+                "{:?}",
+                rs.iter().map(|r| r.event_type).collect::<Vec<_>>()
+            );
             if rs[0].event_type.ends_with(".start") && !rs.last().unwrap().event_type.ends_with(".end") {
                 hung += 1;
             }
@@ -438,7 +493,8 @@ mod tests {
     #[test]
     fn events_are_the_distilled_notifications() {
         let text = include_str!("../../../etc/event_definitions.yaml");
-        let distiller = Distiller::from_yaml_str(text, std::path::Path::new("etc/event_definitions.yaml"), false).unwrap();
+        let distiller =
+            Distiller::from_yaml_str(text, std::path::Path::new("etc/event_definitions.yaml"), false).unwrap();
         let sim = Simulation::run(&opts(80, 5, 11));
         let events = sim.events();
         for (n, e) in sim.notifications().iter().zip(&events) {

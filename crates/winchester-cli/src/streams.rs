@@ -31,7 +31,9 @@ fn dist_text(s: &Stream) -> String {
         .iter()
         .map(|(k, v)| match v {
             winchester_core::DistValue::Value(v) => format!("{k}={v}"),
-            winchester_core::DistValue::Timerange { begin, end } => format!("{k}=[{}, {})", format_datetime(begin), format_datetime(end)),
+            winchester_core::DistValue::Timerange { begin, end } => {
+                format!("{k}=[{}, {})", format_datetime(begin), format_datetime(end))
+            }
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -39,7 +41,10 @@ fn dist_text(s: &Stream) -> String {
 
 /// Renders streams as a table.
 pub fn table(streams: &[Stream]) -> String {
-    let mut rows = vec![["ID", "TRIGGER", "STATE", "EVENTS", "FIRST", "LAST", "FIRE AT", "EXPIRES", "DISTINGUISHED BY"].map(String::from).to_vec()];
+    let mut rows =
+        vec![["ID", "TRIGGER", "STATE", "EVENTS", "FIRST", "LAST", "FIRE AT", "EXPIRES", "DISTINGUISHED BY"]
+            .map(String::from)
+            .to_vec()];
     for s in streams {
         rows.push(vec![
             s.id.to_string(),
@@ -53,7 +58,8 @@ pub fn table(streams: &[Stream]) -> String {
             dist_text(s),
         ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for r in rows {
         let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
@@ -64,7 +70,12 @@ pub fn table(streams: &[Stream]) -> String {
 }
 
 /// `streams list`.
-pub async fn list(storage: &dyn Storage, trigger: Option<String>, state: Option<String>, json_out: bool) -> anyhow::Result<String> {
+pub async fn list(
+    storage: &dyn Storage,
+    trigger: Option<String>,
+    state: Option<String>,
+    json_out: bool,
+) -> anyhow::Result<String> {
     let state = state.map(|s| s.parse::<StreamState>()).transpose().map_err(|e| anyhow!(e))?;
     let streams = storage.list_streams(&StreamFilter { trigger, state, limit: None }).await?;
     Ok(if json_out {
@@ -111,7 +122,13 @@ pub async fn retry(storage: &dyn Storage, id: Option<i64>, all_errors: bool) -> 
         (None, true) => {
             let mut ids = Vec::new();
             for st in [StreamState::Error, StreamState::ExpireError] {
-                ids.extend(storage.list_streams(&StreamFilter { state: Some(st), ..Default::default() }).await?.iter().map(|s| s.id));
+                ids.extend(
+                    storage
+                        .list_streams(&StreamFilter { state: Some(st), ..Default::default() })
+                        .await?
+                        .iter()
+                        .map(|s| s.id),
+                );
             }
             ids
         }

@@ -34,7 +34,11 @@ pub fn daemonize(opts: &WorkerOpts) -> anyhow::Result<u32> {
     let exe = std::env::current_exe().context("finding this program")?;
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "-d" && a != "--daemon").collect();
     let log_path = format!("{}.log", opts.name);
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("opening {log_path}"))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {log_path}"))?;
     let child = std::process::Command::new(exe)
         .args(args)
         .stdin(std::process::Stdio::null())
@@ -63,7 +67,13 @@ pub async fn run(opts: &WorkerOpts, registry: HandlerRegistry) -> anyhow::Result
         worker.run(shutdown_signal()).await?;
     }
     let s = worker.stats();
-    tracing::info!(fired = s.fired, expired = s.expired, errors = s.errors, lock_conflicts = s.lock_conflicts, "Pipeline worker stopped.");
+    tracing::info!(
+        fired = s.fired,
+        expired = s.expired,
+        errors = s.errors,
+        lock_conflicts = s.lock_conflicts,
+        "Pipeline worker stopped."
+    );
     Ok(())
 }
 

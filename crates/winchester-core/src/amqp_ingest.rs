@@ -105,18 +105,23 @@ impl AmqpIngestConfig {
         let m = match v {
             Value::Null => return Ok(cfg),
             Value::Mapping(m) => m,
-            other => return Err(vec![ConfigError::new(format!("must be a map, found {}", show(other))).key("amqp_ingest")]),
+            other => {
+                return Err(vec![ConfigError::new(format!("must be a map, found {}", show(other))).key("amqp_ingest")])
+            }
         };
         let mut errors = Vec::new();
         for k in m.keys() {
             if !k.as_str().is_some_and(|s| KEYS.contains(&s)) {
-                warnings.push(ConfigError::new("unknown key, ignored").key(format!("amqp_ingest.{}", show(k).trim_matches('"'))));
+                warnings.push(
+                    ConfigError::new("unknown key, ignored").key(format!("amqp_ingest.{}", show(k).trim_matches('"'))),
+                );
             }
         }
         let key = |k: &str| format!("amqp_ingest.{k}");
         if let Some(s) = string(m.get("url"), &key("url"), &mut errors) {
             if !(s.starts_with("amqp://") || s.starts_with("amqps://")) {
-                errors.push(ConfigError::new(format!("must be an amqp:// or amqps:// URL, found {s:?}")).key(key("url")));
+                errors
+                    .push(ConfigError::new(format!("must be an amqp:// or amqps:// URL, found {s:?}")).key(key("url")));
             }
             cfg.url = s;
         }
@@ -130,10 +135,15 @@ impl AmqpIngestConfig {
             None | Some(Value::Null) => {}
             Some(v) => match v.as_u64().filter(|n| *n <= 3_600_000) {
                 Some(n) => cfg.batch_max_wait = Duration::from_millis(n),
-                None => errors.push(ConfigError::new(format!("must be a number of milliseconds from 0 to 3600000, found {}", show(v))).key(key("batch_max_wait_ms"))),
+                None => errors.push(
+                    ConfigError::new(format!("must be a number of milliseconds from 0 to 3600000, found {}", show(v)))
+                        .key(key("batch_max_wait_ms")),
+                ),
             },
         }
-        for (k, slot) in [("dead_letter_exchange", &mut cfg.dead_letter_exchange), ("dead_letter_queue", &mut cfg.dead_letter_queue)] {
+        for (k, slot) in
+            [("dead_letter_exchange", &mut cfg.dead_letter_exchange), ("dead_letter_queue", &mut cfg.dead_letter_queue)]
+        {
             if let Some(s) = string(m.get(k), &key(k), &mut errors) {
                 if s.is_empty() || s.len() > 255 {
                     errors.push(ConfigError::new("must be a name of 1 to 255 bytes").key(key(k)));
@@ -144,14 +154,20 @@ impl AmqpIngestConfig {
         match m.get("dead_letter_uncovered") {
             None | Some(Value::Null) => {}
             Some(Value::Bool(b)) => cfg.dead_letter_uncovered = *b,
-            Some(other) => errors.push(ConfigError::new(format!("must be true or false, found {}", show(other))).key(key("dead_letter_uncovered"))),
+            Some(other) => errors.push(
+                ConfigError::new(format!("must be true or false, found {}", show(other)))
+                    .key(key("dead_letter_uncovered")),
+            ),
         }
         match m.get("queues") {
             None | Some(Value::Null) => {}
             Some(Value::Sequence(items)) if !items.is_empty() => {
                 cfg.queues = items.iter().enumerate().filter_map(|(i, q)| queue(i, q, warnings, &mut errors)).collect();
             }
-            Some(other) => errors.push(ConfigError::new(format!("must be a non-empty list of queues, found {}", show(other))).key(key("queues"))),
+            Some(other) => errors.push(
+                ConfigError::new(format!("must be a non-empty list of queues, found {}", show(other)))
+                    .key(key("queues")),
+            ),
         }
         if errors.is_empty() {
             Ok(cfg)
@@ -164,7 +180,10 @@ impl AmqpIngestConfig {
 fn queue(i: usize, v: &Value, warnings: &mut Vec<ConfigError>, errors: &mut Vec<ConfigError>) -> Option<QueueBinding> {
     let at = |k: &str| format!("amqp_ingest.queues[{i}].{k}");
     let Value::Mapping(m) = v else {
-        errors.push(ConfigError::new(format!("must be a map with queue, exchange, routing_keys, found {}", show(v))).key(format!("amqp_ingest.queues[{i}]")));
+        errors.push(
+            ConfigError::new(format!("must be a map with queue, exchange, routing_keys, found {}", show(v)))
+                .key(format!("amqp_ingest.queues[{i}]")),
+        );
         return None;
     };
     for k in m.keys() {
@@ -200,13 +219,19 @@ fn queue(i: usize, v: &Value, warnings: &mut Vec<ConfigError>, errors: &mut Vec<
             .filter_map(|k| match k {
                 Value::String(s) => Some(s.clone()),
                 other => {
-                    errors.push(ConfigError::new(format!("entries must be strings, found {}", show(other))).key(at("routing_keys")));
+                    errors.push(
+                        ConfigError::new(format!("entries must be strings, found {}", show(other)))
+                            .key(at("routing_keys")),
+                    );
                     None
                 }
             })
             .collect(),
         Some(other) => {
-            errors.push(ConfigError::new(format!("must be a list of binding keys, found {}", show(other))).key(at("routing_keys")));
+            errors.push(
+                ConfigError::new(format!("must be a list of binding keys, found {}", show(other)))
+                    .key(at("routing_keys")),
+            );
             vec![]
         }
     };
@@ -238,7 +263,8 @@ fn positive(v: Option<&Value>, key: &str, max: u64, errors: &mut Vec<ConfigError
         Some(v) => match v.as_u64().filter(|n| *n >= 1 && *n <= max) {
             Some(n) => Some(n),
             None => {
-                errors.push(ConfigError::new(format!("must be an integer from 1 to {max}, found {}", show(v))).key(key));
+                errors
+                    .push(ConfigError::new(format!("must be an integer from 1 to {max}, found {}", show(v))).key(key));
                 None
             }
         },
@@ -280,9 +306,18 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let errs = parse("url: http://x\nprefetch: 0\nqueues: [{exchange: nova}, {queue: q, durable: maybe}]\nbatch_max_wait_ms: -1").unwrap_err();
+        let errs = parse(
+            "url: http://x\nprefetch: 0\nqueues: [{exchange: nova}, {queue: q, durable: maybe}]\nbatch_max_wait_ms: -1",
+        )
+        .unwrap_err();
         let keys: Vec<_> = errs.iter().filter_map(|e| e.key.clone()).collect();
-        for k in ["amqp_ingest.url", "amqp_ingest.prefetch", "amqp_ingest.queues[0].queue", "amqp_ingest.queues[1].durable", "amqp_ingest.batch_max_wait_ms"] {
+        for k in [
+            "amqp_ingest.url",
+            "amqp_ingest.prefetch",
+            "amqp_ingest.queues[0].queue",
+            "amqp_ingest.queues[1].durable",
+            "amqp_ingest.batch_max_wait_ms",
+        ] {
             assert!(keys.iter().any(|x| x == k), "{k} not in {keys:?}");
         }
     }

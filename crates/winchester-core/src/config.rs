@@ -106,7 +106,9 @@ impl WinchesterConfig {
         let m = match doc {
             Value::Mapping(m) => m,
             Value::Null => Default::default(),
-            other => return Err(ConfigError::new(format!("must be a map, found {}", show(&other))).in_file(file).into()),
+            other => {
+                return Err(ConfigError::new(format!("must be a map, found {}", show(&other))).in_file(file).into())
+            }
         };
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
@@ -184,7 +186,10 @@ impl WinchesterConfig {
                 Some(v) => match v.as_f64().filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e9) {
                     Some(f) => Duration::from_secs_f64(f),
                     None => {
-                        errs.push(ConfigError::new(format!("must be a non-negative number of seconds, found {}", show(v))).key(key));
+                        errs.push(
+                            ConfigError::new(format!("must be a non-negative number of seconds, found {}", show(v)))
+                                .key(key),
+                        );
                         Duration::from_secs_f64(default)
                     }
                 },
@@ -202,7 +207,10 @@ impl WinchesterConfig {
             Some(s) => match TimeExpr::parse(&s) {
                 Ok(e) if e.variables().iter().all(|v| v == "timestamp") => e,
                 Ok(_) => {
-                    errors.push(ConfigError::new(format!("{s:?}: only $timestamp (now) is defined here")).key("trim_events_age"));
+                    errors.push(
+                        ConfigError::new(format!("{s:?}: only $timestamp (now) is defined here"))
+                            .key("trim_events_age"),
+                    );
                     TimeExpr::parse("$timestamp - 14d").expect("valid default")
                 }
                 Err(e) => {
@@ -216,14 +224,19 @@ impl WinchesterConfig {
             Some(Value::Mapping(d)) => {
                 for k in d.keys() {
                     if !matches!(k.as_str(), Some("url") | Some("echo_sql")) {
-                        warnings.push(ConfigError::new("unknown key, ignored").key(format!("database.{}", show(k).trim_matches('"'))));
+                        warnings.push(
+                            ConfigError::new("unknown key, ignored")
+                                .key(format!("database.{}", show(k).trim_matches('"'))),
+                        );
                     }
                 }
                 let url = match d.get("url") {
                     None | Some(Value::Null) => None,
                     Some(Value::String(s)) => Some(s.clone()),
                     Some(other) => {
-                        errors.push(ConfigError::new(format!("must be a string, found {}", show(other))).key("database.url"));
+                        errors.push(
+                            ConfigError::new(format!("must be a string, found {}", show(other))).key("database.url"),
+                        );
                         None
                     }
                 };
@@ -243,20 +256,40 @@ impl WinchesterConfig {
                         (Some(k), Some(v)) => {
                             pipeline_handlers.insert(k.to_string(), v.to_string());
                         }
-                        _ => errors.push(ConfigError::new(format!("entries map a handler name to a type, found {}: {}", show(k), show(v))).key("pipeline_handlers")),
+                        _ => errors.push(
+                            ConfigError::new(format!(
+                                "entries map a handler name to a type, found {}: {}",
+                                show(k),
+                                show(v)
+                            ))
+                            .key("pipeline_handlers"),
+                        ),
                     }
                 }
             }
-            Some(other) => errors.push(ConfigError::new(format!("must be a map, found {}", show(other))).key("pipeline_handlers")),
+            Some(other) => {
+                errors.push(ConfigError::new(format!("must be a map, found {}", show(other))).key("pipeline_handlers"))
+            }
         }
         if m.contains_key("time_sync_endpoint") {
-            warnings.push(ConfigError::new("not supported; replay archived events with `winchester ingest --event-time` instead").key("time_sync_endpoint"));
+            warnings.push(
+                ConfigError::new("not supported; replay archived events with `winchester ingest --event-time` instead")
+                    .key("time_sync_endpoint"),
+            );
         }
         if m.contains_key("distiller_trait_plugins") {
-            warnings.push(ConfigError::new("Python trait plugins cannot be loaded; only the built-in split and bitfield plugins exist").key("distiller_trait_plugins"));
+            warnings.push(
+                ConfigError::new(
+                    "Python trait plugins cannot be loaded; only the built-in split and bitfield plugins exist",
+                )
+                .key("distiller_trait_plugins"),
+            );
         }
         if m.contains_key("logging_config") {
-            warnings.push(ConfigError::new("Python logging configs are not read; use log_level or RUST_LOG").key("logging_config"));
+            warnings.push(
+                ConfigError::new("Python logging configs are not read; use log_level or RUST_LOG")
+                    .key("logging_config"),
+            );
         }
         let amqp_ingest = match m.get("amqp_ingest") {
             None => crate::amqp_ingest::AmqpIngestConfig::default(),
@@ -295,7 +328,8 @@ impl WinchesterConfig {
 
     /// Reads and parses a `winchester.yaml`.
     pub fn load(file: &Path) -> Result<(WinchesterConfig, Vec<ConfigError>), ConfigErrors> {
-        let text = std::fs::read_to_string(file).map_err(|e| ConfigError::new(format!("cannot read: {e}")).in_file(file))?;
+        let text =
+            std::fs::read_to_string(file).map_err(|e| ConfigError::new(format!("cannot read: {e}")).in_file(file))?;
         WinchesterConfig::from_yaml_str(&text, file)
     }
 
@@ -305,7 +339,11 @@ impl WinchesterConfig {
     pub fn resolve(&self, key: &str, name: &str) -> Result<PathBuf, ConfigError> {
         let p = Path::new(name);
         if p.is_absolute() {
-            return if p.exists() { Ok(p.to_path_buf()) } else { Err(ConfigError::new(format!("file {name:?} does not exist")).key(key).in_file(&self.file)) };
+            return if p.exists() {
+                Ok(p.to_path_buf())
+            } else {
+                Err(ConfigError::new(format!("file {name:?} does not exist")).key(key).in_file(&self.file))
+            };
         }
         let own = self.file.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut searched = Vec::new();
@@ -316,7 +354,9 @@ impl WinchesterConfig {
             }
             searched.push(dir.display().to_string());
         }
-        Err(ConfigError::new(format!("file {name:?} not found in {}", searched.join(", "))).key(key).in_file(&self.file))
+        Err(ConfigError::new(format!("file {name:?} not found in {}", searched.join(", ")))
+            .key(key)
+            .in_file(&self.file))
     }
 }
 
@@ -353,7 +393,11 @@ impl LoadedConfig {
         })
     }
 
-    fn from_main(main: WinchesterConfig, warnings: &mut Vec<ConfigError>, resolve_handler: Option<&dyn Fn(&str) -> bool>) -> Result<LoadedConfig, ConfigErrors> {
+    fn from_main(
+        main: WinchesterConfig,
+        warnings: &mut Vec<ConfigError>,
+        resolve_handler: Option<&dyn Fn(&str) -> bool>,
+    ) -> Result<LoadedConfig, ConfigErrors> {
         let mut errors = Vec::new();
         let mut triggers = TriggerSet::default();
         let mut triggers_file = None;
@@ -385,7 +429,9 @@ impl LoadedConfig {
                 }
                 Err(e) => errors.push(e),
             },
-            None if !triggers.is_empty() => errors.push(ConfigError::new("missing; the triggers name pipelines").key("pipeline_config").in_file(&main.file)),
+            None if !triggers.is_empty() => errors.push(
+                ConfigError::new("missing; the triggers name pipelines").key("pipeline_config").in_file(&main.file),
+            ),
             None => {}
         }
         let mut distiller_file = None;
@@ -419,9 +465,17 @@ impl LoadedConfig {
                         let msg = if main.pipeline_handlers.contains_key(&h.name) {
                             format!("handler {:?} has type {ty:?}, which is neither built in nor registered", h.name)
                         } else {
-                            format!("handler {:?} is not listed in pipeline_handlers and is not a built-in handler", h.name)
+                            format!(
+                                "handler {:?} is not listed in pipeline_handlers and is not a built-in handler",
+                                h.name
+                            )
                         };
-                        errors.push(ConfigError::new(msg).context(format!("pipeline {pname:?}")).key(format!("[{i}]")).in_file(pipelines_file.clone().unwrap_or_default()));
+                        errors.push(
+                            ConfigError::new(msg)
+                                .context(format!("pipeline {pname:?}"))
+                                .key(format!("[{i}]"))
+                                .in_file(pipelines_file.clone().unwrap_or_default()),
+                        );
                     }
                 }
             }
@@ -444,7 +498,11 @@ mod tests {
 
     #[test]
     fn defaults_and_unknown_keys() {
-        let (c, w) = WinchesterConfig::from_yaml_str("database: {url: 'postgres://x/y'}\nfoo: 1\n", Path::new("/etc/w/winchester.yaml")).unwrap();
+        let (c, w) = WinchesterConfig::from_yaml_str(
+            "database: {url: 'postgres://x/y'}\nfoo: 1\n",
+            Path::new("/etc/w/winchester.yaml"),
+        )
+        .unwrap();
         assert_eq!(c.database_url.as_deref(), Some("postgres://x/y"));
         assert_eq!(c.pipeline_worker_batch_size, 1000);
         assert_eq!(c.pipeline_worker_delay, Duration::from_secs(10));
@@ -452,7 +510,11 @@ mod tests {
         assert_eq!(c.trim_events_batch_size, 100);
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].key.as_deref(), Some("foo"));
-        let e = WinchesterConfig::from_yaml_str("pipeline_worker_batch_size: -1\ntrim_events: maybe\n", Path::new("w.yaml")).unwrap_err();
+        let e = WinchesterConfig::from_yaml_str(
+            "pipeline_worker_batch_size: -1\ntrim_events: maybe\n",
+            Path::new("w.yaml"),
+        )
+        .unwrap_err();
         assert_eq!(e.0.len(), 2, "{e}");
     }
 }

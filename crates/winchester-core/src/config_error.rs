@@ -96,8 +96,6 @@ impl From<ConfigError> for ConfigErrors {
 pub(crate) fn show(v: &serde_yaml::Value) -> String {
     match v {
         serde_yaml::Value::String(s) => format!("{s:?}"),
-        other => serde_yaml::to_string(other)
-            .map(|s| s.trim().replace('\n', " "))
-            .unwrap_or_else(|_| "?".into()),
+        other => serde_yaml::to_string(other).map(|s| s.trim().replace('\n', " ")).unwrap_or_else(|_| "?".into()),
     }
 }

@@ -168,13 +168,20 @@ impl TraitCriterion {
                             Ok(TraitCriterion::Numeric(CmpOp::Eq, v.as_f64().unwrap_or(f64::NAN)))
                         }
                         Value::String(s) => parse_numeric(kind, s),
-                        other => Err(format!("{kind} criterion must be a number or a string like \"> 3\", found {}", show(other))),
+                        other => Err(format!(
+                            "{kind} criterion must be a number or a string like \"> 3\", found {}",
+                            show(other)
+                        )),
                     },
                     "datetime" => match val {
                         Value::String(s) => TimeExpr::parse(s).map(TraitCriterion::Time).map_err(|e| e.to_string()),
-                        other => Err(format!("datetime criterion must be a time expression string, found {}", show(other))),
+                        other => {
+                            Err(format!("datetime criterion must be a time expression string, found {}", show(other)))
+                        }
                     },
-                    other => Err(format!("unknown criterion type {other:?}; expected one of string, text, int, float, datetime")),
+                    other => Err(format!(
+                        "unknown criterion type {other:?}; expected one of string, text, int, float, datetime"
+                    )),
                 }
             }
             other => Err(format!("unsupported trait criterion {}", show(other))),
@@ -188,10 +195,7 @@ impl TraitCriterion {
             TraitCriterion::Equal(expected) => *value == *expected,
             TraitCriterion::Numeric(op, n) => value.as_f64().map(|v| op.apply(v, *n)).unwrap_or(false),
             TraitCriterion::Time(expr) => match &*value {
-                TraitValue::Datetime(d) => expr
-                    .eval(&event.datetime_vars())
-                    .map(|r| r.contains(*d))
-                    .unwrap_or(false),
+                TraitValue::Datetime(d) => expr.eval(&event.datetime_vars()).map(|r| r.contains(*d)).unwrap_or(false),
                 _ => false,
             },
         }
@@ -211,7 +215,9 @@ fn parse_numeric(kind: &str, s: &str) -> Result<TraitCriterion, String> {
     let (op, num) = match parts.as_slice() {
         [num] => (CmpOp::Eq, *num),
         [op, num] => (
-            CmpOp::parse(op).ok_or_else(|| format!("unknown operator {op:?} in {kind} criterion {s:?}; use =, !=, >, >=, < or <="))?,
+            CmpOp::parse(op).ok_or_else(|| {
+                format!("unknown operator {op:?} in {kind} criterion {s:?}; use =, !=, >, >=, < or <=")
+            })?,
             *num,
         ),
         _ => return Err(format!("{kind} criterion {s:?} must be \"<number>\" or \"<operator> <number>\"")),
@@ -219,7 +225,10 @@ fn parse_numeric(kind: &str, s: &str) -> Result<TraitCriterion, String> {
     let n = if kind == "int" {
         num.parse::<i64>().map(|i| i as f64).map_err(|_| format!("{num:?} is not an integer in int criterion {s:?}"))?
     } else {
-        num.parse::<f64>().ok().filter(|f| f.is_finite()).ok_or_else(|| format!("{num:?} is not a number in float criterion {s:?}"))?
+        num.parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| format!("{num:?} is not a number in float criterion {s:?}"))?
     };
     Ok(TraitCriterion::Numeric(op, n))
 }
@@ -274,12 +283,17 @@ impl Criteria {
                 },
                 "number" => match val.as_u64().filter(|n| *n >= 1 && *n <= u32::MAX as u64) {
                     Some(n) => c.number = n as u32,
-                    None => errors.push(ConfigError::new(format!("number must be a positive integer, found {}", show(val))).key(here)),
+                    None => errors.push(
+                        ConfigError::new(format!("number must be a positive integer, found {}", show(val))).key(here),
+                    ),
                 },
                 "timestamp" => match val.as_str().map(TimeExpr::parse) {
                     Some(Ok(e)) => c.timestamp = Some(e),
                     Some(Err(e)) => errors.push(ConfigError::new(e.to_string()).key(here)),
-                    None => errors.push(ConfigError::new(format!("timestamp must be a time expression string, found {}", show(val))).key(here)),
+                    None => errors.push(
+                        ConfigError::new(format!("timestamp must be a time expression string, found {}", show(val)))
+                            .key(here),
+                    ),
                 },
                 "map_distinguished_by" | "map_distingushed_by" => {
                     if name == "map_distingushed_by" {
@@ -299,14 +313,19 @@ impl Criteria {
                                 }
                             }
                         }
-                        other => errors.push(ConfigError::new(format!("must be a map, found {}", show(other))).key(here)),
+                        other => {
+                            errors.push(ConfigError::new(format!("must be a map, found {}", show(other))).key(here))
+                        }
                     }
                 }
                 "traits" => match val {
                     Value::Mapping(tm) => {
                         for (tk, tv) in tm {
                             let Some(tname) = tk.as_str() else {
-                                errors.push(ConfigError::new(format!("trait names must be strings, found {}", show(tk))).key(here.clone()));
+                                errors.push(
+                                    ConfigError::new(format!("trait names must be strings, found {}", show(tk)))
+                                        .key(here.clone()),
+                                );
                                 continue;
                             };
                             match TraitCriterion::from_yaml(tv) {
@@ -316,7 +335,9 @@ impl Criteria {
                         }
                     }
                     Value::Null => {}
-                    other => errors.push(ConfigError::new(format!("traits must be a map, found {}", show(other))).key(here)),
+                    other => {
+                        errors.push(ConfigError::new(format!("traits must be a map, found {}", show(other))).key(here))
+                    }
                 },
                 other => errors.push(
                     ConfigError::new(format!(

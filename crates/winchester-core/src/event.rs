@@ -96,9 +96,7 @@ pub fn parse_rfc3339(s: &str) -> Option<DateTime<Utc>> {
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
         return None;
     }
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s).ok().map(|d| d.with_timezone(&Utc))
 }
 
 /// An event: `message_id`, `event_type`, `timestamp` and a flat map of typed traits.
@@ -218,12 +216,7 @@ impl Event {
         timestamp: DateTime<Utc>,
         traits: BTreeMap<String, TraitValue>,
     ) -> Result<Event, EventError> {
-        let e = Event {
-            message_id: message_id.into(),
-            event_type: event_type.into(),
-            timestamp,
-            traits,
-        };
+        let e = Event { message_id: message_id.into(), event_type: event_type.into(), timestamp, traits };
         e.validate()?;
         Ok(e)
     }
@@ -287,14 +280,12 @@ impl Event {
             None | Some(serde_json::Value::Null) => {
                 return Err(EventError::MissingKey { key: "timestamp", message_id: m() })
             }
-            Some(serde_json::Value::String(s)) => {
-                parse_rfc3339(s).ok_or_else(|| EventError::WrongType {
-                    key: "timestamp".into(),
-                    expected: "an RFC 3339 date-time with a zone, e.g. 2026-11-23T10:00:00Z",
-                    found: format!("{s:?}"),
-                    message_id: m(),
-                })?
-            }
+            Some(serde_json::Value::String(s)) => parse_rfc3339(s).ok_or_else(|| EventError::WrongType {
+                key: "timestamp".into(),
+                expected: "an RFC 3339 date-time with a zone, e.g. 2026-11-23T10:00:00Z",
+                found: format!("{s:?}"),
+                message_id: m(),
+            })?,
             Some(other) => {
                 return Err(EventError::WrongType {
                     key: "timestamp".into(),
@@ -407,30 +398,50 @@ fn check_required_string(
     Ok(())
 }
 
-fn check_trait(
-    name: &str,
-    value: &TraitValue,
-    m: &dyn Fn() -> Option<String>,
-) -> Result<(), EventError> {
+fn check_trait(name: &str, value: &TraitValue, m: &dyn Fn() -> Option<String>) -> Result<(), EventError> {
     if name.is_empty() {
-        return Err(EventError::Invalid { key: name.into(), reason: "trait name must not be empty".into(), message_id: m() });
+        return Err(EventError::Invalid {
+            key: name.into(),
+            reason: "trait name must not be empty".into(),
+            message_id: m(),
+        });
     }
     if ENVELOPE_KEYS.contains(&name) {
-        return Err(EventError::Invalid { key: name.into(), reason: "is a required key and cannot also be a trait".into(), message_id: m() });
+        return Err(EventError::Invalid {
+            key: name.into(),
+            reason: "is a required key and cannot also be a trait".into(),
+            message_id: m(),
+        });
     }
     let len = name.chars().count();
     if len > MAX_TRAIT_NAME_LEN {
-        return Err(EventError::TooLong { what: "trait name", key: name.into(), len, max: MAX_TRAIT_NAME_LEN, message_id: m() });
+        return Err(EventError::TooLong {
+            what: "trait name",
+            key: name.into(),
+            len,
+            max: MAX_TRAIT_NAME_LEN,
+            message_id: m(),
+        });
     }
     match value {
         TraitValue::String(s) => {
             let len = s.chars().count();
             if len > MAX_STRING_LEN {
-                return Err(EventError::TooLong { what: "string value of trait", key: name.into(), len, max: MAX_STRING_LEN, message_id: m() });
+                return Err(EventError::TooLong {
+                    what: "string value of trait",
+                    key: name.into(),
+                    len,
+                    max: MAX_STRING_LEN,
+                    message_id: m(),
+                });
             }
         }
         TraitValue::Float(f) if !f.is_finite() => {
-            return Err(EventError::Invalid { key: name.into(), reason: "float must be finite".into(), message_id: m() });
+            return Err(EventError::Invalid {
+                key: name.into(),
+                reason: "float must be finite".into(),
+                message_id: m(),
+            });
         }
         _ => {}
     }

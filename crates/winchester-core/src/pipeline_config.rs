@@ -29,18 +29,30 @@ impl PipelineConfig {
         let map = match doc {
             Value::Mapping(m) => m,
             Value::Null => Default::default(),
-            other => return Err(ConfigError::new(format!("must be a map of pipeline name to handler list, found {}", show(&other))).in_file(file).into()),
+            other => {
+                return Err(ConfigError::new(format!(
+                    "must be a map of pipeline name to handler list, found {}",
+                    show(&other)
+                ))
+                .in_file(file)
+                .into())
+            }
         };
         let mut errors = Vec::new();
         let mut pipelines = BTreeMap::new();
         for (k, v) in &map {
             let Some(name) = k.as_str() else {
-                errors.push(ConfigError::new(format!("pipeline names must be strings, found {}", show(k))).in_file(file));
+                errors
+                    .push(ConfigError::new(format!("pipeline names must be strings, found {}", show(k))).in_file(file));
                 continue;
             };
             let ctx = format!("pipeline {name:?}");
             let Value::Sequence(items) = v else {
-                errors.push(ConfigError::new(format!("must be a list of handlers, found {}", show(v))).in_file(file).context(ctx));
+                errors.push(
+                    ConfigError::new(format!("must be a list of handlers, found {}", show(v)))
+                        .in_file(file)
+                        .context(ctx),
+                );
                 continue;
             };
             let mut handlers = Vec::new();
@@ -51,17 +63,35 @@ impl PipelineConfig {
                     Value::Mapping(m) => {
                         for mk in m.keys() {
                             if !matches!(mk.as_str(), Some("name") | Some("params")) {
-                                errors.push(ConfigError::new(format!("unknown key {}; a handler entry has name and params", show(mk))).in_file(file).context(ctx.clone()).key(key.clone()));
+                                errors.push(
+                                    ConfigError::new(format!(
+                                        "unknown key {}; a handler entry has name and params",
+                                        show(mk)
+                                    ))
+                                    .in_file(file)
+                                    .context(ctx.clone())
+                                    .key(key.clone()),
+                                );
                             }
                         }
                         let name = match m.get("name") {
                             Some(Value::String(s)) => s.clone(),
                             Some(other) => {
-                                errors.push(ConfigError::new(format!("handler name must be a string, found {}", show(other))).in_file(file).context(ctx.clone()).key(format!("{key}.name")));
+                                errors.push(
+                                    ConfigError::new(format!("handler name must be a string, found {}", show(other)))
+                                        .in_file(file)
+                                        .context(ctx.clone())
+                                        .key(format!("{key}.name")),
+                                );
                                 continue;
                             }
                             None => {
-                                errors.push(ConfigError::new("handler entry has no name").in_file(file).context(ctx.clone()).key(format!("{key}.name")));
+                                errors.push(
+                                    ConfigError::new("handler entry has no name")
+                                        .in_file(file)
+                                        .context(ctx.clone())
+                                        .key(format!("{key}.name")),
+                                );
                                 continue;
                             }
                         };
@@ -69,13 +99,26 @@ impl PipelineConfig {
                             None | Some(Value::Null) => Default::default(),
                             Some(Value::Mapping(p)) => p.clone(),
                             Some(other) => {
-                                errors.push(ConfigError::new(format!("params must be a map, found {}", show(other))).in_file(file).context(ctx.clone()).key(format!("{key}.params")));
+                                errors.push(
+                                    ConfigError::new(format!("params must be a map, found {}", show(other)))
+                                        .in_file(file)
+                                        .context(ctx.clone())
+                                        .key(format!("{key}.params")),
+                                );
                                 continue;
                             }
                         };
                         handlers.push(HandlerEntry { name, params });
                     }
-                    other => errors.push(ConfigError::new(format!("a handler entry is a name or a {{name, params}} map, found {}", show(other))).in_file(file).context(ctx.clone()).key(key)),
+                    other => errors.push(
+                        ConfigError::new(format!(
+                            "a handler entry is a name or a {{name, params}} map, found {}",
+                            show(other)
+                        ))
+                        .in_file(file)
+                        .context(ctx.clone())
+                        .key(key),
+                    ),
                 }
             }
             pipelines.insert(name.to_string(), handlers);
@@ -89,7 +132,8 @@ impl PipelineConfig {
 
     /// Loads a `pipelines.yaml` file.
     pub fn load(file: &Path) -> Result<PipelineConfig, ConfigErrors> {
-        let text = std::fs::read_to_string(file).map_err(|e| ConfigError::new(format!("cannot read: {e}")).in_file(file))?;
+        let text =
+            std::fs::read_to_string(file).map_err(|e| ConfigError::new(format!("cannot read: {e}")).in_file(file))?;
         PipelineConfig::from_yaml_str(&text, file)
     }
 
@@ -105,7 +149,11 @@ mod tests {
 
     #[test]
     fn entries() {
-        let p = PipelineConfig::from_yaml_str("p:\n  - logger\n  - name: webhook\n    params: {url: 'http://x'}\n  - {name: logger}\n", Path::new("p.yaml")).unwrap();
+        let p = PipelineConfig::from_yaml_str(
+            "p:\n  - logger\n  - name: webhook\n    params: {url: 'http://x'}\n  - {name: logger}\n",
+            Path::new("p.yaml"),
+        )
+        .unwrap();
         let h = p.get("p").unwrap();
         assert_eq!(h.len(), 3);
         assert_eq!(h[0].name, "logger");

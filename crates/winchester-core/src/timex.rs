@@ -119,10 +119,7 @@ pub struct TimeExpr {
 impl TimeExpr {
     /// Parse an expression such as `$last + 1h`, `day`, `day($launched_at)`, `$first to $last + 2d`.
     pub fn parse(text: &str) -> Result<TimeExpr, TimexParseError> {
-        let err = |reason: String| TimexParseError {
-            expr: text.to_string(),
-            reason,
-        };
+        let err = |reason: String| TimexParseError { expr: text.to_string(), reason };
         let tokens = lex(text).map_err(err)?;
         if tokens.is_empty() {
             return Err(err("empty expression".to_string()));
@@ -136,10 +133,7 @@ impl TimeExpr {
             };
             return Err(err(reason));
         }
-        Ok(TimeExpr {
-            source: text.to_string(),
-            ast,
-        })
+        Ok(TimeExpr { source: text.to_string(), ast })
     }
     /// The original expression text.
     pub fn source(&self) -> &str {
@@ -235,29 +229,19 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, String> {
         if c == '$' {
             match chars.get(i + 1) {
                 Some(&(_, c2)) if c2.is_ascii_alphabetic() || c2 == '_' => {}
-                _ => {
-                    return Err(format!(
-                        "expected a variable name after '$' at offset {pos}"
-                    ))
-                }
+                _ => return Err(format!("expected a variable name after '$' at offset {pos}")),
             }
             let (name, j) = take(i + 1, &|c| c.is_ascii_alphanumeric() || c == '_');
             out.push((Tok::Var(name), pos));
             i = j;
         } else if c.is_ascii_digit() {
             let (digits, j) = take(i, &|c| c.is_ascii_digit());
-            let n: i64 = digits
-                .parse()
-                .map_err(|_| format!("number '{digits}' at offset {pos} is too large"))?;
+            let n: i64 = digits.parse().map_err(|_| format!("number '{digits}' at offset {pos} is too large"))?;
             out.push((Tok::Num(n), pos));
             i = j;
         } else if c.is_ascii_alphabetic() || c == '_' {
             let (word, j) = take(i, &|c| c.is_ascii_alphabetic() || c == '_');
-            let tok = if word == "to" {
-                Tok::To
-            } else {
-                Tok::Word(word)
-            };
+            let tok = if word == "to" { Tok::To } else { Tok::Word(word) };
             out.push((tok, pos));
             i = j;
         } else {
@@ -348,9 +332,9 @@ impl Fields {
     /// Checks replacement values that are statically known to be invalid.
     fn validate_replace(&self) -> Result<(), String> {
         let check = |v: Option<i64>, lo: i64, hi: i64, what: &str| match v {
-            Some(n) if n < lo || n > hi => Err(format!(
-                "cannot replace {what} with {n} (must be between {lo} and {hi})"
-            )),
+            Some(n) if n < lo || n > hi => {
+                Err(format!("cannot replace {what} with {n} (must be between {lo} and {hi})"))
+            }
             _ => Ok(()),
         };
         check(self.years, 1, 9999, "year")?;
@@ -473,14 +457,10 @@ impl Parser {
         self.pos += 1;
         let rhs = self.parse_chain()?;
         if kind(&lhs) != Kind::Ts || kind(&rhs) != Kind::Ts {
-            return Err(format!(
-                "'to' at offset {to_pos} needs a timestamp expression on both sides, not a range"
-            ));
+            return Err(format!("'to' at offset {to_pos} needs a timestamp expression on both sides, not a range"));
         }
         if let Some((Tok::To, p)) = self.tokens.get(self.pos) {
-            return Err(format!(
-                "'to' cannot be chained (second 'to' at offset {p})"
-            ));
+            return Err(format!("'to' cannot be chained (second 'to' at offset {p})"));
         }
         Ok(Node::To(Box::new(lhs), Box::new(rhs)))
     }
@@ -520,8 +500,7 @@ impl Parser {
             parts += 1;
             match self.tokens.get(self.pos) {
                 Some((Tok::Word(w), p)) => {
-                    let unit = Unit::from_word(w)
-                        .ok_or_else(|| format!("unknown unit '{w}' at offset {p}"))?;
+                    let unit = Unit::from_word(w).ok_or_else(|| format!("unknown unit '{w}' at offset {p}"))?;
                     self.pos += 1;
                     let slot = fields.slot(unit);
                     if slot.is_some() {
@@ -536,15 +515,10 @@ impl Parser {
             }
         }
         if parts == 0 {
-            return Err(format!(
-                "expected a duration (e.g. '1h') after '{after}', found {}",
-                self.describe_next()
-            ));
+            return Err(format!("expected a duration (e.g. '1h') after '{after}', found {}", self.describe_next()));
         }
         match ambiguous {
-            Some(n) if parts > 1 => Err(format!(
-                "number '{n}' without a unit inside a compound duration"
-            )),
+            Some(n) if parts > 1 => Err(format!("number '{n}' without a unit inside a compound duration")),
             Some(n) => Ok(Dur::Ambiguous(n)),
             None => Ok(Dur::Fixed(fields)),
         }
@@ -552,9 +526,7 @@ impl Parser {
 
     fn parse_primary(&mut self) -> Result<Node, String> {
         let Some((tok, pos)) = self.next() else {
-            return Err(
-                "expected a timestamp or range expression, found end of expression".to_string(),
-            );
+            return Err("expected a timestamp or range expression, found end of expression".to_string());
         };
         match tok {
             Tok::Var(name) => Ok(Node::Var(name)),
@@ -562,12 +534,8 @@ impl Parser {
                 let inner = self.parse_expr()?;
                 match self.next() {
                     Some((Tok::RParen, _)) => Ok(inner),
-                    None => Err(format!(
-                        "unbalanced parentheses: missing ')' for '(' at offset {pos}"
-                    )),
-                    Some((t, p)) => Err(format!(
-                        "expected ')' to close '(' at offset {pos}, found {t} at offset {p}"
-                    )),
+                    None => Err(format!("unbalanced parentheses: missing ')' for '(' at offset {pos}")),
+                    Some((t, p)) => Err(format!("expected ')' to close '(' at offset {pos}, found {t} at offset {p}")),
                 }
             }
             Tok::Word(w) => {
@@ -592,30 +560,20 @@ impl Parser {
                 }
                 let arg = self.parse_expr()?;
                 if kind(&arg) != Kind::Ts {
-                    return Err(format!(
-                        "the argument of '{w}' at offset {pos} must be a timestamp, not a range"
-                    ));
+                    return Err(format!("the argument of '{w}' at offset {pos} must be a timestamp, not a range"));
                 }
                 match self.next() {
                     Some((Tok::RParen, _)) => Ok(Node::Func(unit, Some(Box::new(arg)))),
-                    None => Err(format!(
-                        "unbalanced parentheses: missing ')' for '(' at offset {open}"
-                    )),
-                    Some((t, p)) => Err(format!(
-                        "expected ')' to close '(' at offset {open}, found {t} at offset {p}"
-                    )),
+                    None => Err(format!("unbalanced parentheses: missing ')' for '(' at offset {open}")),
+                    Some((t, p)) => Err(format!("expected ')' to close '(' at offset {open}, found {t} at offset {p}")),
                 }
             }
             Tok::Num(n) => Err(format!(
                 "duration '{n}' at offset {pos} without a timestamp or range to apply it to \
                  (e.g. '$timestamp + {n}h')"
             )),
-            Tok::RParen => Err(format!(
-                "unbalanced parentheses: unexpected ')' at offset {pos}"
-            )),
-            t => Err(format!(
-                "expected a timestamp or range expression, found {t} at offset {pos}"
-            )),
+            Tok::RParen => Err(format!("unbalanced parentheses: unexpected ')' at offset {pos}")),
+            t => Err(format!("expected a timestamp or range expression, found {t} at offset {pos}")),
         }
     }
 }
@@ -634,11 +592,7 @@ struct Pin {
 #[derive(Debug, Clone, Copy)]
 enum Val {
     Ts(Dt),
-    Range {
-        begin: Dt,
-        end: Dt,
-        pin: Option<Pin>,
-    },
+    Range { begin: Dt, end: Dt, pin: Option<Pin> },
 }
 
 const OOR: TimexEvalError = TimexEvalError::OutOfRange;
@@ -654,20 +608,11 @@ fn eval_node(node: &Node, vars: &Vars) -> Result<Val, TimexEvalError> {
                 Some(a) => eval_node(a, vars)?.instant(),
             };
             let (begin, end) = pin_range(*unit, anchor)?;
-            Ok(Val::Range {
-                begin,
-                end,
-                pin: Some(Pin {
-                    unit: *unit,
-                    anchor,
-                }),
-            })
+            Ok(Val::Range { begin, end, pin: Some(Pin { unit: *unit, anchor }) })
         }
-        Node::To(a, b) => Ok(Val::Range {
-            begin: eval_node(a, vars)?.instant(),
-            end: eval_node(b, vars)?.instant(),
-            pin: None,
-        }),
+        Node::To(a, b) => {
+            Ok(Val::Range { begin: eval_node(a, vars)?.instant(), end: eval_node(b, vars)?.instant(), pin: None })
+        }
         Node::Op(lhs, op, dur) => apply(eval_node(lhs, vars)?, *op, *dur),
     }
 }
@@ -682,9 +627,7 @@ impl Val {
 }
 
 fn lookup(name: &str, vars: &Vars) -> Result<Dt, TimexEvalError> {
-    vars.get(name)
-        .copied()
-        .ok_or_else(|| TimexEvalError::UndefinedVariable(name.to_string()))
+    vars.get(name).copied().ok_or_else(|| TimexEvalError::UndefinedVariable(name.to_string()))
 }
 
 fn apply(val: Val, op: Op, dur: Dur) -> Result<Val, TimexEvalError> {
@@ -704,11 +647,7 @@ fn apply(val: Val, op: Op, dur: Dur) -> Result<Val, TimexEvalError> {
         Dur::Ambiguous(n) => Fields::single(ambiguous_unit(begin, end), n),
     };
     let Some(pin) = pin else {
-        return Ok(Val::Range {
-            begin: apply_ts(begin, op, &f)?,
-            end: apply_ts(end, op, &f)?,
-            pin: None,
-        });
+        return Ok(Val::Range { begin: apply_ts(begin, op, &f)?, end: apply_ts(end, op, &f)?, pin: None });
     };
     let keeps_pin = match op {
         Op::Add | Op::Sub => smaller_than_pin(&f, pin.unit),
@@ -716,25 +655,13 @@ fn apply(val: Val, op: Op, dur: Dur) -> Result<Val, TimexEvalError> {
     };
     if keeps_pin {
         let (b, e) = slide(apply_ts(begin, op, &f)?, apply_ts(end, op, &f)?, pin)?;
-        return Ok(Val::Range {
-            begin: b,
-            end: e,
-            pin: Some(pin),
-        });
+        return Ok(Val::Range { begin: b, end: e, pin: Some(pin) });
     }
     match op {
-        Op::Add | Op::Sub => Ok(Val::Range {
-            begin: apply_ts(begin, op, &f)?,
-            end: apply_ts(end, op, &f)?,
-            pin: None,
-        }),
+        Op::Add | Op::Sub => Ok(Val::Range { begin: apply_ts(begin, op, &f)?, end: apply_ts(end, op, &f)?, pin: None }),
         Op::Replace => {
             let b = apply_ts(begin, op, &f)?;
-            Ok(Val::Range {
-                begin: b,
-                end: add_pin_units(b, pin.unit, 1)?,
-                pin: None,
-            })
+            Ok(Val::Range { begin: b, end: add_pin_units(b, pin.unit, 1)?, pin: None })
         }
     }
 }
@@ -773,10 +700,7 @@ fn smaller_than_pin(f: &Fields, unit: PinUnit) -> bool {
         PinUnit::Hour => below(HOUR_US),
         PinUnit::Day => below(DAY_US),
         PinUnit::Month => below(28 * DAY_US),
-        PinUnit::Year => {
-            years == 0
-                && (months.abs() * 30 * i128::from(DAY_US) + fixed) < 365 * i128::from(DAY_US)
-        }
+        PinUnit::Year => years == 0 && (months.abs() * 30 * i128::from(DAY_US) + fixed) < 365 * i128::from(DAY_US),
     }
 }
 
@@ -827,8 +751,7 @@ fn add_fields(t: Dt, f: &Fields, sign: i64) -> Result<Dt, TimexEvalError> {
         .ok_or(OOR)?;
     let t = add_months(t, months)?;
     let micros = i64::try_from(f.fixed_micros_wide() * i128::from(sign)).map_err(|_| OOR)?;
-    t.checked_add_signed(TimeDelta::microseconds(micros))
-        .ok_or(OOR)
+    t.checked_add_signed(TimeDelta::microseconds(micros)).ok_or(OOR)
 }
 
 fn replace(t: Dt, f: &Fields) -> Result<Dt, TimexEvalError> {
@@ -858,12 +781,8 @@ fn pin_range(unit: PinUnit, t: Dt) -> Result<(Dt, Dt), TimexEvalError> {
     let begin = match unit {
         PinUnit::Hour => date.and_hms_opt(t.hour(), 0, 0),
         PinUnit::Day => date.and_hms_opt(0, 0, 0),
-        PinUnit::Month => {
-            NaiveDate::from_ymd_opt(t.year(), t.month(), 1).and_then(|d| d.and_hms_opt(0, 0, 0))
-        }
-        PinUnit::Year => {
-            NaiveDate::from_ymd_opt(t.year(), 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0))
-        }
+        PinUnit::Month => NaiveDate::from_ymd_opt(t.year(), t.month(), 1).and_then(|d| d.and_hms_opt(0, 0, 0)),
+        PinUnit::Year => NaiveDate::from_ymd_opt(t.year(), 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)),
     }
     .ok_or(OOR)?
     .and_utc();
@@ -887,11 +806,7 @@ fn add_pin_units(t: Dt, unit: PinUnit, k: i64) -> Result<Dt, TimexEvalError> {
 fn slide(begin: Dt, end: Dt, pin: Pin) -> Result<(Dt, Dt), TimexEvalError> {
     let k = match pin.unit {
         PinUnit::Hour | PinUnit::Day => {
-            let unit_us = if pin.unit == PinUnit::Hour {
-                HOUR_US
-            } else {
-                DAY_US
-            };
+            let unit_us = if pin.unit == PinUnit::Hour { HOUR_US } else { DAY_US };
             let diff = (pin.anchor - begin).num_microseconds().ok_or(OOR)?;
             diff.div_euclid(unit_us)
         }
@@ -923,9 +838,7 @@ mod tests {
     use chrono::TimeZone;
 
     fn dt(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Dt {
-        Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
-            .single()
-            .expect("valid test date")
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).single().expect("valid test date")
     }
 
     fn vars(pairs: &[(&str, Dt)]) -> Vars {
@@ -965,32 +878,14 @@ mod tests {
     #[test]
     fn add_sub_timestamps() {
         let v = base();
-        assert_eq!(
-            ev("$last + 1h", &v),
-            TimexValue::Timestamp(dt(2014, 8, 1, 21, 4, 0))
-        );
-        assert_eq!(
-            ev("$first + 1d", &v),
-            TimexValue::Timestamp(dt(2014, 8, 2, 10, 0, 0))
-        );
-        assert_eq!(
-            ev("$last - 30m", &v),
-            TimexValue::Timestamp(dt(2014, 8, 1, 19, 34, 0))
-        );
+        assert_eq!(ev("$last + 1h", &v), TimexValue::Timestamp(dt(2014, 8, 1, 21, 4, 0)));
+        assert_eq!(ev("$first + 1d", &v), TimexValue::Timestamp(dt(2014, 8, 2, 10, 0, 0)));
+        assert_eq!(ev("$last - 30m", &v), TimexValue::Timestamp(dt(2014, 8, 1, 19, 34, 0)));
         assert_eq!(ev("$last+1h", &v), ev("$last + 1 h", &v));
-        assert_eq!(
-            ev("$last + 2 hours", &v),
-            TimexValue::Timestamp(dt(2014, 8, 1, 22, 4, 0))
-        );
-        assert_eq!(
-            ev("$last + 1 hour - 4 minutes", &v).timestamp(),
-            dt(2014, 8, 1, 21, 0, 0)
-        );
+        assert_eq!(ev("$last + 2 hours", &v), TimexValue::Timestamp(dt(2014, 8, 1, 22, 4, 0)));
+        assert_eq!(ev("$last + 1 hour - 4 minutes", &v).timestamp(), dt(2014, 8, 1, 21, 0, 0));
         assert_eq!(ev("$last + 5s", &v).timestamp(), dt(2014, 8, 1, 20, 4, 5));
-        assert_eq!(
-            ev("$last + 7us", &v).timestamp(),
-            dt(2014, 8, 1, 20, 4, 0) + TimeDelta::microseconds(7)
-        );
+        assert_eq!(ev("$last + 7us", &v).timestamp(), dt(2014, 8, 1, 20, 4, 0) + TimeDelta::microseconds(7));
         assert_eq!(ev("(($last))", &v).timestamp(), dt(2014, 8, 1, 20, 4, 0));
         assert_eq!(ev("$first + 1y", &v).timestamp(), dt(2015, 8, 1, 10, 0, 0));
     }
@@ -998,54 +893,27 @@ mod tests {
     #[test]
     fn juxtaposed_durations() {
         let v = base();
-        assert_eq!(
-            ev("$last + 6h 30m", &v).timestamp(),
-            dt(2014, 8, 2, 2, 34, 0)
-        );
-        assert_eq!(
-            ev("$last + 6h30m", &v).timestamp(),
-            dt(2014, 8, 2, 2, 34, 0)
-        );
-        assert_eq!(
-            ev("$first + 1d 2h", &v).timestamp(),
-            dt(2014, 8, 2, 12, 0, 0)
-        );
-        assert_eq!(
-            ev("$first - 1d 2h", &v).timestamp(),
-            dt(2014, 7, 31, 8, 0, 0)
-        );
+        assert_eq!(ev("$last + 6h 30m", &v).timestamp(), dt(2014, 8, 2, 2, 34, 0));
+        assert_eq!(ev("$last + 6h30m", &v).timestamp(), dt(2014, 8, 2, 2, 34, 0));
+        assert_eq!(ev("$first + 1d 2h", &v).timestamp(), dt(2014, 8, 2, 12, 0, 0));
+        assert_eq!(ev("$first - 1d 2h", &v).timestamp(), dt(2014, 7, 31, 8, 0, 0));
     }
 
     #[test]
     fn left_associative() {
         let v = base();
-        assert_eq!(
-            ev("$first + 1h - 30m + 1d", &v).timestamp(),
-            dt(2014, 8, 2, 10, 30, 0)
-        );
-        assert_eq!(
-            ev("$last @ 0h 0m 0s + 1d", &v).timestamp(),
-            dt(2014, 8, 2, 0, 0, 0)
-        );
-        assert_eq!(
-            ev("$last + 1d @ 0h 0m 0s", &v).timestamp(),
-            dt(2014, 8, 2, 0, 0, 0)
-        );
+        assert_eq!(ev("$first + 1h - 30m + 1d", &v).timestamp(), dt(2014, 8, 2, 10, 30, 0));
+        assert_eq!(ev("$last @ 0h 0m 0s + 1d", &v).timestamp(), dt(2014, 8, 2, 0, 0, 0));
+        assert_eq!(ev("$last + 1d @ 0h 0m 0s", &v).timestamp(), dt(2014, 8, 2, 0, 0, 0));
     }
 
     #[test]
     fn replace_fields() {
         let v = base();
-        assert_eq!(
-            ev("$last @ 0h 0m 0s", &v).timestamp(),
-            dt(2014, 8, 1, 0, 0, 0)
-        );
+        assert_eq!(ev("$last @ 0h 0m 0s", &v).timestamp(), dt(2014, 8, 1, 0, 0, 0));
         assert_eq!(ev("$last @ 2d", &v).timestamp(), dt(2014, 8, 2, 20, 4, 0));
         assert_eq!(ev("$last @ 3mo", &v).timestamp(), dt(2014, 3, 1, 20, 4, 0));
-        assert_eq!(
-            ev("$last @ 2012y", &v).timestamp(),
-            dt(2012, 8, 1, 20, 4, 0)
-        );
+        assert_eq!(ev("$last @ 2012y", &v).timestamp(), dt(2012, 8, 1, 20, 4, 0));
         // day beyond month length is clamped
         let v2 = vars(&[("t", dt(2014, 1, 31, 0, 0, 0))]);
         assert_eq!(ev("$t @ 2mo", &v2).timestamp(), dt(2014, 2, 28, 0, 0, 0));
@@ -1063,10 +931,7 @@ mod tests {
             ("d", dt(2014, 3, 31, 0, 0, 0)),
         ]);
         assert_eq!(ev("$a + 1mo", &v).timestamp(), dt(2014, 2, 28, 12, 0, 0));
-        assert_eq!(
-            ev("$b + 1 month", &v).timestamp(),
-            dt(2016, 2, 29, 12, 0, 0)
-        );
+        assert_eq!(ev("$b + 1 month", &v).timestamp(), dt(2016, 2, 29, 12, 0, 0));
         assert_eq!(ev("$c + 1y", &v).timestamp(), dt(2017, 2, 28, 0, 0, 0));
         assert_eq!(ev("$d - 1mo", &v).timestamp(), dt(2014, 2, 28, 0, 0, 0));
         assert_eq!(ev("$a + 11mo", &v).timestamp(), dt(2014, 12, 31, 12, 0, 0));
@@ -1078,37 +943,16 @@ mod tests {
     #[test]
     fn range_functions() {
         let v = base();
-        assert_eq!(
-            ev("day", &v),
-            range(dt(2014, 8, 1, 0, 0, 0), dt(2014, 8, 2, 0, 0, 0))
-        );
+        assert_eq!(ev("day", &v), range(dt(2014, 8, 1, 0, 0, 0), dt(2014, 8, 2, 0, 0, 0)));
         assert_eq!(ev("day()", &v), ev("day", &v));
         assert_eq!(ev("day($timestamp)", &v), ev("day", &v));
-        assert_eq!(
-            ev("day($launched_at)", &v),
-            range(dt(2014, 7, 15, 0, 0, 0), dt(2014, 7, 16, 0, 0, 0))
-        );
-        assert_eq!(
-            ev("hour", &v),
-            range(dt(2014, 8, 1, 20, 0, 0), dt(2014, 8, 1, 21, 0, 0))
-        );
-        assert_eq!(
-            ev("month", &v),
-            range(dt(2014, 8, 1, 0, 0, 0), dt(2014, 9, 1, 0, 0, 0))
-        );
-        assert_eq!(
-            ev("year", &v),
-            range(dt(2014, 1, 1, 0, 0, 0), dt(2015, 1, 1, 0, 0, 0))
-        );
+        assert_eq!(ev("day($launched_at)", &v), range(dt(2014, 7, 15, 0, 0, 0), dt(2014, 7, 16, 0, 0, 0)));
+        assert_eq!(ev("hour", &v), range(dt(2014, 8, 1, 20, 0, 0), dt(2014, 8, 1, 21, 0, 0)));
+        assert_eq!(ev("month", &v), range(dt(2014, 8, 1, 0, 0, 0), dt(2014, 9, 1, 0, 0, 0)));
+        assert_eq!(ev("year", &v), range(dt(2014, 1, 1, 0, 0, 0), dt(2015, 1, 1, 0, 0, 0)));
         let dec = vars(&[("timestamp", dt(2014, 12, 25, 8, 0, 0))]);
-        assert_eq!(
-            ev("month", &dec),
-            range(dt(2014, 12, 1, 0, 0, 0), dt(2015, 1, 1, 0, 0, 0))
-        );
-        assert_eq!(
-            ev("hour($launched_at + 1h)", &v),
-            range(dt(2014, 7, 15, 4, 0, 0), dt(2014, 7, 15, 5, 0, 0))
-        );
+        assert_eq!(ev("month", &dec), range(dt(2014, 12, 1, 0, 0, 0), dt(2015, 1, 1, 0, 0, 0)));
+        assert_eq!(ev("hour($launched_at + 1h)", &v), range(dt(2014, 7, 15, 4, 0, 0), dt(2014, 7, 15, 5, 0, 0)));
     }
 
     #[test]
@@ -1122,18 +966,9 @@ mod tests {
         assert!(!r.contains(dt(2014, 8, 1, 9, 59, 59)));
         assert_eq!(r.timestamp(), dt(2014, 8, 1, 10, 0, 0));
         // `to` binds looser than `+`
-        assert_eq!(
-            ev("$first to $last + 1d", &v),
-            range(dt(2014, 8, 1, 10, 0, 0), dt(2014, 8, 2, 20, 4, 0))
-        );
-        assert_eq!(
-            ev("($first to $last) + 1d", &v),
-            range(dt(2014, 8, 2, 10, 0, 0), dt(2014, 8, 2, 20, 4, 0))
-        );
-        assert_eq!(
-            ev("($first to $last) @ 0h", &v),
-            range(dt(2014, 8, 1, 0, 0, 0), dt(2014, 8, 1, 0, 4, 0))
-        );
+        assert_eq!(ev("$first to $last + 1d", &v), range(dt(2014, 8, 1, 10, 0, 0), dt(2014, 8, 2, 20, 4, 0)));
+        assert_eq!(ev("($first to $last) + 1d", &v), range(dt(2014, 8, 2, 10, 0, 0), dt(2014, 8, 2, 20, 4, 0)));
+        assert_eq!(ev("($first to $last) @ 0h", &v), range(dt(2014, 8, 1, 0, 0, 0), dt(2014, 8, 1, 0, 4, 0)));
     }
 
     #[test]
@@ -1148,107 +983,50 @@ mod tests {
     #[test]
     fn pinned_day_slides() {
         let early = vars(&[("timestamp", dt(2014, 8, 1, 3, 0, 0))]);
-        assert_eq!(
-            ev("day + 6h", &early),
-            range(dt(2014, 7, 31, 6, 0, 0), dt(2014, 8, 1, 6, 0, 0))
-        );
+        assert_eq!(ev("day + 6h", &early), range(dt(2014, 7, 31, 6, 0, 0), dt(2014, 8, 1, 6, 0, 0)));
         let late = vars(&[("timestamp", dt(2014, 8, 1, 20, 0, 0))]);
-        assert_eq!(
-            ev("day + 6h", &late),
-            range(dt(2014, 8, 1, 6, 0, 0), dt(2014, 8, 2, 6, 0, 0))
-        );
+        assert_eq!(ev("day + 6h", &late), range(dt(2014, 8, 1, 6, 0, 0), dt(2014, 8, 2, 6, 0, 0)));
         // subtracting slides the other way
-        assert_eq!(
-            ev("day - 6h", &late),
-            range(dt(2014, 8, 1, 18, 0, 0), dt(2014, 8, 2, 18, 0, 0))
-        );
-        assert_eq!(
-            ev("day - 6h", &early),
-            range(dt(2014, 7, 31, 18, 0, 0), dt(2014, 8, 1, 18, 0, 0))
-        );
+        assert_eq!(ev("day - 6h", &late), range(dt(2014, 8, 1, 18, 0, 0), dt(2014, 8, 2, 18, 0, 0)));
+        assert_eq!(ev("day - 6h", &early), range(dt(2014, 7, 31, 18, 0, 0), dt(2014, 8, 1, 18, 0, 0)));
         // stays pinned across several small shifts
-        assert_eq!(
-            ev("day + 6h + 1h", &early),
-            range(dt(2014, 7, 31, 7, 0, 0), dt(2014, 8, 1, 7, 0, 0))
-        );
+        assert_eq!(ev("day + 6h + 1h", &early), range(dt(2014, 7, 31, 7, 0, 0), dt(2014, 8, 1, 7, 0, 0)));
         // replacement of finer fields also slides
-        assert_eq!(
-            ev("day @ 6h", &early),
-            range(dt(2014, 7, 31, 6, 0, 0), dt(2014, 8, 1, 6, 0, 0))
-        );
-        assert_eq!(
-            ev("day @ 6h", &late),
-            range(dt(2014, 8, 1, 6, 0, 0), dt(2014, 8, 2, 6, 0, 0))
-        );
+        assert_eq!(ev("day @ 6h", &early), range(dt(2014, 7, 31, 6, 0, 0), dt(2014, 8, 1, 6, 0, 0)));
+        assert_eq!(ev("day @ 6h", &late), range(dt(2014, 8, 1, 6, 0, 0), dt(2014, 8, 2, 6, 0, 0)));
     }
 
     #[test]
     fn pinned_large_shift_unpins() {
         let v = base();
-        assert_eq!(
-            ev("day - 1d", &v),
-            range(dt(2014, 7, 31, 0, 0, 0), dt(2014, 8, 1, 0, 0, 0))
-        );
-        assert_eq!(
-            ev("day + 1d", &v),
-            range(dt(2014, 8, 2, 0, 0, 0), dt(2014, 8, 3, 0, 0, 0))
-        );
-        assert_eq!(
-            ev("hour - 1h", &v),
-            range(dt(2014, 8, 1, 19, 0, 0), dt(2014, 8, 1, 20, 0, 0))
-        );
-        assert_eq!(
-            ev("month - 1mo", &v),
-            range(dt(2014, 7, 1, 0, 0, 0), dt(2014, 8, 1, 0, 0, 0))
-        );
+        assert_eq!(ev("day - 1d", &v), range(dt(2014, 7, 31, 0, 0, 0), dt(2014, 8, 1, 0, 0, 0)));
+        assert_eq!(ev("day + 1d", &v), range(dt(2014, 8, 2, 0, 0, 0), dt(2014, 8, 3, 0, 0, 0)));
+        assert_eq!(ev("hour - 1h", &v), range(dt(2014, 8, 1, 19, 0, 0), dt(2014, 8, 1, 20, 0, 0)));
+        assert_eq!(ev("month - 1mo", &v), range(dt(2014, 7, 1, 0, 0, 0), dt(2014, 8, 1, 0, 0, 0)));
         // after unpinning, small shifts no longer slide
-        assert_eq!(
-            ev("day - 1d + 6h", &v),
-            range(dt(2014, 7, 31, 6, 0, 0), dt(2014, 8, 1, 6, 0, 0))
-        );
+        assert_eq!(ev("day - 1d + 6h", &v), range(dt(2014, 7, 31, 6, 0, 0), dt(2014, 8, 1, 6, 0, 0)));
         // coarse replacement rebuilds one pin unit from the new beginning
-        assert_eq!(
-            ev("day @ 2d", &v),
-            range(dt(2014, 8, 2, 0, 0, 0), dt(2014, 8, 3, 0, 0, 0))
-        );
-        assert_eq!(
-            ev("month @ 3mo", &v),
-            range(dt(2014, 3, 1, 0, 0, 0), dt(2014, 4, 1, 0, 0, 0))
-        );
+        assert_eq!(ev("day @ 2d", &v), range(dt(2014, 8, 2, 0, 0, 0), dt(2014, 8, 3, 0, 0, 0)));
+        assert_eq!(ev("month @ 3mo", &v), range(dt(2014, 3, 1, 0, 0, 0), dt(2014, 4, 1, 0, 0, 0)));
     }
 
     #[test]
     fn pinned_month_and_hour_slide() {
         let v = vars(&[("timestamp", dt(2014, 8, 3, 0, 0, 0))]);
-        assert_eq!(
-            ev("month + 5d", &v),
-            range(dt(2014, 7, 6, 0, 0, 0), dt(2014, 8, 6, 0, 0, 0))
-        );
+        assert_eq!(ev("month + 5d", &v), range(dt(2014, 7, 6, 0, 0, 0), dt(2014, 8, 6, 0, 0, 0)));
         let v = vars(&[("timestamp", dt(2014, 8, 10, 0, 0, 0))]);
-        assert_eq!(
-            ev("month + 5d", &v),
-            range(dt(2014, 8, 6, 0, 0, 0), dt(2014, 9, 6, 0, 0, 0))
-        );
+        assert_eq!(ev("month + 5d", &v), range(dt(2014, 8, 6, 0, 0, 0), dt(2014, 9, 6, 0, 0, 0)));
         let v = vars(&[("timestamp", dt(2014, 8, 1, 20, 10, 0))]);
-        assert_eq!(
-            ev("hour + 30m", &v),
-            range(dt(2014, 8, 1, 19, 30, 0), dt(2014, 8, 1, 20, 30, 0))
-        );
+        assert_eq!(ev("hour + 30m", &v), range(dt(2014, 8, 1, 19, 30, 0), dt(2014, 8, 1, 20, 30, 0)));
         let v = vars(&[("timestamp", dt(2014, 2, 1, 0, 0, 0))]);
-        assert_eq!(
-            ev("year + 3mo", &v),
-            range(dt(2013, 4, 1, 0, 0, 0), dt(2014, 4, 1, 0, 0, 0))
-        );
+        assert_eq!(ev("year + 3mo", &v), range(dt(2013, 4, 1, 0, 0, 0), dt(2014, 4, 1, 0, 0, 0)));
     }
 
     #[test]
     fn ambiguous_durations_on_ranges() {
         let v = base();
         // day range → hours: [08-01 02:00, 08-02 02:00) contains 20:04
-        assert_eq!(
-            ev("day + 2", &v),
-            range(dt(2014, 8, 1, 2, 0, 0), dt(2014, 8, 2, 2, 0, 0))
-        );
+        assert_eq!(ev("day + 2", &v), range(dt(2014, 8, 1, 2, 0, 0), dt(2014, 8, 2, 2, 0, 0)));
         assert_eq!(ev("day + 2", &v), ev("day + 2h", &v));
         // hour range → minutes
         assert_eq!(ev("hour + 5", &v), ev("hour + 5m", &v));
@@ -1256,10 +1034,7 @@ mod tests {
         assert_eq!(ev("month - 1", &v), ev("month - 1d", &v));
         assert_eq!(ev("year + 1", &v), ev("year + 1mo", &v));
         // explicit range of 10h04m → minutes
-        assert_eq!(
-            ev("($first to $last) + 3", &v),
-            range(dt(2014, 8, 1, 10, 3, 0), dt(2014, 8, 1, 20, 7, 0))
-        );
+        assert_eq!(ev("($first to $last) + 3", &v), range(dt(2014, 8, 1, 10, 3, 0), dt(2014, 8, 1, 20, 7, 0)));
         // invalid ambiguous replacement is an eval error
         let e = TimeExpr::parse("day @ 30").map(|p| p.eval(&v));
         assert_eq!(e, Ok(Err(TimexEvalError::OutOfRange)));
@@ -1268,15 +1043,9 @@ mod tests {
     #[test]
     fn undefined_variable() {
         let p = TimeExpr::parse("$nope + 1h").expect("parses");
-        assert_eq!(
-            p.eval(&base()),
-            Err(TimexEvalError::UndefinedVariable("nope".into()))
-        );
+        assert_eq!(p.eval(&base()), Err(TimexEvalError::UndefinedVariable("nope".into())));
         let p = TimeExpr::parse("day").expect("parses");
-        assert_eq!(
-            p.eval(&Vars::new()),
-            Err(TimexEvalError::UndefinedVariable("timestamp".into()))
-        );
+        assert_eq!(p.eval(&Vars::new()), Err(TimexEvalError::UndefinedVariable("timestamp".into())));
     }
 
     #[test]

@@ -131,19 +131,34 @@ const TRIGGER_KEYS: &[&str] = &[
 
 impl TriggerDefinition {
     /// Parses and validates one definition. All problems go to `errors`.
-    pub fn from_yaml(v: &Value, index: usize, errors: &mut Vec<ConfigError>, warnings: &mut Vec<ConfigError>) -> Option<TriggerDefinition> {
+    pub fn from_yaml(
+        v: &Value,
+        index: usize,
+        errors: &mut Vec<ConfigError>,
+        warnings: &mut Vec<ConfigError>,
+    ) -> Option<TriggerDefinition> {
         let Value::Mapping(m) = v else {
-            errors.push(ConfigError::new(format!("trigger definition #{} must be a map, found {}", index + 1, show(v))));
+            errors.push(ConfigError::new(format!(
+                "trigger definition #{} must be a map, found {}",
+                index + 1,
+                show(v)
+            )));
             return None;
         };
         let name = match m.get("name") {
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
             Some(other) => {
-                errors.push(ConfigError::new(format!("name must be a non-empty string, found {}", show(other))).context(format!("trigger #{}", index + 1)).key("name"));
+                errors.push(
+                    ConfigError::new(format!("name must be a non-empty string, found {}", show(other)))
+                        .context(format!("trigger #{}", index + 1))
+                        .key("name"),
+                );
                 return None;
             }
             None => {
-                errors.push(ConfigError::new("missing required key").context(format!("trigger #{}", index + 1)).key("name"));
+                errors.push(
+                    ConfigError::new("missing required key").context(format!("trigger #{}", index + 1)).key("name"),
+                );
                 return None;
             }
         };
@@ -153,7 +168,10 @@ impl TriggerDefinition {
         for k in m.keys() {
             match k.as_str() {
                 Some(s) if TRIGGER_KEYS.contains(&s) => {}
-                _ => local.push(ConfigError::new(format!("unknown key; expected one of {}", TRIGGER_KEYS.join(", "))).key(show(k).trim_matches('"').to_string())),
+                _ => local.push(
+                    ConfigError::new(format!("unknown key; expected one of {}", TRIGGER_KEYS.join(", ")))
+                        .key(show(k).trim_matches('"').to_string()),
+                ),
             }
         }
         let debug_level = match m.get("debug_level") {
@@ -178,14 +196,31 @@ impl TriggerDefinition {
                             let (k, v) = mm.iter().next().expect("len 1");
                             match (k.as_str(), v.as_str()) {
                                 (Some(n), Some(expr)) => match TimeExpr::parse(expr) {
-                                    Ok(expr) => distinguished_by.push(DistinguishedBy::Range { name: n.to_string(), expr }),
+                                    Ok(expr) => {
+                                        distinguished_by.push(DistinguishedBy::Range { name: n.to_string(), expr })
+                                    }
                                     Err(e) => local.push(ConfigError::new(e.to_string()).key(key)),
                                 },
-                                _ => local.push(ConfigError::new(format!("must map a trait name to a time expression, found {}", show(it))).key(key)),
+                                _ => local.push(
+                                    ConfigError::new(format!(
+                                        "must map a trait name to a time expression, found {}",
+                                        show(it)
+                                    ))
+                                    .key(key),
+                                ),
                             }
                         }
-                        Value::Mapping(mm) => local.push(ConfigError::new(format!("a map entry must have exactly one key, found {}", mm.len())).key(key)),
-                        other => local.push(ConfigError::new(format!("must be a trait name or a {{trait: expression}} map, found {}", show(other))).key(key)),
+                        Value::Mapping(mm) => local.push(
+                            ConfigError::new(format!("a map entry must have exactly one key, found {}", mm.len()))
+                                .key(key),
+                        ),
+                        other => local.push(
+                            ConfigError::new(format!(
+                                "must be a trait name or a {{trait: expression}} map, found {}",
+                                show(other)
+                            ))
+                            .key(key),
+                        ),
                     }
                 }
                 let mut seen = HashSet::new();
@@ -195,7 +230,9 @@ impl TriggerDefinition {
                     }
                 }
             }
-            Some(other) => local.push(ConfigError::new(format!("must be a list, found {}", show(other))).key("distinguished_by")),
+            Some(other) => {
+                local.push(ConfigError::new(format!("must be a list, found {}", show(other))).key("distinguished_by"))
+            }
         }
         let expiration = match m.get("expiration") {
             None | Some(Value::Null) => {
@@ -208,7 +245,13 @@ impl TriggerDefinition {
                     if bad.is_empty() {
                         Some(e)
                     } else {
-                        local.push(ConfigError::new(format!("{s:?} uses ${}; only $first and $last are defined", bad.join(", $"))).key("expiration"));
+                        local.push(
+                            ConfigError::new(format!(
+                                "{s:?} uses ${}; only $first and $last are defined",
+                                bad.join(", $")
+                            ))
+                            .key("expiration"),
+                        );
                         None
                     }
                 }
@@ -218,7 +261,10 @@ impl TriggerDefinition {
                 }
             },
             Some(other) => {
-                local.push(ConfigError::new(format!("must be a time expression string, found {}", show(other))).key("expiration"));
+                local.push(
+                    ConfigError::new(format!("must be a time expression string, found {}", show(other)))
+                        .key("expiration"),
+                );
                 None
             }
         };
@@ -236,9 +282,14 @@ impl TriggerDefinition {
         let fire_pipeline = pipeline("fire_pipeline");
         let expire_pipeline = pipeline("expire_pipeline");
         if fire_pipeline.is_none() && expire_pipeline.is_none() {
-            local.push(ConfigError::new("at least one of fire_pipeline and expire_pipeline is required").key("fire_pipeline"));
+            local.push(
+                ConfigError::new("at least one of fire_pipeline and expire_pipeline is required").key("fire_pipeline"),
+            );
         }
-        let criteria_list = |key: &str, local: &mut Vec<ConfigError>, local_warn: &mut Vec<ConfigError>| -> Vec<Criteria> {
+        let criteria_list = |key: &str,
+                             local: &mut Vec<ConfigError>,
+                             local_warn: &mut Vec<ConfigError>|
+         -> Vec<Criteria> {
             match m.get(key) {
                 None | Some(Value::Null) => {
                     local.push(ConfigError::new("missing required key").key(key));
@@ -262,15 +313,26 @@ impl TriggerDefinition {
         let fire_criteria = criteria_list("fire_criteria", &mut local, &mut local_warn);
         let match_criteria = criteria_list("match_criteria", &mut local, &mut local_warn);
         if let Some(Value::Sequence(items)) = m.get("load_criteria") {
-            let _ = items.iter().enumerate().filter_map(|(i, it)| Criteria::from_yaml(it, &format!("load_criteria[{i}]"), &mut local, &mut local_warn)).count();
-            local_warn.push(ConfigError::new("load_criteria is parsed but has no effect (as in the original)").key("load_criteria"));
+            let _ = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, it)| {
+                    Criteria::from_yaml(it, &format!("load_criteria[{i}]"), &mut local, &mut local_warn)
+                })
+                .count();
+            local_warn.push(
+                ConfigError::new("load_criteria is parsed but has no effect (as in the original)").key("load_criteria"),
+            );
         }
         let fire_delay = match m.get("fire_delay") {
             None | Some(Value::Null) => 0,
             Some(v) => match v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) {
                 Some(n) if n >= 0 => n,
                 _ => {
-                    local.push(ConfigError::new(format!("must be a non-negative number of seconds, found {}", show(v))).key("fire_delay"));
+                    local.push(
+                        ConfigError::new(format!("must be a non-negative number of seconds, found {}", show(v)))
+                            .key("fire_delay"),
+                    );
                     0
                 }
             },
@@ -344,10 +406,7 @@ impl TriggerDefinition {
 
     /// Whether per-criteria counts meet every criteria's `number`.
     pub fn fire_ready(&self, counts: &[i64]) -> bool {
-        self.fire_criteria
-            .iter()
-            .enumerate()
-            .all(|(i, c)| counts.get(i).copied().unwrap_or(0) >= c.number as i64)
+        self.fire_criteria.iter().enumerate().all(|(i, c)| counts.get(i).copied().unwrap_or(0) >= c.number as i64)
     }
 
     /// A stream's expire time from its first and last event times.
@@ -357,10 +416,7 @@ impl TriggerDefinition {
         vars.insert("last".into(), last);
         // Variables were checked at load time, so evaluation only fails on
         // date overflow; then the stream never expires on its own.
-        self.expiration
-            .eval(&vars)
-            .map(|v| v.timestamp())
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        self.expiration.eval(&vars).map(|v| v.timestamp()).unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// Fire time of a stream that becomes ready at `now`.
@@ -382,7 +438,11 @@ impl TriggerSet {
         let mut errors = Vec::new();
         for t in &triggers {
             if !seen.insert(t.name.clone()) {
-                errors.push(ConfigError::new("trigger name defined more than once").context(format!("trigger {:?}", t.name)).key("name"));
+                errors.push(
+                    ConfigError::new("trigger name defined more than once")
+                        .context(format!("trigger {:?}", t.name))
+                        .key("name"),
+                );
             }
         }
         if errors.is_empty() {
@@ -398,10 +458,18 @@ impl TriggerSet {
         let items = match doc {
             Value::Sequence(items) => items,
             Value::Null => vec![],
-            other => return Err(ConfigError::new(format!("must be a list of trigger definitions, found {}", show(&other))).in_file(file).into()),
+            other => {
+                return Err(ConfigError::new(format!("must be a list of trigger definitions, found {}", show(&other)))
+                    .in_file(file)
+                    .into())
+            }
         };
         let (mut errors, mut warnings) = (vec![], vec![]);
-        let defs: Vec<_> = items.iter().enumerate().filter_map(|(i, it)| TriggerDefinition::from_yaml(it, i, &mut errors, &mut warnings)).collect();
+        let defs: Vec<_> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, it)| TriggerDefinition::from_yaml(it, i, &mut errors, &mut warnings))
+            .collect();
         let set = TriggerSet::new(defs);
         if let Err(ConfigErrors(e)) = &set {
             errors.extend(e.iter().cloned());
@@ -414,7 +482,8 @@ impl TriggerSet {
 
     /// Loads a `triggers.yaml` file.
     pub fn load(file: &Path) -> Result<(TriggerSet, Vec<ConfigError>), ConfigErrors> {
-        let text = std::fs::read_to_string(file).map_err(|e| ConfigError::new(format!("cannot read: {e}")).in_file(file))?;
+        let text =
+            std::fs::read_to_string(file).map_err(|e| ConfigError::new(format!("cannot read: {e}")).in_file(file))?;
         TriggerSet::from_yaml_str(&text, file)
     }
 
@@ -472,9 +541,15 @@ mod tests {
         assert_eq!(e[0].key.as_deref(), Some("match_criteria"));
         assert_eq!(e[0].context.as_deref(), Some("trigger \"t\""));
         let d = def(MIN).unwrap();
-        assert_eq!((d.distinguished_by.len(), d.fire_criteria.len(), d.match_criteria.len(), d.fire_delay), (0, 1, 1, 0));
+        assert_eq!(
+            (d.distinguished_by.len(), d.fire_criteria.len(), d.match_criteria.len(), d.fire_delay),
+            (0, 1, 1, 0)
+        );
         assert!(def("{name: t, expiration: \"$last + 1h\", fire_criteria: [{}], match_criteria: [{}]}").is_err());
-        assert!(def("{name: t, expiration: \"$now + 1h\", fire_pipeline: p, fire_criteria: [{}], match_criteria: [{}]}").is_err());
+        assert!(def(
+            "{name: t, expiration: \"$now + 1h\", fire_pipeline: p, fire_criteria: [{}], match_criteria: [{}]}"
+        )
+        .is_err());
         assert!(def("{name: t, distinguished_by: [{a: day, b: day}], expiration: \"$last + 1h\", fire_pipeline: p, fire_criteria: [{}], match_criteria: [{}]}").is_err());
     }
 
@@ -484,7 +559,10 @@ mod tests {
         assert!(d.match_event(&ev("test.thing", &[])).is_ok());
         assert!(d.match_event(&ev("other.thing", &[])).is_err());
         let d = def("{name: t, distinguished_by: [instance_id, {timestamp: day}], expiration: \"$last + 1h\", fire_pipeline: p, fire_criteria: [{}], match_criteria: [{event_type: \"test.*\"}]}").unwrap();
-        assert_eq!(d.match_event(&ev("test.thing", &[])), Err(NoMatch::MissingDistinguishingTrait("instance_id".into())));
+        assert_eq!(
+            d.match_event(&ev("test.thing", &[])),
+            Err(NoMatch::MissingDistinguishingTrait("instance_id".into()))
+        );
         let (_, dist) = d.match_event(&ev("test.thing", &[("instance_id", TraitValue::String("foo".into()))])).unwrap();
         assert_eq!(dist.0["instance_id"], DistValue::Value(TraitValue::String("foo".into())));
         assert_eq!(

@@ -157,7 +157,9 @@ impl AmqpConfig {
                 .ok()
                 .filter(|p| *p > 0)
                 .ok_or_else(|| format!("param \"port\" must be an integer from 1 to 65535, found {s:?}"))?,
-            Some(other) => return Err(format!("param \"port\" must be an integer from 1 to 65535, found {}", show(other))),
+            Some(other) => {
+                return Err(format!("param \"port\" must be an integer from 1 to 65535, found {}", show(other)))
+            }
         };
         let env_keys = match params.get("env_keys") {
             None | Some(Value::Null) => Vec::new(),
@@ -173,7 +175,9 @@ impl AmqpConfig {
         let publish_events = match params.get("publish_events") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
-            Some(other) => return Err(format!("param \"publish_events\" must be true or false, found {}", show(other))),
+            Some(other) => {
+                return Err(format!("param \"publish_events\" must be true or false, found {}", show(other)))
+            }
         };
         // `library` (the original's kombu transport) is accepted for compatibility and ignored.
         match params.get("library") {
@@ -209,7 +213,12 @@ impl AmqpConfig {
     }
 
     fn broker(&self) -> String {
-        format!("{}:{}{}", self.host, self.port, if self.vhost.starts_with('/') { self.vhost.clone() } else { format!("/{}", self.vhost) })
+        format!(
+            "{}:{}{}",
+            self.host,
+            self.port,
+            if self.vhost.starts_with('/') { self.vhost.clone() } else { format!("/{}", self.vhost) }
+        )
     }
 
     fn pool_key(&self) -> PoolKey {
@@ -411,9 +420,8 @@ async fn forget_declared(cfg: &AmqpConfig) {
 /// Publishes one message and waits for the broker's confirm.
 async fn publish_one(cfg: &AmqpConfig, ch: &Channel, n: &serde_json::Value) -> Result<(), String> {
     let payload = serde_json::to_vec(n).map_err(|e| format!("cannot serialize: {e}"))?;
-    let mut props = BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_delivery_mode(PERSISTENT);
+    let mut props =
+        BasicProperties::default().with_content_type("application/json".into()).with_delivery_mode(PERSISTENT);
     if let Some(id) = message_id(n) {
         props = props.with_message_id(id.into());
     }
@@ -538,7 +546,10 @@ impl Handler for AmqpHandler {
                     self.pending = pending;
                     result
                 }
-                Err(e) => Err(AmqpError::Connect { broker: self.config.broker(), message: format!("publisher task failed: {e}") }),
+                Err(e) => Err(AmqpError::Connect {
+                    broker: self.config.broker(),
+                    message: format!("publisher task failed: {e}"),
+                }),
             },
             Err(e) => Err(AmqpError::Connect { broker: self.config.broker(), message: e }),
         };
@@ -590,8 +601,9 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let c = AmqpConfig::from_params(&params("exchange: nova\nqueue_name: notifications.info\nlibrary: librabbitmq"))
-            .unwrap();
+        let c =
+            AmqpConfig::from_params(&params("exchange: nova\nqueue_name: notifications.info\nlibrary: librabbitmq"))
+                .unwrap();
         assert_eq!(
             c,
             AmqpConfig {
@@ -611,7 +623,10 @@ mod tests {
             "exchange: x\nexchange_type: fanout\nqueue_name: q\nhost: rabbit\nport: 5673\nuser: u\npassword: p\nvhost: v\nenv_keys: [a, b]\npublish_events: true",
         ))
         .unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.user.as_str(), c.password.as_str(), c.vhost.as_str()), ("rabbit", 5673, "u", "p", "v"));
+        assert_eq!(
+            (c.host.as_str(), c.port, c.user.as_str(), c.password.as_str(), c.vhost.as_str()),
+            ("rabbit", 5673, "u", "p", "v")
+        );
         assert_eq!(c.env_keys, vec!["a", "b"]);
         assert!(c.publish_events);
         assert_eq!(c.exchange_kind(), ExchangeKind::Fanout);
@@ -634,8 +649,8 @@ mod tests {
 
     #[tokio::test]
     async fn handle_events_collects_in_env_keys_order() {
-        let mut h = AmqpHandler::from_params(&params("exchange: x\nqueue_name: q\nenv_keys: [b, missing, a, single]"))
-            .unwrap();
+        let mut h =
+            AmqpHandler::from_params(&params("exchange: x\nqueue_name: q\nenv_keys: [b, missing, a, single]")).unwrap();
         let mut env = env();
         env.values.insert("a".into(), serde_json::json!([{"n": 3}]));
         env.values.insert("b".into(), serde_json::json!([{"n": 1}, {"n": 2}]));
@@ -760,7 +775,9 @@ mod tests {
         }
         let id = uuid::Uuid::new_v4();
         let (exchange, queue) = (format!("winchester-test-x-{id}"), format!("winchester-test-q-{id}"));
-        let yaml = format!("exchange: {exchange}\nexchange_type: direct\nqueue_name: {queue}\nhost: 127.0.0.1\npublish_events: true");
+        let yaml = format!(
+            "exchange: {exchange}\nexchange_type: direct\nqueue_name: {queue}\nhost: 127.0.0.1\npublish_events: true"
+        );
         let mut env = env();
         let mut h = AmqpHandler::from_params(&params(&yaml)).unwrap();
         h.handle_events(vec![event("m1"), event("m2")], &mut env).await.unwrap();

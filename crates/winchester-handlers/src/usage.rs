@@ -56,20 +56,11 @@ pub const WARNINGS: &str = "compute.instance.exists.warnings";
 /// The delete event type.
 pub const DELETE_END: &str = "compute.instance.delete.end";
 /// Operation events whose fields must agree with the `.exists`.
-pub const OPERATION_ENDS: [&str; 3] = [
-    "compute.instance.rebuild.end",
-    "compute.instance.finish_resize.end",
-    "compute.instance.rescue.end",
-];
+pub const OPERATION_ENDS: [&str; 3] =
+    ["compute.instance.rebuild.end", "compute.instance.finish_resize.end", "compute.instance.rescue.end"];
 /// Fields compared between the `.exists` and the last operation event.
-pub const VERIFY_FIELDS: [&str; 6] = [
-    "launched_at",
-    "instance_flavor_id",
-    "tenant_id",
-    "os_architecture",
-    "os_version",
-    "os_distro",
-];
+pub const VERIFY_FIELDS: [&str; 6] =
+    ["launched_at", "instance_flavor_id", "tenant_id", "os_architecture", "os_version", "os_distro"];
 /// Fields compared between the `.exists` and its single delete event.
 pub const DELETE_FIELDS: [&str; 2] = ["launched_at", "deleted_at"];
 
@@ -206,10 +197,7 @@ pub fn is_eod_exists(e: &Event) -> bool {
 /// The `.exists`'s `launched_at`; `U1` if missing (or not a datetime).
 pub fn launched_at(exists: &Event) -> Result<DateTime<Utc>, UsageError> {
     datetime(exists, "launched_at").ok_or_else(|| {
-        UsageError::new(
-            "U1",
-            format!(".exists (message_id {}) has no valid launched_at value.", exists.message_id),
-        )
+        UsageError::new("U1", format!(".exists (message_id {}) has no valid launched_at value.", exists.message_id))
     })
 }
 
@@ -322,7 +310,11 @@ pub fn confirm_delete(exists: &Event, deletes: &[&Event]) -> Result<(), UsageErr
         [one] => verify_fields(exists, one, &DELETE_FIELDS),
         many => Err(UsageError::new(
             "U7",
-            format!("{} .deleted events found for .exists (message_id {}); expected at most one.", many.len(), exists.message_id),
+            format!(
+                "{} .deleted events found for .exists (message_id {}); expected at most one.",
+                many.len(),
+                exists.message_id
+            ),
         )),
     }
 }
@@ -353,10 +345,7 @@ pub fn do_checks(block: &[Event], exists: &Event, warnings: &mut Vec<String>) ->
     if let Some(last) = ops.last() {
         verify_fields(exists, last, &VERIFY_FIELDS)?;
     } else if is_non_eod_exists(exists) {
-        warnings.push(format!(
-            "Non-EOD .exists found (message_id {}) with no operation event.",
-            exists.message_id
-        ));
+        warnings.push(format!("Non-EOD .exists found (message_id {}) with no operation event.", exists.message_id));
     }
     confirm_delete(exists, &find_events(block, &[DELETE_END]))
 }
@@ -429,7 +418,8 @@ fn no_exists_event(trailing: &[Event], stream_id: i64) -> Result<Event, HandlerE
     }
     traits.insert("error".into(), TraitValue::String("notifications but no .exists".into()));
     traits.insert("error_code".into(), TraitValue::String("U0".into()));
-    let ns = Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("winchester-usage:{stream_id}:{}", first.message_id).as_bytes());
+    let ns =
+        Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("winchester-usage:{stream_id}:{}", first.message_id).as_bytes());
     let id = Uuid::new_v5(&ns, FAILED.as_bytes()).to_string();
     Ok(Event::new(id, FAILED, first.timestamp, traits)?)
 }
@@ -446,13 +436,8 @@ mod tests {
     }
 
     fn ev(id: &str, ty: &str, traits: &[(&str, TraitValue)]) -> Event {
-        Event::new(
-            id,
-            ty,
-            t(2026, 1, 2, 0, 30),
-            traits.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-        )
-        .unwrap()
+        Event::new(id, ty, t(2026, 1, 2, 0, 30), traits.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+            .unwrap()
     }
 
     fn s(v: &str) -> TraitValue {
@@ -621,7 +606,10 @@ mod tests {
     // 93
     #[test]
     fn process_block_success() {
-        let e = exists("6f9619ff-8b86-d011-b42d-00cf4fc964ff", &[("state", s("active")), ("launched_at", d(t(2025, 1, 1, 0, 0))), ("error_code", s("stale"))]);
+        let e = exists(
+            "6f9619ff-8b86-d011-b42d-00cf4fc964ff",
+            &[("state", s("active")), ("launched_at", d(t(2025, 1, 1, 0, 0))), ("error_code", s("stale"))],
+        );
         let out = process_block(&[], &e, 42).unwrap();
         assert_eq!(out.len(), 1);
         let v = &out[0];
@@ -711,8 +699,8 @@ mod tests {
         let mut w = Vec::new();
         do_checks(&[ev("r", "compute.instance.rebuild.end", &[("tenant_id", s("t1"))])], &ne, &mut w).unwrap();
         assert!(w.is_empty());
-        let err = do_checks(&[ev("r", "compute.instance.rebuild.end", &[("tenant_id", s("t2"))])], &ne, &mut w)
-            .unwrap_err();
+        let err =
+            do_checks(&[ev("r", "compute.instance.rebuild.end", &[("tenant_id", s("t2"))])], &ne, &mut w).unwrap_err();
         assert_eq!(err.code, "U2");
         assert!(w.is_empty());
         // Only the last interesting event counts.

@@ -116,7 +116,9 @@ impl WebhookConfig {
         let headers = match params.get("headers") {
             None | Some(Value::Null) => HeaderMap::new(),
             Some(Value::Mapping(m)) => parse_headers(m)?,
-            Some(other) => return Err(format!("param \"headers\" must be a map of header name to value, found {}", show(other))),
+            Some(other) => {
+                return Err(format!("param \"headers\" must be a map of header name to value, found {}", show(other)))
+            }
         };
         let event_types = match params.get("event_types") {
             None | Some(Value::Null) => EventTypeFilter::new(&["*"]),
@@ -182,7 +184,12 @@ fn parse_headers(m: &Mapping) -> Result<HeaderMap, String> {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
-            other => return Err(format!("param \"headers\": header {name:?} must have a string value, found {}", show(other))),
+            other => {
+                return Err(format!(
+                    "param \"headers\": header {name:?} must have a string value, found {}",
+                    show(other)
+                ))
+            }
         };
         let hn = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("param \"headers\": {name:?} is not a valid header name"))?;

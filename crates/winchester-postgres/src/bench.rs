@@ -78,11 +78,17 @@ impl EngineRows {
 }
 
 const EVENT_COLS: &str = "id, message_id, event_type, generated, traits";
-const STREAM_COLS: &str = "id, trigger_name, dist_key, dist_traits, open, state, state_serial_no, first_event, last_event, \
+const STREAM_COLS: &str =
+    "id, trigger_name, dist_key, dist_traits, open, state, state_serial_no, first_event, last_event, \
      expire_timestamp, fire_timestamp, event_count, fire_counts, lease_expires_at, attempts, last_error";
 const STREAM_EVENT_COLS: &str = "stream_id, event_id";
 
-async fn copy_out(conn: &mut PgConnection, table: &str, cols: &str, order: &str) -> Result<(Vec<u8>, u64), sqlx::Error> {
+async fn copy_out(
+    conn: &mut PgConnection,
+    table: &str,
+    cols: &str,
+    order: &str,
+) -> Result<(Vec<u8>, u64), sqlx::Error> {
     let mut out = Vec::new();
     {
         let mut s = conn.copy_out_raw(&format!("COPY (SELECT {cols} FROM {table} ORDER BY {order}) TO STDOUT")).await?;
@@ -116,9 +122,11 @@ pub async fn copy_load(url: &str, rows: &EngineRows) -> Result<Duration, sqlx::E
     let mut conn = PgConnection::connect(url).await?;
     let start = Instant::now();
     let mut tx = conn.begin().await?;
-    for (table, cols, data) in
-        [("event", EVENT_COLS, &rows.event), ("stream", STREAM_COLS, &rows.stream), ("stream_event", STREAM_EVENT_COLS, &rows.stream_event)]
-    {
+    for (table, cols, data) in [
+        ("event", EVENT_COLS, &rows.event),
+        ("stream", STREAM_COLS, &rows.stream),
+        ("stream_event", STREAM_EVENT_COLS, &rows.stream_event),
+    ] {
         let mut copy = tx.copy_in_raw(&format!("COPY {table} ({cols}) FROM STDIN")).await?;
         copy.send(data.as_slice()).await?;
         copy.finish().await?;
@@ -133,7 +141,13 @@ pub async fn copy_load(url: &str, rows: &EngineRows) -> Result<Duration, sqlx::E
 /// (type `event_type`), all ready to fire now: the state a burst of completed
 /// streams leaves behind. Set-based SQL, so it takes a second, not the time of
 /// an ingest.
-pub async fn fill_ready_streams(pool: &PgPool, trigger: &str, event_type: &str, streams: u64, events_per_stream: u64) -> Result<(), sqlx::Error> {
+pub async fn fill_ready_streams(
+    pool: &PgPool,
+    trigger: &str,
+    event_type: &str,
+    streams: u64,
+    events_per_stream: u64,
+) -> Result<(), sqlx::Error> {
     let n = (streams * events_per_stream) as i64;
     let eps = events_per_stream.max(1) as i64;
     let mut tx = pool.begin().await?;
@@ -188,6 +202,7 @@ pub async fn unfinished_streams(pool: &PgPool) -> Result<i64, sqlx::Error> {
 
 /// Streams in each state, as (state number, count).
 pub async fn stream_states(pool: &PgPool) -> Result<Vec<(i16, i64)>, sqlx::Error> {
-    let rows = sqlx::query("SELECT state, count(*) AS n FROM stream GROUP BY state ORDER BY state").fetch_all(pool).await?;
+    let rows =
+        sqlx::query("SELECT state, count(*) AS n FROM stream GROUP BY state ORDER BY state").fetch_all(pool).await?;
     rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("n")?))).collect()
 }

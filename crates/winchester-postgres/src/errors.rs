@@ -7,9 +7,11 @@ use winchester_storage::StorageError;
 /// (both retryable); everything else is `Database`.
 pub fn storage_error(e: sqlx::Error) -> StorageError {
     match &e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
-            StorageError::Unavailable(Box::new(e))
-        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StorageError::Unavailable(Box::new(e)),
         sqlx::Error::Database(db) => match db.code().as_deref() {
             // serialization_failure, deadlock_detected, unique_violation
             Some("40001") | Some("40P01") | Some("23505") => StorageError::Conflict(Box::new(e)),

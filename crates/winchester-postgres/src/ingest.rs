@@ -64,7 +64,11 @@ pub(crate) async fn ingest(pool: &PgPool, batch: &[EventPlan], now: DateTime<Utc
 
 /// Saves a batch inside an open transaction. Used by ingest and by a worker
 /// saving a pipeline's new events together with the stream's completion.
-pub(crate) async fn ingest_in_tx(conn: &mut PgConnection, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
+pub(crate) async fn ingest_in_tx(
+    conn: &mut PgConnection,
+    batch: &[EventPlan],
+    now: DateTime<Utc>,
+) -> Result<Vec<IngestOutcome>> {
     if batch.is_empty() {
         return Ok(vec![]);
     }
@@ -119,10 +123,8 @@ pub(crate) async fn ingest_in_tx(conn: &mut PgConnection, batch: &[EventPlan], n
 
     // 3. Memberships.
     if !stream_of.is_empty() {
-        let (sids, eids): (Vec<i64>, Vec<i64>) = stream_of
-            .iter()
-            .map(|((i, _), sid)| (*sid, event_ids[*i].expect("grouped events were saved")))
-            .unzip();
+        let (sids, eids): (Vec<i64>, Vec<i64>) =
+            stream_of.iter().map(|((i, _), sid)| (*sid, event_ids[*i].expect("grouped events were saved"))).unzip();
         sqlx::query("INSERT INTO stream_event (stream_id, event_id) SELECT * FROM UNNEST($1::bigint[], $2::bigint[])")
             .bind(&sids)
             .bind(&eids)
@@ -186,7 +188,14 @@ struct NewRows<'a> {
 }
 
 impl<'a> NewRows<'a> {
-    fn push(&mut self, trigger: &'a str, key: &'a str, dist: &'a winchester_core::DistTraits, open: bool, d: &StreamDraft) {
+    fn push(
+        &mut self,
+        trigger: &'a str,
+        key: &'a str,
+        dist: &'a winchester_core::DistTraits,
+        open: bool,
+        d: &StreamDraft,
+    ) {
         self.trigger.push(trigger);
         self.key.push(key);
         self.dist.push(Json(dist));
@@ -240,7 +249,8 @@ async fn write_streams(
         .map_err(storage_error)?;
         let mut existing: HashMap<(String, String), StreamDraft> = HashMap::with_capacity(rows.len());
         for r in rows {
-            let key = (r.try_get("trigger_name").map_err(storage_error)?, r.try_get("dist_key").map_err(storage_error)?);
+            let key =
+                (r.try_get("trigger_name").map_err(storage_error)?, r.try_get("dist_key").map_err(storage_error)?);
             existing.insert(
                 key,
                 StreamDraft {
@@ -414,7 +424,11 @@ async fn write_streams(
         .await
         .map_err(storage_error)?;
         if rows.len() != more_slots.len() {
-            return Err(StorageError::Corrupt(format!("{} new streams written, {} expected", rows.len(), more_slots.len())));
+            return Err(StorageError::Corrupt(format!(
+                "{} new streams written, {} expected",
+                rows.len(),
+                more_slots.len()
+            )));
         }
         for (r, (k, n)) in rows.iter().zip(&more_slots) {
             let inserted: bool = r.try_get("inserted").map_err(storage_error)?;

@@ -73,7 +73,13 @@ impl Storage for PgStorage {
         streams::ready(&self.pool, action, now, limit).await
     }
 
-    async fn claim(&self, stream: &Stream, action: Action, now: DateTime<Utc>, lease: Duration) -> Result<Option<Stream>> {
+    async fn claim(
+        &self,
+        stream: &Stream,
+        action: Action,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<Stream>> {
         streams::claim(&self.pool, stream, action, now, lease).await
     }
 

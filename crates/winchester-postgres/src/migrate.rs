@@ -38,7 +38,11 @@ pub async fn status(pool: &PgPool) -> Result<Vec<MigrationStatus>, MigrateError>
     Ok(MIGRATOR
         .iter()
         .filter(|m| m.migration_type.is_up_migration())
-        .map(|m| MigrationStatus { version: m.version, description: m.description.to_string(), applied: applied.contains(&m.version) })
+        .map(|m| MigrationStatus {
+            version: m.version,
+            description: m.description.to_string(),
+            applied: applied.contains(&m.version),
+        })
         .collect())
 }
 

@@ -36,9 +36,8 @@ pub(crate) fn stream(row: &PgRow) -> Result<Stream> {
 
 pub(crate) fn event(row: &PgRow) -> Result<Event> {
     let message_id: String = row.try_get("message_id").map_err(storage_error)?;
-    let Json(traits): Json<BTreeMap<String, TraitValue>> = row
-        .try_get("traits")
-        .map_err(|e| StorageError::Corrupt(format!("traits of event {message_id}: {e}")))?;
+    let Json(traits): Json<BTreeMap<String, TraitValue>> =
+        row.try_get("traits").map_err(|e| StorageError::Corrupt(format!("traits of event {message_id}: {e}")))?;
     Ok(Event {
         message_id,
         event_type: row.try_get("event_type").map_err(storage_error)?,

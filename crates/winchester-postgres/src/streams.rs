@@ -32,7 +32,13 @@ pub(crate) async fn ready(pool: &PgPool, action: Action, now: DateTime<Utc>, lim
     rows.iter().map(rows::stream).collect()
 }
 
-pub(crate) async fn claim(pool: &PgPool, stream: &Stream, action: Action, now: DateTime<Utc>, lease: Duration) -> Result<Option<Stream>> {
+pub(crate) async fn claim(
+    pool: &PgPool,
+    stream: &Stream,
+    action: Action,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<Option<Stream>> {
     let lease_end = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::days(1));
     // An expire claim must not take a stream that became ready to fire since it was read.
     let extra = match action {
@@ -55,7 +61,12 @@ pub(crate) async fn claim(pool: &PgPool, stream: &Stream, action: Action, now: D
     row.as_ref().map(rows::stream).transpose()
 }
 
-pub(crate) async fn finish(pool: &PgPool, claimed: &Stream, outcome: Finish<'_>, now: DateTime<Utc>) -> Result<FinishOutcome> {
+pub(crate) async fn finish(
+    pool: &PgPool,
+    claimed: &Stream,
+    outcome: Finish<'_>,
+    now: DateTime<Utc>,
+) -> Result<FinishOutcome> {
     let mut tx = pool.begin().await.map_err(storage_error)?;
     let (sql, reason, state) = match &outcome {
         Finish::Completed { purge: true, .. } => ("DELETE FROM stream WHERE id = $1 AND state_serial_no = $2", None, None),
@@ -136,7 +147,12 @@ pub(crate) async fn retry(pool: &PgPool, id: i64) -> Result<Option<Stream>> {
 }
 
 pub(crate) async fn purge(pool: &PgPool, id: i64) -> Result<bool> {
-    let n = sqlx::query("DELETE FROM stream WHERE id = $1").bind(id).execute(pool).await.map_err(storage_error)?.rows_affected();
+    let n = sqlx::query("DELETE FROM stream WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(storage_error)?
+        .rows_affected();
     Ok(n == 1)
 }
 

@@ -25,7 +25,11 @@ pub(crate) async fn ingest(pool: &SqlitePool, batch: &[EventPlan], now: DateTime
     Ok(out)
 }
 
-pub(crate) async fn ingest_in_tx(conn: &mut SqliteConnection, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
+pub(crate) async fn ingest_in_tx(
+    conn: &mut SqliteConnection,
+    batch: &[EventPlan],
+    now: DateTime<Utc>,
+) -> Result<Vec<IngestOutcome>> {
     let mut event_ids: Vec<Option<i64>> = Vec::with_capacity(batch.len());
     for p in batch {
         let e = &p.event;
@@ -76,7 +80,8 @@ pub(crate) async fn ingest_in_tx(conn: &mut SqliteConnection, batch: &[EventPlan
             }),
             None => None,
         };
-        let events = entries.iter().map(|&(i, j)| (batch[i].event.timestamp, batch[i].memberships[j].fire_hits.as_slice()));
+        let events =
+            entries.iter().map(|&(i, j)| (batch[i].event.timestamp, batch[i].memberships[j].fire_hits.as_slice()));
         let folded = fold_group(&m0.trigger, existing, events, now);
         let dist_json = serde_json::to_string(&m0.dist).map_err(|e| StorageError::Corrupt(e.to_string()))?;
         let mut ids = Vec::with_capacity(folded.drafts.len());
@@ -138,7 +143,10 @@ pub(crate) async fn ingest_in_tx(conn: &mut SqliteConnection, batch: &[EventPlan
         .enumerate()
         .map(|(i, p)| match event_ids[i] {
             None => IngestOutcome::Duplicate,
-            Some(event_id) => IngestOutcome::Saved { event_id, stream_ids: (0..p.memberships.len()).map(|j| stream_of[&(i, j)]).collect() },
+            Some(event_id) => IngestOutcome::Saved {
+                event_id,
+                stream_ids: (0..p.memberships.len()).map(|j| stream_of[&(i, j)]).collect(),
+            },
         })
         .collect())
 }

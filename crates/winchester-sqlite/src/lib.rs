@@ -28,7 +28,8 @@ use std::str::FromStr;
 use std::time::Duration;
 use winchester_core::Event;
 use winchester_storage::{
-    Action, EventPlan, Finish, FinishOutcome, IngestOutcome, ReadyListener, Result, Storage, StorageError, Stream, StreamFilter,
+    Action, EventPlan, Finish, FinishOutcome, IngestOutcome, ReadyListener, Result, Storage, StorageError, Stream,
+    StreamFilter,
 };
 
 /// This backend's migrations.
@@ -41,7 +42,9 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// retryable, constraint races are conflicts, anything else is fatal.
 pub fn storage_error(e: sqlx::Error) -> StorageError {
     match &e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => StorageError::Unavailable(Box::new(e)),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            StorageError::Unavailable(Box::new(e))
+        }
         sqlx::Error::Database(db) => {
             // Extended result codes; the low byte is the primary code.
             let code: i64 = db.code().and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -88,7 +91,9 @@ impl SqliteStorage {
         let applied = |pool: SqlitePool| async move {
             let mut c = pool.acquire().await?;
             c.ensure_migrations_table().await?;
-            Ok::<_, sqlx::migrate::MigrateError>(c.list_applied_migrations().await?.into_iter().map(|m| m.version).collect::<Vec<_>>())
+            Ok::<_, sqlx::migrate::MigrateError>(
+                c.list_applied_migrations().await?.into_iter().map(|m| m.version).collect::<Vec<_>>(),
+            )
         };
         let before = applied(self.pool.clone()).await?;
         MIGRATOR.run(&self.pool).await?;
@@ -107,11 +112,22 @@ impl Storage for SqliteStorage {
         streams::ready(&self.pool, action, now, limit).await
     }
 
-    async fn claim(&self, stream: &Stream, action: Action, now: DateTime<Utc>, lease: Duration) -> Result<Option<Stream>> {
+    async fn claim(
+        &self,
+        stream: &Stream,
+        action: Action,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<Stream>> {
         streams::claim(&self.pool, stream, action, now, lease).await
     }
 
-    async fn stream_events(&self, stream_id: i64, after: Option<(DateTime<Utc>, i64)>, limit: u32) -> Result<(Vec<Event>, Option<(DateTime<Utc>, i64)>)> {
+    async fn stream_events(
+        &self,
+        stream_id: i64,
+        after: Option<(DateTime<Utc>, i64)>,
+        limit: u32,
+    ) -> Result<(Vec<Event>, Option<(DateTime<Utc>, i64)>)> {
         events::stream_events(&self.pool, stream_id, after, limit).await
     }
 

@@ -36,7 +36,8 @@ pub(crate) fn stream(row: &SqliteRow) -> Result<Stream> {
     Ok(Stream {
         id: row.try_get("id").map_err(storage_error)?,
         trigger: row.try_get("trigger_name").map_err(storage_error)?,
-        state: StreamState::from_i16(state as i16).ok_or_else(|| StorageError::Corrupt(format!("stream state {state}")))?,
+        state: StreamState::from_i16(state as i16)
+            .ok_or_else(|| StorageError::Corrupt(format!("stream state {state}")))?,
         state_serial_no: row.try_get::<i64, _>("state_serial_no").map_err(storage_error)? as i32,
         dist_traits: dist,
         open: open != 0,

@@ -30,7 +30,13 @@ pub(crate) async fn ready(pool: &SqlitePool, action: Action, now: DateTime<Utc>,
     rows.iter().map(rows::stream).collect()
 }
 
-pub(crate) async fn claim(pool: &SqlitePool, stream: &Stream, action: Action, now: DateTime<Utc>, lease: Duration) -> Result<Option<Stream>> {
+pub(crate) async fn claim(
+    pool: &SqlitePool,
+    stream: &Stream,
+    action: Action,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<Option<Stream>> {
     let lease_end = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::days(1));
     let extra = match action {
         Action::Fire => "",
@@ -54,7 +60,12 @@ pub(crate) async fn claim(pool: &SqlitePool, stream: &Stream, action: Action, no
     row.as_ref().map(rows::stream).transpose()
 }
 
-pub(crate) async fn finish(pool: &SqlitePool, claimed: &Stream, outcome: Finish<'_>, now: DateTime<Utc>) -> Result<FinishOutcome> {
+pub(crate) async fn finish(
+    pool: &SqlitePool,
+    claimed: &Stream,
+    outcome: Finish<'_>,
+    now: DateTime<Utc>,
+) -> Result<FinishOutcome> {
     let mut tx = begin(pool).await?;
     let done = match &outcome {
         Finish::Completed { purge: true, .. } => {
@@ -127,7 +138,13 @@ pub(crate) async fn retry(pool: &SqlitePool, id: i64) -> Result<Option<Stream>> 
         let Some(to) = s.state.retry_state() else { return Ok(Some(s)) };
         let sql = format!("UPDATE stream SET state = ?, state_serial_no = state_serial_no + 1 WHERE id = ? AND state_serial_no = ? RETURNING {STREAM_COLUMNS}");
         let mut tx = begin(pool).await?;
-        let row = sqlx::query(&sql).bind(to as i64).bind(id).bind(s.state_serial_no as i64).fetch_optional(&mut *tx).await.map_err(storage_error)?;
+        let row = sqlx::query(&sql)
+            .bind(to as i64)
+            .bind(id)
+            .bind(s.state_serial_no as i64)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(storage_error)?;
         tx.commit().await.map_err(storage_error)?;
         if let Some(r) = row {
             return rows::stream(&r).map(Some);
@@ -137,7 +154,12 @@ pub(crate) async fn retry(pool: &SqlitePool, id: i64) -> Result<Option<Stream>> 
 }
 
 pub(crate) async fn purge(pool: &SqlitePool, id: i64) -> Result<bool> {
-    let n = sqlx::query("DELETE FROM stream WHERE id = ?").bind(id).execute(pool).await.map_err(storage_error)?.rows_affected();
+    let n = sqlx::query("DELETE FROM stream WHERE id = ?")
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(storage_error)?
+        .rows_affected();
     Ok(n == 1)
 }
 

@@ -97,11 +97,22 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// Takes a ready stream for `action` (compare-and-set on its serial), closing it
     /// to new events and leasing it until `now + lease`. `None` when another worker
     /// got there first.
-    async fn claim(&self, stream: &Stream, action: Action, now: DateTime<Utc>, lease: Duration) -> Result<Option<Stream>>;
+    async fn claim(
+        &self,
+        stream: &Stream,
+        action: Action,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<Stream>>;
 
     /// A page of a stream's events in timestamp order, after the `(timestamp, id)`
     /// position `after` (exclusive). Returns the events and the position of the last.
-    async fn stream_events(&self, stream_id: i64, after: Option<(DateTime<Utc>, i64)>, limit: u32) -> Result<(Vec<Event>, Option<(DateTime<Utc>, i64)>)>;
+    async fn stream_events(
+        &self,
+        stream_id: i64,
+        after: Option<(DateTime<Utc>, i64)>,
+        limit: u32,
+    ) -> Result<(Vec<Event>, Option<(DateTime<Utc>, i64)>)>;
 
     /// Records the end of a pipeline run on a claimed stream.
     async fn finish(&self, claimed: &Stream, outcome: Finish<'_>, now: DateTime<Utc>) -> Result<FinishOutcome>;

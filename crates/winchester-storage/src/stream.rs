@@ -78,10 +78,9 @@ impl fmt::Display for StreamState {
 impl FromStr for StreamState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        StreamState::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown stream state {s:?}; expected one of {}", StreamState::ALL.map(|s| s.as_str()).join(", ")))
+        StreamState::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
+            format!("unknown stream state {s:?}; expected one of {}", StreamState::ALL.map(|s| s.as_str()).join(", "))
+        })
     }
 }
 

@@ -1,8 +1,8 @@
 //! The ingest side: validate events, match them against every trigger, and save
 //! each with all of its stream memberships in one transaction.
 
-use std::sync::Arc;
 use crate::debug::{no_match_reason, TriggerDebug};
+use std::sync::Arc;
 use winchester_core::distiller::{DistillError, Distiller};
 use winchester_core::{Clock, Event, EventError, TriggerSet};
 use winchester_storage::{EventPlan, IngestOutcome, Membership, Storage};
@@ -83,7 +83,10 @@ impl TriggerManager {
 
     /// Distills and adds a batch of notifications in one transaction; each gets
     /// its own outcome.
-    pub async fn add_notifications(&self, notifications: &[serde_json::Value]) -> Result<Vec<EventOutcome>, EngineError> {
+    pub async fn add_notifications(
+        &self,
+        notifications: &[serde_json::Value],
+    ) -> Result<Vec<EventOutcome>, EngineError> {
         let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(notifications.len());
         let mut events = Vec::new();
         let mut slots = Vec::new();
@@ -138,7 +141,9 @@ impl TriggerManager {
                     let fire_hits = trigger.fire_hits(&event);
                     self.debug.check(&trigger.name, "Match", true, String::new);
                     for (i, hit) in fire_hits.iter().enumerate() {
-                        self.debug.check(&trigger.name, "Fire", *hit, || format!("fire_criteria[{i}]: not matched by {}", event.event_type));
+                        self.debug.check(&trigger.name, "Fire", *hit, || {
+                            format!("fire_criteria[{i}]: not matched by {}", event.event_type)
+                        });
                     }
                     memberships.push(Membership { trigger: trigger.clone(), dist_key: dist.key(), dist, fire_hits });
                 }

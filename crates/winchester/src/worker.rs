@@ -4,8 +4,8 @@
 //! worker that loses a race just moves on.
 
 use crate::error::EngineError;
-use crate::pipeline::{Env, PipelineRunner};
 use crate::event_clock::StoredEventClock;
+use crate::pipeline::{Env, PipelineRunner};
 use crate::trigger_manager::TriggerManager;
 use chrono::{DateTime, Utc};
 use rand::seq::SliceRandom;
@@ -99,7 +99,15 @@ pub struct Worker {
 impl Worker {
     /// A worker that plans pipeline output with `tm` (same storage, triggers, clock).
     pub fn new(tm: TriggerManager, runner: PipelineRunner, opts: WorkerOptions) -> Worker {
-        Worker { tm, runner, opts, stats: Mutex::new(WorkerStats::default()), stopping: Arc::new(AtomicBool::new(false)), wake: Arc::new(Notify::new()), event_clock: None }
+        Worker {
+            tm,
+            runner,
+            opts,
+            stats: Mutex::new(WorkerStats::default()),
+            stopping: Arc::new(AtomicBool::new(false)),
+            wake: Arc::new(Notify::new()),
+            event_clock: None,
+        }
     }
 
     /// Replay: "now" is the latest event timestamp in storage, read again
@@ -259,7 +267,11 @@ impl Worker {
         };
         match storage.finish(&claimed, finish, self.now()).await? {
             FinishOutcome::LostLease => {
-                tracing::warn!(stream_id = claimed.id, action = action.as_str(), "Lease ran out before the run finished; another worker owns the stream now.");
+                tracing::warn!(
+                    stream_id = claimed.id,
+                    action = action.as_str(),
+                    "Lease ran out before the run finished; another worker owns the stream now."
+                );
                 self.bump(|s| s.lost_leases += 1);
                 debug.bump(&claimed.trigger, "Lost lease", 1);
                 Ok(ProcessOutcome::LostLease)
@@ -271,7 +283,11 @@ impl Worker {
                         Action::Fire => s.fired += 1,
                         Action::Expire => s.expired += 1,
                     });
-                    debug.bump(&claimed.trigger, if action == Action::Fire { "Streams fired" } else { "Streams expired" }, 1);
+                    debug.bump(
+                        &claimed.trigger,
+                        if action == Action::Fire { "Streams fired" } else { "Streams expired" },
+                        1,
+                    );
                     Ok(ProcessOutcome::Completed)
                 }
                 Err(reason) => {
@@ -286,7 +302,11 @@ impl Worker {
 
     /// Runs the stream's pipeline. Outer error: storage trouble; inner error: the
     /// reason the run failed; inner ok: the pipeline's new events, planned.
-    async fn run_pipeline(&self, stream: &Stream, action: Action) -> Result<Result<Vec<EventPlan>, String>, EngineError> {
+    async fn run_pipeline(
+        &self,
+        stream: &Stream,
+        action: Action,
+    ) -> Result<Result<Vec<EventPlan>, String>, EngineError> {
         let Some(trigger) = self.tm.triggers().get(&stream.trigger) else {
             return Ok(Err(format!("unknown trigger definition {:?}", stream.trigger)));
         };

@@ -74,7 +74,12 @@ pub struct BatchedResult {
 }
 
 /// `add_events` in batches of `batch`, then the same rows by COPY.
-pub async fn ingest_batched(admin: &str, triggers: &Arc<TriggerSet>, events: &[Event], batch: usize) -> anyhow::Result<BatchedResult> {
+pub async fn ingest_batched(
+    admin: &str,
+    triggers: &Arc<TriggerSet>,
+    events: &[Event],
+    batch: usize,
+) -> anyhow::Result<BatchedResult> {
     let chunks: Vec<Vec<Event>> = events.chunks(batch.max(1)).map(|c| c.to_vec()).collect();
     let (engine, rows): (Duration, EngineRows) = with_db(admin, |db| async move {
         let storage = PgStorage::connect(&db.url, 2).await?;
@@ -90,7 +95,9 @@ pub async fn ingest_batched(admin: &str, triggers: &Arc<TriggerSet>, events: &[E
     })
     .await?;
     let counts = rows.counts;
-    let copy = with_db(admin, |db| async move { pgb::copy_load(&db.url, &rows).await.context("COPY into an empty schema") }).await?;
+    let copy =
+        with_db(admin, |db| async move { pgb::copy_load(&db.url, &rows).await.context("COPY into an empty schema") })
+            .await?;
     Ok(BatchedResult { engine, copy, rows: counts })
 }
 
@@ -159,7 +166,9 @@ pub async fn fire_latency(admin: &str, cfg: &LoadedConfig, samples: usize) -> an
                 );
                 let outcome = tm.add_event(exists).await?;
                 let t0 = Instant::now();
-                let EventOutcome::Saved { stream_ids, .. } = outcome else { bail!("latency event not saved: {outcome:?}") };
+                let EventOutcome::Saved { stream_ids, .. } = outcome else {
+                    bail!("latency event not saved: {outcome:?}")
+                };
                 let sid = *stream_ids.first().ok_or_else(|| anyhow!("latency event joined no stream"))?;
                 let deadline = t0 + Duration::from_secs(30);
                 loop {
@@ -249,7 +258,10 @@ pub async fn worker_throughput(
         // The fill is one big statement: keep sqlx's slow-statement warning out of the output.
         use sqlx::ConnectOptions;
         let options: sqlx::postgres::PgConnectOptions = db.url.parse()?;
-        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(options.disable_statement_logging()).await?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options.disable_statement_logging())
+            .await?;
         pgb::fill_ready_streams(&pool, "instance_day", "compute.instance.update", streams, events_per_stream)
             .await
             .context("writing ready streams")?;
@@ -309,7 +321,12 @@ pub async fn worker_throughput(
 /// events (batched), then `samples` single `add_event` calls into each, taken
 /// in turn so drift hits every size alike. Returns the median ms per event for
 /// each size.
-pub async fn cost_growth(admin: &str, triggers: &Arc<TriggerSet>, sizes: &[u64], samples: usize) -> anyhow::Result<Vec<f64>> {
+pub async fn cost_growth(
+    admin: &str,
+    triggers: &Arc<TriggerSet>,
+    sizes: &[u64],
+    samples: usize,
+) -> anyhow::Result<Vec<f64>> {
     with_db(admin, |db| async move {
         let storage = PgStorage::connect(&db.url, 2).await?;
         let tm = manager(storage.clone(), triggers);
@@ -321,7 +338,9 @@ pub async fn cost_growth(admin: &str, triggers: &Arc<TriggerSet>, sizes: &[u64],
             while i < *size {
                 let n = (size - i).min(1000);
                 let batch: Vec<Event> = (i..i + n)
-                    .map(|k| probe_event(format!("growth-{size}-{k}"), "compute.instance.update", &instance, ts(k), &[]))
+                    .map(|k| {
+                        probe_event(format!("growth-{size}-{k}"), "compute.instance.update", &instance, ts(k), &[])
+                    })
                     .collect();
                 check_saved(&tm.add_events(batch).await?)?;
                 i += n;
@@ -331,7 +350,13 @@ pub async fn cost_growth(admin: &str, triggers: &Arc<TriggerSet>, sizes: &[u64],
         for r in 0..samples as u64 {
             for (k, size) in sizes.iter().enumerate() {
                 let instance = format!("growth-{size}");
-                let e = probe_event(format!("growth-{size}-extra-{r}"), "compute.instance.update", &instance, ts(size + r), &[]);
+                let e = probe_event(
+                    format!("growth-{size}-extra-{r}"),
+                    "compute.instance.update",
+                    &instance,
+                    ts(size + r),
+                    &[],
+                );
                 let start = Instant::now();
                 let out = tm.add_event(e).await?;
                 times[k].push(start.elapsed().as_secs_f64() * 1000.0);
@@ -352,7 +377,9 @@ pub async fn ingest_rss(admin: &str, config: &Path, exe_dir: &Path, events: &[Ev
     let file = dir.join("workload.jsonl");
     {
         use std::io::Write;
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&file).with_context(|| format!("creating {}", file.display()))?);
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(&file).with_context(|| format!("creating {}", file.display()))?,
+        );
         for e in events {
             serde_json::to_writer(&mut w, &e.to_json())?;
             w.write_all(b"\n")?;

@@ -21,9 +21,9 @@ pub mod workload;
 use anyhow::{anyhow, Context};
 use clap::Args;
 use serde_json::{json, Value};
+use stats::Summary;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use stats::Summary;
 use winchester_core::LoadedConfig;
 
 /// Flags of `winchester bench`.
@@ -127,11 +127,18 @@ pub struct Machine {
 fn machine(postgres: String) -> Machine {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())))
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()))
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let memory_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("MemTotal:").and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<f64>().ok())))
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:").and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            })
+        })
         .map(|kb| kb / 1024.0 / 1024.0)
         .unwrap_or(0.0);
     Machine { cpu, cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), memory_gib, postgres }
@@ -175,7 +182,9 @@ impl ConfigDir {
     fn new() -> anyhow::Result<ConfigDir> {
         let dir = std::env::temp_dir().join(format!("winchester-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).with_context(|| format!("writing {}", dir.join(name).display()));
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.join(name), text).with_context(|| format!("writing {}", dir.join(name).display()))
+        };
         write("triggers.yaml", workload::TRIGGERS_YAML)?;
         write("pipelines.yaml", workload::PIPELINES_YAML)?;
         write("winchester.yaml", &workload::winchester_yaml("logger"))?;
@@ -200,14 +209,18 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
     let sizes = Sizes::from_opts(opts)?;
     let admin = opts.database_url.clone().or(fallback_url).unwrap_or_else(|| DEFAULT_ADMIN_URL.to_string());
     let admin_pool = crate::common::connect(&admin, 1).await?;
-    let postgres = winchester_postgres::bench::server_version(admin_pool.pool()).await.context("asking the server's version")?;
+    let postgres =
+        winchester_postgres::bench::server_version(admin_pool.pool()).await.context("asking the server's version")?;
     admin_pool.pool().close().await;
     let machine = machine(postgres);
     let exe = std::env::current_exe().context("finding this program")?;
     let exe_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     for bin in ["pipeline-worker", "winchester"] {
         if !exe_dir.join(bin).exists() {
-            return Err(anyhow!("{} not found: the bench runs the {bin} program next to itself", exe_dir.join(bin).display()));
+            return Err(anyhow!(
+                "{} not found: the bench runs the {bin} program next to itself",
+                exe_dir.join(bin).display()
+            ));
         }
     }
     let cfg_dir = ConfigDir::new()?;
@@ -218,12 +231,17 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
         r
     };
     let known = |t: &str| registry.knows(t);
-    let latency_cfg = LoadedConfig::load(&cfg_dir.dir.join("latency.yaml"), Some(&known)).map_err(|e| anyhow!("bench config: {e}"))?;
+    let latency_cfg = LoadedConfig::load(&cfg_dir.dir.join("latency.yaml"), Some(&known))
+        .map_err(|e| anyhow!("bench config: {e}"))?;
     let triggers = Arc::new(latency_cfg.triggers.clone());
 
     let wl = workload::generate(sizes.events, sizes.instances, opts.seed, workload::base_day(chrono::Utc::now()));
     let events = wl.events;
-    let mut s = Samples { workers: sizes.workers.iter().map(|w| (*w, vec![])).collect(), growth: vec![vec![]; GROWTH_SIZES.len()], ..Default::default() };
+    let mut s = Samples {
+        workers: sizes.workers.iter().map(|w| (*w, vec![])).collect(),
+        growth: vec![vec![]; GROWTH_SIZES.len()],
+        ..Default::default()
+    };
     for run in 1..=sizes.runs {
         let tag = format!("run {run}/{}", sizes.runs);
         progress(&format!("{tag}: ingest, one event per call ({} events)", sizes.single_events));
@@ -247,13 +265,21 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
         s.lat_max.push(stats::percentile(&lat, 100.0));
 
         for (w, v) in s.workers.iter_mut() {
-            progress(&format!("{tag}: {w} worker process(es) on {} ready streams of {READY_STREAM_EVENTS} events", sizes.ready_streams));
-            let r = measure::worker_throughput(&admin, &worker_cfg, &exe_dir, *w, sizes.ready_streams, READY_STREAM_EVENTS).await?;
+            progress(&format!(
+                "{tag}: {w} worker process(es) on {} ready streams of {READY_STREAM_EVENTS} events",
+                sizes.ready_streams
+            ));
+            let r =
+                measure::worker_throughput(&admin, &worker_cfg, &exe_dir, *w, sizes.ready_streams, READY_STREAM_EVENTS)
+                    .await?;
             v.push(r.streams_per_s);
             s.worker_rss = s.worker_rss.max(r.peak_rss_mb);
         }
 
-        progress(&format!("{tag}: cost growth (streams of {GROWTH_SIZES:?} events, {} calls each)", sizes.growth_samples));
+        progress(&format!(
+            "{tag}: cost growth (streams of {GROWTH_SIZES:?} events, {} calls each)",
+            sizes.growth_samples
+        ));
         let g = measure::cost_growth(&admin, &triggers, &GROWTH_SIZES, sizes.growth_samples).await?;
         s.growth_ratio.push(g[g.len() - 1] / g[0]);
         for (k, t) in g.into_iter().enumerate() {
@@ -276,17 +302,47 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
 }
 
 fn table_rows(s: &Samples, z: &Sizes) -> Vec<Row> {
-    let row = |key: &str, figure: String, v: &[f64], unit: &'static str| Row { key: key.into(), figure, s: Summary::of(v), unit };
+    let row = |key: &str, figure: String, v: &[f64], unit: &'static str| Row {
+        key: key.into(),
+        figure,
+        s: Summary::of(v),
+        unit,
+    };
     let (e, st, m) = s.rows;
     let mut rows = vec![
-        row("ingest_events_per_s_single", format!("ingest, one event per call (add_event, {} events)", z.single_events), &s.single, "events/s"),
-        row("ingest_events_per_s_batched", format!("ingest, batched (add_events, batches of {BATCH})"), &s.batched, "events/s"),
+        row(
+            "ingest_events_per_s_single",
+            format!("ingest, one event per call (add_event, {} events)", z.single_events),
+            &s.single,
+            "events/s",
+        ),
+        row(
+            "ingest_events_per_s_batched",
+            format!("ingest, batched (add_events, batches of {BATCH})"),
+            &s.batched,
+            "events/s",
+        ),
         row("ingest_batched_s", "ingest, batched: time".into(), &s.batched_s, "s"),
-        row("engine_rows_per_s", format!("ingest, batched: rows written ({e} events + {st} streams + {m} memberships)"), &s.engine_rows_per_s, "rows/s"),
-        row("copy_limit_rows_per_s", "limit: COPY of the same rows into an empty schema, one transaction".into(), &s.copy_rows_per_s, "rows/s"),
+        row(
+            "engine_rows_per_s",
+            format!("ingest, batched: rows written ({e} events + {st} streams + {m} memberships)"),
+            &s.engine_rows_per_s,
+            "rows/s",
+        ),
+        row(
+            "copy_limit_rows_per_s",
+            "limit: COPY of the same rows into an empty schema, one transaction".into(),
+            &s.copy_rows_per_s,
+            "rows/s",
+        ),
         row("copy_limit_s", "limit: COPY time".into(), &s.copy_s, "s"),
         row("ingest_vs_copy_ratio", "ratio: batched ingest time / COPY time".into(), &s.ratio, "x"),
-        row("fire_latency_p50", "fire latency p50 (commit of completing event -> pipeline commit)".into(), &s.lat_p50, "ms"),
+        row(
+            "fire_latency_p50",
+            "fire latency p50 (commit of completing event -> pipeline commit)".into(),
+            &s.lat_p50,
+            "ms",
+        ),
         row("fire_latency_p99", "fire latency p99".into(), &s.lat_p99, "ms"),
         row("fire_latency_max", "fire latency max".into(), &s.lat_max, "ms"),
     ];
@@ -299,11 +355,31 @@ fn table_rows(s: &Samples, z: &Sizes) -> Vec<Row> {
         ));
     }
     for (k, size) in GROWTH_SIZES.iter().enumerate() {
-        rows.push(row(&format!("growth_ms_{size}"), format!("ingest per event, stream holds {size} events"), &s.growth[k], "ms"));
+        rows.push(row(
+            &format!("growth_ms_{size}"),
+            format!("ingest per event, stream holds {size} events"),
+            &s.growth[k],
+            "ms",
+        ));
     }
-    rows.push(row("cost_growth_ratio", format!("cost growth: per-event time at {} / at {}", GROWTH_SIZES[2], GROWTH_SIZES[0]), &s.growth_ratio, "x"));
-    rows.push(row("peak_rss_ingest", "peak RSS, ingester (winchester ingest, whole workload; measured once)".into(), &[s.ingest_rss], "MB"));
-    rows.push(row("peak_rss_worker", "peak RSS, worker (largest pipeline-worker process)".into(), &[s.worker_rss], "MB"));
+    rows.push(row(
+        "cost_growth_ratio",
+        format!("cost growth: per-event time at {} / at {}", GROWTH_SIZES[2], GROWTH_SIZES[0]),
+        &s.growth_ratio,
+        "x",
+    ));
+    rows.push(row(
+        "peak_rss_ingest",
+        "peak RSS, ingester (winchester ingest, whole workload; measured once)".into(),
+        &[s.ingest_rss],
+        "MB",
+    ));
+    rows.push(row(
+        "peak_rss_worker",
+        "peak RSS, worker (largest pipeline-worker process)".into(),
+        &[s.worker_rss],
+        "MB",
+    ));
     rows
 }
 
@@ -326,10 +402,20 @@ fn render_table(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32) ->
         z.runs,
         z.workers.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(",")
     ));
-    out.push_str(&format!("machine: {}, {} cores, {:.1} GiB memory; PostgreSQL {}\n\n", m.cpu, m.cores, m.memory_gib, m.postgres));
+    out.push_str(&format!(
+        "machine: {}, {} cores, {:.1} GiB memory; PostgreSQL {}\n\n",
+        m.cpu, m.cores, m.memory_gib, m.postgres
+    ));
     out.push_str("| figure | median | min | max | unit |\n|---|---:|---:|---:|---|\n");
     for r in rows {
-        out.push_str(&format!("| {} | {} | {} | {} | {} |\n", r.figure, fmt(r.s.median), fmt(r.s.min), fmt(r.s.max), r.unit));
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            r.figure,
+            fmt(r.s.median),
+            fmt(r.s.min),
+            fmt(r.s.max),
+            r.unit
+        ));
     }
     let ratio = Summary::of(&s.ratio).median;
     out.push_str(&format!(
@@ -341,7 +427,8 @@ fn render_table(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32) ->
 
 fn to_json(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32) -> Value {
     let med = |v: &[f64]| Summary::of(v).median;
-    let workers: serde_json::Map<String, Value> = s.workers.iter().map(|(w, v)| (w.to_string(), json!(med(v)))).collect();
+    let workers: serde_json::Map<String, Value> =
+        s.workers.iter().map(|(w, v)| (w.to_string(), json!(med(v)))).collect();
     let figures: Vec<Value> = rows
         .iter()
         .map(|r| json!({"key": r.key, "figure": r.figure, "median": r.s.median, "min": r.s.min, "max": r.s.max, "unit": r.unit}))

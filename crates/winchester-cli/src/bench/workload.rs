@@ -2,8 +2,8 @@
 //! ([`crate::openstack_sim`]), sized to `--events`, and the triggers and
 //! configuration files they run against.
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
 use crate::openstack_sim::{SimOptions, Simulation};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use std::collections::BTreeMap;
 use winchester_core::{Event, TraitValue};
 
@@ -179,7 +179,8 @@ pub fn generate(events: usize, instances: usize, seed: u64, base: DateTime<Utc>)
     let instances = instances.max(1);
     let mut days = 1;
     loop {
-        let mut sim = Simulation::run(&SimOptions { instances, days, tenants: (instances / 8).max(1), start: base, seed });
+        let mut sim =
+            Simulation::run(&SimOptions { instances, days, tenants: (instances / 8).max(1), start: base, seed });
         if sim.len() >= events || days >= MAX_DAYS {
             sim.truncate(events);
             let days = sim.last_time().map(|t| (t - base).num_days().max(0) as u32 + 1).unwrap_or(1);
@@ -190,7 +191,13 @@ pub fn generate(events: usize, instances: usize, seed: u64, base: DateTime<Utc>)
 }
 
 /// An event of the latency and cost-growth phases.
-pub fn probe_event(message_id: String, event_type: &str, instance_id: &str, ts: DateTime<Utc>, extra: &[(&str, TraitValue)]) -> Event {
+pub fn probe_event(
+    message_id: String,
+    event_type: &str,
+    instance_id: &str,
+    ts: DateTime<Utc>,
+    extra: &[(&str, TraitValue)],
+) -> Event {
     let mut t: BTreeMap<String, TraitValue> = BTreeMap::new();
     t.insert("instance_id".into(), TraitValue::String(instance_id.into()));
     t.insert("tenant_id".into(), TraitValue::String("tenant-probe".into()));
@@ -217,7 +224,8 @@ mod tests {
         assert_eq!(a.events.len(), 2000);
         assert_eq!(a.events, b.events);
         assert!(a.days >= 2);
-        let instances: std::collections::BTreeSet<String> = a.events.iter().map(|e| format!("{:?}", e.traits.get("instance_id"))).collect();
+        let instances: std::collections::BTreeSet<String> =
+            a.events.iter().map(|e| format!("{:?}", e.traits.get("instance_id"))).collect();
         assert!(instances.len() > 90, "{}", instances.len());
         assert_eq!(generate(10, 100, 7, base).events.len(), 10);
         assert!(a.events.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
@@ -228,7 +236,8 @@ mod tests {
     /// every trigger gets events.
     #[test]
     fn most_events_join_one_to_three_streams() {
-        let (triggers, _) = winchester_core::TriggerSet::from_yaml_str(TRIGGERS_YAML, std::path::Path::new("triggers.yaml")).unwrap();
+        let (triggers, _) =
+            winchester_core::TriggerSet::from_yaml_str(TRIGGERS_YAML, std::path::Path::new("triggers.yaml")).unwrap();
         let base = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
         let w = generate(20_000, 1_000, 42, base);
         let mut per_event = [0usize; 12];

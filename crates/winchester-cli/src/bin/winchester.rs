@@ -166,7 +166,10 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&opts.config, &registry)?;
             let mut tm = trigger_manager(&cfg, &opts.config, 2).await?;
             if notifications && cfg.distiller_file.is_none() {
-                anyhow::bail!("{}: --notifications needs distiller_config (an event_definitions.yaml)", opts.config.config.display());
+                anyhow::bail!(
+                    "{}: --notifications needs distiller_config (an event_definitions.yaml)",
+                    opts.config.config.display()
+                );
             }
             let mut ingest_opts = ingest::IngestOptions::new(batch_size);
             ingest_opts.notifications = notifications;
@@ -226,14 +229,21 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             use winchester_amqp::publish::{publish_lines, PublishTarget};
             // Defaults from the config's amqp_ingest section, when there is a config.
             let amqp = if opts.config.config.exists() {
-                Some(winchester_core::WinchesterConfig::load(&opts.config.config).map_err(|e| anyhow::anyhow!("{e}"))?.0.amqp_ingest)
+                Some(
+                    winchester_core::WinchesterConfig::load(&opts.config.config)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?
+                        .0
+                        .amqp_ingest,
+                )
             } else {
                 None
             };
             let bound = amqp.as_ref().and_then(|a| a.queues.iter().find(|q| q.exchange == exchange));
             let target = PublishTarget {
                 url: amqp_url.or(amqp.as_ref().map(|a| a.url.clone())).unwrap_or_else(|| PublishTarget::default().url),
-                exchange_type: exchange_type.or(bound.map(|q| q.exchange_type.clone())).unwrap_or_else(|| "topic".into()),
+                exchange_type: exchange_type
+                    .or(bound.map(|q| q.exchange_type.clone()))
+                    .unwrap_or_else(|| "topic".into()),
                 durable: durable.or(bound.map(|q| q.durable)).unwrap_or(true),
                 exchange,
                 routing_key,

@@ -142,12 +142,14 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
     let dir = std::env::temp_dir().join(format!("winchester-demo-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let cfg = load_config(opts, &dir)?;
-    let url = opts.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", dir.join("winchester-demo.db").display()));
+    let url =
+        opts.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", dir.join("winchester-demo.db").display()));
     let backend = if crate::common::is_sqlite(&url) { "sqlite" } else { "postgres" };
     migrate(&url).await?;
     let storage = open_storage(&url, 4).await?;
     let notifications = generate(&opts.generator);
-    let first = notifications.first().and_then(|n| n["timestamp"].as_str()).and_then(parse_iso8601).unwrap_or_else(Utc::now);
+    let first =
+        notifications.first().and_then(|n| n["timestamp"].as_str()).and_then(parse_iso8601).unwrap_or_else(Utc::now);
     let clock = Arc::new(ManualClock::new(first));
     let mut tm = TriggerManager::new(storage, Arc::new(cfg.triggers.clone()), clock.clone() as Arc<dyn Clock>);
     let distiller_file = cfg.distiller_file.clone().ok_or_else(|| anyhow!("the config names no distiller_config"))?;
@@ -162,8 +164,10 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
     let bar = ProgressBar::new(notifications.len() as u64);
     if opts.progress {
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} notifications ({per_sec}) {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} notifications ({per_sec}) {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
     } else {
         bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -189,7 +193,10 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
     while i < notifications.len() {
         let t0 = time_of(&notifications[i]).unwrap_or(last);
         let mut j = i;
-        while j < notifications.len() && j - i < opts.batch_size.max(1) && time_of(&notifications[j]).map(|t| t - t0 < Duration::minutes(1)).unwrap_or(true) {
+        while j < notifications.len()
+            && j - i < opts.batch_size.max(1)
+            && time_of(&notifications[j]).map(|t| t - t0 < Duration::minutes(1)).unwrap_or(true)
+        {
             j += 1;
         }
         clock.advance_to(t0);
@@ -205,7 +212,12 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
         while worker.run_once().await? > 0 {}
         last = time_of(&notifications[j - 1]).unwrap_or(last);
         bar.set_position(j as u64);
-        bar.set_message(format!("{} streams, {} fired, {} expired", streams.len(), worker.stats().fired, worker.stats().expired));
+        bar.set_message(format!(
+            "{} streams, {} fired, {} expired",
+            streams.len(),
+            worker.stats().fired,
+            worker.stats().expired
+        ));
         i = j;
     }
     // Let the last quiet streams time out.

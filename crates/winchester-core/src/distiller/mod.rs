@@ -232,13 +232,12 @@ impl Distiller {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors.into_iter().map(|e| e.in_file(file)).collect()));
         }
-        let implicit_catch_all = (catch_all && !definitions.iter().any(|d| d.event_type.is_catch_all())).then(|| {
-            EventDefinition {
+        let implicit_catch_all =
+            (catch_all && !definitions.iter().any(|d| d.event_type.is_catch_all())).then(|| EventDefinition {
                 event_type: EventTypeFilter::new(&["*"]).expect("'*' is a valid pattern"),
                 traits: default_traits(),
                 index: None,
-            }
-        });
+            });
         Ok(Distiller { definitions, implicit_catch_all })
     }
 
@@ -255,11 +254,7 @@ impl Distiller {
     /// The definition used for `event_type`: the last-listed matching one, else
     /// the implicit catch-all, else none.
     pub fn definition_for(&self, event_type: &str) -> Option<&EventDefinition> {
-        self.definitions
-            .iter()
-            .rev()
-            .chain(self.implicit_catch_all.iter())
-            .find(|d| d.event_type.matches(event_type))
+        self.definitions.iter().rev().chain(self.implicit_catch_all.iter()).find(|d| d.event_type.matches(event_type))
     }
 
     /// Converts a notification to an event; `Ok(None)` when no definition
@@ -278,8 +273,8 @@ impl Distiller {
         let mut n = notification;
         if let Some(obj) = n.as_object() {
             if obj.contains_key("oslo.message") || obj.contains_key("oslo.version") {
-                let inner = obj.get("oslo.message").and_then(Json::as_str).ok_or_else(|| DistillError::BadEnvelope {
-                    reason: "\"oslo.message\" is missing or not a string".into(),
+                let inner = obj.get("oslo.message").and_then(Json::as_str).ok_or_else(|| {
+                    DistillError::BadEnvelope { reason: "\"oslo.message\" is missing or not a string".into() }
                 })?;
                 unwrapped = serde_json::from_str::<Json>(inner).map_err(|e| DistillError::BadEnvelope {
                     reason: format!("\"oslo.message\" is not valid JSON: {e}"),
@@ -438,9 +433,8 @@ pub fn parse_iso8601(s: &str) -> Option<DateTime<Utc>> {
     } else {
         (rest, 0)
     };
-    let time = NaiveTime::parse_from_str(time, "%H:%M:%S%.f")
-        .or_else(|_| NaiveTime::parse_from_str(time, "%H:%M"))
-        .ok()?;
+    let time =
+        NaiveTime::parse_from_str(time, "%H:%M:%S%.f").or_else(|_| NaiveTime::parse_from_str(time, "%H:%M")).ok()?;
     let offset = FixedOffset::east_opt(offset_secs)?;
     let local = NaiveDateTime::new(date, time);
     offset.from_local_datetime(&local).single().map(|d| d.with_timezone(&Utc))
@@ -470,7 +464,10 @@ fn parse_offset(zone: &str) -> Option<i32> {
 fn parse_definition(v: &Value, index: usize, errors: &mut Vec<ConfigError>) -> Option<EventDefinition> {
     let mut ctx = format!("event definition #{}", index + 1);
     let Value::Mapping(m) = v else {
-        errors.push(ConfigError::new(format!("a definition must be a map with event_type and traits, found {}", show(v))).context(ctx));
+        errors.push(
+            ConfigError::new(format!("a definition must be a map with event_type and traits, found {}", show(v)))
+                .context(ctx),
+        );
         return None;
     };
     let before = errors.len();
@@ -487,7 +484,9 @@ fn parse_definition(v: &Value, index: usize, errors: &mut Vec<ConfigError>) -> O
     }
     for k in m.keys() {
         if !matches!(k.as_str(), Some("event_type") | Some("traits")) {
-            errors.push(ConfigError::new(format!("unknown key {} (expected {DEFINITION_KEYS})", show(k))).context(ctx.clone()));
+            errors.push(
+                ConfigError::new(format!("unknown key {} (expected {DEFINITION_KEYS})", show(k))).context(ctx.clone()),
+            );
         }
     }
     let mut traits: Vec<TraitDefinition> = Vec::new();
@@ -497,7 +496,11 @@ fn parse_definition(v: &Value, index: usize, errors: &mut Vec<ConfigError>) -> O
         Some(Value::Mapping(tm)) => {
             for (name, tv) in tm {
                 let Some(name) = name.as_str() else {
-                    errors.push(ConfigError::new(format!("trait names must be strings, found {}", show(name))).context(ctx.clone()).key("traits"));
+                    errors.push(
+                        ConfigError::new(format!("trait names must be strings, found {}", show(name)))
+                            .context(ctx.clone())
+                            .key("traits"),
+                    );
                     continue;
                 };
                 match parse_trait(name, tv) {
@@ -524,7 +527,11 @@ fn parse_definition(v: &Value, index: usize, errors: &mut Vec<ConfigError>) -> O
 fn parse_trait(name: &str, v: &Value) -> Result<TraitDefinition, Vec<ConfigError>> {
     let base = format!("traits.{name}");
     let Value::Mapping(m) = v else {
-        return Err(vec![ConfigError::new(format!("a trait definition must be a map with {TRAIT_KEYS}, found {}", show(v))).key(base)]);
+        return Err(vec![ConfigError::new(format!(
+            "a trait definition must be a map with {TRAIT_KEYS}, found {}",
+            show(v)
+        ))
+        .key(base)]);
     };
     let mut errors = Vec::new();
     let mut fields = Vec::new();

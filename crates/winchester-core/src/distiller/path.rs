@@ -328,7 +328,20 @@ mod tests {
         assert_eq!(keys("a[*]"), vec![k("a"), Step::Wildcard]);
         assert_eq!(keys("_context_request_id"), vec![k("_context_request_id")]);
         assert_eq!(keys("publisher-id"), vec![k("publisher-id")]);
-        for bad in ["", "payload.", "payload..x", "payload[", "payload[x", "payload['x]", "a b", "$", "a[1:2]", "a]", "$x", ".a"] {
+        for bad in [
+            "",
+            "payload.",
+            "payload..x",
+            "payload[",
+            "payload[x",
+            "payload['x]",
+            "a b",
+            "$",
+            "a[1:2]",
+            "a]",
+            "$x",
+            ".a",
+        ] {
             assert!(FieldPath::parse(bad).is_err(), "{bad:?} should fail");
         }
         let e = FieldPath::parse("payload.'oops").unwrap_err();

@@ -60,14 +60,16 @@ impl Plugin {
                     match k.as_str() {
                         Some("name") => match val.as_str() {
                             Some(n) => name = Some(n),
-                            None => return Err(err(&format!("{key}.name"), format!("plugin name must be a string, found {}", show(val)))),
+                            None => {
+                                return Err(err(
+                                    &format!("{key}.name"),
+                                    format!("plugin name must be a string, found {}", show(val)),
+                                ))
+                            }
                         },
                         Some("parameters") => params = Some(val),
                         _ => {
-                            return Err(err(
-                                key,
-                                format!("unknown plugin key {} (expected name, parameters)", show(k)),
-                            ))
+                            return Err(err(key, format!("unknown plugin key {} (expected name, parameters)", show(k))))
                         }
                     }
                 }
@@ -76,7 +78,12 @@ impl Plugin {
                     None => return Err(err(key, "plugin has no name".into())),
                 }
             }
-            other => return Err(err(key, format!("plugin must be a name or a map with name and parameters, found {}", show(other)))),
+            other => {
+                return Err(err(
+                    key,
+                    format!("plugin must be a name or a map with name and parameters, found {}", show(other)),
+                ))
+            }
         };
         let pkey = format!("{key}.parameters");
         let params: Vec<(&Value, &Value)> = match params {
@@ -95,19 +102,34 @@ impl Plugin {
                     match k.as_str() {
                         Some("separator") => match val.as_str() {
                             Some(s) if !s.is_empty() => separator = s.to_string(),
-                            _ => errors.push(ConfigError::new(format!("separator must be a non-empty string, found {}", show(val))).key(here)),
+                            _ => errors.push(
+                                ConfigError::new(format!("separator must be a non-empty string, found {}", show(val)))
+                                    .key(here),
+                            ),
                         },
                         Some("segment") => match val.as_i64() {
                             Some(i) => segment = i,
-                            None => errors.push(ConfigError::new(format!("segment must be an integer, found {}", show(val))).key(here)),
+                            None => errors.push(
+                                ConfigError::new(format!("segment must be an integer, found {}", show(val))).key(here),
+                            ),
                         },
                         Some("max_split") => match val.as_i64() {
                             Some(-1) => max_split = None,
                             Some(i) if i >= 0 => max_split = usize::try_from(i).ok(),
-                            _ => errors.push(ConfigError::new(format!("max_split must be a non-negative integer (or -1 for no limit), found {}", show(val))).key(here)),
+                            _ => errors.push(
+                                ConfigError::new(format!(
+                                    "max_split must be a non-negative integer (or -1 for no limit), found {}",
+                                    show(val)
+                                ))
+                                .key(here),
+                            ),
                         },
                         _ => errors.push(
-                            ConfigError::new(format!("unknown split parameter {} (expected separator, segment, max_split)", show(k))).key(pkey.clone()),
+                            ConfigError::new(format!(
+                                "unknown split parameter {} (expected separator, segment, max_split)",
+                                show(k)
+                            ))
+                            .key(pkey.clone()),
                         ),
                     }
                 }
@@ -121,7 +143,10 @@ impl Plugin {
                     match k.as_str() {
                         Some("initial_bitfield") => match val.as_i64() {
                             Some(i) => initial_bitfield = i,
-                            None => errors.push(ConfigError::new(format!("initial_bitfield must be an integer, found {}", show(val))).key(here)),
+                            None => errors.push(
+                                ConfigError::new(format!("initial_bitfield must be an integer, found {}", show(val)))
+                                    .key(here),
+                            ),
                         },
                         Some("flags") => match val {
                             Value::Null => {}
@@ -133,10 +158,16 @@ impl Plugin {
                                     }
                                 }
                             }
-                            other => errors.push(ConfigError::new(format!("flags must be a list, found {}", show(other))).key(here)),
+                            other => errors.push(
+                                ConfigError::new(format!("flags must be a list, found {}", show(other))).key(here),
+                            ),
                         },
                         _ => errors.push(
-                            ConfigError::new(format!("unknown bitfield parameter {} (expected initial_bitfield, flags)", show(k))).key(pkey.clone()),
+                            ConfigError::new(format!(
+                                "unknown bitfield parameter {} (expected initial_bitfield, flags)",
+                                show(k)
+                            ))
+                            .key(pkey.clone()),
                         ),
                     }
                 }
@@ -189,7 +220,11 @@ impl Plugin {
 
 fn parse_flag(v: &Value, key: &str) -> Result<BitFlag, Vec<ConfigError>> {
     let Value::Mapping(m) = v else {
-        return Err(vec![ConfigError::new(format!("a flag must be a map with path, bit and optional value, found {}", show(v))).key(key)]);
+        return Err(vec![ConfigError::new(format!(
+            "a flag must be a map with path, bit and optional value, found {}",
+            show(v)
+        ))
+        .key(key)]);
     };
     let mut errors = Vec::new();
     let mut path = None;
@@ -199,22 +234,26 @@ fn parse_flag(v: &Value, key: &str) -> Result<BitFlag, Vec<ConfigError>> {
         let here = format!("{key}.{}", k.as_str().unwrap_or("?"));
         match k.as_str() {
             Some("path") => match val.as_str().map(FieldPath::parse) {
-                Some(Ok(p)) if p.has_wildcard() => {
-                    errors.push(ConfigError::new(format!("flag path {:?} must not contain wildcards", p.source())).key(here))
-                }
+                Some(Ok(p)) if p.has_wildcard() => errors
+                    .push(ConfigError::new(format!("flag path {:?} must not contain wildcards", p.source())).key(here)),
                 Some(Ok(p)) => path = Some(p.canonical()),
                 Some(Err(e)) => errors.push(ConfigError::new(e.to_string()).key(here)),
-                None => errors.push(ConfigError::new(format!("flag path must be a string, found {}", show(val))).key(here)),
+                None => {
+                    errors.push(ConfigError::new(format!("flag path must be a string, found {}", show(val))).key(here))
+                }
             },
             Some("bit") => match val.as_u64().filter(|b| *b < 64) {
                 Some(b) => bit = Some(b as u32),
-                None => errors.push(ConfigError::new(format!("bit must be an integer from 0 to 63, found {}", show(val))).key(here)),
+                None => errors.push(
+                    ConfigError::new(format!("bit must be an integer from 0 to 63, found {}", show(val))).key(here),
+                ),
             },
             Some("value") => match serde_json::to_value(val) {
                 Ok(j) => value = Some(j),
                 Err(e) => errors.push(ConfigError::new(format!("flag value is not plain data: {e}")).key(here)),
             },
-            _ => errors.push(ConfigError::new(format!("unknown flag key {} (expected path, bit, value)", show(k))).key(key)),
+            _ => errors
+                .push(ConfigError::new(format!("unknown flag key {} (expected path, bit, value)", show(k))).key(key)),
         }
     }
     if path.is_none() && !m.contains_key("path") {

@@ -430,7 +430,8 @@ fn definition_errors() {
     };
     let all = one("- event_type: a.b\n  traits:\n    t: {fields: payload.x, type: string}\n", "unknown trait type");
     assert!(all.contains("traits.t.type") && all.contains("event definition #1") && all.contains("a.b"), "{all}");
-    let all = one("- event_type: a.b\n  traits:\n    t: {fields: payload.x, plugin: shout}\n", "unknown plugin \"shout\"");
+    let all =
+        one("- event_type: a.b\n  traits:\n    t: {fields: payload.x, plugin: shout}\n", "unknown plugin \"shout\"");
     assert!(all.contains("traits.t.plugin"), "{all}");
     one("- event_type: a.b\n  traits:\n    t: {fields: payload.x, plugin: {parameters: {}}}\n", "plugin has no name");
     let all = one("- event_type: a.b\n  traits:\n    t: {fields: \"payload.'x\"}\n", "unterminated");
@@ -445,8 +446,14 @@ fn definition_errors() {
     one("- event_type: 5\n  traits: {}\n", "event_type");
     one("- event_type: a.b\n  traits: []\n", "traits must be a map");
     one("event_type: a.b\n", "must be a list");
-    one("- event_type: a.b\n  traits:\n    t: {fields: x, plugin: {name: split, parameters: {separator: ''}}}\n", "separator");
-    one("- event_type: a.b\n  traits:\n    t: {fields: x, plugin: {name: split, parameters: {segmnt: 1}}}\n", "unknown split parameter");
+    one(
+        "- event_type: a.b\n  traits:\n    t: {fields: x, plugin: {name: split, parameters: {separator: ''}}}\n",
+        "separator",
+    );
+    one(
+        "- event_type: a.b\n  traits:\n    t: {fields: x, plugin: {name: split, parameters: {segmnt: 1}}}\n",
+        "unknown split parameter",
+    );
     one("- event_type: a.b\n  traits:\n    t: {fields: x, plugin: {name: bitfield, parameters: {flags: [{path: x}]}}}\n", "flag has no bit");
     one("- event_type: a.b\n  traits:\n    t: {fields: x, plugin: {name: bitfield, parameters: {flags: [{path: x, bit: 64}]}}}\n", "bit must be");
     one("- event_type: a.b\n  traits:\n    t: {fields: x, plugin: {name: bitfield, parameters: {flags: [{path: 'x.*', bit: 1}]}}}\n", "wildcards");
@@ -468,14 +475,23 @@ fn iso8601() {
     assert_eq!(p("2014-08-01T20:04:00-0130").as_deref(), Some("2014-08-01T21:34:00Z"));
     assert_eq!(p("2014-08-01T20:04").as_deref(), Some("2014-08-01T20:04:00Z"));
     assert_eq!(p("2014-08-01").as_deref(), Some("2014-08-01T00:00:00Z"));
-    for bad in ["", "yesterday", "2014-08-01X20:04:00", "2014-13-01 00:00:00", "2014-08-01T25:00:00", "2014-08-01T20:04:00+2", "2014-08-01T20:04:00é"] {
+    for bad in [
+        "",
+        "yesterday",
+        "2014-08-01X20:04:00",
+        "2014-13-01 00:00:00",
+        "2014-08-01T25:00:00",
+        "2014-08-01T20:04:00+2",
+        "2014-08-01T20:04:00é",
+    ] {
         assert_eq!(p(bad), None, "{bad:?}");
     }
 }
 
 #[test]
 fn shared_sample_file() {
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/winchester-etc/event_definitions.yaml"));
+    let path =
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/winchester-etc/event_definitions.yaml"));
     if !path.exists() {
         println!("skipped: {} not found", path.display());
         return;
@@ -487,10 +503,16 @@ fn shared_sample_file() {
     let e = d.to_event(&notification("compute.instance.exists", p)).unwrap().unwrap();
     assert_eq!(e.traits["audit_period_beginning"], dt("2014-08-01T00:00:00Z"));
     assert_eq!(e.traits["host"], s("host-1-2-3"));
-    assert_eq!(e, sample(false).to_event(&notification("compute.instance.exists", {
-        let mut p = instance_payload();
-        p["audit_period_beginning"] = json!("2014-08-01 00:00:00");
-        p
-    })).unwrap().unwrap());
+    assert_eq!(
+        e,
+        sample(false)
+            .to_event(&notification("compute.instance.exists", {
+                let mut p = instance_payload();
+                p["audit_period_beginning"] = json!("2014-08-01 00:00:00");
+                p
+            }))
+            .unwrap()
+            .unwrap()
+    );
     assert!(Distiller::load(path.with_file_name("does-not-exist.yaml"), false).is_err());
 }

@@ -75,10 +75,8 @@ impl HandlerRegistry {
 
     /// Builds a handler of `type_name` from `params`.
     pub fn build(&self, type_name: &str, params: &serde_yaml::Mapping) -> Result<Box<dyn Handler>, String> {
-        let f = self
-            .types
-            .get(self.canonical(type_name))
-            .ok_or_else(|| format!("unknown handler type {type_name:?}"))?;
+        let f =
+            self.types.get(self.canonical(type_name)).ok_or_else(|| format!("unknown handler type {type_name:?}"))?;
         f(params)
     }
 }

@@ -94,7 +94,9 @@ impl PipelineRunner {
         for (name, entries) in &self.config.pipelines.pipelines {
             for (i, entry) in entries.iter().enumerate() {
                 if let Err(reason) = self.build_one(entry) {
-                    let mut e = ConfigError::new(reason).context(format!("pipeline {name:?}")).key(format!("[{i}] ({})", entry.name));
+                    let mut e = ConfigError::new(reason)
+                        .context(format!("pipeline {name:?}"))
+                        .key(format!("[{i}] ({})", entry.name));
                     if let Some(f) = &self.config.pipelines_file {
                         e = e.in_file(f);
                     }
@@ -117,7 +119,8 @@ impl PipelineRunner {
     /// Runs pipeline `name` over `events`. On success returns the events the
     /// pipeline added (those whose message_id was not among the input's).
     pub async fn run(&self, name: &str, events: Vec<Event>, env: &mut Env) -> Result<Vec<Event>, PipelineError> {
-        let entries = self.config.pipelines.get(name).ok_or_else(|| PipelineError::UnknownPipeline(name.to_string()))?;
+        let entries =
+            self.config.pipelines.get(name).ok_or_else(|| PipelineError::UnknownPipeline(name.to_string()))?;
         let mut handlers = Vec::with_capacity(entries.len());
         for entry in entries {
             let h = self.build_one(entry).map_err(|reason| PipelineError::Build {
@@ -134,7 +137,12 @@ impl PipelineRunner {
             match guarded(self.handler_timeout, h.handle_events(std::mem::take(&mut current), env)).await {
                 Ok(out) => current = out,
                 Err(CallError::Failed(reason)) => {
-                    failure = Some(PipelineError::Handle { pipeline: name.to_string(), position: i + 1, handler: hname.to_string(), reason });
+                    failure = Some(PipelineError::Handle {
+                        pipeline: name.to_string(),
+                        position: i + 1,
+                        handler: hname.to_string(),
+                        reason,
+                    });
                     break;
                 }
             }
