@@ -184,7 +184,7 @@ fn stderr_of(child: Child) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn header<'a>(props: &'a BasicProperties, name: &str) -> Option<String> {
+fn header(props: &BasicProperties, name: &str) -> Option<String> {
     let h = props.headers().as_ref()?;
     match h.inner().get(name)? {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),

@@ -1,6 +1,8 @@
 //! Integration tests: real PostgreSQL, real processes. Each test makes its own
 //! database (see `support::TestDb`).
 
+#![allow(clippy::cloned_ref_to_slice_refs)] // `&[x.clone()]` reads better in test data
+
 mod support;
 
 mod amqp_ingest;

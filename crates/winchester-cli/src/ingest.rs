@@ -115,7 +115,7 @@ pub async fn run_with(
         n += 1;
         if let Some(pb) = &opts.progress {
             pb.inc(read as u64);
-            if n % 1000 == 0 {
+            if n.is_multiple_of(1000) {
                 pb.set_message(format!("{n} lines, {} ingested", report.ingested));
             }
         }

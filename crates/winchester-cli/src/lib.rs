@@ -6,11 +6,11 @@
 //! - [`common`]: shared flags, config loading, database connection, error reporting.
 //! - [`check`], [`ingest`], [`streams`]: `winchester` subcommands.
 //! - [`bench`]: `winchester bench`, the benchmark.
-//! - [`db`]: `winchester-db`.
+//! - [`db`]: the `winchester-db` program.
 //! - [`demo`]: `winchester demo` and `winchester generate`.
 //! - [`openstack_sim`]: the simulated OpenStack cloud both the demo (raw
 //!   notifications) and the bench (flat events) get their data from.
-//! - [`worker`]: `pipeline-worker`.
+//! - [`worker`]: the `pipeline-worker` program.
 //! - [`amqp_ingest`]: `winchester-ingest`, the AMQP ingest daemon.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

@@ -5,7 +5,7 @@
 //! - [`timex`]: time expressions (`$last + 1h`, `day($launched_at)`).
 //! - [`criteria`]: `match_criteria` / `fire_criteria` entries and event-type globs.
 //! - [`trigger`]: trigger definitions, distinguishing traits, fire decisions.
-//! - [`pipeline_config`]: `pipelines.yaml`.
+//! - [`pipeline_config`]: the `pipelines.yaml` format.
 //! - [`config`]: `winchester.yaml` and loading of every file it names.
 //! - [`config_error`]: errors that name file, line, definition and key.
 //! - [`amqp_ingest`]: the `amqp_ingest` section (the AMQP ingest daemon).

@@ -153,7 +153,7 @@ fn parse_url(s: &str) -> Result<Url, String> {
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(format!("param \"url\" must be an http or https URL, found scheme {:?}", url.scheme()));
     }
-    if !url.host_str().is_some_and(|h| !h.is_empty()) {
+    if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("param \"url\" has no host: {s:?}"));
     }
     Ok(url)

@@ -5,19 +5,19 @@
 //! 1. all events in one `INSERT .. SELECT FROM UNNEST .. ON CONFLICT DO NOTHING`
 //!    (duplicates are the rows that come back missing);
 //! 2. streams, for every (trigger, distinguishing key) of the batch at once:
-//!    a. one `SELECT .. FOR UPDATE` locks the keys' open streams, in sorted key
-//!       order (`COLLATE "C"`, the same byte order as the batch's own sort) so
-//!       concurrent batches lock alike;
-//!    b. the batch's events are folded into them in memory (first/last, counts
-//!       per fire criteria, expire and fire times);
-//!    c. keys without an open stream are claimed: their first new stream is
-//!       inserted open in one `INSERT .. ON CONFLICT DO NOTHING` (one row per
-//!       key, in key order); a key another ingester claimed first comes back
-//!       missing and is redone from (a), now finding that stream;
-//!    d. existing streams and claims are written back in one `UPDATE .. FROM
-//!       UNNEST` (this also closes expired streams before (e) opens successors);
-//!    e. any further new streams (a key whose stream expired) in one `INSERT`
-//!       with ids drawn from the sequence, so each draft knows its id;
+//!    - (a) one `SELECT .. FOR UPDATE` locks the keys' open streams, in sorted
+//!      key order (`COLLATE "C"`, the same byte order as the batch's own sort)
+//!      so concurrent batches lock alike;
+//!    - (b) the batch's events are folded into them in memory (first/last,
+//!      counts per fire criteria, expire and fire times);
+//!    - (c) keys without an open stream are claimed: their first new stream is
+//!      inserted open in one `INSERT .. ON CONFLICT DO NOTHING` (one row per
+//!      key, in key order); a key another ingester claimed first comes back
+//!      missing and is redone from (a), now finding that stream;
+//!    - (d) existing streams and claims are written back in one `UPDATE .. FROM
+//!      UNNEST` (this also closes expired streams before (e) opens successors);
+//!    - (e) any further new streams (a key whose stream expired) in one
+//!      `INSERT` with ids drawn from the sequence, so each draft knows its id;
 //! 3. all memberships in one `INSERT .. UNNEST`;
 //! 4. one `NOTIFY` if a stream became ready to fire.
 //!

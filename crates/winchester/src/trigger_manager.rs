@@ -68,6 +68,7 @@ impl TriggerManager {
 
     /// Turns a raw OpenStack notification (an oslo v2 envelope is unwrapped)
     /// into an event, without saving it. `Ok(None)`: no definition covers it.
+    #[allow(clippy::result_large_err)] // DistillError carries the failing definition, path and value
     pub fn distill(&self, notification: &serde_json::Value) -> Result<Option<Event>, DistillError> {
         match &self.distiller {
             Some(d) => d.to_event(notification),
