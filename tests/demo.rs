@@ -22,6 +22,14 @@ fn check_summary(s: &serde_json::Value, backend: &str) {
     assert_eq!(s["events_ingested"], s["notifications"], "every generated notification distils: {s}");
     assert!(s["streams_fired"].as_u64().unwrap() > 0 && s["streams_expired"].as_u64().unwrap() > 0, "{s}");
     assert_eq!(s["errors"], 0);
+    let runs = s["pipelines"].as_array().expect("pipelines");
+    let total: u64 = runs.iter().map(|r| r["streams"].as_u64().unwrap()).sum();
+    assert_eq!(total, s["streams_fired"].as_u64().unwrap() + s["streams_expired"].as_u64().unwrap(), "{s}");
+    assert!(
+        runs.iter()
+            .any(|r| r["trigger"] == "instance_day" && r["action"] == "fire" && r["pipeline"] == "instance_fired"),
+        "{s}"
+    );
     assert_eq!(
         s["streams_fired"].as_u64().unwrap() + s["streams_expired"].as_u64().unwrap(),
         s["streams_created"].as_u64().unwrap(),

@@ -85,7 +85,7 @@ impl FromStr for StreamState {
 }
 
 /// What a worker does to a ready stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
     /// Run the fire pipeline.
     Fire,

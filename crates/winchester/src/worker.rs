@@ -69,6 +69,8 @@ pub struct WorkerStats {
     pub lost_leases: u64,
     /// Events trimmed.
     pub trimmed: u64,
+    /// Completed runs per (trigger, fire or expire).
+    pub completed_by_trigger: std::collections::BTreeMap<(String, Action), u64>,
 }
 
 /// What processing one ready stream came to.
@@ -279,9 +281,12 @@ impl Worker {
             FinishOutcome::Done(_) => match result {
                 Ok(_) => {
                     tracing::debug!(stream_id = claimed.id, trigger = %claimed.trigger, action = action.as_str(), "Stream done.");
-                    self.bump(|s| match action {
-                        Action::Fire => s.fired += 1,
-                        Action::Expire => s.expired += 1,
+                    self.bump(|s| {
+                        match action {
+                            Action::Fire => s.fired += 1,
+                            Action::Expire => s.expired += 1,
+                        }
+                        *s.completed_by_trigger.entry((claimed.trigger.clone(), action)).or_default() += 1;
                     });
                     debug.bump(
                         &claimed.trigger,

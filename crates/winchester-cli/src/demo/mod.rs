@@ -79,6 +79,22 @@ pub struct DemoSummary {
     pub errors: u64,
     /// Wall-clock seconds.
     pub elapsed_s: f64,
+    /// What the pipelines did: one row per trigger and action (`fire`/`expire`)
+    /// with the pipeline that ran and how many streams it completed.
+    pub pipeline_runs: Vec<PipelineRuns>,
+}
+
+/// Streams one trigger's fire or expire pipeline completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineRuns {
+    /// The trigger.
+    pub trigger: String,
+    /// `fire` or `expire`.
+    pub action: String,
+    /// The pipeline (`-` when the trigger has none for this action).
+    pub pipeline: String,
+    /// Streams completed.
+    pub streams: u64,
 }
 
 impl DemoSummary {
@@ -91,6 +107,9 @@ impl DemoSummary {
             "streams_fired": self.streams_fired, "streams_expired": self.streams_expired,
             "errors": self.errors, "elapsed_s": self.elapsed_s,
             "events_per_s": self.events_per_s(),
+            "pipelines": self.pipeline_runs.iter().map(|r| json!({
+                "trigger": r.trigger, "action": r.action, "pipeline": r.pipeline, "streams": r.streams,
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -117,7 +136,19 @@ impl DemoSummary {
             ("events/s", format!("{:.0}", self.events_per_s())),
         ];
         let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-        rows.iter().map(|(k, v)| format!("{k:<w$}  {v}\n")).collect()
+        let mut out: String = rows.iter().map(|(k, v)| format!("{k:<w$}  {v}\n")).collect();
+        if !self.pipeline_runs.is_empty() {
+            out.push_str("\nwhat the pipelines did:\n");
+            let tw = self.pipeline_runs.iter().map(|r| r.trigger.len()).max().unwrap_or(0);
+            let pw = self.pipeline_runs.iter().map(|r| r.pipeline.len()).max().unwrap_or(0);
+            for r in &self.pipeline_runs {
+                out.push_str(&format!(
+                    "  {:<tw$}  {:<6}  {:<pw$}  {} streams\n",
+                    r.trigger, r.action, r.pipeline, r.streams
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -183,6 +214,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
         streams_expired: 0,
         errors: 0,
         elapsed_s: 0.0,
+        pipeline_runs: Vec::new(),
     };
     let mut streams: HashSet<i64> = HashSet::new();
     let mut last = first;
@@ -229,6 +261,23 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
     summary.streams_fired = s.fired;
     summary.streams_expired = s.expired;
     summary.errors = s.errors;
+    summary.pipeline_runs = s
+        .completed_by_trigger
+        .iter()
+        .map(|((trigger, action), n)| {
+            let def = cfg.triggers.get(trigger);
+            let pipeline = def.and_then(|d| match action {
+                winchester_storage::Action::Fire => d.fire_pipeline.clone(),
+                winchester_storage::Action::Expire => d.expire_pipeline.clone(),
+            });
+            PipelineRuns {
+                trigger: trigger.clone(),
+                action: action.as_str().to_string(),
+                pipeline: pipeline.unwrap_or_else(|| "-".into()),
+                streams: *n,
+            }
+        })
+        .collect();
     summary.elapsed_s = (started.elapsed().as_secs_f64() * 100.0).round() / 100.0;
     if opts.database_url.is_none() {
         tracing::info!(dir = %dir.display(), "Demo database kept for inspection.");
