@@ -32,7 +32,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use winchester_storage::fold::{fold_group, FoldedGroup, StreamDraft};
+use winchester_storage::fold::{fold_group, group_by_key, outcomes, FoldedGroup, StreamDraft};
 use winchester_storage::{EventPlan, IngestOutcome, Membership, Result, StorageError};
 
 use crate::errors::storage_error;
@@ -110,15 +110,7 @@ pub(crate) async fn ingest_in_tx(
     }
 
     // 2. Streams, grouped by key, keys in sorted order.
-    let mut groups: BTreeMap<(&str, &str), Vec<(usize, usize)>> = BTreeMap::new();
-    for (i, p) in batch.iter().enumerate() {
-        if event_ids[i].is_none() {
-            continue;
-        }
-        for (j, m) in p.memberships.iter().enumerate() {
-            groups.entry((m.trigger.name.as_str(), m.dist_key.as_str())).or_default().push((i, j));
-        }
-    }
+    let groups = group_by_key(batch, &event_ids);
     let (stream_of, notify) = write_streams(conn, batch, &groups, now).await?;
 
     // 3. Memberships.
@@ -136,17 +128,7 @@ pub(crate) async fn ingest_in_tx(
     if notify {
         sqlx::query("SELECT pg_notify($1, '')").bind(READY_CHANNEL).execute(&mut *conn).await.map_err(storage_error)?;
     }
-    Ok(batch
-        .iter()
-        .enumerate()
-        .map(|(i, p)| match event_ids[i] {
-            None => IngestOutcome::Duplicate,
-            Some(event_id) => IngestOutcome::Saved {
-                event_id,
-                stream_ids: (0..p.memberships.len()).map(|j| stream_of[&(i, j)]).collect(),
-            },
-        })
-        .collect())
+    Ok(outcomes(batch, &event_ids, &stream_of))
 }
 
 /// One key's streams as the batch leaves them.

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
-use std::collections::{BTreeMap, HashMap};
-use winchester_storage::fold::{fold_group, StreamDraft};
+use std::collections::HashMap;
+use winchester_storage::fold::{fold_group, group_by_key, outcomes, StreamDraft};
 use winchester_storage::{EventPlan, IngestOutcome, Result, StorageError};
 
 use crate::rows::{micros, time};
@@ -47,14 +47,7 @@ pub(crate) async fn ingest_in_tx(
         .map_err(storage_error)?;
         event_ids.push(id);
     }
-    let mut groups: BTreeMap<(&str, &str), Vec<(usize, usize)>> = BTreeMap::new();
-    for (i, p) in batch.iter().enumerate() {
-        if event_ids[i].is_some() {
-            for (j, m) in p.memberships.iter().enumerate() {
-                groups.entry((m.trigger.name.as_str(), m.dist_key.as_str())).or_default().push((i, j));
-            }
-        }
-    }
+    let groups = group_by_key(batch, &event_ids);
     let mut stream_of: HashMap<(usize, usize), i64> = HashMap::new();
     for ((trigger_name, dist_key), entries) in &groups {
         let m0 = &batch[entries[0].0].memberships[entries[0].1];
@@ -138,15 +131,5 @@ pub(crate) async fn ingest_in_tx(
             .await
             .map_err(storage_error)?;
     }
-    Ok(batch
-        .iter()
-        .enumerate()
-        .map(|(i, p)| match event_ids[i] {
-            None => IngestOutcome::Duplicate,
-            Some(event_id) => IngestOutcome::Saved {
-                event_id,
-                stream_ids: (0..p.memberships.len()).map(|j| stream_of[&(i, j)]).collect(),
-            },
-        })
-        .collect())
+    Ok(outcomes(batch, &event_ids, &stream_of))
 }

@@ -2,7 +2,9 @@
 //! of ingest. A backend locks the key's open stream, calls [`fold_group`], and
 //! writes the resulting drafts back.
 
+use crate::plan::{EventPlan, IngestOutcome};
 use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
 use winchester_core::TriggerDefinition;
 
 /// A stream as a batch leaves it.
@@ -105,4 +107,39 @@ pub fn fold_group<'a>(
         d.open = d.accepts(now);
     }
     FoldedGroup { drafts, assignment, ready }
+}
+
+/// One (event, membership) of a batch: indexes into the batch and the event's memberships.
+pub type Entry = (usize, usize);
+
+/// The memberships of the saved events (`event_ids[i]` is `Some`), grouped by
+/// (trigger, distinguishing key) in sorted key order, each group in batch order:
+/// the order backends lock keys in, so concurrent batches lock alike.
+pub fn group_by_key<'a>(batch: &'a [EventPlan], event_ids: &[Option<i64>]) -> BTreeMap<(&'a str, &'a str), Vec<Entry>> {
+    let mut groups: BTreeMap<(&str, &str), Vec<Entry>> = BTreeMap::new();
+    for (i, p) in batch.iter().enumerate() {
+        if event_ids[i].is_some() {
+            for (j, m) in p.memberships.iter().enumerate() {
+                groups.entry((m.trigger.name.as_str(), m.dist_key.as_str())).or_default().push((i, j));
+            }
+        }
+    }
+    groups
+}
+
+/// Each event's outcome: a duplicate where it was not inserted, else its id and
+/// the stream of each of its memberships (`stream_of` must hold every entry of
+/// a saved event).
+pub fn outcomes(batch: &[EventPlan], event_ids: &[Option<i64>], stream_of: &HashMap<Entry, i64>) -> Vec<IngestOutcome> {
+    batch
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match event_ids[i] {
+            None => IngestOutcome::Duplicate,
+            Some(event_id) => IngestOutcome::Saved {
+                event_id,
+                stream_ids: (0..p.memberships.len()).map(|j| stream_of[&(i, j)]).collect(),
+            },
+        })
+        .collect()
 }
