@@ -215,7 +215,7 @@ fn progress(msg: &str) {
 pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Result<String> {
     let sizes = Sizes::from_opts(opts)?;
     let admin = opts.database_url.clone().or(fallback_url).unwrap_or_else(|| DEFAULT_ADMIN_URL.to_string());
-    let admin_pool = winchester_backends::connect(&admin, 1).await?;
+    let admin_pool = winchester_backends::connect_postgres(&admin, 1).await?;
     let postgres = db::server_version(admin_pool.pool()).await.context("asking the server's version")?;
     admin_pool.pool().close().await;
     let machine = machine(postgres);

@@ -86,7 +86,7 @@ pub fn database_url(cfg_url: Option<&str>, args: &ConfigArgs) -> anyhow::Result<
     }))
 }
 
-pub use winchester_backends::{connect, connect_sqlite, is_sqlite, open_storage};
+pub use winchester_backends::open_storage;
 pub use winchester_core::config::redact_url as redact;
 
 /// A trigger manager over PostgreSQL for a loaded config.

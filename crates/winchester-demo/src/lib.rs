@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use winchester::pipeline::PipelineRunner;
 use winchester::{EventOutcome, TriggerManager, Worker, WorkerOptions};
-use winchester_backends::open_storage;
 use winchester_core::distiller::{parse_iso8601, Distiller};
 use winchester_core::{Clock, LoadedConfig, ManualClock};
 use winchester_sim::{SimOptions, Simulation};
@@ -177,9 +176,8 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
     let cfg = load_config(opts, &dir)?;
     let url =
         opts.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", dir.join("winchester-demo.db").display()));
-    let backend = if winchester_backends::is_sqlite(&url) { "sqlite" } else { "postgres" };
-    migrate(&url).await?;
-    let storage = open_storage(&url, 4).await?;
+    let (backend, _) = winchester_backends::migrated(&url, 4).await?;
+    let storage = backend.storage();
     let notifications = generate(&opts.generator);
     let first =
         notifications.first().and_then(|n| n["timestamp"].as_str()).and_then(parse_iso8601).unwrap_or_else(Utc::now);
@@ -206,7 +204,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     let mut summary = DemoSummary {
-        backend: backend.into(),
+        backend: backend.name().into(),
         database: url.clone(),
         notifications: notifications.len() as u64,
         events_ingested: 0,
@@ -285,16 +283,6 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
         tracing::info!(dir = %dir.display(), "Demo database kept for inspection.");
     }
     Ok(summary)
-}
-
-async fn migrate(url: &str) -> anyhow::Result<()> {
-    if winchester_backends::is_sqlite(url) {
-        winchester_backends::connect_sqlite(url, 1).await?.migrate().await.context("migrating")?;
-    } else {
-        let s = winchester_backends::connect(url, 2).await?;
-        winchester_postgres::migrate::upgrade(s.pool()).await.context("migrating")?;
-    }
-    Ok(())
 }
 
 /// The start of a simulated period ending now (`days` days ago, at midnight).

@@ -7,7 +7,8 @@
 //! - `events`: reading and trimming events.
 //! - `rows`: decoding rows into storage types.
 //! - `errors`: mapping sqlx errors to [`StorageError`](winchester_storage::StorageError).
-//! - [`migrate`]: the embedded migrations (`migrations/` at the workspace root).
+//! - [`migrate`]: the embedded migrations (`migrations/` at the workspace root) and
+//!   the dialect of their bookkeeping.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
