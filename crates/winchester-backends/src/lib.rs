@@ -126,11 +126,6 @@ fn migrations_of(migrator: &Migrator) -> Vec<winchester_storage::backend::Migrat
     }))
 }
 
-/// Whether a URL names an SQLite database.
-pub fn is_sqlite(url: &str) -> bool {
-    matches!(Kind::of(url), Ok(Kind::Sqlite))
-}
-
 /// A backend on an sqlx pool: its storage, and its embedded sqlx migrations
 /// applied through sqlx's own bookkeeping (`_sqlx_migrations`).
 #[derive(Debug)]
