@@ -1,14 +1,17 @@
 //! `winchester.yaml`: the main configuration file, in the original's format.
 //!
-//! Loading has two phases: the YAML is read into [`WinchesterConfig`] (every
-//! key checked, unknown keys warned about), then [`LoadedConfig::load`] finds
+//! Loading has two phases: the YAML is read into a struct of every key (serde,
+//! each value kept as written when it does not fit), validated into
+//! [`WinchesterConfig`] (every key checked, every error collected, unknown keys
+//! warned about), then [`LoadedConfig::load`] finds
 //! and loads the files it names and cross-checks them, returning every problem.
 
-use crate::config_error::{show, ConfigError, ConfigErrors};
+use crate::config_error::{present, show, ConfigError, ConfigErrors, Raw};
 use crate::pipeline_config::PipelineConfig;
 use crate::timex::TimeExpr;
 use crate::trigger::TriggerSet;
-use serde_yaml::Value;
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -73,234 +76,247 @@ pub struct WinchesterConfig {
     pub amqp_ingest: crate::amqp_ingest::AmqpIngestConfig,
 }
 
-const KNOWN_KEYS: &[&str] = &[
-    "config_path",
-    "database",
-    "trigger_definitions",
-    "pipeline_config",
-    "distiller_config",
-    "distiller_trait_plugins",
-    "catch_all_notifications",
-    "pipeline_handlers",
-    "pipeline_worker_batch_size",
-    "pipeline_worker_delay",
-    "statistics_period",
-    "purge_completed_streams",
-    "trim_events",
-    "trim_events_age",
-    "trim_events_batch_size",
-    "stream_lease_timeout",
-    "handler_timeout",
-    "log_level",
-    "log_file",
-    "logging_config",
-    "time_sync_endpoint",
-    "amqp_ingest",
-];
+/// `winchester.yaml` as written: every key it may hold, each value parsed into
+/// the type it should have or kept as found (see [`Raw`]); unknown keys in
+/// `unknown`. [`WinchesterConfig::from_yaml_str`] validates it into the settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawConfig {
+    config_path: Option<Raw<PathList>>,
+    database: Option<Raw<RawDatabase>>,
+    trigger_definitions: Option<Raw<String>>,
+    pipeline_config: Option<Raw<String>>,
+    distiller_config: Option<Raw<String>>,
+    catch_all_notifications: Option<Raw<bool>>,
+    pipeline_handlers: Option<Raw<Mapping>>,
+    pipeline_worker_batch_size: Option<Raw<u64>>,
+    pipeline_worker_delay: Option<Raw<f64>>,
+    statistics_period: Option<Raw<f64>>,
+    purge_completed_streams: Option<Raw<bool>>,
+    trim_events: Option<Raw<bool>>,
+    trim_events_age: Option<Raw<String>>,
+    trim_events_batch_size: Option<Raw<u64>>,
+    stream_lease_timeout: Option<Raw<f64>>,
+    handler_timeout: Option<Raw<f64>>,
+    log_level: Option<Raw<String>>,
+    /// The original's log file: accepted, logs go to stderr.
+    log_file: Option<Value>,
+    #[serde(deserialize_with = "present")]
+    logging_config: Option<Value>,
+    #[serde(deserialize_with = "present")]
+    time_sync_endpoint: Option<Value>,
+    #[serde(deserialize_with = "present")]
+    distiller_trait_plugins: Option<Value>,
+    amqp_ingest: Option<Value>,
+    #[serde(flatten)]
+    unknown: Mapping,
+}
+
+/// `config_path`: one directory or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PathList {
+    One(String),
+    Many(Vec<Raw<String>>),
+}
+
+/// The `database` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawDatabase {
+    url: Option<Raw<String>>,
+    echo_sql: Option<Raw<bool>>,
+    #[serde(flatten)]
+    unknown: Mapping,
+}
+
+/// Warnings for unknown keys, under `prefix` (`""` or `"section."`).
+fn unknown_keys<'a>(unknown: &'a Mapping, prefix: &'a str) -> impl Iterator<Item = ConfigError> + 'a {
+    unknown
+        .keys()
+        .map(move |k| ConfigError::new("unknown key, ignored").key(format!("{prefix}{}", show(k).trim_matches('"'))))
+}
+
+/// Collects the errors of validating one config file, each under its key.
+#[derive(Default)]
+struct Checked(Vec<ConfigError>);
+
+impl Checked {
+    /// `raw`'s value, `default` when absent; on a misfit the error under `key`, and `default`.
+    fn value<T>(
+        &mut self,
+        key: &str,
+        raw: Option<Raw<T>>,
+        default: T,
+        expected: &str,
+        ok: impl FnOnce(&T) -> bool,
+    ) -> T {
+        match raw.map(|r| r.expect(expected, ok)) {
+            None => default,
+            Some(Ok(v)) => v,
+            Some(Err(e)) => {
+                self.0.push(e.key(key));
+                default
+            }
+        }
+    }
+
+    fn string(&mut self, key: &str, raw: Option<Raw<String>>) -> Option<String> {
+        self.value(
+            key,
+            raw.map(|r| Raw { parsed: r.parsed.map(Some), found: r.found }),
+            None,
+            "must be a string",
+            |_| true,
+        )
+    }
+
+    fn boolean(&mut self, key: &str, raw: Option<Raw<bool>>, default: bool) -> bool {
+        self.value(key, raw, default, "must be true or false", |_| true)
+    }
+
+    fn count(&mut self, key: &str, raw: Option<Raw<u64>>, default: u32) -> u32 {
+        self.value(key, raw, default as u64, "must be a positive integer", |n| (1..=u32::MAX as u64).contains(n)) as u32
+    }
+
+    fn seconds(&mut self, key: &str, raw: Option<Raw<f64>>, default: f64) -> Duration {
+        let ok = |f: &f64| f.is_finite() && *f >= 0.0 && *f < 1e9;
+        Duration::from_secs_f64(self.value(key, raw, default, "must be a non-negative number of seconds", ok))
+    }
+
+    fn push(&mut self, key: &str, message: impl Into<String>) {
+        self.0.push(ConfigError::new(message).key(key));
+    }
+}
 
 impl WinchesterConfig {
     /// Parses the text of a `winchester.yaml` located at `file`. Returns the
     /// config and warnings, or every error.
     pub fn from_yaml_str(text: &str, file: &Path) -> Result<(WinchesterConfig, Vec<ConfigError>), ConfigErrors> {
         let doc: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
-        let m = match doc {
-            Value::Mapping(m) => m,
-            Value::Null => Default::default(),
+        let raw: RawConfig = match doc {
+            Value::Mapping(_) => {
+                serde_yaml::from_value(doc).map_err(|e| ConfigError::new(e.to_string()).in_file(file))?
+            }
+            Value::Null => RawConfig::default(),
             other => {
                 return Err(ConfigError::new(format!("must be a map, found {}", show(&other))).in_file(file).into())
             }
         };
-        let mut errors = Vec::new();
-        let mut warnings = Vec::new();
-        for k in m.keys() {
-            match k.as_str() {
-                Some(s) if KNOWN_KEYS.contains(&s) => {}
-                _ => warnings.push(ConfigError::new("unknown key, ignored").key(show(k).trim_matches('"').to_string())),
-            }
-        }
-        let mut err = |key: &str, msg: String| errors.push(ConfigError::new(msg).key(key));
-        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        let config_path = match m.get("config_path") {
-            None | Some(Value::Null) => vec![],
-            Some(Value::String(s)) => vec![PathBuf::from(s)],
-            Some(Value::Sequence(items)) => items
-                .iter()
-                .filter_map(|i| match i.as_str() {
-                    Some(s) => Some(PathBuf::from(s)),
-                    None => {
-                        err("config_path", format!("entries must be strings, found {}", show(i)));
-                        None
-                    }
-                })
-                .collect(),
-            Some(other) => {
-                err("config_path", format!("must be a directory or a list of directories, found {}", show(other)));
-                vec![]
-            }
-        };
-        let config_path = config_path.into_iter().map(|p| if p.is_absolute() { p } else { base.join(p) }).collect();
-        let string = |key: &str, errs: &mut Vec<ConfigError>| -> Option<String> {
-            match m.get(key) {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(other) => {
-                    errs.push(ConfigError::new(format!("must be a string, found {}", show(other))).key(key));
-                    None
-                }
-            }
-        };
-        let trigger_definitions = string("trigger_definitions", &mut errors);
-        let pipeline_config = string("pipeline_config", &mut errors);
-        let distiller_config = string("distiller_config", &mut errors);
-        let log_level = string("log_level", &mut errors).unwrap_or_else(|| "info".into());
-        let boolean = |key: &str, default: bool, errs: &mut Vec<ConfigError>| -> bool {
-            match m.get(key) {
-                None | Some(Value::Null) => default,
-                Some(Value::Bool(b)) => *b,
-                Some(other) => {
-                    errs.push(ConfigError::new(format!("must be true or false, found {}", show(other))).key(key));
-                    default
-                }
-            }
-        };
-        let catch_all_notifications = boolean("catch_all_notifications", false, &mut errors);
-        let purge_completed_streams = boolean("purge_completed_streams", true, &mut errors);
-        let trim_events = boolean("trim_events", false, &mut errors);
-        let count = |key: &str, default: u32, errs: &mut Vec<ConfigError>| -> u32 {
-            match m.get(key) {
-                None | Some(Value::Null) => default,
-                Some(v) => match v.as_u64().filter(|n| *n >= 1 && *n <= u32::MAX as u64) {
-                    Some(n) => n as u32,
-                    None => {
-                        errs.push(ConfigError::new(format!("must be a positive integer, found {}", show(v))).key(key));
-                        default
-                    }
-                },
-            }
-        };
-        let pipeline_worker_batch_size = count("pipeline_worker_batch_size", 1000, &mut errors);
-        let trim_events_batch_size = count("trim_events_batch_size", 100, &mut errors);
-        let seconds = |key: &str, default: f64, errs: &mut Vec<ConfigError>| -> Duration {
-            match m.get(key) {
-                None | Some(Value::Null) => Duration::from_secs_f64(default),
-                Some(v) => match v.as_f64().filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e9) {
-                    Some(f) => Duration::from_secs_f64(f),
-                    None => {
-                        errs.push(
-                            ConfigError::new(format!("must be a non-negative number of seconds, found {}", show(v)))
-                                .key(key),
-                        );
-                        Duration::from_secs_f64(default)
-                    }
-                },
-            }
-        };
-        let pipeline_worker_delay = seconds("pipeline_worker_delay", 10.0, &mut errors);
-        let statistics_period = seconds("statistics_period", 10.0, &mut errors);
-        let stream_lease_timeout = seconds("stream_lease_timeout", 300.0, &mut errors);
-        let handler_timeout = seconds("handler_timeout", 60.0, &mut errors);
-        if handler_timeout >= stream_lease_timeout {
-            errors.push(ConfigError::new("must be shorter than stream_lease_timeout, or another worker could reclaim a stream whose handler is still running").key("handler_timeout"));
-        }
-        let trim_events_age = match string("trim_events_age", &mut errors) {
-            None => TimeExpr::parse("$timestamp - 14d").expect("valid default"),
-            Some(s) => match TimeExpr::parse(&s) {
-                Ok(e) if e.variables().iter().all(|v| v == "timestamp") => e,
-                Ok(_) => {
-                    errors.push(
-                        ConfigError::new(format!("{s:?}: only $timestamp (now) is defined here"))
-                            .key("trim_events_age"),
-                    );
-                    TimeExpr::parse("$timestamp - 14d").expect("valid default")
-                }
-                Err(e) => {
-                    errors.push(ConfigError::new(e.to_string()).key("trim_events_age"));
-                    TimeExpr::parse("$timestamp - 14d").expect("valid default")
-                }
-            },
-        };
-        let (database_url, echo_sql) = match m.get("database") {
-            None | Some(Value::Null) => (None, false),
-            Some(Value::Mapping(d)) => {
-                for k in d.keys() {
-                    if !matches!(k.as_str(), Some("url") | Some("echo_sql")) {
-                        warnings.push(
-                            ConfigError::new("unknown key, ignored")
-                                .key(format!("database.{}", show(k).trim_matches('"'))),
-                        );
-                    }
-                }
-                let url = match d.get("url") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(s)) => Some(s.clone()),
-                    Some(other) => {
-                        errors.push(
-                            ConfigError::new(format!("must be a string, found {}", show(other))).key("database.url"),
-                        );
-                        None
-                    }
-                };
-                (url, d.get("echo_sql").and_then(Value::as_bool).unwrap_or(false))
-            }
-            Some(other) => {
-                errors.push(ConfigError::new(format!("must be a map with url, found {}", show(other))).key("database"));
-                (None, false)
-            }
-        };
-        let mut pipeline_handlers = BTreeMap::new();
-        match m.get("pipeline_handlers") {
-            None | Some(Value::Null) => {}
-            Some(Value::Mapping(h)) => {
-                for (k, v) in h {
-                    match (k.as_str(), v.as_str()) {
-                        (Some(k), Some(v)) => {
-                            pipeline_handlers.insert(k.to_string(), v.to_string());
-                        }
-                        _ => errors.push(
-                            ConfigError::new(format!(
-                                "entries map a handler name to a type, found {}: {}",
-                                show(k),
-                                show(v)
-                            ))
-                            .key("pipeline_handlers"),
-                        ),
-                    }
-                }
-            }
-            Some(other) => {
-                errors.push(ConfigError::new(format!("must be a map, found {}", show(other))).key("pipeline_handlers"))
-            }
-        }
-        if m.contains_key("time_sync_endpoint") {
-            warnings.push(
-                ConfigError::new("not supported; replay archived events with `winchester ingest --event-time` instead")
-                    .key("time_sync_endpoint"),
-            );
-        }
-        if m.contains_key("distiller_trait_plugins") {
-            warnings.push(
-                ConfigError::new(
-                    "Python trait plugins cannot be loaded; only the built-in split and bitfield plugins exist",
-                )
-                .key("distiller_trait_plugins"),
-            );
-        }
-        if m.contains_key("logging_config") {
-            warnings.push(
-                ConfigError::new("Python logging configs are not read; use log_level or RUST_LOG")
-                    .key("logging_config"),
-            );
-        }
-        let amqp_ingest = match m.get("amqp_ingest") {
-            None => crate::amqp_ingest::AmqpIngestConfig::default(),
-            Some(v) => crate::amqp_ingest::AmqpIngestConfig::from_yaml(v, &mut warnings).unwrap_or_else(|e| {
-                errors.extend(e);
-                Default::default()
-            }),
-        };
+        let (cfg, warnings, errors) = WinchesterConfig::validate(raw, file);
         if !errors.is_empty() {
             return Err(ConfigErrors(errors.into_iter().map(|e| e.in_file(file)).collect()));
         }
+        Ok((cfg, warnings.into_iter().map(|e| e.in_file(file)).collect()))
+    }
+
+    /// The settings of a parsed `winchester.yaml`, its warnings and its errors.
+    fn validate(raw: RawConfig, file: &Path) -> (WinchesterConfig, Vec<ConfigError>, Vec<ConfigError>) {
+        let mut warnings: Vec<ConfigError> = unknown_keys(&raw.unknown, "").collect();
+        let mut c = Checked::default();
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let config_path =
+            match raw.config_path.map(|r| r.expect("must be a directory or a list of directories", |_| true)) {
+                None => vec![],
+                Some(Err(e)) => {
+                    c.0.push(e.key("config_path"));
+                    vec![]
+                }
+                Some(Ok(PathList::One(dir))) => vec![PathBuf::from(dir)],
+                Some(Ok(PathList::Many(dirs))) => dirs
+                    .into_iter()
+                    .filter_map(|d| match d.expect("entries must be strings", |_| true) {
+                        Ok(d) => Some(PathBuf::from(d)),
+                        Err(e) => {
+                            c.0.push(e.key("config_path"));
+                            None
+                        }
+                    })
+                    .collect(),
+            };
+        let config_path = config_path.into_iter().map(|p| if p.is_absolute() { p } else { base.join(p) }).collect();
+        let trigger_definitions = c.string("trigger_definitions", raw.trigger_definitions);
+        let pipeline_config = c.string("pipeline_config", raw.pipeline_config);
+        let distiller_config = c.string("distiller_config", raw.distiller_config);
+        let log_level = c.string("log_level", raw.log_level).unwrap_or_else(|| "info".into());
+        let catch_all_notifications = c.boolean("catch_all_notifications", raw.catch_all_notifications, false);
+        let purge_completed_streams = c.boolean("purge_completed_streams", raw.purge_completed_streams, true);
+        let trim_events = c.boolean("trim_events", raw.trim_events, false);
+        let pipeline_worker_batch_size = c.count("pipeline_worker_batch_size", raw.pipeline_worker_batch_size, 1000);
+        let trim_events_batch_size = c.count("trim_events_batch_size", raw.trim_events_batch_size, 100);
+        let pipeline_worker_delay = c.seconds("pipeline_worker_delay", raw.pipeline_worker_delay, 10.0);
+        let statistics_period = c.seconds("statistics_period", raw.statistics_period, 10.0);
+        let stream_lease_timeout = c.seconds("stream_lease_timeout", raw.stream_lease_timeout, 300.0);
+        let handler_timeout = c.seconds("handler_timeout", raw.handler_timeout, 60.0);
+        if handler_timeout >= stream_lease_timeout {
+            c.push("handler_timeout", "must be shorter than stream_lease_timeout, or another worker could reclaim a stream whose handler is still running");
+        }
+        let default_age = || TimeExpr::parse("$timestamp - 14d").expect("valid default");
+        let trim_events_age = match c.string("trim_events_age", raw.trim_events_age) {
+            None => default_age(),
+            Some(s) => match TimeExpr::parse(&s) {
+                Ok(e) if e.variables().iter().all(|v| v == "timestamp") => e,
+                Ok(_) => {
+                    c.push("trim_events_age", format!("{s:?}: only $timestamp (now) is defined here"));
+                    default_age()
+                }
+                Err(e) => {
+                    c.push("trim_events_age", e.to_string());
+                    default_age()
+                }
+            },
+        };
+        let (database_url, echo_sql) = match raw.database.map(|r| r.expect("must be a map with url", |_| true)) {
+            None => (None, false),
+            Some(Err(e)) => {
+                c.0.push(e.key("database"));
+                (None, false)
+            }
+            Some(Ok(d)) => {
+                warnings.extend(unknown_keys(&d.unknown, "database."));
+                (c.string("database.url", d.url), c.boolean("database.echo_sql", d.echo_sql, false))
+            }
+        };
+        let mut pipeline_handlers = BTreeMap::new();
+        for (k, v) in c.value("pipeline_handlers", raw.pipeline_handlers, Mapping::new(), "must be a map", |_| true) {
+            match (k.as_str(), v.as_str()) {
+                (Some(k), Some(v)) => {
+                    pipeline_handlers.insert(k.to_string(), v.to_string());
+                }
+                _ => c.push(
+                    "pipeline_handlers",
+                    format!("entries map a handler name to a type, found {}: {}", show(&k), show(&v)),
+                ),
+            }
+        }
+        for (key, present, message) in [
+            (
+                "time_sync_endpoint",
+                raw.time_sync_endpoint.is_some(),
+                "not supported; replay archived events with `winchester ingest --event-time` instead",
+            ),
+            (
+                "distiller_trait_plugins",
+                raw.distiller_trait_plugins.is_some(),
+                "Python trait plugins cannot be loaded; only the built-in split and bitfield plugins exist",
+            ),
+            (
+                "logging_config",
+                raw.logging_config.is_some(),
+                "Python logging configs are not read; use log_level or RUST_LOG",
+            ),
+        ] {
+            if present {
+                warnings.push(ConfigError::new(message).key(key));
+            }
+        }
+        let amqp_ingest = match &raw.amqp_ingest {
+            None => crate::amqp_ingest::AmqpIngestConfig::default(),
+            Some(v) => crate::amqp_ingest::AmqpIngestConfig::from_yaml(v, &mut warnings).unwrap_or_else(|e| {
+                c.0.extend(e);
+                Default::default()
+            }),
+        };
         let cfg = WinchesterConfig {
             file: file.to_path_buf(),
             config_path,
@@ -323,7 +339,7 @@ impl WinchesterConfig {
             log_level,
             amqp_ingest,
         };
-        Ok((cfg, warnings.into_iter().map(|e| e.in_file(file)).collect()))
+        (cfg, warnings, c.0)
     }
 
     /// Reads and parses a `winchester.yaml`.
@@ -516,5 +532,100 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.0.len(), 2, "{e}");
+    }
+
+    fn errors(yaml: &str) -> Vec<String> {
+        WinchesterConfig::from_yaml_str(yaml, Path::new("/etc/w/winchester.yaml"))
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    fn warnings(yaml: &str) -> Vec<String> {
+        let (_, w) = WinchesterConfig::from_yaml_str(yaml, Path::new("/etc/w/winchester.yaml")).unwrap();
+        w.iter().map(ToString::to_string).collect()
+    }
+
+    /// Every misfit is reported, each with the file, its key and what was found.
+    #[test]
+    fn every_error_names_file_key_and_value() {
+        assert_eq!(
+            errors(
+                "config_path: [etc, 5]
+trigger_definitions: [a]
+log_level: 3
+catch_all_notifications: yes please
+\
+                 pipeline_worker_batch_size: 0
+trim_events_batch_size: 1.5
+pipeline_worker_delay: -1
+\
+                 statistics_period: soon
+trim_events_age: \"$first - 1d\"
+\
+                 database: {url: 5, echo_sql: sometimes}
+pipeline_handlers: {a: [b]}
+"
+            ),
+            vec![
+                "/etc/w/winchester.yaml: key \"config_path\": entries must be strings, found 5",
+                "/etc/w/winchester.yaml: key \"trigger_definitions\": must be a string, found - a",
+                "/etc/w/winchester.yaml: key \"log_level\": must be a string, found 3",
+                "/etc/w/winchester.yaml: key \"catch_all_notifications\": must be true or false, found \"yes please\"",
+                "/etc/w/winchester.yaml: key \"pipeline_worker_batch_size\": must be a positive integer, found 0",
+                "/etc/w/winchester.yaml: key \"trim_events_batch_size\": must be a positive integer, found 1.5",
+                "/etc/w/winchester.yaml: key \"pipeline_worker_delay\": must be a non-negative number of seconds, found -1",
+                "/etc/w/winchester.yaml: key \"statistics_period\": must be a non-negative number of seconds, found \"soon\"",
+                "/etc/w/winchester.yaml: key \"trim_events_age\": \"$first - 1d\": only $timestamp (now) is defined here",
+                "/etc/w/winchester.yaml: key \"database.url\": must be a string, found 5",
+                "/etc/w/winchester.yaml: key \"database.echo_sql\": must be true or false, found \"sometimes\"",
+                "/etc/w/winchester.yaml: key \"pipeline_handlers\": entries map a handler name to a type, found \"a\": - b",
+            ]
+        );
+        assert_eq!(
+            errors("config_path: {a: b}\ndatabase: postgres://x\npipeline_handlers: [a]\n"),
+            vec![
+                "/etc/w/winchester.yaml: key \"config_path\": must be a directory or a list of directories, found a: b",
+                "/etc/w/winchester.yaml: key \"database\": must be a map with url, found \"postgres://x\"",
+                "/etc/w/winchester.yaml: key \"pipeline_handlers\": must be a map, found - a",
+            ]
+        );
+        assert_eq!(
+            errors("handler_timeout: 30\nstream_lease_timeout: 30\n"),
+            vec!["/etc/w/winchester.yaml: key \"handler_timeout\": must be shorter than stream_lease_timeout, or another worker could reclaim a stream whose handler is still running"]
+        );
+        assert_eq!(errors("- a\n"), vec!["/etc/w/winchester.yaml: must be a map, found - a"]);
+        let syntax = errors("database:\n  url: [\n");
+        assert!(syntax[0].starts_with("/etc/w/winchester.yaml:3: invalid YAML: "), "{syntax:?}");
+    }
+
+    /// Unknown keys (top level and in database) and the original's unsupported
+    /// keys warn, even when empty; empty keys take their defaults.
+    #[test]
+    fn warnings_and_empty_values() {
+        assert_eq!(
+            warnings("foo: 1\ndatabase: {url: 'sqlite://x', pool: 3}\ntime_sync_endpoint:\nlogging_config: x.conf\nlog_file: w.log\n"),
+            vec![
+                "/etc/w/winchester.yaml: key \"foo\": unknown key, ignored",
+                "/etc/w/winchester.yaml: key \"database.pool\": unknown key, ignored",
+                "/etc/w/winchester.yaml: key \"time_sync_endpoint\": not supported; replay archived events with `winchester ingest --event-time` instead",
+                "/etc/w/winchester.yaml: key \"logging_config\": Python logging configs are not read; use log_level or RUST_LOG",
+            ]
+        );
+        let (c, w) = WinchesterConfig::from_yaml_str(
+            "config_path: conf\ndatabase:\ntrim_events:\npipeline_worker_delay: 2.5\nstream_lease_timeout: 600\npipeline_handlers: {n: logger}\n",
+            Path::new("/etc/w/winchester.yaml"),
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.config_path, vec![PathBuf::from("/etc/w/conf")]);
+        assert_eq!((c.database_url, c.echo_sql, c.trim_events), (None, false, false));
+        assert_eq!(c.pipeline_worker_delay, Duration::from_millis(2500));
+        assert_eq!(c.stream_lease_timeout, Duration::from_secs(600));
+        assert_eq!(c.pipeline_handlers.get("n").map(String::as_str), Some("logger"));
+        let (c, _) = WinchesterConfig::from_yaml_str("", Path::new("w.yaml")).unwrap();
+        assert_eq!((c.log_level.as_str(), c.handler_timeout), ("info", Duration::from_secs(60)));
     }
 }

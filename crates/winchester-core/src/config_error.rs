@@ -99,3 +99,49 @@ pub(crate) fn show(v: &serde_yaml::Value) -> String {
         other => serde_yaml::to_string(other).map(|s| s.trim().replace('\n', " ")).unwrap_or_else(|_| "?".into()),
     }
 }
+
+/// A value as a config file wrote it: parsed into the type it should have when
+/// it fits, and always the YAML found, so validation can say what it found
+/// where (`key "x": must be a string, found 5`). Config files are first read
+/// into structs of these (serde), then validated into the settings.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Raw<T> {
+    /// The value, when the YAML has the right shape.
+    pub parsed: Option<T>,
+    /// The YAML as written.
+    pub found: serde_yaml::Value,
+}
+
+impl<'de, T: serde::de::DeserializeOwned> serde::Deserialize<'de> for Raw<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let found = serde_yaml::Value::deserialize(d)?;
+        Ok(Raw { parsed: serde_yaml::from_value(found.clone()).ok(), found })
+    }
+}
+
+impl<T> Raw<T> {
+    /// The value if it parsed and passes `ok`, else the error `{expected},
+    /// found {what was written}`.
+    pub fn expect(self, expected: &str, ok: impl FnOnce(&T) -> bool) -> Result<T, ConfigError> {
+        match self.parsed {
+            Some(t) if ok(&t) => Ok(t),
+            _ => Err(ConfigError::new(format!("{expected}, found {}", show(&self.found)))),
+        }
+    }
+}
+
+/// For `#[serde(default, deserialize_with = "present")]`: a key that is
+/// there, even with an empty (null) value, is `Some`.
+pub(crate) fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_yaml::Value>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
+/// For `#[serde(default, deserialize_with = "present_raw")]`: a [`Raw`] that
+/// is there, even empty (null), is `Some`, so validation can name it.
+pub(crate) fn present_raw<'de, D, T>(d: D) -> Result<Option<Raw<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}

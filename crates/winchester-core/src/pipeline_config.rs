@@ -1,7 +1,8 @@
 //! Pipeline definitions (`pipelines.yaml`): pipeline name -> ordered handlers.
 
-use crate::config_error::{show, ConfigError, ConfigErrors};
-use serde_yaml::Value;
+use crate::config_error::{present_raw, show, ConfigError, ConfigErrors, Raw};
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -14,6 +15,28 @@ pub struct HandlerEntry {
     pub params: serde_yaml::Mapping,
 }
 
+/// One pipeline as written: a list of handler entries.
+type RawPipeline = Raw<Vec<Raw<RawHandler>>>;
+
+/// A handler entry as written: a name, or a `{name, params}` map.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawHandler {
+    Name(String),
+    Entry(Box<RawEntry>),
+}
+
+/// A `{name, params}` handler entry; any other key lands in `unknown`.
+#[derive(Debug, Deserialize)]
+struct RawEntry {
+    #[serde(default, deserialize_with = "present_raw")]
+    name: Option<Raw<String>>,
+    #[serde(default)]
+    params: Option<Raw<Mapping>>,
+    #[serde(flatten)]
+    unknown: Mapping,
+}
+
 /// All pipelines, by name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PipelineConfig {
@@ -23,7 +46,8 @@ pub struct PipelineConfig {
 
 impl PipelineConfig {
     /// Parses a `pipelines.yaml` document: a map of pipeline name to a list whose
-    /// entries are a handler name or `{name: .., params: {..}}`.
+    /// entries are a handler name or `{name: .., params: {..}}`. Each pipeline is
+    /// read into [`RawPipeline`] (serde), then validated; every error is returned.
     pub fn from_yaml_str(text: &str, file: &Path) -> Result<PipelineConfig, ConfigErrors> {
         let doc: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
         let map = match doc {
@@ -40,85 +64,66 @@ impl PipelineConfig {
         };
         let mut errors = Vec::new();
         let mut pipelines = BTreeMap::new();
-        for (k, v) in &map {
+        for (k, v) in map {
             let Some(name) = k.as_str() else {
-                errors
-                    .push(ConfigError::new(format!("pipeline names must be strings, found {}", show(k))).in_file(file));
-                continue;
-            };
-            let ctx = format!("pipeline {name:?}");
-            let Value::Sequence(items) = v else {
                 errors.push(
-                    ConfigError::new(format!("must be a list of handlers, found {}", show(v)))
-                        .in_file(file)
-                        .context(ctx),
+                    ConfigError::new(format!("pipeline names must be strings, found {}", show(&k))).in_file(file),
                 );
                 continue;
             };
+            let ctx = format!("pipeline {name:?}");
+            let err = |msg: String, key: Option<String>| {
+                let e = ConfigError::new(msg).in_file(file).context(ctx.clone());
+                match key {
+                    Some(k) => e.key(k),
+                    None => e,
+                }
+            };
+            let items = match RawPipeline::deserialize(v)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.expect("must be a list of handlers", |_| true).map_err(|e| e.message))
+            {
+                Ok(items) => items,
+                Err(msg) => {
+                    errors.push(err(msg, None));
+                    continue;
+                }
+            };
             let mut handlers = Vec::new();
-            for (i, it) in items.iter().enumerate() {
+            for (i, item) in items.into_iter().enumerate() {
                 let key = format!("[{i}]");
-                match it {
-                    Value::String(s) => handlers.push(HandlerEntry { name: s.clone(), params: Default::default() }),
-                    Value::Mapping(m) => {
-                        for mk in m.keys() {
-                            if !matches!(mk.as_str(), Some("name") | Some("params")) {
-                                errors.push(
-                                    ConfigError::new(format!(
-                                        "unknown key {}; a handler entry has name and params",
-                                        show(mk)
-                                    ))
-                                    .in_file(file)
-                                    .context(ctx.clone())
-                                    .key(key.clone()),
-                                );
-                            }
+                match item.expect("a handler entry is a name or a {name, params} map", |_| true) {
+                    Err(e) => errors.push(err(e.message, Some(key))),
+                    Ok(RawHandler::Name(name)) => handlers.push(HandlerEntry { name, params: Default::default() }),
+                    Ok(RawHandler::Entry(entry)) => {
+                        let RawEntry { name, params, unknown } = *entry;
+                        for mk in unknown.keys() {
+                            errors.push(err(
+                                format!("unknown key {}; a handler entry has name and params", show(mk)),
+                                Some(key.clone()),
+                            ));
                         }
-                        let name = match m.get("name") {
-                            Some(Value::String(s)) => s.clone(),
-                            Some(other) => {
-                                errors.push(
-                                    ConfigError::new(format!("handler name must be a string, found {}", show(other)))
-                                        .in_file(file)
-                                        .context(ctx.clone())
-                                        .key(format!("{key}.name")),
-                                );
+                        let name = match name.map(|n| n.expect("handler name must be a string", |_| true)) {
+                            Some(Ok(name)) => name,
+                            Some(Err(e)) => {
+                                errors.push(err(e.message, Some(format!("{key}.name"))));
                                 continue;
                             }
                             None => {
-                                errors.push(
-                                    ConfigError::new("handler entry has no name")
-                                        .in_file(file)
-                                        .context(ctx.clone())
-                                        .key(format!("{key}.name")),
-                                );
+                                errors.push(err("handler entry has no name".into(), Some(format!("{key}.name"))));
                                 continue;
                             }
                         };
-                        let params = match m.get("params") {
-                            None | Some(Value::Null) => Default::default(),
-                            Some(Value::Mapping(p)) => p.clone(),
-                            Some(other) => {
-                                errors.push(
-                                    ConfigError::new(format!("params must be a map, found {}", show(other)))
-                                        .in_file(file)
-                                        .context(ctx.clone())
-                                        .key(format!("{key}.params")),
-                                );
+                        let params = match params.map(|p| p.expect("params must be a map", |_| true)) {
+                            None => Default::default(),
+                            Some(Ok(params)) => params,
+                            Some(Err(e)) => {
+                                errors.push(err(e.message, Some(format!("{key}.params"))));
                                 continue;
                             }
                         };
                         handlers.push(HandlerEntry { name, params });
                     }
-                    other => errors.push(
-                        ConfigError::new(format!(
-                            "a handler entry is a name or a {{name, params}} map, found {}",
-                            show(other)
-                        ))
-                        .in_file(file)
-                        .context(ctx.clone())
-                        .key(key),
-                    ),
                 }
             }
             pipelines.insert(name.to_string(), handlers);
@@ -161,5 +166,39 @@ mod tests {
         assert_eq!(h[1].params.get("url").and_then(|v| v.as_str()), Some("http://x"));
         let e = PipelineConfig::from_yaml_str("p:\n  - {params: {}}\n", Path::new("p.yaml")).unwrap_err();
         assert!(e.to_string().contains("pipeline \"p\"") && e.to_string().contains("no name"), "{e}");
+    }
+
+    /// Every problem of every pipeline, each with file, pipeline and entry.
+    #[test]
+    fn every_error_names_file_pipeline_and_entry() {
+        let e = PipelineConfig::from_yaml_str(
+            "p:\n  - logger\n  - {name: 5}\n  - {name: ~}\n  - {name: x, params: [1], extra: 2}\n  - 7\n  - ~\n\
+             q: logger\n1: [logger]\nr: []\n",
+            Path::new("/etc/w/pipelines.yaml"),
+        )
+        .unwrap_err();
+        let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "/etc/w/pipelines.yaml: pipeline \"p\": key \"[1].name\": handler name must be a string, found 5",
+                "/etc/w/pipelines.yaml: pipeline \"p\": key \"[2].name\": handler name must be a string, found null",
+                "/etc/w/pipelines.yaml: pipeline \"p\": key \"[3]\": unknown key \"extra\"; a handler entry has name and params",
+                "/etc/w/pipelines.yaml: pipeline \"p\": key \"[3].params\": params must be a map, found - 1",
+                "/etc/w/pipelines.yaml: pipeline \"p\": key \"[4]\": a handler entry is a name or a {name, params} map, found 7",
+                "/etc/w/pipelines.yaml: pipeline \"p\": key \"[5]\": a handler entry is a name or a {name, params} map, found null",
+                "/etc/w/pipelines.yaml: pipeline \"q\": must be a list of handlers, found \"logger\"",
+                "/etc/w/pipelines.yaml: pipeline names must be strings, found 1",
+            ]
+        );
+        let e = PipelineConfig::from_yaml_str("- p\n", Path::new("p.yaml")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "1 configuration error\n  - p.yaml: must be a map of pipeline name to handler list, found - p"
+        );
+        let e = PipelineConfig::from_yaml_str("p: [\n", Path::new("p.yaml")).unwrap_err();
+        assert!(e.0[0].line.is_some() && e.to_string().contains("invalid YAML"), "{e}");
+        let ok = PipelineConfig::from_yaml_str("r: []\ns: [{name: logger, params: ~}]\n", Path::new("p.yaml")).unwrap();
+        assert!(ok.get("r").unwrap().is_empty() && ok.get("s").unwrap()[0].params.is_empty());
     }
 }
