@@ -607,4 +607,65 @@ mod tests {
         let e = TriggerSet::from_yaml_str(&text, Path::new("triggers.yaml")).unwrap_err();
         assert!(e.to_string().contains("more than once"), "{e}");
     }
+
+    fn lines(yaml: &str) -> (Vec<String>, Vec<String>) {
+        match TriggerSet::from_yaml_str(yaml, Path::new("/etc/w/triggers.yaml")) {
+            Ok((_, w)) => (vec![], w.iter().map(ToString::to_string).collect()),
+            Err(e) => (e.0.iter().map(ToString::to_string).collect(), vec![]),
+        }
+    }
+
+    /// Every problem of every definition, each with file, trigger and key.
+    #[test]
+    fn every_error_names_file_trigger_and_key() {
+        let (errors, _) = lines(
+            "- 5\n- {expiration: x}\n- {name: ''}\n- {name: ~}\n\
+             - name: a\n  debug_level: 3\n  distinguished_by: [instance_id, {day: \"$timestamp - 1d\", x: y}, {d: 5}, [z], instance_id, {bad: \"$bad +\"}]\n  \
+               expiration: 5\n  fire_pipeline: [p]\n  fire_criteria: []\n  match_criteria: {}\n  fire_delay: -1\n  colour: red\n\
+             - name: b\n  debug_level: \"1\"\n  distinguished_by: instance_id\n  expiration: \"$when + 1h\"\n  fire_pipeline: ''\n  expire_pipeline: ~\n  fire_criteria: ~\n  fire_delay: soon\n\
+             - name: c\n  expiration: \"$last + 1 parsec\"\n  expire_pipeline: p\n  fire_criteria: [{}]\n  match_criteria: [{}]\n  debug_level: 1.0\n\
+             - {name: c, expiration: \"$last + 1h\", fire_pipeline: p, fire_criteria: [{}], match_criteria: [{}]}\n",
+        );
+        assert_eq!(
+            errors,
+            vec![
+                "/etc/w/triggers.yaml: trigger definition #1 must be a map, found 5",
+                "/etc/w/triggers.yaml: trigger #2: key \"name\": missing required key",
+                "/etc/w/triggers.yaml: trigger #3: key \"name\": name must be a non-empty string, found \"\"",
+                "/etc/w/triggers.yaml: trigger #4: key \"name\": name must be a non-empty string, found null",
+                "/etc/w/triggers.yaml: trigger \"a\": key \"colour\": unknown key; expected one of name, debug_level, distinguished_by, expiration, fire_pipeline, expire_pipeline, fire_criteria, match_criteria, fire_delay, load_criteria",
+                "/etc/w/triggers.yaml: trigger \"a\": key \"debug_level\": must be 0, 1 or 2, found 3",
+                "/etc/w/triggers.yaml: trigger \"a\": key \"distinguished_by[1]\": a map entry must have exactly one key, found 2",
+                "/etc/w/triggers.yaml: trigger \"a\": key \"distinguished_by[2]\": must map a trait name to a time expression, found d: 5",
+                "/etc/w/triggers.yaml: trigger \"a\": key \"distinguished_by[3]\": must be a trait name or a {trait: expression} map, found - z",
+                "/etc/w/triggers.yaml: trigger \"a\": key \"distinguished_by[5]\": invalid time expression \"$bad +\": expected a duration (e.g. '1h') after '+', found end of expression",
+                "/etc/w/triggers.yaml: trigger \"a\": key \"distinguished_by\": \"instance_id\" is listed twice",
+                "/etc/w/triggers.yaml: trigger \"a\": key \"expiration\": must be a time expression string, found 5",
+                "/etc/w/triggers.yaml: trigger \"a\": key \"fire_pipeline\": must be a pipeline name, found - p",
+                "/etc/w/triggers.yaml: trigger \"a\": key \"fire_pipeline\": at least one of fire_pipeline and expire_pipeline is required",
+                "/etc/w/triggers.yaml: trigger \"a\": key \"fire_criteria\": must list at least one criteria",
+                "/etc/w/triggers.yaml: trigger \"a\": key \"match_criteria\": must be a list of criteria, found {}",
+                "/etc/w/triggers.yaml: trigger \"a\": key \"fire_delay\": must be a non-negative number of seconds, found -1",
+                "/etc/w/triggers.yaml: trigger \"b\": key \"distinguished_by\": must be a list, found \"instance_id\"",
+                "/etc/w/triggers.yaml: trigger \"b\": key \"expiration\": \"$when + 1h\" uses $when; only $first and $last are defined",
+                "/etc/w/triggers.yaml: trigger \"b\": key \"fire_pipeline\": at least one of fire_pipeline and expire_pipeline is required",
+                "/etc/w/triggers.yaml: trigger \"b\": key \"fire_criteria\": missing required key",
+                "/etc/w/triggers.yaml: trigger \"b\": key \"match_criteria\": missing required key",
+                "/etc/w/triggers.yaml: trigger \"b\": key \"fire_delay\": must be a non-negative number of seconds, found \"soon\"",
+                "/etc/w/triggers.yaml: trigger \"c\": key \"debug_level\": must be 0, 1 or 2, found 1.0",
+                "/etc/w/triggers.yaml: trigger \"c\": key \"expiration\": invalid time expression \"$last + 1 parsec\": unknown unit 'parsec' at offset 10",
+            ]
+        );
+        let (_, warnings) = lines(
+            "- {name: t, expiration: \"$last + 1h\", fire_pipeline: p, fire_criteria: [{}], match_criteria: [{}], load_criteria: [{}], debug_level: \"2\", fire_delay: \"30\"}\n",
+        );
+        assert_eq!(
+            warnings,
+            vec!["/etc/w/triggers.yaml: trigger \"t\": key \"load_criteria\": load_criteria is parsed but has no effect (as in the original)"]
+        );
+        let (errors, _) = lines("{a: 1}\n");
+        assert_eq!(errors, vec!["/etc/w/triggers.yaml: must be a list of trigger definitions, found a: 1"]);
+        let (errors, _) = lines("- name: [\n");
+        assert!(errors[0].starts_with("/etc/w/triggers.yaml:2: invalid YAML"), "{errors:?}");
+    }
 }
