@@ -1,7 +1,7 @@
 //! Trigger definitions (`triggers.yaml`): which events to collect, how to split
 //! them into streams, when a stream fires and when it expires.
 
-use crate::config_error::{show, ConfigError, ConfigErrors};
+use crate::config_error::{present_raw, show, ConfigError, ConfigErrors, Raw};
 use crate::criteria::Criteria;
 use crate::event::{format_datetime, Event, TraitValue};
 use crate::timex::{TimeExpr, TimexValue, Vars};
@@ -129,6 +129,60 @@ const TRIGGER_KEYS: &[&str] = &[
     "load_criteria",
 ];
 
+/// A trigger definition as written (serde): each value parsed into the type it
+/// should have or kept as found (see [`Raw`]); unknown keys in `unknown`.
+/// [`TriggerDefinition::from_yaml`] validates it.
+#[derive(Debug, Deserialize)]
+struct RawTrigger {
+    #[serde(default, deserialize_with = "present_raw")]
+    name: Option<Raw<String>>,
+    #[serde(default)]
+    debug_level: Option<Raw<NumberOrText<u64>>>,
+    #[serde(default)]
+    distinguished_by: Option<Raw<Vec<Raw<RawDistinguishedBy>>>>,
+    #[serde(default)]
+    expiration: Option<Raw<String>>,
+    #[serde(default)]
+    fire_pipeline: Option<Raw<String>>,
+    #[serde(default)]
+    expire_pipeline: Option<Raw<String>>,
+    #[serde(default)]
+    fire_criteria: Option<Raw<Vec<Value>>>,
+    #[serde(default)]
+    match_criteria: Option<Raw<Vec<Value>>>,
+    #[serde(default)]
+    load_criteria: Option<Raw<Vec<Value>>>,
+    #[serde(default)]
+    fire_delay: Option<Raw<NumberOrText<i64>>>,
+    #[serde(flatten)]
+    unknown: serde_yaml::Mapping,
+}
+
+/// A number, or a string holding one (the original accepts both).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum NumberOrText<N> {
+    Number(N),
+    Text(String),
+}
+
+impl<N: std::str::FromStr> NumberOrText<N> {
+    fn number(self) -> Option<N> {
+        match self {
+            NumberOrText::Number(n) => Some(n),
+            NumberOrText::Text(s) => s.parse().ok(),
+        }
+    }
+}
+
+/// A `distinguished_by` entry as written: a trait name or a `{trait: expression}` map.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawDistinguishedBy {
+    Trait(String),
+    Range(serde_yaml::Mapping),
+}
+
 impl TriggerDefinition {
     /// Parses and validates one definition. All problems go to `errors`.
     pub fn from_yaml(
@@ -137,22 +191,25 @@ impl TriggerDefinition {
         errors: &mut Vec<ConfigError>,
         warnings: &mut Vec<ConfigError>,
     ) -> Option<TriggerDefinition> {
-        let Value::Mapping(m) = v else {
-            errors.push(ConfigError::new(format!(
-                "trigger definition #{} must be a map, found {}",
-                index + 1,
-                show(v)
-            )));
-            return None;
+        let raw = match v {
+            Value::Mapping(_) => RawTrigger::deserialize(v),
+            _ => Err(serde::de::Error::custom("not a map")),
         };
-        let name = match m.get("name") {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-            Some(other) => {
-                errors.push(
-                    ConfigError::new(format!("name must be a non-empty string, found {}", show(other)))
-                        .context(format!("trigger #{}", index + 1))
-                        .key("name"),
-                );
+        let raw = match raw {
+            Ok(raw) => raw,
+            Err(_) => {
+                errors.push(ConfigError::new(format!(
+                    "trigger definition #{} must be a map, found {}",
+                    index + 1,
+                    show(v)
+                )));
+                return None;
+            }
+        };
+        let name = match raw.name.map(|n| n.expect("name must be a non-empty string", |s| !s.trim().is_empty())) {
+            Some(Ok(name)) => name,
+            Some(Err(e)) => {
+                errors.push(e.context(format!("trigger #{}", index + 1)).key("name"));
                 return None;
             }
             None => {
@@ -163,36 +220,38 @@ impl TriggerDefinition {
             }
         };
         let ctx = format!("trigger {name:?}");
-        let mut local = Vec::new();
+        let mut local: Vec<ConfigError> = raw
+            .unknown
+            .keys()
+            .map(|k| {
+                ConfigError::new(format!("unknown key; expected one of {}", TRIGGER_KEYS.join(", ")))
+                    .key(show(k).trim_matches('"').to_string())
+            })
+            .collect();
         let mut local_warn = Vec::new();
-        for k in m.keys() {
-            match k.as_str() {
-                Some(s) if TRIGGER_KEYS.contains(&s) => {}
-                _ => local.push(
-                    ConfigError::new(format!("unknown key; expected one of {}", TRIGGER_KEYS.join(", ")))
-                        .key(show(k).trim_matches('"').to_string()),
-                ),
+        let debug_level = match raw.debug_level.map(|d| {
+            let found = d.found;
+            d.parsed.and_then(NumberOrText::number).filter(|n| *n <= 2).ok_or(found)
+        }) {
+            None => 0,
+            Some(Ok(n)) => n as u8,
+            Some(Err(found)) => {
+                local.push(ConfigError::new(format!("must be 0, 1 or 2, found {}", show(&found))).key("debug_level"));
+                0
             }
-        }
-        let debug_level = match m.get("debug_level") {
-            None | Some(Value::Null) => 0,
-            Some(v) => match v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) {
-                Some(n) if n <= 2 => n as u8,
-                _ => {
-                    local.push(ConfigError::new(format!("must be 0, 1 or 2, found {}", show(v))).key("debug_level"));
-                    0
-                }
-            },
         };
         let mut distinguished_by = Vec::new();
-        match m.get("distinguished_by") {
-            None | Some(Value::Null) => {}
-            Some(Value::Sequence(items)) => {
-                for (i, it) in items.iter().enumerate() {
+        match raw.distinguished_by.map(|d| d.expect("must be a list", |_| true)) {
+            None => {}
+            Some(Err(e)) => local.push(e.key("distinguished_by")),
+            Some(Ok(items)) => {
+                for (i, item) in items.into_iter().enumerate() {
                     let key = format!("distinguished_by[{i}]");
-                    match it {
-                        Value::String(s) => distinguished_by.push(DistinguishedBy::Trait(s.clone())),
-                        Value::Mapping(mm) if mm.len() == 1 => {
+                    let found = item.found.clone();
+                    match item.expect("must be a trait name or a {trait: expression} map", |_| true) {
+                        Err(e) => local.push(e.key(key)),
+                        Ok(RawDistinguishedBy::Trait(name)) => distinguished_by.push(DistinguishedBy::Trait(name)),
+                        Ok(RawDistinguishedBy::Range(mm)) if mm.len() == 1 => {
                             let (k, v) = mm.iter().next().expect("len 1");
                             match (k.as_str(), v.as_str()) {
                                 (Some(n), Some(expr)) => match TimeExpr::parse(expr) {
@@ -204,22 +263,15 @@ impl TriggerDefinition {
                                 _ => local.push(
                                     ConfigError::new(format!(
                                         "must map a trait name to a time expression, found {}",
-                                        show(it)
+                                        show(&found)
                                     ))
                                     .key(key),
                                 ),
                             }
                         }
-                        Value::Mapping(mm) => local.push(
+                        Ok(RawDistinguishedBy::Range(mm)) => local.push(
                             ConfigError::new(format!("a map entry must have exactly one key, found {}", mm.len()))
                                 .key(key),
-                        ),
-                        other => local.push(
-                            ConfigError::new(format!(
-                                "must be a trait name or a {{trait: expression}} map, found {}",
-                                show(other)
-                            ))
-                            .key(key),
                         ),
                     }
                 }
@@ -230,16 +282,17 @@ impl TriggerDefinition {
                     }
                 }
             }
-            Some(other) => {
-                local.push(ConfigError::new(format!("must be a list, found {}", show(other))).key("distinguished_by"))
-            }
         }
-        let expiration = match m.get("expiration") {
-            None | Some(Value::Null) => {
+        let expiration = match raw.expiration.map(|e| e.expect("must be a time expression string", |_| true)) {
+            None => {
                 local.push(ConfigError::new("missing required key").key("expiration"));
                 None
             }
-            Some(Value::String(s)) => match TimeExpr::parse(s) {
+            Some(Err(e)) => {
+                local.push(e.key("expiration"));
+                None
+            }
+            Some(Ok(s)) => match TimeExpr::parse(&s) {
                 Ok(e) => {
                     let bad: Vec<String> = e.variables().into_iter().filter(|v| v != "first" && v != "last").collect();
                     if bad.is_empty() {
@@ -260,82 +313,72 @@ impl TriggerDefinition {
                     None
                 }
             },
-            Some(other) => {
-                local.push(
-                    ConfigError::new(format!("must be a time expression string, found {}", show(other)))
-                        .key("expiration"),
-                );
-                None
-            }
         };
-        let mut pipeline = |key: &str| -> Option<String> {
-            match m.get(key) {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) if s.is_empty() => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(other) => {
-                    local.push(ConfigError::new(format!("must be a pipeline name, found {}", show(other))).key(key));
+        let mut pipeline = |key: &str, raw: Option<Raw<String>>| -> Option<String> {
+            match raw.map(|p| p.expect("must be a pipeline name", |_| true)) {
+                None => None,
+                Some(Ok(p)) => Some(p).filter(|p| !p.is_empty()),
+                Some(Err(e)) => {
+                    local.push(e.key(key));
                     None
                 }
             }
         };
-        let fire_pipeline = pipeline("fire_pipeline");
-        let expire_pipeline = pipeline("expire_pipeline");
+        let fire_pipeline = pipeline("fire_pipeline", raw.fire_pipeline);
+        let expire_pipeline = pipeline("expire_pipeline", raw.expire_pipeline);
         if fire_pipeline.is_none() && expire_pipeline.is_none() {
             local.push(
                 ConfigError::new("at least one of fire_pipeline and expire_pipeline is required").key("fire_pipeline"),
             );
         }
         let criteria_list = |key: &str,
+                             raw: Option<Raw<Vec<Value>>>,
                              local: &mut Vec<ConfigError>,
                              local_warn: &mut Vec<ConfigError>|
          -> Vec<Criteria> {
-            match m.get(key) {
-                None | Some(Value::Null) => {
+            match raw.map(|r| r.expect("must be a list of criteria", |_| true)) {
+                None => {
                     local.push(ConfigError::new("missing required key").key(key));
                     vec![]
                 }
-                Some(Value::Sequence(items)) if items.is_empty() => {
+                Some(Err(e)) => {
+                    local.push(e.key(key));
+                    vec![]
+                }
+                Some(Ok(items)) if items.is_empty() => {
                     local.push(ConfigError::new("must list at least one criteria").key(key));
                     vec![]
                 }
-                Some(Value::Sequence(items)) => items
+                Some(Ok(items)) => items
                     .iter()
                     .enumerate()
                     .filter_map(|(i, it)| Criteria::from_yaml(it, &format!("{key}[{i}]"), local, local_warn))
                     .collect(),
-                Some(other) => {
-                    local.push(ConfigError::new(format!("must be a list of criteria, found {}", show(other))).key(key));
-                    vec![]
-                }
             }
         };
-        let fire_criteria = criteria_list("fire_criteria", &mut local, &mut local_warn);
-        let match_criteria = criteria_list("match_criteria", &mut local, &mut local_warn);
-        if let Some(Value::Sequence(items)) = m.get("load_criteria") {
-            let _ = items
-                .iter()
-                .enumerate()
-                .filter_map(|(i, it)| {
-                    Criteria::from_yaml(it, &format!("load_criteria[{i}]"), &mut local, &mut local_warn)
-                })
-                .count();
+        let fire_criteria = criteria_list("fire_criteria", raw.fire_criteria, &mut local, &mut local_warn);
+        let match_criteria = criteria_list("match_criteria", raw.match_criteria, &mut local, &mut local_warn);
+        if let Some(items) = raw.load_criteria.and_then(|r| r.parsed) {
+            for (i, it) in items.iter().enumerate() {
+                let _ = Criteria::from_yaml(it, &format!("load_criteria[{i}]"), &mut local, &mut local_warn);
+            }
             local_warn.push(
                 ConfigError::new("load_criteria is parsed but has no effect (as in the original)").key("load_criteria"),
             );
         }
-        let fire_delay = match m.get("fire_delay") {
-            None | Some(Value::Null) => 0,
-            Some(v) => match v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) {
-                Some(n) if n >= 0 => n,
-                _ => {
-                    local.push(
-                        ConfigError::new(format!("must be a non-negative number of seconds, found {}", show(v)))
-                            .key("fire_delay"),
-                    );
-                    0
-                }
-            },
+        let fire_delay = match raw.fire_delay.map(|d| {
+            let found = d.found;
+            d.parsed.and_then(NumberOrText::number).filter(|n| *n >= 0).ok_or(found)
+        }) {
+            None => 0,
+            Some(Ok(n)) => n,
+            Some(Err(found)) => {
+                local.push(
+                    ConfigError::new(format!("must be a non-negative number of seconds, found {}", show(&found)))
+                        .key("fire_delay"),
+                );
+                0
+            }
         };
         let ok = local.is_empty();
         errors.extend(local.into_iter().map(|e| e.context(ctx.clone())));
