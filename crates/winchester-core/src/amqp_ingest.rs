@@ -321,4 +321,58 @@ mod tests {
             assert!(keys.iter().any(|x| x == k), "{k} not in {keys:?}");
         }
     }
+
+    /// Every problem, each with its key and what was found; unknown keys warn.
+    #[test]
+    fn every_error_and_warning_says_where() {
+        let v: Value = serde_yaml::from_str(
+            "url: 5\nprefetch: 70000\nbatch_size: x\nbatch_max_wait_ms: 3600001\ndead_letter_exchange: ''\n\
+             dead_letter_queue: [q]\ndead_letter_uncovered: 1\ncolour: red\n\
+             queues:\n  - 7\n  - {queue: '', exchange: 5, exchange_type: '', routing_keys: [a, 1], durable: ~, extra: 1}\n  \
+             - {queue: q, routing_keys: {a: b}}\n  - {queue: [q]}\n  - {queue: q, routing_keys: one, durable: false}\n",
+        )
+        .unwrap();
+        let mut warnings = vec![];
+        let errors: Vec<String> =
+            AmqpIngestConfig::from_yaml(&v, &mut warnings).unwrap_err().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            vec![
+                "key \"amqp_ingest.url\": must be a string, found 5",
+                "key \"amqp_ingest.prefetch\": must be an integer from 1 to 65535, found 70000",
+                "key \"amqp_ingest.batch_size\": must be an integer from 1 to 1000000, found \"x\"",
+                "key \"amqp_ingest.batch_max_wait_ms\": must be a number of milliseconds from 0 to 3600000, found 3600001",
+                "key \"amqp_ingest.dead_letter_exchange\": must be a name of 1 to 255 bytes",
+                "key \"amqp_ingest.dead_letter_queue\": must be a string, found - q",
+                "key \"amqp_ingest.dead_letter_uncovered\": must be true or false, found 1",
+                "key \"amqp_ingest.queues[0]\": must be a map with queue, exchange, routing_keys, found 7",
+                "key \"amqp_ingest.queues[1].queue\": must be a name of 1 to 255 bytes",
+                "key \"amqp_ingest.queues[1].exchange\": must be a string, found 5",
+                "key \"amqp_ingest.queues[1].exchange_type\": must not be empty",
+                "key \"amqp_ingest.queues[1].routing_keys\": entries must be strings, found 1",
+                "key \"amqp_ingest.queues[2].routing_keys\": must be a list of binding keys, found a: b",
+                "key \"amqp_ingest.queues[3].queue\": must be a string, found - q",
+                "key \"amqp_ingest.queues[3].queue\": missing required key",
+            ]
+        );
+        let warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            vec![
+                "key \"amqp_ingest.colour\": unknown key, ignored",
+                "key \"amqp_ingest.queues[1].extra\": unknown key, ignored",
+            ]
+        );
+        for (yaml, error) in [
+            ("[a]", "key \"amqp_ingest\": must be a map, found - a"),
+            ("queues: []", "key \"amqp_ingest.queues\": must be a non-empty list of queues, found []"),
+            ("url: http://x", "key \"amqp_ingest.url\": must be an amqp:// or amqps:// URL, found \"http://x\""),
+        ] {
+            let errors = parse(yaml).unwrap_err();
+            assert_eq!(errors.iter().map(ToString::to_string).collect::<Vec<_>>(), vec![error.to_string()], "{yaml}");
+        }
+        let c = parse("queues: [{queue: q, routing_keys: one, durable: false}]\nbatch_max_wait_ms: 0\n").unwrap();
+        assert_eq!(c.queues[0].routing_keys, vec!["one"]);
+        assert_eq!(c.batch_max_wait, Duration::ZERO);
+    }
 }
