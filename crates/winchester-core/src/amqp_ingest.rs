@@ -18,8 +18,9 @@
 //!   dead_letter_uncovered: true
 //! ```
 
-use crate::config_error::{show, ConfigError};
-use serde_yaml::Value;
+use crate::config_error::{show, unknown_keys, Checked, ConfigError, Raw, Strings};
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
 use std::time::Duration;
 
 /// Default broker URL.
@@ -85,189 +86,142 @@ impl Default for AmqpIngestConfig {
     }
 }
 
-const KEYS: &[&str] = &[
-    "url",
-    "queues",
-    "prefetch",
-    "batch_size",
-    "batch_max_wait_ms",
-    "dead_letter_exchange",
-    "dead_letter_queue",
-    "dead_letter_uncovered",
-];
-const QUEUE_KEYS: &[&str] = &["queue", "exchange", "exchange_type", "routing_keys", "durable"];
+/// The `amqp_ingest` section as written (serde): each value parsed into the
+/// type it should have or kept as found (see [`Raw`]); unknown keys in `unknown`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawAmqpIngest {
+    url: Option<Raw<String>>,
+    queues: Option<Raw<Vec<Raw<RawQueue>>>>,
+    prefetch: Option<Raw<u64>>,
+    batch_size: Option<Raw<u64>>,
+    batch_max_wait_ms: Option<Raw<u64>>,
+    dead_letter_exchange: Option<Raw<String>>,
+    dead_letter_queue: Option<Raw<String>>,
+    dead_letter_uncovered: Option<Raw<bool>>,
+    #[serde(flatten)]
+    unknown: Mapping,
+}
+
+/// One `queues` entry as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawQueue {
+    queue: Option<Raw<String>>,
+    exchange: Option<Raw<String>>,
+    exchange_type: Option<Raw<String>>,
+    routing_keys: Option<Raw<Strings>>,
+    durable: Option<Raw<bool>>,
+    #[serde(flatten)]
+    unknown: Mapping,
+}
+
+/// 1 to 255 bytes: an AMQP short string that names something.
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 255
+}
 
 impl AmqpIngestConfig {
-    /// Parses the section's value. Errors name the key (`amqp_ingest.queues[0].queue`);
-    /// unknown keys are warnings.
+    /// Parses the section's value: read into [`RawAmqpIngest`] (serde), then
+    /// validated. Errors name the key (`amqp_ingest.queues[0].queue`); unknown
+    /// keys are warnings.
     pub fn from_yaml(v: &Value, warnings: &mut Vec<ConfigError>) -> Result<AmqpIngestConfig, Vec<ConfigError>> {
         let mut cfg = AmqpIngestConfig::default();
-        let m = match v {
+        let raw = match v {
             Value::Null => return Ok(cfg),
-            Value::Mapping(m) => m,
+            Value::Mapping(_) => {
+                RawAmqpIngest::deserialize(v).map_err(|e| vec![ConfigError::new(e.to_string()).key("amqp_ingest")])?
+            }
             other => {
                 return Err(vec![ConfigError::new(format!("must be a map, found {}", show(other))).key("amqp_ingest")])
             }
         };
-        let mut errors = Vec::new();
-        for k in m.keys() {
-            if !k.as_str().is_some_and(|s| KEYS.contains(&s)) {
-                warnings.push(
-                    ConfigError::new("unknown key, ignored").key(format!("amqp_ingest.{}", show(k).trim_matches('"'))),
-                );
-            }
-        }
+        warnings.extend(unknown_keys(&raw.unknown, "amqp_ingest."));
+        let mut c = Checked::default();
         let key = |k: &str| format!("amqp_ingest.{k}");
-        if let Some(s) = string(m.get("url"), &key("url"), &mut errors) {
+        if let Some(s) = c.string(&key("url"), raw.url) {
             if !(s.starts_with("amqp://") || s.starts_with("amqps://")) {
-                errors
-                    .push(ConfigError::new(format!("must be an amqp:// or amqps:// URL, found {s:?}")).key(key("url")));
+                c.push(&key("url"), format!("must be an amqp:// or amqps:// URL, found {s:?}"));
             }
             cfg.url = s;
         }
-        if let Some(n) = positive(m.get("prefetch"), &key("prefetch"), u16::MAX as u64, &mut errors) {
+        if let Some(n) = c.positive(&key("prefetch"), raw.prefetch, u16::MAX as u64) {
             cfg.prefetch = n as u16;
         }
-        if let Some(n) = positive(m.get("batch_size"), &key("batch_size"), 1_000_000, &mut errors) {
+        if let Some(n) = c.positive(&key("batch_size"), raw.batch_size, 1_000_000) {
             cfg.batch_size = n as usize;
         }
-        match m.get("batch_max_wait_ms") {
-            None | Some(Value::Null) => {}
-            Some(v) => match v.as_u64().filter(|n| *n <= 3_600_000) {
-                Some(n) => cfg.batch_max_wait = Duration::from_millis(n),
-                None => errors.push(
-                    ConfigError::new(format!("must be a number of milliseconds from 0 to 3600000, found {}", show(v)))
-                        .key(key("batch_max_wait_ms")),
-                ),
-            },
+        let wait = "must be a number of milliseconds from 0 to 3600000";
+        if let Some(n) = c.get(&key("batch_max_wait_ms"), raw.batch_max_wait_ms, wait, |n| *n <= 3_600_000) {
+            cfg.batch_max_wait = Duration::from_millis(n);
         }
-        for (k, slot) in
-            [("dead_letter_exchange", &mut cfg.dead_letter_exchange), ("dead_letter_queue", &mut cfg.dead_letter_queue)]
-        {
-            if let Some(s) = string(m.get(k), &key(k), &mut errors) {
-                if s.is_empty() || s.len() > 255 {
-                    errors.push(ConfigError::new("must be a name of 1 to 255 bytes").key(key(k)));
+        for (k, raw, slot) in [
+            ("dead_letter_exchange", raw.dead_letter_exchange, &mut cfg.dead_letter_exchange),
+            ("dead_letter_queue", raw.dead_letter_queue, &mut cfg.dead_letter_queue),
+        ] {
+            if let Some(s) = c.string(&key(k), raw) {
+                if !is_name(&s) {
+                    c.push(&key(k), "must be a name of 1 to 255 bytes");
                 }
                 *slot = s;
             }
         }
-        match m.get("dead_letter_uncovered") {
-            None | Some(Value::Null) => {}
-            Some(Value::Bool(b)) => cfg.dead_letter_uncovered = *b,
-            Some(other) => errors.push(
-                ConfigError::new(format!("must be true or false, found {}", show(other)))
-                    .key(key("dead_letter_uncovered")),
-            ),
+        cfg.dead_letter_uncovered = c.boolean(&key("dead_letter_uncovered"), raw.dead_letter_uncovered, true);
+        if let Some(items) = c.get(&key("queues"), raw.queues, "must be a non-empty list of queues", |q| !q.is_empty())
+        {
+            cfg.queues = items.into_iter().enumerate().filter_map(|(i, q)| queue(i, q, warnings, &mut c)).collect();
         }
-        match m.get("queues") {
-            None | Some(Value::Null) => {}
-            Some(Value::Sequence(items)) if !items.is_empty() => {
-                cfg.queues = items.iter().enumerate().filter_map(|(i, q)| queue(i, q, warnings, &mut errors)).collect();
-            }
-            Some(other) => errors.push(
-                ConfigError::new(format!("must be a non-empty list of queues, found {}", show(other)))
-                    .key(key("queues")),
-            ),
-        }
-        if errors.is_empty() {
+        if c.0.is_empty() {
             Ok(cfg)
         } else {
-            Err(errors)
+            Err(c.0)
         }
     }
 }
 
-fn queue(i: usize, v: &Value, warnings: &mut Vec<ConfigError>, errors: &mut Vec<ConfigError>) -> Option<QueueBinding> {
+fn queue(i: usize, raw: Raw<RawQueue>, warnings: &mut Vec<ConfigError>, c: &mut Checked) -> Option<QueueBinding> {
     let at = |k: &str| format!("amqp_ingest.queues[{i}].{k}");
-    let Value::Mapping(m) = v else {
-        errors.push(
-            ConfigError::new(format!("must be a map with queue, exchange, routing_keys, found {}", show(v)))
-                .key(format!("amqp_ingest.queues[{i}]")),
-        );
-        return None;
-    };
-    for k in m.keys() {
-        if !k.as_str().is_some_and(|s| QUEUE_KEYS.contains(&s)) {
-            warnings.push(ConfigError::new("unknown key, ignored").key(at(show(k).trim_matches('"'))));
-        }
-    }
-    let before = errors.len();
-    let queue = match string(m.get("queue"), &at("queue"), errors) {
-        Some(q) if !q.is_empty() && q.len() <= 255 => q,
+    // serde would read null as an empty map.
+    let is_map = raw.found.is_mapping();
+    let m = c.get(
+        &format!("amqp_ingest.queues[{i}]"),
+        Some(raw),
+        "must be a map with queue, exchange, routing_keys",
+        |_| is_map,
+    )?;
+    warnings.extend(unknown_keys(&m.unknown, &format!("amqp_ingest.queues[{i}].")).collect::<Vec<_>>());
+    let before = c.0.len();
+    let queue = match c.string(&at("queue"), m.queue) {
+        Some(q) if is_name(&q) => q,
         Some(_) => {
-            errors.push(ConfigError::new("must be a name of 1 to 255 bytes").key(at("queue")));
+            c.push(&at("queue"), "must be a name of 1 to 255 bytes");
             String::new()
         }
         None => {
-            errors.push(ConfigError::new("missing required key").key(at("queue")));
+            c.push(&at("queue"), "missing required key");
             String::new()
         }
     };
-    let exchange = string(m.get("exchange"), &at("exchange"), errors).unwrap_or_default();
+    let exchange = c.string(&at("exchange"), m.exchange).unwrap_or_default();
     if exchange.len() > 255 {
-        errors.push(ConfigError::new("must be at most 255 bytes").key(at("exchange")));
+        c.push(&at("exchange"), "must be at most 255 bytes");
     }
-    let exchange_type = string(m.get("exchange_type"), &at("exchange_type"), errors).unwrap_or_else(|| "topic".into());
+    let exchange_type = c.string(&at("exchange_type"), m.exchange_type).unwrap_or_else(|| "topic".into());
     if exchange_type.is_empty() {
-        errors.push(ConfigError::new("must not be empty").key(at("exchange_type")));
+        c.push(&at("exchange_type"), "must not be empty");
     }
-    let routing_keys = match m.get("routing_keys") {
-        None | Some(Value::Null) => vec!["notifications.info".to_string()],
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Sequence(keys)) => keys
-            .iter()
-            .filter_map(|k| match k {
-                Value::String(s) => Some(s.clone()),
-                other => {
-                    errors.push(
-                        ConfigError::new(format!("entries must be strings, found {}", show(other)))
-                            .key(at("routing_keys")),
-                    );
-                    None
-                }
-            })
-            .collect(),
-        Some(other) => {
-            errors.push(
-                ConfigError::new(format!("must be a list of binding keys, found {}", show(other)))
-                    .key(at("routing_keys")),
-            );
-            vec![]
-        }
+    let routing_keys = match m.routing_keys {
+        None => vec!["notifications.info".to_string()],
+        raw => c.strings(&at("routing_keys"), raw, "must be a list of binding keys").unwrap_or_default(),
     };
-    let durable = match m.get("durable") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => {
-            errors.push(ConfigError::new(format!("must be true or false, found {}", show(other))).key(at("durable")));
-            true
-        }
-    };
-    (errors.len() == before).then_some(QueueBinding { queue, exchange, exchange_type, routing_keys, durable })
+    let durable = c.boolean(&at("durable"), m.durable, true);
+    (c.0.len() == before).then_some(QueueBinding { queue, exchange, exchange_type, routing_keys, durable })
 }
 
-fn string(v: Option<&Value>, key: &str, errors: &mut Vec<ConfigError>) -> Option<String> {
-    match v {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => {
-            errors.push(ConfigError::new(format!("must be a string, found {}", show(other))).key(key));
-            None
-        }
-    }
-}
-
-fn positive(v: Option<&Value>, key: &str, max: u64, errors: &mut Vec<ConfigError>) -> Option<u64> {
-    match v {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_u64().filter(|n| *n >= 1 && *n <= max) {
-            Some(n) => Some(n),
-            None => {
-                errors
-                    .push(ConfigError::new(format!("must be an integer from 1 to {max}, found {}", show(v))).key(key));
-                None
-            }
-        },
+impl Checked {
+    /// An integer from 1 to `max`.
+    fn positive(&mut self, key: &str, raw: Option<Raw<u64>>, max: u64) -> Option<u64> {
+        self.get(key, raw, &format!("must be an integer from 1 to {max}"), |n| (1..=max).contains(n))
     }
 }
 
@@ -366,6 +320,10 @@ mod tests {
         for (yaml, error) in [
             ("[a]", "key \"amqp_ingest\": must be a map, found - a"),
             ("queues: []", "key \"amqp_ingest.queues\": must be a non-empty list of queues, found []"),
+            (
+                "queues: [~]",
+                "key \"amqp_ingest.queues[0]\": must be a map with queue, exchange, routing_keys, found null",
+            ),
             ("url: http://x", "key \"amqp_ingest.url\": must be an amqp:// or amqps:// URL, found \"http://x\""),
         ] {
             let errors = parse(yaml).unwrap_err();

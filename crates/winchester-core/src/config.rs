@@ -6,7 +6,7 @@
 //! warned about), then [`LoadedConfig::load`] finds
 //! and loads the files it names and cross-checks them, returning every problem.
 
-use crate::config_error::{present, show, ConfigError, ConfigErrors, Raw};
+use crate::config_error::{present, show, unknown_keys, Checked, ConfigError, ConfigErrors, Raw, Strings};
 use crate::pipeline_config::PipelineConfig;
 use crate::timex::TimeExpr;
 use crate::trigger::TriggerSet;
@@ -82,7 +82,7 @@ pub struct WinchesterConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct RawConfig {
-    config_path: Option<Raw<PathList>>,
+    config_path: Option<Raw<Strings>>,
     database: Option<Raw<RawDatabase>>,
     trigger_definitions: Option<Raw<String>>,
     pipeline_config: Option<Raw<String>>,
@@ -112,14 +112,6 @@ struct RawConfig {
     unknown: Mapping,
 }
 
-/// `config_path`: one directory or a list.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum PathList {
-    One(String),
-    Many(Vec<Raw<String>>),
-}
-
 /// The `database` section.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -130,62 +122,16 @@ struct RawDatabase {
     unknown: Mapping,
 }
 
-/// Warnings for unknown keys, under `prefix` (`""` or `"section."`).
-fn unknown_keys<'a>(unknown: &'a Mapping, prefix: &'a str) -> impl Iterator<Item = ConfigError> + 'a {
-    unknown
-        .keys()
-        .map(move |k| ConfigError::new("unknown key, ignored").key(format!("{prefix}{}", show(k).trim_matches('"'))))
-}
-
-/// Collects the errors of validating one config file, each under its key.
-#[derive(Default)]
-struct Checked(Vec<ConfigError>);
-
+/// `count` and `seconds` settings of `winchester.yaml`.
 impl Checked {
-    /// `raw`'s value, `default` when absent; on a misfit the error under `key`, and `default`.
-    fn value<T>(
-        &mut self,
-        key: &str,
-        raw: Option<Raw<T>>,
-        default: T,
-        expected: &str,
-        ok: impl FnOnce(&T) -> bool,
-    ) -> T {
-        match raw.map(|r| r.expect(expected, ok)) {
-            None => default,
-            Some(Ok(v)) => v,
-            Some(Err(e)) => {
-                self.0.push(e.key(key));
-                default
-            }
-        }
-    }
-
-    fn string(&mut self, key: &str, raw: Option<Raw<String>>) -> Option<String> {
-        self.value(
-            key,
-            raw.map(|r| Raw { parsed: r.parsed.map(Some), found: r.found }),
-            None,
-            "must be a string",
-            |_| true,
-        )
-    }
-
-    fn boolean(&mut self, key: &str, raw: Option<Raw<bool>>, default: bool) -> bool {
-        self.value(key, raw, default, "must be true or false", |_| true)
-    }
-
     fn count(&mut self, key: &str, raw: Option<Raw<u64>>, default: u32) -> u32 {
-        self.value(key, raw, default as u64, "must be a positive integer", |n| (1..=u32::MAX as u64).contains(n)) as u32
+        let ok = |n: &u64| (1..=u32::MAX as u64).contains(n);
+        self.get(key, raw, "must be a positive integer", ok).map_or(default, |n| n as u32)
     }
 
     fn seconds(&mut self, key: &str, raw: Option<Raw<f64>>, default: f64) -> Duration {
         let ok = |f: &f64| f.is_finite() && *f >= 0.0 && *f < 1e9;
-        Duration::from_secs_f64(self.value(key, raw, default, "must be a non-negative number of seconds", ok))
-    }
-
-    fn push(&mut self, key: &str, message: impl Into<String>) {
-        self.0.push(ConfigError::new(message).key(key));
+        Duration::from_secs_f64(self.get(key, raw, "must be a non-negative number of seconds", ok).unwrap_or(default))
     }
 }
 
@@ -215,26 +161,10 @@ impl WinchesterConfig {
         let mut warnings: Vec<ConfigError> = unknown_keys(&raw.unknown, "").collect();
         let mut c = Checked::default();
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        let config_path =
-            match raw.config_path.map(|r| r.expect("must be a directory or a list of directories", |_| true)) {
-                None => vec![],
-                Some(Err(e)) => {
-                    c.0.push(e.key("config_path"));
-                    vec![]
-                }
-                Some(Ok(PathList::One(dir))) => vec![PathBuf::from(dir)],
-                Some(Ok(PathList::Many(dirs))) => dirs
-                    .into_iter()
-                    .filter_map(|d| match d.expect("entries must be strings", |_| true) {
-                        Ok(d) => Some(PathBuf::from(d)),
-                        Err(e) => {
-                            c.0.push(e.key("config_path"));
-                            None
-                        }
-                    })
-                    .collect(),
-            };
-        let config_path = config_path.into_iter().map(|p| if p.is_absolute() { p } else { base.join(p) }).collect();
+        let config_path: Option<Vec<PathBuf>> =
+            c.strings("config_path", raw.config_path, "must be a directory or a list of directories");
+        // An absolute entry stays as it is (`join` replaces the base).
+        let config_path = config_path.unwrap_or_default().into_iter().map(|p| base.join(p)).collect();
         let trigger_definitions = c.string("trigger_definitions", raw.trigger_definitions);
         let pipeline_config = c.string("pipeline_config", raw.pipeline_config);
         let distiller_config = c.string("distiller_config", raw.distiller_config);
@@ -278,7 +208,8 @@ impl WinchesterConfig {
             }
         };
         let mut pipeline_handlers = BTreeMap::new();
-        for (k, v) in c.value("pipeline_handlers", raw.pipeline_handlers, Mapping::new(), "must be a map", |_| true) {
+        let handlers = c.get("pipeline_handlers", raw.pipeline_handlers, "must be a map", |_| true);
+        for (k, v) in handlers.unwrap_or_default() {
             match (k.as_str(), v.as_str()) {
                 (Some(k), Some(v)) => {
                     pipeline_handlers.insert(k.to_string(), v.to_string());

@@ -145,3 +145,70 @@ where
 {
     serde::Deserialize::deserialize(d).map(Some)
 }
+
+/// Collects the errors of validating one config file (or section), each under
+/// its key.
+#[derive(Debug, Default)]
+pub(crate) struct Checked(pub Vec<ConfigError>);
+
+impl Checked {
+    /// `raw`'s value if it fits and passes `ok`; `None` when absent, or (with
+    /// the error `{expected}, found …` under `key`) when it does not.
+    pub fn get<T>(&mut self, key: &str, raw: Option<Raw<T>>, expected: &str, ok: impl FnOnce(&T) -> bool) -> Option<T> {
+        match raw?.expect(expected, ok) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(e.key(key));
+                None
+            }
+        }
+    }
+
+    /// A string setting.
+    pub fn string(&mut self, key: &str, raw: Option<Raw<String>>) -> Option<String> {
+        self.get(key, raw, "must be a string", |_| true)
+    }
+
+    /// A true/false setting, `default` when absent or wrong.
+    pub fn boolean(&mut self, key: &str, raw: Option<Raw<bool>>, default: bool) -> bool {
+        self.get(key, raw, "must be true or false", |_| true).unwrap_or(default)
+    }
+
+    /// One string or a list of strings (`expected` names both); each entry
+    /// that is not a string is an error of its own.
+    pub fn strings<T: From<String>>(&mut self, key: &str, raw: Option<Raw<Strings>>, expected: &str) -> Option<Vec<T>> {
+        Some(match self.get(key, raw, expected, |_| true)? {
+            Strings::One(s) => vec![s.into()],
+            Strings::Many(items) => items
+                .into_iter()
+                .filter_map(|i| self.get(key, Some(i), "entries must be strings", |_| true))
+                .map(T::from)
+                .collect(),
+        })
+    }
+
+    /// An error under `key`.
+    pub fn push(&mut self, key: &str, message: impl Into<String>) {
+        self.0.push(ConfigError::new(message).key(key));
+    }
+}
+
+/// One string or a list of them, as written.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Strings {
+    /// `key: value`.
+    One(String),
+    /// `key: [a, b]`.
+    Many(Vec<Raw<String>>),
+}
+
+/// Warnings for keys nobody reads, under `prefix` (`""` or `"section."`).
+pub(crate) fn unknown_keys<'a>(
+    unknown: &'a serde_yaml::Mapping,
+    prefix: &'a str,
+) -> impl Iterator<Item = ConfigError> + 'a {
+    unknown
+        .keys()
+        .map(move |k| ConfigError::new("unknown key, ignored").key(format!("{prefix}{}", show(k).trim_matches('"'))))
+}
