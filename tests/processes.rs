@@ -121,20 +121,29 @@ async fn exactly_once_across_four_workers(backend: Backend) {
 }
 
 /// Invariant 7: a worker killed with SIGKILL inside handle_events leaves its
-/// stream firing; after the lease another worker fires it, committed once.
+/// stream firing; once its lease (renewed until the kill) runs out, another
+/// worker fires it, committed once, within lease + worker delay.
 async fn killed_worker_stream_is_reclaimed_after_lease(backend: Backend) {
-    let c = Cluster::new(backend, 3, 1500, "stream_lease_timeout: 4\nhandler_timeout: 3\n").await;
+    let c = Cluster::new(backend, 1, 2500, "stream_lease_timeout: 2\nhandler_timeout: 10\n").await;
     let mut a = c.spawn_worker("doomed");
     c.wait_for("SELECT count(*) FROM stream WHERE state = 2", 1, Duration::from_secs(30)).await;
-    a.kill().unwrap(); // SIGKILL, mid handle_events (1.5 s sleep)
+    // Past the first renewals (every lease/3), still inside handle_events (2.5 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a.kill().unwrap(); // SIGKILL
     a.wait().unwrap();
+    let killed_at = Instant::now();
     let taken: i64 = c.count("SELECT id FROM stream WHERE state = 2").await;
     assert_eq!(c.count("SELECT count(*) FROM handler_commits").await, 0);
     let mut b = c.spawn_worker("rescuer");
+    c.wait_for(&format!("SELECT CAST(attempts AS BIGINT) FROM stream WHERE id = {taken}"), 2, Duration::from_secs(30))
+        .await;
+    let reclaimed = killed_at.elapsed();
+    // Lease 2 s + delay 0.2 s, with slack for starting the rescuer process.
+    assert!(reclaimed < Duration::from_secs(5), "reclaimed only after {reclaimed:?}");
     c.wait_for("SELECT count(*) FROM stream WHERE state <> 6", 0, Duration::from_secs(60)).await;
     sigterm(&b);
     assert!(wait_exit(&mut b, Duration::from_secs(30)).success());
-    assert_eq!(c.count("SELECT count(*) FROM handler_commits").await, 3);
+    assert_eq!(c.count("SELECT count(*) FROM handler_commits").await, 1);
     assert_eq!(c.count(&format!("SELECT count(*) FROM handler_commits WHERE stream_id = {taken}")).await, 1);
     assert_eq!(c.count(&format!("SELECT CAST(attempts AS BIGINT) FROM stream WHERE id = {taken}")).await, 2);
     c.db.drop_db().await;
@@ -156,7 +165,27 @@ async fn sigterm_finishes_stream_in_hand(backend: Backend) {
     c.db.drop_db().await;
 }
 
+/// Lease heartbeat: handlers that take three times the lease, two workers
+/// running: no stream is taken over while its run is alive, every stream is
+/// committed exactly once, each taken once.
+async fn slow_handlers_outliving_the_lease_commit_once(backend: Backend) {
+    let c = Cluster::new(backend, 4, 3000, "stream_lease_timeout: 1\nhandler_timeout: 10\n").await;
+    let mut workers: Vec<Child> = (0..2).map(|i| c.spawn_worker(&format!("w{i}"))).collect();
+    c.wait_for("SELECT count(*) FROM stream WHERE state <> 6", 0, Duration::from_secs(60)).await;
+    for w in &workers {
+        sigterm(w);
+    }
+    for w in &mut workers {
+        assert!(wait_exit(w, Duration::from_secs(30)).success());
+    }
+    assert_eq!(c.count("SELECT count(*) FROM handler_commits").await, 4);
+    assert_eq!(c.count("SELECT count(DISTINCT stream_id) FROM handler_commits").await, 4);
+    assert_eq!(c.count("SELECT count(*) FROM stream WHERE attempts = 1").await, 4, "a stream was taken twice");
+    c.db.drop_db().await;
+}
+
 crate::backend_tests!(
+    slow_handlers_outliving_the_lease_commit_once,
     exactly_once_across_four_workers,
     killed_worker_stream_is_reclaimed_after_lease,
     sigterm_finishes_stream_in_hand

@@ -199,9 +199,6 @@ impl WinchesterConfig {
         let statistics_period = seconds("statistics_period", 10.0, &mut errors);
         let stream_lease_timeout = seconds("stream_lease_timeout", 300.0, &mut errors);
         let handler_timeout = seconds("handler_timeout", 60.0, &mut errors);
-        if handler_timeout >= stream_lease_timeout {
-            errors.push(ConfigError::new("must be shorter than stream_lease_timeout, or another worker could reclaim a stream whose handler is still running").key("handler_timeout"));
-        }
         let trim_events_age = match string("trim_events_age", &mut errors) {
             None => TimeExpr::parse("$timestamp - 14d").expect("valid default"),
             Some(s) => match TimeExpr::parse(&s) {

@@ -96,6 +96,10 @@ impl Storage for PgStorage {
         streams::finish(&self.pool, claimed, outcome, now).await
     }
 
+    async fn renew_leases(&self, held: &[(i64, i32)], until: DateTime<Utc>) -> Result<Vec<i64>> {
+        streams::renew_leases(&self.pool, held, until).await
+    }
+
     async fn list_streams(&self, filter: &StreamFilter) -> Result<Vec<Stream>> {
         streams::list(&self.pool, filter).await
     }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::time::Duration;
+use winchester_storage::stream::state_no::{EXPIRING, FIRING};
 use winchester_storage::{Action, Finish, FinishOutcome, Result, StorageError, Stream, StreamFilter, StreamState};
 
 use crate::errors::storage_error;
@@ -101,6 +102,18 @@ pub(crate) async fn finish(
     };
     tx.commit().await.map_err(storage_error)?;
     Ok(FinishOutcome::Done(outcomes))
+}
+
+pub(crate) async fn renew_leases(pool: &PgPool, held: &[(i64, i32)], until: DateTime<Utc>) -> Result<Vec<i64>> {
+    if held.is_empty() {
+        return Ok(vec![]);
+    }
+    let (ids, serials): (Vec<i64>, Vec<i32>) = held.iter().copied().unzip();
+    let sql = format!(
+        "UPDATE stream AS s SET lease_expires_at = $3 FROM unnest($1::bigint[], $2::int[]) AS h(id, serial) \
+         WHERE s.id = h.id AND s.state_serial_no = h.serial AND s.state IN ({FIRING}, {EXPIRING}) RETURNING s.id"
+    );
+    sqlx::query_scalar(&sql).bind(ids).bind(serials).bind(until).fetch_all(pool).await.map_err(storage_error)
 }
 
 pub(crate) async fn list(pool: &PgPool, filter: &StreamFilter) -> Result<Vec<Stream>> {

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 use std::time::Duration;
+use winchester_storage::stream::state_no::{EXPIRING, FIRING};
 use winchester_storage::{Action, Finish, FinishOutcome, Result, StorageError, Stream, StreamFilter, StreamState};
 
 use crate::ingest::{begin, ingest_in_tx};
@@ -110,6 +111,23 @@ pub(crate) async fn finish(
     };
     tx.commit().await.map_err(storage_error)?;
     Ok(FinishOutcome::Done(outcomes))
+}
+
+pub(crate) async fn renew_leases(pool: &SqlitePool, held: &[(i64, i32)], until: DateTime<Utc>) -> Result<Vec<i64>> {
+    if held.is_empty() {
+        return Ok(vec![]);
+    }
+    let pairs = serde_json::to_string(held).map_err(|e| StorageError::Database(Box::new(e)))?;
+    let sql = format!(
+        "UPDATE stream SET lease_expires_at = ?1 \
+         WHERE (id, state_serial_no) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?2)) \
+         AND state IN ({FIRING}, {EXPIRING}) RETURNING id"
+    );
+    let mut tx = begin(pool).await?;
+    let ids =
+        sqlx::query_scalar(&sql).bind(micros(until)).bind(pairs).fetch_all(&mut *tx).await.map_err(storage_error)?;
+    tx.commit().await.map_err(storage_error)?;
+    Ok(ids)
 }
 
 pub(crate) async fn list(pool: &SqlitePool, filter: &StreamFilter) -> Result<Vec<Stream>> {

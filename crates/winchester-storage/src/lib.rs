@@ -117,6 +117,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// Records the end of a pipeline run on a claimed stream.
     async fn finish(&self, claimed: &Stream, outcome: Finish<'_>, now: DateTime<Utc>) -> Result<FinishOutcome>;
 
+    /// Extends the leases of streams a worker holds to `until`, each only while
+    /// its serial still matches (`held` is `(id, state_serial_no)` of each claimed
+    /// stream). A renewal is not a state change: the serial stays. Returns the ids
+    /// renewed; an id missing from the answer is no longer held by this worker.
+    async fn renew_leases(&self, held: &[(i64, i32)], until: DateTime<Utc>) -> Result<Vec<i64>>;
+
     /// Streams matching a filter, newest first.
     async fn list_streams(&self, filter: &StreamFilter) -> Result<Vec<Stream>>;
 

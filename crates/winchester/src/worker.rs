@@ -5,7 +5,7 @@
 
 use crate::error::EngineError;
 use crate::event_clock::StoredEventClock;
-use crate::pipeline::{Env, PipelineRunner};
+use crate::pipeline::{Env, LeaseLostSwitch, LeaseWatch, PipelineError, PipelineRunner};
 use crate::trigger_manager::TriggerManager;
 use chrono::{DateTime, Utc};
 use rand::seq::SliceRandom;
@@ -86,9 +86,29 @@ pub enum ProcessOutcome {
     LostLease,
 }
 
+/// A stream this worker holds while its pipeline runs: what the heartbeat renews.
+#[derive(Debug)]
+struct Held {
+    serial: i32,
+    /// When the lease was last set (claim or renewal), by this process's clock.
+    renewed: Instant,
+    lost: LeaseLostSwitch,
+}
+
+/// How a pipeline run ended.
+enum RunResult {
+    /// Every handler committed: the pipeline's new events, planned.
+    Done(Vec<EventPlan>),
+    /// The run failed, for this reason.
+    Failed(String),
+    /// The lease was lost; everything was rolled back.
+    LeaseLost,
+}
+
 /// A pipeline worker.
 #[derive(Debug)]
 pub struct Worker {
+    held: Mutex<std::collections::HashMap<i64, Held>>,
     tm: TriggerManager,
     runner: PipelineRunner,
     opts: WorkerOptions,
@@ -102,6 +122,7 @@ impl Worker {
     /// A worker that plans pipeline output with `tm` (same storage, triggers, clock).
     pub fn new(tm: TriggerManager, runner: PipelineRunner, opts: WorkerOptions) -> Worker {
         Worker {
+            held: Mutex::new(Default::default()),
             tm,
             runner,
             opts,
@@ -144,7 +165,7 @@ impl Worker {
             wake.notify_waiters();
             wake.notify_one();
         });
-        let result = self.run_loop().await;
+        let result = self.with_heartbeat(self.run_loop()).await;
         watcher.abort();
         result.map(|_| self.stats())
     }
@@ -155,7 +176,7 @@ impl Worker {
         let mut last_stats = Instant::now();
         let mut reported = WorkerStats::default();
         while !self.stopping.load(Ordering::SeqCst) {
-            let worked = match self.run_once().await {
+            let worked = match self.pass().await {
                 Ok(n) => n,
                 Err(EngineError::Storage(e)) if e.is_retryable() => {
                     tracing::warn!(error = %e, "Database unavailable; retrying in 5s.");
@@ -218,9 +239,75 @@ impl Worker {
         }
     }
 
+    /// Runs `work` while renewing the leases of the streams in hand every third
+    /// of the lease.
+    async fn with_heartbeat<T>(&self, work: impl Future<Output = T>) -> T {
+        tokio::select! {
+            r = work => r,
+            never = self.heartbeat() => match never {},
+        }
+    }
+
+    /// Renews the leases of the streams in hand, in one statement per beat. A
+    /// stream whose renewal was refused (another worker holds it now) is marked
+    /// lost at once; when renewals fail (database trouble), a stream is marked
+    /// lost once two thirds of its lease have passed since it was last renewed,
+    /// so its run rolls back before anyone else may take it.
+    async fn heartbeat(&self) -> std::convert::Infallible {
+        let period = (self.opts.lease / 3).max(Duration::from_millis(10));
+        let mut wait = period;
+        loop {
+            tokio::time::sleep(wait).await;
+            let held: Vec<(i64, i32)> = self.held_lock().iter().map(|(id, h)| (*id, h.serial)).collect();
+            if held.is_empty() {
+                wait = period;
+                continue;
+            }
+            let asked = Instant::now();
+            let until = self.now() + chrono::Duration::from_std(self.opts.lease).unwrap_or(chrono::Duration::days(1));
+            match self.tm.storage().renew_leases(&held, until).await {
+                Ok(renewed) => {
+                    let renewed: std::collections::HashSet<i64> = renewed.into_iter().collect();
+                    let mut map = self.held_lock();
+                    for (id, serial) in held {
+                        let Some(h) = map.get_mut(&id).filter(|h| h.serial == serial) else { continue };
+                        if renewed.contains(&id) {
+                            h.renewed = asked;
+                        } else {
+                            tracing::warn!(
+                                stream_id = id,
+                                "Lease renewal refused: another worker holds the stream now; abandoning the run."
+                            );
+                            h.lost.mark_lost();
+                        }
+                    }
+                    wait = period;
+                }
+                Err(e) => {
+                    let limit = self.opts.lease * 2 / 3;
+                    let map = self.held_lock();
+                    for (id, h) in map.iter().filter(|(_, h)| h.renewed.elapsed() >= limit) {
+                        tracing::warn!(stream_id = id, error = %e, "Lease renewal failed for too long; abandoning the run before the lease runs out.");
+                        h.lost.mark_lost();
+                    }
+                    tracing::warn!(error = %e, streams = map.len(), "Lease renewal failed; trying again.");
+                    wait = (period / 4).max(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    fn held_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, Held>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// One pass: fire what is ready, expire what is due, trim. Returns how many
     /// streams were handled (0 means idle).
     pub async fn run_once(&self) -> Result<usize, EngineError> {
+        self.with_heartbeat(self.pass()).await
+    }
+
+    async fn pass(&self) -> Result<usize, EngineError> {
         if let Some(clock) = &self.event_clock {
             clock.refresh().await?;
         }
@@ -236,7 +323,7 @@ impl Worker {
                 if self.stopping.load(Ordering::SeqCst) {
                     break;
                 }
-                if self.process(stream, action).await? != ProcessOutcome::Locked {
+                if self.process_one(stream, action).await? != ProcessOutcome::Locked {
                     n += 1;
                 }
             }
@@ -253,8 +340,13 @@ impl Worker {
         Ok(n)
     }
 
-    /// Takes one ready stream (if no other worker has) and fires or expires it.
+    /// Takes one ready stream (if no other worker has) and fires or expires it,
+    /// renewing its lease while the pipeline runs.
     pub async fn process(&self, stream: &Stream, action: Action) -> Result<ProcessOutcome, EngineError> {
+        self.with_heartbeat(self.process_one(stream, action)).await
+    }
+
+    async fn process_one(&self, stream: &Stream, action: Action) -> Result<ProcessOutcome, EngineError> {
         let storage = self.tm.storage();
         let debug = self.tm.debug();
         let Some(claimed) = storage.claim(stream, action, self.now(), self.opts.lease).await? else {
@@ -262,22 +354,22 @@ impl Worker {
             debug.bump(&stream.trigger, "Locked", 1);
             return Ok(ProcessOutcome::Locked);
         };
-        let result = self.run_pipeline(&claimed, action).await?;
+        let (switch, lease) = LeaseWatch::new();
+        self.held_lock()
+            .insert(claimed.id, Held { serial: claimed.state_serial_no, renewed: Instant::now(), lost: switch });
+        let result = self.run_pipeline(&claimed, action, &lease).await;
+        self.held_lock().remove(&claimed.id);
+        let result = match result? {
+            RunResult::LeaseLost => return Ok(self.lost_lease(&claimed, action)),
+            RunResult::Done(plans) => Ok(plans),
+            RunResult::Failed(reason) => Err(reason),
+        };
         let finish = match &result {
             Ok(plans) => Finish::Completed { purge: self.opts.purge_completed, new_events: plans },
             Err(reason) => Finish::Failed { reason },
         };
         match storage.finish(&claimed, finish, self.now()).await? {
-            FinishOutcome::LostLease => {
-                tracing::warn!(
-                    stream_id = claimed.id,
-                    action = action.as_str(),
-                    "Lease ran out before the run finished; another worker owns the stream now."
-                );
-                self.bump(|s| s.lost_leases += 1);
-                debug.bump(&claimed.trigger, "Lost lease", 1);
-                Ok(ProcessOutcome::LostLease)
-            }
+            FinishOutcome::LostLease => Ok(self.lost_lease(&claimed, action)),
             FinishOutcome::Done(_) => match result {
                 Ok(_) => {
                     tracing::debug!(stream_id = claimed.id, trigger = %claimed.trigger, action = action.as_str(), "Stream done.");
@@ -305,15 +397,27 @@ impl Worker {
         }
     }
 
-    /// Runs the stream's pipeline. Outer error: storage trouble; inner error: the
-    /// reason the run failed; inner ok: the pipeline's new events, planned.
+    /// A run that no longer holds its stream: nothing was recorded.
+    fn lost_lease(&self, claimed: &Stream, action: Action) -> ProcessOutcome {
+        tracing::warn!(
+            stream_id = claimed.id,
+            action = action.as_str(),
+            "Lease lost before the run finished; nothing recorded, another worker owns (or will own) the stream."
+        );
+        self.bump(|s| s.lost_leases += 1);
+        self.tm.debug().bump(&claimed.trigger, "Lost lease", 1);
+        ProcessOutcome::LostLease
+    }
+
+    /// Runs the stream's pipeline. Error: storage trouble.
     async fn run_pipeline(
         &self,
         stream: &Stream,
         action: Action,
-    ) -> Result<Result<Vec<EventPlan>, String>, EngineError> {
+        lease: &LeaseWatch,
+    ) -> Result<RunResult, EngineError> {
         let Some(trigger) = self.tm.triggers().get(&stream.trigger) else {
-            return Ok(Err(format!("unknown trigger definition {:?}", stream.trigger)));
+            return Ok(RunResult::Failed(format!("unknown trigger definition {:?}", stream.trigger)));
         };
         let pipeline = match action {
             Action::Fire => &trigger.fire_pipeline,
@@ -321,7 +425,7 @@ impl Worker {
         };
         let Some(pipeline) = pipeline else {
             tracing::debug!(stream_id = stream.id, trigger = %stream.trigger, "No {} pipeline.", action.as_str());
-            return Ok(Ok(vec![]));
+            return Ok(RunResult::Done(vec![]));
         };
         let events = self.load_events(stream.id).await?;
         let mut env = Env {
@@ -332,18 +436,21 @@ impl Worker {
             idempotency_key: format!("winchester-stream-{}-{}", stream.id, action.as_str()),
             values: Default::default(),
         };
-        let new_events = match self.runner.run(pipeline, events, &mut env).await {
+        let new_events = match self.runner.run_leased(pipeline, events, &mut env, lease).await {
             Ok(n) => n,
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(PipelineError::LeaseLost { .. }) => return Ok(RunResult::LeaseLost),
+            Err(e) => return Ok(RunResult::Failed(e.to_string())),
         };
         let mut plans = Vec::with_capacity(new_events.len());
         for e in new_events {
             match self.tm.plan(e) {
                 Ok(p) => plans.push(p),
-                Err(err) => return Ok(Err(format!("pipeline {pipeline:?} produced an invalid event: {err}"))),
+                Err(err) => {
+                    return Ok(RunResult::Failed(format!("pipeline {pipeline:?} produced an invalid event: {err}")))
+                }
             }
         }
-        Ok(Ok(plans))
+        Ok(RunResult::Done(plans))
     }
 
     async fn load_events(&self, stream_id: i64) -> Result<Vec<Event>, EngineError> {
