@@ -50,6 +50,9 @@ pub struct WinchesterConfig {
     pub pipeline_handlers: BTreeMap<String, String>,
     /// `pipeline_worker_batch_size` (default 1000).
     pub pipeline_worker_batch_size: u32,
+    /// `pipeline_worker_concurrency` (new; default 8): most pipelines one worker
+    /// runs at once.
+    pub pipeline_worker_concurrency: u32,
     /// `pipeline_worker_delay` (default 10 s): longest idle sleep of a worker.
     pub pipeline_worker_delay: Duration,
     /// `statistics_period` (default 10 s).
@@ -83,6 +86,7 @@ const KNOWN_KEYS: &[&str] = &[
     "catch_all_notifications",
     "pipeline_handlers",
     "pipeline_worker_batch_size",
+    "pipeline_worker_concurrency",
     "pipeline_worker_delay",
     "statistics_period",
     "purge_completed_streams",
@@ -179,6 +183,7 @@ impl WinchesterConfig {
             }
         };
         let pipeline_worker_batch_size = count("pipeline_worker_batch_size", 1000, &mut errors);
+        let pipeline_worker_concurrency = count("pipeline_worker_concurrency", 8, &mut errors);
         let trim_events_batch_size = count("trim_events_batch_size", 100, &mut errors);
         let seconds = |key: &str, default: f64, errs: &mut Vec<ConfigError>| -> Duration {
             match m.get(key) {
@@ -309,6 +314,7 @@ impl WinchesterConfig {
             catch_all_notifications,
             pipeline_handlers,
             pipeline_worker_batch_size,
+            pipeline_worker_concurrency,
             pipeline_worker_delay,
             statistics_period,
             purge_completed_streams,
@@ -502,6 +508,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.database_url.as_deref(), Some("postgres://x/y"));
         assert_eq!(c.pipeline_worker_batch_size, 1000);
+        assert_eq!(c.pipeline_worker_concurrency, 8);
         assert_eq!(c.pipeline_worker_delay, Duration::from_secs(10));
         assert!(c.purge_completed_streams && !c.trim_events);
         assert_eq!(c.trim_events_batch_size, 100);

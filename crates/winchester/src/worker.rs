@@ -8,8 +8,10 @@ use crate::event_clock::StoredEventClock;
 use crate::pipeline::{Env, LeaseLostSwitch, LeaseWatch, PipelineError, PipelineRunner};
 use crate::trigger_manager::TriggerManager;
 use chrono::{DateTime, Utc};
-use rand::seq::SliceRandom;
+use futures::StreamExt;
+use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,8 +23,10 @@ use winchester_storage::{Action, EventPlan, Finish, FinishOutcome, ReadyListener
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
-    /// Most streams loaded per fire or expire query.
+    /// Most streams claimed per fire or expire statement.
     pub batch_size: u32,
+    /// Most pipelines run at once.
+    pub concurrency: usize,
     /// Longest idle sleep (a notification or a due stream wakes it sooner).
     pub idle_delay: Duration,
     /// How long a taken stream is leased before another worker may reclaim it.
@@ -33,8 +37,6 @@ pub struct WorkerOptions {
     pub trim: Option<(TimeExpr, u32)>,
     /// How often the statistics line is logged.
     pub statistics_period: Duration,
-    /// Events read per page when loading a stream.
-    pub event_page_size: u32,
 }
 
 impl WorkerOptions {
@@ -42,12 +44,12 @@ impl WorkerOptions {
     pub fn from_config(c: &WinchesterConfig) -> WorkerOptions {
         WorkerOptions {
             batch_size: c.pipeline_worker_batch_size,
+            concurrency: c.pipeline_worker_concurrency.max(1) as usize,
             idle_delay: c.pipeline_worker_delay,
             lease: c.stream_lease_timeout,
             purge_completed: c.purge_completed_streams,
             trim: c.trim_events.then(|| (c.trim_events_age.clone(), c.trim_events_batch_size)),
             statistics_period: c.statistics_period,
-            event_page_size: 1000,
         }
     }
 }
@@ -93,7 +95,12 @@ struct Held {
     /// When the lease was last set (claim or renewal), by this process's clock.
     renewed: Instant,
     lost: LeaseLostSwitch,
+    /// Its finish is being recorded: no more renewals (the serial is about to move).
+    finishing: bool,
 }
+
+/// Most finished runs recorded in one call.
+const FINISH_BATCH: usize = 500;
 
 /// How a pipeline run ended.
 enum RunResult {
@@ -258,7 +265,8 @@ impl Worker {
         let mut wait = period;
         loop {
             tokio::time::sleep(wait).await;
-            let held: Vec<(i64, i32)> = self.held_lock().iter().map(|(id, h)| (*id, h.serial)).collect();
+            let held: Vec<(i64, i32)> =
+                self.held_lock().iter().filter(|(_, h)| !h.finishing).map(|(id, h)| (*id, h.serial)).collect();
             if held.is_empty() {
                 wait = period;
                 continue;
@@ -270,7 +278,9 @@ impl Worker {
                     let renewed: std::collections::HashSet<i64> = renewed.into_iter().collect();
                     let mut map = self.held_lock();
                     for (id, serial) in held {
-                        let Some(h) = map.get_mut(&id).filter(|h| h.serial == serial) else { continue };
+                        let Some(h) = map.get_mut(&id).filter(|h| h.serial == serial && !h.finishing) else {
+                            continue;
+                        };
                         if renewed.contains(&id) {
                             h.renewed = asked;
                         } else {
@@ -316,17 +326,10 @@ impl Worker {
             if self.stopping.load(Ordering::SeqCst) {
                 break;
             }
-            let mut ready = self.tm.storage().ready_streams(action, self.now(), self.opts.batch_size).await?;
-            self.bump(|s| s.loaded += ready.len() as u64);
-            ready.shuffle(&mut rand::thread_rng());
-            for stream in &ready {
-                if self.stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                if self.process_one(stream, action).await? != ProcessOutcome::Locked {
-                    n += 1;
-                }
-            }
+            let now = self.now();
+            let claimed = self.tm.storage().claim_ready(action, now, now + self.lease(), self.opts.batch_size).await?;
+            self.bump(|s| s.loaded += claimed.len() as u64);
+            n += self.run_claimed(claimed, action).await?.len();
         }
         if let Some((expr, limit)) = &self.opts.trim {
             let mut vars = Vars::new();
@@ -347,54 +350,157 @@ impl Worker {
     }
 
     async fn process_one(&self, stream: &Stream, action: Action) -> Result<ProcessOutcome, EngineError> {
-        let storage = self.tm.storage();
-        let debug = self.tm.debug();
-        let Some(claimed) = storage.claim(stream, action, self.now(), self.opts.lease).await? else {
+        let Some(claimed) = self.tm.storage().claim(stream, action, self.now(), self.opts.lease).await? else {
             self.bump(|s| s.lock_conflicts += 1);
-            debug.bump(&stream.trigger, "Locked", 1);
+            self.tm.debug().bump(&stream.trigger, "Locked", 1);
             return Ok(ProcessOutcome::Locked);
         };
-        let (switch, lease) = LeaseWatch::new();
-        self.held_lock()
-            .insert(claimed.id, Held { serial: claimed.state_serial_no, renewed: Instant::now(), lost: switch });
-        let result = self.run_pipeline(&claimed, action, &lease).await;
-        self.held_lock().remove(&claimed.id);
-        let result = match result? {
-            RunResult::LeaseLost => return Ok(self.lost_lease(&claimed, action)),
-            RunResult::Done(plans) => Ok(plans),
-            RunResult::Failed(reason) => Err(reason),
-        };
-        let finish = match &result {
-            Ok(plans) => Finish::Completed { purge: self.opts.purge_completed, new_events: plans },
-            Err(reason) => Finish::Failed { reason },
-        };
-        match storage.finish(&claimed, finish, self.now()).await? {
-            FinishOutcome::LostLease => Ok(self.lost_lease(&claimed, action)),
-            FinishOutcome::Done(_) => match result {
-                Ok(_) => {
-                    tracing::debug!(stream_id = claimed.id, trigger = %claimed.trigger, action = action.as_str(), "Stream done.");
-                    self.bump(|s| {
-                        match action {
-                            Action::Fire => s.fired += 1,
-                            Action::Expire => s.expired += 1,
-                        }
-                        *s.completed_by_trigger.entry((claimed.trigger.clone(), action)).or_default() += 1;
-                    });
-                    debug.bump(
-                        &claimed.trigger,
-                        if action == Action::Fire { "Streams fired" } else { "Streams expired" },
-                        1,
-                    );
-                    Ok(ProcessOutcome::Completed)
-                }
-                Err(reason) => {
-                    tracing::warn!(stream_id = claimed.id, trigger = %claimed.trigger, action = action.as_str(), %reason, "Stream failed.");
-                    self.bump(|s| s.errors += 1);
-                    debug.bump(&claimed.trigger, "Pipeline error", 1);
-                    Ok(ProcessOutcome::Failed(reason))
-                }
-            },
+        let mut out = self.run_claimed(vec![claimed], action).await?;
+        Ok(out.pop().unwrap_or(ProcessOutcome::LostLease))
+    }
+
+    fn lease(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.opts.lease).unwrap_or(chrono::Duration::days(1))
+    }
+
+    /// Runs the pipelines of claimed streams, up to `concurrency` at once, with
+    /// their events loaded in one query, and records their ends in batches (the
+    /// runs done at that moment). The heartbeat renews their leases meanwhile.
+    async fn run_claimed(&self, claimed: Vec<Stream>, action: Action) -> Result<Vec<ProcessOutcome>, EngineError> {
+        if claimed.is_empty() {
+            return Ok(vec![]);
         }
+        let mut watches = Vec::with_capacity(claimed.len());
+        {
+            let mut held = self.held_lock();
+            for s in &claimed {
+                let (switch, watch) = LeaseWatch::new();
+                held.insert(
+                    s.id,
+                    Held { serial: s.state_serial_no, renewed: Instant::now(), lost: switch, finishing: false },
+                );
+                watches.push(watch);
+            }
+        }
+        let result = self.run_and_record(&claimed, watches, action).await;
+        let mut held = self.held_lock();
+        for s in &claimed {
+            held.remove(&s.id);
+        }
+        result
+    }
+
+    async fn run_and_record(
+        &self,
+        claimed: &[Stream],
+        watches: Vec<LeaseWatch>,
+        action: Action,
+    ) -> Result<Vec<ProcessOutcome>, EngineError> {
+        let with_pipeline: Vec<i64> =
+            claimed.iter().filter(|s| matches!(self.pipeline_of(s, action), Ok(Some(_)))).map(|s| s.id).collect();
+        let mut events: HashMap<i64, Vec<Event>> = HashMap::new();
+        for (id, e) in self.tm.storage().load_events(&with_pipeline).await? {
+            events.entry(id).or_default().push(e);
+        }
+        // Boxed so the spawned worker future stays provably `Send`.
+        type Run<'a> = Pin<Box<dyn Future<Output = (&'a Stream, Result<RunResult, EngineError>)> + Send + 'a>>;
+        let runs: Vec<Run<'_>> = claimed
+            .iter()
+            .zip(watches)
+            .map(|(s, lease)| {
+                let evs = events.remove(&s.id).unwrap_or_default();
+                Box::pin(async move { (s, self.run_pipeline(s, action, evs, &lease).await) }) as Run<'_>
+            })
+            .collect();
+        let mut done = futures::stream::iter(runs).buffer_unordered(self.opts.concurrency).ready_chunks(FINISH_BATCH);
+        let mut outcomes = Vec::with_capacity(claimed.len());
+        while let Some(chunk) = done.next().await {
+            let mut ended = Vec::with_capacity(chunk.len());
+            for (s, r) in chunk {
+                ended.push((s, r?));
+            }
+            outcomes.extend(self.record(ended, action).await?);
+        }
+        Ok(outcomes)
+    }
+
+    /// Records the ends of finished runs in one call and counts each outcome.
+    async fn record(
+        &self,
+        ended: Vec<(&Stream, RunResult)>,
+        action: Action,
+    ) -> Result<Vec<ProcessOutcome>, EngineError> {
+        let mut out = Vec::with_capacity(ended.len());
+        let mut finishing = Vec::with_capacity(ended.len());
+        {
+            let mut held = self.held_lock();
+            for (s, r) in &ended {
+                let finish = match r {
+                    RunResult::LeaseLost => continue,
+                    RunResult::Done(plans) => Finish::Completed { purge: self.opts.purge_completed, new_events: plans },
+                    RunResult::Failed(reason) => Finish::Failed { reason },
+                };
+                if let Some(h) = held.get_mut(&s.id) {
+                    h.finishing = true;
+                }
+                finishing.push((*s, finish));
+            }
+        }
+        let recorded = self.tm.storage().finish_many(&finishing, self.now()).await?;
+        let recorded = winchester_storage::one_for_one("finish_many", finishing.len(), recorded)?;
+        let mut recorded = recorded.into_iter();
+        for (s, r) in &ended {
+            let outcome = match r {
+                RunResult::LeaseLost => self.lost_lease(s, action),
+                RunResult::Done(_) | RunResult::Failed(_) => match recorded.next() {
+                    Some(FinishOutcome::Done(_)) => self.ended(s, action, r),
+                    Some(FinishOutcome::LostLease) | None => self.lost_lease(s, action),
+                },
+            };
+            out.push(outcome);
+        }
+        Ok(out)
+    }
+
+    /// A run recorded on its stream: completed or failed.
+    fn ended(&self, claimed: &Stream, action: Action, result: &RunResult) -> ProcessOutcome {
+        let debug = self.tm.debug();
+        match result {
+            RunResult::Failed(reason) => {
+                tracing::warn!(stream_id = claimed.id, trigger = %claimed.trigger, action = action.as_str(), %reason, "Stream failed.");
+                self.bump(|s| s.errors += 1);
+                debug.bump(&claimed.trigger, "Pipeline error", 1);
+                ProcessOutcome::Failed(reason.clone())
+            }
+            _ => {
+                tracing::debug!(stream_id = claimed.id, trigger = %claimed.trigger, action = action.as_str(), "Stream done.");
+                self.bump(|s| {
+                    match action {
+                        Action::Fire => s.fired += 1,
+                        Action::Expire => s.expired += 1,
+                    }
+                    *s.completed_by_trigger.entry((claimed.trigger.clone(), action)).or_default() += 1;
+                });
+                debug.bump(
+                    &claimed.trigger,
+                    if action == Action::Fire { "Streams fired" } else { "Streams expired" },
+                    1,
+                );
+                ProcessOutcome::Completed
+            }
+        }
+    }
+
+    /// The stream's pipeline for `action`: `Err` when its trigger is unknown,
+    /// `Ok(None)` when the trigger has no such pipeline.
+    fn pipeline_of(&self, stream: &Stream, action: Action) -> Result<Option<String>, String> {
+        let Some(trigger) = self.tm.triggers().get(&stream.trigger) else {
+            return Err(format!("unknown trigger definition {:?}", stream.trigger));
+        };
+        Ok(match action {
+            Action::Fire => trigger.fire_pipeline.clone(),
+            Action::Expire => trigger.expire_pipeline.clone(),
+        })
     }
 
     /// A run that no longer holds its stream: nothing was recorded.
@@ -409,25 +515,22 @@ impl Worker {
         ProcessOutcome::LostLease
     }
 
-    /// Runs the stream's pipeline. Error: storage trouble.
+    /// Runs the stream's pipeline over its events. Error: storage trouble.
     async fn run_pipeline(
         &self,
         stream: &Stream,
         action: Action,
+        events: Vec<Event>,
         lease: &LeaseWatch,
     ) -> Result<RunResult, EngineError> {
-        let Some(trigger) = self.tm.triggers().get(&stream.trigger) else {
-            return Ok(RunResult::Failed(format!("unknown trigger definition {:?}", stream.trigger)));
+        let pipeline = match self.pipeline_of(stream, action) {
+            Err(reason) => return Ok(RunResult::Failed(reason)),
+            Ok(None) => {
+                tracing::debug!(stream_id = stream.id, trigger = %stream.trigger, "No {} pipeline.", action.as_str());
+                return Ok(RunResult::Done(vec![]));
+            }
+            Ok(Some(p)) => p,
         };
-        let pipeline = match action {
-            Action::Fire => &trigger.fire_pipeline,
-            Action::Expire => &trigger.expire_pipeline,
-        };
-        let Some(pipeline) = pipeline else {
-            tracing::debug!(stream_id = stream.id, trigger = %stream.trigger, "No {} pipeline.", action.as_str());
-            return Ok(RunResult::Done(vec![]));
-        };
-        let events = self.load_events(stream.id).await?;
         let mut env = Env {
             stream_id: stream.id,
             stream_name: stream.trigger.clone(),
@@ -436,7 +539,7 @@ impl Worker {
             idempotency_key: format!("winchester-stream-{}-{}", stream.id, action.as_str()),
             values: Default::default(),
         };
-        let new_events = match self.runner.run_leased(pipeline, events, &mut env, lease).await {
+        let new_events = match self.runner.run_leased(&pipeline, events, &mut env, lease).await {
             Ok(n) => n,
             Err(PipelineError::LeaseLost { .. }) => return Ok(RunResult::LeaseLost),
             Err(e) => return Ok(RunResult::Failed(e.to_string())),
@@ -451,19 +554,5 @@ impl Worker {
             }
         }
         Ok(RunResult::Done(plans))
-    }
-
-    async fn load_events(&self, stream_id: i64) -> Result<Vec<Event>, EngineError> {
-        let mut all = Vec::new();
-        let mut after = None;
-        loop {
-            let (page, last) = self.tm.storage().stream_events(stream_id, after, self.opts.event_page_size).await?;
-            let done = (page.len() as u32) < self.opts.event_page_size;
-            all.extend(page);
-            if done || last.is_none() {
-                return Ok(all);
-            }
-            after = last;
-        }
     }
 }
