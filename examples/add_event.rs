@@ -2,20 +2,20 @@
 //! storage, add one event and see which streams it joined.
 //!
 //! Run: `cargo run --example add_event` (SQLite file in a temp dir), or with
-//! `DATABASE_URL=postgres://...` after `winchester-db upgrade head`.
+//! `DATABASE_URL=postgres://...`.
 
 use std::sync::Arc;
 use winchester::{EventOutcome, TriggerManager};
 use winchester_core::{Event, LoadedConfig, SystemClock};
-use winchester_sqlite::SqliteStorage;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cfg = LoadedConfig::load("etc/winchester.yaml".as_ref(), None)?;
-    let path = std::env::temp_dir().join("winchester-example.db");
-    let storage = SqliteStorage::connect(&format!("sqlite://{}", path.display()), 2).await?;
-    storage.migrate().await?;
-    let tm = TriggerManager::new(Arc::new(storage), Arc::new(cfg.triggers), Arc::new(SystemClock));
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", std::env::temp_dir().join("winchester-example.db").display()));
+    // Connect (SQLite or PostgreSQL, by URL) and bring the schema to head.
+    let (backend, _) = winchester_backends::migrated(&url, 2).await?;
+    let tm = TriggerManager::new(backend.storage(), Arc::new(cfg.triggers), Arc::new(SystemClock));
     let event = Event::from_json(&serde_json::json!({
         "message_id": uuid::Uuid::new_v4().to_string(),
         "event_type": "compute.instance.create.end",

@@ -11,23 +11,23 @@ fn db_cmd(url: &str, args: &[&str]) -> (i32, String, String) {
         .env("WINCHESTER_CONFIG", "/nonexistent/winchester.yaml"))
 }
 
-/// `winchester-db`: upgrade twice is harmless, --sql prints the schema, current
-/// and history report, downgrade base empties, upgrade again works.
-#[tokio::test]
-async fn winchester_db_migrations() {
-    let db = TestDb::empty().await;
+/// `winchester-db` on either backend: upgrade twice is harmless, --sql prints
+/// the schema without running it, current and history report, --sql
+/// downgrade prints the revert, downgrade base empties, upgrade again works,
+/// and both scripts applied by hand leave what the commands would.
+async fn winchester_db_migrations(backend: Backend) {
+    let db = TestDb::empty_on(backend).await;
+    let all = ["event", "stream", "stream_event"];
     let (code, out, err) = db_cmd(&db.url, &["--sql", "upgrade", "head"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("CREATE TABLE event") && out.contains("INSERT INTO _sqlx_migrations"), "{out}");
-    assert_eq!(
-        db.count("SELECT count(*) FROM pg_tables WHERE tablename = 'event'").await,
-        0,
-        "--sql must not run anything"
-    );
+    assert_eq!(db.tables(&all).await, 0, "--sql must not run anything");
     let (code, out, err) = db_cmd(&db.url, &["current"]);
     assert_eq!((code, out.trim()), (0, "base (no migrations applied)"), "{err}");
-    let (code, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
-    assert_eq!((code, out.trim()), (0, "applied migration 1"));
+    let (_, out, _) = db_cmd(&db.url, &["history"]);
+    assert_eq!(out.trim(), "1 initial pending");
+    let (code, out, err) = db_cmd(&db.url, &["upgrade", "head"]);
+    assert_eq!((code, out.trim()), (0, "applied migration 1"), "{err}");
     let (code, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!((code, out.trim()), (0, "database is up to date"));
     let (_, out, _) = db_cmd(&db.url, &["current"]);
@@ -37,25 +37,105 @@ async fn winchester_db_migrations() {
     let (code, out, _) = db_cmd(&db.url, &["--sql", "upgrade", "head"]);
     assert_eq!(code, 0);
     assert!(!out.contains("CREATE TABLE event"), "nothing pending: {out}");
+    let (code, down, err) = db_cmd(&db.url, &["--sql", "downgrade", "base"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        down.starts_with("BEGIN;\n\n-- Revert migration 1 initial\n")
+            && down.contains("DROP TABLE")
+            && down.ends_with("DELETE FROM _sqlx_migrations WHERE version = 1;\n\nCOMMIT;\n"),
+        "{down}"
+    );
+    assert_eq!(db.tables(&all).await, 3, "--sql must not run anything");
     let (code, out, _) = db_cmd(&db.url, &["downgrade", "base"]);
     assert_eq!((code, out.trim()), (0, "database downgraded to base"));
-    assert_eq!(db.count("SELECT count(*) FROM pg_tables WHERE tablename = 'stream'").await, 0);
+    assert_eq!(db.tables(&all).await, 0);
+    let (_, out, _) = db_cmd(&db.url, &["current"]);
+    assert_eq!(out.trim(), "base (no migrations applied)");
     let (code, _, _) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!(code, 0);
-    assert_eq!(
-        db.count("SELECT count(*) FROM pg_tables WHERE tablename IN ('event', 'stream', 'stream_event')").await,
-        3
-    );
+    assert_eq!(db.tables(&all).await, 3);
+    // The revert script run by hand leaves a database at base.
+    db.exec(&down).await;
+    assert_eq!(db.tables(&all).await, 0);
+    let (_, out, _) = db_cmd(&db.url, &["current"]);
+    assert_eq!(out.trim(), "base (no migrations applied)");
     // The SQL printed for an empty database applies cleanly by hand and leaves
     // a database `upgrade head` considers current.
-    let fresh = TestDb::empty().await;
-    let (_, script, _) = db_cmd(&fresh.url, &["--sql", "upgrade", "head"]);
-    sqlx::raw_sql(&script).execute(fresh.pool()).await.unwrap();
-    let (_, out, _) = db_cmd(&fresh.url, &["upgrade", "head"]);
+    let (_, script, _) = db_cmd(&db.url, &["--sql", "upgrade", "head"]);
+    db.exec(&script).await;
+    assert_eq!(db.tables(&all).await, 3);
+    let (_, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!(out.trim(), "database is up to date");
+    let (_, out, _) = db_cmd(&db.url, &["current"]);
+    assert_eq!(out.trim(), "1 initial (head)");
     db.drop_db().await;
-    fresh.drop_db().await;
 }
+
+/// The `--sql` scripts of both backends have the same shape: the same
+/// transaction, comments and bookkeeping statements around dialect SQL.
+#[tokio::test]
+async fn winchester_db_sql_has_one_shape_on_both_backends() {
+    let skeleton = |script: &str| -> Vec<String> {
+        script
+            .lines()
+            .filter(|l| {
+                [
+                    "BEGIN;",
+                    "COMMIT;",
+                    "-- Migration ",
+                    "-- Revert migration ",
+                    "CREATE TABLE IF NOT EXISTS _sqlx_migrations",
+                    "INSERT INTO _sqlx_migrations",
+                    "DELETE FROM _sqlx_migrations",
+                ]
+                .iter()
+                .any(|p| l.starts_with(p))
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let mut shapes = vec![];
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let db = TestDb::empty_on(backend).await;
+        let (code, up, err) = db_cmd(&db.url, &["--sql", "upgrade", "head"]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db_cmd(&db.url, &["upgrade", "head"]).0, 0);
+        let (code, down, err) = db_cmd(&db.url, &["--sql", "downgrade", "base"]);
+        assert_eq!(code, 0, "{err}");
+        shapes.push((skeleton(&up), skeleton(&down)));
+        db.drop_db().await;
+    }
+    assert_eq!(
+        shapes[0].0,
+        vec![
+            "BEGIN;",
+            "CREATE TABLE IF NOT EXISTS _sqlx_migrations (",
+            "-- Migration 1 initial",
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)",
+            "COMMIT;"
+        ]
+    );
+    assert_eq!(shapes[0], shapes[1]);
+}
+
+/// A program started against a database without the schema says which
+/// migrations are missing and how to apply them, on either backend.
+async fn programs_refuse_a_database_without_the_schema(backend: Backend) {
+    let db = TestDb::empty_on(backend).await;
+    let dir = project_config(&db);
+    let (code, out, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).args(["streams", "list"]));
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: database ")
+            && err.contains("lacks schema migration(s) 1: run `winchester-db --database-url")
+            && err.contains("upgrade head` first"),
+        "{err}"
+    );
+    db.drop_db().await;
+}
+
+crate::backend_tests!(winchester_db_migrations, programs_refuse_a_database_without_the_schema);
 
 /// Unreachable server, unknown database, wrong scheme: one clear line, exit 1.
 #[test]

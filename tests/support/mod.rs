@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use winchester::TriggerManager;
+use winchester_backends::SqlxBackend;
+use winchester_bench::db::with_database;
 use winchester_core::{Clock, Event, ManualClock, TraitValue, TriggerSet};
-use winchester_postgres::bench::with_database;
-use winchester_postgres::{migrate, PgStorage};
+use winchester_postgres::PgStorage;
 use winchester_sqlite::SqliteStorage;
+use winchester_storage::backend::Backend as _;
 use winchester_storage::Storage;
 
 /// The server tests create their databases on.
@@ -84,6 +86,11 @@ impl TestDb {
         TestDb::create(Backend::Postgres, false).await
     }
 
+    /// A fresh database of the given backend without the schema.
+    pub async fn empty_on(backend: Backend) -> TestDb {
+        TestDb::create(backend, false).await
+    }
+
     async fn create(backend: Backend, migrated: bool) -> TestDb {
         let name = format!("wtest_{}", uuid::Uuid::new_v4().simple());
         match backend {
@@ -99,7 +106,7 @@ impl TestDb {
                 let url = with_database(&admin, &name);
                 let storage = PgStorage::connect(&url, 6).await.expect("connect test database");
                 if migrated {
-                    migrate::upgrade(storage.pool()).await.expect("migrate");
+                    SqlxBackend::postgres(storage.clone()).upgrade().await.expect("migrate");
                 }
                 let pool = Pool::Pg(storage.pool().clone());
                 TestDb { backend, url, name, storage: Arc::new(storage), pool }
@@ -109,7 +116,7 @@ impl TestDb {
                 let url = format!("sqlite://{}", path.display());
                 let storage = SqliteStorage::connect(&url, 4).await.expect("open test database");
                 if migrated {
-                    storage.migrate().await.expect("migrate");
+                    SqlxBackend::sqlite(storage.clone()).upgrade().await.expect("migrate");
                 }
                 let pool = Pool::Sqlite(storage.pool().clone(), path);
                 TestDb { backend, url, name, storage: Arc::new(storage), pool }
@@ -160,6 +167,16 @@ impl TestDb {
             Pool::Sqlite(p, _) => sqlx::query_scalar(sql).fetch_one(p).await,
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// How many of the named tables exist.
+    pub async fn tables(&self, names: &[&str]) -> i64 {
+        let list = names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ");
+        self.count(&match self.backend {
+            Backend::Postgres => format!("SELECT count(*) FROM pg_tables WHERE tablename IN ({list})"),
+            Backend::Sqlite => format!("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({list})"),
+        })
+        .await
     }
 
     /// Makes inserting a stream whose distinguishing traits contain `needle` fail

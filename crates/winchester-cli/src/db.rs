@@ -1,10 +1,11 @@
 //! `winchester-db`: schema migrations.
 
-use crate::common::{connect, connect_sqlite, database_url, is_sqlite, redact, ConfigArgs};
+use crate::common::{database_url, redact, ConfigArgs};
 use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
+use winchester_backends::{connect, Kind};
 use winchester_core::WinchesterConfig;
-use winchester_postgres::migrate;
+use winchester_storage::backend::MigrationStatus;
 
 /// Manage the winchester-rs database schema.
 #[derive(Debug, Parser)]
@@ -41,7 +42,9 @@ pub enum DbCommand {
     History,
 }
 
-/// Runs `winchester-db`; returns what to print.
+/// Runs `winchester-db`; returns what to print. The same for every backend:
+/// [`Backend`](winchester_storage::backend::Backend) does the work,
+/// [`Schema`](winchester_storage::backend::Schema) writes the `--sql` scripts.
 pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
     let cfg_url = if opts.config.config.exists() {
         let (cfg, _) = WinchesterConfig::load(&opts.config.config).map_err(|e| anyhow!("{e}"))?;
@@ -55,25 +58,22 @@ pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
         None
     };
     let url = database_url(cfg_url.as_deref(), &opts.config)?;
-    if is_sqlite(&url) {
-        return run_sqlite(opts, &url).await;
-    }
+    let kind = Kind::of(&url)?;
     match &opts.command {
-        DbCommand::Upgrade { revision } => {
-            if revision != "head" {
-                return Err(anyhow!("unknown revision {revision:?}: upgrade only goes to head"));
-            }
-            if opts.sql {
-                // Offline when the database is unreachable: the full script from an empty schema.
-                let applied = match connect(&url, 1).await {
-                    Ok(s) => migrate::applied_versions(s.pool()).await.unwrap_or_default(),
-                    Err(_) => vec![],
-                };
-                return Ok(migrate::upgrade_sql(&applied));
-            }
-            let storage = connect(&url, 2).await?;
-            let applied =
-                migrate::upgrade(storage.pool()).await.with_context(|| format!("migrating {}", redact(&url)))?;
+        DbCommand::Upgrade { revision } if revision != "head" => {
+            Err(anyhow!("unknown revision {revision:?}: upgrade only goes to head"))
+        }
+        DbCommand::Upgrade { .. } if opts.sql => {
+            // Offline when the database is unreachable: the full script from an empty schema.
+            let applied = match connect(&url, 1).await {
+                Ok(b) => b.applied_versions().await.unwrap_or_default(),
+                Err(_) => vec![],
+            };
+            Ok(kind.schema().upgrade_sql(&applied))
+        }
+        DbCommand::Upgrade { .. } => {
+            let backend = connect(&url, 2).await?;
+            let applied = backend.upgrade().await.with_context(|| format!("migrating {}", redact(&url)))?;
             Ok(if applied.is_empty() {
                 "database is up to date\n".to_string()
             } else {
@@ -85,44 +85,23 @@ pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
                 "base" => 0,
                 r => r.parse().map_err(|_| anyhow!("revision must be a version number or `base`, not {r:?}"))?,
             };
-            let storage = connect(&url, 2).await?;
+            let backend = connect(&url, 2).await?;
             if opts.sql {
-                let mut out = String::from("BEGIN;\n");
-                let applied = migrate::applied_versions(storage.pool()).await?;
-                for m in migrate::MIGRATOR.iter().rev().filter(|m| {
-                    m.migration_type.is_down_migration() && m.version > target && applied.contains(&m.version)
-                }) {
-                    out.push_str(&format!(
-                        "\n-- Revert migration {} {}\n{}\nDELETE FROM _sqlx_migrations WHERE version = {};\n",
-                        m.version,
-                        m.description,
-                        m.sql.trim_end(),
-                        m.version
-                    ));
-                }
-                out.push_str("\nCOMMIT;\n");
-                return Ok(out);
+                let applied = backend.applied_versions().await.context("reading the applied migrations")?;
+                return kind.schema().downgrade_sql(&applied, target).map_err(|e| anyhow!("{e}"));
             }
-            migrate::downgrade(storage.pool(), target).await.context("downgrading")?;
+            backend.downgrade(target).await.context("downgrading")?;
             Ok(format!(
                 "database downgraded to {}\n",
                 if target == 0 { "base".to_string() } else { target.to_string() }
             ))
         }
         DbCommand::Current => {
-            let storage = connect(&url, 1).await?;
-            let status = migrate::status(storage.pool()).await?;
-            Ok(match status.iter().rfind(|m| m.applied) {
-                None => "base (no migrations applied)\n".to_string(),
-                Some(m) => {
-                    let head = status.iter().all(|s| s.applied);
-                    format!("{} {}{}\n", m.version, m.description, if head { " (head)" } else { "" })
-                }
-            })
+            let status = connect(&url, 1).await?.status().await.context("reading the applied migrations")?;
+            Ok(current(&status))
         }
         DbCommand::History => {
-            let storage = connect(&url, 1).await?;
-            let status = migrate::status(storage.pool()).await?;
+            let status = connect(&url, 1).await?.status().await.context("reading the applied migrations")?;
             Ok(status
                 .iter()
                 .map(|m| format!("{} {} {}\n", m.version, m.description, if m.applied { "applied" } else { "pending" }))
@@ -131,63 +110,13 @@ pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
     }
 }
 
-/// `winchester-db` on an SQLite database (its own migrations).
-async fn run_sqlite(opts: &DbOpts, url: &str) -> anyhow::Result<String> {
-    use sqlx::migrate::Migrate;
-    let storage = connect_sqlite(url, 1).await?;
-    let mut conn = storage.pool().acquire().await?;
-    conn.ensure_migrations_table().await?;
-    let applied: Vec<i64> = conn.list_applied_migrations().await?.into_iter().map(|m| m.version).collect();
-    drop(conn);
-    let migrator = &winchester_sqlite::MIGRATOR;
-    let describe = |applied_only: bool| -> Vec<(i64, String, bool)> {
-        migrator
-            .iter()
-            .filter(|m| m.migration_type.is_up_migration())
-            .map(|m| (m.version, m.description.to_string(), applied.contains(&m.version)))
-            .filter(|(_, _, a)| !applied_only || *a)
-            .collect()
-    };
-    match &opts.command {
-        DbCommand::Upgrade { revision } if revision != "head" => {
-            Err(anyhow!("unknown revision {revision:?}: upgrade only goes to head"))
+/// `winchester-db current`: the newest applied migration, `(head)` when none is pending.
+fn current(status: &[MigrationStatus]) -> String {
+    match status.iter().rfind(|m| m.applied) {
+        None => "base (no migrations applied)\n".to_string(),
+        Some(m) => {
+            let head = status.iter().all(|s| s.applied);
+            format!("{} {}{}\n", m.version, m.description, if head { " (head)" } else { "" })
         }
-        DbCommand::Upgrade { .. } if opts.sql => {
-            let mut out = String::from("BEGIN;\n");
-            for m in migrator.iter().filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version)) {
-                out.push_str(&format!("\n-- Migration {} {}\n{}\n", m.version, m.description, m.sql.trim_end()));
-            }
-            out.push_str(
-                "\nCOMMIT;\n-- Then record the versions with `winchester-db upgrade head`, or let it apply them.\n",
-            );
-            Ok(out)
-        }
-        DbCommand::Upgrade { .. } => {
-            let done = storage.migrate().await.context("migrating")?;
-            Ok(if done.is_empty() {
-                "database is up to date\n".to_string()
-            } else {
-                done.iter().map(|v| format!("applied migration {v}\n")).collect()
-            })
-        }
-        DbCommand::Downgrade { revision } => {
-            let target: i64 = match revision.as_str() {
-                "base" => 0,
-                r => r.parse().map_err(|_| anyhow!("revision must be a version number or `base`, not {r:?}"))?,
-            };
-            migrator.undo(storage.pool(), target).await.context("downgrading")?;
-            Ok(format!(
-                "database downgraded to {}\n",
-                if target == 0 { "base".to_string() } else { target.to_string() }
-            ))
-        }
-        DbCommand::Current => Ok(match describe(true).last() {
-            None => "base (no migrations applied)\n".to_string(),
-            Some((v, d, _)) => format!("{v} {d}{}\n", if describe(false).iter().all(|m| m.2) { " (head)" } else { "" }),
-        }),
-        DbCommand::History => Ok(describe(false)
-            .iter()
-            .map(|(v, d, a)| format!("{v} {d} {}\n", if *a { "applied" } else { "pending" }))
-            .collect()),
     }
 }

@@ -7,12 +7,11 @@
 //! - `events`: reading and trimming events.
 //! - `rows`: decoding rows into storage types.
 //! - `errors`: mapping sqlx errors to [`StorageError`](winchester_storage::StorageError).
-//! - [`bench`]: helpers for `winchester bench` (scratch databases, the COPY limit).
-//! - [`migrate`]: the embedded migrations (`migrations/` at the workspace root).
+//! - [`migrate`]: the embedded migrations (`migrations/` at the workspace root) and
+//!   the dialect of their bookkeeping.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod bench;
 mod errors;
 mod events;
 mod ingest;

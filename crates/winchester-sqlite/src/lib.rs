@@ -11,18 +11,19 @@
 //! - [`SqliteStorage`]: the [`Storage`](winchester_storage::Storage) implementation.
 //! - `ingest`, `streams`, `events`: the queries, as in the PostgreSQL backend.
 //! - `rows`: decoding rows and times (INTEGER microseconds since the epoch).
-//! - [`MIGRATOR`]: this backend's migrations (`crates/winchester-sqlite/migrations`).
+//! - [`migrate`]: this backend's migrations (`crates/winchester-sqlite/migrations`)
+//!   and the dialect of their bookkeeping.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod events;
 mod ingest;
+pub mod migrate;
 mod rows;
 mod streams;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 use std::time::Duration;
@@ -32,8 +33,7 @@ use winchester_storage::{
     StreamFilter, StreamState,
 };
 
-/// This backend's migrations.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+pub use migrate::MIGRATOR;
 
 /// How often an idle worker looks for ready streams (there is no NOTIFY).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -83,22 +83,6 @@ impl SqliteStorage {
     /// The pool (for migrations and tools).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
-    }
-
-    /// Applies pending migrations; returns the versions applied.
-    pub async fn migrate(&self) -> std::result::Result<Vec<i64>, sqlx::migrate::MigrateError> {
-        use sqlx::migrate::Migrate;
-        let applied = |pool: SqlitePool| async move {
-            let mut c = pool.acquire().await?;
-            c.ensure_migrations_table().await?;
-            Ok::<_, sqlx::migrate::MigrateError>(
-                c.list_applied_migrations().await?.into_iter().map(|m| m.version).collect::<Vec<_>>(),
-            )
-        };
-        let before = applied(self.pool.clone()).await?;
-        MIGRATOR.run(&self.pool).await?;
-        let after = applied(self.pool.clone()).await?;
-        Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
     }
 }
 

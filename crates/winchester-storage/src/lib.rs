@@ -1,10 +1,13 @@
 //! The one narrow interface between the engine and its database.
 //!
 //! The engine (trigger manager, workers, CLI) talks to storage only through
-//! [`Storage`]; no backend type crosses it. Backends: `winchester-postgres`.
+//! [`Storage`]; no backend type crosses it. Backends: `winchester-postgres`,
+//! `winchester-sqlite`; `winchester-backends` picks one from a database URL.
 //!
 //! Layout:
 //! - [`Storage`], [`ReadyListener`]: the interface.
+//! - [`backend`]: [`Backend`](backend::Backend), a connected backend's storage
+//!   and schema migrations (status, upgrade, downgrade, their SQL scripts).
 //! - [`stream`]: stream records, states and filters.
 //! - [`plan`]: what ingest hands to storage (event + computed memberships).
 //! - [`fold`]: folding a batch's events into a key's streams (shared by backends).
@@ -13,6 +16,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod fold;
 pub mod plan;
 pub mod rules;

@@ -4,8 +4,9 @@ use clap::{Parser, Subcommand};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use winchester_bench as bench;
 use winchester_cli::common::{init_tracing, load_config, report, trigger_manager, ConfigArgs};
-use winchester_cli::{bench, check, ingest, streams};
+use winchester_cli::{check, ingest, streams};
 
 /// winchester-rs: a stream-trigger engine.
 #[derive(Debug, Parser)]
@@ -107,12 +108,12 @@ struct SimArgs {
 }
 
 impl SimArgs {
-    fn generator(&self) -> winchester_cli::demo::GeneratorOptions {
-        winchester_cli::demo::GeneratorOptions {
+    fn generator(&self) -> winchester_demo::GeneratorOptions {
+        winchester_demo::GeneratorOptions {
             instances: self.instances,
             days: self.days,
             tenants: self.tenants,
-            start: winchester_cli::demo::default_start(self.days),
+            start: winchester_demo::default_start(self.days),
             seed: self.seed,
         }
     }
@@ -201,14 +202,14 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
         }
         Command::Demo { sim, demo_config, json } => {
             use std::io::IsTerminal;
-            let demo = winchester_cli::demo::DemoOptions {
+            let demo = winchester_demo::DemoOptions {
                 generator: sim.generator(),
                 database_url: opts.config.database_url.clone(),
                 config: demo_config,
                 batch_size: 500,
                 progress: !json && std::io::stderr().is_terminal(),
             };
-            let summary = winchester_cli::demo::run(&demo).await?;
+            let summary = winchester_demo::run(&demo).await?;
             if json {
                 println!("{}", summary.to_json());
             } else {
@@ -219,7 +220,7 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
         Command::Generate { sim, count } => {
             use std::io::Write;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for n in winchester_cli::demo::generate(&sim.generator()).iter().take(count.unwrap_or(usize::MAX)) {
+            for n in winchester_demo::generate(&sim.generator()).iter().take(count.unwrap_or(usize::MAX)) {
                 writeln!(out, "{n}")?;
             }
             out.flush()?;

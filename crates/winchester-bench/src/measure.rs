@@ -1,6 +1,7 @@
 //! The measurements. Each one runs in a fresh database (`wbench_<uuid>`) that
 //! is dropped afterwards, whether it succeeded or not.
 
+use crate::db::{self as pgb, EngineRows, ScratchDb};
 use anyhow::{anyhow, bail, Context};
 use async_trait::async_trait;
 use chrono::{Duration as ChronoDuration, DurationRound, Utc};
@@ -11,7 +12,6 @@ use std::time::{Duration, Instant};
 use winchester::pipeline::{Env, Handler, HandlerError, PipelineRunner};
 use winchester::{EventOutcome, TriggerManager, Worker, WorkerOptions};
 use winchester_core::{Clock, Event, LoadedConfig, SystemClock, TraitValue, TriggerSet};
-use winchester_postgres::bench::{self as pgb, EngineRows, ScratchDb};
 use winchester_postgres::PgStorage;
 
 use super::workload::probe_event;

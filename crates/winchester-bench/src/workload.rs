@@ -1,11 +1,11 @@
 //! The bench's workload: the flat events of a simulated OpenStack cloud
-//! ([`crate::openstack_sim`]), sized to `--events`, and the triggers and
+//! ([`winchester_sim`]), sized to `--events`, and the triggers and
 //! configuration files they run against.
 
-use crate::openstack_sim::{SimOptions, Simulation};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use std::collections::BTreeMap;
 use winchester_core::{Event, TraitValue};
+use winchester_sim::{SimOptions, Simulation};
 
 /// The trigger definitions: the example `instance_day` trigger plus ten more
 /// that each match a fraction of the events, so most events join 1 to 3 streams.
@@ -173,7 +173,7 @@ pub fn base_day(now: DateTime<Utc>) -> DateTime<Utc> {
 const MAX_DAYS: u32 = 3650;
 
 /// `events` events about `instances` instances (8 per tenant) from `seed`,
-/// starting at `base`: the flat events of a [`crate::openstack_sim`] simulation over
+/// starting at `base`: the flat events of a [`winchester_sim`] simulation over
 /// as many days as it takes to make that many (the earliest `events` are kept).
 pub fn generate(events: usize, instances: usize, seed: u64, base: DateTime<Utc>) -> Workload {
     let instances = instances.max(1);

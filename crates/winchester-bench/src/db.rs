@@ -1,6 +1,6 @@
 //! Database helpers for `winchester bench`: scratch databases, the COPY limit,
-//! ready-made streams for worker runs. Kept here so that no SQL lives outside
-//! this crate.
+//! ready-made streams for worker runs. Admin SQL of the bench only; the
+//! engine's SQL stays in the backend crates.
 
 use futures::TryStreamExt;
 use sqlx::{Connection, PgConnection, PgPool, Row};
@@ -27,7 +27,7 @@ impl ScratchDb {
         let db = ScratchDb { admin_url: admin_url.to_string(), url: with_database(admin_url, &name), name };
         if migrated {
             let mut c = PgConnection::connect(&db.url).await?;
-            crate::MIGRATOR.run(&mut c).await.map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+            winchester_postgres::MIGRATOR.run(&mut c).await.map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
             c.close().await?;
         }
         Ok(db)

@@ -32,6 +32,8 @@
 //!   `launched_at`, `deleted_at`, `audit_period_beginning/ending`), for the
 //!   bench, which ingests events without a distiller. A test checks that both
 //!   renderings agree.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use rand::rngs::StdRng;

@@ -5,10 +5,10 @@
 //! all on an event-time clock: simulated days pass in seconds, so streams fire
 //! (audit events arrive) and expire (instances go quiet) as they would live.
 //! With no database URL it uses an SQLite file in a temp dir: no server needed.
-//! The notifications come from the simulator in [`crate::openstack_sim`].
+//! The notifications come from the simulator in [`winchester_sim`].
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
-use crate::common::open_storage;
-use crate::openstack_sim::{SimOptions, Simulation};
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, Duration, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -21,6 +21,7 @@ use winchester::pipeline::PipelineRunner;
 use winchester::{EventOutcome, TriggerManager, Worker, WorkerOptions};
 use winchester_core::distiller::{parse_iso8601, Distiller};
 use winchester_core::{Clock, LoadedConfig, ManualClock};
+use winchester_sim::{SimOptions, Simulation};
 
 /// What to generate: the simulator's options, under the name the `winchester`
 /// program uses.
@@ -35,10 +36,10 @@ pub fn generate(opts: &GeneratorOptions) -> Vec<Value> {
 /// The example configuration shipped in `etc/`, built into the binary so the
 /// demo runs anywhere.
 const EXAMPLE_FILES: &[(&str, &str)] = &[
-    ("winchester.yaml", include_str!("../../../../etc/winchester.yaml")),
-    ("triggers.yaml", include_str!("../../../../etc/triggers.yaml")),
-    ("pipelines.yaml", include_str!("../../../../etc/pipelines.yaml")),
-    ("event_definitions.yaml", include_str!("../../../../etc/event_definitions.yaml")),
+    ("winchester.yaml", include_str!("../../../etc/winchester.yaml")),
+    ("triggers.yaml", include_str!("../../../etc/triggers.yaml")),
+    ("pipelines.yaml", include_str!("../../../etc/pipelines.yaml")),
+    ("event_definitions.yaml", include_str!("../../../etc/event_definitions.yaml")),
 ];
 
 /// Demo settings.
@@ -175,9 +176,8 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
     let cfg = load_config(opts, &dir)?;
     let url =
         opts.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", dir.join("winchester-demo.db").display()));
-    let backend = if crate::common::is_sqlite(&url) { "sqlite" } else { "postgres" };
-    migrate(&url).await?;
-    let storage = open_storage(&url, 4).await?;
+    let (backend, _) = winchester_backends::migrated(&url, 4).await?;
+    let storage = backend.storage();
     let notifications = generate(&opts.generator);
     let first =
         notifications.first().and_then(|n| n["timestamp"].as_str()).and_then(parse_iso8601).unwrap_or_else(Utc::now);
@@ -204,7 +204,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     let mut summary = DemoSummary {
-        backend: backend.into(),
+        backend: backend.name().into(),
         database: url.clone(),
         notifications: notifications.len() as u64,
         events_ingested: 0,
@@ -283,16 +283,6 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
         tracing::info!(dir = %dir.display(), "Demo database kept for inspection.");
     }
     Ok(summary)
-}
-
-async fn migrate(url: &str) -> anyhow::Result<()> {
-    if crate::common::is_sqlite(url) {
-        crate::common::connect_sqlite(url, 1).await?.migrate().await.context("migrating")?;
-    } else {
-        let s = crate::common::connect(url, 2).await?;
-        winchester_postgres::migrate::upgrade(s.pool()).await.context("migrating")?;
-    }
-    Ok(())
 }
 
 /// The start of a simulated period ending now (`days` days ago, at midnight).

@@ -7,13 +7,20 @@
 //! written to a temp dir.
 //!
 //! - [`workload`]: the workload (flat events of the seeded OpenStack simulation
-//!   in [`crate::openstack_sim`], sized to `--events`) and the triggers.
+//!   in [`winchester_sim`], sized to `--events`) and the triggers.
 //! - [`measure`]: the measurements (ingest, COPY limit, fire latency, worker
 //!   throughput, cost growth, memory).
 //! - [`stats`]: medians and percentiles.
 //!
+//! - [`db`]: the database side (scratch databases, the COPY limit, ready-made
+//!   streams for worker runs): the bench's own admin SQL, kept out of the
+//!   production backend.
+//!
 //! See docs/performance.md for what each figure means and what limits it.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
+pub mod db;
 pub mod measure;
 pub mod stats;
 pub mod workload;
@@ -208,9 +215,8 @@ fn progress(msg: &str) {
 pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Result<String> {
     let sizes = Sizes::from_opts(opts)?;
     let admin = opts.database_url.clone().or(fallback_url).unwrap_or_else(|| DEFAULT_ADMIN_URL.to_string());
-    let admin_pool = crate::common::connect(&admin, 1).await?;
-    let postgres =
-        winchester_postgres::bench::server_version(admin_pool.pool()).await.context("asking the server's version")?;
+    let admin_pool = winchester_backends::connect_postgres(&admin, 1).await?;
+    let postgres = db::server_version(admin_pool.pool()).await.context("asking the server's version")?;
     admin_pool.pool().close().await;
     let machine = machine(postgres);
     let exe = std::env::current_exe().context("finding this program")?;
