@@ -12,11 +12,14 @@
 //! - [`plan`]: what ingest hands to storage (event + computed memberships).
 //! - [`fold`]: folding a batch's events into a key's streams (shared by backends).
 //! - [`rules`]: the state machine's readiness and finish rules (shared by backends).
+//! - `conformance` (feature `conformance`): the checks every backend must pass.
 //! - [`StorageError`]: errors, classified retryable or not.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod backend;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod fold;
 pub mod plan;
 pub mod rules;
