@@ -41,7 +41,10 @@ fn bench_smoke_run_prints_every_figure() {
     }
     for p in ["p50", "p99", "max"] {
         positive(&["fire_latency_ms", p]);
+        positive(&["fire_latency_under_load_ms", p]);
     }
+    positive(&["worker_limit_streams_per_s"]);
+    positive(&["worker_vs_limit_ratio"]);
     positive(&["worker_streams_per_s", "1"]);
     positive(&["peak_rss_mb", "ingest"]);
     positive(&["peak_rss_mb", "worker"]);

@@ -282,6 +282,7 @@ async fn retry_and_purge_from_the_command_line() {
     tm.add_event(event("x", "compute.instance.update", t(2014, 8, 1, 20, 0, 0), &[("instance_id", s("i-1"))]))
         .await
         .unwrap();
+    db.exec("UPDATE stream SET fire_timestamp = first_event").await; // due to fire (a claim checks readiness)
     let st = tm.storage().list_streams(&Default::default()).await.unwrap().remove(0);
     let claimed = tm
         .storage()

@@ -100,10 +100,10 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
-/// Invariant 7: 4 worker processes, 2,000 ready streams: every stream is
-/// committed exactly once and ends completed.
+/// Invariant 7: 4 worker processes, each running 8 pipelines at once, 10,000
+/// ready streams: every stream is committed exactly once and ends completed.
 async fn exactly_once_across_four_workers(backend: Backend) {
-    let c = Cluster::new(backend, 2000, 0, "").await;
+    let c = Cluster::new(backend, 10_000, 0, "pipeline_worker_concurrency: 8\npipeline_worker_batch_size: 200\n").await;
     let mut workers: Vec<Child> = (0..4).map(|i| c.spawn_worker(&format!("w{i}"))).collect();
     c.wait_for("SELECT count(*) FROM stream WHERE state <> 6", 0, Duration::from_secs(240)).await;
     for w in &workers {
@@ -112,38 +112,47 @@ async fn exactly_once_across_four_workers(backend: Backend) {
     for w in &mut workers {
         assert!(wait_exit(w, Duration::from_secs(30)).success());
     }
-    assert_eq!(c.count("SELECT count(*) FROM handler_commits").await, 2000);
-    assert_eq!(c.count("SELECT count(DISTINCT stream_id) FROM handler_commits").await, 2000);
-    assert_eq!(c.count("SELECT count(*) FROM stream WHERE state = 6").await, 2000);
+    assert_eq!(c.count("SELECT count(*) FROM handler_commits").await, 10_000);
+    assert_eq!(c.count("SELECT count(DISTINCT stream_id) FROM handler_commits").await, 10_000);
+    assert_eq!(c.count("SELECT count(*) FROM stream WHERE state = 6").await, 10_000);
     let pids = c.count("SELECT count(DISTINCT pid) FROM handler_commits").await;
     assert!(pids >= 2, "only {pids} worker(s) did any work");
     c.db.drop_db().await;
 }
 
 /// Invariant 7: a worker killed with SIGKILL inside handle_events leaves its
-/// stream firing; after the lease another worker fires it, committed once.
+/// stream firing; once its lease (renewed until the kill) runs out, another
+/// worker fires it, committed once, within lease + worker delay.
 async fn killed_worker_stream_is_reclaimed_after_lease(backend: Backend) {
-    let c = Cluster::new(backend, 3, 1500, "stream_lease_timeout: 4\nhandler_timeout: 3\n").await;
+    let c = Cluster::new(backend, 1, 2500, "stream_lease_timeout: 2\nhandler_timeout: 10\n").await;
     let mut a = c.spawn_worker("doomed");
     c.wait_for("SELECT count(*) FROM stream WHERE state = 2", 1, Duration::from_secs(30)).await;
-    a.kill().unwrap(); // SIGKILL, mid handle_events (1.5 s sleep)
+    // Past the first renewals (every lease/3), still inside handle_events (2.5 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a.kill().unwrap(); // SIGKILL
     a.wait().unwrap();
+    let killed_at = Instant::now();
     let taken: i64 = c.count("SELECT id FROM stream WHERE state = 2").await;
     assert_eq!(c.count("SELECT count(*) FROM handler_commits").await, 0);
     let mut b = c.spawn_worker("rescuer");
+    c.wait_for(&format!("SELECT CAST(attempts AS BIGINT) FROM stream WHERE id = {taken}"), 2, Duration::from_secs(30))
+        .await;
+    let reclaimed = killed_at.elapsed();
+    // Lease 2 s + delay 0.2 s, with slack for starting the rescuer process.
+    assert!(reclaimed < Duration::from_secs(5), "reclaimed only after {reclaimed:?}");
     c.wait_for("SELECT count(*) FROM stream WHERE state <> 6", 0, Duration::from_secs(60)).await;
     sigterm(&b);
     assert!(wait_exit(&mut b, Duration::from_secs(30)).success());
-    assert_eq!(c.count("SELECT count(*) FROM handler_commits").await, 3);
+    assert_eq!(c.count("SELECT count(*) FROM handler_commits").await, 1);
     assert_eq!(c.count(&format!("SELECT count(*) FROM handler_commits WHERE stream_id = {taken}")).await, 1);
     assert_eq!(c.count(&format!("SELECT CAST(attempts AS BIGINT) FROM stream WHERE id = {taken}")).await, 2);
     c.db.drop_db().await;
 }
 
-/// Invariant 10: SIGTERM while a stream is in hand: the worker finishes it,
-/// takes no new one, exits 0, and leaves nothing firing.
+/// Invariant 10: SIGTERM while streams are in hand: the worker finishes the
+/// ones it claimed, claims no new one, exits 0, and leaves nothing firing.
 async fn sigterm_finishes_stream_in_hand(backend: Backend) {
-    let c = Cluster::new(backend, 5, 1000, "").await;
+    let c = Cluster::new(backend, 5, 1000, "pipeline_worker_batch_size: 2\npipeline_worker_concurrency: 1\n").await;
     let mut w = c.spawn_worker("graceful");
     c.wait_for("SELECT count(*) FROM stream WHERE state = 2", 1, Duration::from_secs(30)).await;
     sigterm(&w);
@@ -156,7 +165,67 @@ async fn sigterm_finishes_stream_in_hand(backend: Backend) {
     c.db.drop_db().await;
 }
 
+/// Lease heartbeat: handlers that take three times the lease, two workers
+/// running: no stream is taken over while its run is alive, every stream is
+/// committed exactly once, each taken once.
+async fn slow_handlers_outliving_the_lease_commit_once(backend: Backend) {
+    let c = Cluster::new(backend, 4, 3000, "stream_lease_timeout: 1\nhandler_timeout: 10\n").await;
+    let mut workers: Vec<Child> = (0..2).map(|i| c.spawn_worker(&format!("w{i}"))).collect();
+    c.wait_for("SELECT count(*) FROM stream WHERE state <> 6", 0, Duration::from_secs(60)).await;
+    for w in &workers {
+        sigterm(w);
+    }
+    for w in &mut workers {
+        assert!(wait_exit(w, Duration::from_secs(30)).success());
+    }
+    assert_eq!(c.count("SELECT count(*) FROM handler_commits").await, 4);
+    assert_eq!(c.count("SELECT count(DISTINCT stream_id) FROM handler_commits").await, 4);
+    assert_eq!(c.count("SELECT count(*) FROM stream WHERE attempts = 1").await, 4, "a stream was taken twice");
+    c.db.drop_db().await;
+}
+
+/// kill -9 in the middle of a batch (8 pipelines running, more claimed): the
+/// rescuer completes every stream once the lease runs out; nothing is lost, a
+/// commit runs twice only for a stream the killed worker had in hand, and
+/// nothing is left firing.
+async fn kill_mid_batch_loses_nothing(backend: Backend) {
+    let n = 1000;
+    let c = Cluster::new(
+        backend,
+        n,
+        50,
+        "stream_lease_timeout: 2\npipeline_worker_concurrency: 8\npipeline_worker_batch_size: 100\n",
+    )
+    .await;
+    let mut a = c.spawn_worker("doomed");
+    let start = Instant::now();
+    while c.count("SELECT count(*) FROM handler_commits").await < 150 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the worker did not get going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.kill().unwrap(); // SIGKILL, mid-batch
+    a.wait().unwrap();
+    let in_hand = c.count("SELECT count(*) FROM stream WHERE state = 2").await;
+    assert!(in_hand > 0, "nothing was in hand at the kill");
+    c.db.exec("CREATE TABLE in_hand AS SELECT id FROM stream WHERE state = 2").await;
+    let mut b = c.spawn_worker("rescuer");
+    c.wait_for("SELECT count(*) FROM stream WHERE state <> 6", 0, Duration::from_secs(120)).await;
+    sigterm(&b);
+    assert!(wait_exit(&mut b, Duration::from_secs(30)).success());
+    assert_eq!(c.count("SELECT count(DISTINCT stream_id) FROM handler_commits").await, n as i64, "lost a stream");
+    let twice = c
+        .count(
+            "SELECT count(*) FROM (SELECT stream_id FROM handler_commits GROUP BY stream_id HAVING count(*) > 1) AS d \
+             WHERE stream_id NOT IN (SELECT id FROM in_hand)",
+        )
+        .await;
+    assert_eq!(twice, 0, "a stream not in the killed worker's hand was committed twice");
+    c.db.drop_db().await;
+}
+
 crate::backend_tests!(
+    kill_mid_batch_loses_nothing,
+    slow_handlers_outliving_the_lease_commit_once,
     exactly_once_across_four_workers,
     killed_worker_stream_is_reclaimed_after_lease,
     sigterm_finishes_stream_in_hand

@@ -10,6 +10,7 @@ mod bench;
 mod cli;
 mod compat;
 mod concurrency;
+mod conformance;
 mod demo;
 mod ingest;
 mod notifications;

@@ -44,7 +44,7 @@ impl Log {
     }
 }
 
-/// Behaviour chosen by params: `mode` = ok | fail | panic | hang | add_receipt.
+/// Behaviour chosen by params: `mode` = ok | fail | panic | hang | slow (1.8 s) | add_receipt.
 struct Recording {
     name: String,
     mode: String,
@@ -64,6 +64,7 @@ impl Handler for Recording {
             "fail" => return Err("refused".into()),
             "panic" => panic!("handler exploded"),
             "hang" => tokio::time::sleep(std::time::Duration::from_secs(3600)).await,
+            "slow" => tokio::time::sleep(std::time::Duration::from_millis(1800)).await,
             "add_receipt" => {
                 let first = events[0].clone();
                 let mut r = first.clone();
@@ -98,8 +99,14 @@ struct Fixture {
 impl Fixture {
     async fn new(backend: Backend, pipelines: &str, extra_config: &str) -> Fixture {
         let db = TestDb::on(backend).await;
+        let timeout = if extra_config.contains("handler_timeout") { "" } else { "handler_timeout: 1\n" };
         let dir = ConfigDir::new(&[
-            ("winchester.yaml", &format!("trigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\nhandler_timeout: 1\n{extra_config}")),
+            (
+                "winchester.yaml",
+                &format!(
+                    "trigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\n{timeout}{extra_config}"
+                ),
+            ),
             ("triggers.yaml", TRIGGERS),
             ("pipelines.yaml", pipelines),
         ]);
@@ -349,7 +356,67 @@ async fn trim_keeps_events_of_unfinished_streams(backend: Backend) {
     f.db.drop_db().await;
 }
 
+/// Lease heartbeat: a run three times longer than the lease keeps its stream
+/// (renewed while it runs) and commits once; a run whose renewal is refused
+/// (another worker took the stream) or keeps failing (database trouble) stops,
+/// rolls back and records nothing.
+async fn lease_heartbeat_keeps_or_abandons_the_run(backend: Backend) {
+    let pipelines = format!("fire_p:\n{}expire_p:\n{}receipt_p:\n{}", h("a", "slow"), h("x", "ok"), h("r", "ok"));
+    let cfg = "purge_completed_streams: false\nstream_lease_timeout: 0.6\nhandler_timeout: 5\n";
+    for case in ["renewed", "taken", "renewal_fails"] {
+        let f = Fixture::new(backend, &pipelines, cfg).await;
+        let id = f.order("e1", "order.paid", "o1").await;
+        let storage = f.tm.storage().clone();
+        let ready = storage.ready_streams(Action::Fire, f.clock.now(), 10).await.unwrap();
+        if case == "renewal_fails" {
+            match backend {
+                Backend::Postgres => {
+                    f.db.exec(
+                        "CREATE FUNCTION no_renew() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                         IF NEW.state_serial_no = OLD.state_serial_no \
+                         THEN RAISE EXCEPTION 'renewal refused by the test'; END IF; RETURN NEW; END $$; \
+                         CREATE TRIGGER no_renew BEFORE UPDATE ON stream FOR EACH ROW EXECUTE FUNCTION no_renew()",
+                    )
+                    .await
+                }
+                Backend::Sqlite => {
+                    f.db.exec(
+                        "CREATE TRIGGER no_renew BEFORE UPDATE OF lease_expires_at ON stream \
+                         WHEN NEW.state_serial_no = OLD.state_serial_no BEGIN SELECT RAISE(ABORT, 'renewal refused by the test'); END",
+                    )
+                    .await
+                }
+            }
+        }
+        let w = f.worker();
+        let thief = async {
+            if case == "taken" {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                f.db.exec(&format!("UPDATE stream SET state_serial_no = state_serial_no + 1 WHERE id = {id}")).await;
+            }
+        };
+        let (out, ()) = tokio::join!(w.process(&ready[0], Action::Fire), thief);
+        let out = out.unwrap();
+        let st = storage.get_stream(id).await.unwrap().unwrap();
+        let log = f.log.take();
+        if case == "renewed" {
+            assert_eq!(out, ProcessOutcome::Completed, "{case}");
+            assert_eq!(log, vec!["a:handle:fire:e1".to_string(), format!("a:commit:winchester-stream-{id}-fire")]);
+            assert_eq!((st.state, st.attempts), (StreamState::Completed, 1));
+            assert_eq!(w.stats().lost_leases, 0);
+        } else {
+            assert_eq!(out, ProcessOutcome::LostLease, "{case}");
+            assert_eq!(log, vec!["a:handle:fire:e1".to_string(), "a:rollback".into()], "{case}");
+            assert_eq!((st.state, st.attempts), (StreamState::Firing, 1), "{case}: nothing recorded");
+            assert_eq!(w.stats().lost_leases, 1);
+            assert_eq!(w.stats().fired, 0);
+        }
+        f.db.drop_db().await;
+    }
+}
+
 crate::backend_tests!(
+    lease_heartbeat_keeps_or_abandons_the_run,
     fire_runs_pipeline_then_completes,
     failures_roll_back_and_record_reason,
     expire_path,

@@ -206,3 +206,37 @@ pub async fn stream_states(pool: &PgPool) -> Result<Vec<(i16, i64)>, sqlx::Error
         sqlx::query("SELECT state, count(*) AS n FROM stream GROUP BY state ORDER BY state").fetch_all(pool).await?;
     rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("n")?))).collect()
 }
+
+/// The limit a worker is measured against: every ready stream finished by
+/// set-based SQL in one transaction — claim them all (one UPDATE), read all
+/// their events (one SELECT, rows fetched to the client), complete them all
+/// (one UPDATE). Returns how many streams it finished.
+pub async fn finish_ready_set_based(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    use winchester_storage::stream::state_no::{ACTIVE, COMPLETED, FIRING, RETRY_FIRE};
+    let mut tx = pool.begin().await?;
+    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+        "UPDATE stream SET state = {FIRING}, state_serial_no = state_serial_no + 1, open = FALSE, \
+         lease_expires_at = now() + interval '5 minutes', attempts = attempts + 1 \
+         WHERE state IN ({ACTIVE}, {RETRY_FIRE}) AND fire_timestamp <= now() RETURNING id"
+    ))
+    .fetch_all(&mut *tx)
+    .await?;
+    let events = sqlx::query(
+        "SELECT se.stream_id, e.message_id, e.event_type, e.generated, e.traits \
+         FROM stream_event se JOIN event e ON e.id = se.event_id \
+         WHERE se.stream_id = ANY($1) ORDER BY se.stream_id, e.generated, e.id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    std::hint::black_box(events.len());
+    sqlx::query(&format!(
+        "UPDATE stream SET state = {COMPLETED}, state_serial_no = state_serial_no + 1, lease_expires_at = NULL \
+         WHERE id = ANY($1)"
+    ))
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(ids.len() as u64)
+}

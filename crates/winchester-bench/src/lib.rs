@@ -70,6 +70,9 @@ pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres
 pub const BATCH: usize = 1000;
 /// Most events of the single-call ingest.
 pub const SINGLE_MAX: usize = 5000;
+/// Background ingest rate of the fire-latency-under-load measurement.
+pub const LOAD_EVENTS_PER_S: u32 = 5_000;
+
 /// Events per stream in the worker-throughput runs.
 pub const READY_STREAM_EVENTS: u64 = 10;
 /// Stream lengths of the cost-growth measurement.
@@ -165,6 +168,11 @@ struct Samples {
     lat_p50: Vec<f64>,
     lat_p99: Vec<f64>,
     lat_max: Vec<f64>,
+    load_p50: Vec<f64>,
+    load_p99: Vec<f64>,
+    load_max: Vec<f64>,
+    limit_per_s: Vec<f64>,
+    worker_vs_limit: Vec<f64>,
     workers: Vec<(usize, Vec<f64>)>,
     growth: Vec<Vec<f64>>,
     growth_ratio: Vec<f64>,
@@ -265,10 +273,26 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
         s.ratio.push(b.engine.as_secs_f64() / b.copy.as_secs_f64());
 
         progress(&format!("{tag}: fire latency ({} streams, one idle worker)", sizes.latency_samples));
-        let lat = measure::fire_latency(&admin, &latency_cfg, sizes.latency_samples).await?;
+        let lat = measure::fire_latency(&admin, &latency_cfg, sizes.latency_samples, 0).await?;
         s.lat_p50.push(stats::percentile(&lat, 50.0));
         s.lat_p99.push(stats::percentile(&lat, 99.0));
         s.lat_max.push(stats::percentile(&lat, 100.0));
+
+        progress(&format!(
+            "{tag}: fire latency under load ({} streams, another task ingesting {LOAD_EVENTS_PER_S} events/s)",
+            sizes.latency_samples
+        ));
+        let lat = measure::fire_latency(&admin, &latency_cfg, sizes.latency_samples, LOAD_EVENTS_PER_S).await?;
+        s.load_p50.push(stats::percentile(&lat, 50.0));
+        s.load_p99.push(stats::percentile(&lat, 99.0));
+        s.load_max.push(stats::percentile(&lat, 100.0));
+
+        progress(&format!(
+            "{tag}: worker limit: {} ready streams finished by set-based SQL in one transaction",
+            sizes.ready_streams
+        ));
+        let limit_s = measure::worker_limit(&admin, sizes.ready_streams, READY_STREAM_EVENTS).await?;
+        s.limit_per_s.push(sizes.ready_streams as f64 / limit_s);
 
         for (w, v) in s.workers.iter_mut() {
             progress(&format!(
@@ -279,6 +303,10 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
                 measure::worker_throughput(&admin, &worker_cfg, &exe_dir, *w, sizes.ready_streams, READY_STREAM_EVENTS)
                     .await?;
             v.push(r.streams_per_s);
+            if *w == 1 {
+                // One worker process's time / the limit's time.
+                s.worker_vs_limit.push((sizes.ready_streams as f64 / r.streams_per_s) / limit_s);
+            }
             s.worker_rss = s.worker_rss.max(r.peak_rss_mb);
         }
 
@@ -351,6 +379,29 @@ fn table_rows(s: &Samples, z: &Sizes) -> Vec<Row> {
         ),
         row("fire_latency_p99", "fire latency p99".into(), &s.lat_p99, "ms"),
         row("fire_latency_max", "fire latency max".into(), &s.lat_max, "ms"),
+        row(
+            "fire_latency_under_load_p50",
+            format!("fire latency under load p50 (another task ingesting {LOAD_EVENTS_PER_S} events/s)"),
+            &s.load_p50,
+            "ms",
+        ),
+        row("fire_latency_under_load_p99", "fire latency under load p99".into(), &s.load_p99, "ms"),
+        row("fire_latency_under_load_max", "fire latency under load max".into(), &s.load_max, "ms"),
+        row(
+            "worker_limit_streams_per_s",
+            format!(
+                "limit: {} ready streams claimed, read and completed by set-based SQL, one transaction",
+                z.ready_streams
+            ),
+            &s.limit_per_s,
+            "streams/s",
+        ),
+        row(
+            "worker_vs_limit_ratio",
+            "ratio: one worker process's time / limit time (when --workers lists 1)".into(),
+            &s.worker_vs_limit,
+            "x",
+        ),
     ];
     for (w, v) in &s.workers {
         rows.push(row(
@@ -445,6 +496,9 @@ fn to_json(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32) -> Valu
         "copy_limit_rows_per_s": med(&s.copy_rows_per_s),
         "ingest_vs_copy_ratio": med(&s.ratio),
         "fire_latency_ms": {"p50": med(&s.lat_p50), "p99": med(&s.lat_p99), "max": med(&s.lat_max)},
+        "fire_latency_under_load_ms": {"p50": med(&s.load_p50), "p99": med(&s.load_p99), "max": med(&s.load_max)},
+        "worker_limit_streams_per_s": med(&s.limit_per_s),
+        "worker_vs_limit_ratio": if s.worker_vs_limit.is_empty() { Value::Null } else { json!(med(&s.worker_vs_limit)) },
         "worker_streams_per_s": workers,
         "cost_growth_ratio": med(&s.growth_ratio),
         "peak_rss_mb": {"ingest": s.ingest_rss, "worker": s.worker_rss},
@@ -458,6 +512,7 @@ fn to_json(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32) -> Valu
             "ready_streams": z.ready_streams,
             "events_per_ready_stream": READY_STREAM_EVENTS,
             "latency_samples": z.latency_samples,
+            "latency_load_events_per_s": LOAD_EVENTS_PER_S,
             "growth_sizes": GROWTH_SIZES,
             "growth_samples": z.growth_samples,
             "workers": z.workers,

@@ -123,8 +123,15 @@ impl Handler for Probe {
 /// Fire latency: one in-process worker idles (woken by NOTIFY); one at a time,
 /// an `update` opens an instance-day stream and its `exists` completes it.
 /// Each sample is the time from `add_event` of the `exists` returning (its
-/// commit done) to the pipeline's commit. Returns the samples in ms.
-pub async fn fire_latency(admin: &str, cfg: &LoadedConfig, samples: usize) -> anyhow::Result<Vec<f64>> {
+/// commit done) to the pipeline's commit. With `load_per_s` > 0, another task
+/// ingests that many `update` events per second (batches every 10 ms, spread
+/// over 1,000 instances) meanwhile. Returns the samples in ms.
+pub async fn fire_latency(
+    admin: &str,
+    cfg: &LoadedConfig,
+    samples: usize,
+    load_per_s: u32,
+) -> anyhow::Result<Vec<f64>> {
     with_db(admin, |db| async move {
         let storage = PgStorage::connect(&db.url, 4).await?;
         let triggers = Arc::new(cfg.triggers.clone());
@@ -143,6 +150,36 @@ pub async fn fire_latency(admin: &str, cfg: &LoadedConfig, samples: usize) -> an
                 let _ = stop_rx.await;
             })
             .await
+        });
+        let (load_stop_tx, mut load_stop) = tokio::sync::oneshot::channel::<()>();
+        let loader = (load_per_s > 0).then(|| {
+            let tm = tm.clone();
+            let per_tick = (load_per_s as usize / 100).max(1);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(10));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let mut n: u64 = 0;
+                loop {
+                    tokio::select! {
+                        _ = &mut load_stop => return Ok::<u64, anyhow::Error>(n),
+                        _ = tick.tick() => {}
+                    }
+                    let batch: Vec<Event> = (0..per_tick)
+                        .map(|i| {
+                            let k = n + i as u64;
+                            probe_event(
+                                format!("load-{k}"),
+                                "compute.instance.update",
+                                &format!("load-{}", k % 1000),
+                                Utc::now(),
+                                &[],
+                            )
+                        })
+                        .collect();
+                    check_saved(&tm.add_events(batch).await?)?;
+                    n += per_tick as u64;
+                }
+            })
         });
         // Let the worker finish its first pass and start waiting.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -187,6 +224,11 @@ pub async fn fire_latency(admin: &str, cfg: &LoadedConfig, samples: usize) -> an
             Ok(())
         }
         .await;
+        let _ = load_stop_tx.send(());
+        let loaded = match loader {
+            Some(l) => Some(l.await.map_err(|e| anyhow!("load task panicked: {e}"))?),
+            None => None,
+        };
         let _ = stop_tx.send(());
         match handle.await {
             Ok(Ok(_)) => {}
@@ -195,6 +237,9 @@ pub async fn fire_latency(admin: &str, cfg: &LoadedConfig, samples: usize) -> an
         }
         storage.pool().close().await;
         result?;
+        if let Some(loaded) = loaded {
+            loaded.context("background ingest under the latency measurement")?;
+        }
         Ok(out)
     })
     .await
@@ -313,6 +358,31 @@ pub async fn worker_throughput(
         }
         pool.close().await;
         Ok(WorkerResult { streams_per_s: streams as f64 / took.as_secs_f64(), peak_rss_mb: rss })
+    })
+    .await
+}
+
+/// The worker limit: the same ready streams as [`worker_throughput`], finished
+/// by set-based SQL in one transaction. Returns the seconds it took.
+pub async fn worker_limit(admin: &str, streams: u64, events_per_stream: u64) -> anyhow::Result<f64> {
+    with_db(admin, |db| async move {
+        use sqlx::ConnectOptions;
+        let options: sqlx::postgres::PgConnectOptions = db.url.parse()?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options.disable_statement_logging())
+            .await?;
+        pgb::fill_ready_streams(&pool, "instance_day", "compute.instance.update", streams, events_per_stream)
+            .await
+            .context("writing ready streams")?;
+        let start = Instant::now();
+        let done = pgb::finish_ready_set_based(&pool).await.context("finishing ready streams set-based")?;
+        let took = start.elapsed();
+        if done != streams {
+            bail!("set-based finish took {done} of {streams} ready streams");
+        }
+        pool.close().await;
+        Ok(took.as_secs_f64())
     })
     .await
 }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 use winchester_core::Event;
+use winchester_storage::stream::state_no::COMPLETED;
 use winchester_storage::Result;
 
 use crate::errors::storage_error;
@@ -39,23 +40,36 @@ pub(crate) async fn stream_events(
 
 pub(crate) async fn trim(pool: &PgPool, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
     // Events still needed by an unfinished stream are kept.
-    let n = sqlx::query(
+    let sql = format!(
         "DELETE FROM event WHERE id IN ( \
            SELECT e.id FROM event e WHERE e.generated < $1 AND NOT EXISTS ( \
              SELECT 1 FROM stream_event se JOIN stream s ON s.id = se.stream_id \
-             WHERE se.event_id = e.id AND s.state <> 6) \
-           ORDER BY e.generated LIMIT $2)",
-    )
-    .bind(cutoff)
-    .bind(limit as i64)
-    .execute(pool)
-    .await
-    .map_err(storage_error)?
-    .rows_affected();
+             WHERE se.event_id = e.id AND s.state <> {COMPLETED}) \
+           ORDER BY e.generated LIMIT $2)"
+    );
+    let n =
+        sqlx::query(&sql).bind(cutoff).bind(limit as i64).execute(pool).await.map_err(storage_error)?.rows_affected();
     Ok(n)
 }
 
 /// The latest event timestamp (`generated` is indexed, so this is one index probe).
 pub(crate) async fn latest_time(pool: &PgPool) -> Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar("SELECT max(generated) FROM event").fetch_one(pool).await.map_err(storage_error)
+}
+
+/// Every event of several streams, in one query.
+pub(crate) async fn load_events(pool: &PgPool, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>> {
+    if stream_ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let rows = sqlx::query(
+        "SELECT se.stream_id, e.message_id, e.event_type, e.generated, e.traits \
+         FROM stream_event se JOIN event e ON e.id = se.event_id \
+         WHERE se.stream_id = ANY($1) ORDER BY se.stream_id, e.generated, e.id",
+    )
+    .bind(stream_ids)
+    .fetch_all(pool)
+    .await
+    .map_err(storage_error)?;
+    rows.iter().map(|r| Ok((r.try_get("stream_id").map_err(storage_error)?, rows::event(r)?))).collect()
 }

@@ -26,6 +26,7 @@ use std::time::Duration;
 use winchester_core::Event;
 use winchester_storage::{
     Action, EventPlan, Finish, FinishOutcome, IngestOutcome, ReadyListener, Result, Storage, Stream, StreamFilter,
+    StreamState,
 };
 
 pub use errors::storage_error;
@@ -91,8 +92,30 @@ impl Storage for PgStorage {
         events::stream_events(&self.pool, stream_id, after, limit).await
     }
 
-    async fn finish(&self, claimed: &Stream, outcome: Finish<'_>, now: DateTime<Utc>) -> Result<FinishOutcome> {
-        streams::finish(&self.pool, claimed, outcome, now).await
+    async fn claim_ready(
+        &self,
+        action: Action,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Stream>> {
+        streams::claim_ready(&self.pool, action, now, lease_until, limit).await
+    }
+
+    async fn load_events(&self, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>> {
+        events::load_events(&self.pool, stream_ids).await
+    }
+
+    async fn finish_many(&self, runs: &[(&Stream, Finish<'_>)], now: DateTime<Utc>) -> Result<Vec<FinishOutcome>> {
+        streams::finish_many(&self.pool, runs, now).await
+    }
+
+    async fn set_state(&self, id: i64, serial: i32, to: StreamState) -> Result<Option<Stream>> {
+        streams::set_state(&self.pool, id, serial, to).await
+    }
+
+    async fn renew_leases(&self, held: &[(i64, i32)], until: DateTime<Utc>) -> Result<Vec<i64>> {
+        streams::renew_leases(&self.pool, held, until).await
     }
 
     async fn list_streams(&self, filter: &StreamFilter) -> Result<Vec<Stream>> {
@@ -101,10 +124,6 @@ impl Storage for PgStorage {
 
     async fn get_stream(&self, id: i64) -> Result<Option<Stream>> {
         streams::get(&self.pool, id).await
-    }
-
-    async fn retry_stream(&self, id: i64) -> Result<Option<Stream>> {
-        streams::retry(&self.pool, id).await
     }
 
     async fn purge_stream(&self, id: i64) -> Result<bool> {

@@ -1,34 +1,26 @@
-//! Stream queries and compare-and-set state changes.
+//! Stream queries and compare-and-set state changes, in PostgreSQL's dialect.
+//! The rules (which streams are ready, where a run leaves its stream) come
+//! from [`winchester_storage::rules`].
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use std::collections::HashSet;
 use std::time::Duration;
-use winchester_storage::{Action, Finish, FinishOutcome, Result, StorageError, Stream, StreamFilter, StreamState};
+use winchester_storage::rules::{claim_assignments, claim_ready_sql, next_due_sql, ready_condition, ready_sql};
+use winchester_storage::stream::state_no::{EXPIRING, FIRING};
+use winchester_storage::{one_for_one, Action, Finish, FinishOutcome, Result, Stream, StreamFilter, StreamState};
 
 use crate::errors::storage_error;
 use crate::ingest::ingest_in_tx;
 use crate::rows::{self, STREAM_COLUMNS};
 
 pub(crate) async fn ready(pool: &PgPool, action: Action, now: DateTime<Utc>, limit: u32) -> Result<Vec<Stream>> {
-    // Each branch walks its own partial index; a stream that is due to fire is
-    // never picked for expiry (fire wins).
-    let sql = match action {
-        Action::Fire => format!(
-            "(SELECT {STREAM_COLUMNS} FROM stream WHERE state IN (1, 7) AND fire_timestamp <= $1 ORDER BY fire_timestamp LIMIT $2) \
-             UNION ALL \
-             (SELECT {STREAM_COLUMNS} FROM stream WHERE state = 2 AND lease_expires_at <= $1 ORDER BY lease_expires_at LIMIT $2) \
-             LIMIT $2"
-        ),
-        Action::Expire => format!(
-            "(SELECT {STREAM_COLUMNS} FROM stream WHERE state = 1 AND fire_timestamp IS NULL AND expire_timestamp <= $1 ORDER BY expire_timestamp LIMIT $2) \
-             UNION ALL \
-             (SELECT {STREAM_COLUMNS} FROM stream WHERE state = 8 AND expire_timestamp <= $1 ORDER BY expire_timestamp LIMIT $2) \
-             UNION ALL \
-             (SELECT {STREAM_COLUMNS} FROM stream WHERE state = 3 AND lease_expires_at <= $1 ORDER BY lease_expires_at LIMIT $2) \
-             LIMIT $2"
-        ),
-    };
-    let rows = sqlx::query(&sql).bind(now).bind(limit as i64).fetch_all(pool).await.map_err(storage_error)?;
+    let rows = sqlx::query(&ready_sql(action, STREAM_COLUMNS, "$1", "$2"))
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(pool)
+        .await
+        .map_err(storage_error)?;
     rows.iter().map(rows::stream).collect()
 }
 
@@ -40,20 +32,17 @@ pub(crate) async fn claim(
     lease: Duration,
 ) -> Result<Option<Stream>> {
     let lease_end = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::days(1));
-    // An expire claim must not take a stream that became ready to fire since it was read.
-    let extra = match action {
-        Action::Fire => "",
-        Action::Expire => " AND (state <> 1 OR fire_timestamp IS NULL)",
-    };
+    // Still ready for `action` (an expire claim must not take a stream that
+    // became ready to fire since it was read).
     let sql = format!(
-        "UPDATE stream SET state = $3, state_serial_no = state_serial_no + 1, open = FALSE, \
-         lease_expires_at = $4, attempts = attempts + 1 \
-         WHERE id = $1 AND state_serial_no = $2{extra} RETURNING {STREAM_COLUMNS}"
+        "UPDATE stream SET {} WHERE id = $1 AND state_serial_no = $2 AND ({}) RETURNING {STREAM_COLUMNS}",
+        claim_assignments(action, "$4"),
+        ready_condition(action, "$3")
     );
     let row = sqlx::query(&sql)
         .bind(stream.id)
         .bind(stream.state_serial_no)
-        .bind(action.working_state() as i16)
+        .bind(now)
         .bind(lease_end)
         .fetch_optional(pool)
         .await
@@ -61,46 +50,109 @@ pub(crate) async fn claim(
     row.as_ref().map(rows::stream).transpose()
 }
 
-pub(crate) async fn finish(
+pub(crate) async fn claim_ready(
     pool: &PgPool,
-    claimed: &Stream,
-    outcome: Finish<'_>,
+    action: Action,
     now: DateTime<Utc>,
-) -> Result<FinishOutcome> {
+    lease_until: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<Stream>> {
+    // Rows other workers are claiming are skipped, never waited for.
+    let sql = claim_ready_sql(action, STREAM_COLUMNS, "$1", "$2", "$3", " FOR UPDATE SKIP LOCKED");
+    let rows = sqlx::query(&sql)
+        .bind(now)
+        .bind(lease_until)
+        .bind(limit as i64)
+        .fetch_all(pool)
+        .await
+        .map_err(storage_error)?;
+    rows.iter().map(rows::stream).collect()
+}
+
+pub(crate) async fn finish_many(
+    pool: &PgPool,
+    runs: &[(&Stream, Finish<'_>)],
+    now: DateTime<Utc>,
+) -> Result<Vec<FinishOutcome>> {
+    if runs.is_empty() {
+        return Ok(vec![]);
+    }
     let mut tx = pool.begin().await.map_err(storage_error)?;
-    let (sql, reason, state) = match &outcome {
-        Finish::Completed { purge: true, .. } => ("DELETE FROM stream WHERE id = $1 AND state_serial_no = $2", None, None),
-        Finish::Completed { purge: false, .. } => (
-            "UPDATE stream SET state = $3, state_serial_no = state_serial_no + 1, lease_expires_at = NULL, last_error = $4 \
-             WHERE id = $1 AND state_serial_no = $2",
-            None,
-            Some(StreamState::Completed),
-        ),
-        Finish::Failed { reason } => (
-            "UPDATE stream SET state = $3, state_serial_no = state_serial_no + 1, lease_expires_at = NULL, last_error = $4 \
-             WHERE id = $1 AND state_serial_no = $2",
-            Some(*reason),
-            Some(match claimed.state {
-                StreamState::Expiring => StreamState::ExpireError,
-                _ => StreamState::Error,
-            }),
-        ),
-    };
-    let mut q = sqlx::query(sql).bind(claimed.id).bind(claimed.state_serial_no);
-    if let Some(state) = state {
-        q = q.bind(state as i16).bind(reason);
+    // Set-based compare-and-set: deletes for purged completions, one UPDATE for
+    // the rest; each row only where its serial still matches.
+    let (purge, keep): (Vec<_>, Vec<_>) = runs.iter().partition(|(s, f)| f.target(s.state).is_none());
+    let mut held: HashSet<i64> = HashSet::with_capacity(runs.len());
+    if !purge.is_empty() {
+        let ids: Vec<i64> = purge.iter().map(|(s, _)| s.id).collect();
+        let serials: Vec<i32> = purge.iter().map(|(s, _)| s.state_serial_no).collect();
+        let done: Vec<i64> = sqlx::query_scalar(
+            "DELETE FROM stream AS s USING unnest($1::bigint[], $2::int[]) AS f(id, serial) \
+             WHERE s.id = f.id AND s.state_serial_no = f.serial RETURNING s.id",
+        )
+        .bind(ids)
+        .bind(serials)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        held.extend(done);
     }
-    let done = q.execute(&mut *tx).await.map_err(storage_error)?.rows_affected();
-    if done != 1 {
-        tx.rollback().await.map_err(storage_error)?;
-        return Ok(FinishOutcome::LostLease);
+    if !keep.is_empty() {
+        let ids: Vec<i64> = keep.iter().map(|(s, _)| s.id).collect();
+        let serials: Vec<i32> = keep.iter().map(|(s, _)| s.state_serial_no).collect();
+        let states: Vec<i16> = keep.iter().map(|(s, f)| f.target(s.state).map_or(0, |t| t as i16)).collect();
+        let reasons: Vec<Option<&str>> = keep.iter().map(|(_, f)| f.reason()).collect();
+        let done: Vec<i64> = sqlx::query_scalar(
+            "UPDATE stream AS s SET state = f.state, state_serial_no = s.state_serial_no + 1, \
+             lease_expires_at = NULL, last_error = f.reason \
+             FROM unnest($1::bigint[], $2::int[], $3::smallint[], $4::text[]) AS f(id, serial, state, reason) \
+             WHERE s.id = f.id AND s.state_serial_no = f.serial RETURNING s.id",
+        )
+        .bind(ids)
+        .bind(serials)
+        .bind(states)
+        .bind(reasons)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        held.extend(done);
     }
-    let outcomes = match outcome {
-        Finish::Completed { new_events, .. } => ingest_in_tx(&mut tx, new_events, now).await?,
-        Finish::Failed { .. } => vec![],
-    };
+    // New events of the runs whose compare-and-set held, in one ingest.
+    let plans: Vec<_> =
+        runs.iter().filter(|(s, _)| held.contains(&s.id)).flat_map(|(_, f)| f.new_events().iter().cloned()).collect();
+    let mut saved = one_for_one("finish: new events", plans.len(), ingest_in_tx(&mut tx, &plans, now).await?)?;
     tx.commit().await.map_err(storage_error)?;
-    Ok(FinishOutcome::Done(outcomes))
+    let mut out = Vec::with_capacity(runs.len());
+    for (s, f) in runs {
+        if held.contains(&s.id) {
+            let rest = saved.split_off(f.new_events().len());
+            out.push(FinishOutcome::Done(std::mem::replace(&mut saved, rest)));
+        } else {
+            out.push(FinishOutcome::LostLease);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn set_state(pool: &PgPool, id: i64, serial: i32, to: StreamState) -> Result<Option<Stream>> {
+    let sql = format!(
+        "UPDATE stream SET state = $3, state_serial_no = state_serial_no + 1 \
+         WHERE id = $1 AND state_serial_no = $2 RETURNING {STREAM_COLUMNS}"
+    );
+    let row =
+        sqlx::query(&sql).bind(id).bind(serial).bind(to as i16).fetch_optional(pool).await.map_err(storage_error)?;
+    row.as_ref().map(rows::stream).transpose()
+}
+
+pub(crate) async fn renew_leases(pool: &PgPool, held: &[(i64, i32)], until: DateTime<Utc>) -> Result<Vec<i64>> {
+    if held.is_empty() {
+        return Ok(vec![]);
+    }
+    let (ids, serials): (Vec<i64>, Vec<i32>) = held.iter().copied().unzip();
+    let sql = format!(
+        "UPDATE stream AS s SET lease_expires_at = $3 FROM unnest($1::bigint[], $2::int[]) AS h(id, serial) \
+         WHERE s.id = h.id AND s.state_serial_no = h.serial AND s.state IN ({FIRING}, {EXPIRING}) RETURNING s.id"
+    );
+    sqlx::query_scalar(&sql).bind(ids).bind(serials).bind(until).fetch_all(pool).await.map_err(storage_error)
 }
 
 pub(crate) async fn list(pool: &PgPool, filter: &StreamFilter) -> Result<Vec<Stream>> {
@@ -124,28 +176,6 @@ pub(crate) async fn get(pool: &PgPool, id: i64) -> Result<Option<Stream>> {
     row.as_ref().map(rows::stream).transpose()
 }
 
-pub(crate) async fn retry(pool: &PgPool, id: i64) -> Result<Option<Stream>> {
-    for _ in 0..10 {
-        let Some(s) = get(pool, id).await? else { return Ok(None) };
-        let Some(to) = s.state.retry_state() else { return Ok(Some(s)) };
-        let sql = format!(
-            "UPDATE stream SET state = $3, state_serial_no = state_serial_no + 1 \
-             WHERE id = $1 AND state_serial_no = $2 RETURNING {STREAM_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .bind(s.state_serial_no)
-            .bind(to as i16)
-            .fetch_optional(pool)
-            .await
-            .map_err(storage_error)?;
-        if let Some(r) = row {
-            return rows::stream(&r).map(Some);
-        }
-    }
-    Err(StorageError::Conflict(format!("stream {id} kept changing while retrying it").into()))
-}
-
 pub(crate) async fn purge(pool: &PgPool, id: i64) -> Result<bool> {
     let n = sqlx::query("DELETE FROM stream WHERE id = $1")
         .bind(id)
@@ -157,15 +187,5 @@ pub(crate) async fn purge(pool: &PgPool, id: i64) -> Result<bool> {
 }
 
 pub(crate) async fn next_due(pool: &PgPool, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar(
-        "SELECT LEAST( \
-           (SELECT min(fire_timestamp) FROM stream WHERE state IN (1, 7) AND fire_timestamp > $1), \
-           (SELECT min(expire_timestamp) FROM stream WHERE state = 1 AND fire_timestamp IS NULL AND expire_timestamp > $1), \
-           (SELECT min(expire_timestamp) FROM stream WHERE state = 8 AND expire_timestamp > $1), \
-           (SELECT min(lease_expires_at) FROM stream WHERE state IN (2, 3) AND lease_expires_at > $1))",
-    )
-    .bind(now)
-    .fetch_one(pool)
-    .await
-    .map_err(storage_error)
+    sqlx::query_scalar(&next_due_sql("$1")).bind(now).fetch_one(pool).await.map_err(storage_error)
 }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Row, SqlitePool};
 use winchester_core::Event;
+use winchester_storage::stream::state_no::COMPLETED;
 use winchester_storage::Result;
 
 use crate::rows::{self, micros};
@@ -38,19 +39,20 @@ pub(crate) async fn stream_events(
 }
 
 pub(crate) async fn trim(pool: &SqlitePool, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
-    let n = sqlx::query(
+    let sql = format!(
         "DELETE FROM event WHERE id IN ( \
            SELECT e.id FROM event e WHERE e.generated < ?1 AND NOT EXISTS ( \
              SELECT 1 FROM stream_event se JOIN stream s ON s.id = se.stream_id \
-             WHERE se.event_id = e.id AND s.state <> 6) \
-           ORDER BY e.generated LIMIT ?2)",
-    )
-    .bind(micros(cutoff))
-    .bind(limit as i64)
-    .execute(pool)
-    .await
-    .map_err(storage_error)?
-    .rows_affected();
+             WHERE se.event_id = e.id AND s.state <> {COMPLETED}) \
+           ORDER BY e.generated LIMIT ?2)"
+    );
+    let n = sqlx::query(&sql)
+        .bind(micros(cutoff))
+        .bind(limit as i64)
+        .execute(pool)
+        .await
+        .map_err(storage_error)?
+        .rows_affected();
     Ok(n)
 }
 
@@ -59,4 +61,22 @@ pub(crate) async fn latest_time(pool: &SqlitePool) -> Result<Option<DateTime<Utc
     let v: Option<i64> =
         sqlx::query_scalar("SELECT max(generated) FROM event").fetch_one(pool).await.map_err(storage_error)?;
     v.map(rows::time).transpose()
+}
+
+/// Every event of several streams, in one query.
+pub(crate) async fn load_events(pool: &SqlitePool, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>> {
+    if stream_ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let ids = serde_json::to_string(stream_ids).map_err(|e| winchester_storage::StorageError::Database(Box::new(e)))?;
+    let rows = sqlx::query(
+        "SELECT se.stream_id, e.message_id, e.event_type, e.generated, e.traits \
+         FROM stream_event se JOIN event e ON e.id = se.event_id \
+         WHERE se.stream_id IN (SELECT value FROM json_each(?1)) ORDER BY se.stream_id, e.generated, e.id",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+    .map_err(storage_error)?;
+    rows.iter().map(|r| Ok((r.try_get("stream_id").map_err(storage_error)?, rows::event(r)?))).collect()
 }

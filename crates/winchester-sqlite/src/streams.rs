@@ -1,32 +1,27 @@
-//! Stream queries and compare-and-set state changes.
+//! Stream queries and compare-and-set state changes, in SQLite's dialect. The
+//! rules (which streams are ready, where a run leaves its stream) come from
+//! [`winchester_storage::rules`]; every write runs under `BEGIN IMMEDIATE`.
 
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 use std::time::Duration;
-use winchester_storage::{Action, Finish, FinishOutcome, Result, StorageError, Stream, StreamFilter, StreamState};
+use winchester_storage::rules::{claim_assignments, claim_ready_sql, next_due_sql, ready_condition, ready_sql};
+use winchester_storage::stream::state_no::{EXPIRING, FIRING};
+use winchester_storage::{
+    one_for_one, Action, Finish, FinishOutcome, Result, StorageError, Stream, StreamFilter, StreamState,
+};
 
 use crate::ingest::{begin, ingest_in_tx};
 use crate::rows::{self, micros, STREAM_COLUMNS};
 use crate::storage_error;
 
 pub(crate) async fn ready(pool: &SqlitePool, action: Action, now: DateTime<Utc>, limit: u32) -> Result<Vec<Stream>> {
-    let sql = match action {
-        Action::Fire => format!(
-            "SELECT * FROM (SELECT {STREAM_COLUMNS} FROM stream WHERE state IN (1, 7) AND fire_timestamp <= ?1 ORDER BY fire_timestamp LIMIT ?2) \
-             UNION ALL \
-             SELECT * FROM (SELECT {STREAM_COLUMNS} FROM stream WHERE state = 2 AND lease_expires_at <= ?1 ORDER BY lease_expires_at LIMIT ?2) \
-             LIMIT ?2"
-        ),
-        Action::Expire => format!(
-            "SELECT * FROM (SELECT {STREAM_COLUMNS} FROM stream WHERE state = 1 AND fire_timestamp IS NULL AND expire_timestamp <= ?1 ORDER BY expire_timestamp LIMIT ?2) \
-             UNION ALL \
-             SELECT * FROM (SELECT {STREAM_COLUMNS} FROM stream WHERE state = 8 AND expire_timestamp <= ?1 ORDER BY expire_timestamp LIMIT ?2) \
-             UNION ALL \
-             SELECT * FROM (SELECT {STREAM_COLUMNS} FROM stream WHERE state = 3 AND lease_expires_at <= ?1 ORDER BY lease_expires_at LIMIT ?2) \
-             LIMIT ?2"
-        ),
-    };
-    let rows = sqlx::query(&sql).bind(micros(now)).bind(limit as i64).fetch_all(pool).await.map_err(storage_error)?;
+    let rows = sqlx::query(&ready_sql(action, STREAM_COLUMNS, "?1", "?2"))
+        .bind(micros(now))
+        .bind(limit as i64)
+        .fetch_all(pool)
+        .await
+        .map_err(storage_error)?;
     rows.iter().map(rows::stream).collect()
 }
 
@@ -38,20 +33,16 @@ pub(crate) async fn claim(
     lease: Duration,
 ) -> Result<Option<Stream>> {
     let lease_end = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::days(1));
-    let extra = match action {
-        Action::Fire => "",
-        Action::Expire => " AND (state <> 1 OR fire_timestamp IS NULL)",
-    };
     let sql = format!(
-        "UPDATE stream SET state = ?3, state_serial_no = state_serial_no + 1, open = 0, \
-         lease_expires_at = ?4, attempts = attempts + 1 \
-         WHERE id = ?1 AND state_serial_no = ?2{extra} RETURNING {STREAM_COLUMNS}"
+        "UPDATE stream SET {} WHERE id = ?1 AND state_serial_no = ?2 AND ({}) RETURNING {STREAM_COLUMNS}",
+        claim_assignments(action, "?4"),
+        ready_condition(action, "?3")
     );
     let mut tx = begin(pool).await?;
     let row = sqlx::query(&sql)
         .bind(stream.id)
         .bind(stream.state_serial_no as i64)
-        .bind(action.working_state() as i64)
+        .bind(micros(now))
         .bind(micros(lease_end))
         .fetch_optional(&mut *tx)
         .await
@@ -60,56 +51,96 @@ pub(crate) async fn claim(
     row.as_ref().map(rows::stream).transpose()
 }
 
-pub(crate) async fn finish(
+pub(crate) async fn claim_ready(
     pool: &SqlitePool,
-    claimed: &Stream,
-    outcome: Finish<'_>,
+    action: Action,
     now: DateTime<Utc>,
-) -> Result<FinishOutcome> {
+    lease_until: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<Stream>> {
+    // BEGIN IMMEDIATE already excludes every other writer: no row locks needed.
+    let sql = claim_ready_sql(action, STREAM_COLUMNS, "?1", "?2", "?3", "");
     let mut tx = begin(pool).await?;
-    let done = match &outcome {
-        Finish::Completed { purge: true, .. } => {
-            sqlx::query("DELETE FROM stream WHERE id = ? AND state_serial_no = ?")
-                .bind(claimed.id)
-                .bind(claimed.state_serial_no as i64)
-                .execute(&mut *tx)
-                .await
-        }
-        Finish::Completed { purge: false, .. } | Finish::Failed { .. } => {
-            let (state, reason) = match &outcome {
-                Finish::Failed { reason } => (
-                    match claimed.state {
-                        StreamState::Expiring => StreamState::ExpireError,
-                        _ => StreamState::Error,
-                    },
-                    Some(*reason),
-                ),
-                _ => (StreamState::Completed, None),
-            };
-            sqlx::query(
-                "UPDATE stream SET state = ?, state_serial_no = state_serial_no + 1, lease_expires_at = NULL, last_error = ? \
-                 WHERE id = ? AND state_serial_no = ?",
-            )
-            .bind(state as i64)
-            .bind(reason)
-            .bind(claimed.id)
-            .bind(claimed.state_serial_no as i64)
-            .execute(&mut *tx)
-            .await
-        }
-    }
-    .map_err(storage_error)?
-    .rows_affected();
-    if done != 1 {
-        tx.rollback().await.map_err(storage_error)?;
-        return Ok(FinishOutcome::LostLease);
-    }
-    let outcomes = match outcome {
-        Finish::Completed { new_events, .. } => ingest_in_tx(&mut tx, new_events, now).await?,
-        Finish::Failed { .. } => vec![],
-    };
+    let rows = sqlx::query(&sql)
+        .bind(micros(now))
+        .bind(micros(lease_until))
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(storage_error)?;
     tx.commit().await.map_err(storage_error)?;
-    Ok(FinishOutcome::Done(outcomes))
+    rows.iter().map(rows::stream).collect()
+}
+
+pub(crate) async fn finish_many(
+    pool: &SqlitePool,
+    runs: &[(&Stream, Finish<'_>)],
+    now: DateTime<Utc>,
+) -> Result<Vec<FinishOutcome>> {
+    if runs.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut tx = begin(pool).await?;
+    let mut out = Vec::with_capacity(runs.len());
+    // One compare-and-set per stream (statements are cheap in-process); a
+    // stream's new events are saved only if its own compare-and-set held.
+    for (claimed, finish) in runs {
+        let q = match finish.target(claimed.state) {
+            None => sqlx::query("DELETE FROM stream WHERE id = ?1 AND state_serial_no = ?2"),
+            Some(_) => sqlx::query(
+                "UPDATE stream SET state = ?3, state_serial_no = state_serial_no + 1, lease_expires_at = NULL, \
+                 last_error = ?4 WHERE id = ?1 AND state_serial_no = ?2",
+            ),
+        };
+        let mut q = q.bind(claimed.id).bind(claimed.state_serial_no as i64);
+        if let Some(to) = finish.target(claimed.state) {
+            q = q.bind(to as i64).bind(finish.reason());
+        }
+        let done = q.execute(&mut *tx).await.map_err(storage_error)?.rows_affected();
+        if done != 1 {
+            out.push(FinishOutcome::LostLease);
+            continue;
+        }
+        let plans = finish.new_events();
+        let saved = one_for_one("finish: new events", plans.len(), ingest_in_tx(&mut tx, plans, now).await?)?;
+        out.push(FinishOutcome::Done(saved));
+    }
+    tx.commit().await.map_err(storage_error)?;
+    Ok(out)
+}
+
+pub(crate) async fn set_state(pool: &SqlitePool, id: i64, serial: i32, to: StreamState) -> Result<Option<Stream>> {
+    let sql = format!(
+        "UPDATE stream SET state = ?3, state_serial_no = state_serial_no + 1 \
+         WHERE id = ?1 AND state_serial_no = ?2 RETURNING {STREAM_COLUMNS}"
+    );
+    let mut tx = begin(pool).await?;
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .bind(serial as i64)
+        .bind(to as i64)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+    tx.commit().await.map_err(storage_error)?;
+    row.as_ref().map(rows::stream).transpose()
+}
+
+pub(crate) async fn renew_leases(pool: &SqlitePool, held: &[(i64, i32)], until: DateTime<Utc>) -> Result<Vec<i64>> {
+    if held.is_empty() {
+        return Ok(vec![]);
+    }
+    let pairs = serde_json::to_string(held).map_err(|e| StorageError::Database(Box::new(e)))?;
+    let sql = format!(
+        "UPDATE stream SET lease_expires_at = ?1 \
+         WHERE (id, state_serial_no) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?2)) \
+         AND state IN ({FIRING}, {EXPIRING}) RETURNING id"
+    );
+    let mut tx = begin(pool).await?;
+    let ids =
+        sqlx::query_scalar(&sql).bind(micros(until)).bind(pairs).fetch_all(&mut *tx).await.map_err(storage_error)?;
+    tx.commit().await.map_err(storage_error)?;
+    Ok(ids)
 }
 
 pub(crate) async fn list(pool: &SqlitePool, filter: &StreamFilter) -> Result<Vec<Stream>> {
@@ -132,27 +163,6 @@ pub(crate) async fn get(pool: &SqlitePool, id: i64) -> Result<Option<Stream>> {
     row.as_ref().map(rows::stream).transpose()
 }
 
-pub(crate) async fn retry(pool: &SqlitePool, id: i64) -> Result<Option<Stream>> {
-    for _ in 0..10 {
-        let Some(s) = get(pool, id).await? else { return Ok(None) };
-        let Some(to) = s.state.retry_state() else { return Ok(Some(s)) };
-        let sql = format!("UPDATE stream SET state = ?, state_serial_no = state_serial_no + 1 WHERE id = ? AND state_serial_no = ? RETURNING {STREAM_COLUMNS}");
-        let mut tx = begin(pool).await?;
-        let row = sqlx::query(&sql)
-            .bind(to as i64)
-            .bind(id)
-            .bind(s.state_serial_no as i64)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(storage_error)?;
-        tx.commit().await.map_err(storage_error)?;
-        if let Some(r) = row {
-            return rows::stream(&r).map(Some);
-        }
-    }
-    Err(StorageError::Conflict(format!("stream {id} kept changing while retrying it").into()))
-}
-
 pub(crate) async fn purge(pool: &SqlitePool, id: i64) -> Result<bool> {
     let n = sqlx::query("DELETE FROM stream WHERE id = ?")
         .bind(id)
@@ -164,16 +174,7 @@ pub(crate) async fn purge(pool: &SqlitePool, id: i64) -> Result<bool> {
 }
 
 pub(crate) async fn next_due(pool: &SqlitePool, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-    let v: Option<i64> = sqlx::query_scalar(
-        "SELECT min(t) FROM ( \
-           SELECT min(fire_timestamp) AS t FROM stream WHERE state IN (1, 7) AND fire_timestamp > ?1 \
-           UNION ALL SELECT min(expire_timestamp) FROM stream WHERE state = 1 AND fire_timestamp IS NULL AND expire_timestamp > ?1 \
-           UNION ALL SELECT min(expire_timestamp) FROM stream WHERE state = 8 AND expire_timestamp > ?1 \
-           UNION ALL SELECT min(lease_expires_at) FROM stream WHERE state IN (2, 3) AND lease_expires_at > ?1)",
-    )
-    .bind(micros(now))
-    .fetch_one(pool)
-    .await
-    .map_err(storage_error)?;
+    let v: Option<i64> =
+        sqlx::query_scalar(&next_due_sql("?1")).bind(micros(now)).fetch_one(pool).await.map_err(storage_error)?;
     v.map(rows::time).transpose()
 }

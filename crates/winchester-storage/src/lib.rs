@@ -11,13 +11,18 @@
 //! - [`stream`]: stream records, states and filters.
 //! - [`plan`]: what ingest hands to storage (event + computed memberships).
 //! - [`fold`]: folding a batch's events into a key's streams (shared by backends).
+//! - [`rules`]: the state machine's readiness and finish rules (shared by backends).
+//! - `conformance` (feature `conformance`): the checks every backend must pass.
 //! - [`StorageError`]: errors, classified retryable or not.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod backend;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod fold;
 pub mod plan;
+pub mod rules;
 pub mod stream;
 
 use async_trait::async_trait;
@@ -44,6 +49,26 @@ pub enum StorageError {
     /// Stored data could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A batch call answered with a different number of outcomes than it was
+    /// given items: a backend bug, never papered over.
+    #[error("{what}: {got} outcomes for {expected} items")]
+    OutcomeMismatch {
+        /// The call.
+        what: &'static str,
+        /// Items given.
+        expected: usize,
+        /// Outcomes returned.
+        got: usize,
+    },
+}
+
+/// Checks that a batch call returned one outcome per item.
+pub fn one_for_one<T>(what: &'static str, expected: usize, outcomes: Vec<T>) -> Result<Vec<T>> {
+    if outcomes.len() == expected {
+        Ok(outcomes)
+    } else {
+        Err(StorageError::OutcomeMismatch { what, expected, got: outcomes.len() })
+    }
 }
 
 impl StorageError {
@@ -118,8 +143,44 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
     ) -> Result<(Vec<Event>, Option<(DateTime<Utc>, i64)>)>;
 
+    /// Claims up to `limit` streams ready for `action` at `now` (see
+    /// [`Action::ready_rules`]), oldest due first, in one statement: each is
+    /// moved to its working state (serial bumped), closed to new events and
+    /// leased until `lease_until`. Streams another worker is claiming at the same
+    /// moment are skipped, never waited for.
+    async fn claim_ready(
+        &self,
+        action: Action,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Stream>>;
+
+    /// Every event of the given streams in one query: `(stream id, event)` in
+    /// `(timestamp, id)` order within each stream.
+    async fn load_events(&self, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>>;
+
+    /// Records the ends of pipeline runs on claimed streams in one transaction;
+    /// each is its own compare-and-set on the stream's serial (see
+    /// [`Finish::target`]), and a completed stream's new events are saved only if
+    /// its compare-and-set held. One outcome per run, in order.
+    async fn finish_many(&self, runs: &[(&Stream, Finish<'_>)], now: DateTime<Utc>) -> Result<Vec<FinishOutcome>>;
+
     /// Records the end of a pipeline run on a claimed stream.
-    async fn finish(&self, claimed: &Stream, outcome: Finish<'_>, now: DateTime<Utc>) -> Result<FinishOutcome>;
+    async fn finish(&self, claimed: &Stream, outcome: Finish<'_>, now: DateTime<Utc>) -> Result<FinishOutcome> {
+        let out = one_for_one("finish", 1, self.finish_many(&[(claimed, outcome)], now).await?)?;
+        Ok(out.into_iter().next().expect("one outcome"))
+    }
+
+    /// Moves stream `id` to `to` if its serial is still `serial` (bumping it).
+    /// Returns the stream afterwards, `None` if the serial moved on (or it is gone).
+    async fn set_state(&self, id: i64, serial: i32, to: StreamState) -> Result<Option<Stream>>;
+
+    /// Extends the leases of streams a worker holds to `until`, each only while
+    /// its serial still matches (`held` is `(id, state_serial_no)` of each claimed
+    /// stream). A renewal is not a state change: the serial stays. Returns the ids
+    /// renewed; an id missing from the answer is no longer held by this worker.
+    async fn renew_leases(&self, held: &[(i64, i32)], until: DateTime<Utc>) -> Result<Vec<i64>>;
 
     /// Streams matching a filter, newest first.
     async fn list_streams(&self, filter: &StreamFilter) -> Result<Vec<Stream>>;
@@ -129,7 +190,16 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
 
     /// `error` -> `retry_fire`, `expire_error` -> `retry_expire`. Returns the stream
     /// afterwards, `None` if it does not exist; other states are left as they are.
-    async fn retry_stream(&self, id: i64) -> Result<Option<Stream>>;
+    async fn retry_stream(&self, id: i64) -> Result<Option<Stream>> {
+        for _ in 0..10 {
+            let Some(s) = self.get_stream(id).await? else { return Ok(None) };
+            let Some(to) = s.state.retry_state() else { return Ok(Some(s)) };
+            if let Some(moved) = self.set_state(id, s.state_serial_no, to).await? {
+                return Ok(Some(moved));
+            }
+        }
+        Err(StorageError::Conflict(format!("stream {id} kept changing while retrying it").into()))
+    }
 
     /// Deletes a stream and its memberships (not its events). False if absent.
     async fn purge_stream(&self, id: i64) -> Result<bool>;

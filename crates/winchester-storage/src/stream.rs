@@ -84,6 +84,28 @@ impl FromStr for StreamState {
     }
 }
 
+/// The stored state numbers as constants, for the text of SQL statements (a
+/// state is never written as a bare number in a query).
+pub mod state_no {
+    use super::StreamState;
+    /// `active`.
+    pub const ACTIVE: i16 = StreamState::Active as i16;
+    /// `firing`.
+    pub const FIRING: i16 = StreamState::Firing as i16;
+    /// `expiring`.
+    pub const EXPIRING: i16 = StreamState::Expiring as i16;
+    /// `error`.
+    pub const ERROR: i16 = StreamState::Error as i16;
+    /// `expire_error`.
+    pub const EXPIRE_ERROR: i16 = StreamState::ExpireError as i16;
+    /// `completed`.
+    pub const COMPLETED: i16 = StreamState::Completed as i16;
+    /// `retry_fire`.
+    pub const RETRY_FIRE: i16 = StreamState::RetryFire as i16;
+    /// `retry_expire`.
+    pub const RETRY_EXPIRE: i16 = StreamState::RetryExpire as i16;
+}
+
 /// What a worker does to a ready stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {

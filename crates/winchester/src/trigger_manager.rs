@@ -5,7 +5,7 @@ use crate::debug::{no_match_reason, TriggerDebug};
 use std::sync::Arc;
 use winchester_core::distiller::{DistillError, Distiller};
 use winchester_core::{Clock, Event, EventError, TriggerSet};
-use winchester_storage::{EventPlan, IngestOutcome, Membership, Storage};
+use winchester_storage::{one_for_one, EventPlan, IngestOutcome, Membership, Storage};
 
 use crate::error::EngineError;
 
@@ -78,8 +78,8 @@ impl TriggerManager {
 
     /// Distills a raw notification and adds the event (see [`TriggerManager::add_event`]).
     pub async fn add_notification(&self, notification: &serde_json::Value) -> Result<EventOutcome, EngineError> {
-        let mut out = self.add_notifications(std::slice::from_ref(notification)).await?;
-        Ok(out.pop().unwrap_or(EventOutcome::Duplicate))
+        let out = self.add_notifications(std::slice::from_ref(notification)).await?;
+        Ok(one_for_one("add_notification", 1, out)?.remove(0))
     }
 
     /// Distills and adds a batch of notifications in one transaction; each gets
@@ -106,10 +106,12 @@ impl TriggerManager {
                 Err(e) => outcomes.push(Some(EventOutcome::DistillFailed(e))),
             }
         }
-        for (slot, o) in slots.into_iter().zip(self.add_events(events).await?) {
+        let n = events.len();
+        let added = one_for_one("add_events", n, self.add_events(events).await?)?;
+        for (slot, o) in slots.into_iter().zip(added) {
             outcomes[slot] = Some(o);
         }
-        Ok(outcomes.into_iter().map(|o| o.unwrap_or(EventOutcome::Duplicate)).collect())
+        filled(outcomes)
     }
 
     /// The trigger definitions.
@@ -160,10 +162,9 @@ impl TriggerManager {
     /// matches (opening streams as needed) and marks streams ready to fire.
     /// A duplicate `message_id` changes nothing and is reported as such.
     pub async fn add_event(&self, event: Event) -> Result<EventOutcome, EngineError> {
-        match self.add_events(vec![event]).await?.pop() {
-            Some(EventOutcome::Rejected(e)) => Err(e.into()),
-            Some(o) => Ok(o),
-            None => Ok(EventOutcome::Duplicate),
+        match one_for_one("add_event", 1, self.add_events(vec![event]).await?)?.remove(0) {
+            EventOutcome::Rejected(e) => Err(e.into()),
+            o => Ok(o),
         }
     }
 
@@ -188,6 +189,7 @@ impl TriggerManager {
         let now = self.clock.now();
         match self.storage.ingest(&plans, now).await {
             Ok(res) => {
+                let res = one_for_one("ingest", plans.len(), res)?;
                 for ((slot, r), p) in slots.iter().zip(res).zip(&plans) {
                     outcomes[*slot] = Some(self.record(p, r));
                 }
@@ -197,7 +199,7 @@ impl TriggerManager {
                 tracing::warn!(error = %e, events = plans.len(), "Batch failed; saving its events one by one.");
                 for (slot, p) in slots.iter().zip(plans) {
                     outcomes[*slot] = Some(match self.storage.ingest(std::slice::from_ref(&p), now).await {
-                        Ok(r) => self.record(&p, r.into_iter().next().unwrap_or(IngestOutcome::Duplicate)),
+                        Ok(r) => self.record(&p, one_for_one("ingest", 1, r)?.remove(0)),
                         Err(e) if e.is_retryable() => return Err(e.into()),
                         Err(e) => {
                             tracing::warn!(message_id = %p.event.message_id, error = %e, "Event not saved.");
@@ -207,8 +209,16 @@ impl TriggerManager {
                 }
             }
         }
-        Ok(outcomes.into_iter().map(|o| o.unwrap_or(EventOutcome::Duplicate)).collect())
+        filled(outcomes)
     }
+}
+
+/// Every slot of a batch's outcomes, or an error naming the gap (never a
+/// made-up outcome).
+fn filled(outcomes: Vec<Option<EventOutcome>>) -> Result<Vec<EventOutcome>, EngineError> {
+    let expected = outcomes.len();
+    let got: Vec<EventOutcome> = outcomes.into_iter().flatten().collect();
+    Ok(one_for_one("event batch", expected, got)?)
 }
 
 impl TriggerManager {

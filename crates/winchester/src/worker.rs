@@ -5,11 +5,13 @@
 
 use crate::error::EngineError;
 use crate::event_clock::StoredEventClock;
-use crate::pipeline::{Env, PipelineRunner};
+use crate::pipeline::{Env, LeaseLostSwitch, LeaseWatch, PipelineError, PipelineRunner};
 use crate::trigger_manager::TriggerManager;
 use chrono::{DateTime, Utc};
-use rand::seq::SliceRandom;
+use futures::StreamExt;
+use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,8 +23,10 @@ use winchester_storage::{Action, EventPlan, Finish, FinishOutcome, ReadyListener
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
-    /// Most streams loaded per fire or expire query.
+    /// Most streams claimed per fire or expire statement.
     pub batch_size: u32,
+    /// Most pipelines run at once.
+    pub concurrency: usize,
     /// Longest idle sleep (a notification or a due stream wakes it sooner).
     pub idle_delay: Duration,
     /// How long a taken stream is leased before another worker may reclaim it.
@@ -33,8 +37,6 @@ pub struct WorkerOptions {
     pub trim: Option<(TimeExpr, u32)>,
     /// How often the statistics line is logged.
     pub statistics_period: Duration,
-    /// Events read per page when loading a stream.
-    pub event_page_size: u32,
 }
 
 impl WorkerOptions {
@@ -42,12 +44,12 @@ impl WorkerOptions {
     pub fn from_config(c: &WinchesterConfig) -> WorkerOptions {
         WorkerOptions {
             batch_size: c.pipeline_worker_batch_size,
+            concurrency: c.pipeline_worker_concurrency.max(1) as usize,
             idle_delay: c.pipeline_worker_delay,
             lease: c.stream_lease_timeout,
             purge_completed: c.purge_completed_streams,
             trim: c.trim_events.then(|| (c.trim_events_age.clone(), c.trim_events_batch_size)),
             statistics_period: c.statistics_period,
-            event_page_size: 1000,
         }
     }
 }
@@ -86,9 +88,34 @@ pub enum ProcessOutcome {
     LostLease,
 }
 
+/// A stream this worker holds while its pipeline runs: what the heartbeat renews.
+#[derive(Debug)]
+struct Held {
+    serial: i32,
+    /// When the lease was last set (claim or renewal), by this process's clock.
+    renewed: Instant,
+    lost: LeaseLostSwitch,
+    /// Its finish is being recorded: no more renewals (the serial is about to move).
+    finishing: bool,
+}
+
+/// Most finished runs recorded in one call.
+const FINISH_BATCH: usize = 500;
+
+/// How a pipeline run ended.
+enum RunResult {
+    /// Every handler committed: the pipeline's new events, planned.
+    Done(Vec<EventPlan>),
+    /// The run failed, for this reason.
+    Failed(String),
+    /// The lease was lost; everything was rolled back.
+    LeaseLost,
+}
+
 /// A pipeline worker.
 #[derive(Debug)]
 pub struct Worker {
+    held: Mutex<std::collections::HashMap<i64, Held>>,
     tm: TriggerManager,
     runner: PipelineRunner,
     opts: WorkerOptions,
@@ -102,6 +129,7 @@ impl Worker {
     /// A worker that plans pipeline output with `tm` (same storage, triggers, clock).
     pub fn new(tm: TriggerManager, runner: PipelineRunner, opts: WorkerOptions) -> Worker {
         Worker {
+            held: Mutex::new(Default::default()),
             tm,
             runner,
             opts,
@@ -144,7 +172,7 @@ impl Worker {
             wake.notify_waiters();
             wake.notify_one();
         });
-        let result = self.run_loop().await;
+        let result = self.with_heartbeat(self.run_loop()).await;
         watcher.abort();
         result.map(|_| self.stats())
     }
@@ -155,7 +183,7 @@ impl Worker {
         let mut last_stats = Instant::now();
         let mut reported = WorkerStats::default();
         while !self.stopping.load(Ordering::SeqCst) {
-            let worked = match self.run_once().await {
+            let worked = match self.pass().await {
                 Ok(n) => n,
                 Err(EngineError::Storage(e)) if e.is_retryable() => {
                     tracing::warn!(error = %e, "Database unavailable; retrying in 5s.");
@@ -218,9 +246,78 @@ impl Worker {
         }
     }
 
+    /// Runs `work` while renewing the leases of the streams in hand every third
+    /// of the lease.
+    async fn with_heartbeat<T>(&self, work: impl Future<Output = T>) -> T {
+        tokio::select! {
+            r = work => r,
+            never = self.heartbeat() => match never {},
+        }
+    }
+
+    /// Renews the leases of the streams in hand, in one statement per beat. A
+    /// stream whose renewal was refused (another worker holds it now) is marked
+    /// lost at once; when renewals fail (database trouble), a stream is marked
+    /// lost once two thirds of its lease have passed since it was last renewed,
+    /// so its run rolls back before anyone else may take it.
+    async fn heartbeat(&self) -> std::convert::Infallible {
+        let period = (self.opts.lease / 3).max(Duration::from_millis(10));
+        let mut wait = period;
+        loop {
+            tokio::time::sleep(wait).await;
+            let held: Vec<(i64, i32)> =
+                self.held_lock().iter().filter(|(_, h)| !h.finishing).map(|(id, h)| (*id, h.serial)).collect();
+            if held.is_empty() {
+                wait = period;
+                continue;
+            }
+            let asked = Instant::now();
+            let until = self.now() + chrono::Duration::from_std(self.opts.lease).unwrap_or(chrono::Duration::days(1));
+            match self.tm.storage().renew_leases(&held, until).await {
+                Ok(renewed) => {
+                    let renewed: std::collections::HashSet<i64> = renewed.into_iter().collect();
+                    let mut map = self.held_lock();
+                    for (id, serial) in held {
+                        let Some(h) = map.get_mut(&id).filter(|h| h.serial == serial && !h.finishing) else {
+                            continue;
+                        };
+                        if renewed.contains(&id) {
+                            h.renewed = asked;
+                        } else {
+                            tracing::warn!(
+                                stream_id = id,
+                                "Lease renewal refused: another worker holds the stream now; abandoning the run."
+                            );
+                            h.lost.mark_lost();
+                        }
+                    }
+                    wait = period;
+                }
+                Err(e) => {
+                    let limit = self.opts.lease * 2 / 3;
+                    let map = self.held_lock();
+                    for (id, h) in map.iter().filter(|(_, h)| h.renewed.elapsed() >= limit) {
+                        tracing::warn!(stream_id = id, error = %e, "Lease renewal failed for too long; abandoning the run before the lease runs out.");
+                        h.lost.mark_lost();
+                    }
+                    tracing::warn!(error = %e, streams = map.len(), "Lease renewal failed; trying again.");
+                    wait = (period / 4).max(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    fn held_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, Held>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// One pass: fire what is ready, expire what is due, trim. Returns how many
     /// streams were handled (0 means idle).
     pub async fn run_once(&self) -> Result<usize, EngineError> {
+        self.with_heartbeat(self.pass()).await
+    }
+
+    async fn pass(&self) -> Result<usize, EngineError> {
         if let Some(clock) = &self.event_clock {
             clock.refresh().await?;
         }
@@ -229,17 +326,10 @@ impl Worker {
             if self.stopping.load(Ordering::SeqCst) {
                 break;
             }
-            let mut ready = self.tm.storage().ready_streams(action, self.now(), self.opts.batch_size).await?;
-            self.bump(|s| s.loaded += ready.len() as u64);
-            ready.shuffle(&mut rand::thread_rng());
-            for stream in &ready {
-                if self.stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                if self.process(stream, action).await? != ProcessOutcome::Locked {
-                    n += 1;
-                }
-            }
+            let now = self.now();
+            let claimed = self.tm.storage().claim_ready(action, now, now + self.lease(), self.opts.batch_size).await?;
+            self.bump(|s| s.loaded += claimed.len() as u64);
+            n += self.run_claimed(claimed, action).await?.len();
         }
         if let Some((expr, limit)) = &self.opts.trim {
             let mut vars = Vars::new();
@@ -253,77 +343,194 @@ impl Worker {
         Ok(n)
     }
 
-    /// Takes one ready stream (if no other worker has) and fires or expires it.
+    /// Takes one ready stream (if no other worker has) and fires or expires it,
+    /// renewing its lease while the pipeline runs.
     pub async fn process(&self, stream: &Stream, action: Action) -> Result<ProcessOutcome, EngineError> {
-        let storage = self.tm.storage();
-        let debug = self.tm.debug();
-        let Some(claimed) = storage.claim(stream, action, self.now(), self.opts.lease).await? else {
+        self.with_heartbeat(self.process_one(stream, action)).await
+    }
+
+    async fn process_one(&self, stream: &Stream, action: Action) -> Result<ProcessOutcome, EngineError> {
+        let Some(claimed) = self.tm.storage().claim(stream, action, self.now(), self.opts.lease).await? else {
             self.bump(|s| s.lock_conflicts += 1);
-            debug.bump(&stream.trigger, "Locked", 1);
+            self.tm.debug().bump(&stream.trigger, "Locked", 1);
             return Ok(ProcessOutcome::Locked);
         };
-        let result = self.run_pipeline(&claimed, action).await?;
-        let finish = match &result {
-            Ok(plans) => Finish::Completed { purge: self.opts.purge_completed, new_events: plans },
-            Err(reason) => Finish::Failed { reason },
-        };
-        match storage.finish(&claimed, finish, self.now()).await? {
-            FinishOutcome::LostLease => {
-                tracing::warn!(
-                    stream_id = claimed.id,
-                    action = action.as_str(),
-                    "Lease ran out before the run finished; another worker owns the stream now."
+        let mut out = self.run_claimed(vec![claimed], action).await?;
+        Ok(out.pop().unwrap_or(ProcessOutcome::LostLease))
+    }
+
+    fn lease(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.opts.lease).unwrap_or(chrono::Duration::days(1))
+    }
+
+    /// Runs the pipelines of claimed streams, up to `concurrency` at once, with
+    /// their events loaded in one query, and records their ends in batches (the
+    /// runs done at that moment). The heartbeat renews their leases meanwhile.
+    async fn run_claimed(&self, claimed: Vec<Stream>, action: Action) -> Result<Vec<ProcessOutcome>, EngineError> {
+        if claimed.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut watches = Vec::with_capacity(claimed.len());
+        {
+            let mut held = self.held_lock();
+            for s in &claimed {
+                let (switch, watch) = LeaseWatch::new();
+                held.insert(
+                    s.id,
+                    Held { serial: s.state_serial_no, renewed: Instant::now(), lost: switch, finishing: false },
                 );
-                self.bump(|s| s.lost_leases += 1);
-                debug.bump(&claimed.trigger, "Lost lease", 1);
-                Ok(ProcessOutcome::LostLease)
+                watches.push(watch);
             }
-            FinishOutcome::Done(_) => match result {
-                Ok(_) => {
-                    tracing::debug!(stream_id = claimed.id, trigger = %claimed.trigger, action = action.as_str(), "Stream done.");
-                    self.bump(|s| {
-                        match action {
-                            Action::Fire => s.fired += 1,
-                            Action::Expire => s.expired += 1,
-                        }
-                        *s.completed_by_trigger.entry((claimed.trigger.clone(), action)).or_default() += 1;
-                    });
-                    debug.bump(
-                        &claimed.trigger,
-                        if action == Action::Fire { "Streams fired" } else { "Streams expired" },
-                        1,
-                    );
-                    Ok(ProcessOutcome::Completed)
+        }
+        let result = self.run_and_record(&claimed, watches, action).await;
+        let mut held = self.held_lock();
+        for s in &claimed {
+            held.remove(&s.id);
+        }
+        result
+    }
+
+    async fn run_and_record(
+        &self,
+        claimed: &[Stream],
+        watches: Vec<LeaseWatch>,
+        action: Action,
+    ) -> Result<Vec<ProcessOutcome>, EngineError> {
+        let with_pipeline: Vec<i64> =
+            claimed.iter().filter(|s| matches!(self.pipeline_of(s, action), Ok(Some(_)))).map(|s| s.id).collect();
+        let mut events: HashMap<i64, Vec<Event>> = HashMap::new();
+        for (id, e) in self.tm.storage().load_events(&with_pipeline).await? {
+            events.entry(id).or_default().push(e);
+        }
+        // Boxed so the spawned worker future stays provably `Send`.
+        type Run<'a> = Pin<Box<dyn Future<Output = (&'a Stream, Result<RunResult, EngineError>)> + Send + 'a>>;
+        let runs: Vec<Run<'_>> = claimed
+            .iter()
+            .zip(watches)
+            .map(|(s, lease)| {
+                let evs = events.remove(&s.id).unwrap_or_default();
+                Box::pin(async move { (s, self.run_pipeline(s, action, evs, &lease).await) }) as Run<'_>
+            })
+            .collect();
+        let mut done = futures::stream::iter(runs).buffer_unordered(self.opts.concurrency).ready_chunks(FINISH_BATCH);
+        let mut outcomes = Vec::with_capacity(claimed.len());
+        while let Some(chunk) = done.next().await {
+            let mut ended = Vec::with_capacity(chunk.len());
+            for (s, r) in chunk {
+                ended.push((s, r?));
+            }
+            outcomes.extend(self.record(ended, action).await?);
+        }
+        Ok(outcomes)
+    }
+
+    /// Records the ends of finished runs in one call and counts each outcome.
+    async fn record(
+        &self,
+        ended: Vec<(&Stream, RunResult)>,
+        action: Action,
+    ) -> Result<Vec<ProcessOutcome>, EngineError> {
+        let mut out = Vec::with_capacity(ended.len());
+        let mut finishing = Vec::with_capacity(ended.len());
+        {
+            let mut held = self.held_lock();
+            for (s, r) in &ended {
+                let finish = match r {
+                    RunResult::LeaseLost => continue,
+                    RunResult::Done(plans) => Finish::Completed { purge: self.opts.purge_completed, new_events: plans },
+                    RunResult::Failed(reason) => Finish::Failed { reason },
+                };
+                if let Some(h) = held.get_mut(&s.id) {
+                    h.finishing = true;
                 }
-                Err(reason) => {
-                    tracing::warn!(stream_id = claimed.id, trigger = %claimed.trigger, action = action.as_str(), %reason, "Stream failed.");
-                    self.bump(|s| s.errors += 1);
-                    debug.bump(&claimed.trigger, "Pipeline error", 1);
-                    Ok(ProcessOutcome::Failed(reason))
-                }
-            },
+                finishing.push((*s, finish));
+            }
+        }
+        let recorded = self.tm.storage().finish_many(&finishing, self.now()).await?;
+        let recorded = winchester_storage::one_for_one("finish_many", finishing.len(), recorded)?;
+        let mut recorded = recorded.into_iter();
+        for (s, r) in &ended {
+            let outcome = match r {
+                RunResult::LeaseLost => self.lost_lease(s, action),
+                RunResult::Done(_) | RunResult::Failed(_) => match recorded.next() {
+                    Some(FinishOutcome::Done(_)) => self.ended(s, action, r),
+                    Some(FinishOutcome::LostLease) | None => self.lost_lease(s, action),
+                },
+            };
+            out.push(outcome);
+        }
+        Ok(out)
+    }
+
+    /// A run recorded on its stream: completed or failed.
+    fn ended(&self, claimed: &Stream, action: Action, result: &RunResult) -> ProcessOutcome {
+        let debug = self.tm.debug();
+        match result {
+            RunResult::Failed(reason) => {
+                tracing::warn!(stream_id = claimed.id, trigger = %claimed.trigger, action = action.as_str(), %reason, "Stream failed.");
+                self.bump(|s| s.errors += 1);
+                debug.bump(&claimed.trigger, "Pipeline error", 1);
+                ProcessOutcome::Failed(reason.clone())
+            }
+            _ => {
+                tracing::debug!(stream_id = claimed.id, trigger = %claimed.trigger, action = action.as_str(), "Stream done.");
+                self.bump(|s| {
+                    match action {
+                        Action::Fire => s.fired += 1,
+                        Action::Expire => s.expired += 1,
+                    }
+                    *s.completed_by_trigger.entry((claimed.trigger.clone(), action)).or_default() += 1;
+                });
+                debug.bump(
+                    &claimed.trigger,
+                    if action == Action::Fire { "Streams fired" } else { "Streams expired" },
+                    1,
+                );
+                ProcessOutcome::Completed
+            }
         }
     }
 
-    /// Runs the stream's pipeline. Outer error: storage trouble; inner error: the
-    /// reason the run failed; inner ok: the pipeline's new events, planned.
+    /// The stream's pipeline for `action`: `Err` when its trigger is unknown,
+    /// `Ok(None)` when the trigger has no such pipeline.
+    fn pipeline_of(&self, stream: &Stream, action: Action) -> Result<Option<String>, String> {
+        let Some(trigger) = self.tm.triggers().get(&stream.trigger) else {
+            return Err(format!("unknown trigger definition {:?}", stream.trigger));
+        };
+        Ok(match action {
+            Action::Fire => trigger.fire_pipeline.clone(),
+            Action::Expire => trigger.expire_pipeline.clone(),
+        })
+    }
+
+    /// A run that no longer holds its stream: nothing was recorded.
+    fn lost_lease(&self, claimed: &Stream, action: Action) -> ProcessOutcome {
+        tracing::warn!(
+            stream_id = claimed.id,
+            action = action.as_str(),
+            "Lease lost before the run finished; nothing recorded, another worker owns (or will own) the stream."
+        );
+        self.bump(|s| s.lost_leases += 1);
+        self.tm.debug().bump(&claimed.trigger, "Lost lease", 1);
+        ProcessOutcome::LostLease
+    }
+
+    /// Runs the stream's pipeline over its events. Error: storage trouble.
     async fn run_pipeline(
         &self,
         stream: &Stream,
         action: Action,
-    ) -> Result<Result<Vec<EventPlan>, String>, EngineError> {
-        let Some(trigger) = self.tm.triggers().get(&stream.trigger) else {
-            return Ok(Err(format!("unknown trigger definition {:?}", stream.trigger)));
+        events: Vec<Event>,
+        lease: &LeaseWatch,
+    ) -> Result<RunResult, EngineError> {
+        let pipeline = match self.pipeline_of(stream, action) {
+            Err(reason) => return Ok(RunResult::Failed(reason)),
+            Ok(None) => {
+                tracing::debug!(stream_id = stream.id, trigger = %stream.trigger, "No {} pipeline.", action.as_str());
+                return Ok(RunResult::Done(vec![]));
+            }
+            Ok(Some(p)) => p,
         };
-        let pipeline = match action {
-            Action::Fire => &trigger.fire_pipeline,
-            Action::Expire => &trigger.expire_pipeline,
-        };
-        let Some(pipeline) = pipeline else {
-            tracing::debug!(stream_id = stream.id, trigger = %stream.trigger, "No {} pipeline.", action.as_str());
-            return Ok(Ok(vec![]));
-        };
-        let events = self.load_events(stream.id).await?;
         let mut env = Env {
             stream_id: stream.id,
             stream_name: stream.trigger.clone(),
@@ -332,31 +539,20 @@ impl Worker {
             idempotency_key: format!("winchester-stream-{}-{}", stream.id, action.as_str()),
             values: Default::default(),
         };
-        let new_events = match self.runner.run(pipeline, events, &mut env).await {
+        let new_events = match self.runner.run_leased(&pipeline, events, &mut env, lease).await {
             Ok(n) => n,
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(PipelineError::LeaseLost { .. }) => return Ok(RunResult::LeaseLost),
+            Err(e) => return Ok(RunResult::Failed(e.to_string())),
         };
         let mut plans = Vec::with_capacity(new_events.len());
         for e in new_events {
             match self.tm.plan(e) {
                 Ok(p) => plans.push(p),
-                Err(err) => return Ok(Err(format!("pipeline {pipeline:?} produced an invalid event: {err}"))),
+                Err(err) => {
+                    return Ok(RunResult::Failed(format!("pipeline {pipeline:?} produced an invalid event: {err}")))
+                }
             }
         }
-        Ok(Ok(plans))
-    }
-
-    async fn load_events(&self, stream_id: i64) -> Result<Vec<Event>, EngineError> {
-        let mut all = Vec::new();
-        let mut after = None;
-        loop {
-            let (page, last) = self.tm.storage().stream_events(stream_id, after, self.opts.event_page_size).await?;
-            let done = (page.len() as u32) < self.opts.event_page_size;
-            all.extend(page);
-            if done || last.is_none() {
-                return Ok(all);
-            }
-            after = last;
-        }
+        Ok(RunResult::Done(plans))
     }
 }

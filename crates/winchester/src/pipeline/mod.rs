@@ -20,6 +20,52 @@ use std::collections::BTreeMap;
 use winchester_core::{DistTraits, Event};
 use winchester_storage::Action;
 
+/// Whether the worker running a pipeline still holds the stream's lease; the
+/// worker's heartbeat flips it when a renewal fails or another worker took the
+/// stream.
+#[derive(Debug, Clone)]
+pub struct LeaseWatch(tokio::sync::watch::Receiver<bool>);
+
+impl LeaseWatch {
+    /// A lease that is never lost (runs outside a worker).
+    pub fn held() -> LeaseWatch {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        // Keep the value readable after the sender is gone.
+        drop(tx);
+        LeaseWatch(rx)
+    }
+
+    /// A new watch and the switch that marks it lost.
+    pub fn new() -> (LeaseLostSwitch, LeaseWatch) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (LeaseLostSwitch(tx), LeaseWatch(rx))
+    }
+
+    /// Whether the lease is lost.
+    pub fn is_lost(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes when the lease is lost; never, if it is not.
+    pub async fn lost(&self) {
+        let mut rx = self.0.clone();
+        if rx.wait_for(|lost| *lost).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Marks a [`LeaseWatch`] lost.
+#[derive(Debug)]
+pub struct LeaseLostSwitch(tokio::sync::watch::Sender<bool>);
+
+impl LeaseLostSwitch {
+    /// The lease is gone: the pipeline must not commit.
+    pub fn mark_lost(&self) {
+        self.0.send_replace(true);
+    }
+}
+
 /// Error returned by a handler.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -1,6 +1,6 @@
 //! Running a pipeline over a stream's events.
 
-use super::{Env, Handler, HandlerError, HandlerRegistry};
+use super::{Env, Handler, HandlerError, HandlerRegistry, LeaseWatch};
 use futures::FutureExt;
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
@@ -39,6 +39,14 @@ pub enum PipelineError {
         /// Why.
         reason: String,
     },
+    /// The worker stopped holding the stream's lease (a renewal failed or
+    /// another worker took it) before commit; every handler was rolled back and
+    /// nothing is recorded on the stream.
+    #[error("pipeline {pipeline:?}: lease on the stream lost before commit; rolled back")]
+    LeaseLost {
+        /// Pipeline name.
+        pipeline: String,
+    },
     /// One or more `commit` calls failed (the others still ran).
     #[error("pipeline {pipeline:?}: commit failed: {reasons}")]
     Commit {
@@ -59,6 +67,7 @@ pub struct PipelineRunner {
 
 enum CallError {
     Failed(String),
+    LeaseLost,
 }
 
 async fn guarded<F, T>(timeout: Duration, fut: F) -> Result<T, CallError>
@@ -119,6 +128,19 @@ impl PipelineRunner {
     /// Runs pipeline `name` over `events`. On success returns the events the
     /// pipeline added (those whose message_id was not among the input's).
     pub async fn run(&self, name: &str, events: Vec<Event>, env: &mut Env) -> Result<Vec<Event>, PipelineError> {
+        self.run_leased(name, events, env, &LeaseWatch::held()).await
+    }
+
+    /// [`run`](Self::run) while the worker holds the stream's lease: when `lease`
+    /// reports it lost, the handler in progress is abandoned, every handler is
+    /// rolled back and nothing is committed ([`PipelineError::LeaseLost`]).
+    pub async fn run_leased(
+        &self,
+        name: &str,
+        events: Vec<Event>,
+        env: &mut Env,
+        lease: &LeaseWatch,
+    ) -> Result<Vec<Event>, PipelineError> {
         let entries =
             self.config.pipelines.get(name).ok_or_else(|| PipelineError::UnknownPipeline(name.to_string()))?;
         let mut handlers = Vec::with_capacity(entries.len());
@@ -134,8 +156,17 @@ impl PipelineRunner {
         let mut current = events;
         let mut failure = None;
         for (i, (hname, h)) in handlers.iter_mut().enumerate() {
-            match guarded(self.handler_timeout, h.handle_events(std::mem::take(&mut current), env)).await {
+            let call = guarded(self.handler_timeout, h.handle_events(std::mem::take(&mut current), env));
+            let result = tokio::select! {
+                r = call => r,
+                _ = lease.lost() => Err(CallError::LeaseLost),
+            };
+            match result {
                 Ok(out) => current = out,
+                Err(CallError::LeaseLost) => {
+                    failure = Some(PipelineError::LeaseLost { pipeline: name.to_string() });
+                    break;
+                }
                 Err(CallError::Failed(reason)) => {
                     failure = Some(PipelineError::Handle {
                         pipeline: name.to_string(),
@@ -146,6 +177,9 @@ impl PipelineRunner {
                     break;
                 }
             }
+        }
+        if failure.is_none() && lease.is_lost() {
+            failure = Some(PipelineError::LeaseLost { pipeline: name.to_string() });
         }
         if let Some(err) = failure {
             tracing::warn!(stream_id = env.stream_id, pipeline = name, error = %err, "Pipeline failed; rolling back.");

@@ -1,0 +1,206 @@
+//! The storage conformance suite: checks every backend must pass, written
+//! once against [`Storage`] only, so any backend (including one outside this
+//! workspace) can run them. Enabled by the `conformance` feature.
+//!
+//! Each check takes a fresh, migrated, empty storage and panics (like a test
+//! assertion) when the backend breaks a rule. The workspace runs them for
+//! PostgreSQL and SQLite in `tests/conformance.rs`.
+
+use crate::{Action, EventPlan, Finish, FinishOutcome, IngestOutcome, Membership, Storage, StreamState};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use winchester_core::{Event, TraitValue, TriggerSet};
+
+/// The suite's trigger: streams per `key`, fired by `thing.done`, expiring an
+/// hour after their last event.
+pub const TRIGGERS: &str = r#"
+- name: things
+  distinguished_by: [key]
+  expiration: "$last + 1h"
+  fire_pipeline: p
+  expire_pipeline: p
+  match_criteria: [{event_type: "thing.*"}]
+  fire_criteria: [{event_type: thing.done}]
+"#;
+
+/// The moment the suite's events happen.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).single().expect("valid time")
+}
+
+fn plan(triggers: &TriggerSet, id: &str, ty: &str, key: &str, at: DateTime<Utc>) -> EventPlan {
+    let traits: BTreeMap<String, TraitValue> = [("key".to_string(), TraitValue::String(key.into()))].into();
+    let event = Event::new(id, ty, at, traits).expect("valid event");
+    let memberships = triggers
+        .iter()
+        .filter_map(|t| {
+            let (_, dist) = t.match_event(&event).ok()?;
+            Some(Membership { trigger: t.clone(), dist_key: dist.key(), dist, fire_hits: t.fire_hits(&event) })
+        })
+        .collect();
+    EventPlan { event, memberships }
+}
+
+fn triggers() -> TriggerSet {
+    TriggerSet::from_yaml_str(TRIGGERS, Path::new("conformance-triggers.yaml")).expect("suite triggers").0
+}
+
+/// Ingests `n` streams, each with a `thing.start` and (when `done`) a
+/// `thing.done` event. Returns the stream ids in key order.
+async fn streams(storage: &dyn Storage, n: usize, done: bool) -> Vec<i64> {
+    let set = triggers();
+    let mut batch = Vec::new();
+    for i in 0..n {
+        batch.push(plan(&set, &format!("start-{i}"), "thing.start", &format!("k{i}"), t0()));
+        if done {
+            batch.push(plan(&set, &format!("done-{i}"), "thing.done", &format!("k{i}"), t0() + Duration::seconds(1)));
+        }
+    }
+    let out = storage.ingest(&batch, t0()).await.expect("ingest");
+    assert_eq!(out.len(), batch.len(), "ingest: one outcome per event");
+    let mut ids: Vec<i64> = out
+        .iter()
+        .step_by(if done { 2 } else { 1 })
+        .map(|o| match o {
+            IngestOutcome::Saved { stream_ids, .. } => stream_ids[0],
+            other => panic!("ingest: {other:?}"),
+        })
+        .collect();
+    ids.dedup();
+    ids
+}
+
+/// Two workers claiming at once take every ready stream exactly once; a claim
+/// moves it to `firing`, bumps the serial, closes it and leases it.
+pub async fn claim_ready_takes_each_stream_once(storage: Arc<dyn Storage>) {
+    let ids = streams(&*storage, 40, true).await;
+    let now = t0() + Duration::seconds(5);
+    let lease = now + Duration::seconds(60);
+    let (a, b) = tokio::join!(
+        storage.claim_ready(Action::Fire, now, lease, 25),
+        storage.claim_ready(Action::Fire, now, lease, 25)
+    );
+    let (a, b) = (a.expect("claim a"), b.expect("claim b"));
+    let mut seen = HashSet::new();
+    for s in a.iter().chain(&b) {
+        assert!(seen.insert(s.id), "stream {} claimed twice", s.id);
+        assert_eq!((s.state, s.open, s.attempts, s.lease_expires_at), (StreamState::Firing, false, 1, Some(lease)));
+    }
+    let rest = storage.claim_ready(Action::Fire, now, lease, 100).await.expect("claim rest");
+    for s in &rest {
+        assert!(seen.insert(s.id), "stream {} claimed twice", s.id);
+    }
+    assert_eq!(seen, ids.into_iter().collect(), "every ready stream claimed");
+    assert!(storage.ready_streams(Action::Fire, now, 100).await.expect("ready").is_empty());
+    // Reclaimable once the lease has run out, with the serial bumped again.
+    let later = lease + Duration::seconds(1);
+    let again = storage.claim_ready(Action::Fire, later, later + Duration::seconds(60), 100).await.expect("reclaim");
+    assert_eq!(again.len(), 40);
+    assert!(again.iter().all(|s| s.attempts == 2));
+}
+
+/// A stream whose fire criteria are met is never claimed for expiry, even when
+/// its expire time has passed; one that is not is expired, oldest due first.
+pub async fn fire_wins_over_expire(storage: Arc<dyn Storage>) {
+    let fired = streams(&*storage, 1, true).await[0];
+    let set = triggers();
+    let quiet = storage
+        .ingest(&[plan(&set, "quiet", "thing.start", "quiet", t0() - Duration::minutes(5))], t0())
+        .await
+        .expect("ingest");
+    let IngestOutcome::Saved { stream_ids, .. } = &quiet[0] else { panic!("{quiet:?}") };
+    let quiet = stream_ids[0];
+    let late = t0() + Duration::hours(3);
+    let next = storage.next_due(t0() - Duration::hours(1)).await.expect("next_due");
+    assert!(next.is_some(), "next_due sees the coming fire time");
+    let expired = storage.claim_ready(Action::Expire, late, late + Duration::seconds(60), 10).await.expect("expire");
+    assert_eq!(expired.iter().map(|s| s.id).collect::<Vec<_>>(), vec![quiet]);
+    assert_eq!(expired[0].state, StreamState::Expiring);
+    let fire = storage.claim_ready(Action::Fire, late, late + Duration::seconds(60), 10).await.expect("fire");
+    assert_eq!(fire.iter().map(|s| s.id).collect::<Vec<_>>(), vec![fired]);
+}
+
+/// Renewals keep the serial and hold only while it matches; a batch of
+/// finishes is one compare-and-set per stream with one outcome per run; new
+/// events are saved only for runs whose compare-and-set held; retry moves a
+/// failed stream on.
+pub async fn renew_and_finish_many(storage: Arc<dyn Storage>) {
+    let ids = streams(&*storage, 3, true).await;
+    let now = t0() + Duration::seconds(5);
+    let mut claimed = storage.claim_ready(Action::Fire, now, now + Duration::seconds(10), 10).await.expect("claim");
+    claimed.sort_by_key(|s| s.id);
+    assert_eq!(claimed.iter().map(|s| s.id).collect::<Vec<_>>(), ids);
+    let held: Vec<(i64, i32)> = claimed.iter().map(|s| (s.id, s.state_serial_no)).collect();
+    let stale = (held[2].0, held[2].1 - 1);
+    let until = now + Duration::seconds(30);
+    let mut renewed = storage.renew_leases(&[held[0], held[1], stale], until).await.expect("renew");
+    renewed.sort();
+    assert_eq!(renewed, vec![ids[0], ids[1]], "a stale serial is not renewed");
+    let s0 = storage.get_stream(ids[0]).await.expect("get").expect("exists");
+    assert_eq!((s0.state_serial_no, s0.lease_expires_at), (claimed[0].state_serial_no, Some(until)));
+
+    // Stream 2 is taken over (its serial moves) before the batch is recorded.
+    let taken = storage.set_state(ids[2], claimed[2].state_serial_no, StreamState::Firing).await.expect("cas");
+    assert!(taken.is_some());
+    let set = triggers();
+    let extra = [plan(&set, "extra-0", "thing.start", "extra-0", now)];
+    let lost_extra = [plan(&set, "extra-2", "thing.start", "extra-2", now)];
+    let runs = [
+        (&claimed[0], Finish::Completed { purge: false, new_events: &extra }),
+        (&claimed[1], Finish::Failed { reason: "refused" }),
+        (&claimed[2], Finish::Completed { purge: false, new_events: &lost_extra }),
+    ];
+    let out = storage.finish_many(&runs, now).await.expect("finish_many");
+    assert_eq!(out.len(), 3, "one outcome per run");
+    assert!(matches!(&out[0], FinishOutcome::Done(saved) if saved.len() == 1));
+    assert!(matches!(&out[1], FinishOutcome::Done(saved) if saved.is_empty()));
+    assert!(matches!(out[2], FinishOutcome::LostLease));
+    let s0 = storage.get_stream(ids[0]).await.expect("get").expect("exists");
+    assert_eq!((s0.state, s0.lease_expires_at), (StreamState::Completed, None));
+    let s1 = storage.get_stream(ids[1]).await.expect("get").expect("exists");
+    assert_eq!((s1.state, s1.last_error.as_deref()), (StreamState::Error, Some("refused")));
+    let dup = storage.ingest(&extra, now).await.expect("ingest");
+    assert_eq!(dup, vec![IngestOutcome::Duplicate], "the completed run's new event was saved");
+    let fresh = storage.ingest(&lost_extra, now).await.expect("ingest");
+    assert!(matches!(fresh[0], IngestOutcome::Saved { .. }), "the lost run's new event was not saved");
+    let retried = storage.retry_stream(ids[1]).await.expect("retry").expect("exists");
+    assert_eq!(retried.state, StreamState::RetryFire);
+    let purged = storage.claim_ready(Action::Fire, now, now + Duration::seconds(10), 10).await.expect("claim");
+    assert_eq!(purged.iter().map(|s| s.id).collect::<Vec<_>>(), vec![ids[1]], "retry_fire is ready to fire");
+    let out = storage
+        .finish_many(&[(&purged[0], Finish::Completed { purge: true, new_events: &[] })], now)
+        .await
+        .expect("finish purge");
+    assert!(matches!(out[0], FinishOutcome::Done(_)));
+    assert!(storage.get_stream(ids[1]).await.expect("get").is_none(), "purged");
+}
+
+/// Events of several streams come back in one call, each stream's in
+/// timestamp order.
+pub async fn load_events_of_several_streams(storage: Arc<dyn Storage>) {
+    let ids = streams(&*storage, 3, true).await;
+    let got = storage.load_events(&ids[..2]).await.expect("load_events");
+    let mut want = Vec::new();
+    for (i, id) in ids[..2].iter().enumerate() {
+        want.push((*id, format!("start-{i}")));
+        want.push((*id, format!("done-{i}")));
+    }
+    let mut got: Vec<(i64, String)> = got.into_iter().map(|(id, e)| (id, e.message_id)).collect();
+    got.sort_by_key(|(id, _)| *id);
+    assert_eq!(got, want);
+    assert!(storage.load_events(&[]).await.expect("empty").is_empty());
+}
+
+/// Runs every check, each on a fresh storage from `fresh`.
+pub async fn run_all<F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn Storage>>,
+{
+    claim_ready_takes_each_stream_once(fresh().await).await;
+    fire_wins_over_expire(fresh().await).await;
+    renew_and_finish_many(fresh().await).await;
+    load_events_of_several_streams(fresh().await).await;
+}
