@@ -27,13 +27,13 @@ async fn winchester_db_migrations() {
     let (code, out, err) = db_cmd(&db.url, &["current"]);
     assert_eq!((code, out.trim()), (0, "base (no migrations applied)"), "{err}");
     let (code, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
-    assert_eq!((code, out.trim()), (0, "applied migration 1"));
+    assert_eq!((code, out.trim()), (0, "applied migration 1\napplied migration 2"));
     let (code, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!((code, out.trim()), (0, "database is up to date"));
     let (_, out, _) = db_cmd(&db.url, &["current"]);
-    assert_eq!(out.trim(), "1 initial (head)");
+    assert_eq!(out.trim(), "2 operations (head)");
     let (_, out, _) = db_cmd(&db.url, &["history"]);
-    assert_eq!(out.trim(), "1 initial applied");
+    assert_eq!(out.trim(), "1 initial applied\n2 operations applied");
     let (code, out, _) = db_cmd(&db.url, &["--sql", "upgrade", "head"]);
     assert_eq!(code, 0);
     assert!(!out.contains("CREATE TABLE event"), "nothing pending: {out}");

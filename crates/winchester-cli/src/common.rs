@@ -103,6 +103,29 @@ pub async fn connect_sqlite(url: &str, max_connections: u32) -> anyhow::Result<S
 /// Checks that the database's schema is up to date, so a process started
 /// against an empty or old database says what to do instead of failing later.
 pub async fn open_storage(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Storage>> {
+    let (storage, pending) = open_with_schema_status(url, max_connections).await?;
+    if !pending.is_empty() {
+        return Err(anyhow!(
+            "database {} lacks schema migration(s) {}: run `winchester-db --database-url '{}' upgrade head` first",
+            redact(url),
+            pending.join(", "),
+            redact(url)
+        ));
+    }
+    Ok(storage)
+}
+
+/// For `/readyz`: the database answers and has every migration this build knows.
+pub async fn check_ready(url: &str) -> Result<(), String> {
+    match open_with_schema_status(url, 1).await {
+        Ok((_, pending)) if pending.is_empty() => Ok(()),
+        Ok((_, pending)) => Err(format!("database lacks schema migration(s) {}", pending.join(", "))),
+        Err(e) => Err(format!("{e:#}")),
+    }
+}
+
+/// The storage and the versions of the migrations it lacks.
+async fn open_with_schema_status(url: &str, max_connections: u32) -> anyhow::Result<(Arc<dyn Storage>, Vec<String>)> {
     use sqlx::migrate::Migrate;
     let (storage, applied, known): (Arc<dyn Storage>, Vec<i64>, Vec<i64>) = if is_sqlite(url) {
         let s = connect_sqlite(url, max_connections).await?;
@@ -122,17 +145,26 @@ pub async fn open_storage(url: &str, max_connections: u32) -> anyhow::Result<Arc
         let applied = status.iter().filter(|m| m.applied).map(|m| m.version).collect();
         (Arc::new(s), applied, status.iter().map(|m| m.version).collect())
     };
-    let pending: Vec<String> = known.iter().filter(|v| !applied.contains(v)).map(i64::to_string).collect();
-    if !pending.is_empty() {
-        return Err(anyhow!(
-            "database {} lacks schema migration(s) {}: run `winchester-db --database-url '{}' upgrade head` first",
-            redact(url),
-            pending.join(", "),
-            redact(url)
-        ));
-    }
-    Ok(storage)
+    let pending = known.iter().filter(|v| !applied.contains(v)).map(i64::to_string).collect();
+    Ok((storage, pending))
 }
+
+/// Starts the metrics exporter on `flag` or the config's `metrics_listen`
+/// (nothing when neither is set) and the stream gauge.
+pub fn start_metrics(
+    flag: Option<std::net::SocketAddr>,
+    cfg: &winchester_core::WinchesterConfig,
+    storage: &Arc<dyn Storage>,
+) -> anyhow::Result<()> {
+    let Some(addr) = flag.or(cfg.metrics_listen) else { return Ok(()) };
+    winchester::metrics::serve(addr)?;
+    winchester::metrics::spawn_stream_gauge(storage.clone(), STREAM_GAUGE_PERIOD);
+    tracing::info!(%addr, "Serving Prometheus metrics at /metrics.");
+    Ok(())
+}
+
+/// How often the `winchester_streams` gauge is refreshed.
+pub const STREAM_GAUGE_PERIOD: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub use winchester_core::config::redact_url as redact;
 

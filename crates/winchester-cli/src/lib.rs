@@ -4,7 +4,7 @@
 //!
 //! Layout:
 //! - [`common`]: shared flags, config loading, database connection, error reporting.
-//! - [`check`], [`ingest`], [`streams`]: `winchester` subcommands.
+//! - [`check`], [`ingest`], [`streams`], [`events`] (and tail), [`serve`]: `winchester` subcommands.
 //! - [`bench`]: `winchester bench`, the benchmark.
 //! - [`db`]: the `winchester-db` program.
 //! - [`demo`]: `winchester demo` and `winchester generate`.
@@ -21,7 +21,9 @@ pub mod check;
 pub mod common;
 pub mod db;
 pub mod demo;
+pub mod events;
 pub mod ingest;
 pub mod openstack_sim;
+pub mod serve;
 pub mod streams;
 pub mod worker;

@@ -71,6 +71,10 @@ pub struct WinchesterConfig {
     pub log_level: String,
     /// `amqp_ingest` (new): the AMQP ingest daemon's settings (defaults when absent).
     pub amqp_ingest: crate::amqp_ingest::AmqpIngestConfig,
+    /// `api` (new): `winchester serve`'s settings (defaults when absent).
+    pub api: crate::api_config::ApiConfig,
+    /// `metrics_listen` (new): where pipeline-worker and winchester-ingest serve `/metrics`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 const KNOWN_KEYS: &[&str] = &[
@@ -96,6 +100,8 @@ const KNOWN_KEYS: &[&str] = &[
     "logging_config",
     "time_sync_endpoint",
     "amqp_ingest",
+    "api",
+    "metrics_listen",
 ];
 
 impl WinchesterConfig {
@@ -298,6 +304,14 @@ impl WinchesterConfig {
                 Default::default()
             }),
         };
+        let api = match m.get("api") {
+            None => Default::default(),
+            Some(v) => crate::api_config::ApiConfig::from_yaml(v, &base, &mut warnings).unwrap_or_else(|e| {
+                errors.extend(e);
+                Default::default()
+            }),
+        };
+        let metrics_listen = crate::api_config::socket_addr(m.get("metrics_listen"), "metrics_listen", &mut errors);
         if !errors.is_empty() {
             return Err(ConfigErrors(errors.into_iter().map(|e| e.in_file(file)).collect()));
         }
@@ -322,6 +336,8 @@ impl WinchesterConfig {
             handler_timeout,
             log_level,
             amqp_ingest,
+            api,
+            metrics_listen,
         };
         Ok((cfg, warnings.into_iter().map(|e| e.in_file(file)).collect()))
     }

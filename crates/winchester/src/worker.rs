@@ -260,14 +260,18 @@ impl Worker {
         let Some(claimed) = storage.claim(stream, action, self.now(), self.opts.lease).await? else {
             self.bump(|s| s.lock_conflicts += 1);
             debug.bump(&stream.trigger, "Locked", 1);
+            crate::metrics::claim_conflict();
             return Ok(ProcessOutcome::Locked);
         };
+        let timer = crate::metrics::RunTimer::start(stream, &claimed, action);
         let result = self.run_pipeline(&claimed, action).await?;
         let finish = match &result {
             Ok(plans) => Finish::Completed { purge: self.opts.purge_completed, new_events: plans },
             Err(reason) => Finish::Failed { reason },
         };
-        match storage.finish(&claimed, finish, self.now()).await? {
+        let finished = storage.finish(&claimed, finish, self.now()).await?;
+        timer.finish(&finished, result.is_ok(), self.now());
+        match finished {
             FinishOutcome::LostLease => {
                 tracing::warn!(
                     stream_id = claimed.id,
