@@ -789,6 +789,43 @@ async fn serve_and_cli(backend: Backend) {
     let (code, out, _) = cli(&["streams", "count", "--state", "active"]);
     assert_eq!((code, out.trim()), (0, "3"));
 
+    // winchester tail in its own process sees an event another process ingests.
+    let mut tail = Child(
+        Command::new(bin("winchester"))
+            .arg("-c")
+            .arg(&cfg)
+            .args(["tail", "--event-name", "order.*", "--trait", "order_id=t9", "--streams", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let tail_out = tail.0.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for l in std::io::BufRead::lines(std::io::BufReader::new(tail_out)).map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let ts = winchester_core::event::format_datetime(&Utc::now());
+    std::fs::write(
+        api.dir.path("tail.jsonl"),
+        format!(
+            "{{\"message_id\": \"t-0\", \"event_type\": \"order.created\", \"timestamp\": \"{ts}\", \"order_id\": \"t8\"}}\n\
+             {{\"message_id\": \"t-1\", \"event_type\": \"order.created\", \"timestamp\": \"{ts}\", \"order_id\": \"t9\"}}\n"
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = cli(&["ingest", api.dir.path("tail.jsonl").to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let line = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.expect("tail printed").unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["message_id"], "t-1", "filtered by trait: {line}");
+    drop(tail);
+
     // pipeline-worker --metrics-listen: the fired streams show in its /metrics.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut worker = Child(
