@@ -854,3 +854,47 @@ async fn serve_and_cli(backend: Backend) {
     let _ = tokio::task::spawn_blocking(move || worker.0.wait()).await;
     api.finish().await;
 }
+
+/// A tail client that stops reading is dropped once it falls TAIL_BUFFER items
+/// behind, while ingest carries on; a reading client still gets everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_tail_client_is_dropped() {
+    let api = Api::start(Backend::Postgres, None, false).await;
+    let slow = api.http.get(format!("{}/v1/tail?kind=events", api.base)).send().await.unwrap();
+    let fast = api.http.get(format!("{}/v1/tail?kind=events", api.base)).send().await.unwrap();
+    let mut fast = fast.bytes_stream();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    const N: usize = 4000;
+    let big = "x".repeat(8000);
+    let reader = tokio::spawn(async move {
+        let mut buf = String::new();
+        let mut n = 0;
+        while n < N {
+            match next_sse(&mut fast, &mut buf, std::time::Duration::from_secs(30), |k, _| k == "event").await {
+                Some(_) => n += 1,
+                None => break,
+            }
+        }
+        n
+    });
+    for chunk in 0..N / 500 {
+        let events = (0..500)
+            .map(|i| event(&format!("big-{chunk}-{i}"), "big.event", api.clock.now(), &[("blob", s(&big))]))
+            .collect();
+        api.tm.add_events(events).await.unwrap();
+    }
+    assert_eq!(reader.await.unwrap(), N, "the reading client got every event");
+    // The one that never read: its stream ends early (dropped), not after N events.
+    let mut slow = slow.bytes_stream();
+    let mut text = String::new();
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), slow.next()).await {
+            Err(_) => panic!("the slow client's stream neither ended nor delivered for 10 s"),
+            Ok(None) | Ok(Some(Err(_))) => break, // the server closed it
+            Ok(Some(Ok(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+        }
+    }
+    let got = text.lines().filter(|l| l.strip_prefix("event:").is_some_and(|k| k.trim() == "event")).count();
+    assert!(got > 0 && got < N, "the slow client was dropped after {got} events, not fed all {N}");
+    api.finish().await;
+}
