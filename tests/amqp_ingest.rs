@@ -168,9 +168,14 @@ fn envelope(n: &serde_json::Value) -> serde_json::Value {
 }
 
 fn spawn(dir: &ConfigDir, db: &TestDb) -> Child {
+    spawn_with(dir, db, &[])
+}
+
+fn spawn_with(dir: &ConfigDir, db: &TestDb, args: &[&str]) -> Child {
     Command::new(bin("winchester-ingest"))
         .arg("-c")
         .arg(dir.config())
+        .args(args)
         .env("DATABASE_URL", &db.url)
         .env("RUST_LOG", "warn,winchester_amqp=info")
         .stdout(Stdio::null())
@@ -246,7 +251,8 @@ async fn kill_9_midway_loses_nothing_and_poison_is_dead_lettered() {
     assert!(after_kill < N as i64, "the daemon finished before it could be killed (saw {at_kill}, then {after_kill})");
 
     // Second run: picks up the rest, including the unacknowledged deliveries.
-    let mut second = spawn(&dir, &db);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut second = spawn_with(&dir, &db, &["--metrics-listen", &format!("127.0.0.1:{port}")]);
     let started = Instant::now();
     loop {
         let events = db.count("SELECT count(*) FROM event").await;
@@ -264,6 +270,24 @@ async fn kill_9_midway_loses_nothing_and_poison_is_dead_lettered() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Its /metrics (Prometheus text) counted what this run received and saved.
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let received = value("winchester_events_received_total", Some(("source", "amqp")));
+    let saved = value("winchester_events_saved_total", None);
+    assert!(saved > 0.0 && received >= saved, "{text}");
+    assert_eq!(saved as i64, N as i64 - after_kill, "this run saved the rest: {text}");
     // SIGTERM: drains and exits 0.
     let status = Command::new("kill").args(["-TERM", &second.id().to_string()]).status().expect("kill -TERM");
     assert!(status.success());

@@ -6,6 +6,7 @@
 mod support;
 
 mod amqp_ingest;
+mod api;
 mod bench;
 mod cli;
 mod compat;

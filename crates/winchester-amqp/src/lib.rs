@@ -185,6 +185,7 @@ impl AmqpIngest {
             match self.consume(session, &mut stop, &mut last_stats).await {
                 Ok(SessionEnd::Stopped) => break Ok(()),
                 Ok(SessionEnd::Broker(e)) => {
+                    winchester::metrics::amqp_reconnect();
                     if started.elapsed() > MAX_BACKOFF {
                         backoff = Duration::from_secs(1);
                     }
@@ -339,7 +340,10 @@ impl AmqpIngest {
                     notifications.push(v);
                     slots.push(k);
                 }
-                Err(e) => dead.push((k, format!("body is not JSON: {e}"))),
+                Err(e) => {
+                    winchester::metrics::amqp_dead_lettered("not_json", 1);
+                    dead.push((k, format!("body is not JSON: {e}")))
+                }
             }
         }
         let outcomes = match self.save(&notifications, stop).await? {
@@ -353,14 +357,24 @@ impl AmqpIngest {
                 EventOutcome::Duplicate => self.stats.duplicates += 1,
                 EventOutcome::Undistilled { event_type } => {
                     if self.cfg.dead_letter_uncovered {
+                        winchester::metrics::amqp_dead_lettered("undistilled", 1);
                         dead.push((k, format!("no event definition covers event_type {event_type:?}")));
                     } else {
                         self.stats.dropped += 1;
                     }
                 }
-                EventOutcome::Rejected(e) => dead.push((k, format!("invalid event: {e}"))),
-                EventOutcome::DistillFailed(e) => dead.push((k, format!("cannot distill: {e}"))),
-                EventOutcome::Failed(reason) => dead.push((k, format!("not saved: {reason}"))),
+                EventOutcome::Rejected(e) => {
+                    winchester::metrics::amqp_dead_lettered("invalid", 1);
+                    dead.push((k, format!("invalid event: {e}")))
+                }
+                EventOutcome::DistillFailed(e) => {
+                    winchester::metrics::amqp_dead_lettered("distill_failed", 1);
+                    dead.push((k, format!("cannot distill: {e}")))
+                }
+                EventOutcome::Failed(reason) => {
+                    winchester::metrics::amqp_dead_lettered("database", 1);
+                    dead.push((k, format!("not saved: {reason}")))
+                }
             }
         }
         // Dead letters first (confirmed by the broker), then every ack.

@@ -17,6 +17,9 @@ pub struct IngestOpts {
     /// Broker URL; overrides `amqp_ingest.url`.
     #[arg(long = "amqp-url", env = "WINCHESTER_AMQP_URL")]
     pub amqp_url: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (overrides `metrics_listen`).
+    #[arg(long = "metrics-listen", value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs the daemon until SIGINT/SIGTERM.
@@ -32,7 +35,8 @@ pub async fn run(opts: &IngestOpts, registry: HandlerRegistry) -> anyhow::Result
     if let Some(url) = &opts.amqp_url {
         amqp.url = url.clone();
     }
-    let tm = trigger_manager(&cfg, &opts.config, 4).await?;
+    let tm = trigger_manager(&cfg, &opts.config, 4).await?.with_source("amqp");
+    crate::common::start_metrics(opts.metrics_listen, &cfg.main, tm.storage())?;
     tracing::info!(broker = %redact(&amqp.url), batch_size = amqp.batch_size, prefetch = amqp.prefetch, "winchester-ingest started.");
     let daemon = AmqpIngest::new(amqp, tm, cfg.main.statistics_period)?;
     let stats = daemon.run(crate::worker::shutdown_signal()).await?;

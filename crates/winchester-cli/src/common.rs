@@ -87,6 +87,37 @@ pub fn database_url(cfg_url: Option<&str>, args: &ConfigArgs) -> anyhow::Result<
 }
 
 pub use winchester_backends::open_storage;
+
+/// For `/readyz`: the database answers and has every migration this build knows.
+pub async fn check_ready(url: &str) -> Result<(), String> {
+    let backend = winchester_backends::connect(url, 1).await.map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
+    match backend.pending().await {
+        Ok(pending) if pending.is_empty() => Ok(()),
+        Ok(pending) => Err(format!(
+            "database lacks schema migration(s) {}",
+            pending.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+        )),
+        Err(e) => Err(format!("{:#}", anyhow::Error::new(e))),
+    }
+}
+
+/// Starts the metrics exporter on `flag` or the config's `metrics_listen`
+/// (nothing when neither is set) and the stream gauge.
+pub fn start_metrics(
+    flag: Option<std::net::SocketAddr>,
+    cfg: &winchester_core::WinchesterConfig,
+    storage: &Arc<dyn winchester_storage::Storage>,
+) -> anyhow::Result<()> {
+    let Some(addr) = flag.or(cfg.metrics_listen) else { return Ok(()) };
+    winchester::metrics::serve(addr)?;
+    winchester::metrics::spawn_stream_gauge(storage.clone(), STREAM_GAUGE_PERIOD);
+    tracing::info!(%addr, "Serving Prometheus metrics at /metrics.");
+    Ok(())
+}
+
+/// How often the `winchester_streams` gauge is refreshed.
+pub const STREAM_GAUGE_PERIOD: std::time::Duration = std::time::Duration::from_secs(15);
+
 pub use winchester_core::config::redact_url as redact;
 
 /// A trigger manager over PostgreSQL for a loaded config.

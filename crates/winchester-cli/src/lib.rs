@@ -5,7 +5,7 @@
 //!
 //! Layout:
 //! - [`common`]: shared flags, config loading, database connection, error reporting.
-//! - [`check`], [`ingest`], [`streams`]: `winchester` subcommands.
+//! - [`check`], [`ingest`], [`streams`], [`events`] (and tail), [`serve`]: `winchester` subcommands.
 //! - [`db`]: the `winchester-db` program.
 //! - [`worker`]: the `pipeline-worker` program.
 //! - [`amqp_ingest`]: `winchester-ingest`, the AMQP ingest daemon.
@@ -16,6 +16,8 @@ pub mod amqp_ingest;
 pub mod check;
 pub mod common;
 pub mod db;
+pub mod events;
 pub mod ingest;
+pub mod serve;
 pub mod streams;
 pub mod worker;

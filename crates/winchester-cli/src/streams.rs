@@ -1,29 +1,12 @@
 //! `winchester streams`: list, show, retry and purge streams.
 
 use anyhow::anyhow;
-use serde_json::{json, Value};
+use serde_json::Value;
 use winchester_core::event::format_datetime;
 use winchester_storage::{Storage, Stream, StreamFilter, StreamState};
 
-/// A stream as the JSON object scripts read.
-pub fn stream_json(s: &Stream) -> Value {
-    json!({
-        "id": s.id,
-        "trigger": s.trigger,
-        "state": s.state.as_str(),
-        "state_serial_no": s.state_serial_no,
-        "open": s.open,
-        "distinguishing_traits": s.dist_traits.to_plain_json(),
-        "event_count": s.event_count,
-        "first_event": format_datetime(&s.first_event),
-        "last_event": format_datetime(&s.last_event),
-        "fire_timestamp": s.fire_timestamp.as_ref().map(format_datetime),
-        "expire_timestamp": format_datetime(&s.expire_timestamp),
-        "lease_expires_at": s.lease_expires_at.as_ref().map(format_datetime),
-        "attempts": s.attempts,
-        "last_error": s.last_error,
-    })
-}
+/// A stream as the JSON object scripts read (and `winchester serve` returns).
+pub use winchester::json::stream as stream_json;
 
 fn dist_text(s: &Stream) -> String {
     s.dist_traits
@@ -77,7 +60,7 @@ pub async fn list(
     json_out: bool,
 ) -> anyhow::Result<String> {
     let state = state.map(|s| s.parse::<StreamState>()).transpose().map_err(|e| anyhow!(e))?;
-    let streams = storage.list_streams(&StreamFilter { trigger, state, limit: None }).await?;
+    let streams = storage.list_streams(&StreamFilter { trigger, state, ..Default::default() }).await?;
     Ok(if json_out {
         serde_json::to_string_pretty(&Value::Array(streams.iter().map(stream_json).collect()))? + "\n"
     } else {
@@ -85,20 +68,16 @@ pub async fn list(
     })
 }
 
+/// `streams count`.
+pub async fn count(storage: &dyn Storage, trigger: Option<String>, state: Option<String>) -> anyhow::Result<String> {
+    let state = state.map(|s| s.parse::<StreamState>()).transpose().map_err(|e| anyhow!(e))?;
+    Ok(format!("{}\n", storage.count_streams(&StreamFilter { trigger, state, ..Default::default() }).await?))
+}
+
 /// `streams show ID`: the stream and its events.
 pub async fn show(storage: &dyn Storage, id: i64, json_out: bool) -> anyhow::Result<String> {
     let s = storage.get_stream(id).await?.ok_or_else(|| anyhow!("no stream with id {id}"))?;
-    let mut events = Vec::new();
-    let mut after = None;
-    loop {
-        let (page, last) = storage.stream_events(id, after, 1000).await?;
-        let done = page.len() < 1000;
-        events.extend(page);
-        if done || last.is_none() {
-            break;
-        }
-        after = last;
-    }
+    let events = winchester_storage::all_stream_events(storage, id, 1000).await?;
     if json_out {
         let mut v = stream_json(&s);
         v["events"] = Value::Array(events.iter().map(|e| e.to_json()).collect());

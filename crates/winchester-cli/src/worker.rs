@@ -26,6 +26,9 @@ pub struct WorkerOpts {
     /// each pass), so archived events fire and expire as they did live.
     #[arg(long)]
     pub event_time: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (overrides `metrics_listen`).
+    #[arg(long = "metrics-listen", value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Starts the same program in the background, detached, without `--daemon`.
@@ -54,6 +57,7 @@ pub fn daemonize(opts: &WorkerOpts) -> anyhow::Result<u32> {
 pub async fn run(opts: &WorkerOpts, registry: HandlerRegistry) -> anyhow::Result<()> {
     let cfg = load_config(&opts.config, &registry)?;
     let tm = trigger_manager(&cfg, &opts.config, 4).await?;
+    crate::common::start_metrics(opts.metrics_listen, &cfg.main, tm.storage())?;
     let runner = PipelineRunner::new(registry, cfg.clone());
     let mut worker = Worker::new(tm.clone(), runner, WorkerOptions::from_config(&cfg.main));
     if opts.event_time {

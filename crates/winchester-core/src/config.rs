@@ -77,6 +77,10 @@ pub struct WinchesterConfig {
     pub log_level: String,
     /// `amqp_ingest` (new): the AMQP ingest daemon's settings (defaults when absent).
     pub amqp_ingest: crate::amqp_ingest::AmqpIngestConfig,
+    /// `api` (new): `winchester serve`'s settings (defaults when absent).
+    pub api: crate::api_config::ApiConfig,
+    /// `metrics_listen` (new): where pipeline-worker and winchester-ingest serve `/metrics`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `winchester.yaml` as written: every key it may hold, each value parsed into
@@ -112,6 +116,8 @@ struct RawConfig {
     #[serde(deserialize_with = "present")]
     distiller_trait_plugins: Option<Value>,
     amqp_ingest: Option<Value>,
+    api: Option<Value>,
+    metrics_listen: Option<Value>,
     #[serde(flatten)]
     unknown: Mapping,
 }
@@ -250,6 +256,14 @@ impl WinchesterConfig {
                 Default::default()
             }),
         };
+        let api = match &raw.api {
+            None => Default::default(),
+            Some(v) => crate::api_config::ApiConfig::from_yaml(v, &base, &mut warnings).unwrap_or_else(|e| {
+                c.0.extend(e);
+                Default::default()
+            }),
+        };
+        let metrics_listen = crate::api_config::socket_addr(raw.metrics_listen.as_ref(), "metrics_listen", &mut c.0);
         let cfg = WinchesterConfig {
             file: file.to_path_buf(),
             config_path,
@@ -272,6 +286,8 @@ impl WinchesterConfig {
             handler_timeout,
             log_level,
             amqp_ingest,
+            api,
+            metrics_listen,
         };
         (cfg, warnings, c.0)
     }

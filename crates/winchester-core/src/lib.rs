@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod amqp_ingest;
+pub mod api_config;
 pub mod clock;
 pub mod config;
 pub mod config_error;

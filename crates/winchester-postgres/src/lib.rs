@@ -5,6 +5,7 @@
 //! - `ingest`: saving events and stream memberships (set-based, one transaction per batch).
 //! - `streams`: stream queries and compare-and-set state changes.
 //! - `events`: reading and trimming events.
+//! - `query`: the operations queries (filters, counts, the transition log).
 //! - `rows`: decoding rows into storage types.
 //! - `errors`: mapping sqlx errors to [`StorageError`](winchester_storage::StorageError).
 //! - [`migrate`]: the embedded migrations (`migrations/` at the workspace root) and
@@ -16,6 +17,7 @@ mod errors;
 mod events;
 mod ingest;
 pub mod migrate;
+mod query;
 mod rows;
 mod streams;
 
@@ -25,8 +27,8 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use std::time::Duration;
 use winchester_core::Event;
 use winchester_storage::{
-    Action, EventPlan, Finish, FinishOutcome, IngestOutcome, ReadyListener, Result, Storage, Stream, StreamFilter,
-    StreamState,
+    Action, EventFilter, EventPlan, Finish, FinishOutcome, IngestOutcome, ReadyListener, Result, Storage, StoredEvent,
+    Stream, StreamCount, StreamFilter, StreamState, Transition,
 };
 
 pub use errors::storage_error;
@@ -34,6 +36,10 @@ pub use migrate::MIGRATOR;
 
 /// The NOTIFY channel an ingester signals when a stream becomes ready to fire.
 pub const READY_CHANNEL: &str = "winchester_ready";
+
+/// The NOTIFY channel database triggers signal on new events (`e`) and logged
+/// stream transitions (`t`) (migration 0002).
+pub const CHANGES_CHANNEL: &str = "winchester_changes";
 
 /// Storage on a PostgreSQL connection pool.
 #[derive(Debug, Clone)]
@@ -119,7 +125,7 @@ impl Storage for PgStorage {
     }
 
     async fn list_streams(&self, filter: &StreamFilter) -> Result<Vec<Stream>> {
-        streams::list(&self.pool, filter).await
+        query::list_streams(&self.pool, filter).await
     }
 
     async fn get_stream(&self, id: i64) -> Result<Option<Stream>> {
@@ -143,8 +149,58 @@ impl Storage for PgStorage {
     }
 
     async fn ready_listener(&self) -> Result<Box<dyn ReadyListener>> {
+        self.listener(READY_CHANNEL).await
+    }
+
+    async fn count_streams(&self, filter: &StreamFilter) -> Result<u64> {
+        query::count_streams(&self.pool, filter).await
+    }
+
+    async fn stream_counts(&self) -> Result<Vec<StreamCount>> {
+        query::stream_counts(&self.pool).await
+    }
+
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
+        query::list_events(&self.pool, filter).await
+    }
+
+    async fn count_events(&self, filter: &EventFilter) -> Result<u64> {
+        query::count_events(&self.pool, filter).await
+    }
+
+    async fn get_event(&self, message_id: &str) -> Result<Option<StoredEvent>> {
+        query::get_event(&self.pool, message_id).await
+    }
+
+    async fn event_streams(&self, event_id: i64) -> Result<Vec<i64>> {
+        query::event_streams(&self.pool, event_id).await
+    }
+
+    async fn events_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
+        query::events_since(&self.pool, after, also, limit).await
+    }
+
+    async fn transitions_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<Transition>> {
+        query::transitions_since(&self.pool, after, also, limit).await
+    }
+
+    async fn transitions_from(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {
+        query::transitions_from(&self.pool, since, limit).await
+    }
+
+    async fn latest_ids(&self) -> Result<(i64, i64)> {
+        query::latest_ids(&self.pool).await
+    }
+
+    async fn change_listener(&self) -> Result<Box<dyn ReadyListener>> {
+        self.listener(CHANGES_CHANNEL).await
+    }
+}
+
+impl PgStorage {
+    async fn listener(&self, channel: &str) -> Result<Box<dyn ReadyListener>> {
         let mut listener = PgListener::connect_with(&self.pool).await.map_err(storage_error)?;
-        listener.listen(READY_CHANNEL).await.map_err(storage_error)?;
+        listener.listen(channel).await.map_err(storage_error)?;
         Ok(Box::new(PgReadyListener { listener }))
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 use winchester_storage::rules::{claim_assignments, claim_ready_sql, next_due_sql, ready_condition, ready_sql};
 use winchester_storage::stream::state_no::{EXPIRING, FIRING};
-use winchester_storage::{one_for_one, Action, Finish, FinishOutcome, Result, Stream, StreamFilter, StreamState};
+use winchester_storage::{one_for_one, Action, Finish, FinishOutcome, Result, Stream, StreamState};
 
 use crate::errors::storage_error;
 use crate::ingest::ingest_in_tx;
@@ -153,21 +153,6 @@ pub(crate) async fn renew_leases(pool: &PgPool, held: &[(i64, i32)], until: Date
          WHERE s.id = h.id AND s.state_serial_no = h.serial AND s.state IN ({FIRING}, {EXPIRING}) RETURNING s.id"
     );
     sqlx::query_scalar(&sql).bind(ids).bind(serials).bind(until).fetch_all(pool).await.map_err(storage_error)
-}
-
-pub(crate) async fn list(pool: &PgPool, filter: &StreamFilter) -> Result<Vec<Stream>> {
-    let sql = format!(
-        "SELECT {STREAM_COLUMNS} FROM stream WHERE ($1::text IS NULL OR trigger_name = $1) \
-         AND ($2::smallint IS NULL OR state = $2) ORDER BY id DESC LIMIT $3"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(filter.trigger.as_deref())
-        .bind(filter.state.map(|s| s as i16))
-        .bind(filter.limit.map(i64::from).unwrap_or(i64::MAX))
-        .fetch_all(pool)
-        .await
-        .map_err(storage_error)?;
-    rows.iter().map(rows::stream).collect()
 }
 
 pub(crate) async fn get(pool: &PgPool, id: i64) -> Result<Option<Stream>> {

@@ -9,7 +9,7 @@
 //!
 //! Layout:
 //! - [`SqliteStorage`]: the [`Storage`](winchester_storage::Storage) implementation.
-//! - `ingest`, `streams`, `events`: the queries, as in the PostgreSQL backend.
+//! - `ingest`, `streams`, `events`, `query`: the queries, as in the PostgreSQL backend.
 //! - `rows`: decoding rows and times (INTEGER microseconds since the epoch).
 //! - [`migrate`]: this backend's migrations (`crates/winchester-sqlite/migrations`)
 //!   and the dialect of their bookkeeping.
@@ -19,6 +19,7 @@
 mod events;
 mod ingest;
 pub mod migrate;
+mod query;
 mod rows;
 mod streams;
 
@@ -29,8 +30,8 @@ use std::str::FromStr;
 use std::time::Duration;
 use winchester_core::Event;
 use winchester_storage::{
-    Action, EventPlan, Finish, FinishOutcome, IngestOutcome, ReadyListener, Result, Storage, StorageError, Stream,
-    StreamFilter, StreamState,
+    Action, EventFilter, EventPlan, Finish, FinishOutcome, IngestOutcome, ReadyListener, Result, Storage, StorageError,
+    StoredEvent, Stream, StreamCount, StreamFilter, StreamState, Transition,
 };
 
 pub use migrate::MIGRATOR;
@@ -142,7 +143,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn list_streams(&self, filter: &StreamFilter) -> Result<Vec<Stream>> {
-        streams::list(&self.pool, filter).await
+        query::list_streams(&self.pool, filter).await
     }
 
     async fn get_stream(&self, id: i64) -> Result<Option<Stream>> {
@@ -166,6 +167,50 @@ impl Storage for SqliteStorage {
     }
 
     async fn ready_listener(&self) -> Result<Box<dyn ReadyListener>> {
+        Ok(Box::new(PollingListener))
+    }
+
+    async fn count_streams(&self, filter: &StreamFilter) -> Result<u64> {
+        query::count_streams(&self.pool, filter).await
+    }
+
+    async fn stream_counts(&self) -> Result<Vec<StreamCount>> {
+        query::stream_counts(&self.pool).await
+    }
+
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
+        query::list_events(&self.pool, filter).await
+    }
+
+    async fn count_events(&self, filter: &EventFilter) -> Result<u64> {
+        query::count_events(&self.pool, filter).await
+    }
+
+    async fn get_event(&self, message_id: &str) -> Result<Option<StoredEvent>> {
+        query::get_event(&self.pool, message_id).await
+    }
+
+    async fn event_streams(&self, event_id: i64) -> Result<Vec<i64>> {
+        query::event_streams(&self.pool, event_id).await
+    }
+
+    async fn events_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
+        query::events_since(&self.pool, after, also, limit).await
+    }
+
+    async fn transitions_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<Transition>> {
+        query::transitions_since(&self.pool, after, also, limit).await
+    }
+
+    async fn transitions_from(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {
+        query::transitions_from(&self.pool, since, limit).await
+    }
+
+    async fn latest_ids(&self) -> Result<(i64, i64)> {
+        query::latest_ids(&self.pool).await
+    }
+
+    async fn change_listener(&self) -> Result<Box<dyn ReadyListener>> {
         Ok(Box::new(PollingListener))
     }
 }

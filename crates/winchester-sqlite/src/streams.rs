@@ -7,9 +7,7 @@ use sqlx::SqlitePool;
 use std::time::Duration;
 use winchester_storage::rules::{claim_assignments, claim_ready_sql, next_due_sql, ready_condition, ready_sql};
 use winchester_storage::stream::state_no::{EXPIRING, FIRING};
-use winchester_storage::{
-    one_for_one, Action, Finish, FinishOutcome, Result, StorageError, Stream, StreamFilter, StreamState,
-};
+use winchester_storage::{one_for_one, Action, Finish, FinishOutcome, Result, StorageError, Stream, StreamState};
 
 use crate::ingest::{begin, ingest_in_tx};
 use crate::rows::{self, micros, STREAM_COLUMNS};
@@ -141,20 +139,6 @@ pub(crate) async fn renew_leases(pool: &SqlitePool, held: &[(i64, i32)], until: 
         sqlx::query_scalar(&sql).bind(micros(until)).bind(pairs).fetch_all(&mut *tx).await.map_err(storage_error)?;
     tx.commit().await.map_err(storage_error)?;
     Ok(ids)
-}
-
-pub(crate) async fn list(pool: &SqlitePool, filter: &StreamFilter) -> Result<Vec<Stream>> {
-    let sql = format!(
-        "SELECT {STREAM_COLUMNS} FROM stream WHERE (?1 IS NULL OR trigger_name = ?1) AND (?2 IS NULL OR state = ?2) ORDER BY id DESC LIMIT ?3"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(filter.trigger.as_deref())
-        .bind(filter.state.map(|s| s as i64))
-        .bind(filter.limit.map(i64::from).unwrap_or(i64::MAX))
-        .fetch_all(pool)
-        .await
-        .map_err(storage_error)?;
-    rows.iter().map(rows::stream).collect()
 }
 
 pub(crate) async fn get(pool: &SqlitePool, id: i64) -> Result<Option<Stream>> {

@@ -10,6 +10,7 @@
 //!   and schema migrations (status, upgrade, downgrade, their SQL scripts).
 //! - [`stream`]: stream records, states and filters.
 //! - [`plan`]: what ingest hands to storage (event + computed memberships).
+//! - [`query`]: filters and results of the operations queries (events, counts, transitions).
 //! - [`fold`]: folding a batch's events into a key's streams (shared by backends).
 //! - [`rules`]: the state machine's readiness and finish rules (shared by backends).
 //! - `conformance` (feature `conformance`): the checks every backend must pass.
@@ -22,6 +23,7 @@ pub mod backend;
 pub mod conformance;
 pub mod fold;
 pub mod plan;
+pub mod query;
 pub mod rules;
 pub mod stream;
 
@@ -31,6 +33,9 @@ use std::time::Duration;
 use winchester_core::Event;
 
 pub use plan::{EventPlan, IngestOutcome, Membership};
+pub use query::{
+    BulkOutcome, EventFilter, NamePattern, Page, StoredEvent, StreamCount, TraitFilter, Transition, TransitionKind,
+};
 pub use stream::{Action, Stream, StreamFilter, StreamState};
 
 /// A storage failure.
@@ -218,6 +223,119 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
 
     /// A listener that wakes when an ingester marks a stream ready to fire.
     async fn ready_listener(&self) -> Result<Box<dyn ReadyListener>>;
+
+    // ---- Operations queries (`winchester serve`, the CLI, metrics) ----
+
+    /// How many streams match a filter (its page is ignored).
+    async fn count_streams(&self, filter: &StreamFilter) -> Result<u64>;
+
+    /// The number of streams per (trigger, state), for every pair that has any.
+    async fn stream_counts(&self) -> Result<Vec<StreamCount>>;
+
+    /// Events matching a filter, a page at a time (newest first unless ascending).
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>>;
+
+    /// How many events match a filter (its page is ignored).
+    async fn count_events(&self, filter: &EventFilter) -> Result<u64>;
+
+    /// One event by its `message_id`.
+    async fn get_event(&self, message_id: &str) -> Result<Option<StoredEvent>>;
+
+    /// The ids of the streams an event (by row id) belongs to, ascending.
+    async fn event_streams(&self, event_id: i64) -> Result<Vec<i64>>;
+
+    /// Events with an id above `after` or in `also` (ids the caller saw
+    /// skipped, which a slower transaction may still commit), ascending, at most `limit`.
+    async fn events_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>>;
+
+    /// Logged stream transitions with an id above `after` or in `also`, ascending, at most `limit`.
+    async fn transitions_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<Transition>>;
+
+    /// The logged stream transitions at or after `since`, oldest first, at most `limit`.
+    async fn transitions_from(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>>;
+
+    /// The highest event id and the highest transition id (0 when none): where a tail starts.
+    async fn latest_ids(&self) -> Result<(i64, i64)>;
+
+    /// A listener that wakes when events are saved or streams change state
+    /// (PostgreSQL: NOTIFY from database triggers; SQLite: polling).
+    async fn change_listener(&self) -> Result<Box<dyn ReadyListener>>;
+
+    /// Retries (see [`Storage::retry_stream`]) every stream matching `filter`,
+    /// `page_size` streams at a time.
+    async fn retry_streams(&self, filter: &StreamFilter, page_size: u32) -> Result<BulkOutcome> {
+        let (matched, changed) = for_each_page(self, filter, page_size, |ids| async move {
+            let mut changed = 0;
+            for id in ids {
+                let Some(before) = self.get_stream(id).await? else { continue };
+                let Some(to) = before.state.retry_state() else { continue };
+                if self.retry_stream(id).await?.is_some_and(|s| s.state == to) {
+                    changed += 1;
+                }
+            }
+            Ok(changed)
+        })
+        .await?;
+        Ok(BulkOutcome { matched, changed })
+    }
+
+    /// Purges (see [`Storage::purge_stream`]) every stream matching `filter`,
+    /// `page_size` streams at a time.
+    async fn purge_streams(&self, filter: &StreamFilter, page_size: u32) -> Result<BulkOutcome> {
+        let (matched, changed) = for_each_page(self, filter, page_size, |ids| async move {
+            let mut changed = 0;
+            for id in ids {
+                if self.purge_stream(id).await? {
+                    changed += 1;
+                }
+            }
+            Ok(changed)
+        })
+        .await?;
+        Ok(BulkOutcome { matched, changed })
+    }
+}
+
+/// Every event of a stream in timestamp order, read `page` at a time.
+pub async fn all_stream_events<S: Storage + ?Sized>(storage: &S, stream_id: i64, page: u32) -> Result<Vec<Event>> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let (rows, last) = storage.stream_events(stream_id, after, page).await?;
+        let done = (rows.len() as u32) < page;
+        all.extend(rows);
+        if done || last.is_none() {
+            return Ok(all);
+        }
+        after = last;
+    }
+}
+
+/// Walks the streams matching `filter` in ascending id pages of `page_size`,
+/// handing each page's ids to `f` (which returns how many it changed).
+/// Returns (matched, changed).
+async fn for_each_page<S, F, Fut>(storage: &S, filter: &StreamFilter, page_size: u32, f: F) -> Result<(u64, u64)>
+where
+    S: Storage + ?Sized,
+    F: Fn(Vec<i64>) -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = Result<u64>> + Send,
+{
+    let mut filter = filter.clone();
+    filter.limit = None;
+    filter.page = Page { after: None, ascending: true, limit: Some(page_size.max(1)) };
+    let (mut matched, mut changed) = (0, 0);
+    loop {
+        let ids: Vec<i64> = storage.list_streams(&filter).await?.iter().map(|s| s.id).collect();
+        let Some(&last) = ids.last() else { break };
+        let full = ids.len() as u32 >= page_size.max(1);
+        matched += ids.len() as u64;
+        changed += f(ids).await?;
+        if !full {
+            break;
+        }
+        filter.page.after = Some(last);
+    }
+    Ok((matched, changed))
 }
 
 /// Wakes an idle worker early.

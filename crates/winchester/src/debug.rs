@@ -62,6 +62,7 @@ impl TriggerDebug {
         if level == 0 {
             return;
         }
+        crate::metrics::trigger_check(trigger, group, passed);
         let reason = (!passed && level > 1).then(reason);
         self.with(trigger, |s| {
             let g = s.groups.entry(group).or_default();
@@ -76,6 +77,7 @@ impl TriggerDebug {
     /// Adds `n` to a named counter (`Added events`, `Streams fired`, `Locked`, ...).
     pub fn bump(&self, trigger: &str, counter: &str, n: u64) {
         if self.level(trigger) > 0 && n > 0 {
+            crate::metrics::trigger_debug(trigger, counter, n);
             self.with(trigger, |s| *s.counters.entry(counter.to_string()).or_default() += n);
         }
     }

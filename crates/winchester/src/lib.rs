@@ -8,6 +8,9 @@
 //! - [`worker`]: the pipeline worker loop that fires and expires ready streams.
 //! - [`event_clock`]: [`StoredEventClock`], "now" = the latest stored event (replay).
 //! - [`debug`]: per-trigger debug counters (`debug_level`).
+//! - [`json`]: the JSON shapes of streams and transitions (CLI, API, tail).
+//! - [`tail`]: following new events and stream transitions live.
+//! - [`metrics`]: Prometheus metrics (names, exporter, the hooks the engine calls).
 //! - [`error`]: the engine's error type.
 //!
 //! Storage is reached only through [`winchester_storage::Storage`].
@@ -17,7 +20,10 @@
 pub mod debug;
 pub mod error;
 pub mod event_clock;
+pub mod json;
+pub mod metrics;
 pub mod pipeline;
+pub mod tail;
 pub mod trigger_manager;
 pub mod worker;
 

@@ -44,13 +44,21 @@ pub struct TriggerManager {
     clock: Arc<dyn Clock>,
     distiller: Option<Arc<Distiller>>,
     debug: Arc<TriggerDebug>,
+    source: &'static str,
 }
 
 impl TriggerManager {
     /// A manager over `storage` with the given triggers and clock.
     pub fn new(storage: Arc<dyn Storage>, triggers: Arc<TriggerSet>, clock: Arc<dyn Clock>) -> TriggerManager {
         let debug = Arc::new(TriggerDebug::new(&triggers));
-        TriggerManager { storage, triggers, clock, distiller: None, debug }
+        TriggerManager { storage, triggers, clock, distiller: None, debug, source: "library" }
+    }
+
+    /// Names where this manager's events come from (`cli`, `amqp`, ...): the
+    /// `source` label of `winchester_events_received_total`.
+    pub fn with_source(mut self, source: &'static str) -> TriggerManager {
+        self.source = source;
+        self
     }
 
     /// The same manager with another clock (e.g. a replay clock that follows
@@ -106,6 +114,8 @@ impl TriggerManager {
                 Err(e) => outcomes.push(Some(EventOutcome::DistillFailed(e))),
             }
         }
+        // add_events counts the events; count the notifications that never became one.
+        crate::metrics::ingested(self.source, outcomes.iter().flatten());
         let n = events.len();
         let added = one_for_one("add_events", n, self.add_events(events).await?)?;
         for (slot, o) in slots.into_iter().zip(added) {
@@ -209,7 +219,9 @@ impl TriggerManager {
                 }
             }
         }
-        filled(outcomes)
+        let outcomes = filled(outcomes)?;
+        crate::metrics::ingested(self.source, &outcomes);
+        Ok(outcomes)
     }
 }
 

@@ -5,6 +5,7 @@
 
 use crate::error::EngineError;
 use crate::event_clock::StoredEventClock;
+use crate::metrics::RunTimer;
 use crate::pipeline::{Env, LeaseLostSwitch, LeaseWatch, PipelineError, PipelineRunner};
 use crate::trigger_manager::TriggerManager;
 use chrono::{DateTime, Utc};
@@ -353,8 +354,12 @@ impl Worker {
         let Some(claimed) = self.tm.storage().claim(stream, action, self.now(), self.opts.lease).await? else {
             self.bump(|s| s.lock_conflicts += 1);
             self.tm.debug().bump(&stream.trigger, "Locked", 1);
+            crate::metrics::claim_conflict();
             return Ok(ProcessOutcome::Locked);
         };
+        if stream.state == action.working_state() {
+            crate::metrics::lease_reclaimed();
+        }
         let mut out = self.run_claimed(vec![claimed], action).await?;
         Ok(out.pop().unwrap_or(ProcessOutcome::LostLease))
     }
@@ -403,21 +408,25 @@ impl Worker {
             events.entry(id).or_default().push(e);
         }
         // Boxed so the spawned worker future stays provably `Send`.
-        type Run<'a> = Pin<Box<dyn Future<Output = (&'a Stream, Result<RunResult, EngineError>)> + Send + 'a>>;
+        type Run<'a> =
+            Pin<Box<dyn Future<Output = (&'a Stream, RunTimer, Result<RunResult, EngineError>)> + Send + 'a>>;
         let runs: Vec<Run<'_>> = claimed
             .iter()
             .zip(watches)
             .map(|(s, lease)| {
                 let evs = events.remove(&s.id).unwrap_or_default();
-                Box::pin(async move { (s, self.run_pipeline(s, action, evs, &lease).await) }) as Run<'_>
+                Box::pin(async move {
+                    let timer = RunTimer::start(s, action);
+                    (s, timer, self.run_pipeline(s, action, evs, &lease).await)
+                }) as Run<'_>
             })
             .collect();
         let mut done = futures::stream::iter(runs).buffer_unordered(self.opts.concurrency).ready_chunks(FINISH_BATCH);
         let mut outcomes = Vec::with_capacity(claimed.len());
         while let Some(chunk) = done.next().await {
             let mut ended = Vec::with_capacity(chunk.len());
-            for (s, r) in chunk {
-                ended.push((s, r?));
+            for (s, timer, r) in chunk {
+                ended.push((s, timer, r?));
             }
             outcomes.extend(self.record(ended, action).await?);
         }
@@ -427,14 +436,14 @@ impl Worker {
     /// Records the ends of finished runs in one call and counts each outcome.
     async fn record(
         &self,
-        ended: Vec<(&Stream, RunResult)>,
+        ended: Vec<(&Stream, RunTimer, RunResult)>,
         action: Action,
     ) -> Result<Vec<ProcessOutcome>, EngineError> {
         let mut out = Vec::with_capacity(ended.len());
         let mut finishing = Vec::with_capacity(ended.len());
         {
             let mut held = self.held_lock();
-            for (s, r) in &ended {
+            for (s, _, r) in &ended {
                 let finish = match r {
                     RunResult::LeaseLost => continue,
                     RunResult::Done(plans) => Finish::Completed { purge: self.opts.purge_completed, new_events: plans },
@@ -449,14 +458,16 @@ impl Worker {
         let recorded = self.tm.storage().finish_many(&finishing, self.now()).await?;
         let recorded = winchester_storage::one_for_one("finish_many", finishing.len(), recorded)?;
         let mut recorded = recorded.into_iter();
-        for (s, r) in &ended {
-            let outcome = match r {
+        let now = self.now();
+        for (s, timer, r) in ended {
+            let outcome = match &r {
                 RunResult::LeaseLost => self.lost_lease(s, action),
                 RunResult::Done(_) | RunResult::Failed(_) => match recorded.next() {
-                    Some(FinishOutcome::Done(_)) => self.ended(s, action, r),
+                    Some(FinishOutcome::Done(_)) => self.ended(s, action, &r),
                     Some(FinishOutcome::LostLease) | None => self.lost_lease(s, action),
                 },
             };
+            timer.finish(&outcome, now);
             out.push(outcome);
         }
         Ok(out)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use winchester_bench as bench;
 use winchester_cli::common::{init_tracing, load_config, report, trigger_manager, ConfigArgs};
-use winchester_cli::{check, ingest, streams};
+use winchester_cli::{check, events, ingest, streams};
 
 /// winchester-rs: a stream-trigger engine.
 #[derive(Debug, Parser)]
@@ -88,6 +88,59 @@ enum Command {
         #[command(subcommand)]
         command: StreamsCommand,
     },
+    /// Query stored events.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Serve the HTTP API (Quincy v1 compatible), the live tail and /metrics.
+    Serve(winchester_cli::serve::ServeArgs),
+    /// Print events (and with --streams, stream transitions) as they are committed, until interrupted.
+    Tail {
+        /// Only events of this type (exact, or a glob with * and ?).
+        #[arg(long = "event-name")]
+        event_name: Option<String>,
+        /// Only events with this trait value, as NAME=VALUE. Repeatable.
+        #[arg(long = "trait", value_name = "NAME=VALUE")]
+        traits: Vec<String>,
+        /// Also print stream transitions (fired, expired, failed, reset, purged).
+        #[arg(long)]
+        streams: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Events matching the filters, newest first.
+    List {
+        #[command(flatten)]
+        filter: winchester_cli::events::EventArgs,
+        /// At most this many.
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+        /// Continue after this mark (printed at the end of a full page; + for oldest first).
+        #[arg(long)]
+        mark: Option<String>,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// How many events match the filters.
+    Count {
+        #[command(flatten)]
+        filter: winchester_cli::events::EventArgs,
+    },
+    /// One event and the streams it belongs to.
+    Show {
+        /// The event's message_id.
+        message_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What to simulate.
@@ -154,6 +207,15 @@ enum StreamsCommand {
         /// Stream id.
         id: i64,
     },
+    /// How many streams match.
+    Count {
+        /// Only this trigger's streams.
+        #[arg(long)]
+        trigger: Option<String>,
+        /// Only streams in this state.
+        #[arg(long)]
+        state: Option<String>,
+    },
 }
 
 async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
@@ -165,7 +227,7 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
         }
         Command::Ingest { file, batch_size, notifications, event_time } => {
             let cfg = load_config(&opts.config, &registry)?;
-            let mut tm = trigger_manager(&cfg, &opts.config, 2).await?;
+            let mut tm = trigger_manager(&cfg, &opts.config, 2).await?.with_source("cli");
             if notifications && cfg.distiller_file.is_none() {
                 anyhow::bail!(
                     "{}: --notifications needs distiller_config (an event_definitions.yaml)",
@@ -267,8 +329,40 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
                 StreamsCommand::Show { id, json } => streams::show(storage, id, json).await?,
                 StreamsCommand::Retry { id, all_errors } => streams::retry(storage, id, all_errors).await?,
                 StreamsCommand::Purge { id } => streams::purge(storage, id).await?,
+                StreamsCommand::Count { trigger, state } => streams::count(storage, trigger, state).await?,
             };
             print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Events { command } => {
+            let cfg = load_config(&opts.config, &registry)?;
+            let tm = trigger_manager(&cfg, &opts.config, 2).await?;
+            let storage = tm.storage().as_ref();
+            let out = match command {
+                EventsCommand::List { filter, limit, mark, json } => {
+                    events::list(storage, &filter, limit, mark.as_deref(), json).await?
+                }
+                EventsCommand::Count { filter } => events::count(storage, &filter).await?,
+                EventsCommand::Show { message_id, json } => events::show(storage, &message_id, json).await?,
+            };
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(args) => {
+            winchester_cli::serve::run(&args, &opts.config, &registry).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tail { event_name, traits, streams, json } => {
+            let cfg = load_config(&opts.config, &registry)?;
+            let tm = trigger_manager(&cfg, &opts.config, 2).await?;
+            let filter = winchester::tail::TailFilter {
+                event_name: event_name.map(winchester_storage::NamePattern),
+                traits: events::trait_filters(&traits)?,
+                trigger: None,
+                events: true,
+                streams,
+            };
+            events::tail(tm.storage().clone(), filter, json, winchester_cli::worker::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -168,6 +168,7 @@ impl PipelineRunner {
                     break;
                 }
                 Err(CallError::Failed(reason)) => {
+                    crate::metrics::handler_error(hname);
                     failure = Some(PipelineError::Handle {
                         pipeline: name.to_string(),
                         position: i + 1,
@@ -194,6 +195,7 @@ impl PipelineRunner {
         for (hname, h) in handlers.iter_mut() {
             if let Err(CallError::Failed(reason)) = guarded(self.handler_timeout, h.commit(env)).await {
                 tracing::error!(stream_id = env.stream_id, pipeline = name, handler = %hname, %reason, "Commit failed.");
+                crate::metrics::handler_error(hname);
                 commit_errors.push(format!("{hname}: {reason}"));
             }
         }

@@ -1,0 +1,64 @@
+//! `winchester serve`: the HTTP API (see the `winchester-api` crate and docs/api.md).
+
+use crate::common::{check_ready, database_url, load_config, open_storage, ConfigArgs, STREAM_GAUGE_PERIOD};
+use anyhow::{anyhow, Context};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use winchester::pipeline::HandlerRegistry;
+use winchester_api::{ApiState, ReadyCheck};
+
+/// `winchester serve` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: api.listen, else 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Allow a non-loopback address without a token (anyone who can reach it may retry and purge streams).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// The token from `api.token` or `api.token_file`.
+fn token(api: &winchester_core::api_config::ApiConfig) -> anyhow::Result<Option<String>> {
+    if let Some(t) = &api.token {
+        return Ok(Some(t.clone()));
+    }
+    let Some(file) = &api.token_file else { return Ok(None) };
+    let text = std::fs::read_to_string(file).with_context(|| format!("api.token_file: reading {}", file.display()))?;
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(anyhow!("api.token_file: {} is empty", file.display()));
+    }
+    Ok(Some(t.to_string()))
+}
+
+/// Serves until SIGINT/SIGTERM.
+pub async fn run(args: &ServeArgs, config: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<()> {
+    let cfg = load_config(config, registry)?;
+    let api = &cfg.main.api;
+    let listen = args.listen.unwrap_or(api.listen);
+    let token = token(api)?;
+    if !listen.ip().is_loopback() && token.is_none() && !args.insecure {
+        return Err(anyhow!(
+            "refusing to listen on {listen} without a token: set api.token or api.token_file, or pass --insecure"
+        ));
+    }
+    let url = database_url(cfg.main.database_url.as_deref(), config)?;
+    let storage = open_storage(&url, 8).await?;
+    winchester::metrics::install()?;
+    winchester::metrics::spawn_stream_gauge(storage.clone(), STREAM_GAUGE_PERIOD);
+    let ready: ReadyCheck = Arc::new(move || {
+        let url = url.clone();
+        Box::pin(async move { check_ready(&url).await })
+    });
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let bound = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let state = ApiState::new(storage, Arc::new(cfg.triggers.clone()), token.clone(), api.read_only, ready, stop_rx);
+    tracing::info!(address = %bound, read_only = api.read_only, token = token.is_some(), "Serving the API.");
+    // Tests and scripts read the bound address (with --listen 127.0.0.1:0) from this line.
+    println!("listening on http://{bound}");
+    winchester_api::serve(listener, state, stop_tx, crate::worker::shutdown_signal()).await?;
+    tracing::info!("API stopped.");
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! The `api` section of `winchester.yaml` (`winchester serve`) and the
+//! top-level `metrics_listen` key.
+//!
+//! ```yaml
+//! api:
+//!   listen: 127.0.0.1:8080     # default
+//!   token_file: api-token      # or token: "..."; needed for PUT/DELETE/POST
+//!   read_only: false           # true: every mutating request gets 403
+//! metrics_listen: 127.0.0.1:9464   # pipeline-worker and winchester-ingest serve /metrics here
+//! ```
+
+use crate::config_error::{show, ConfigError};
+use serde_yaml::Value;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Default address of `winchester serve`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+const KEYS: &[&str] = &["listen", "token", "token_file", "read_only"];
+
+/// `winchester serve`'s settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Bearer token mutating requests must carry.
+    pub token: Option<String>,
+    /// File holding the token (relative to the config file); read at start.
+    pub token_file: Option<PathBuf>,
+    /// Refuse every mutating request.
+    pub read_only: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> ApiConfig {
+        ApiConfig {
+            listen: DEFAULT_LISTEN.parse().expect("valid default"),
+            token: None,
+            token_file: None,
+            read_only: false,
+        }
+    }
+}
+
+/// Parses an address key (`host:port`).
+pub fn socket_addr(v: Option<&Value>, key: &str, errors: &mut Vec<ConfigError>) -> Option<SocketAddr> {
+    match v {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match s.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errors.push(ConfigError::new(format!("must be an address like 127.0.0.1:8080, found {s:?}")).key(key));
+                None
+            }
+        },
+        Some(other) => {
+            errors.push(
+                ConfigError::new(format!("must be an address like 127.0.0.1:8080, found {}", show(other))).key(key),
+            );
+            None
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Parses the section; `base` is the config file's directory.
+    pub fn from_yaml(
+        v: &Value,
+        base: &std::path::Path,
+        warnings: &mut Vec<ConfigError>,
+    ) -> Result<ApiConfig, Vec<ConfigError>> {
+        let mut cfg = ApiConfig::default();
+        let m = match v {
+            Value::Null => return Ok(cfg),
+            Value::Mapping(m) => m,
+            other => return Err(vec![ConfigError::new(format!("must be a map, found {}", show(other))).key("api")]),
+        };
+        let mut errors = Vec::new();
+        for k in m.keys() {
+            if !k.as_str().is_some_and(|s| KEYS.contains(&s)) {
+                warnings
+                    .push(ConfigError::new("unknown key, ignored").key(format!("api.{}", show(k).trim_matches('"'))));
+            }
+        }
+        if let Some(a) = socket_addr(m.get("listen"), "api.listen", &mut errors) {
+            cfg.listen = a;
+        }
+        for key in ["token", "token_file"] {
+            match m.get(key) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(s)) if !s.trim().is_empty() => {
+                    if key == "token" {
+                        cfg.token = Some(s.clone());
+                    } else {
+                        cfg.token_file = Some(base.join(s));
+                    }
+                }
+                Some(other) => errors.push(
+                    ConfigError::new(format!("must be a non-empty string, found {}", show(other)))
+                        .key(format!("api.{key}")),
+                ),
+            }
+        }
+        if cfg.token.is_some() && cfg.token_file.is_some() {
+            errors.push(ConfigError::new("give token or token_file, not both").key("api"));
+        }
+        match m.get("read_only") {
+            None | Some(Value::Null) => {}
+            Some(Value::Bool(b)) => cfg.read_only = *b,
+            Some(other) => errors
+                .push(ConfigError::new(format!("must be true or false, found {}", show(other))).key("api.read_only")),
+        }
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(errors)
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The operations queries: streams and events by filter, counts, the
+//! transition log (migration 0002). Every user value is a bound parameter;
+//! trait conditions look the trait up with `json_each` (the name is bound,
+//! never spliced into a JSON path).
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use winchester_core::TraitValue;
+use winchester_storage::{
+    EventFilter, Page, Result, StorageError, StoredEvent, Stream, StreamCount, StreamFilter, StreamState, TraitFilter,
+    Transition, TransitionKind,
+};
+
+use crate::rows::{self, micros, STREAM_COLUMNS};
+use crate::storage_error;
+
+const EVENT_COLUMNS: &str = "id, message_id, event_type, generated, traits";
+const TRANSITION_COLUMNS: &str = "id, stream_id, trigger_name, old_state, new_state, at";
+
+fn push_page(qb: &mut QueryBuilder<'_, Sqlite>, page: &Page, limit: Option<u32>) {
+    if let Some(after) = page.after {
+        qb.push(if page.ascending { " AND id > " } else { " AND id < " }).push_bind(after);
+    }
+    qb.push(if page.ascending { " ORDER BY id ASC" } else { " ORDER BY id DESC" });
+    if let Some(limit) = limit {
+        qb.push(" LIMIT ").push_bind(i64::from(limit));
+    }
+}
+
+/// ` AND EXISTS (...)`: the JSON object in `column` has the key with a value
+/// equal to one of the condition's typed candidates. `prefix` is the JSON path
+/// from the key's value to the typed value (`$.` for traits, `$.value.` for
+/// distinguishing traits).
+fn push_trait(qb: &mut QueryBuilder<'_, Sqlite>, column: &str, prefix: &str, f: &TraitFilter) {
+    qb.push(format!(" AND EXISTS (SELECT 1 FROM json_each({column}) j WHERE j.key = "));
+    qb.push_bind(f.name.clone());
+    qb.push(" AND (");
+    for (i, v) in f.candidates().into_iter().enumerate() {
+        if i > 0 {
+            qb.push(" OR ");
+        }
+        qb.push(format!("json_extract(j.value, '{prefix}{}') = ", v.type_name()));
+        match v {
+            TraitValue::String(s) => qb.push_bind(s),
+            TraitValue::Int(i) => qb.push_bind(i),
+            TraitValue::Float(f) => qb.push_bind(f),
+            TraitValue::Bool(b) => qb.push_bind(b),
+            TraitValue::Datetime(d) => {
+                qb.push_bind(serde_json::to_value(d).ok().and_then(|v| v.as_str().map(str::to_string)))
+            }
+        };
+    }
+    qb.push("))");
+}
+
+fn push_stream_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &StreamFilter) {
+    qb.push(" WHERE 1");
+    if let Some(t) = &f.trigger {
+        qb.push(" AND trigger_name = ").push_bind(t.clone());
+    }
+    if let Some(s) = f.state {
+        qb.push(" AND state = ").push_bind(s as i64);
+    }
+    if let Some(t) = f.older_than {
+        qb.push(" AND first_event < ").push_bind(micros(t));
+    }
+    if let Some(t) = f.younger_than {
+        qb.push(" AND last_event > ").push_bind(micros(t));
+    }
+    for d in &f.dist_traits {
+        push_trait(qb, "dist_traits", "$.value.", d);
+    }
+}
+
+fn push_event_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &EventFilter) {
+    qb.push(" WHERE 1");
+    if let Some(t) = f.from {
+        qb.push(" AND generated >= ").push_bind(micros(t));
+    }
+    if let Some(t) = f.to {
+        qb.push(" AND generated < ").push_bind(micros(t));
+    }
+    if let Some(p) = &f.event_name {
+        if p.is_glob() {
+            qb.push(" AND event_type GLOB ").push_bind(p.to_sqlite_glob());
+        } else {
+            qb.push(" AND event_type = ").push_bind(p.0.clone());
+        }
+    }
+    for t in &f.traits {
+        push_trait(qb, "traits", "$.", t);
+    }
+}
+
+fn stored_event(r: &SqliteRow) -> Result<StoredEvent> {
+    Ok(StoredEvent { id: r.try_get("id").map_err(storage_error)?, event: rows::event(r)? })
+}
+
+fn state(n: i64) -> Result<StreamState> {
+    StreamState::from_i16(n as i16).ok_or_else(|| StorageError::Corrupt(format!("stream state {n}")))
+}
+
+fn transition(r: &SqliteRow) -> Result<Transition> {
+    let from = state(r.try_get("old_state").map_err(storage_error)?)?;
+    let to = r.try_get::<Option<i64>, _>("new_state").map_err(storage_error)?.map(state).transpose()?;
+    Ok(Transition {
+        id: r.try_get("id").map_err(storage_error)?,
+        stream_id: r.try_get("stream_id").map_err(storage_error)?,
+        trigger: r.try_get("trigger_name").map_err(storage_error)?,
+        kind: TransitionKind::classify(from, to)
+            .ok_or_else(|| StorageError::Corrupt(format!("transition {from} -> {to:?} is not logged")))?,
+        from,
+        to,
+        at: rows::time(r.try_get("at").map_err(storage_error)?)?,
+    })
+}
+
+/// `(?, ?, ...)` of the ids, or `(NULL)` when there are none.
+fn push_ids(qb: &mut QueryBuilder<'_, Sqlite>, ids: &[i64]) {
+    qb.push("(");
+    if ids.is_empty() {
+        qb.push("NULL");
+    }
+    let mut sep = qb.separated(", ");
+    for id in ids {
+        sep.push_bind(*id);
+    }
+    qb.push(")");
+}
+
+pub(crate) async fn list_streams(pool: &SqlitePool, f: &StreamFilter) -> Result<Vec<Stream>> {
+    let mut qb = QueryBuilder::new(format!("SELECT {STREAM_COLUMNS} FROM stream"));
+    push_stream_filter(&mut qb, f);
+    push_page(&mut qb, &f.page, f.row_limit());
+    let rows = qb.build().fetch_all(pool).await.map_err(storage_error)?;
+    rows.iter().map(rows::stream).collect()
+}
+
+pub(crate) async fn count_streams(pool: &SqlitePool, f: &StreamFilter) -> Result<u64> {
+    let mut qb = QueryBuilder::new("SELECT count(*) FROM stream");
+    push_stream_filter(&mut qb, f);
+    let n: i64 = qb.build_query_scalar().fetch_one(pool).await.map_err(storage_error)?;
+    Ok(n as u64)
+}
+
+pub(crate) async fn stream_counts(pool: &SqlitePool) -> Result<Vec<StreamCount>> {
+    let rows = sqlx::query(
+        "SELECT trigger_name, state, count(*) AS n FROM stream GROUP BY trigger_name, state ORDER BY trigger_name, state",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(storage_error)?;
+    rows.iter()
+        .map(|r| {
+            Ok(StreamCount {
+                trigger: r.try_get("trigger_name").map_err(storage_error)?,
+                state: state(r.try_get("state").map_err(storage_error)?)?,
+                count: r.try_get::<i64, _>("n").map_err(storage_error)? as u64,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Vec<StoredEvent>> {
+    let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM event"));
+    push_event_filter(&mut qb, f);
+    push_page(&mut qb, &f.page, f.page.limit);
+    let rows = qb.build().fetch_all(pool).await.map_err(storage_error)?;
+    rows.iter().map(stored_event).collect()
+}
+
+pub(crate) async fn count_events(pool: &SqlitePool, f: &EventFilter) -> Result<u64> {
+    let mut qb = QueryBuilder::new("SELECT count(*) FROM event");
+    push_event_filter(&mut qb, f);
+    let n: i64 = qb.build_query_scalar().fetch_one(pool).await.map_err(storage_error)?;
+    Ok(n as u64)
+}
+
+pub(crate) async fn get_event(pool: &SqlitePool, message_id: &str) -> Result<Option<StoredEvent>> {
+    let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM event WHERE message_id = ?"))
+        .bind(message_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(storage_error)?;
+    row.as_ref().map(stored_event).transpose()
+}
+
+pub(crate) async fn event_streams(pool: &SqlitePool, event_id: i64) -> Result<Vec<i64>> {
+    sqlx::query_scalar("SELECT stream_id FROM stream_event WHERE event_id = ? ORDER BY stream_id")
+        .bind(event_id)
+        .fetch_all(pool)
+        .await
+        .map_err(storage_error)
+}
+
+pub(crate) async fn events_since(pool: &SqlitePool, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
+    let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM event WHERE id > "));
+    qb.push_bind(after).push(" OR id IN ");
+    push_ids(&mut qb, also);
+    qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+    let rows = qb.build().fetch_all(pool).await.map_err(storage_error)?;
+    rows.iter().map(stored_event).collect()
+}
+
+pub(crate) async fn transitions_since(
+    pool: &SqlitePool,
+    after: i64,
+    also: &[i64],
+    limit: u32,
+) -> Result<Vec<Transition>> {
+    let mut qb = QueryBuilder::new(format!("SELECT {TRANSITION_COLUMNS} FROM stream_transition WHERE id > "));
+    qb.push_bind(after).push(" OR id IN ");
+    push_ids(&mut qb, also);
+    qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+    let rows = qb.build().fetch_all(pool).await.map_err(storage_error)?;
+    rows.iter().map(transition).collect()
+}
+
+pub(crate) async fn transitions_from(pool: &SqlitePool, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {TRANSITION_COLUMNS} FROM stream_transition WHERE at >= ? ORDER BY at, id LIMIT ?"
+    ))
+    .bind(micros(since))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(storage_error)?;
+    rows.iter().map(transition).collect()
+}
+
+pub(crate) async fn latest_ids(pool: &SqlitePool) -> Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT (SELECT coalesce(max(id), 0) FROM event), (SELECT coalesce(max(id), 0) FROM stream_transition)",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(storage_error)
+}

@@ -1,0 +1,294 @@
+//! Prometheus metrics: every metric's name, help text and labels, and the
+//! exporter, in one place. Code elsewhere calls the small functions here
+//! (`metrics::stream_finished(...)`); without an installed exporter they cost
+//! next to nothing.
+//!
+//! Naming follows Prometheus: `winchester_` prefix, base units (seconds),
+//! `_total` on counters; labels are bounded sets (trigger, action, handler,
+//! reason...), never stream ids or trait values.
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use winchester_storage::{Action, Storage, Stream, StreamState};
+
+/// Events handed to the engine, by where they came from (`cli`, `amqp`, `pipeline`).
+pub const EVENTS_RECEIVED: &str = "winchester_events_received_total";
+/// Events saved.
+pub const EVENTS_SAVED: &str = "winchester_events_saved_total";
+/// Events whose message_id was already stored.
+pub const EVENTS_DUPLICATE: &str = "winchester_events_duplicate_total";
+/// Events not saved, by reason (`invalid`, `database`, `undistillable`, `not_json`).
+pub const EVENTS_REJECTED: &str = "winchester_events_rejected_total";
+/// Streams opened, by trigger.
+pub const STREAMS_CREATED: &str = "winchester_streams_created_total";
+/// Pipeline runs finished, by trigger, action and outcome (`completed`, `failed`, `lost_lease`).
+pub const STREAMS_FINISHED: &str = "winchester_streams_finished_total";
+/// Seconds from claim to recorded outcome, by trigger and action.
+pub const PIPELINE_DURATION: &str = "winchester_pipeline_duration_seconds";
+/// Seconds from a stream's due time (fire or expire timestamp) to its recorded outcome.
+pub const FIRE_DELAY: &str = "winchester_fire_delay_seconds";
+/// Handler failures (handle_events or commit), by handler name.
+pub const HANDLER_ERRORS: &str = "winchester_handler_errors_total";
+/// Ready streams another worker claimed first.
+pub const CLAIM_CONFLICTS: &str = "winchester_claim_conflicts_total";
+/// Streams taken over after another worker's lease ran out.
+pub const LEASE_RECLAIMS: &str = "winchester_lease_reclaims_total";
+/// Streams per trigger and state (counted in the database on an interval).
+pub const STREAMS: &str = "winchester_streams";
+/// AMQP messages dead-lettered, by reason.
+pub const AMQP_DEAD_LETTERED: &str = "winchester_amqp_dead_lettered_total";
+/// AMQP reconnections.
+pub const AMQP_RECONNECTS: &str = "winchester_amqp_reconnects_total";
+/// Always 1; the version is a label.
+pub const BUILD_INFO: &str = "winchester_build_info";
+/// `debug_level` counters of a trigger (`Added events`, `Streams fired`, `Locked`...).
+pub const TRIGGER_DEBUG: &str = "winchester_trigger_debug_total";
+/// `debug_level` match/fire criteria checks of a trigger, by criteria group and result.
+pub const TRIGGER_CHECKS: &str = "winchester_trigger_checks_total";
+
+/// Every metric: (name, help). docs/operations.md lists the same table; a test
+/// checks that each name appears there.
+pub const ALL: &[(&str, &str)] = &[
+    (EVENTS_RECEIVED, "Events handed to the engine, by source."),
+    (EVENTS_SAVED, "Events saved."),
+    (EVENTS_DUPLICATE, "Events whose message_id was already stored."),
+    (EVENTS_REJECTED, "Events not saved, by reason."),
+    (STREAMS_CREATED, "Streams opened, by trigger."),
+    (STREAMS_FINISHED, "Pipeline runs finished, by trigger, action and outcome."),
+    (PIPELINE_DURATION, "Seconds from claiming a stream to recording its outcome."),
+    (FIRE_DELAY, "Seconds from a stream's due time to its recorded outcome."),
+    (HANDLER_ERRORS, "Handler failures, by handler."),
+    (CLAIM_CONFLICTS, "Ready streams another worker claimed first."),
+    (LEASE_RECLAIMS, "Streams taken over after a lease ran out."),
+    (STREAMS, "Streams per trigger and state."),
+    (AMQP_DEAD_LETTERED, "AMQP messages dead-lettered, by reason."),
+    (AMQP_RECONNECTS, "AMQP reconnections."),
+    (BUILD_INFO, "Build information; always 1."),
+    (TRIGGER_DEBUG, "debug_level counters, by trigger and counter."),
+    (TRIGGER_CHECKS, "debug_level criteria checks, by trigger, criteria and result."),
+];
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the metrics exporter: {0}")]
+pub struct MetricsError(String);
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+fn describe() {
+    for (name, help) in ALL {
+        let help = *help;
+        match *name {
+            PIPELINE_DURATION | FIRE_DELAY => describe_histogram!(*name, Unit::Seconds, help),
+            STREAMS | BUILD_INFO => describe_gauge!(*name, help),
+            _ => describe_counter!(*name, help),
+        }
+    }
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+fn builder() -> Result<PrometheusBuilder, MetricsError> {
+    let buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(PIPELINE_DURATION.into()), &buckets)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(FIRE_DELAY.into()), &buckets))
+        .map_err(|e| MetricsError(e.to_string()))
+}
+
+/// Installs the process's recorder (once; later calls return the same
+/// handle) so [`render`] has text to serve. `winchester serve` serves it on
+/// its own `/metrics` route.
+pub fn install() -> Result<PrometheusHandle, MetricsError> {
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let recorder = builder()?.build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| MetricsError(e.to_string()))?;
+    let _ = HANDLE.set(handle.clone());
+    describe();
+    spawn_upkeep(handle.clone());
+    Ok(handle)
+}
+
+/// Installs the recorder and serves `/metrics` on `addr` (pipeline-worker and
+/// winchester-ingest with `--metrics-listen`). Must run inside a Tokio runtime.
+pub fn serve(addr: SocketAddr) -> Result<PrometheusHandle, MetricsError> {
+    if HANDLE.get().is_some() {
+        return Err(MetricsError("a metrics recorder is already installed".into()));
+    }
+    let (recorder, exporter) =
+        builder()?.with_http_listener(addr).build().map_err(|e| MetricsError(format!("{addr}: {e}")))?;
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| MetricsError(e.to_string()))?;
+    let _ = HANDLE.set(handle.clone());
+    describe();
+    tokio::spawn(async move {
+        if let Err(e) = exporter.await {
+            tracing::error!(error = ?e, "Metrics listener stopped.");
+        }
+    });
+    Ok(handle)
+}
+
+/// Histograms keep their samples until rendered; render now and then so an
+/// unscraped process does not grow.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            handle.run_upkeep();
+        }
+    });
+}
+
+/// The Prometheus text of every metric (empty before [`install`]).
+pub fn render() -> String {
+    HANDLE.get().map(|h| h.render()).unwrap_or_default()
+}
+
+/// Refreshes [`STREAMS`] from [`Storage::stream_counts`] every `period` (a cheap
+/// `GROUP BY` on an indexed column). States without streams read 0.
+pub fn spawn_stream_gauge(storage: Arc<dyn Storage>, period: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        loop {
+            match storage.stream_counts().await {
+                Ok(counts) => {
+                    seen.extend(counts.iter().map(|c| c.trigger.clone()));
+                    for trigger in &seen {
+                        for state in StreamState::ALL {
+                            let n = counts
+                                .iter()
+                                .find(|c| &c.trigger == trigger && c.state == state)
+                                .map_or(0, |c| c.count);
+                            gauge!(STREAMS, "trigger" => trigger.clone(), "state" => state.as_str()).set(n as f64);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "Counting streams for metrics failed."),
+            }
+            tokio::time::sleep(period).await;
+        }
+    })
+}
+
+/// Events handed to the engine from `source`.
+pub fn events_received(source: &'static str, n: u64) {
+    counter!(EVENTS_RECEIVED, "source" => source).increment(n);
+}
+
+/// Counts a batch handed to [`TriggerManager::add_events`](crate::TriggerManager::add_events) and its outcomes.
+pub fn ingested<'a>(source: &'static str, outcomes: impl IntoIterator<Item = &'a crate::EventOutcome>) {
+    use crate::EventOutcome;
+    let (mut n, mut saved, mut dup, mut invalid, mut failed, mut undistilled) = (0, 0, 0, 0, 0, 0);
+    for o in outcomes {
+        n += 1;
+        match o {
+            EventOutcome::Saved { .. } => saved += 1,
+            EventOutcome::Duplicate => dup += 1,
+            EventOutcome::Rejected(_) | EventOutcome::DistillFailed(_) => invalid += 1,
+            EventOutcome::Failed(_) => failed += 1,
+            EventOutcome::Undistilled { .. } => undistilled += 1,
+        }
+    }
+    if n == 0 {
+        return;
+    }
+    events_received(source, n);
+    events_rejected("undistilled", undistilled);
+    counter!(EVENTS_SAVED).increment(saved);
+    counter!(EVENTS_DUPLICATE).increment(dup);
+    events_rejected("invalid", invalid);
+    events_rejected("database", failed);
+}
+
+/// Events not saved, with a short reason.
+pub fn events_rejected(reason: &'static str, n: u64) {
+    if n > 0 {
+        counter!(EVENTS_REJECTED, "reason" => reason).increment(n);
+    }
+}
+
+/// A stream opened for `trigger`.
+pub fn stream_created(trigger: &str) {
+    counter!(STREAMS_CREATED, "trigger" => trigger.to_string()).increment(1);
+}
+
+/// A handler failed.
+pub fn handler_error(handler: &str) {
+    counter!(HANDLER_ERRORS, "handler" => handler.to_string()).increment(1);
+}
+
+/// A ready stream was claimed by another worker first.
+pub fn claim_conflict() {
+    counter!(CLAIM_CONFLICTS).increment(1);
+}
+
+/// A message was dead-lettered.
+pub fn amqp_dead_lettered(reason: &'static str, n: u64) {
+    counter!(AMQP_DEAD_LETTERED, "reason" => reason).increment(n);
+}
+
+/// The AMQP connection was re-established.
+pub fn amqp_reconnect() {
+    counter!(AMQP_RECONNECTS).increment(1);
+}
+
+/// A `debug_level` counter moved.
+pub fn trigger_debug(trigger: &str, counter_name: &str, n: u64) {
+    counter!(TRIGGER_DEBUG, "trigger" => trigger.to_string(), "counter" => counter_name.to_string()).increment(n);
+}
+
+/// A `debug_level` criteria check.
+pub fn trigger_check(trigger: &str, group: &'static str, passed: bool) {
+    counter!(TRIGGER_CHECKS, "trigger" => trigger.to_string(), "criteria" => group, "result" => if passed { "passed" } else { "failed" })
+        .increment(1);
+}
+
+/// A stream was taken over after the lease of the worker holding it ran out.
+pub fn lease_reclaimed() {
+    counter!(LEASE_RECLAIMS).increment(1);
+}
+
+/// Times one pipeline run of a claimed stream (the worker's one hook).
+#[derive(Debug)]
+pub struct RunTimer {
+    started: Instant,
+    trigger: String,
+    action: Action,
+    due: chrono::DateTime<chrono::Utc>,
+}
+
+impl RunTimer {
+    /// Starts timing the run of `claimed`.
+    pub fn start(claimed: &Stream, action: Action) -> RunTimer {
+        let due = match action {
+            Action::Fire => claimed.fire_timestamp.unwrap_or(claimed.expire_timestamp),
+            Action::Expire => claimed.expire_timestamp,
+        };
+        RunTimer { started: Instant::now(), trigger: claimed.trigger.clone(), action, due }
+    }
+
+    /// Records how the run ended (`completed`, `failed` or `lost_lease`) at
+    /// `now` (the worker's clock, for the delay since the stream was due).
+    pub fn finish(self, outcome: &crate::worker::ProcessOutcome, now: chrono::DateTime<chrono::Utc>) {
+        use crate::worker::ProcessOutcome;
+        let outcome = match outcome {
+            ProcessOutcome::Completed => "completed",
+            ProcessOutcome::Failed(_) => "failed",
+            ProcessOutcome::LostLease => "lost_lease",
+            ProcessOutcome::Locked => return,
+        };
+        let labels = [("trigger", self.trigger), ("action", self.action.as_str().to_string())];
+        counter!(STREAMS_FINISHED, "trigger" => labels[0].1.clone(), "action" => labels[1].1.clone(), "outcome" => outcome)
+            .increment(1);
+        histogram!(PIPELINE_DURATION, &labels).record(self.started.elapsed().as_secs_f64());
+        let delay = (now - self.due).to_std().unwrap_or_default();
+        histogram!(FIRE_DELAY, &labels).record(delay.as_secs_f64());
+    }
+}
