@@ -236,11 +236,7 @@ pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<PgStora
 /// to do instead of failing later.
 pub async fn open_storage(url: &str, max_connections: u32) -> Result<Arc<dyn Storage>, BackendError> {
     let backend = connect(url, max_connections).await?;
-    let pending = backend.pending().await.map_err(|source| BackendError::Schema {
-        what: "cannot read the schema version of",
-        url: redact(url),
-        source,
-    })?;
+    let pending = backend.pending().await.map_err(schema_error("cannot read the schema version of", url))?;
     if !pending.is_empty() {
         return Err(BackendError::NotMigrated {
             url: redact(url),
@@ -254,10 +250,12 @@ pub async fn open_storage(url: &str, max_connections: u32) -> Result<Arc<dyn Sto
 /// versions applied.
 pub async fn migrated(url: &str, max_connections: u32) -> Result<(Arc<dyn Backend>, Vec<i64>), BackendError> {
     let backend = connect(url, max_connections).await?;
-    let applied = backend.upgrade().await.map_err(|source| BackendError::Schema {
-        what: "cannot migrate",
-        url: redact(url),
-        source,
-    })?;
+    let applied = backend.upgrade().await.map_err(schema_error("cannot migrate", url))?;
     Ok((backend, applied))
+}
+
+/// Wraps a storage error met while `what` (reading, migrating) the schema of `url`.
+fn schema_error(what: &'static str, url: &str) -> impl FnOnce(StorageError) -> BackendError {
+    let url = redact(url);
+    move |source| BackendError::Schema { what, url, source }
 }
