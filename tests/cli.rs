@@ -26,6 +26,7 @@ async fn winchester_db_migrations(backend: Backend) {
     assert_eq!((code, out.trim()), (0, "base (no migrations applied)"), "{err}");
     let (_, out, _) = db_cmd(&db.url, &["history"]);
     assert_eq!(out.trim(), "1 initial pending");
+    assert_eq!(db.tables(&["_sqlx_migrations"]).await, 0, "looking must not create the bookkeeping table");
     let (code, out, err) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!((code, out.trim()), (0, "applied migration 1"), "{err}");
     let (code, out, _) = db_cmd(&db.url, &["upgrade", "head"]);

@@ -185,10 +185,14 @@ where
         self.storage.clone()
     }
 
+    /// Reads the bookkeeping table in a transaction that is rolled back, so
+    /// that looking (`current`, `--sql`, the schema check) leaves a database
+    /// without one as it was.
     async fn applied_versions(&self) -> winchester_storage::Result<Vec<i64>> {
-        let mut conn = self.pool.acquire().await.map_err(self.classify)?;
-        conn.ensure_migrations_table().await.map_err(|e| self.migrate_error(e))?;
-        let applied = conn.list_applied_migrations().await.map_err(|e| self.migrate_error(e))?;
+        let mut tx = self.pool.begin().await.map_err(self.classify)?;
+        tx.ensure_migrations_table().await.map_err(|e| self.migrate_error(e))?;
+        let applied = tx.list_applied_migrations().await.map_err(|e| self.migrate_error(e))?;
+        tx.rollback().await.map_err(self.classify)?;
         Ok(applied.into_iter().map(|m| m.version).collect())
     }
 
