@@ -34,6 +34,12 @@ pub enum BackendError {
         /// Its scheme.
         scheme: String,
     },
+    /// A PostgreSQL-only tool was given another database.
+    #[error("{url:?} is not a PostgreSQL URL: this needs postgres:// (postgresql://)")]
+    NotPostgres {
+        /// The URL, password hidden.
+        url: String,
+    },
     /// The URL does not parse.
     #[error("invalid database URL {url:?}: {source}")]
     InvalidUrl {
@@ -226,8 +232,7 @@ pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<PgStora
     use sqlx::ConnectOptions;
     let connect_error = |source| BackendError::Connect { url: redact(url), source };
     if Kind::of(url)? != Kind::Postgres {
-        let scheme = url.split("://").next().unwrap_or(url).to_string();
-        return Err(BackendError::Unsupported { url: redact(url), scheme });
+        return Err(BackendError::NotPostgres { url: redact(url) });
     }
     let opts: sqlx::postgres::PgConnectOptions =
         url.parse().map_err(|source| BackendError::InvalidUrl { url: redact(url), source })?;
