@@ -61,6 +61,17 @@ fn bench_smoke_run_prints_every_figure() {
     }
 }
 
+/// The bench needs PostgreSQL: any other URL is one clear line, and nothing is created.
+#[test]
+fn bench_refuses_a_database_that_is_not_postgres() {
+    let path = std::env::temp_dir().join(format!("wtest_bench_{}.db", std::process::id()));
+    let url = format!("sqlite://{}", path.display());
+    let (code, out, err) = run(std::process::Command::new(bin("winchester")).args(["bench", "--database-url", &url]));
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.trim(), format!("error: {url:?} is not a PostgreSQL URL: this needs postgres:// (postgresql://)"));
+    assert!(!path.exists(), "the bench created {}", path.display());
+}
+
 fn ids(o: &EventOutcome) -> Vec<i64> {
     match o {
         EventOutcome::Saved { stream_ids, .. } => stream_ids.clone(),

@@ -26,6 +26,7 @@ async fn winchester_db_migrations(backend: Backend) {
     assert_eq!((code, out.trim()), (0, "base (no migrations applied)"), "{err}");
     let (_, out, _) = db_cmd(&db.url, &["history"]);
     assert_eq!(out.trim(), "1 initial pending\n2 operations pending");
+    assert_eq!(db.tables(&["_sqlx_migrations"]).await, 0, "looking must not create the bookkeeping table");
     let (code, out, err) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!((code, out.trim()), (0, "applied migration 1\napplied migration 2"), "{err}");
     let (code, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
@@ -40,7 +41,7 @@ async fn winchester_db_migrations(backend: Backend) {
     let (code, down, err) = db_cmd(&db.url, &["--sql", "downgrade", "base"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        down.starts_with("BEGIN;\n\n-- Revert migration 1 initial\n")
+        down.starts_with("BEGIN;\n\n-- Revert migration 2 operations\n")
             && down.contains("DROP TABLE")
             && down.ends_with("DELETE FROM _sqlx_migrations WHERE version = 1;\n\nCOMMIT;\n"),
         "{down}"
@@ -67,7 +68,7 @@ async fn winchester_db_migrations(backend: Backend) {
     let (_, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!(out.trim(), "database is up to date");
     let (_, out, _) = db_cmd(&db.url, &["current"]);
-    assert_eq!(out.trim(), "1 initial (head)");
+    assert_eq!(out.trim(), "2 operations (head)");
     db.drop_db().await;
 }
 
@@ -111,6 +112,8 @@ async fn winchester_db_sql_has_one_shape_on_both_backends() {
             "BEGIN;",
             "CREATE TABLE IF NOT EXISTS _sqlx_migrations (",
             "-- Migration 1 initial",
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)",
+            "-- Migration 2 operations",
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)",
             "COMMIT;"
         ]

@@ -34,6 +34,12 @@ pub enum BackendError {
         /// Its scheme.
         scheme: String,
     },
+    /// A PostgreSQL-only tool was given another database.
+    #[error("{url:?} is not a PostgreSQL URL: this needs postgres:// (postgresql://)")]
+    NotPostgres {
+        /// The URL, password hidden.
+        url: String,
+    },
     /// The URL does not parse.
     #[error("invalid database URL {url:?}: {source}")]
     InvalidUrl {
@@ -185,10 +191,14 @@ where
         self.storage.clone()
     }
 
+    /// Reads the bookkeeping table in a transaction that is rolled back, so
+    /// that looking (`current`, `--sql`, the schema check) leaves a database
+    /// without one as it was.
     async fn applied_versions(&self) -> winchester_storage::Result<Vec<i64>> {
-        let mut conn = self.pool.acquire().await.map_err(self.classify)?;
-        conn.ensure_migrations_table().await.map_err(|e| self.migrate_error(e))?;
-        let applied = conn.list_applied_migrations().await.map_err(|e| self.migrate_error(e))?;
+        let mut tx = self.pool.begin().await.map_err(self.classify)?;
+        tx.ensure_migrations_table().await.map_err(|e| self.migrate_error(e))?;
+        let applied = tx.list_applied_migrations().await.map_err(|e| self.migrate_error(e))?;
+        tx.rollback().await.map_err(self.classify)?;
         Ok(applied.into_iter().map(|m| m.version).collect())
     }
 
@@ -222,8 +232,7 @@ pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<PgStora
     use sqlx::ConnectOptions;
     let connect_error = |source| BackendError::Connect { url: redact(url), source };
     if Kind::of(url)? != Kind::Postgres {
-        let scheme = url.split("://").next().unwrap_or(url).to_string();
-        return Err(BackendError::Unsupported { url: redact(url), scheme });
+        return Err(BackendError::NotPostgres { url: redact(url) });
     }
     let opts: sqlx::postgres::PgConnectOptions =
         url.parse().map_err(|source| BackendError::InvalidUrl { url: redact(url), source })?;
@@ -236,11 +245,7 @@ pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<PgStora
 /// to do instead of failing later.
 pub async fn open_storage(url: &str, max_connections: u32) -> Result<Arc<dyn Storage>, BackendError> {
     let backend = connect(url, max_connections).await?;
-    let pending = backend.pending().await.map_err(|source| BackendError::Schema {
-        what: "cannot read the schema version of",
-        url: redact(url),
-        source,
-    })?;
+    let pending = backend.pending().await.map_err(schema_error("cannot read the schema version of", url))?;
     if !pending.is_empty() {
         return Err(BackendError::NotMigrated {
             url: redact(url),
@@ -254,10 +259,12 @@ pub async fn open_storage(url: &str, max_connections: u32) -> Result<Arc<dyn Sto
 /// versions applied.
 pub async fn migrated(url: &str, max_connections: u32) -> Result<(Arc<dyn Backend>, Vec<i64>), BackendError> {
     let backend = connect(url, max_connections).await?;
-    let applied = backend.upgrade().await.map_err(|source| BackendError::Schema {
-        what: "cannot migrate",
-        url: redact(url),
-        source,
-    })?;
+    let applied = backend.upgrade().await.map_err(schema_error("cannot migrate", url))?;
     Ok((backend, applied))
+}
+
+/// Wraps a storage error met while `what` (reading, migrating) the schema of `url`.
+fn schema_error(what: &'static str, url: &str) -> impl FnOnce(StorageError) -> BackendError {
+    let url = redact(url);
+    move |source| BackendError::Schema { what, url, source }
 }
