@@ -420,12 +420,14 @@ impl AmqpIngest {
         if notifications.is_empty() {
             return Ok(Some(vec![]));
         }
-        let mut backoff = Duration::from_millis(500);
+        let mut retry = winchester::storage::RetryPolicy::new();
         loop {
-            match self.tm.add_notifications(notifications).await {
+            let backoff = match self.tm.add_notifications(notifications).await {
                 Ok(o) => return Ok(Some(o)),
                 Err(winchester::EngineError::Storage(e)) if e.is_retryable() => {
+                    let backoff = retry.next_delay();
                     tracing::warn!(error = %e, batch = notifications.len(), "Database unavailable; retrying the batch in {backoff:?} (nothing acknowledged).");
+                    backoff
                 }
                 Err(e) if notifications.len() > 1 => {
                     // One notification sinks the batch for good: save them one by
@@ -441,12 +443,11 @@ impl AmqpIngest {
                     return Ok(Some(out));
                 }
                 Err(e) => return Ok(Some(vec![EventOutcome::Failed(e.to_string())])),
-            }
+            };
             if *stop.borrow() {
                 return Ok(None);
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 

@@ -288,6 +288,22 @@ impl Drop for Children {
     }
 }
 
+/// A pool on the scratch database at `url`, filled with `streams` ready
+/// streams of `events_per_stream` events (see [`pgb::fill_ready_streams`]).
+async fn ready_streams_db(url: &str, streams: u64, events_per_stream: u64) -> anyhow::Result<sqlx::PgPool> {
+    // The fill is one big statement: keep sqlx's slow-statement warning out of the output.
+    use sqlx::ConnectOptions;
+    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.disable_statement_logging())
+        .await?;
+    pgb::fill_ready_streams(&pool, "instance_day", "compute.instance.update", streams, events_per_stream)
+        .await
+        .context("writing ready streams")?;
+    Ok(pool)
+}
+
 /// `workers` pipeline-worker processes on `streams` ready streams of
 /// `events_per_stream` events: time from spawning them until no stream is
 /// left unfinished.
@@ -300,16 +316,7 @@ pub async fn worker_throughput(
     events_per_stream: u64,
 ) -> anyhow::Result<WorkerResult> {
     with_db(admin, |db| async move {
-        // The fill is one big statement: keep sqlx's slow-statement warning out of the output.
-        use sqlx::ConnectOptions;
-        let options: sqlx::postgres::PgConnectOptions = db.url.parse()?;
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(options.disable_statement_logging())
-            .await?;
-        pgb::fill_ready_streams(&pool, "instance_day", "compute.instance.update", streams, events_per_stream)
-            .await
-            .context("writing ready streams")?;
+        let pool = ready_streams_db(&db.url, streams, events_per_stream).await?;
         let dir = config.parent().unwrap_or(Path::new("."));
         let mut children = Children(Vec::new());
         let mut logs = Vec::new();
@@ -366,15 +373,7 @@ pub async fn worker_throughput(
 /// by set-based SQL in one transaction. Returns the seconds it took.
 pub async fn worker_limit(admin: &str, streams: u64, events_per_stream: u64) -> anyhow::Result<f64> {
     with_db(admin, |db| async move {
-        use sqlx::ConnectOptions;
-        let options: sqlx::postgres::PgConnectOptions = db.url.parse()?;
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(options.disable_statement_logging())
-            .await?;
-        pgb::fill_ready_streams(&pool, "instance_day", "compute.instance.update", streams, events_per_stream)
-            .await
-            .context("writing ready streams")?;
+        let pool = ready_streams_db(&db.url, streams, events_per_stream).await?;
         let start = Instant::now();
         let done = pgb::finish_ready_set_based(&pool).await.context("finishing ready streams set-based")?;
         let took = start.elapsed();

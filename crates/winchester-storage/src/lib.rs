@@ -67,6 +67,44 @@ pub enum StorageError {
     },
 }
 
+/// The one retry policy for storage errors that may pass
+/// ([`StorageError::is_retryable`]: lost connections, transient conflicts),
+/// shared by ingest daemons and workers: wait 0.5 s, doubling up to 30 s.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    next: Duration,
+}
+
+impl RetryPolicy {
+    /// The first wait.
+    pub const FIRST: Duration = Duration::from_millis(500);
+    /// The longest wait.
+    pub const MAX: Duration = Duration::from_secs(30);
+
+    /// A fresh policy (next wait: [`RetryPolicy::FIRST`]).
+    pub fn new() -> RetryPolicy {
+        RetryPolicy { next: RetryPolicy::FIRST }
+    }
+
+    /// How long to wait before the next try; each call doubles the one after.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(RetryPolicy::MAX);
+        d
+    }
+
+    /// After a success: the next failure waits [`RetryPolicy::FIRST`] again.
+    pub fn reset(&mut self) {
+        self.next = RetryPolicy::FIRST;
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy::new()
+    }
+}
+
 /// Checks that a batch call returned one outcome per item.
 pub fn one_for_one<T>(what: &'static str, expected: usize, outcomes: Vec<T>) -> Result<Vec<T>> {
     if outcomes.len() == expected {

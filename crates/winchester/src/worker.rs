@@ -183,13 +183,18 @@ impl Worker {
         let mut listener: Option<Box<dyn ReadyListener>> = None;
         let mut last_stats = Instant::now();
         let mut reported = WorkerStats::default();
+        let mut retry = winchester_storage::RetryPolicy::new();
         while !self.stopping.load(Ordering::SeqCst) {
             let worked = match self.pass().await {
-                Ok(n) => n,
+                Ok(n) => {
+                    retry.reset();
+                    n
+                }
                 Err(EngineError::Storage(e)) if e.is_retryable() => {
-                    tracing::warn!(error = %e, "Database unavailable; retrying in 5s.");
+                    let wait = retry.next_delay();
+                    tracing::warn!(error = %e, "Database unavailable; retrying in {wait:?}.");
                     listener = None;
-                    self.sleep(Duration::from_secs(5)).await;
+                    self.sleep(wait).await;
                     continue;
                 }
                 Err(e) => return Err(e),
