@@ -672,6 +672,7 @@ async fn metrics_move(backend: Backend) {
     };
     let before = text(&api).await;
     let saved0 = sample(&before, "winchester_events_saved_total", &[]);
+    let created0 = sample(&before, "winchester_streams_created_total", &[("trigger", "api_orders")]);
     let fired0 =
         sample(&before, "winchester_streams_finished_total", &[("trigger", "api_orders"), ("outcome", "completed")]);
     api.orders(3, "order.created", "m").await;
@@ -680,6 +681,8 @@ async fn metrics_move(backend: Backend) {
     api.worker().run_once().await.unwrap();
     let after = text(&api).await;
     assert!(sample(&after, "winchester_events_saved_total", &[]) >= saved0 + 6.0);
+    let created = sample(&after, "winchester_streams_created_total", &[("trigger", "api_orders")]);
+    assert!(created >= created0 + 3.0, "three orders opened three streams: {after}");
     assert!(sample(&after, "winchester_events_received_total", &[("source", "library")]) >= 6.0);
     let fired = sample(
         &after,

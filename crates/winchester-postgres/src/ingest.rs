@@ -30,7 +30,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 use winchester_storage::fold::{fold_group, group_by_key, outcomes, FoldedGroup, StreamDraft};
 use winchester_storage::{EventPlan, IngestOutcome, Membership, Result, StorageError};
@@ -111,7 +111,7 @@ pub(crate) async fn ingest_in_tx(
 
     // 2. Streams, grouped by key, keys in sorted order.
     let groups = group_by_key(batch, &event_ids);
-    let (stream_of, notify) = write_streams(conn, batch, &groups, now).await?;
+    let (stream_of, opened, notify) = write_streams(conn, batch, &groups, now).await?;
 
     // 3. Memberships.
     if !stream_of.is_empty() {
@@ -128,7 +128,7 @@ pub(crate) async fn ingest_in_tx(
     if notify {
         sqlx::query("SELECT pg_notify($1, '')").bind(READY_CHANNEL).execute(&mut *conn).await.map_err(storage_error)?;
     }
-    Ok(outcomes(batch, &event_ids, &stream_of))
+    Ok(outcomes(batch, &event_ids, &stream_of, &opened))
 }
 
 /// One key's streams as the batch leaves them.
@@ -202,7 +202,7 @@ async fn write_streams(
     batch: &[EventPlan],
     groups: &BTreeMap<(&str, &str), Vec<(usize, usize)>>,
     now: DateTime<Utc>,
-) -> Result<(HashMap<(usize, usize), i64>, bool)> {
+) -> Result<(HashMap<(usize, usize), i64>, HashSet<(usize, usize)>, bool)> {
     let keys: Vec<(&str, &str)> = groups.keys().copied().collect();
     let mut plans: Vec<Option<KeyPlan>> = (0..keys.len()).map(|_| None).collect();
     let mut pending: Vec<usize> = (0..keys.len()).collect();
@@ -423,12 +423,16 @@ async fn write_streams(
     }
 
     let mut stream_of: HashMap<(usize, usize), i64> = HashMap::new();
+    let mut opened: HashSet<(usize, usize)> = HashSet::new();
     let mut notify = false;
     for (k, p) in plans.iter().enumerate() {
         notify |= p.folded.ready;
-        for (entry, &n) in groups[&keys[k]].iter().zip(&p.folded.assignment) {
+        for ((entry, &n), &opens) in groups[&keys[k]].iter().zip(&p.folded.assignment).zip(&p.folded.opens) {
             stream_of.insert(*entry, p.folded.drafts[n].id.expect("every draft written"));
+            if opens {
+                opened.insert(*entry);
+            }
         }
     }
-    Ok((stream_of, notify))
+    Ok((stream_of, opened, notify))
 }

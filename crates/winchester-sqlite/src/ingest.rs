@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use winchester_storage::fold::{fold_group, group_by_key, outcomes, StreamDraft};
 use winchester_storage::{EventPlan, IngestOutcome, Result, StorageError};
 
@@ -49,6 +49,7 @@ pub(crate) async fn ingest_in_tx(
     }
     let groups = group_by_key(batch, &event_ids);
     let mut stream_of: HashMap<(usize, usize), i64> = HashMap::new();
+    let mut opened: HashSet<(usize, usize)> = HashSet::new();
     for ((trigger_name, dist_key), entries) in &groups {
         let m0 = &batch[entries[0].0].memberships[entries[0].1];
         let row = sqlx::query(
@@ -119,8 +120,11 @@ pub(crate) async fn ingest_in_tx(
             };
             ids.push(id);
         }
-        for (entry, k) in entries.iter().zip(&folded.assignment) {
+        for ((entry, k), &opens) in entries.iter().zip(&folded.assignment).zip(&folded.opens) {
             stream_of.insert(*entry, ids[*k]);
+            if opens {
+                opened.insert(*entry);
+            }
         }
     }
     for (&(i, _), sid) in &stream_of {
@@ -131,5 +135,5 @@ pub(crate) async fn ingest_in_tx(
             .await
             .map_err(storage_error)?;
     }
-    Ok(outcomes(batch, &event_ids, &stream_of))
+    Ok(outcomes(batch, &event_ids, &stream_of, &opened))
 }

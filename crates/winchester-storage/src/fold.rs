@@ -4,7 +4,7 @@
 
 use crate::plan::{EventPlan, IngestOutcome};
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use winchester_core::TriggerDefinition;
 
 /// A stream as a batch leaves it.
@@ -76,6 +76,9 @@ pub struct FoldedGroup {
     pub drafts: Vec<StreamDraft>,
     /// For each event, the index of its draft.
     pub assignment: Vec<usize>,
+    /// For each event, whether it opened its draft's stream (the first event of
+    /// a stream this batch opens).
+    pub opens: Vec<bool>,
     /// Whether some stream became ready to fire.
     pub ready: bool,
 }
@@ -91,14 +94,17 @@ pub fn fold_group<'a>(
 ) -> FoldedGroup {
     let mut drafts: Vec<StreamDraft> = existing.into_iter().collect();
     let mut assignment = Vec::new();
+    let mut opens = Vec::new();
     let mut ready = false;
     for (ts, hits) in events {
-        if !drafts.last().map(|d| d.accepts(now)).unwrap_or(false) {
+        let opening = !drafts.last().map(|d| d.accepts(now)).unwrap_or(false);
+        if opening {
             if let Some(d) = drafts.last_mut() {
                 d.open = false;
             }
             drafts.push(StreamDraft::new(trigger, ts));
         }
+        opens.push(opening);
         let d = drafts.last_mut().expect("pushed above");
         ready |= d.add(trigger, ts, hits, now);
         assignment.push(drafts.len() - 1);
@@ -106,7 +112,7 @@ pub fn fold_group<'a>(
     for d in &mut drafts {
         d.open = d.accepts(now);
     }
-    FoldedGroup { drafts, assignment, ready }
+    FoldedGroup { drafts, assignment, opens, ready }
 }
 
 /// One (event, membership) of a batch: indexes into the batch and the event's memberships.
@@ -129,8 +135,13 @@ pub fn group_by_key<'a>(batch: &'a [EventPlan], event_ids: &[Option<i64>]) -> BT
 
 /// Each event's outcome: a duplicate where it was not inserted, else its id and
 /// the stream of each of its memberships (`stream_of` must hold every entry of
-/// a saved event).
-pub fn outcomes(batch: &[EventPlan], event_ids: &[Option<i64>], stream_of: &HashMap<Entry, i64>) -> Vec<IngestOutcome> {
+/// a saved event) and whether it opened that stream (the entries in `opened`).
+pub fn outcomes(
+    batch: &[EventPlan],
+    event_ids: &[Option<i64>],
+    stream_of: &HashMap<Entry, i64>,
+    opened: &HashSet<Entry>,
+) -> Vec<IngestOutcome> {
     batch
         .iter()
         .enumerate()
@@ -139,6 +150,7 @@ pub fn outcomes(batch: &[EventPlan], event_ids: &[Option<i64>], stream_of: &Hash
             Some(event_id) => IngestOutcome::Saved {
                 event_id,
                 stream_ids: (0..p.memberships.len()).map(|j| stream_of[&(i, j)]).collect(),
+                opened: (0..p.memberships.len()).map(|j| opened.contains(&(i, j))).collect(),
             },
         })
         .collect()

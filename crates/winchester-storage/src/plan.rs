@@ -35,6 +35,8 @@ pub enum IngestOutcome {
         event_id: i64,
         /// Streams joined (one per membership, same order).
         stream_ids: Vec<i64>,
+        /// For each membership, whether this event opened the stream.
+        opened: Vec<bool>,
     },
     /// A `message_id` already stored: nothing changed.
     Duplicate,

@@ -237,9 +237,12 @@ impl TriggerManager {
     /// The engine's outcome for a stored event, counted for debugging.
     fn record(&self, plan: &EventPlan, o: IngestOutcome) -> EventOutcome {
         match o {
-            IngestOutcome::Saved { event_id, stream_ids } => {
-                for m in &plan.memberships {
+            IngestOutcome::Saved { event_id, stream_ids, opened } => {
+                for (m, opened) in plan.memberships.iter().zip(opened) {
                     self.debug.bump(&m.trigger.name, "Added events", 1);
+                    if opened {
+                        crate::metrics::stream_created(&m.trigger.name);
+                    }
                 }
                 EventOutcome::Saved { event_id, stream_ids }
             }
