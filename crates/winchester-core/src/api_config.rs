@@ -118,3 +118,32 @@ impl ApiConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn parse(yaml: &str) -> Result<ApiConfig, Vec<ConfigError>> {
+        let v: Value = serde_yaml::from_str(yaml).unwrap();
+        ApiConfig::from_yaml(&v, Path::new("/etc/winchester"), &mut Vec::new())
+    }
+
+    #[test]
+    fn defaults_values_and_errors() {
+        assert_eq!(parse("~").unwrap(), ApiConfig::default());
+        let c = parse("{listen: '0.0.0.0:9000', token_file: tok, read_only: true}").unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.token_file.as_deref(), Some(Path::new("/etc/winchester/tok")));
+        assert!(c.read_only);
+        let text = |y: &str| parse(y).unwrap_err().iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        assert!(text("{listen: 'nope'}").contains("api.listen"));
+        assert!(text("{token: x, token_file: y}").contains("not both"));
+        assert!(text("{token: ''}").contains("api.token"));
+        assert!(text("{read_only: maybe}").contains("api.read_only"));
+        assert!(text("[1]").contains("api"));
+        let mut w = Vec::new();
+        ApiConfig::from_yaml(&serde_yaml::from_str("{listn: x}").unwrap(), Path::new("."), &mut w).unwrap();
+        assert!(w[0].to_string().contains("api.listn"));
+    }
+}

@@ -164,29 +164,31 @@ pub(crate) async fn event_streams(pool: &PgPool, event_id: i64) -> Result<Vec<i6
         .map_err(storage_error)
 }
 
+/// Rows of `select` (ending in `FROM table`) with an id above `after` or in `also`, ascending.
+async fn since<T>(
+    pool: &PgPool,
+    select: &str,
+    after: i64,
+    also: &[i64],
+    limit: u32,
+    decode: fn(&PgRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    let rows = sqlx::query(&format!("{select} WHERE id > $1 OR id = ANY($2) ORDER BY id LIMIT $3"))
+        .bind(after)
+        .bind(also)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(storage_error)?;
+    rows.iter().map(decode).collect()
+}
+
 pub(crate) async fn events_since(pool: &PgPool, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
-    let rows =
-        sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM event WHERE id > $1 OR id = ANY($2) ORDER BY id LIMIT $3"))
-            .bind(after)
-            .bind(also)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await
-            .map_err(storage_error)?;
-    rows.iter().map(stored_event).collect()
+    since(pool, &format!("SELECT {EVENT_COLUMNS} FROM event"), after, also, limit, stored_event).await
 }
 
 pub(crate) async fn transitions_since(pool: &PgPool, after: i64, also: &[i64], limit: u32) -> Result<Vec<Transition>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {TRANSITION_COLUMNS} FROM stream_transition WHERE id > $1 OR id = ANY($2) ORDER BY id LIMIT $3"
-    ))
-    .bind(after)
-    .bind(also)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await
-    .map_err(storage_error)?;
-    rows.iter().map(transition).collect()
+    since(pool, &format!("SELECT {TRANSITION_COLUMNS} FROM stream_transition"), after, also, limit, transition).await
 }
 
 pub(crate) async fn transitions_from(pool: &PgPool, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {

@@ -194,13 +194,25 @@ pub(crate) async fn event_streams(pool: &SqlitePool, event_id: i64) -> Result<Ve
         .map_err(storage_error)
 }
 
-pub(crate) async fn events_since(pool: &SqlitePool, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
-    let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM event WHERE id > "));
+/// Rows of `select` (ending in `FROM table`) with an id above `after` or in `also`, ascending.
+async fn since<T>(
+    pool: &SqlitePool,
+    select: &str,
+    after: i64,
+    also: &[i64],
+    limit: u32,
+    decode: fn(&SqliteRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut qb = QueryBuilder::new(format!("{select} WHERE id > "));
     qb.push_bind(after).push(" OR id IN ");
     push_ids(&mut qb, also);
     qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
     let rows = qb.build().fetch_all(pool).await.map_err(storage_error)?;
-    rows.iter().map(stored_event).collect()
+    rows.iter().map(decode).collect()
+}
+
+pub(crate) async fn events_since(pool: &SqlitePool, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
+    since(pool, &format!("SELECT {EVENT_COLUMNS} FROM event"), after, also, limit, stored_event).await
 }
 
 pub(crate) async fn transitions_since(
@@ -209,12 +221,7 @@ pub(crate) async fn transitions_since(
     also: &[i64],
     limit: u32,
 ) -> Result<Vec<Transition>> {
-    let mut qb = QueryBuilder::new(format!("SELECT {TRANSITION_COLUMNS} FROM stream_transition WHERE id > "));
-    qb.push_bind(after).push(" OR id IN ");
-    push_ids(&mut qb, also);
-    qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
-    let rows = qb.build().fetch_all(pool).await.map_err(storage_error)?;
-    rows.iter().map(transition).collect()
+    since(pool, &format!("SELECT {TRANSITION_COLUMNS} FROM stream_transition"), after, also, limit, transition).await
 }
 
 pub(crate) async fn transitions_from(pool: &SqlitePool, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {
