@@ -104,7 +104,7 @@ impl Storage for PgStorage {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<Stream>> {
+    ) -> Result<Vec<winchester_storage::Claimed>> {
         streams::claim_ready(&self.pool, action, now, lease_until, limit).await
     }
 

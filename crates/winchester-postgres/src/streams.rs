@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 use winchester_storage::rules::{claim_assignments, claim_ready_sql, next_due_sql, ready_condition, ready_sql};
 use winchester_storage::stream::state_no::{EXPIRING, FIRING};
-use winchester_storage::{one_for_one, Action, Finish, FinishOutcome, Result, Stream, StreamState};
+use winchester_storage::{one_for_one, Action, Claimed, Finish, FinishOutcome, Result, Stream, StreamState};
 
 use crate::errors::storage_error;
 use crate::ingest::ingest_in_tx;
@@ -56,7 +56,7 @@ pub(crate) async fn claim_ready(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: u32,
-) -> Result<Vec<Stream>> {
+) -> Result<Vec<Claimed>> {
     // Rows other workers are claiming are skipped, never waited for.
     let sql = claim_ready_sql(action, STREAM_COLUMNS, "$1", "$2", "$3", " FOR UPDATE SKIP LOCKED");
     let rows = sqlx::query(&sql)
@@ -66,7 +66,9 @@ pub(crate) async fn claim_ready(
         .fetch_all(pool)
         .await
         .map_err(storage_error)?;
-    rows.iter().map(rows::stream).collect()
+    rows.iter()
+        .map(|r| Ok(Claimed { stream: rows::stream(r)?, reclaimed: r.try_get("picked_reclaim").map_err(storage_error)? }))
+        .collect()
 }
 
 pub(crate) async fn finish_many(

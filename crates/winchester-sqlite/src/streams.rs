@@ -5,9 +5,10 @@
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 use std::time::Duration;
-use winchester_storage::rules::{claim_assignments, claim_ready_sql, next_due_sql, ready_condition, ready_sql};
+use std::collections::HashSet;
+use winchester_storage::rules::{claim_assignments, next_due_sql, pick_ready_sql, ready_condition, ready_sql};
 use winchester_storage::stream::state_no::{EXPIRING, FIRING};
-use winchester_storage::{one_for_one, Action, Finish, FinishOutcome, Result, StorageError, Stream, StreamState};
+use winchester_storage::{one_for_one, Action, Claimed, Finish, FinishOutcome, Result, StorageError, Stream, StreamState};
 
 use crate::ingest::{begin, ingest_in_tx};
 use crate::rows::{self, micros, STREAM_COLUMNS};
@@ -55,19 +56,39 @@ pub(crate) async fn claim_ready(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: u32,
-) -> Result<Vec<Stream>> {
+) -> Result<Vec<Claimed>> {
     // BEGIN IMMEDIATE already excludes every other writer: no row locks needed.
-    let sql = claim_ready_sql(action, STREAM_COLUMNS, "?1", "?2", "?3", "");
+    // SQLite's RETURNING cannot see an UPDATE's FROM list, so the streams are
+    // picked first and claimed by id, in the same transaction.
     let mut tx = begin(pool).await?;
-    let rows = sqlx::query(&sql)
+    let picked: Vec<(i64, bool)> = sqlx::query_as(&pick_ready_sql(action, "?1", "?2"))
         .bind(micros(now))
-        .bind(micros(lease_until))
         .bind(limit as i64)
         .fetch_all(&mut *tx)
         .await
         .map_err(storage_error)?;
+    let reclaimed: HashSet<i64> = picked.iter().filter(|(_, r)| *r).map(|(id, _)| *id).collect();
+    let ids = serde_json::to_string(&picked.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .map_err(|e| StorageError::Database(e.into()))?;
+    let sql = format!(
+        "UPDATE stream SET {} WHERE id IN (SELECT value FROM json_each(?2)) RETURNING {STREAM_COLUMNS}",
+        claim_assignments(action, "?1")
+    );
+    let rows = sqlx::query(&sql)
+        .bind(micros(lease_until))
+        .bind(ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(storage_error)?;
     tx.commit().await.map_err(storage_error)?;
-    rows.iter().map(rows::stream).collect()
+    let mut claimed = rows
+        .iter()
+        .map(|r| rows::stream(r).map(|s| Claimed { reclaimed: reclaimed.contains(&s.id), stream: s }))
+        .collect::<Result<Vec<_>>>()?;
+    // Oldest due first, as picked.
+    let order: std::collections::HashMap<i64, usize> = picked.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+    claimed.sort_by_key(|c| order.get(&c.stream.id).copied().unwrap_or(usize::MAX));
+    Ok(claimed)
 }
 
 pub(crate) async fn finish_many(

@@ -6,7 +6,7 @@
 //! assertion) when the backend breaks a rule. The workspace runs them for
 //! PostgreSQL and SQLite in `tests/conformance.rs`.
 
-use crate::{Action, EventPlan, Finish, FinishOutcome, IngestOutcome, Membership, Storage, StreamState};
+use crate::{Action, Claimed, EventPlan, Finish, FinishOutcome, IngestOutcome, Membership, Storage, Stream, StreamState};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -72,6 +72,11 @@ async fn streams(storage: &dyn Storage, n: usize, done: bool) -> Vec<i64> {
     ids
 }
 
+/// The streams of a claimed batch.
+fn streams_of(claimed: Vec<Claimed>) -> Vec<Stream> {
+    claimed.into_iter().map(|c| c.stream).collect()
+}
+
 /// Two workers claiming at once take every ready stream exactly once; a claim
 /// moves it to `firing`, bumps the serial, closes it and leases it.
 pub async fn claim_ready_takes_each_stream_once(storage: Arc<dyn Storage>) {
@@ -83,12 +88,14 @@ pub async fn claim_ready_takes_each_stream_once(storage: Arc<dyn Storage>) {
         storage.claim_ready(Action::Fire, now, lease, 25)
     );
     let (a, b) = (a.expect("claim a"), b.expect("claim b"));
+    assert!(a.iter().chain(&b).all(|c| !c.reclaimed), "a first claim is no reclaim");
+    let (a, b) = (streams_of(a), streams_of(b));
     let mut seen = HashSet::new();
     for s in a.iter().chain(&b) {
         assert!(seen.insert(s.id), "stream {} claimed twice", s.id);
         assert_eq!((s.state, s.open, s.attempts, s.lease_expires_at), (StreamState::Firing, false, 1, Some(lease)));
     }
-    let rest = storage.claim_ready(Action::Fire, now, lease, 100).await.expect("claim rest");
+    let rest = streams_of(storage.claim_ready(Action::Fire, now, lease, 100).await.expect("claim rest"));
     for s in &rest {
         assert!(seen.insert(s.id), "stream {} claimed twice", s.id);
     }
@@ -98,7 +105,8 @@ pub async fn claim_ready_takes_each_stream_once(storage: Arc<dyn Storage>) {
     let later = lease + Duration::seconds(1);
     let again = storage.claim_ready(Action::Fire, later, later + Duration::seconds(60), 100).await.expect("reclaim");
     assert_eq!(again.len(), 40);
-    assert!(again.iter().all(|s| s.attempts == 2));
+    assert!(again.iter().all(|c| c.reclaimed), "taken over after the lease ran out: a reclaim");
+    assert!(again.iter().all(|c| c.stream.attempts == 2));
 }
 
 /// A stream whose fire criteria are met is never claimed for expiry, even when
@@ -115,10 +123,11 @@ pub async fn fire_wins_over_expire(storage: Arc<dyn Storage>) {
     let late = t0() + Duration::hours(3);
     let next = storage.next_due(t0() - Duration::hours(1)).await.expect("next_due");
     assert!(next.is_some(), "next_due sees the coming fire time");
-    let expired = storage.claim_ready(Action::Expire, late, late + Duration::seconds(60), 10).await.expect("expire");
+    let expired =
+        streams_of(storage.claim_ready(Action::Expire, late, late + Duration::seconds(60), 10).await.expect("expire"));
     assert_eq!(expired.iter().map(|s| s.id).collect::<Vec<_>>(), vec![quiet]);
     assert_eq!(expired[0].state, StreamState::Expiring);
-    let fire = storage.claim_ready(Action::Fire, late, late + Duration::seconds(60), 10).await.expect("fire");
+    let fire = streams_of(storage.claim_ready(Action::Fire, late, late + Duration::seconds(60), 10).await.expect("fire"));
     assert_eq!(fire.iter().map(|s| s.id).collect::<Vec<_>>(), vec![fired]);
 }
 
@@ -129,7 +138,8 @@ pub async fn fire_wins_over_expire(storage: Arc<dyn Storage>) {
 pub async fn renew_and_finish_many(storage: Arc<dyn Storage>) {
     let ids = streams(&*storage, 3, true).await;
     let now = t0() + Duration::seconds(5);
-    let mut claimed = storage.claim_ready(Action::Fire, now, now + Duration::seconds(10), 10).await.expect("claim");
+    let mut claimed =
+        streams_of(storage.claim_ready(Action::Fire, now, now + Duration::seconds(10), 10).await.expect("claim"));
     claimed.sort_by_key(|s| s.id);
     assert_eq!(claimed.iter().map(|s| s.id).collect::<Vec<_>>(), ids);
     let held: Vec<(i64, i32)> = claimed.iter().map(|s| (s.id, s.state_serial_no)).collect();
@@ -167,7 +177,8 @@ pub async fn renew_and_finish_many(storage: Arc<dyn Storage>) {
     assert!(matches!(fresh[0], IngestOutcome::Saved { .. }), "the lost run's new event was not saved");
     let retried = storage.retry_stream(ids[1]).await.expect("retry").expect("exists");
     assert_eq!(retried.state, StreamState::RetryFire);
-    let purged = storage.claim_ready(Action::Fire, now, now + Duration::seconds(10), 10).await.expect("claim");
+    let purged =
+        streams_of(storage.claim_ready(Action::Fire, now, now + Duration::seconds(10), 10).await.expect("claim"));
     assert_eq!(purged.iter().map(|s| s.id).collect::<Vec<_>>(), vec![ids[1]], "retry_fire is ready to fire");
     let out = storage
         .finish_many(&[(&purged[0], Finish::Completed { purge: true, new_events: &[] })], now)

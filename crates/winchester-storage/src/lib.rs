@@ -153,6 +153,16 @@ pub enum FinishOutcome {
     LostLease,
 }
 
+/// A stream taken by [`Storage::claim_ready`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// The stream as claimed (working state, serial bumped, leased).
+    pub stream: Stream,
+    /// It was already in its working state: the lease of the worker that held
+    /// it ran out, and this claim takes the stream over.
+    pub reclaimed: bool,
+}
+
 /// The storage interface. Every state change is a compare-and-set on the
 /// stream's `state_serial_no`.
 #[async_trait]
@@ -197,7 +207,7 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<Stream>>;
+    ) -> Result<Vec<Claimed>>;
 
     /// Every event of the given streams in one query: `(stream id, event)` in
     /// `(timestamp, id)` order within each stream.

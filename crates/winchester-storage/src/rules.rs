@@ -127,17 +127,38 @@ pub fn ready_sql(action: Action, columns: &str, now: &str, limit: &str) -> Strin
     )
 }
 
-/// Claims the oldest `limit` streams ready for `action` in one statement and
-/// returns them (`columns`). `lock` as for the per-rule scans.
-pub fn claim_ready_sql(action: Action, columns: &str, now: &str, lease: &str, limit: &str, lock: &str) -> String {
-    let scans = rule_scans(action, "id", now, limit, lock);
+/// `WITH ..., picked AS (...)`: the oldest `limit` streams ready for `action`,
+/// as `picked_id` and `picked_reclaim` (the stream was already in its working
+/// state: the lease of the worker holding it ran out).
+fn picked_cte(action: Action, now: &str, limit: &str, lock: &str) -> String {
+    let scans = rule_scans(action, "id, state", now, limit, lock);
     format!(
-        "WITH {}, picked AS (SELECT id FROM ({}) AS ready ORDER BY due LIMIT {limit}) \
-         UPDATE stream SET {} WHERE id IN (SELECT id FROM picked) RETURNING {columns}",
+        "WITH {}, picked AS (SELECT id AS picked_id, state = {} AS picked_reclaim FROM ({}) AS ready \
+         ORDER BY due LIMIT {limit})",
         scans.join(", "),
+        action.working_state() as i16,
         union_of(scans.len()),
+    )
+}
+
+/// Claims the oldest `limit` streams ready for `action` in one statement and
+/// returns them (`columns`) and `picked_reclaim` (see [`pick_ready_sql`]).
+/// `lock` as for the per-rule scans. Needs a dialect whose `RETURNING` sees
+/// the `FROM` list (PostgreSQL); elsewhere use [`pick_ready_sql`] then
+/// [`claim_assignments`] in one transaction.
+pub fn claim_ready_sql(action: Action, columns: &str, now: &str, lease: &str, limit: &str, lock: &str) -> String {
+    format!(
+        "{} UPDATE stream SET {} FROM picked WHERE id = picked_id RETURNING {columns}, picked_reclaim",
+        picked_cte(action, now, limit, lock),
         claim_assignments(action, lease)
     )
+}
+
+/// The ids of the oldest `limit` streams ready for `action`, each with
+/// whether claiming it is a reclaim (read only; claim them in the same
+/// write transaction).
+pub fn pick_ready_sql(action: Action, now: &str, limit: &str) -> String {
+    format!("{} SELECT picked_id, picked_reclaim FROM picked", picked_cte(action, now, limit, ""))
 }
 
 /// Every rule of both actions.

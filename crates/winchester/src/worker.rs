@@ -335,6 +335,15 @@ impl Worker {
             let now = self.now();
             let claimed = self.tm.storage().claim_ready(action, now, now + self.lease(), self.opts.batch_size).await?;
             self.bump(|s| s.loaded += claimed.len() as u64);
+            let claimed: Vec<Stream> = claimed
+                .into_iter()
+                .map(|c| {
+                    if c.reclaimed {
+                        crate::metrics::lease_reclaimed();
+                    }
+                    c.stream
+                })
+                .collect();
             n += self.run_claimed(claimed, action).await?.len();
         }
         if let Some((expr, limit)) = &self.opts.trim {
