@@ -11,6 +11,7 @@ mod bench;
 mod cli;
 mod compat;
 mod concurrency;
+mod console;
 mod demo;
 mod ingest;
 mod notifications;
