@@ -213,7 +213,7 @@ fn chart(transitions: &[Transition], since: DateTime<Utc>) -> Markup {
     }
     html! {
         figure.chart {
-            svg viewBox={"0 0 " (w) " " (h)} role="img" aria-labelledby="chart-desc" preserveAspectRatio="none" {
+            svg viewBox={"0 0 " (w) " " (h)} role="img" aria-labelledby="chart-desc" {
                 desc #chart-desc { "Per minute over the last hour: fired " (totals[0]) ", expired " (totals[1]) ", failed " (totals[2]) " in total." }
                 line.axis x1=(left) y1=(h - bottom) x2=(w) y2=(h - bottom) {}
                 text.tick x=(left - 4.0) y="10" text-anchor="end" { (max) }
