@@ -236,6 +236,28 @@ async fn console_in_a_browser() {
     c.find(Locator::Css("form.login button")).await.unwrap().click().await.unwrap();
     wait_count(&c, "header form[action='/logout']", 1).await;
 
+    // The cookie: a random id, HttpOnly and SameSite=Strict, never the token.
+    let r = reqwest::get(go("/")).await.unwrap();
+    let cookie = r.headers().get("set-cookie").expect("a session cookie").to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && !cookie.contains(TOKEN), "{cookie}");
+    // A forged post (no session, no CSRF token) is refused.
+    let r = reqwest::Client::new()
+        .post(go("/streams/action"))
+        .form(&[("action", "retry"), ("id", &ids[3].to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::FORBIDDEN);
+    // Logged in, a form with a wrong CSRF token is refused too.
+    c.goto(&go(&format!("/streams/{}", ids[3]))).await.unwrap();
+    c.execute("document.querySelector('#retry').form.querySelector('input[name=csrf]').value = 'forged';", vec![])
+        .await
+        .unwrap();
+    c.find(Locator::Css("#retry")).await.unwrap().click().await.unwrap();
+    wait_count(&c, ".error", 1).await;
+    assert!(text(&c, ".error").await.contains("CSRF"));
+    assert_eq!(state_of(&db, ids[3]).await, Some(StreamState::Error));
+
     // A stream's page lists its events; retrying its error changes its state.
     let (o3, o7) = (ids[3], ids[7]);
     c.goto(&go(&format!("/streams/{o7}"))).await.unwrap();
