@@ -12,6 +12,7 @@ mod cli;
 mod compat;
 mod concurrency;
 mod conformance;
+mod console;
 mod demo;
 mod ingest;
 mod notifications;

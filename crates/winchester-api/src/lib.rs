@@ -11,9 +11,11 @@
 //! - `handlers`: one function per endpoint.
 //! - `params`: query parameters and bodies -> storage filters (400s name the parameter).
 //! - `error`: JSON errors.
+//! - `console`: the operator console (HTML at `/`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod console;
 pub mod error;
 mod handlers;
 pub mod params;
@@ -190,6 +192,7 @@ pub fn router(state: ApiState) -> Router {
     api.merge(tail)
         .fallback(|| async { ApiError::not_found("no such endpoint; see /v1/openapi.json") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .merge(console::routes())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .with_state(state)
 }
