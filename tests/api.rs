@@ -640,6 +640,7 @@ async fn tail_keeps_late_commits() {
         [winchester::tail::TailItem::Event(e)] => assert_eq!((e.id, e.event.message_id.as_str()), (slow_id, "slow")),
         other => panic!("the late commit was skipped: {other:?}"),
     }
+    drop(tail);
     db.drop_db().await;
 }
 

@@ -135,7 +135,9 @@ impl TestDb {
     pub async fn drop_db(self) {
         match self.pool {
             Pool::Pg(p) => {
-                p.close().await;
+                // A connection still held (a live tail's listener) would keep
+                // close() waiting; DROP ... WITH (FORCE) ends it anyway.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), p.close()).await;
                 if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
                         .execute(&mut conn)

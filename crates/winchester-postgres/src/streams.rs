@@ -3,7 +3,7 @@
 //! from [`winchester_storage::rules`].
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 use std::collections::HashSet;
 use std::time::Duration;
 use winchester_storage::rules::{claim_assignments, claim_ready_sql, next_due_sql, ready_condition, ready_sql};
