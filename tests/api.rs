@@ -713,15 +713,7 @@ crate::backend_tests!(
     serve_and_cli,
 );
 
-/// Kills a child process when dropped (a failed assertion must not leave it running).
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// Sends SIGTERM (a graceful stop).
 fn sigterm(child: &std::process::Child) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
 }
@@ -740,24 +732,7 @@ async fn serve_and_cli(backend: Backend) {
     assert_eq!(code, 1);
     assert!(err.contains("without a token") && err.contains("--insecure"), "{err}");
 
-    let mut child = Child(
-        Command::new(bin("winchester"))
-            .arg("-c")
-            .arg(&cfg)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut l = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut l).unwrap();
-        l
-    })
-    .await
-    .unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).to_string();
+    let (mut child, base) = spawn_serve(&cfg).await;
     let http = reqwest::Client::new();
     assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), StatusCode::OK);
     let r = http.get(format!("{base}/readyz")).send().await.unwrap();
@@ -794,7 +769,7 @@ async fn serve_and_cli(backend: Backend) {
     assert_eq!((code, out.trim()), (0, "3"));
 
     // winchester tail in its own process sees an event another process ingests.
-    let mut tail = Child(
+    let mut tail = KillOnDrop(
         Command::new(bin("winchester"))
             .arg("-c")
             .arg(&cfg)
@@ -832,7 +807,7 @@ async fn serve_and_cli(backend: Backend) {
 
     // pipeline-worker --metrics-listen: the fired streams show in its /metrics.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut worker = Child(
+    let mut worker = KillOnDrop(
         Command::new(bin("pipeline-worker"))
             .arg("-c")
             .arg(&cfg)

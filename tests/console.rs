@@ -24,15 +24,6 @@ const PIPELINES: &str = "fire_p:\n  - logger\n";
 const TOKEN: &str = "console-test-token";
 const XSS: &str = "<script>alert(1)</script>";
 
-struct Kill(std::process::Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// chromium and chromedriver, from $CHROMIUM / $CHROMEDRIVER or the PATH.
 fn browser() -> Option<(PathBuf, PathBuf)> {
     let find = |var: &str, names: &[&str]| -> Option<PathBuf> {
@@ -149,26 +140,9 @@ async fn console_in_a_browser() {
     db.exec(&format!("UPDATE stream SET state = {completed} WHERE id IN ({})", list(&ids[4..6]))).await;
 
     // The real server and the real browser.
-    let mut server = Kill(
-        Command::new(bin("winchester"))
-            .arg("-c")
-            .arg(dir.config())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = server.0.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut l = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut l).unwrap();
-        l
-    })
-    .await
-    .unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).to_string();
+    let (server, base) = spawn_serve(&dir.config()).await;
     let port = free_port();
-    let _driver = Kill(
+    let _driver = KillOnDrop(
         Command::new(&chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

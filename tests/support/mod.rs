@@ -309,3 +309,38 @@ pub fn run(cmd: &mut std::process::Command) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves
+/// no server behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `winchester -c CONFIG serve --listen 127.0.0.1:0` and returns it with
+/// the base URL it prints (`listening on http://...`).
+pub async fn spawn_serve(config: &Path) -> (KillOnDrop, String) {
+    let mut child = KillOnDrop(
+        std::process::Command::new(bin("winchester"))
+            .arg("-c")
+            .arg(config)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start winchester serve"),
+    );
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut l = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut l).expect("read serve's first line");
+        l
+    })
+    .await
+    .expect("reader");
+    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).to_string();
+    (child, base)
+}

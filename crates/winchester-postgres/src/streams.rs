@@ -67,7 +67,9 @@ pub(crate) async fn claim_ready(
         .await
         .map_err(storage_error)?;
     rows.iter()
-        .map(|r| Ok(Claimed { stream: rows::stream(r)?, reclaimed: r.try_get("picked_reclaim").map_err(storage_error)? }))
+        .map(|r| {
+            Ok(Claimed { stream: rows::stream(r)?, reclaimed: r.try_get("picked_reclaim").map_err(storage_error)? })
+        })
         .collect()
 }
 

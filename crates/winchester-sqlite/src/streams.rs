@@ -4,11 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
-use std::time::Duration;
 use std::collections::HashSet;
+use std::time::Duration;
 use winchester_storage::rules::{claim_assignments, next_due_sql, pick_ready_sql, ready_condition, ready_sql};
 use winchester_storage::stream::state_no::{EXPIRING, FIRING};
-use winchester_storage::{one_for_one, Action, Claimed, Finish, FinishOutcome, Result, StorageError, Stream, StreamState};
+use winchester_storage::{
+    one_for_one, Action, Claimed, Finish, FinishOutcome, Result, StorageError, Stream, StreamState,
+};
 
 use crate::ingest::{begin, ingest_in_tx};
 use crate::rows::{self, micros, STREAM_COLUMNS};
@@ -74,12 +76,8 @@ pub(crate) async fn claim_ready(
         "UPDATE stream SET {} WHERE id IN (SELECT value FROM json_each(?2)) RETURNING {STREAM_COLUMNS}",
         claim_assignments(action, "?1")
     );
-    let rows = sqlx::query(&sql)
-        .bind(micros(lease_until))
-        .bind(ids)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(storage_error)?;
+    let rows =
+        sqlx::query(&sql).bind(micros(lease_until)).bind(ids).fetch_all(&mut *tx).await.map_err(storage_error)?;
     tx.commit().await.map_err(storage_error)?;
     let mut claimed = rows
         .iter()

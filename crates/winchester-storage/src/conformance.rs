@@ -6,7 +6,9 @@
 //! assertion) when the backend breaks a rule. The workspace runs them for
 //! PostgreSQL and SQLite in `tests/conformance.rs`.
 
-use crate::{Action, Claimed, EventPlan, Finish, FinishOutcome, IngestOutcome, Membership, Storage, Stream, StreamState};
+use crate::{
+    Action, Claimed, EventPlan, Finish, FinishOutcome, IngestOutcome, Membership, Storage, Stream, StreamState,
+};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -127,7 +129,8 @@ pub async fn fire_wins_over_expire(storage: Arc<dyn Storage>) {
         streams_of(storage.claim_ready(Action::Expire, late, late + Duration::seconds(60), 10).await.expect("expire"));
     assert_eq!(expired.iter().map(|s| s.id).collect::<Vec<_>>(), vec![quiet]);
     assert_eq!(expired[0].state, StreamState::Expiring);
-    let fire = streams_of(storage.claim_ready(Action::Fire, late, late + Duration::seconds(60), 10).await.expect("fire"));
+    let fire =
+        streams_of(storage.claim_ready(Action::Fire, late, late + Duration::seconds(60), 10).await.expect("fire"));
     assert_eq!(fire.iter().map(|s| s.id).collect::<Vec<_>>(), vec![fired]);
 }
 
