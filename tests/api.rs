@@ -579,11 +579,8 @@ async fn tail_follows_other_processes(backend: Backend) {
          {{\"message_id\": \"other-3\", \"event_type\": \"order.paid\", \"timestamp\": \"{ts}\", \"order_id\": \"x1\"}}\n"
     );
     std::fs::write(api.dir.path("events.jsonl"), lines).unwrap();
-    let (code, _, err) = run(Command::new(bin("winchester"))
-        .arg("-c")
-        .arg(api.dir.config())
-        .arg("ingest")
-        .arg(api.dir.path("events.jsonl")));
+    let (code, _, err) =
+        run(program("winchester").arg("-c").arg(api.dir.config()).arg("ingest").arg(api.dir.path("events.jsonl")));
     assert_eq!(code, 0, "{err}");
     let got = next_sse(&mut stream, &mut buf, std::time::Duration::from_secs(1), |_, _| true).await;
     let (kind, v) = got.expect("the event arrives within a second of the ingest");
@@ -727,8 +724,7 @@ async fn serve_and_cli(backend: Backend) {
     api.orders(3, "order.created", "c").await;
     api.orders(3, "order.paid", "c").await;
     let cfg = api.dir.config();
-    let (code, _, err) =
-        run(Command::new(bin("winchester")).arg("-c").arg(&cfg).args(["serve", "--listen", "0.0.0.0:0"]));
+    let (code, _, err) = run(program("winchester").arg("-c").arg(&cfg).args(["serve", "--listen", "0.0.0.0:0"]));
     assert_eq!(code, 1);
     assert!(err.contains("without a token") && err.contains("--insecure"), "{err}");
 
@@ -746,7 +742,7 @@ async fn serve_and_cli(backend: Backend) {
     assert!(status.success(), "{status:?}");
 
     // The CLI.
-    let cli = |args: &[&str]| run(Command::new(bin("winchester")).arg("-c").arg(&cfg).args(args));
+    let cli = |args: &[&str]| run(program("winchester").arg("-c").arg(&cfg).args(args));
     let (code, out, err) = cli(&["events", "count", "--event-name", "order.*", "--trait", "order_id=c1"]);
     assert_eq!((code, out.trim()), (0, "2"), "{err}");
     let (code, out, _) = cli(&["events", "list", "--limit", "4", "--json"]);
@@ -770,7 +766,7 @@ async fn serve_and_cli(backend: Backend) {
 
     // winchester tail in its own process sees an event another process ingests.
     let mut tail = KillOnDrop(
-        Command::new(bin("winchester"))
+        program("winchester")
             .arg("-c")
             .arg(&cfg)
             .args(["tail", "--event-name", "order.*", "--trait", "order_id=t9", "--streams", "--json"])
@@ -808,7 +804,7 @@ async fn serve_and_cli(backend: Backend) {
     // pipeline-worker --metrics-listen: the fired streams show in its /metrics.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut worker = KillOnDrop(
-        Command::new(bin("pipeline-worker"))
+        program("pipeline-worker")
             .arg("-c")
             .arg(&cfg)
             .args(["--metrics-listen", &format!("127.0.0.1:{port}")])

@@ -325,7 +325,7 @@ impl Drop for KillOnDrop {
 /// the base URL it prints (`listening on http://...`).
 pub async fn spawn_serve(config: &Path) -> (KillOnDrop, String) {
     let mut child = KillOnDrop(
-        std::process::Command::new(bin("winchester"))
+        program("winchester")
             .arg("-c")
             .arg(config)
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -343,4 +343,13 @@ pub async fn spawn_serve(config: &Path) -> (KillOnDrop, String) {
     .expect("reader");
     let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).to_string();
     (child, base)
+}
+
+/// One of the project's programs, reading its database from the config it is
+/// given: a `DATABASE_URL` or `WINCHESTER_CONFIG` exported by whoever runs the
+/// tests (scripts/test exports the admin URL) must not override it.
+pub fn program(name: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin(name));
+    cmd.env_remove("DATABASE_URL").env_remove("WINCHESTER_CONFIG");
+    cmd
 }
