@@ -88,17 +88,10 @@ pub fn database_url(cfg_url: Option<&str>, args: &ConfigArgs) -> anyhow::Result<
 
 pub use winchester_backends::open_storage;
 
-/// For `/readyz`: the database answers and has every migration this build knows.
+/// For `/readyz`: the database answers and has every migration this build
+/// knows (the same check programs make at start-up, [`open_storage`]).
 pub async fn check_ready(url: &str) -> Result<(), String> {
-    let backend = winchester_backends::connect(url, 1).await.map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
-    match backend.pending().await {
-        Ok(pending) if pending.is_empty() => Ok(()),
-        Ok(pending) => Err(format!(
-            "database lacks schema migration(s) {}",
-            pending.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
-        )),
-        Err(e) => Err(format!("{:#}", anyhow::Error::new(e))),
-    }
+    open_storage(url, 1).await.map(drop).map_err(|e| format!("{:#}", anyhow::Error::new(e)))
 }
 
 /// Starts the metrics exporter on `flag` or the config's `metrics_listen`
