@@ -10,6 +10,12 @@ async fn claim_ready_takes_each_stream_once(backend: Backend) {
     db.drop_db().await;
 }
 
+async fn claim_ready_among_respects_trigger_scope(backend: Backend) {
+    let db = TestDb::on(backend).await;
+    conformance::claim_ready_among_respects_trigger_scope(db.storage.clone()).await;
+    db.drop_db().await;
+}
+
 async fn fire_wins_over_expire(backend: Backend) {
     let db = TestDb::on(backend).await;
     conformance::fire_wins_over_expire(db.storage.clone()).await;
@@ -30,6 +36,7 @@ async fn load_events_of_several_streams(backend: Backend) {
 
 crate::backend_tests!(
     claim_ready_takes_each_stream_once,
+    claim_ready_among_respects_trigger_scope,
     fire_wins_over_expire,
     renew_and_finish_many,
     load_events_of_several_streams

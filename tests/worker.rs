@@ -98,6 +98,10 @@ struct Fixture {
 
 impl Fixture {
     async fn new(backend: Backend, pipelines: &str, extra_config: &str) -> Fixture {
+        Fixture::with_triggers(backend, TRIGGERS, pipelines, extra_config).await
+    }
+
+    async fn with_triggers(backend: Backend, triggers: &str, pipelines: &str, extra_config: &str) -> Fixture {
         let db = TestDb::on(backend).await;
         let timeout = if extra_config.contains("handler_timeout") { "" } else { "handler_timeout: 1\n" };
         let dir = ConfigDir::new(&[
@@ -107,7 +111,7 @@ impl Fixture {
                     "trigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\n{timeout}{extra_config}"
                 ),
             ),
-            ("triggers.yaml", TRIGGERS),
+            ("triggers.yaml", triggers),
             ("pipelines.yaml", pipelines),
         ]);
         let cfg = LoadedConfig::load(&dir.config(), None).unwrap_or_else(|e| panic!("{e}"));
@@ -301,6 +305,36 @@ async fn fire_wins_over_expire(backend: Backend) {
     f.db.drop_db().await;
 }
 
+/// With more streams ready than one batch takes, a trigger of higher
+/// `priority` is served first even when its streams became ready later;
+/// without priorities the oldest due go first.
+async fn higher_priority_triggers_fire_first(backend: Backend) {
+    let pipelines = format!("fire_p:\n{}expire_p:\n{}receipt_p:\n{}", h("a", "ok"), h("x", "ok"), h("r", "ok"));
+    for prioritized in [false, true] {
+        let triggers = if prioritized {
+            TRIGGERS.replace("- name: quiet\n", "- name: quiet\n  priority: 5\n")
+        } else {
+            TRIGGERS.into()
+        };
+        let f = Fixture::with_triggers(backend, &triggers, &pipelines, "pipeline_worker_batch_size: 3\n").await;
+        for i in 0..4 {
+            f.order(&format!("o{i}"), "order.paid", &format!("o{i}")).await;
+        }
+        f.clock.set(f.clock.now() + Duration::minutes(1));
+        for i in 0..3 {
+            f.order(&format!("q{i}"), "quiet.done", &format!("q{i}")).await;
+        }
+        let w = f.worker();
+        assert_eq!(w.run_once().await.unwrap(), 3, "one batch of three");
+        let done = |t: &str| w.stats().completed_by_trigger.get(&(t.to_string(), Action::Fire)).copied().unwrap_or(0);
+        let first = (done("orders"), done("quiet"));
+        assert_eq!(first, if prioritized { (0, 3) } else { (3, 0) }, "prioritized: {prioritized}");
+        while w.run_once().await.unwrap() > 0 {}
+        assert_eq!((done("orders"), done("quiet")), (4, 3), "every ready stream fires in the end");
+        f.db.drop_db().await;
+    }
+}
+
 /// The daemon loop wakes on NOTIFY: a stream made ready while the worker idles
 /// (with a 60 s poll delay) is fired promptly, and shutdown returns.
 async fn idle_worker_wakes_on_notify_and_stops(backend: Backend) {
@@ -416,6 +450,7 @@ async fn lease_heartbeat_keeps_or_abandons_the_run(backend: Backend) {
 }
 
 crate::backend_tests!(
+    higher_priority_triggers_fire_first,
     lease_heartbeat_keeps_or_abandons_the_run,
     fire_runs_pipeline_then_completes,
     failures_roll_back_and_record_reason,

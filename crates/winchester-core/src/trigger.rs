@@ -102,6 +102,9 @@ pub struct TriggerDefinition {
     pub match_criteria: Vec<Criteria>,
     /// Seconds between a stream becoming ready and its fire time.
     pub fire_delay: i64,
+    /// When more streams are ready than a worker takes at once, those of
+    /// triggers with a higher priority are taken first (default 0).
+    pub priority: i32,
 }
 
 /// Why an event did not yield a stream membership for a trigger.
@@ -127,6 +130,7 @@ const TRIGGER_KEYS: &[&str] = &[
     "match_criteria",
     "fire_delay",
     "load_criteria",
+    "priority",
 ];
 
 /// A trigger definition as written (serde): each value parsed into the type it
@@ -154,6 +158,8 @@ struct RawTrigger {
     load_criteria: Option<Raw<Vec<Value>>>,
     #[serde(default)]
     fire_delay: Option<Raw<NumberOrText<i64>>>,
+    #[serde(default)]
+    priority: Option<Raw<NumberOrText<i64>>>,
     #[serde(flatten)]
     unknown: serde_yaml::Mapping,
 }
@@ -380,6 +386,17 @@ impl TriggerDefinition {
                 0
             }
         };
+        let priority = match raw.priority.map(|d| {
+            let found = d.found;
+            d.parsed.and_then(NumberOrText::number).and_then(|n| i32::try_from(n).ok()).ok_or(found)
+        }) {
+            None => 0,
+            Some(Ok(n)) => n,
+            Some(Err(found)) => {
+                local.push(ConfigError::new(format!("must be an integer, found {}", show(&found))).key("priority"));
+                0
+            }
+        };
         let ok = local.is_empty();
         errors.extend(local.into_iter().map(|e| e.context(ctx.clone())));
         warnings.extend(local_warn.into_iter().map(|e| e.context(ctx.clone())));
@@ -393,6 +410,7 @@ impl TriggerDefinition {
             fire_criteria,
             match_criteria,
             fire_delay,
+            priority,
         })
     }
 
@@ -618,6 +636,19 @@ mod tests {
         let d = def("{name: t, distinguished_by: [instance_id], expiration: \"$last + 1h\", fire_pipeline: p, fire_criteria: [{}], match_criteria: [{map_distinguished_by: {instance_id: other_id}}]}").unwrap();
         let (_, dist) = d.match_event(&ev("x", &[("other_id", TraitValue::String("bar".into()))])).unwrap();
         assert_eq!(dist.0["instance_id"], DistValue::Value(TraitValue::String("bar".into())));
+    }
+
+    #[test]
+    fn priority_is_an_optional_integer() {
+        assert_eq!(def(MIN).unwrap().priority, 0);
+        let with = |p: &str| def(&MIN.replace("fire_pipeline: p", &format!("fire_pipeline: p, priority: {p}")));
+        assert_eq!(with("10").unwrap().priority, 10);
+        assert_eq!(with("-3").unwrap().priority, -3);
+        assert_eq!(with("\"7\"").unwrap().priority, 7);
+        for bad in ["high", "1.5", "99999999999"] {
+            let e = with(bad).unwrap_err();
+            assert!(e[0].to_string().contains("key \"priority\": must be an integer"), "{bad}: {}", e[0]);
+        }
     }
 
     #[test]

@@ -6,9 +6,13 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 use std::collections::HashSet;
 use std::time::Duration;
-use winchester_storage::rules::{claim_assignments, claim_ready_sql, next_due_sql, ready_condition, ready_sql};
+use winchester_storage::rules::{
+    claim_assignments, claim_ready_sql, next_due_sql, ready_condition, ready_sql, trigger_condition,
+};
 use winchester_storage::stream::state_no::{EXPIRING, FIRING};
-use winchester_storage::{one_for_one, Action, Claimed, Finish, FinishOutcome, Result, Stream, StreamState};
+use winchester_storage::{
+    one_for_one, Action, Claimed, Finish, FinishOutcome, Result, Stream, StreamState, TriggerScope,
+};
 
 use crate::errors::storage_error;
 use crate::ingest::ingest_in_tx;
@@ -56,16 +60,16 @@ pub(crate) async fn claim_ready(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: u32,
+    triggers: TriggerScope<'_>,
 ) -> Result<Vec<Claimed>> {
     // Rows other workers are claiming are skipped, never waited for.
-    let sql = claim_ready_sql(action, STREAM_COLUMNS, "$1", "$2", "$3", " FOR UPDATE SKIP LOCKED");
-    let rows = sqlx::query(&sql)
-        .bind(now)
-        .bind(lease_until)
-        .bind(limit as i64)
-        .fetch_all(pool)
-        .await
-        .map_err(storage_error)?;
+    let filter = trigger_condition(triggers, "trigger_name = ANY($4)");
+    let sql = claim_ready_sql(action, STREAM_COLUMNS, "$1", "$2", "$3", &filter, " FOR UPDATE SKIP LOCKED");
+    let mut query = sqlx::query(&sql).bind(now).bind(lease_until).bind(limit as i64);
+    if let Some(names) = triggers.names() {
+        query = query.bind(names);
+    }
+    let rows = query.fetch_all(pool).await.map_err(storage_error)?;
     rows.iter()
         .map(|r| {
             Ok(Claimed { stream: rows::stream(r)?, reclaimed: r.try_get("picked_reclaim").map_err(storage_error)? })

@@ -116,14 +116,15 @@ impl Storage for SqliteStorage {
         events::stream_events(&self.pool, stream_id, after, limit).await
     }
 
-    async fn claim_ready(
+    async fn claim_ready_among(
         &self,
         action: Action,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        triggers: winchester_storage::TriggerScope<'_>,
     ) -> Result<Vec<winchester_storage::Claimed>> {
-        streams::claim_ready(&self.pool, action, now, lease_until, limit).await
+        streams::claim_ready(&self.pool, action, now, lease_until, limit, triggers).await
     }
 
     async fn load_events(&self, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>> {

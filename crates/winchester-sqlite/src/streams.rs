@@ -6,10 +6,12 @@ use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 use std::collections::HashSet;
 use std::time::Duration;
-use winchester_storage::rules::{claim_assignments, next_due_sql, pick_ready_sql, ready_condition, ready_sql};
+use winchester_storage::rules::{
+    claim_assignments, next_due_sql, pick_ready_sql, ready_condition, ready_sql, trigger_condition,
+};
 use winchester_storage::stream::state_no::{EXPIRING, FIRING};
 use winchester_storage::{
-    one_for_one, Action, Claimed, Finish, FinishOutcome, Result, StorageError, Stream, StreamState,
+    one_for_one, Action, Claimed, Finish, FinishOutcome, Result, StorageError, Stream, StreamState, TriggerScope,
 };
 
 use crate::ingest::{begin, ingest_in_tx};
@@ -58,17 +60,19 @@ pub(crate) async fn claim_ready(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: u32,
+    triggers: TriggerScope<'_>,
 ) -> Result<Vec<Claimed>> {
     // BEGIN IMMEDIATE already excludes every other writer: no row locks needed.
     // SQLite's RETURNING cannot see an UPDATE's FROM list, so the streams are
     // picked first and claimed by id, in the same transaction.
     let mut tx = begin(pool).await?;
-    let picked: Vec<(i64, bool)> = sqlx::query_as(&pick_ready_sql(action, "?1", "?2"))
-        .bind(micros(now))
-        .bind(limit as i64)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(storage_error)?;
+    let filter = trigger_condition(triggers, "trigger_name IN (SELECT value FROM json_each(?3))");
+    let sql = pick_ready_sql(action, "?1", "?2", &filter);
+    let mut query = sqlx::query_as(&sql).bind(micros(now)).bind(limit as i64);
+    if let Some(names) = triggers.names() {
+        query = query.bind(serde_json::to_string(names).map_err(|e| StorageError::Database(e.into()))?);
+    }
+    let picked: Vec<(i64, bool)> = query.fetch_all(&mut *tx).await.map_err(storage_error)?;
     let reclaimed: HashSet<i64> = picked.iter().filter(|(_, r)| *r).map(|(id, _)| *id).collect();
     let ids = serde_json::to_string(&picked.iter().map(|(id, _)| *id).collect::<Vec<_>>())
         .map_err(|e| StorageError::Database(e.into()))?;

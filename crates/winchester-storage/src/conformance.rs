@@ -8,6 +8,7 @@
 
 use crate::{
     Action, Claimed, EventPlan, Finish, FinishOutcome, IngestOutcome, Membership, Storage, Stream, StreamState,
+    TriggerScope,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::{BTreeMap, HashSet};
@@ -109,6 +110,34 @@ pub async fn claim_ready_takes_each_stream_once(storage: Arc<dyn Storage>) {
     assert_eq!(again.len(), 40);
     assert!(again.iter().all(|c| c.reclaimed), "taken over after the lease ran out: a reclaim");
     assert!(again.iter().all(|c| c.stream.attempts == 2));
+}
+
+/// A claim restricted to some triggers takes only their streams (`Only`), or
+/// only the others' (`Except`), up to the limit.
+pub async fn claim_ready_among_respects_trigger_scope(storage: Arc<dyn Storage>) {
+    let yaml = format!("{TRIGGERS}{}", TRIGGERS.replace("name: things", "name: others").replace("thing.", "other."));
+    let set = TriggerSet::from_yaml_str(&yaml, Path::new("conformance-triggers.yaml")).expect("two triggers").0;
+    let mut batch = Vec::new();
+    for i in 0..6 {
+        let at = t0() + Duration::seconds(i);
+        for kind in ["thing", "other"] {
+            batch.push(plan(&set, &format!("{kind}-start-{i}"), &format!("{kind}.start"), &format!("k{i}"), at));
+            batch.push(plan(&set, &format!("{kind}-done-{i}"), &format!("{kind}.done"), &format!("k{i}"), at));
+        }
+    }
+    storage.ingest(&batch, t0()).await.expect("ingest");
+    let now = t0() + Duration::minutes(1);
+    let lease = now + Duration::seconds(60);
+    let names = |c: &[Claimed]| c.iter().map(|c| c.stream.trigger.clone()).collect::<Vec<_>>();
+    let others = ["others".to_string()];
+    let first =
+        storage.claim_ready_among(Action::Fire, now, lease, 4, TriggerScope::Only(&others)).await.expect("only");
+    assert_eq!(names(&first), ["others"; 4], "Only takes only the named triggers' streams, up to the limit");
+    let rest =
+        storage.claim_ready_among(Action::Fire, now, lease, 100, TriggerScope::Except(&others)).await.expect("except");
+    assert_eq!(names(&rest), ["things"; 6], "Except takes every other trigger's streams");
+    let left = storage.claim_ready(Action::Fire, now, lease, 100).await.expect("all");
+    assert_eq!(names(&left), ["others"; 2], "All takes what is left");
 }
 
 /// A stream whose fire criteria are met is never claimed for expiry, even when

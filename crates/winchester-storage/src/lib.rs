@@ -36,7 +36,7 @@ pub use plan::{EventPlan, IngestOutcome, Membership};
 pub use query::{
     BulkOutcome, EventFilter, NamePattern, Page, StoredEvent, StreamCount, TraitFilter, Transition, TransitionKind,
 };
-pub use stream::{Action, Stream, StreamFilter, StreamState};
+pub use stream::{Action, Stream, StreamFilter, StreamState, TriggerScope};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +207,18 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+    ) -> Result<Vec<Claimed>> {
+        self.claim_ready_among(action, now, lease_until, limit, TriggerScope::All).await
+    }
+
+    /// [`Storage::claim_ready`] restricted to the streams of `triggers`.
+    async fn claim_ready_among(
+        &self,
+        action: Action,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        triggers: TriggerScope<'_>,
     ) -> Result<Vec<Claimed>>;
 
     /// Every event of the given streams in one query: `(stream id, event)` in

@@ -4,7 +4,7 @@
 //! dialect (only the bind-parameter syntax differs); no state number or
 //! readiness condition is written in a backend.
 
-use crate::stream::{Action, StreamState};
+use crate::stream::{Action, StreamState, TriggerScope};
 use crate::Finish;
 
 /// The column holding the moment a stream becomes ready by a [`ReadyRule`].
@@ -94,18 +94,30 @@ pub fn claim_assignments(action: Action, lease: &str) -> String {
     )
 }
 
+/// The condition (with a leading ` AND `, or empty for [`TriggerScope::All`])
+/// restricting streams to `set`, given the dialect's test `member` ("the
+/// stream's trigger_name is in the bound list", e.g. `trigger_name = ANY($4)`).
+pub fn trigger_condition(set: TriggerScope<'_>, member: &str) -> String {
+    match set {
+        TriggerScope::All => String::new(),
+        TriggerScope::Only(_) => format!(" AND {member}"),
+        TriggerScope::Except(_) => format!(" AND NOT ({member})"),
+    }
+}
+
 /// One sub-select per rule, each the oldest `limit` streams ready by it (one
 /// partial-index range scan), named `r0`, `r1`, ... with columns `columns`
-/// plus `due`. `lock` is appended to each (`FOR UPDATE SKIP LOCKED` on
-/// PostgreSQL, empty where a transaction already excludes other writers).
-fn rule_scans(action: Action, columns: &str, now: &str, limit: &str, lock: &str) -> Vec<String> {
+/// plus `due`. `filter` (see [`trigger_condition`]) restricts the streams;
+/// `lock` is appended to each (`FOR UPDATE SKIP LOCKED` on PostgreSQL, empty
+/// where a transaction already excludes other writers).
+fn rule_scans(action: Action, columns: &str, now: &str, limit: &str, filter: &str, lock: &str) -> Vec<String> {
     action
         .ready_rules()
         .iter()
         .enumerate()
         .map(|(i, r)| {
             format!(
-                "r{i} AS (SELECT {columns}, {col} AS due FROM stream WHERE {} ORDER BY {col} LIMIT {limit}{lock})",
+                "r{i} AS (SELECT {columns}, {col} AS due FROM stream WHERE {}{filter} ORDER BY {col} LIMIT {limit}{lock})",
                 r.condition("<=", now),
                 col = r.due.column()
             )
@@ -119,7 +131,7 @@ fn union_of(n: usize) -> String {
 
 /// The streams ready for `action`, oldest due first (read only).
 pub fn ready_sql(action: Action, columns: &str, now: &str, limit: &str) -> String {
-    let scans = rule_scans(action, columns, now, limit, "");
+    let scans = rule_scans(action, columns, now, limit, "", "");
     format!(
         "WITH {} SELECT {columns} FROM ({}) AS ready ORDER BY due LIMIT {limit}",
         scans.join(", "),
@@ -130,8 +142,8 @@ pub fn ready_sql(action: Action, columns: &str, now: &str, limit: &str) -> Strin
 /// `WITH ..., picked AS (...)`: the oldest `limit` streams ready for `action`,
 /// as `picked_id` and `picked_reclaim` (the stream was already in its working
 /// state: the lease of the worker holding it ran out).
-fn picked_cte(action: Action, now: &str, limit: &str, lock: &str) -> String {
-    let scans = rule_scans(action, "id, state", now, limit, lock);
+fn picked_cte(action: Action, now: &str, limit: &str, filter: &str, lock: &str) -> String {
+    let scans = rule_scans(action, "id, state", now, limit, filter, lock);
     format!(
         "WITH {}, picked AS (SELECT id AS picked_id, state = {} AS picked_reclaim FROM ({}) AS ready \
          ORDER BY due LIMIT {limit})",
@@ -143,22 +155,30 @@ fn picked_cte(action: Action, now: &str, limit: &str, lock: &str) -> String {
 
 /// Claims the oldest `limit` streams ready for `action` in one statement and
 /// returns them (`columns`) and `picked_reclaim` (see [`pick_ready_sql`]).
-/// `lock` as for the per-rule scans. Needs a dialect whose `RETURNING` sees
+/// `filter` and `lock` as for the per-rule scans. Needs a dialect whose `RETURNING` sees
 /// the `FROM` list (PostgreSQL); elsewhere use [`pick_ready_sql`] then
 /// [`claim_assignments`] in one transaction.
-pub fn claim_ready_sql(action: Action, columns: &str, now: &str, lease: &str, limit: &str, lock: &str) -> String {
+pub fn claim_ready_sql(
+    action: Action,
+    columns: &str,
+    now: &str,
+    lease: &str,
+    limit: &str,
+    filter: &str,
+    lock: &str,
+) -> String {
     format!(
         "{} UPDATE stream SET {} FROM picked WHERE id = picked_id RETURNING {columns}, picked_reclaim",
-        picked_cte(action, now, limit, lock),
+        picked_cte(action, now, limit, filter, lock),
         claim_assignments(action, lease)
     )
 }
 
 /// The ids of the oldest `limit` streams ready for `action`, each with
 /// whether claiming it is a reclaim (read only; claim them in the same
-/// write transaction).
-pub fn pick_ready_sql(action: Action, now: &str, limit: &str) -> String {
-    format!("{} SELECT picked_id, picked_reclaim FROM picked", picked_cte(action, now, limit, ""))
+/// write transaction). `filter` as for [`claim_ready_sql`].
+pub fn pick_ready_sql(action: Action, now: &str, limit: &str, filter: &str) -> String {
+    format!("{} SELECT picked_id, picked_reclaim FROM picked", picked_cte(action, now, limit, filter, ""))
 }
 
 /// Every rule of both actions.

@@ -106,6 +106,28 @@ pub mod state_no {
     pub const RETRY_EXPIRE: i16 = StreamState::RetryExpire as i16;
 }
 
+/// Whose streams a claim takes, by trigger name (how a worker serves triggers
+/// of higher `priority` first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerScope<'a> {
+    /// Every trigger's streams.
+    All,
+    /// Only the streams of these triggers.
+    Only(&'a [String]),
+    /// The streams of every trigger but these.
+    Except(&'a [String]),
+}
+
+impl<'a> TriggerScope<'a> {
+    /// The trigger names the set lists (none for `All`).
+    pub fn names(&self) -> Option<&'a [String]> {
+        match self {
+            TriggerScope::All => None,
+            TriggerScope::Only(n) | TriggerScope::Except(n) => Some(n),
+        }
+    }
+}
+
 /// What a worker does to a ready stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {

@@ -19,7 +19,43 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use winchester_core::timex::{TimeExpr, Vars};
 use winchester_core::{Event, WinchesterConfig};
-use winchester_storage::{Action, EventPlan, Finish, FinishOutcome, ReadyListener, Stream};
+use winchester_storage::{Action, Claimed, EventPlan, Finish, FinishOutcome, ReadyListener, Stream, TriggerScope};
+
+/// The triggers whose streams are claimed together: one per distinct
+/// `priority`, highest first. Priority 0 also takes the streams of triggers
+/// no longer configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PriorityLevel {
+    priority: i32,
+    /// `true`: every trigger except `names` (priority 0).
+    except: bool,
+    names: Vec<String>,
+}
+
+impl PriorityLevel {
+    /// The levels of `(trigger name, priority)` pairs, highest first; empty
+    /// when every trigger has the same priority (claims then take any stream).
+    fn of<'a>(triggers: impl Iterator<Item = (&'a str, i32)>) -> Vec<PriorityLevel> {
+        let mut by: std::collections::BTreeMap<i32, Vec<String>> = Default::default();
+        for (name, priority) in triggers {
+            by.entry(priority).or_default().push(name.to_string());
+        }
+        if by.len() <= 1 {
+            return vec![];
+        }
+        let prioritized: Vec<String> = by.iter().filter(|(p, _)| **p != 0).flat_map(|(_, n)| n.clone()).collect();
+        by.insert(0, prioritized);
+        by.into_iter().rev().map(|(priority, names)| PriorityLevel { priority, except: priority == 0, names }).collect()
+    }
+
+    fn scope(&self) -> TriggerScope<'_> {
+        if self.except {
+            TriggerScope::Except(&self.names)
+        } else {
+            TriggerScope::Only(&self.names)
+        }
+    }
+}
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -332,8 +368,7 @@ impl Worker {
             if self.stopping.load(Ordering::SeqCst) {
                 break;
             }
-            let now = self.now();
-            let claimed = self.tm.storage().claim_ready(action, now, now + self.lease(), self.opts.batch_size).await?;
+            let claimed = self.claim_ready(action).await?;
             self.bump(|s| s.loaded += claimed.len() as u64);
             let claimed: Vec<Stream> = claimed
                 .into_iter()
@@ -356,6 +391,28 @@ impl Worker {
             }
         }
         Ok(n)
+    }
+
+    /// Claims up to a batch of streams ready for `action`: those of triggers
+    /// with a higher `priority` first (see [`PriorityLevel`]), oldest due first
+    /// within a priority.
+    async fn claim_ready(&self, action: Action) -> Result<Vec<Claimed>, EngineError> {
+        let now = self.now();
+        let (lease, limit) = (now + self.lease(), self.opts.batch_size);
+        let storage = self.tm.storage();
+        let levels = PriorityLevel::of(self.tm.triggers().iter().map(|t| (t.name.as_str(), t.priority)));
+        if levels.is_empty() {
+            return Ok(storage.claim_ready(action, now, lease, limit).await?);
+        }
+        let mut claimed = Vec::new();
+        for level in &levels {
+            let left = limit.saturating_sub(claimed.len() as u32);
+            if left == 0 {
+                break;
+            }
+            claimed.extend(storage.claim_ready_among(action, now, lease, left, level.scope()).await?);
+        }
+        Ok(claimed)
     }
 
     /// Takes one ready stream (if no other worker has) and fires or expires it,
@@ -579,5 +636,29 @@ impl Worker {
             }
         }
         Ok(RunResult::Done(plans))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PriorityLevel;
+
+    fn level(priority: i32, except: bool, names: &[&str]) -> PriorityLevel {
+        PriorityLevel { priority, except, names: names.iter().map(|n| n.to_string()).collect() }
+    }
+
+    #[test]
+    fn priority_levels_highest_first_with_zero_taking_the_rest() {
+        assert!(PriorityLevel::of([("a", 0), ("b", 0)].into_iter()).is_empty());
+        assert!(PriorityLevel::of([("a", 5), ("b", 5)].into_iter()).is_empty());
+        assert_eq!(
+            PriorityLevel::of([("a", 5), ("b", 0), ("c", -2), ("d", 5)].into_iter()),
+            [level(5, false, &["a", "d"]), level(0, true, &["c", "a", "d"]), level(-2, false, &["c"])]
+        );
+        // No trigger at 0: a level for the rest (triggers no longer configured) still exists.
+        assert_eq!(
+            PriorityLevel::of([("a", 3), ("b", 1)].into_iter()),
+            [level(3, false, &["a"]), level(1, false, &["b"]), level(0, true, &["b", "a"])]
+        );
     }
 }
