@@ -707,7 +707,7 @@ mod tests {
                 "/etc/w/triggers.yaml: trigger #2: key \"name\": missing required key",
                 "/etc/w/triggers.yaml: trigger #3: key \"name\": name must be a non-empty string, found \"\"",
                 "/etc/w/triggers.yaml: trigger #4: key \"name\": name must be a non-empty string, found null",
-                "/etc/w/triggers.yaml: trigger \"a\": key \"colour\": unknown key; expected one of name, debug_level, distinguished_by, expiration, fire_pipeline, expire_pipeline, fire_criteria, match_criteria, fire_delay, load_criteria",
+                "/etc/w/triggers.yaml: trigger \"a\": key \"colour\": unknown key; expected one of name, debug_level, distinguished_by, expiration, fire_pipeline, expire_pipeline, fire_criteria, match_criteria, fire_delay, load_criteria, priority",
                 "/etc/w/triggers.yaml: trigger \"a\": key \"debug_level\": must be 0, 1 or 2, found 3",
                 "/etc/w/triggers.yaml: trigger \"a\": key \"distinguished_by[1]\": a map entry must have exactly one key, found 2",
                 "/etc/w/triggers.yaml: trigger \"a\": key \"distinguished_by[2]\": must map a trait name to a time expression, found d: 5",
