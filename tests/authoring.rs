@@ -380,3 +380,42 @@ fn explain_rejects_bad_events() {
         assert!(err.starts_with("error: ") && err.contains(want), "want {want}: {err}");
     }
 }
+
+/// `--notification`: the raw notification is distilled first (its request id
+/// from the oslo context), then explained.
+#[test]
+fn explain_distills_a_notification() {
+    let n = r#"{"event_type": "compute.instance.create.start", "message_id": "n1", "timestamp": "2026-11-29 14:06:41.196138",
+        "_context_request_id": "req-1", "_context_project_id": "tenant-1",
+        "payload": {"instance_id": "i-1", "tenant_id": "tenant-1", "memory_mb": 2048, "state": "building"}}"#;
+    let dir = ConfigDir::new(&[("n.json", n)]);
+    let (code, out, err) = run(program("winchester")
+        .arg("-c")
+        .arg(etc("winchester.yaml"))
+        .args(["explain", "--no-database", "--notification", "--json"])
+        .arg(dir.path("n.json")));
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let r = v.as_array().unwrap().iter().find(|x| x["trigger"] == "request_trace").unwrap();
+    assert_eq!(r["matched"], true, "{r}");
+    assert_eq!(r["distinguishing_traits"], serde_json::json!({"request_id": "req-1"}), "{r}");
+    assert_eq!(r["would_fire"], false, "a start without its end: {r}");
+}
+
+/// Notifications in a fixture need the configuration's distiller_config: a
+/// file error (exit 2) with its line and key, not a failed test.
+#[test]
+fn fixture_notifications_need_a_distiller() {
+    let dir = ConfigDir::new(&[
+        ("winchester.yaml", "trigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\n"),
+        (
+            "triggers.yaml",
+            "- name: req\n  distinguished_by: [request_id]\n  expiration: \"$last + 10s\"\n  fire_pipeline: done\n  match_criteria: [{event_type: '*'}]\n  fire_criteria: [{event_type: '*.end'}]\n",
+        ),
+        ("pipelines.yaml", "done:\n  - logger\n"),
+        ("t.yaml", "tests:\n  - name: n\n    notifications:\n      - {event_type: a.start, message_id: n1, timestamp: \"2026-11-23T10:00:00Z\"}\n"),
+    ]);
+    let (code, out, err) = winchester_test(&dir.config(), &[dir.path("t.yaml").to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("t.yaml:4: key \"tests[0].notifications[0]\": notifications need distiller_config"), "{err}");
+}

@@ -622,7 +622,7 @@ mod tests {
             why,
             "match_criteria[0]: trait \"size\" needs >= 10, saw 3 (int); match_criteria[1]: event_type \"a.y\" matches no glob of [\"b.c\"]"
         );
-        let (_, why) = t.explain_match(&ev("a.x", &[id.clone()]));
+        let (_, why) = t.explain_match(&ev("a.x", std::slice::from_ref(&id)));
         assert!(why.starts_with("match_criteria[0]: event_type \"a.x\" is excluded by \"!a.x\""), "{why}");
         let (_, why) = t.explain_match(&ev("a.y", &[("size", TraitValue::Int(12))]));
         assert_eq!(why, "match_criteria[0] matches, but the event has no distinguishing trait \"id\"");
