@@ -6,6 +6,7 @@
 //! Layout:
 //! - [`common`]: shared flags, config loading, database connection, error reporting.
 //! - [`check`], [`ingest`], [`streams`], [`events`] (and tail), [`serve`]: `winchester` subcommands.
+//! - [`fixture`] (`winchester test`) and [`explain`]: trigger authoring.
 //! - [`db`]: the `winchester-db` program.
 //! - [`worker`]: the `pipeline-worker` program.
 //! - [`amqp_ingest`]: `winchester-ingest`, the AMQP ingest daemon.
@@ -17,6 +18,8 @@ pub mod check;
 pub mod common;
 pub mod db;
 pub mod events;
+pub mod explain;
+pub mod fixture;
 pub mod ingest;
 pub mod serve;
 pub mod streams;

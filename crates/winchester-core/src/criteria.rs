@@ -77,6 +77,19 @@ impl EventTypeFilter {
         (self.match_all || self.include_set.is_match(event_type)) && !self.exclude_set.is_match(event_type)
     }
 
+    /// Which pattern decided: `Ok(include)` with the include glob that
+    /// matched, or `Err` saying the type matched no include glob or which
+    /// exclude glob (without its `!`) shut it out.
+    pub fn explain(&self, event_type: &str) -> Result<&str, String> {
+        if let Some(&i) = self.exclude_set.matches(event_type).first() {
+            return Err(format!("event_type {event_type:?} is excluded by \"!{}\"", self.excludes[i]));
+        }
+        match self.include_set.matches(event_type).first() {
+            Some(&i) => Ok(&self.includes[i]),
+            None => Err(format!("event_type {event_type:?} matches no glob of {:?}", self.includes)),
+        }
+    }
+
     /// Include patterns.
     pub fn includes(&self) -> &[String] {
         &self.includes
@@ -109,6 +122,17 @@ pub enum CmpOp {
 }
 
 impl CmpOp {
+    /// The operator as written: `=`, `!=`, `>`, `>=`, `<`, `<=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "=",
+            CmpOp::Ne => "!=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+        }
+    }
     fn parse(s: &str) -> Option<CmpOp> {
         Some(match s {
             "=" | "==" => CmpOp::Eq,
@@ -200,6 +224,28 @@ impl TraitCriterion {
             },
         }
     }
+}
+
+impl std::fmt::Display for TraitCriterion {
+    /// The condition in words: `= "x" (string)`, `>= 4096`, `within day($x)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TraitCriterion::Equal(v) => write!(f, "= {} ({})", v.to_plain_json(), v.type_name()),
+            TraitCriterion::Numeric(op, n) => write!(f, "{} {n}", op.as_str()),
+            TraitCriterion::Time(expr) => write!(f, "within {}", expr.source()),
+        }
+    }
+}
+
+/// The first condition of a criteria entry an event fails (see [`Criteria::mismatch`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Mismatch<'a> {
+    /// The event type is not let through by the `event_type` globs.
+    EventType,
+    /// The event's timestamp lies outside this `timestamp` expression's value.
+    Timestamp(&'a TimeExpr),
+    /// The named trait is missing or fails this condition.
+    Trait(&'a str, &'a TraitCriterion),
 }
 
 fn yaml_number(n: &serde_yaml::Number) -> TraitValue {
@@ -352,16 +398,52 @@ impl Criteria {
 
     /// Whether the event satisfies every condition: type, then timestamp, then traits.
     pub fn matches(&self, event: &Event) -> bool {
+        self.mismatch(event).is_none()
+    }
+
+    /// The first condition the event fails, in the order [`Criteria::matches`]
+    /// checks them; `None` when it meets them all.
+    pub fn mismatch(&self, event: &Event) -> Option<Mismatch<'_>> {
         if !self.event_type.matches(&event.event_type) {
-            return false;
+            return Some(Mismatch::EventType);
         }
         if let Some(expr) = &self.timestamp {
             match expr.eval(&event.datetime_vars()) {
                 Ok(r) if r.contains(event.timestamp) => {}
-                _ => return false,
+                _ => return Some(Mismatch::Timestamp(expr)),
             }
         }
-        self.traits.iter().all(|(name, tc)| tc.matches(event, name))
+        self.traits.iter().find(|(name, tc)| !tc.matches(event, name)).map(|(name, tc)| Mismatch::Trait(name, tc))
+    }
+
+    /// Why the event meets this entry (`Ok`: the glob that let its type
+    /// through and each trait condition with the value seen) or not (`Err`:
+    /// the condition that failed and the value seen), in words.
+    pub fn explain(&self, event: &Event) -> Result<String, String> {
+        let seen = |name: &str| match event.get(name) {
+            Some(v) => format!("{} ({})", v.to_plain_json(), v.type_name()),
+            None => "no such trait".to_string(),
+        };
+        match self.mismatch(event) {
+            Some(Mismatch::EventType) => Err(self.event_type.explain(&event.event_type).err().unwrap_or_default()),
+            Some(Mismatch::Timestamp(expr)) => Err(format!(
+                "timestamp {} is not within {}",
+                crate::event::format_datetime(&event.timestamp),
+                expr.source()
+            )),
+            Some(Mismatch::Trait(name, tc)) => Err(format!("trait {name:?} needs {tc}, saw {}", seen(name))),
+            None => {
+                let glob = self.event_type.explain(&event.event_type).unwrap_or("*");
+                let mut out = format!("event_type {:?} matches glob {glob:?}", event.event_type);
+                if let Some(expr) = &self.timestamp {
+                    out.push_str(&format!(", timestamp within {}", expr.source()));
+                }
+                for (name, tc) in &self.traits {
+                    out.push_str(&format!(", trait {name:?} {tc}: saw {}", seen(name)));
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// The event key a distinguishing trait is read from under this criteria.

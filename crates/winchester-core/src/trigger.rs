@@ -433,6 +433,36 @@ impl TriggerDefinition {
         Err(missing.unwrap_or(NoMatch::NoMatchingCriteria))
     }
 
+    /// [`TriggerDefinition::match_event`]'s verdict with the reason in words:
+    /// which match criteria decided (the glob, each trait condition and the
+    /// value it saw), or why each one failed.
+    pub fn explain_match(&self, event: &Event) -> (Result<(usize, DistTraits), NoMatch>, String) {
+        let verdict = self.match_event(event);
+        let first_matching = || self.match_criteria.iter().position(|c| c.matches(event)).unwrap_or(0);
+        let reason = match &verdict {
+            Ok((i, _)) => {
+                let why = self.match_criteria[*i].explain(event).unwrap_or_else(|e| e);
+                format!("match_criteria[{i}]: {why}")
+            }
+            Err(NoMatch::NoMatchingCriteria) if self.match_criteria.is_empty() => "no match_criteria".to_string(),
+            Err(NoMatch::NoMatchingCriteria) => self
+                .match_criteria
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("match_criteria[{i}]: {}", c.explain(event).err().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Err(NoMatch::MissingDistinguishingTrait(t)) => {
+                format!("match_criteria[{}] matches, but the event has no distinguishing trait {t:?}", first_matching())
+            }
+            Err(NoMatch::BadDistinguishingTrait(t)) => format!(
+                "match_criteria[{}] matches, but distinguishing trait {t:?} is not a datetime its range can be computed from",
+                first_matching()
+            ),
+        };
+        (verdict, reason)
+    }
+
     /// The distinguishing traits of an event matched by `criteria`.
     pub fn distinguishing_traits(&self, event: &Event, criteria: &Criteria) -> Result<DistTraits, NoMatch> {
         let mut out = BTreeMap::new();
@@ -590,6 +620,32 @@ mod tests {
             traits.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
         )
         .unwrap()
+    }
+
+    /// explain_match gives match_event's verdict and names the deciding
+    /// criterion: the glob, the trait condition and the value seen.
+    #[test]
+    fn explain_match_names_the_deciding_criterion() {
+        let t = def("{name: t, expiration: \"$last + 1h\", fire_pipeline: p, distinguished_by: [id], fire_criteria: [{}], match_criteria: [{event_type: [\"a.*\", \"!a.x\"], traits: {size: {int: \">= 10\"}}}, {event_type: b.c, timestamp: \"day($when)\"}]}").unwrap();
+        let id = ("id", TraitValue::String("k".into()));
+        let (v, why) = t.explain_match(&ev("a.y", &[id.clone(), ("size", TraitValue::Int(12))]));
+        assert_eq!(v.map(|(i, _)| i), Ok(0));
+        assert_eq!(
+            why,
+            "match_criteria[0]: event_type \"a.y\" matches glob \"a.*\", trait \"size\" >= 10: saw 12 (int)"
+        );
+        let (v, why) = t.explain_match(&ev("a.y", &[id.clone(), ("size", TraitValue::Int(3))]));
+        assert_eq!(v.map(|(i, _)| i), Err(NoMatch::NoMatchingCriteria));
+        assert_eq!(
+            why,
+            "match_criteria[0]: trait \"size\" needs >= 10, saw 3 (int); match_criteria[1]: event_type \"a.y\" matches no glob of [\"b.c\"]"
+        );
+        let (_, why) = t.explain_match(&ev("a.x", std::slice::from_ref(&id)));
+        assert!(why.starts_with("match_criteria[0]: event_type \"a.x\" is excluded by \"!a.x\""), "{why}");
+        let (_, why) = t.explain_match(&ev("a.y", &[("size", TraitValue::Int(12))]));
+        assert_eq!(why, "match_criteria[0] matches, but the event has no distinguishing trait \"id\"");
+        let (_, why) = t.explain_match(&ev("b.c", &[id]));
+        assert!(why.contains("match_criteria[1]: timestamp 2014-08-01T20:04:00Z is not within day($when)"), "{why}");
     }
 
     #[test]

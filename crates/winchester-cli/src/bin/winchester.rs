@@ -95,6 +95,35 @@ enum Command {
     },
     /// Serve the HTTP API (Quincy v1 compatible), the live tail and /metrics.
     Serve(winchester_cli::serve::ServeArgs),
+    /// Run tests of the configured triggers and pipelines against sample
+    /// events, with no server (in-memory SQLite, an event-time clock, an
+    /// in-process worker). Exit 1 if a test failed, 2 if a file is bad.
+    Test {
+        /// Fixture files, or directories of *.yaml fixture files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print the results as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Call network handlers (webhook, amqp) instead of recording their calls.
+        #[arg(long)]
+        live_handlers: bool,
+    },
+    /// Explain what each trigger makes of one event: match (and why), the
+    /// distinguishing traits, the open stream it would join, whether it would fire.
+    Explain {
+        /// A JSON event (or raw notification, with --notification), or - for standard input.
+        file: String,
+        /// The input is a raw notification, distilled through distiller_config.
+        #[arg(long)]
+        notification: bool,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+        /// Do not look up open streams in the configured database.
+        #[arg(long)]
+        no_database: bool,
+    },
     /// Print events (and with --streams, stream transitions) as they are committed, until interrupted.
     Tail {
         /// Only events of this type (exact, or a glob with * and ?).
@@ -350,6 +379,18 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
         }
         Command::Serve(args) => {
             winchester_cli::serve::run(&args, &opts.config, &registry).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Test { files, json, live_handlers } => {
+            let run = winchester_cli::fixture::RunOptions { live_handlers };
+            Ok(winchester_cli::fixture::command(&opts.config, &registry, &files, json, &run).await)
+        }
+        Command::Explain { file, notification, json, no_database } => {
+            print!(
+                "{}",
+                winchester_cli::explain::command(&opts.config, &registry, &file, notification, json, no_database)
+                    .await?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Tail { event_name, traits, streams, json } => {
