@@ -139,6 +139,18 @@ struct Held {
 /// Most finished runs recorded in one call.
 const FINISH_BATCH: usize = 500;
 
+/// Most full batches one pass takes per action before turning to the other
+/// action, so a backlog of one cannot hold up the other for long.
+const BATCHES_PER_PASS: usize = 4;
+
+/// Claimed streams, held (their leases renewed by the heartbeat) until
+/// released, with the events of those that have a pipeline.
+struct Batch {
+    streams: Vec<Stream>,
+    events: HashMap<i64, Vec<Event>>,
+    watches: Vec<LeaseWatch>,
+}
+
 /// How a pipeline run ended.
 enum RunResult {
     /// Every handler committed: the pipeline's new events, planned.
@@ -368,18 +380,7 @@ impl Worker {
             if self.stopping.load(Ordering::SeqCst) {
                 break;
             }
-            let claimed = self.claim_ready(action).await?;
-            self.bump(|s| s.loaded += claimed.len() as u64);
-            let claimed: Vec<Stream> = claimed
-                .into_iter()
-                .map(|c| {
-                    if c.reclaimed {
-                        crate::metrics::lease_reclaimed();
-                    }
-                    c.stream
-                })
-                .collect();
-            n += self.run_claimed(claimed, action).await?.len();
+            n += self.drain(action).await?;
         }
         if let Some((expr, limit)) = &self.opts.trim {
             let mut vars = Vars::new();
@@ -442,14 +443,58 @@ impl Worker {
     /// Runs the pipelines of claimed streams, up to `concurrency` at once, with
     /// their events loaded in one query, and records their ends in batches (the
     /// runs done at that moment). The heartbeat renews their leases meanwhile.
-    async fn run_claimed(&self, claimed: Vec<Stream>, action: Action) -> Result<Vec<ProcessOutcome>, EngineError> {
-        if claimed.is_empty() {
-            return Ok(vec![]);
+    /// Takes up to [`BATCHES_PER_PASS`] batches of streams ready for
+    /// `action`: while one batch's pipelines run and its finishes are
+    /// recorded, the next batch is claimed and its events loaded (on another
+    /// connection), so the database and the pipelines work at the same time.
+    /// Returns how many streams were handled.
+    async fn drain(&self, action: Action) -> Result<usize, EngineError> {
+        let mut batch = self.take_batch(action).await?;
+        let mut handled = 0;
+        for taken in 1..=BATCHES_PER_PASS {
+            let full = batch.streams.len() as u32 >= self.opts.batch_size;
+            if !full || taken == BATCHES_PER_PASS || self.stopping.load(Ordering::SeqCst) {
+                return Ok(handled + self.finish_batch(batch, action).await?.len());
+            }
+            match futures::join!(self.finish_batch(batch, action), self.take_batch(action)) {
+                (Ok(done), Ok(next)) => {
+                    handled += done.len();
+                    batch = next;
+                }
+                (Err(e), Ok(next)) => {
+                    self.release(&next.streams);
+                    return Err(e);
+                }
+                (Err(e), Err(_)) | (Ok(_), Err(e)) => return Err(e),
+            }
         }
-        let mut watches = Vec::with_capacity(claimed.len());
+        Ok(handled)
+    }
+
+    /// Claims a batch of ready streams (see [`Worker::claim_ready`]) and
+    /// prepares it (see [`Worker::prepare`]).
+    async fn take_batch(&self, action: Action) -> Result<Batch, EngineError> {
+        let claimed = self.claim_ready(action).await?;
+        self.bump(|s| s.loaded += claimed.len() as u64);
+        let streams = claimed
+            .into_iter()
+            .map(|c| {
+                if c.reclaimed {
+                    crate::metrics::lease_reclaimed();
+                }
+                c.stream
+            })
+            .collect();
+        self.prepare(streams, action).await
+    }
+
+    /// Holds claimed streams (the heartbeat renews their leases from now on)
+    /// and loads the events of those with a pipeline for `action`, in one query.
+    async fn prepare(&self, streams: Vec<Stream>, action: Action) -> Result<Batch, EngineError> {
+        let mut watches = Vec::with_capacity(streams.len());
         {
             let mut held = self.held_lock();
-            for s in &claimed {
+            for s in &streams {
                 let (switch, watch) = LeaseWatch::new();
                 held.insert(
                     s.id,
@@ -458,26 +503,55 @@ impl Worker {
                 watches.push(watch);
             }
         }
-        let result = self.run_and_record(&claimed, watches, action).await;
+        let with_pipeline: Vec<i64> =
+            streams.iter().filter(|s| matches!(self.pipeline_of(s, action), Ok(Some(_)))).map(|s| s.id).collect();
+        let loaded =
+            if with_pipeline.is_empty() { Ok(vec![]) } else { self.tm.storage().load_events(&with_pipeline).await };
+        let loaded = match loaded {
+            Ok(l) => l,
+            Err(e) => {
+                self.release(&streams);
+                return Err(e.into());
+            }
+        };
+        let mut events: HashMap<i64, Vec<Event>> = HashMap::new();
+        for (id, e) in loaded {
+            events.entry(id).or_default().push(e);
+        }
+        Ok(Batch { streams, events, watches })
+    }
+
+    /// Stops renewing the leases of these streams.
+    fn release(&self, streams: &[Stream]) {
         let mut held = self.held_lock();
-        for s in &claimed {
+        for s in streams {
             held.remove(&s.id);
         }
+    }
+
+    async fn run_claimed(&self, claimed: Vec<Stream>, action: Action) -> Result<Vec<ProcessOutcome>, EngineError> {
+        if claimed.is_empty() {
+            return Ok(vec![]);
+        }
+        let batch = self.prepare(claimed, action).await?;
+        self.finish_batch(batch, action).await
+    }
+
+    /// Runs a prepared batch's pipelines, records their ends, then releases it.
+    async fn finish_batch(&self, batch: Batch, action: Action) -> Result<Vec<ProcessOutcome>, EngineError> {
+        let Batch { streams, mut events, watches } = batch;
+        let result = self.run_and_record(&streams, &mut events, watches, action).await;
+        self.release(&streams);
         result
     }
 
     async fn run_and_record(
         &self,
         claimed: &[Stream],
+        events: &mut HashMap<i64, Vec<Event>>,
         watches: Vec<LeaseWatch>,
         action: Action,
     ) -> Result<Vec<ProcessOutcome>, EngineError> {
-        let with_pipeline: Vec<i64> =
-            claimed.iter().filter(|s| matches!(self.pipeline_of(s, action), Ok(Some(_)))).map(|s| s.id).collect();
-        let mut events: HashMap<i64, Vec<Event>> = HashMap::new();
-        for (id, e) in self.tm.storage().load_events(&with_pipeline).await? {
-            events.entry(id).or_default().push(e);
-        }
         // Boxed so the spawned worker future stays provably `Send`.
         type Run<'a> =
             Pin<Box<dyn Future<Output = (&'a Stream, RunTimer, Result<RunResult, EngineError>)> + Send + 'a>>;
