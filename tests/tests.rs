@@ -14,6 +14,7 @@ mod concurrency;
 mod conformance;
 mod console;
 mod demo;
+mod handlers;
 mod ingest;
 mod notifications;
 mod processes;
