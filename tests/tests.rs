@@ -18,4 +18,6 @@ mod handlers;
 mod ingest;
 mod notifications;
 mod processes;
+#[cfg(feature = "python")]
+mod python_handlers;
 mod worker;
