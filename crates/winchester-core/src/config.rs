@@ -605,4 +605,28 @@ pipeline_handlers: {a: [b]}
         let (c, _) = WinchesterConfig::from_yaml_str("", Path::new("w.yaml")).unwrap();
         assert_eq!((c.log_level.as_str(), c.handler_timeout), ("info", Duration::from_secs(60)));
     }
+
+    /// A Python class path the registry cannot run names the feature that
+    /// would; `distiller_trait_plugins` and `python_path` are read.
+    #[test]
+    fn python_class_paths_and_plugins() {
+        let dir = std::env::temp_dir().join(format!("winchester-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("winchester.yaml"),
+            "pipeline_config: p.yaml\npython_path: [lib, /opt/h]\npipeline_handlers: {mine: 'my.mod:Handler'}\n\
+             distiller_trait_plugins: {host: 'my.mod:HostPlugin'}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("p.yaml"), "p: [mine]\n").unwrap();
+        let known = |t: &str| !t.contains(':');
+        let err = LoadedConfig::load(&dir.join("winchester.yaml"), Some(&known)).unwrap_err().to_string();
+        assert!(err.contains("\"my.mod:Handler\", a Python class path") && err.contains("`python` feature"), "{err}");
+        let cfg = LoadedConfig::load(&dir.join("winchester.yaml"), None).unwrap();
+        assert_eq!(cfg.main.python_path, vec![dir.join("lib"), PathBuf::from("/opt/h")]);
+        assert_eq!(cfg.main.distiller_trait_plugins["host"], "my.mod:HostPlugin");
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(errors("distiller_trait_plugins: {host: 5}\n")[0].contains("module.path:ClassName"));
+    }
 }

@@ -81,9 +81,12 @@ pub fn configure(cfg: &WinchesterConfig) -> Result<(), String> {
     .map_err(|e| Python::attach(|py| format!("cannot set python_path: {}", convert::describe(py, &e))))
 }
 
+/// A class path's import: the class, or why it failed.
+type Imported = Result<Arc<Py<PyAny>>, String>;
+
 /// Imported classes by class path (failures too, so each is reported the same way).
-fn class_cache() -> &'static Mutex<HashMap<String, Result<Arc<Py<PyAny>>, String>>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Result<Arc<Py<PyAny>>, String>>>> = OnceLock::new();
+fn class_cache() -> &'static Mutex<HashMap<String, Imported>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Imported>>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 

@@ -92,6 +92,7 @@ impl TriggerManager {
 
     /// Distills and adds a batch of notifications in one transaction; each gets
     /// its own outcome.
+    #[allow(clippy::result_large_err)] // DistillError carries the failing definition, path and value
     pub async fn add_notifications(
         &self,
         notifications: &[serde_json::Value],
