@@ -4,6 +4,7 @@
 use crate::handlers::{fixture, Fixture};
 use crate::support::*;
 use std::path::Path;
+use winchester_core::{Clock, TraitValue};
 use winchester_storage::StreamState;
 
 /// `pipeline_handlers` naming the fixture classes, and the fixtures on `python_path`.
@@ -165,6 +166,32 @@ async fn python_import_error_named_at_startup() {
     f.db.drop_db().await;
 }
 
+/// The Python handler example of docs/handlers.md runs as documented.
+async fn python_docs_example() {
+    let pipelines = "fire_p:\n  - {name: tag_big, params: {min_memory_mb: 8192}}\nreceipt_p: [logger]\n";
+    let extra = format!(
+        "python_path: {:?}\npipeline_handlers: {{tag_big: 'big_instances:TagBigInstances'}}\n",
+        fixture("python").display().to_string()
+    );
+    let f = Fixture::new(pipelines, &extra, winchester_cli::common::registry()).await;
+    winchester_python::configure(&f.cfg.main).unwrap();
+    let now = f.clock.now();
+    let ev = |id: &str, ty: &str, mem: i64| {
+        event(id, ty, now, &[("order_id", s("o1")), ("instance_id", s(id)), ("memory_mb", TraitValue::Int(mem))])
+    };
+    f.tm.add_event(ev("small", "order.created", 2048)).await.unwrap();
+    f.tm.add_event(ev("big", "order.paid", 16384)).await.unwrap();
+    assert_eq!(f.worker().run_once().await.unwrap(), 1);
+    let summary =
+        f.db.count(
+            "SELECT count(*) FROM event WHERE event_type = 'instance.big.summary' \
+             AND traits->'count'->>'int' = '1' AND traits->'instance_id'->>'string' = 'big'",
+        )
+        .await;
+    assert_eq!(summary, 1);
+    f.db.drop_db().await;
+}
+
 const DEFINITIONS: &str = r#"
 - event_type: compute.instance.*
   traits:
@@ -235,6 +262,10 @@ mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn python_import_error_named_at_startup() {
         super::python_import_error_named_at_startup().await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn python_docs_example() {
+        super::python_docs_example().await
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn python_trait_plugin() {

@@ -95,11 +95,24 @@ def interrupt(tid, clear):
     return ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), exc)
 
 
+def _ours(filename):
+    return (
+        filename == "winchester_rs_helpers.py"
+        or filename.startswith("<frozen importlib")
+        or filename.endswith("importlib/__init__.py")
+    )
+
+
 def format_exception(exc, tb):
+    """The traceback without the frames of this module and importlib."""
     import traceback
 
     tb = tb if tb is not None else exc.__traceback__
-    return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()
+    frames = [f for f in traceback.extract_tb(tb) if not _ours(f.filename)]
+    lines = traceback.format_exception_only(type(exc), exc)
+    if frames:
+        lines = ["Traceback (most recent call last):\n"] + traceback.format_list(frames) + lines
+    return "".join(lines).rstrip()
 
 
 def utc_naive(dt):
