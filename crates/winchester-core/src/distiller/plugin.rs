@@ -264,7 +264,7 @@ impl Plugin {
             }
             other => {
                 let mut known = vec!["split", "bitfield"];
-                known.extend(registry.names());
+                known.extend(registry.names().filter(|n| !matches!(*n, "split" | "bitfield")));
                 return Err(err(key, format!("unknown plugin {other:?} (known plugins: {})", known.join(", "))));
             }
         };
