@@ -32,6 +32,8 @@ struct CallState {
     done: AtomicBool,
     /// A timeout was raised in it (set with the GIL held).
     interrupted: AtomicBool,
+    /// The engine gave up on the call: if it has not started, it must not.
+    cancelled: AtomicBool,
 }
 
 /// Raises `TimeoutError` in a call the engine abandoned.
@@ -40,6 +42,7 @@ struct InterruptOnDrop(Option<Arc<CallState>>);
 impl Drop for InterruptOnDrop {
     fn drop(&mut self) {
         let Some(state) = self.0.take() else { return };
+        state.cancelled.store(true, Ordering::SeqCst);
         // Off the async threads: taking the GIL may wait.
         let _ = std::thread::Builder::new().name("python-interrupt".into()).spawn(move || {
             Python::attach(|py| {
@@ -87,6 +90,10 @@ impl PythonHandler {
                         st.thread.store(tid, Ordering::SeqCst);
                     }
                     let result = (|| {
+                        // Given up on before it got the GIL (the thread id was not known then).
+                        if st.cancelled.load(Ordering::SeqCst) {
+                            return Err(CallError::Message("abandoned before it started".into()));
+                        }
                         let obj = {
                             let mut slot = instance.lock().unwrap_or_else(|e| e.into_inner());
                             match &*slot {
