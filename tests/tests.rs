@@ -15,7 +15,10 @@ mod concurrency;
 mod conformance;
 mod console;
 mod demo;
+mod handlers;
 mod ingest;
 mod notifications;
 mod processes;
+#[cfg(feature = "python")]
+mod python_handlers;
 mod worker;

@@ -41,10 +41,8 @@ pub fn run(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<Stri
         }
     }
     if let Some(f) = &cfg.distiller_file {
-        match winchester_core::distiller::Distiller::load(f, cfg.main.catch_all_notifications) {
-            Ok(d) => out.push_str(&format!("event definitions ({}): {}\n", f.display(), d.definitions().len())),
-            Err(e) => return Err(anyhow::anyhow!("{e}")),
-        }
+        let d = crate::common::load_distiller(&cfg, f)?;
+        out.push_str(&format!("event definitions ({}): {}\n", f.display(), d.definitions().len()));
     }
     if !cfg.warnings.is_empty() {
         out.push_str(&format!("warnings: {}\n", cfg.warnings.len()));

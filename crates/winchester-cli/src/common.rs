@@ -53,6 +53,49 @@ pub fn report(err: &anyhow::Error) -> std::process::ExitCode {
     std::process::ExitCode::from(1)
 }
 
+/// The handler registry of the shipped programs: the built-ins, the
+/// outside-reaching handlers and, with the `python` feature, any Python class path.
+pub fn registry() -> HandlerRegistry {
+    #[allow(unused_mut)]
+    let mut r = winchester_handlers::registry();
+    #[cfg(feature = "python")]
+    winchester_python::register(&mut r);
+    r
+}
+
+/// Whether this build runs Python handlers and trait plugins.
+pub const PYTHON: bool = cfg!(feature = "python");
+
+/// The trait plugins named in `distiller_trait_plugins` (Python classes);
+/// without the `python` feature, an error when there are any.
+pub fn trait_plugins(cfg: &LoadedConfig) -> anyhow::Result<winchester_core::distiller::PluginRegistry> {
+    #[cfg(feature = "python")]
+    {
+        winchester_python::trait_plugins(&cfg.main).map_err(|e| anyhow!("{e}"))
+    }
+    #[cfg(not(feature = "python"))]
+    {
+        if cfg.main.distiller_trait_plugins.is_empty() {
+            Ok(Default::default())
+        } else {
+            Err(anyhow!(
+                "{}: key \"distiller_trait_plugins\": Python trait plugins need winchester-rs built with the `python` feature",
+                cfg.main.file.display()
+            ))
+        }
+    }
+}
+
+/// Loads the event definitions with the config's trait plugins.
+pub fn load_distiller(
+    cfg: &LoadedConfig,
+    file: &std::path::Path,
+) -> anyhow::Result<winchester_core::distiller::Distiller> {
+    let plugins = trait_plugins(cfg)?;
+    winchester_core::distiller::Distiller::load_with(file, cfg.main.catch_all_notifications, &plugins)
+        .map_err(|e| anyhow!("{e}"))
+}
+
 /// Loads and validates the whole configuration (handlers included), printing
 /// warnings.
 pub fn load_config(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<LoadedConfig> {
@@ -67,6 +110,10 @@ pub fn load_config(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Res
 pub fn load_config_quietly(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<LoadedConfig> {
     let known = |t: &str| registry.knows(t);
     let mut cfg = LoadedConfig::load(&args.config, Some(&known)).map_err(|e| anyhow!("{e}"))?;
+    #[cfg(feature = "python")]
+    if !cfg.main.python_path.is_empty() || cfg.main.pipeline_handlers.values().any(|t| t.contains(':')) {
+        winchester_python::configure(&cfg.main).map_err(|e| anyhow!("{}: {e}", cfg.main.file.display()))?;
+    }
     PipelineRunner::new(registry.clone(), cfg.clone()).validate().map_err(|e| anyhow!("{e}"))?;
     if let Some(url) = &args.database_url {
         cfg.main.database_url = Some(url.clone());
@@ -124,9 +171,7 @@ pub async fn trigger_manager(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut tm = TriggerManager::new(storage, Arc::new(cfg.triggers.clone()), clock);
     if let Some(file) = &cfg.distiller_file {
-        let d = winchester_core::distiller::Distiller::load(file, cfg.main.catch_all_notifications)
-            .map_err(|e| anyhow!("{e}"))?;
-        tm = tm.with_distiller(Arc::new(d));
+        tm = tm.with_distiller(Arc::new(load_distiller(cfg, file)?));
     }
     Ok(tm)
 }

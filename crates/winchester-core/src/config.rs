@@ -51,6 +51,13 @@ pub struct WinchesterConfig {
     pub catch_all_notifications: bool,
     /// `pipeline_handlers`: handler name -> type (built-in name, registered type or original class path).
     pub pipeline_handlers: BTreeMap<String, String>,
+    /// `distiller_trait_plugins`: extra trait plugin name -> class path
+    /// (`module.path:ClassName`), over the built-in `split` and `bitfield`.
+    pub distiller_trait_plugins: BTreeMap<String, String>,
+    /// `python_path` (new): directories added to Python's module search path
+    /// (after `PYTHONPATH`) for Python handlers and plugins; relative ones are
+    /// relative to this file's directory.
+    pub python_path: Vec<PathBuf>,
     /// `pipeline_worker_batch_size` (default 1000).
     pub pipeline_worker_batch_size: u32,
     /// `pipeline_worker_concurrency` (new; default 8): most pipelines one worker
@@ -113,8 +120,8 @@ struct RawConfig {
     logging_config: Option<Value>,
     #[serde(deserialize_with = "present")]
     time_sync_endpoint: Option<Value>,
-    #[serde(deserialize_with = "present")]
-    distiller_trait_plugins: Option<Value>,
+    distiller_trait_plugins: Option<Raw<Mapping>>,
+    python_path: Option<Raw<Strings>>,
     amqp_ingest: Option<Value>,
     api: Option<Value>,
     metrics_listen: Option<Value>,
@@ -228,16 +235,31 @@ impl WinchesterConfig {
                 ),
             }
         }
+        let mut distiller_trait_plugins = BTreeMap::new();
+        let plugins = c.get("distiller_trait_plugins", raw.distiller_trait_plugins, "must be a map", |_| true);
+        for (k, v) in plugins.unwrap_or_default() {
+            match (k.as_str(), v.as_str()) {
+                (Some(k), Some(v)) if v.contains(':') => {
+                    distiller_trait_plugins.insert(k.to_string(), v.to_string());
+                }
+                _ => c.push(
+                    "distiller_trait_plugins",
+                    format!(
+                        "entries map a plugin name to a class path (module.path:ClassName), found {}: {}",
+                        show(&k),
+                        show(&v)
+                    ),
+                ),
+            }
+        }
+        let python_path: Option<Vec<PathBuf>> =
+            c.strings("python_path", raw.python_path, "must be a directory or a list of directories");
+        let python_path = python_path.unwrap_or_default().into_iter().map(|p| base.join(p)).collect();
         for (key, present, message) in [
             (
                 "time_sync_endpoint",
                 raw.time_sync_endpoint.is_some(),
                 "not supported; replay archived events with `winchester ingest --event-time` instead",
-            ),
-            (
-                "distiller_trait_plugins",
-                raw.distiller_trait_plugins.is_some(),
-                "Python trait plugins cannot be loaded; only the built-in split and bitfield plugins exist",
             ),
             (
                 "logging_config",
@@ -274,6 +296,8 @@ impl WinchesterConfig {
             distiller_config,
             catch_all_notifications,
             pipeline_handlers,
+            distiller_trait_plugins,
+            python_path,
             pipeline_worker_batch_size,
             pipeline_worker_concurrency,
             pipeline_worker_delay,
@@ -428,7 +452,13 @@ impl LoadedConfig {
                 for (i, h) in handlers.iter().enumerate() {
                     let ty = main.pipeline_handlers.get(&h.name).map(String::as_str).unwrap_or(&h.name);
                     if !known(ty) {
-                        let msg = if main.pipeline_handlers.contains_key(&h.name) {
+                        let msg = if main.pipeline_handlers.contains_key(&h.name) && ty.contains(':') {
+                            format!(
+                                "handler {:?} has type {ty:?}, a Python class path: this build cannot run Python \
+                                 handlers (they need winchester-rs built with the `python` feature)",
+                                h.name
+                            )
+                        } else if main.pipeline_handlers.contains_key(&h.name) {
                             format!("handler {:?} has type {ty:?}, which is neither built in nor registered", h.name)
                         } else {
                             format!(
@@ -574,5 +604,29 @@ pipeline_handlers: {a: [b]}
         assert_eq!(c.pipeline_handlers.get("n").map(String::as_str), Some("logger"));
         let (c, _) = WinchesterConfig::from_yaml_str("", Path::new("w.yaml")).unwrap();
         assert_eq!((c.log_level.as_str(), c.handler_timeout), ("info", Duration::from_secs(60)));
+    }
+
+    /// A Python class path the registry cannot run names the feature that
+    /// would; `distiller_trait_plugins` and `python_path` are read.
+    #[test]
+    fn python_class_paths_and_plugins() {
+        let dir = std::env::temp_dir().join(format!("winchester-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("winchester.yaml"),
+            "pipeline_config: p.yaml\npython_path: [lib, /opt/h]\npipeline_handlers: {mine: 'my.mod:Handler'}\n\
+             distiller_trait_plugins: {host: 'my.mod:HostPlugin'}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("p.yaml"), "p: [mine]\n").unwrap();
+        let known = |t: &str| !t.contains(':');
+        let err = LoadedConfig::load(&dir.join("winchester.yaml"), Some(&known)).unwrap_err().to_string();
+        assert!(err.contains("\"my.mod:Handler\", a Python class path") && err.contains("`python` feature"), "{err}");
+        let cfg = LoadedConfig::load(&dir.join("winchester.yaml"), None).unwrap();
+        assert_eq!(cfg.main.python_path, vec![dir.join("lib"), PathBuf::from("/opt/h")]);
+        assert_eq!(cfg.main.distiller_trait_plugins["host"], "my.mod:HostPlugin");
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(errors("distiller_trait_plugins: {host: 5}\n")[0].contains("module.path:ClassName"));
     }
 }

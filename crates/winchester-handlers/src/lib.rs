@@ -4,6 +4,7 @@
 //! - [`webhook`]: POSTs each fired/expired stream as one JSON document (the
 //!   original's AtomPubHandler).
 //! - [`amqp`]: publishes notifications to a RabbitMQ exchange (the original's NotabeneHandler).
+//! - [`command`]: runs a program per stream (handlers in any language).
 //! - `usage`: OpenStack instance-usage audit (the original's UsageHandler).
 //!
 //! [`registry`] returns a [`HandlerRegistry`] with these and the engine's own
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod amqp;
+pub mod command;
 mod usage;
 pub mod webhook;
 
@@ -28,6 +30,7 @@ pub fn registry() -> HandlerRegistry {
 pub fn register(r: &mut HandlerRegistry) {
     r.register("usage", |p| usage::UsageHandler::from_params(p).map(|h| Box::new(h) as _));
     r.register("webhook", |p| webhook::WebhookHandler::from_params(p).map(|h| Box::new(h) as _));
+    r.register("command", |p| command::CommandHandler::from_params(p).map(|h| Box::new(h) as _));
     r.register("amqp", |p| amqp::AmqpHandler::from_params(p).map(|h| Box::new(h) as _));
     let _ = r;
 }

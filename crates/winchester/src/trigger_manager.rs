@@ -92,6 +92,7 @@ impl TriggerManager {
 
     /// Distills and adds a batch of notifications in one transaction; each gets
     /// its own outcome.
+    #[allow(clippy::result_large_err)] // DistillError carries the failing definition, path and value
     pub async fn add_notifications(
         &self,
         notifications: &[serde_json::Value],
@@ -99,8 +100,26 @@ impl TriggerManager {
         let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(notifications.len());
         let mut events = Vec::new();
         let mut slots = Vec::new();
-        for n in notifications {
-            match self.distill(n) {
+        let distilled: Vec<Result<Option<Event>, DistillError>> = match &self.distiller {
+            // Plugins that may block (a Python interpreter lock) run off the async threads.
+            Some(d) if d.has_blocking_plugins() => {
+                let (d, batch) = (d.clone(), notifications.to_vec());
+                match tokio::task::spawn_blocking(move || batch.iter().map(|n| d.to_event(n)).collect()).await {
+                    Ok(v) => v,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => {
+                        let reason = format!("distilling was cancelled: {e}");
+                        notifications
+                            .iter()
+                            .map(|_| Err(DistillError::BadEnvelope { reason: reason.clone() }))
+                            .collect()
+                    }
+                }
+            }
+            _ => notifications.iter().map(|n| self.distill(n)).collect(),
+        };
+        for (n, d) in notifications.iter().zip(distilled) {
+            match d {
                 Ok(Some(e)) => {
                     slots.push(outcomes.len());
                     outcomes.push(None);

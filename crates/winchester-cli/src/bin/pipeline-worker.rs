@@ -17,7 +17,7 @@ async fn main() -> ExitCode {
             Err(e) => report(&e),
         };
     }
-    match run(&opts, winchester_handlers::registry()).await {
+    match run(&opts, winchester_cli::common::registry()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e),
     }

@@ -248,7 +248,7 @@ enum StreamsCommand {
 }
 
 async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
-    let registry = winchester_handlers::registry();
+    let registry = winchester_cli::common::registry();
     match opts.command {
         Command::Check => {
             print!("{}", check::run(&opts.config, &registry)?);

@@ -20,7 +20,7 @@ use std::fmt;
 use std::path::Path;
 
 pub use path::{FieldMatch, FieldPath, PathError, Step};
-pub use plugin::{BitFlag, Plugin};
+pub use plugin::{BitFlag, ExternalPlugin, Plugin, PluginFactory, PluginRegistry, TraitPlugin};
 
 /// The type a trait's value is converted to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +136,23 @@ pub enum DistillError {
         /// The message_id.
         message_id: Option<String>,
     },
+    /// An external trait plugin failed.
+    #[error(
+        "definition for event_type {definition:?}: trait {trait_name:?}: plugin {plugin:?} failed: {reason}{}",
+        mid(message_id)
+    )]
+    Plugin {
+        /// The definition's event_type patterns.
+        definition: String,
+        /// The trait.
+        trait_name: String,
+        /// The plugin's name.
+        plugin: String,
+        /// What it reported (for a Python plugin, the traceback).
+        reason: String,
+        /// The message_id.
+        message_id: Option<String>,
+    },
     /// The resulting event did not validate.
     #[error("distilled event is invalid: {source}")]
     InvalidEvent {
@@ -154,6 +171,7 @@ impl DistillError {
             DistillError::MissingKey { message_id, .. }
             | DistillError::InvalidKey { message_id, .. }
             | DistillError::Conversion { message_id, .. }
+            | DistillError::Plugin { message_id, .. }
             | DistillError::InvalidEvent { message_id, .. } => message_id.as_deref(),
         }
     }
@@ -194,10 +212,19 @@ fn default_traits() -> Vec<TraitDefinition> {
 impl Distiller {
     /// Reads and parses a definitions file (see [`Distiller::from_yaml_str`]).
     pub fn load(path: impl AsRef<Path>, catch_all: bool) -> Result<Distiller, ConfigErrors> {
+        Distiller::load_with(path, catch_all, &PluginRegistry::default())
+    }
+
+    /// [`load`](Self::load) with trait plugins beyond the built-ins.
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        catch_all: bool,
+        plugins: &PluginRegistry,
+    ) -> Result<Distiller, ConfigErrors> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(format!("cannot read event definitions: {e}")).in_file(path))?;
-        Distiller::from_yaml_str(&text, path, catch_all)
+        Distiller::from_yaml_str_with(&text, path, catch_all, plugins)
     }
 
     /// Parses `event_definitions.yaml` text; `file` is only used in messages.
@@ -207,6 +234,16 @@ impl Distiller {
     /// the key. With `catch_all`, when no definition includes `*` without
     /// excludes, an implicit `{event_type: '*', traits: {}}` is checked last.
     pub fn from_yaml_str(text: &str, file: &Path, catch_all: bool) -> Result<Distiller, ConfigErrors> {
+        Distiller::from_yaml_str_with(text, file, catch_all, &PluginRegistry::default())
+    }
+
+    /// [`from_yaml_str`](Self::from_yaml_str) with trait plugins beyond the built-ins.
+    pub fn from_yaml_str_with(
+        text: &str,
+        file: &Path,
+        catch_all: bool,
+        plugins: &PluginRegistry,
+    ) -> Result<Distiller, ConfigErrors> {
         let mut doc: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
         doc.apply_merge()
             .map_err(|e| ConfigError::new(format!("cannot resolve YAML merge keys: {e}")).in_file(file))?;
@@ -225,7 +262,7 @@ impl Distiller {
         let mut errors = Vec::new();
         let mut definitions = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
-            if let Some(d) = parse_definition(item, i, &mut errors) {
+            if let Some(d) = parse_definition(item, i, plugins, &mut errors) {
                 definitions.push(d);
             }
         }
@@ -239,6 +276,12 @@ impl Distiller {
                 index: None,
             });
         Ok(Distiller { definitions, implicit_catch_all })
+    }
+
+    /// Whether some trait uses a plugin whose calls may block (see
+    /// [`TraitPlugin::blocking`]): distill off async runtime threads then.
+    pub fn has_blocking_plugins(&self) -> bool {
+        self.definitions.iter().flat_map(|d| &d.traits).any(|t| t.plugin.as_ref().is_some_and(Plugin::blocking))
     }
 
     /// The definitions from the file, in file order.
@@ -350,8 +393,17 @@ impl Distiller {
                         .or_else(|| t.fields.first().map(|f| f.source().to_string()))
                         .unwrap_or_default();
                     match p.apply(&matches) {
-                        Some(v) => (v, path),
-                        None => continue,
+                        Ok(Some(v)) => (v, path),
+                        Ok(None) => continue,
+                        Err(reason) => {
+                            return Err(DistillError::Plugin {
+                                definition: def.describe(),
+                                trait_name: t.name.clone(),
+                                plugin: p.name().to_string(),
+                                reason,
+                                message_id: m(),
+                            })
+                        }
                     }
                 }
                 None => match matches.first() {
@@ -461,7 +513,12 @@ fn parse_offset(zone: &str) -> Option<i32> {
     Some(sign * (h * 3600 + mi * 60))
 }
 
-fn parse_definition(v: &Value, index: usize, errors: &mut Vec<ConfigError>) -> Option<EventDefinition> {
+fn parse_definition(
+    v: &Value,
+    index: usize,
+    plugins: &PluginRegistry,
+    errors: &mut Vec<ConfigError>,
+) -> Option<EventDefinition> {
     let mut ctx = format!("event definition #{}", index + 1);
     let Value::Mapping(m) = v else {
         errors.push(
@@ -503,7 +560,7 @@ fn parse_definition(v: &Value, index: usize, errors: &mut Vec<ConfigError>) -> O
                     );
                     continue;
                 };
-                match parse_trait(name, tv) {
+                match parse_trait(name, tv, plugins) {
                     Ok(t) => traits.push(t),
                     Err(es) => errors.extend(es.into_iter().map(|e| e.context(ctx.clone()))),
                 }
@@ -524,7 +581,7 @@ fn parse_definition(v: &Value, index: usize, errors: &mut Vec<ConfigError>) -> O
     Some(EventDefinition { event_type: filter?, traits: all, index: Some(index) })
 }
 
-fn parse_trait(name: &str, v: &Value) -> Result<TraitDefinition, Vec<ConfigError>> {
+fn parse_trait(name: &str, v: &Value, plugins: &PluginRegistry) -> Result<TraitDefinition, Vec<ConfigError>> {
     let base = format!("traits.{name}");
     let Value::Mapping(m) = v else {
         return Err(vec![ConfigError::new(format!(
@@ -573,7 +630,7 @@ fn parse_trait(name: &str, v: &Value) -> Result<TraitDefinition, Vec<ConfigError
         }
     }
     if let Some(p) = m.get("plugin") {
-        match Plugin::from_yaml(p, &format!("{base}.plugin")) {
+        match Plugin::from_yaml_with(p, &format!("{base}.plugin"), plugins) {
             Ok(p) => plugin = Some(p),
             Err(mut es) => errors.append(&mut es),
         }

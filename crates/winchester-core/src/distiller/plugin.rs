@@ -1,9 +1,67 @@
-//! Built-in trait plugins: `split` and `bitfield` (spec 9.3).
+//! Trait plugins: the built-in `split` and `bitfield` (spec 9.3), and plugins
+//! the embedding program supplies ([`TraitPlugin`], e.g. Python classes named
+//! in `distiller_trait_plugins`) through a [`PluginRegistry`].
 
 use super::path::{FieldMatch, FieldPath};
 use crate::config_error::{show, ConfigError};
 use serde_json::Value as Json;
 use serde_yaml::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A trait plugin supplied from outside the engine (the original's
+/// `TraitPluginBase` interface).
+pub trait TraitPlugin: Send + Sync + std::fmt::Debug {
+    /// The trait's value from the `(path, value)` pairs that matched, in order
+    /// (possibly none); `Ok(None)` or a JSON null: no value.
+    fn trait_value(&self, matches: &[(String, Json)]) -> Result<Option<Json>, String>;
+
+    /// Whether calls may block (take an interpreter lock, do I/O): the engine
+    /// then distills off its async threads.
+    fn blocking(&self) -> bool {
+        true
+    }
+}
+
+/// Builds a plugin from a trait's `parameters` (an empty map when there are none).
+pub type PluginFactory =
+    Arc<dyn Fn(&serde_json::Map<String, Json>) -> Result<Arc<dyn TraitPlugin>, String> + Send + Sync>;
+
+/// Plugin name -> factory, for plugins beyond the built-ins; a name here
+/// overrides a built-in of the same name.
+#[derive(Clone, Default)]
+pub struct PluginRegistry {
+    factories: BTreeMap<String, PluginFactory>,
+}
+
+impl std::fmt::Debug for PluginRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.factories.keys()).finish()
+    }
+}
+
+impl PluginRegistry {
+    /// Registers (or replaces) plugin `name`.
+    pub fn register(&mut self, name: impl Into<String>, factory: PluginFactory) -> &mut Self {
+        self.factories.insert(name.into(), factory);
+        self
+    }
+
+    /// Registered names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.factories.keys().map(String::as_str)
+    }
+}
+
+/// An external plugin instance; equal only to itself.
+#[derive(Debug, Clone)]
+pub struct ExternalPlugin(pub Arc<dyn TraitPlugin>);
+
+impl PartialEq for ExternalPlugin {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
 
 /// A trait plugin: turns the matches of a trait's `fields` into one value.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +83,13 @@ pub enum Plugin {
         /// The flags, in file order.
         flags: Vec<BitFlag>,
     },
+    /// A plugin from the [`PluginRegistry`].
+    External {
+        /// Its configuration name.
+        name: String,
+        /// The instance built from the trait's parameters.
+        plugin: ExternalPlugin,
+    },
 }
 
 /// One flag of the `bitfield` plugin.
@@ -40,16 +105,27 @@ pub struct BitFlag {
 
 impl Plugin {
     /// The plugin's configuration name.
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             Plugin::Split { .. } => "split",
             Plugin::Bitfield { .. } => "bitfield",
+            Plugin::External { name, .. } => name,
         }
+    }
+
+    /// Whether applying it may block (see [`TraitPlugin::blocking`]).
+    pub fn blocking(&self) -> bool {
+        matches!(self, Plugin::External { plugin, .. } if plugin.0.blocking())
     }
 
     /// Parses a `plugin:` value: a name, or `{name, parameters}`. `key` is the
     /// key path for messages (e.g. `traits.host.plugin`).
     pub fn from_yaml(v: &Value, key: &str) -> Result<Plugin, Vec<ConfigError>> {
+        Plugin::from_yaml_with(v, key, &PluginRegistry::default())
+    }
+
+    /// [`from_yaml`](Self::from_yaml) with plugins beyond the built-ins.
+    pub fn from_yaml_with(v: &Value, key: &str, registry: &PluginRegistry) -> Result<Plugin, Vec<ConfigError>> {
         let err = |k: &str, m: String| vec![ConfigError::new(m).key(k)];
         let (name, params) = match v {
             Value::String(s) => (s.as_str(), None),
@@ -86,6 +162,19 @@ impl Plugin {
             }
         };
         let pkey = format!("{key}.parameters");
+        if let Some(factory) = registry.factories.get(name) {
+            let params = match params {
+                None | Some(Value::Null) => Json::Object(Default::default()),
+                Some(p) => serde_json::to_value(p)
+                    .map_err(|e| err(&pkey, format!("plugin parameters are not plain data: {e}")))?,
+            };
+            let Json::Object(params) = params else {
+                return Err(err(&pkey, format!("plugin parameters must be a map, found {params}")));
+            };
+            return factory(&params)
+                .map(|p| Plugin::External { name: name.to_string(), plugin: ExternalPlugin(p) })
+                .map_err(|m| err(key, format!("plugin {name:?}: {m}")));
+        }
         let params: Vec<(&Value, &Value)> = match params {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Mapping(m)) => m.iter().collect(),
@@ -174,7 +263,9 @@ impl Plugin {
                 Plugin::Bitfield { initial_bitfield, flags }
             }
             other => {
-                return Err(err(key, format!("unknown plugin {other:?} (built-in plugins: split, bitfield)")));
+                let mut known = vec!["split", "bitfield"];
+                known.extend(registry.names().filter(|n| !matches!(*n, "split" | "bitfield")));
+                return Err(err(key, format!("unknown plugin {other:?} (known plugins: {})", known.join(", "))));
             }
         };
         if errors.is_empty() {
@@ -184,8 +275,17 @@ impl Plugin {
         }
     }
 
-    /// Runs the plugin on a trait's matches (possibly none).
-    pub fn apply(&self, matches: &[FieldMatch<'_>]) -> Option<Json> {
+    /// Runs the plugin on a trait's matches (possibly none); `Err` when an
+    /// external plugin failed.
+    pub fn apply(&self, matches: &[FieldMatch<'_>]) -> Result<Option<Json>, String> {
+        if let Plugin::External { plugin, .. } = self {
+            let pairs: Vec<(String, Json)> = matches.iter().map(|m| (m.path.clone(), m.value.clone())).collect();
+            return plugin.0.trait_value(&pairs);
+        }
+        Ok(self.apply_builtin(matches))
+    }
+
+    fn apply_builtin(&self, matches: &[FieldMatch<'_>]) -> Option<Json> {
         match self {
             Plugin::Split { separator, segment, max_split } => {
                 let first = matches.first()?;
@@ -214,6 +314,7 @@ impl Plugin {
                 }
                 Some(Json::from(bits))
             }
+            Plugin::External { .. } => None,
         }
     }
 }

@@ -516,3 +516,60 @@ fn shared_sample_file() {
     );
     assert!(Distiller::load(path.with_file_name("does-not-exist.yaml"), false).is_err());
 }
+
+/// A plugin from outside: counts the matches, or fails when told to.
+#[derive(Debug)]
+struct Count {
+    fail_on: Option<String>,
+}
+
+impl TraitPlugin for Count {
+    fn trait_value(&self, matches: &[(String, Json)]) -> Result<Option<Json>, String> {
+        if matches.iter().any(|(_, v)| Some(v.to_string()) == self.fail_on) {
+            return Err("refused".into());
+        }
+        Ok((!matches.is_empty()).then(|| json!(matches.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join("+"))))
+    }
+    fn blocking(&self) -> bool {
+        false
+    }
+}
+
+/// Registered plugins get their parameters and the (path, value) matches,
+/// override built-ins of the same name, and their failures name the trait.
+#[test]
+fn external_plugins() {
+    let mut reg = PluginRegistry::default();
+    let factory: PluginFactory = std::sync::Arc::new(|params| match params.get("fail_on") {
+        Some(Json::String(s)) => Ok(std::sync::Arc::new(Count { fail_on: Some(format!("{s:?}")) }) as _),
+        None => Ok(std::sync::Arc::new(Count { fail_on: None }) as _),
+        Some(other) => Err(format!("fail_on must be a string, found {other}")),
+    });
+    reg.register("count", factory.clone()).register("split", factory);
+    let yaml = r#"
+- event_type: compute.*
+  traits:
+    paths: {fields: [payload.a, payload.b], plugin: {name: count, parameters: {fail_on: bad}}}
+    overridden: {fields: payload.a, plugin: split}
+"#;
+    let d = Distiller::from_yaml_str_with(yaml, &file(), false, &reg).unwrap();
+    assert!(!d.has_blocking_plugins());
+    let e = d.to_event(&notification("compute.x", json!({"a": "1", "b": 2}))).unwrap().unwrap();
+    assert_eq!(e.traits["paths"], s("payload.a+payload.b"));
+    assert_eq!(e.traits["overridden"], s("payload.a"));
+    let err = d.to_event(&notification("compute.x", json!({"a": "bad"}))).unwrap_err();
+    assert!(
+        matches!(&err, DistillError::Plugin { trait_name, plugin, .. } if trait_name == "paths" && plugin == "count")
+    );
+    assert!(err.to_string().contains("refused"), "{err}");
+    let bad = Distiller::from_yaml_str_with(
+        "- {event_type: x, traits: {t: {fields: a, plugin: {name: count, parameters: {fail_on: 1}}}}}\n- {event_type: y, traits: {t: {fields: a, plugin: nope}}}\n",
+        &file(),
+        false,
+        &reg,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("plugin \"count\": fail_on must be a string"), "{bad}");
+    assert!(bad.contains("unknown plugin \"nope\" (known plugins: split, bitfield, count)"), "{bad}");
+}

@@ -12,7 +12,7 @@ pub mod handlers;
 mod registry;
 mod runner;
 
-pub use registry::{HandlerFactory, HandlerRegistry};
+pub use registry::{is_class_path, ClassLoader, HandlerFactory, HandlerRegistry};
 pub use runner::{PipelineError, PipelineRunner};
 
 use async_trait::async_trait;

@@ -8,17 +8,35 @@ use std::sync::Arc;
 /// Builds a handler from its YAML `params`; an `Err` names what is wrong with them.
 pub type HandlerFactory = Arc<dyn Fn(&serde_yaml::Mapping) -> Result<Box<dyn Handler>, String> + Send + Sync>;
 
+/// Resolves a class path (`module.path:ClassName`) that is neither built in
+/// nor registered to a handler factory (e.g. a Python class); an `Err` says why
+/// the class cannot be loaded.
+pub type ClassLoader = Arc<dyn Fn(&str) -> Result<HandlerFactory, String> + Send + Sync>;
+
 /// Known handler types. `pipeline_handlers` in `winchester.yaml` maps each
 /// handler name used in `pipelines.yaml` to one of these type names (or to an
-/// original Python class path, which maps to the equivalent built-in).
+/// original Python class path, which maps to the equivalent built-in, or, with
+/// a [`ClassLoader`], to any class).
 #[derive(Clone)]
 pub struct HandlerRegistry {
     types: BTreeMap<String, HandlerFactory>,
+    class_loader: Option<ClassLoader>,
 }
 
 impl std::fmt::Debug for HandlerRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HandlerRegistry").field("types", &self.types.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("HandlerRegistry")
+            .field("types", &self.types.keys().collect::<Vec<_>>())
+            .field("class_loader", &self.class_loader.is_some())
+            .finish()
+    }
+}
+
+/// Whether a handler type is written as a class path (`module.path:ClassName`).
+pub fn is_class_path(type_name: &str) -> bool {
+    match type_name.split_once(':') {
+        Some((module, class)) => !module.is_empty() && !class.is_empty() && !class.contains(':'),
+        None => false,
     }
 }
 
@@ -39,7 +57,7 @@ impl Default for HandlerRegistry {
 impl HandlerRegistry {
     /// An empty registry.
     pub fn empty() -> HandlerRegistry {
-        HandlerRegistry { types: BTreeMap::new() }
+        HandlerRegistry { types: BTreeMap::new(), class_loader: None }
     }
 
     /// The built-in handler types.
@@ -63,9 +81,16 @@ impl HandlerRegistry {
         PYTHON_ALIASES.iter().find(|(p, _)| *p == type_name).map(|(_, b)| *b).unwrap_or(type_name)
     }
 
-    /// Whether a type (or class path) is known.
+    /// Sets the loader of class paths that are neither built in nor registered.
+    pub fn set_class_loader(&mut self, loader: ClassLoader) -> &mut Self {
+        self.class_loader = Some(loader);
+        self
+    }
+
+    /// Whether a type (or class path) is known; with a class loader every class
+    /// path is (whether it loads is found when it is built).
     pub fn knows(&self, type_name: &str) -> bool {
-        self.types.contains_key(self.canonical(type_name))
+        self.types.contains_key(self.canonical(type_name)) || (self.class_loader.is_some() && is_class_path(type_name))
     }
 
     /// Registered type names.
@@ -75,8 +100,12 @@ impl HandlerRegistry {
 
     /// Builds a handler of `type_name` from `params`.
     pub fn build(&self, type_name: &str, params: &serde_yaml::Mapping) -> Result<Box<dyn Handler>, String> {
-        let f =
-            self.types.get(self.canonical(type_name)).ok_or_else(|| format!("unknown handler type {type_name:?}"))?;
-        f(params)
+        if let Some(f) = self.types.get(self.canonical(type_name)) {
+            return f(params);
+        }
+        match &self.class_loader {
+            Some(load) if is_class_path(type_name) => load(type_name)?(params),
+            _ => Err(format!("unknown handler type {type_name:?}")),
+        }
     }
 }

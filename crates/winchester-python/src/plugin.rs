@@ -1,0 +1,56 @@
+//! A Python class as a distiller trait plugin.
+
+use crate::convert;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+use std::sync::Arc;
+use winchester_core::distiller::TraitPlugin;
+
+/// An instance of a Python trait plugin class (the original's
+/// `TraitPluginBase` interface: `trait_value(match_list)`).
+#[derive(Debug)]
+pub struct PythonPlugin {
+    class_path: Arc<str>,
+    instance: Py<PyAny>,
+}
+
+impl PythonPlugin {
+    /// Constructs `class` with `params` as keyword arguments.
+    pub fn new(
+        class_path: Arc<str>,
+        class: &Py<PyAny>,
+        params: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<PythonPlugin, String> {
+        Python::attach(|py| {
+            let kwargs = convert::json_map_to_py(py, params).map_err(|e| convert::describe(py, &e))?;
+            let instance = class
+                .bind(py)
+                .call((), Some(&kwargs))
+                .map_err(|e| format!("constructing {class_path}: {}", convert::describe(py, &e)))?;
+            Ok(PythonPlugin { class_path, instance: instance.unbind() })
+        })
+    }
+}
+
+impl TraitPlugin for PythonPlugin {
+    fn trait_value(&self, matches: &[(String, serde_json::Value)]) -> Result<Option<serde_json::Value>, String> {
+        Python::attach(|py| {
+            let run = || -> PyResult<serde_json::Value> {
+                let list = PyList::empty(py);
+                for (path, value) in matches {
+                    list.append(PyTuple::new(
+                        py,
+                        [path.into_pyobject(py)?.into_any(), convert::json_to_py(py, value)?],
+                    )?)?;
+                }
+                let ret = self.instance.bind(py).call_method1("trait_value", (list,))?;
+                convert::py_to_json(&ret)
+            };
+            match run() {
+                Ok(serde_json::Value::Null) => Ok(None),
+                Ok(v) => Ok(Some(v)),
+                Err(e) => Err(format!("{}.trait_value: {}", self.class_path, convert::describe(py, &e))),
+            }
+        })
+    }
+}
