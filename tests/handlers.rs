@@ -200,21 +200,9 @@ async fn command_bad_params_rejected_at_startup() {
     f.db.drop_db().await;
 }
 
-mod postgres {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn command_filters_adds_and_commits() {
-        super::command_filters_adds_and_commits().await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn command_failure_rolls_back_with_stderr() {
-        super::command_failure_rolls_back_with_stderr().await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn command_timeout_kills_the_process_group() {
-        super::command_timeout_kills_the_process_group().await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn command_bad_params_rejected_at_startup() {
-        super::command_bad_params_rejected_at_startup().await
-    }
-}
+crate::postgres_tests!(
+    command_filters_adds_and_commits,
+    command_failure_rolls_back_with_stderr,
+    command_timeout_kills_the_process_group,
+    command_bad_params_rejected_at_startup,
+);

@@ -242,33 +242,12 @@ async fn python_trait_plugin() {
     db.drop_db().await;
 }
 
-mod postgres {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn python_handlers_filter_add_and_commit() {
-        super::python_handlers_filter_add_and_commit().await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn python_raise_in_handle_events_rolls_back() {
-        super::python_raise_in_handle_events_rolls_back().await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn python_raise_in_commit() {
-        super::python_raise_in_commit().await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn python_timeout_fails_the_stream_and_interrupts() {
-        super::python_timeout_fails_the_stream_and_interrupts().await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn python_import_error_named_at_startup() {
-        super::python_import_error_named_at_startup().await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn python_docs_example() {
-        super::python_docs_example().await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn python_trait_plugin() {
-        super::python_trait_plugin().await
-    }
-}
+crate::postgres_tests!(
+    python_handlers_filter_add_and_commit,
+    python_raise_in_handle_events_rolls_back,
+    python_raise_in_commit,
+    python_timeout_fails_the_stream_and_interrupts,
+    python_import_error_named_at_startup,
+    python_docs_example,
+    python_trait_plugin,
+);

@@ -55,6 +55,22 @@ macro_rules! backend_tests {
     };
 }
 
+/// Tests of parts that do not depend on the storage backend (handlers), each
+/// an `async fn name()` run on PostgreSQL as `postgres::name`.
+#[macro_export]
+macro_rules! postgres_tests {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name().await
+                }
+            )*
+        }
+    };
+}
+
 enum Pool {
     Pg(sqlx::PgPool),
     Sqlite(sqlx::SqlitePool, PathBuf),
