@@ -1,10 +1,11 @@
 //! Criteria: the entries of `match_criteria` and `fire_criteria`.
 
-use crate::config_error::{show, ConfigError};
+use crate::config_error::{show, Checked, ConfigError, Raw, Strings};
 use crate::event::{Event, TraitValue};
 use crate::timex::TimeExpr;
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use serde_yaml::Value;
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
 
 /// An include/exclude list of `event_type` glob patterns (`*`, `?`, `[..]`;
@@ -294,106 +295,141 @@ pub struct Criteria {
     pub traits: Vec<(String, TraitCriterion)>,
 }
 
+/// A criteria entry as written (serde): each value parsed into the type it
+/// should have or kept as found; unknown keys in `unknown`.
+/// [`Criteria::from_yaml`] validates it.
+#[derive(Debug, Deserialize)]
+struct RawCriteria {
+    #[serde(default)]
+    event_type: Option<Raw<Strings>>,
+    #[serde(default)]
+    number: Option<Raw<u64>>,
+    #[serde(default)]
+    timestamp: Option<Raw<String>>,
+    #[serde(default)]
+    map_distinguished_by: Option<Raw<Mapping>>,
+    /// The original sample's misspelling, accepted with a warning.
+    #[serde(default)]
+    map_distingushed_by: Option<Raw<Mapping>>,
+    #[serde(default)]
+    traits: Option<Raw<Mapping>>,
+    #[serde(flatten)]
+    unknown: Mapping,
+}
+
 impl Criteria {
-    /// Parses one criteria map. `key` is its path for messages, e.g. `match_criteria[0]`.
-    /// Problems are pushed to `errors`; warnings (such as the original's misspelled
-    /// `map_distingushed_by`) to `warnings`.
+    /// Parses one criteria map: read into [`RawCriteria`] (serde), then
+    /// validated. `key` is its path for messages, e.g. `match_criteria[0]`.
+    /// Problems are pushed to `errors`; warnings (such as the original's
+    /// misspelled `map_distingushed_by`) to `warnings`.
     pub fn from_yaml(
         v: &Value,
         key: &str,
         errors: &mut Vec<ConfigError>,
         warnings: &mut Vec<ConfigError>,
     ) -> Option<Criteria> {
-        let Value::Mapping(m) = v else {
-            errors.push(ConfigError::new(format!("criteria must be a map, found {}", show(v))).key(key));
-            return None;
-        };
-        let mut c = Criteria {
-            event_type: EventTypeFilter::new::<&str>(&[]).expect("empty filter is valid"),
-            number: 1,
-            timestamp: None,
-            map_distinguished_by: BTreeMap::new(),
-            traits: Vec::new(),
+        let raw: RawCriteria = match v {
+            Value::Mapping(_) => match serde_yaml::from_value(v.clone()) {
+                Ok(raw) => raw,
+                Err(e) => {
+                    errors.push(ConfigError::new(e.to_string()).key(key));
+                    return None;
+                }
+            },
+            _ => {
+                errors.push(ConfigError::new(format!("criteria must be a map, found {}", show(v))).key(key));
+                return None;
+            }
         };
         let before = errors.len();
-        for (k, val) in m {
-            let Some(name) = k.as_str() else {
-                errors.push(ConfigError::new(format!("criteria keys must be strings, found {}", show(k))).key(key));
-                continue;
-            };
-            let here = format!("{key}.{name}");
-            match name {
-                "event_type" => match EventTypeFilter::from_yaml(val) {
-                    Ok(f) => c.event_type = f,
-                    Err(e) => errors.push(ConfigError::new(e).key(here)),
-                },
-                "number" => match val.as_u64().filter(|n| *n >= 1 && *n <= u32::MAX as u64) {
-                    Some(n) => c.number = n as u32,
-                    None => errors.push(
-                        ConfigError::new(format!("number must be a positive integer, found {}", show(val))).key(here),
-                    ),
-                },
-                "timestamp" => match val.as_str().map(TimeExpr::parse) {
-                    Some(Ok(e)) => c.timestamp = Some(e),
-                    Some(Err(e)) => errors.push(ConfigError::new(e.to_string()).key(here)),
-                    None => errors.push(
-                        ConfigError::new(format!("timestamp must be a time expression string, found {}", show(val)))
-                            .key(here),
-                    ),
-                },
-                "map_distinguished_by" | "map_distingushed_by" => {
-                    if name == "map_distingushed_by" {
-                        warnings.push(
-                            ConfigError::new("misspelled key accepted as \"map_distinguished_by\" (the original engine silently ignored it)")
-                                .key(here.clone()),
-                        );
+        let mut local = Checked::default();
+        let here = |name: &str| format!("{key}.{name}");
+        let event_type = match raw.event_type {
+            None => Some(EventTypeFilter::new::<&str>(&[]).expect("empty filter is valid")),
+            Some(r) => local
+                .strings::<String>(&here("event_type"), Some(r), "event_type must be a string or a list of strings")
+                .and_then(|pats| match EventTypeFilter::new(&pats) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        local.push(&here("event_type"), e);
+                        None
                     }
-                    match val {
-                        Value::Mapping(mm) => {
-                            for (dk, dv) in mm {
-                                match (dk.as_str(), dv.as_str()) {
-                                    (Some(a), Some(b)) => {
-                                        c.map_distinguished_by.insert(a.to_string(), b.to_string());
-                                    }
-                                    _ => errors.push(ConfigError::new(format!("entries must map a distinguishing trait name to a trait name, found {}: {}", show(dk), show(dv))).key(here.clone())),
-                                }
-                            }
-                        }
-                        other => {
-                            errors.push(ConfigError::new(format!("must be a map, found {}", show(other))).key(here))
-                        }
-                    }
+                }),
+        };
+        let number = local
+            .get(&here("number"), raw.number, "number must be a positive integer", |n| {
+                (1..=u32::MAX as u64).contains(n)
+            })
+            .map_or(1, |n| n as u32);
+        let timestamp = local
+            .get(&here("timestamp"), raw.timestamp, "timestamp must be a time expression string", |_| true)
+            .and_then(|s| match TimeExpr::parse(&s) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    local.push(&here("timestamp"), e.to_string());
+                    None
                 }
-                "traits" => match val {
-                    Value::Mapping(tm) => {
-                        for (tk, tv) in tm {
-                            let Some(tname) = tk.as_str() else {
-                                errors.push(
-                                    ConfigError::new(format!("trait names must be strings, found {}", show(tk)))
-                                        .key(here.clone()),
-                                );
-                                continue;
-                            };
-                            match TraitCriterion::from_yaml(tv) {
-                                Ok(tc) => c.traits.push((tname.to_string(), tc)),
-                                Err(e) => errors.push(ConfigError::new(e).key(format!("{here}.{tname}"))),
-                            }
-                        }
+            });
+        let mut map_distinguished_by = BTreeMap::new();
+        for (name, r) in
+            [("map_distinguished_by", raw.map_distinguished_by), ("map_distingushed_by", raw.map_distingushed_by)]
+        {
+            let Some(r) = r else { continue };
+            if name == "map_distingushed_by" {
+                warnings.push(
+                    ConfigError::new(
+                        "misspelled key accepted as \"map_distinguished_by\" (the original engine silently ignored it)",
+                    )
+                    .key(here(name)),
+                );
+            }
+            let Some(m) = local.get(&here(name), Some(r), "must be a map", |_| true) else { continue };
+            for (dk, dv) in &m {
+                match (dk.as_str(), dv.as_str()) {
+                    (Some(a), Some(b)) => {
+                        map_distinguished_by.insert(a.to_string(), b.to_string());
                     }
-                    Value::Null => {}
-                    other => {
-                        errors.push(ConfigError::new(format!("traits must be a map, found {}", show(other))).key(here))
-                    }
-                },
-                other => errors.push(
-                    ConfigError::new(format!(
-                        "unknown key {other:?}; expected event_type, number, timestamp, map_distinguished_by or traits"
-                    ))
-                    .key(here),
-                ),
+                    _ => local.push(
+                        &here(name),
+                        format!(
+                            "entries must map a distinguishing trait name to a trait name, found {}: {}",
+                            show(dk),
+                            show(dv)
+                        ),
+                    ),
+                }
             }
         }
-        (errors.len() == before).then_some(c)
+        let mut traits = Vec::new();
+        let raw_traits = raw.traits.filter(|r| !r.found.is_null());
+        for (tk, tv) in local.get(&here("traits"), raw_traits, "traits must be a map", |_| true).unwrap_or_default() {
+            let Some(tname) = tk.as_str() else {
+                local.push(&here("traits"), format!("trait names must be strings, found {}", show(&tk)));
+                continue;
+            };
+            match TraitCriterion::from_yaml(&tv) {
+                Ok(tc) => traits.push((tname.to_string(), tc)),
+                Err(e) => local.push(&format!("{}.{tname}", here("traits")), e),
+            }
+        }
+        for k in raw.unknown.keys() {
+            let name = show(k).trim_matches('"').to_string();
+            local.push(
+                &here(&name),
+                format!(
+                    "unknown key {:?}; expected event_type, number, timestamp, map_distinguished_by or traits",
+                    name
+                ),
+            );
+        }
+        errors.extend(local.0);
+        (errors.len() == before).then(|| Criteria {
+            event_type: event_type.expect("no error, so parsed"),
+            number,
+            timestamp,
+            map_distinguished_by,
+            traits,
+        })
     }
 
     /// Whether the event satisfies every condition: type, then timestamp, then traits.
@@ -462,6 +498,36 @@ mod tests {
         let v: Value = serde_yaml::from_str(yaml).unwrap();
         let (mut errs, mut warns) = (vec![], vec![]);
         Criteria::from_yaml(&v, "c", &mut errs, &mut warns).ok_or(errs)
+    }
+
+    #[test]
+    fn every_criteria_error_names_its_key() {
+        let errs = |yaml: &str| -> Vec<String> { crit(yaml).unwrap_err().iter().map(|e| e.to_string()).collect() };
+        assert_eq!(errs("5"), ["key \"c\": criteria must be a map, found 5"]);
+        assert_eq!(
+            errs("{event_type: [a, 5], number: 0, timestamp: 7, traits: {x: {colour: red}}, colour: red}"),
+            [
+                "key \"c.event_type\": entries must be strings, found 5",
+                "key \"c.number\": number must be a positive integer, found 0",
+                "key \"c.timestamp\": timestamp must be a time expression string, found 7",
+                "key \"c.traits.x\": unknown criterion type \"colour\"; expected one of string, text, int, float, datetime",
+                "key \"c.colour\": unknown key \"colour\"; expected event_type, number, timestamp, map_distinguished_by or traits",
+            ]
+        );
+        assert_eq!(
+            errs("{event_type: {a: b}, timestamp: \"day(\", map_distinguished_by: [x], traits: [y]}"),
+            [
+                "key \"c.event_type\": event_type must be a string or a list of strings, found a: b",
+                "key \"c.timestamp\": invalid time expression \"day(\": expected a timestamp or range expression, found end of expression",
+                "key \"c.map_distinguished_by\": must be a map, found - x",
+                "key \"c.traits\": traits must be a map, found - y",
+            ]
+        );
+        let (mut e, mut w) = (vec![], vec![]);
+        let v: Value = serde_yaml::from_str("{map_distingushed_by: {a: b}, traits: ~}").unwrap();
+        let c = Criteria::from_yaml(&v, "c", &mut e, &mut w).expect("valid");
+        assert_eq!(c.source_for("a"), "b");
+        assert!(w[0].to_string().contains("misspelled key"), "{w:?}");
     }
 
     fn ev(traits: &[(&str, TraitValue)]) -> Event {
