@@ -130,6 +130,20 @@ impl<T> Raw<T> {
     }
 }
 
+/// Reads a YAML map into its serde struct `T` (whose `#[serde(flatten)]`
+/// mapping gathers unknown keys). Keys that are not strings cannot name a
+/// field, so they are taken out first and returned apart, as unknown keys.
+/// `Err` with the YAML found when `v` is not a map.
+pub(crate) fn read_map<T: serde::de::DeserializeOwned>(
+    v: &serde_yaml::Value,
+) -> Result<(T, Vec<serde_yaml::Value>), String> {
+    let serde_yaml::Value::Mapping(m) = v else { return Err(show(v)) };
+    let (named, odd): (serde_yaml::Mapping, serde_yaml::Mapping) =
+        m.clone().into_iter().partition(|(k, _)| k.is_string());
+    let t = serde_yaml::from_value(serde_yaml::Value::Mapping(named)).map_err(|e| e.to_string())?;
+    Ok((t, odd.into_iter().map(|(k, _)| k).collect()))
+}
+
 /// For `#[serde(default, deserialize_with = "present")]`: a key that is
 /// there, even with an empty (null) value, is `Some`.
 pub(crate) fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_yaml::Value>, D::Error> {

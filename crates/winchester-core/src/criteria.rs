@@ -1,6 +1,6 @@
 //! Criteria: the entries of `match_criteria` and `fire_criteria`.
 
-use crate::config_error::{show, Checked, ConfigError, Raw, Strings};
+use crate::config_error::{read_map, show, Checked, ConfigError, Raw, Strings};
 use crate::event::{Event, TraitValue};
 use crate::timex::TimeExpr;
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -328,16 +328,10 @@ impl Criteria {
         errors: &mut Vec<ConfigError>,
         warnings: &mut Vec<ConfigError>,
     ) -> Option<Criteria> {
-        let raw: RawCriteria = match v {
-            Value::Mapping(_) => match serde_yaml::from_value(v.clone()) {
-                Ok(raw) => raw,
-                Err(e) => {
-                    errors.push(ConfigError::new(e.to_string()).key(key));
-                    return None;
-                }
-            },
-            _ => {
-                errors.push(ConfigError::new(format!("criteria must be a map, found {}", show(v))).key(key));
+        let (raw, odd_keys): (RawCriteria, _) = match read_map(v) {
+            Ok(read) => read,
+            Err(found) => {
+                errors.push(ConfigError::new(format!("criteria must be a map, found {found}")).key(key));
                 return None;
             }
         };
@@ -412,7 +406,7 @@ impl Criteria {
                 Err(e) => local.push(&format!("{}.{tname}", here("traits")), e),
             }
         }
-        for k in raw.unknown.keys() {
+        for k in raw.unknown.keys().chain(&odd_keys) {
             let name = show(k).trim_matches('"').to_string();
             local.push(
                 &here(&name),
@@ -505,13 +499,14 @@ mod tests {
         let errs = |yaml: &str| -> Vec<String> { crit(yaml).unwrap_err().iter().map(|e| e.to_string()).collect() };
         assert_eq!(errs("5"), ["key \"c\": criteria must be a map, found 5"]);
         assert_eq!(
-            errs("{event_type: [a, 5], number: 0, timestamp: 7, traits: {x: {colour: red}}, colour: red}"),
+            errs("{event_type: [a, 5], number: 0, timestamp: 7, traits: {x: {colour: red}}, colour: red, 3: x}"),
             [
                 "key \"c.event_type\": entries must be strings, found 5",
                 "key \"c.number\": number must be a positive integer, found 0",
                 "key \"c.timestamp\": timestamp must be a time expression string, found 7",
                 "key \"c.traits.x\": unknown criterion type \"colour\"; expected one of string, text, int, float, datetime",
                 "key \"c.colour\": unknown key \"colour\"; expected event_type, number, timestamp, map_distinguished_by or traits",
+                "key \"c.3\": unknown key \"3\"; expected event_type, number, timestamp, map_distinguished_by or traits",
             ]
         );
         assert_eq!(

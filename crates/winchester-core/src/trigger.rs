@@ -1,7 +1,7 @@
 //! Trigger definitions (`triggers.yaml`): which events to collect, how to split
 //! them into streams, when a stream fires and when it expires.
 
-use crate::config_error::{present_raw, show, ConfigError, ConfigErrors, Raw};
+use crate::config_error::{present_raw, read_map, show, ConfigError, ConfigErrors, Raw};
 use crate::criteria::Criteria;
 use crate::event::{format_datetime, Event, TraitValue};
 use crate::timex::{TimeExpr, TimexValue, Vars};
@@ -197,12 +197,8 @@ impl TriggerDefinition {
         errors: &mut Vec<ConfigError>,
         warnings: &mut Vec<ConfigError>,
     ) -> Option<TriggerDefinition> {
-        let raw = match v {
-            Value::Mapping(_) => RawTrigger::deserialize(v),
-            _ => Err(serde::de::Error::custom("not a map")),
-        };
-        let raw = match raw {
-            Ok(raw) => raw,
+        let (raw, odd_keys): (RawTrigger, _) = match read_map(v) {
+            Ok(read) => read,
             Err(_) => {
                 errors.push(ConfigError::new(format!(
                     "trigger definition #{} must be a map, found {}",
@@ -229,6 +225,7 @@ impl TriggerDefinition {
         let mut local: Vec<ConfigError> = raw
             .unknown
             .keys()
+            .chain(&odd_keys)
             .map(|k| {
                 ConfigError::new(format!("unknown key; expected one of {}", TRIGGER_KEYS.join(", ")))
                     .key(show(k).trim_matches('"').to_string())
@@ -700,6 +697,8 @@ mod tests {
         let with = |p: &str| def(&MIN.replace("fire_pipeline: p", &format!("fire_pipeline: p, priority: {p}")));
         assert_eq!(with("10").unwrap().priority, 10);
         assert_eq!(with("-3").unwrap().priority, -3);
+        let odd = def(&MIN.replace("fire_pipeline: p", "fire_pipeline: p, 5: x")).unwrap_err();
+        assert!(odd[0].to_string().starts_with("trigger \"t\": key \"5\": unknown key"), "{}", odd[0]);
         assert_eq!(with("\"7\"").unwrap().priority, 7);
         for bad in ["high", "1.5", "99999999999"] {
             let e = with(bad).unwrap_err();

@@ -9,12 +9,13 @@
 pub mod path;
 pub mod plugin;
 
-use crate::config_error::{show, ConfigError, ConfigErrors};
+use crate::config_error::{present, read_map, show, ConfigError, ConfigErrors, Raw};
 use crate::criteria::EventTypeFilter;
 use crate::event::{Event, EventError, TraitValue, ENVELOPE_KEYS};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use serde::Deserialize;
 use serde_json::Value as Json;
-use serde_yaml::Value;
+use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
@@ -513,6 +514,30 @@ fn parse_offset(zone: &str) -> Option<i32> {
     Some(sign * (h * 3600 + mi * 60))
 }
 
+/// A definition as written (serde); [`parse_definition`] validates it.
+#[derive(Debug, Deserialize)]
+struct RawDefinition {
+    #[serde(default, deserialize_with = "present")]
+    event_type: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    traits: Option<Value>,
+    #[serde(flatten)]
+    unknown: Mapping,
+}
+
+/// A trait definition as written (serde); [`parse_trait`] validates it.
+#[derive(Debug, Deserialize)]
+struct RawTrait {
+    #[serde(default, deserialize_with = "present")]
+    fields: Option<Value>,
+    #[serde(default, rename = "type")]
+    trait_type: Option<Raw<String>>,
+    #[serde(default, deserialize_with = "present")]
+    plugin: Option<Value>,
+    #[serde(flatten)]
+    unknown: Mapping,
+}
+
 fn parse_definition(
     v: &Value,
     index: usize,
@@ -520,16 +545,19 @@ fn parse_definition(
     errors: &mut Vec<ConfigError>,
 ) -> Option<EventDefinition> {
     let mut ctx = format!("event definition #{}", index + 1);
-    let Value::Mapping(m) = v else {
-        errors.push(
-            ConfigError::new(format!("a definition must be a map with event_type and traits, found {}", show(v)))
-                .context(ctx),
-        );
-        return None;
+    let (raw, odd_keys): (RawDefinition, _) = match read_map(v) {
+        Ok(read) => read,
+        Err(found) => {
+            errors.push(
+                ConfigError::new(format!("a definition must be a map with event_type and traits, found {found}"))
+                    .context(ctx),
+            );
+            return None;
+        }
     };
     let before = errors.len();
     let mut filter = None;
-    match m.get("event_type") {
+    match &raw.event_type {
         None => errors.push(ConfigError::new("missing required key event_type").context(ctx.clone())),
         Some(et) => match EventTypeFilter::from_yaml(et) {
             Ok(f) => {
@@ -539,15 +567,13 @@ fn parse_definition(
             Err(e) => errors.push(ConfigError::new(e).context(ctx.clone()).key("event_type")),
         },
     }
-    for k in m.keys() {
-        if !matches!(k.as_str(), Some("event_type") | Some("traits")) {
-            errors.push(
-                ConfigError::new(format!("unknown key {} (expected {DEFINITION_KEYS})", show(k))).context(ctx.clone()),
-            );
-        }
+    for k in raw.unknown.keys().chain(&odd_keys) {
+        errors.push(
+            ConfigError::new(format!("unknown key {} (expected {DEFINITION_KEYS})", show(k))).context(ctx.clone()),
+        );
     }
     let mut traits: Vec<TraitDefinition> = Vec::new();
-    match m.get("traits") {
+    match &raw.traits {
         None => errors.push(ConfigError::new("missing required key traits").context(ctx.clone())),
         Some(Value::Null) => {}
         Some(Value::Mapping(tm)) => {
@@ -583,22 +609,18 @@ fn parse_definition(
 
 fn parse_trait(name: &str, v: &Value, plugins: &PluginRegistry) -> Result<TraitDefinition, Vec<ConfigError>> {
     let base = format!("traits.{name}");
-    let Value::Mapping(m) = v else {
-        return Err(vec![ConfigError::new(format!(
-            "a trait definition must be a map with {TRAIT_KEYS}, found {}",
-            show(v)
-        ))
-        .key(base)]);
-    };
+    let (raw, odd_keys): (RawTrait, _) = read_map(v).map_err(|found| {
+        vec![ConfigError::new(format!("a trait definition must be a map with {TRAIT_KEYS}, found {found}"))
+            .key(base.clone())]
+    })?;
     let mut errors = Vec::new();
     let mut fields = Vec::new();
-    let mut trait_type = TraitType::Text;
     let mut plugin = None;
     let mut parse_path = |p: &str, key: String, errors: &mut Vec<ConfigError>| match FieldPath::parse(p) {
         Ok(fp) => fields.push(fp),
         Err(e) => errors.push(ConfigError::new(e.to_string()).key(key)),
     };
-    match m.get("fields") {
+    match &raw.fields {
         None => errors.push(ConfigError::new("missing required key fields").key(base.clone())),
         Some(Value::String(s)) => parse_path(s, format!("{base}.fields"), &mut errors),
         Some(Value::Sequence(items)) if !items.is_empty() => {
@@ -617,28 +639,33 @@ fn parse_trait(name: &str, v: &Value, plugins: &PluginRegistry) -> Result<TraitD
                 .key(format!("{base}.fields")),
         ),
     }
-    if let Some(t) = m.get("type") {
-        match t.as_str() {
-            Some("text") => trait_type = TraitType::Text,
-            Some("int") => trait_type = TraitType::Int,
-            Some("float") => trait_type = TraitType::Float,
-            Some("datetime") => trait_type = TraitType::Datetime,
-            _ => errors.push(
-                ConfigError::new(format!("unknown trait type {} (expected text, int, float, datetime)", show(t)))
+    let trait_type = match raw.trait_type {
+        None => TraitType::Text,
+        Some(t) => match t.parsed.as_deref() {
+            Some("text") => TraitType::Text,
+            Some("int") => TraitType::Int,
+            Some("float") => TraitType::Float,
+            Some("datetime") => TraitType::Datetime,
+            _ => {
+                errors.push(
+                    ConfigError::new(format!(
+                        "unknown trait type {} (expected text, int, float, datetime)",
+                        show(&t.found)
+                    ))
                     .key(format!("{base}.type")),
-            ),
-        }
-    }
-    if let Some(p) = m.get("plugin") {
+                );
+                TraitType::Text
+            }
+        },
+    };
+    if let Some(p) = &raw.plugin {
         match Plugin::from_yaml_with(p, &format!("{base}.plugin"), plugins) {
             Ok(p) => plugin = Some(p),
             Err(mut es) => errors.append(&mut es),
         }
     }
-    for k in m.keys() {
-        if !matches!(k.as_str(), Some("fields") | Some("type") | Some("plugin")) {
-            errors.push(ConfigError::new(format!("unknown key {} (expected {TRAIT_KEYS})", show(k))).key(base.clone()));
-        }
+    for k in raw.unknown.keys().chain(&odd_keys) {
+        errors.push(ConfigError::new(format!("unknown key {} (expected {TRAIT_KEYS})", show(k))).key(base.clone()));
     }
     if errors.is_empty() {
         Ok(TraitDefinition { name: name.to_string(), fields, trait_type, plugin })

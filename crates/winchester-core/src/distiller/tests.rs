@@ -443,6 +443,9 @@ fn definition_errors() {
     one("- traits: {}\n", "missing required key event_type");
     one("- event_type: a.b\n", "missing required key traits");
     one("- event_type: a.b\n  traits: {}\n  extra: 1\n", "unknown key \"extra\"");
+    one("- event_type: a.b\n  traits: {}\n  7: 1\n", "unknown key 7");
+    let all = one("- event_type: a.b\n  traits:\n    t: {fields: x, type: 5}\n", "unknown trait type 5");
+    assert!(all.contains("traits.t.type"), "{all}");
     one("- event_type: 5\n  traits: {}\n", "event_type");
     one("- event_type: a.b\n  traits: []\n", "traits must be a map");
     one("event_type: a.b\n", "must be a list");
