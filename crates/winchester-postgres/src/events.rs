@@ -54,7 +54,7 @@ pub(crate) async fn trim(pool: &PgPool, cutoff: DateTime<Utc>, limit: u32) -> Re
 
 /// The latest event timestamp (`generated` is indexed, so this is one index probe).
 pub(crate) async fn latest_time(pool: &PgPool) -> Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar("SELECT max(generated) FROM event").fetch_one(pool).await.map_err(storage_error)
+    sqlx::query_scalar!("SELECT max(generated) FROM event").fetch_one(pool).await.map_err(storage_error)
 }
 
 /// Every event of several streams, in one query.

@@ -113,20 +113,19 @@ pub(crate) async fn count_streams(pool: &PgPool, f: &StreamFilter) -> Result<u64
 }
 
 pub(crate) async fn stream_counts(pool: &PgPool) -> Result<Vec<StreamCount>> {
-    let rows = sqlx::query(
-        "SELECT trigger_name, state, count(*) AS n FROM stream GROUP BY trigger_name, state ORDER BY trigger_name, state",
+    let rows = sqlx::query!(
+        r#"SELECT trigger_name, state, count(*) AS "n!" FROM stream GROUP BY trigger_name, state ORDER BY trigger_name, state"#
     )
     .fetch_all(pool)
     .await
     .map_err(storage_error)?;
-    rows.iter()
+    rows.into_iter()
         .map(|r| {
-            let state: i16 = r.try_get("state").map_err(storage_error)?;
             Ok(StreamCount {
-                trigger: r.try_get("trigger_name").map_err(storage_error)?,
-                state: StreamState::from_i16(state)
-                    .ok_or_else(|| StorageError::Corrupt(format!("stream state {state}")))?,
-                count: r.try_get::<i64, _>("n").map_err(storage_error)? as u64,
+                trigger: r.trigger_name,
+                state: StreamState::from_i16(r.state)
+                    .ok_or_else(|| StorageError::Corrupt(format!("stream state {}", r.state)))?,
+                count: r.n as u64,
             })
         })
         .collect()
@@ -157,8 +156,7 @@ pub(crate) async fn get_event(pool: &PgPool, message_id: &str) -> Result<Option<
 }
 
 pub(crate) async fn event_streams(pool: &PgPool, event_id: i64) -> Result<Vec<i64>> {
-    sqlx::query_scalar("SELECT stream_id FROM stream_event WHERE event_id = $1 ORDER BY stream_id")
-        .bind(event_id)
+    sqlx::query_scalar!("SELECT stream_id FROM stream_event WHERE event_id = $1 ORDER BY stream_id", event_id)
         .fetch_all(pool)
         .await
         .map_err(storage_error)
@@ -204,10 +202,12 @@ pub(crate) async fn transitions_from(pool: &PgPool, since: DateTime<Utc>, limit:
 }
 
 pub(crate) async fn latest_ids(pool: &PgPool) -> Result<(i64, i64)> {
-    sqlx::query_as(
-        "SELECT (SELECT coalesce(max(id), 0) FROM event), (SELECT coalesce(max(id), 0) FROM stream_transition)",
+    let r = sqlx::query!(
+        r#"SELECT (SELECT coalesce(max(id), 0) FROM event) AS "events!",
+                  (SELECT coalesce(max(id), 0) FROM stream_transition) AS "transitions!""#
     )
     .fetch_one(pool)
     .await
-    .map_err(storage_error)
+    .map_err(storage_error)?;
+    Ok((r.events, r.transitions))
 }

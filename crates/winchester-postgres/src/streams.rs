@@ -93,12 +93,12 @@ pub(crate) async fn finish_many(
     if !purge.is_empty() {
         let ids: Vec<i64> = purge.iter().map(|(s, _)| s.id).collect();
         let serials: Vec<i32> = purge.iter().map(|(s, _)| s.state_serial_no).collect();
-        let done: Vec<i64> = sqlx::query_scalar(
+        let done = sqlx::query_scalar!(
             "DELETE FROM stream AS s USING unnest($1::bigint[], $2::int[]) AS f(id, serial) \
              WHERE s.id = f.id AND s.state_serial_no = f.serial RETURNING s.id",
+            &ids,
+            &serials
         )
-        .bind(ids)
-        .bind(serials)
         .fetch_all(&mut *tx)
         .await
         .map_err(storage_error)?;
@@ -109,16 +109,16 @@ pub(crate) async fn finish_many(
         let serials: Vec<i32> = keep.iter().map(|(s, _)| s.state_serial_no).collect();
         let states: Vec<i16> = keep.iter().map(|(s, f)| f.target(s.state).map_or(0, |t| t as i16)).collect();
         let reasons: Vec<Option<&str>> = keep.iter().map(|(_, f)| f.reason()).collect();
-        let done: Vec<i64> = sqlx::query_scalar(
+        let done = sqlx::query_scalar!(
             "UPDATE stream AS s SET state = f.state, state_serial_no = s.state_serial_no + 1, \
              lease_expires_at = NULL, last_error = f.reason \
              FROM unnest($1::bigint[], $2::int[], $3::smallint[], $4::text[]) AS f(id, serial, state, reason) \
              WHERE s.id = f.id AND s.state_serial_no = f.serial RETURNING s.id",
+            &ids,
+            &serials,
+            &states,
+            &reasons as &[Option<&str>]
         )
-        .bind(ids)
-        .bind(serials)
-        .bind(states)
-        .bind(reasons)
         .fetch_all(&mut *tx)
         .await
         .map_err(storage_error)?;
@@ -170,8 +170,7 @@ pub(crate) async fn get(pool: &PgPool, id: i64) -> Result<Option<Stream>> {
 }
 
 pub(crate) async fn purge(pool: &PgPool, id: i64) -> Result<bool> {
-    let n = sqlx::query("DELETE FROM stream WHERE id = $1")
-        .bind(id)
+    let n = sqlx::query!("DELETE FROM stream WHERE id = $1", id)
         .execute(pool)
         .await
         .map_err(storage_error)?

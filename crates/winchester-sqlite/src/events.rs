@@ -58,8 +58,10 @@ pub(crate) async fn trim(pool: &SqlitePool, cutoff: DateTime<Utc>, limit: u32) -
 
 /// The latest event timestamp.
 pub(crate) async fn latest_time(pool: &SqlitePool) -> Result<Option<DateTime<Utc>>> {
-    let v: Option<i64> =
-        sqlx::query_scalar("SELECT max(generated) FROM event").fetch_one(pool).await.map_err(storage_error)?;
+    let v: Option<i64> = sqlx::query_scalar!(r#"SELECT max(generated) AS "latest: i64" FROM event"#)
+        .fetch_one(pool)
+        .await
+        .map_err(storage_error)?;
     v.map(rows::time).transpose()
 }
 

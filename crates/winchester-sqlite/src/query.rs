@@ -145,20 +145,14 @@ pub(crate) async fn count_streams(pool: &SqlitePool, f: &StreamFilter) -> Result
 }
 
 pub(crate) async fn stream_counts(pool: &SqlitePool) -> Result<Vec<StreamCount>> {
-    let rows = sqlx::query(
-        "SELECT trigger_name, state, count(*) AS n FROM stream GROUP BY trigger_name, state ORDER BY trigger_name, state",
+    let rows = sqlx::query!(
+        r#"SELECT trigger_name, state, count(*) AS "n!: i64" FROM stream GROUP BY trigger_name, state ORDER BY trigger_name, state"#
     )
     .fetch_all(pool)
     .await
     .map_err(storage_error)?;
-    rows.iter()
-        .map(|r| {
-            Ok(StreamCount {
-                trigger: r.try_get("trigger_name").map_err(storage_error)?,
-                state: state(r.try_get("state").map_err(storage_error)?)?,
-                count: r.try_get::<i64, _>("n").map_err(storage_error)? as u64,
-            })
-        })
+    rows.into_iter()
+        .map(|r| Ok(StreamCount { trigger: r.trigger_name, state: state(r.state)?, count: r.n as u64 }))
         .collect()
 }
 
@@ -187,8 +181,7 @@ pub(crate) async fn get_event(pool: &SqlitePool, message_id: &str) -> Result<Opt
 }
 
 pub(crate) async fn event_streams(pool: &SqlitePool, event_id: i64) -> Result<Vec<i64>> {
-    sqlx::query_scalar("SELECT stream_id FROM stream_event WHERE event_id = ? ORDER BY stream_id")
-        .bind(event_id)
+    sqlx::query_scalar!("SELECT stream_id FROM stream_event WHERE event_id = ?1 ORDER BY stream_id", event_id)
         .fetch_all(pool)
         .await
         .map_err(storage_error)
@@ -237,10 +230,12 @@ pub(crate) async fn transitions_from(pool: &SqlitePool, since: DateTime<Utc>, li
 }
 
 pub(crate) async fn latest_ids(pool: &SqlitePool) -> Result<(i64, i64)> {
-    sqlx::query_as(
-        "SELECT (SELECT coalesce(max(id), 0) FROM event), (SELECT coalesce(max(id), 0) FROM stream_transition)",
+    let r = sqlx::query!(
+        r#"SELECT (SELECT coalesce(max(id), 0) FROM event) AS "events!: i64",
+                  (SELECT coalesce(max(id), 0) FROM stream_transition) AS "transitions!: i64""#
     )
     .fetch_one(pool)
     .await
-    .map_err(storage_error)
+    .map_err(storage_error)?;
+    Ok((r.events, r.transitions))
 }

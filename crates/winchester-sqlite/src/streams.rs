@@ -106,18 +106,29 @@ pub(crate) async fn finish_many(
     // One compare-and-set per stream (statements are cheap in-process); a
     // stream's new events are saved only if its own compare-and-set held.
     for (claimed, finish) in runs {
-        let q = match finish.target(claimed.state) {
-            None => sqlx::query("DELETE FROM stream WHERE id = ?1 AND state_serial_no = ?2"),
-            Some(_) => sqlx::query(
-                "UPDATE stream SET state = ?3, state_serial_no = state_serial_no + 1, lease_expires_at = NULL, \
-                 last_error = ?4 WHERE id = ?1 AND state_serial_no = ?2",
-            ),
-        };
-        let mut q = q.bind(claimed.id).bind(claimed.state_serial_no as i64);
-        if let Some(to) = finish.target(claimed.state) {
-            q = q.bind(to as i64).bind(finish.reason());
+        let (id, serial) = (claimed.id, claimed.state_serial_no as i64);
+        let done = match finish.target(claimed.state) {
+            None => {
+                sqlx::query!("DELETE FROM stream WHERE id = ?1 AND state_serial_no = ?2", id, serial)
+                    .execute(&mut *tx)
+                    .await
+            }
+            Some(to) => {
+                let (to, reason) = (to as i64, finish.reason());
+                sqlx::query!(
+                    "UPDATE stream SET state = ?3, state_serial_no = state_serial_no + 1, lease_expires_at = NULL, \
+                     last_error = ?4 WHERE id = ?1 AND state_serial_no = ?2",
+                    id,
+                    serial,
+                    to,
+                    reason
+                )
+                .execute(&mut *tx)
+                .await
+            }
         }
-        let done = q.execute(&mut *tx).await.map_err(storage_error)?.rows_affected();
+        .map_err(storage_error)?
+        .rows_affected();
         if done != 1 {
             out.push(FinishOutcome::LostLease);
             continue;
@@ -171,8 +182,7 @@ pub(crate) async fn get(pool: &SqlitePool, id: i64) -> Result<Option<Stream>> {
 }
 
 pub(crate) async fn purge(pool: &SqlitePool, id: i64) -> Result<bool> {
-    let n = sqlx::query("DELETE FROM stream WHERE id = ?")
-        .bind(id)
+    let n = sqlx::query!("DELETE FROM stream WHERE id = ?1", id)
         .execute(pool)
         .await
         .map_err(storage_error)?
