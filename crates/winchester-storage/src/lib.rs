@@ -120,6 +120,24 @@ impl StorageError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, StorageError::Unavailable(_) | StorageError::Conflict(_))
     }
+
+    /// The same error for another waiter (several callers sharing one failed
+    /// transaction): the same variant, so the same classification, with the
+    /// cause kept as text.
+    pub fn shared(&self) -> StorageError {
+        let text = |e: &Box<dyn std::error::Error + Send + Sync>| -> Box<dyn std::error::Error + Send + Sync> {
+            e.to_string().into()
+        };
+        match self {
+            StorageError::Unavailable(e) => StorageError::Unavailable(text(e)),
+            StorageError::Conflict(e) => StorageError::Conflict(text(e)),
+            StorageError::Database(e) => StorageError::Database(text(e)),
+            StorageError::Corrupt(s) => StorageError::Corrupt(s.clone()),
+            StorageError::OutcomeMismatch { what, expected, got } => {
+                StorageError::OutcomeMismatch { what, expected: *expected, got: *got }
+            }
+        }
+    }
 }
 
 /// Result alias for storage calls.

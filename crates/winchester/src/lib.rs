@@ -6,6 +6,7 @@
 //! - [`pipeline`]: the [`Handler`](pipeline::Handler) trait, the handler registry,
 //!   running a pipeline over a stream's events, built-in handlers.
 //! - [`worker`]: the pipeline worker loop that fires and expires ready streams.
+//! - [`group_commit`]: concurrent `add_event` calls sharing transactions.
 //! - [`event_clock`]: [`StoredEventClock`], "now" = the latest stored event (replay).
 //! - [`debug`]: per-trigger debug counters (`debug_level`).
 //! - [`json`]: the JSON shapes of streams and transitions (CLI, API, tail).
@@ -20,6 +21,7 @@
 pub mod debug;
 pub mod error;
 pub mod event_clock;
+pub mod group_commit;
 pub mod json;
 pub mod metrics;
 pub mod pipeline;
