@@ -74,8 +74,9 @@ pub(crate) async fn ingest_in_tx(
             }),
             None => None,
         };
-        let events =
-            entries.iter().map(|&(i, j)| (batch[i].event.timestamp, batch[i].memberships[j].fire_hits.as_slice()));
+        let events = entries.iter().map(|&(i, j)| {
+            (batch[i].event.timestamp, batch[i].memberships[j].fire_hits.as_slice(), batch[i].arrival(now))
+        });
         let folded = fold_group(&m0.trigger, existing, events, now);
         let dist_json = serde_json::to_string(&m0.dist).map_err(|e| StorageError::Corrupt(e.to_string()))?;
         let mut ids = Vec::with_capacity(folded.drafts.len());

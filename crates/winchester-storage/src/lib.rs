@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use std::time::Duration;
 use winchester_core::Event;
 
-pub use plan::{EventPlan, IngestOutcome, Membership};
+pub use plan::{EventPlan, IngestOutcome, Membership, ReplayAt};
 pub use query::{
     BulkOutcome, EventFilter, NamePattern, Page, StoredEvent, StreamCount, TraitFilter, Transition, TransitionKind,
 };

@@ -7,7 +7,7 @@ use crate::group_commit::{ingest_split, GroupCommit};
 use std::sync::{Arc, OnceLock};
 use winchester_core::distiller::{DistillError, Distiller};
 use winchester_core::{Clock, Event, EventError, TriggerSet};
-use winchester_storage::{one_for_one, EventPlan, IngestOutcome, Membership, Storage};
+use winchester_storage::{one_for_one, EventPlan, IngestOutcome, Membership, ReplayAt, Storage};
 
 use crate::error::EngineError;
 
@@ -191,7 +191,7 @@ impl TriggerManager {
                 }
             }
         }
-        Ok(EventPlan { event, memberships })
+        Ok(EventPlan { event, memberships, replay: None })
     }
 
     /// Adds one event: saves it, appends it to the stream of every trigger it
@@ -243,12 +243,22 @@ impl TriggerManager {
     /// the batch fails in the database for a reason other than a transient one,
     /// each event is retried alone so one bad event cannot sink the rest.
     pub async fn add_events(&self, events: Vec<Event>) -> Result<Vec<EventOutcome>, EngineError> {
+        self.add_events_at(events.into_iter().map(|e| (e, None)).collect()).await
+    }
+
+    /// [`TriggerManager::add_events`], each event judged at its own replay
+    /// arrival when it has one (see [`crate::replay`]).
+    pub(crate) async fn add_events_at(
+        &self,
+        events: Vec<(Event, Option<ReplayAt>)>,
+    ) -> Result<Vec<EventOutcome>, EngineError> {
         let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(events.len());
         let mut plans = Vec::with_capacity(events.len());
         let mut slots = Vec::with_capacity(events.len());
-        for event in events {
+        for (event, replay) in events {
             match self.plan(event) {
-                Ok(p) => {
+                Ok(mut p) => {
+                    p.replay = replay;
                     slots.push(outcomes.len());
                     outcomes.push(None);
                     plans.push(p);
