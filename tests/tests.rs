@@ -17,4 +17,5 @@ mod demo;
 mod ingest;
 mod notifications;
 mod processes;
+mod replay;
 mod worker;
