@@ -305,10 +305,7 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
         s.ratio.push(b.engine.as_secs_f64() / b.copy.as_secs_f64());
         s.concurrent_ratio.push(concurrent / (events.len() as f64 / b.engine.as_secs_f64()));
 
-        progress(&format!(
-            "{tag}: replay of the demo's workload ({} instances, {REPLAY_DAYS} days)",
-            sizes.instances
-        ));
+        progress(&format!("{tag}: replay of the demo's workload ({} instances, {REPLAY_DAYS} days)", sizes.instances));
         let generator = winchester_demo::GeneratorOptions {
             instances: sizes.instances,
             days: REPLAY_DAYS,
