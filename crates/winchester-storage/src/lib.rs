@@ -125,13 +125,13 @@ impl StorageError {
     /// transaction): the same variant, so the same classification, with the
     /// cause kept as text.
     pub fn shared(&self) -> StorageError {
-        let text = |e: &Box<dyn std::error::Error + Send + Sync>| -> Box<dyn std::error::Error + Send + Sync> {
+        let text = |e: &(dyn std::error::Error + Send + Sync)| -> Box<dyn std::error::Error + Send + Sync> {
             e.to_string().into()
         };
         match self {
-            StorageError::Unavailable(e) => StorageError::Unavailable(text(e)),
-            StorageError::Conflict(e) => StorageError::Conflict(text(e)),
-            StorageError::Database(e) => StorageError::Database(text(e)),
+            StorageError::Unavailable(e) => StorageError::Unavailable(text(e.as_ref())),
+            StorageError::Conflict(e) => StorageError::Conflict(text(e.as_ref())),
+            StorageError::Database(e) => StorageError::Database(text(e.as_ref())),
             StorageError::Corrupt(s) => StorageError::Corrupt(s.clone()),
             StorageError::OutcomeMismatch { what, expected, got } => {
                 StorageError::OutcomeMismatch { what, expected: *expected, got: *got }
