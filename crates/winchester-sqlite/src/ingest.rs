@@ -97,55 +97,89 @@ pub(crate) async fn ingest_in_tx(
             );
         }
     }
+    // 2b. Fold each key's events into its streams.
+    let mut folds = Vec::with_capacity(groups.len());
     for ((trigger_name, dist_key), entries) in &groups {
         let m0 = &batch[entries[0].0].memberships[entries[0].1];
         let existing = existing.remove(&(trigger_name.to_string(), dist_key.to_string()));
         let events = entries.iter().map(|&(i, j)| {
             (batch[i].event.timestamp, batch[i].memberships[j].fire_hits.as_slice(), batch[i].arrival(now))
         });
-        let folded = fold_group(&m0.trigger, existing, events, now);
-        let dist_json = serde_json::to_string(&m0.dist).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        folds.push((*trigger_name, *dist_key, m0, entries, fold_group(&m0.trigger, existing, events, now)));
+    }
+    // 2c. Existing streams written back in one statement (first, so a stream
+    // closed here makes room for its key's new open one).
+    let mut updates = Vec::new();
+    let mut inserts = Vec::new();
+    for (trigger_name, dist_key, m0, _, folded) in &folds {
+        for d in &folded.drafts {
+            let counts = serde_json::to_string(&d.counts).map_err(corrupt)?;
+            let row = (micros(d.first), micros(d.last), micros(d.expire), d.fire.map(micros), d.count, counts, d.open);
+            match d.id {
+                Some(id) => {
+                    updates.push(serde_json::json!([id, row.0, row.1, row.2, row.3, row.4, row.5, row.6 as i64]))
+                }
+                None => {
+                    let dist = serde_json::to_string(&m0.dist).map_err(corrupt)?;
+                    inserts.push(serde_json::json!([
+                        trigger_name,
+                        dist_key,
+                        dist,
+                        row.6 as i64,
+                        row.0,
+                        row.1,
+                        row.2,
+                        row.3,
+                        row.4,
+                        row.5
+                    ]))
+                }
+            }
+        }
+    }
+    if !updates.is_empty() {
+        sqlx::query(
+            "UPDATE stream SET first_event = u.value ->> 1, last_event = u.value ->> 2, \
+               expire_timestamp = u.value ->> 3, fire_timestamp = u.value ->> 4, event_count = u.value ->> 5, \
+               fire_counts = u.value ->> 6, open = u.value ->> 7 \
+             FROM json_each(?) u WHERE stream.id = u.value ->> 0",
+        )
+        .bind(serde_json::to_string(&updates).map_err(corrupt)?)
+        .execute(&mut *conn)
+        .await
+        .map_err(storage_error)?;
+    }
+    // 2d. New streams in one statement, in array order: under the write lock
+    // AUTOINCREMENT gives them rising ids, so the sorted ids are theirs in order.
+    let mut new_ids: Vec<i64> = Vec::new();
+    if !inserts.is_empty() {
+        new_ids = sqlx::query_scalar(
+            "INSERT INTO stream (trigger_name, dist_key, dist_traits, open, first_event, last_event, \
+               expire_timestamp, fire_timestamp, event_count, fire_counts) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+               value ->> 7, value ->> 8, value ->> 9 FROM json_each(?) ORDER BY key RETURNING id",
+        )
+        .bind(serde_json::to_string(&inserts).map_err(corrupt)?)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(storage_error)?;
+        if new_ids.len() != inserts.len() {
+            return Err(StorageError::Corrupt(format!(
+                "{} new streams written, {} expected",
+                new_ids.len(),
+                inserts.len()
+            )));
+        }
+        new_ids.sort_unstable();
+    }
+    let mut next_new = new_ids.into_iter();
+    for (_, _, _, entries, folded) in &folds {
         let mut ids = Vec::with_capacity(folded.drafts.len());
         for d in &folded.drafts {
-            let counts = serde_json::to_string(&d.counts).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            let id = match d.id {
-                Some(id) => {
-                    sqlx::query(
-                        "UPDATE stream SET first_event = ?, last_event = ?, expire_timestamp = ?, fire_timestamp = ?, \
-                         event_count = ?, fire_counts = ?, open = ? WHERE id = ?",
-                    )
-                    .bind(micros(d.first))
-                    .bind(micros(d.last))
-                    .bind(micros(d.expire))
-                    .bind(d.fire.map(micros))
-                    .bind(d.count)
-                    .bind(counts)
-                    .bind(d.open as i64)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(storage_error)?;
-                    id
-                }
-                None => sqlx::query_scalar(
-                    "INSERT INTO stream (trigger_name, dist_key, dist_traits, open, first_event, last_event, \
-                     expire_timestamp, fire_timestamp, event_count, fire_counts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                )
-                .bind(*trigger_name)
-                .bind(*dist_key)
-                .bind(&dist_json)
-                .bind(d.open as i64)
-                .bind(micros(d.first))
-                .bind(micros(d.last))
-                .bind(micros(d.expire))
-                .bind(d.fire.map(micros))
-                .bind(d.count)
-                .bind(counts)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(storage_error)?,
-            };
-            ids.push(id);
+            ids.push(match d.id {
+                Some(id) => id,
+                None => next_new.next().ok_or_else(|| StorageError::Corrupt("a new stream has no id".into()))?,
+            });
         }
         for ((entry, k), &opens) in entries.iter().zip(&folded.assignment).zip(&folded.opens) {
             stream_of.insert(*entry, ids[*k]);
