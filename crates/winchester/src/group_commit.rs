@@ -3,8 +3,8 @@
 //!
 //! One batcher task per trigger manager (and clock) takes the plans that
 //! callers hand it: it commits whatever has queued up (at most
-//! [`MAX_GROUP`] plans) in one [`Storage::ingest`], and while that commit
-//! runs, the next callers queue. Each caller awaits its own outcome, sent only
+//! [`MAX_GROUP`] plans, after yielding while more keep arriving) in one
+//! [`Storage::ingest`], and while that commit runs, the next callers queue. Each caller awaits its own outcome, sent only
 //! after the transaction holding its event committed. A batch that fails for a
 //! reason other than a transient one is split in halves and each half retried
 //! ([`ingest_split`]), so only the failing event's caller gets the error.
@@ -17,6 +17,11 @@ use winchester_storage::{one_for_one, EventPlan, IngestOutcome, Storage, Storage
 
 /// Most plans one group commit holds.
 pub const MAX_GROUP: usize = 1000;
+
+/// Most times the batcher yields to let more callers queue before it commits
+/// (it stops as soon as a round brings nothing new): a lone caller waits
+/// only for one yield.
+const GATHER_ROUNDS: usize = 8;
 
 /// One event's outcome from a (possibly split) batch.
 pub(crate) type PlanResult = Result<IngestOutcome, StorageError>;
@@ -68,13 +73,20 @@ impl GroupCommit {
 
 async fn batcher(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>, mut rx: mpsc::UnboundedReceiver<Job>) {
     while let Some(first) = rx.recv().await {
-        // Let callers that were just answered queue their next event first.
-        tokio::task::yield_now().await;
         let mut jobs = vec![first];
-        while jobs.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+        // The short wait: let callers that were just answered (or are about
+        // to call) queue their next event, as long as more keep arriving.
+        for _ in 0..GATHER_ROUNDS {
+            tokio::task::yield_now().await;
+            let before = jobs.len();
+            while jobs.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            if jobs.len() == before || jobs.len() >= MAX_GROUP {
+                break;
             }
         }
         let (plans, replies): (Vec<EventPlan>, Vec<oneshot::Sender<(EventPlan, PlanResult)>>) =
