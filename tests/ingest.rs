@@ -230,7 +230,91 @@ async fn hostile_strings_are_data(backend: Backend) {
     db.drop_db().await;
 }
 
+/// Group commit: 64 concurrent `add_event` callers share transactions; each
+/// gets its own outcome, duplicates (also within one shared transaction) are
+/// reported as such, and the one event the database refuses fails for its
+/// caller alone.
+async fn concurrent_add_event_group_commit(backend: Backend) {
+    let db = TestDb::on(backend).await;
+    db.fail_stream_inserts_containing("i-bad").await;
+    let (tm, _) = manager(&db, INSTANCE_TRIGGERS, t(2014, 8, 1, 20, 30, 0));
+    // On PostgreSQL, hold the event table so the first commit waits and every
+    // caller queues behind it: the rest must then share transactions.
+    let gate = match backend {
+        Backend::Postgres => {
+            let mut tx = db.pool().begin().await.unwrap();
+            sqlx::query("LOCK TABLE event IN EXCLUSIVE MODE").execute(&mut *tx).await.unwrap();
+            Some(tx)
+        }
+        Backend::Sqlite => None,
+    };
+    let mut tasks = Vec::new();
+    for c in 0..64u32 {
+        let tm = tm.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = vec![format!("c{c}-0"), format!("c{c}-1")];
+            if c < 8 {
+                ids.push(format!("dup-{}", c % 4));
+            }
+            if c == 63 {
+                ids.push("bad".into());
+            }
+            let mut out = Vec::new();
+            for id in ids {
+                let inst = if id == "bad" { "i-bad".to_string() } else { format!("i-{}", c % 8) };
+                let e = event(&id, "compute.instance.update", t(2014, 8, 1, 20, 4, 0), &[("instance_id", s(&inst))]);
+                out.push((id, tm.add_event(e).await));
+            }
+            out
+        }));
+    }
+    if let Some(tx) = gate {
+        // Wait (no deadline) until the first commit is blocked on the lock.
+        while db
+            .count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO event%'")
+            .await
+            == 0
+        {
+            tokio::task::yield_now().await;
+        }
+        tx.commit().await.unwrap();
+    }
+    let mut saved = std::collections::BTreeMap::<String, u32>::new();
+    let mut duplicates = 0;
+    for task in tasks {
+        for (id, r) in task.await.unwrap() {
+            match r {
+                Ok(EventOutcome::Saved { stream_ids, .. }) => {
+                    assert_eq!(stream_ids.len(), 1, "{id}");
+                    *saved.entry(id).or_default() += 1;
+                }
+                Ok(EventOutcome::Duplicate) => {
+                    assert!(id.starts_with("dup-"), "{id} reported duplicate");
+                    duplicates += 1;
+                }
+                Ok(other) => panic!("{id}: {other:?}"),
+                Err(e) => assert!(id == "bad" && e.to_string().contains("boom"), "{id}: {e}"),
+            }
+        }
+    }
+    assert!(!saved.contains_key("bad"));
+    assert_eq!(saved.len(), 64 * 2 + 4, "every good event saved once");
+    assert!(saved.values().all(|n| *n == 1));
+    assert_eq!(duplicates, 4);
+    assert_eq!(db.count("SELECT count(*) FROM event").await, 132);
+    assert_eq!(db.count("SELECT count(*) FROM stream_event").await, 132);
+    assert_eq!(db.count("SELECT count(*) FROM stream").await, 8);
+    assert_eq!(db.count("SELECT CAST(sum(event_count) AS BIGINT) FROM stream").await, 132);
+    if backend == Backend::Postgres {
+        // Events committed together share a transaction id.
+        let txs = db.count("SELECT count(DISTINCT xmin::text) FROM event").await;
+        assert!(txs < 64, "{txs} transactions for 132 events from 64 callers");
+    }
+    db.drop_db().await;
+}
+
 crate::backend_tests!(
+    concurrent_add_event_group_commit,
     duplicate_message_id_changes_nothing,
     event_and_memberships_commit_together,
     distinguishing_and_fire_criteria,

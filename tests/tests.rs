@@ -21,4 +21,5 @@ mod notifications;
 mod processes;
 #[cfg(feature = "python")]
 mod python_handlers;
+mod replay;
 mod worker;

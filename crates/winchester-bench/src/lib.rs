@@ -23,6 +23,7 @@
 pub mod db;
 pub mod measure;
 pub mod stats;
+pub mod target;
 pub mod workload;
 
 use anyhow::{anyhow, Context};
@@ -52,7 +53,9 @@ pub struct BenchOpts {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Admin URL of the PostgreSQL server: the bench creates and drops
-    /// `wbench_<uuid>` databases there (default: $DATABASE_URL, else the local server).
+    /// `wbench_<uuid>` databases there (default: $DATABASE_URL, else the local
+    /// server). `sqlite://DIR/any.db`: measure SQLite, with scratch files in DIR
+    /// (the figures that apply to SQLite only).
     #[arg(long = "database-url")]
     pub database_url: Option<String>,
     /// Print one JSON object instead of the table.
@@ -70,6 +73,11 @@ pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres
 pub const BATCH: usize = 1000;
 /// Most events of the single-call ingest.
 pub const SINGLE_MAX: usize = 5000;
+/// Concurrent `add_event` callers of the group-commit measurement.
+pub const CONCURRENT_TASKS: usize = 64;
+/// Simulated days of the replay measurement (the demo's workload).
+pub const REPLAY_DAYS: u32 = 3;
+
 /// Background ingest rate of the fire-latency-under-load measurement.
 pub const LOAD_EVENTS_PER_S: u32 = 5_000;
 
@@ -158,6 +166,9 @@ fn machine(postgres: String) -> Machine {
 #[derive(Debug, Default, Clone)]
 struct Samples {
     single: Vec<f64>,
+    concurrent: Vec<f64>,
+    concurrent_ratio: Vec<f64>,
+    replay: Vec<f64>,
     batched: Vec<f64>,
     batched_s: Vec<f64>,
     copy_rows_per_s: Vec<f64>,
@@ -186,6 +197,8 @@ struct Row {
     figure: String,
     s: Summary,
     unit: &'static str,
+    /// Whether it was measured (some figures apply to PostgreSQL only).
+    measured: bool,
 }
 
 /// The config files the workers (and the in-process latency worker) load.
@@ -223,14 +236,21 @@ fn progress(msg: &str) {
 pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Result<String> {
     let sizes = Sizes::from_opts(opts)?;
     let admin = opts.database_url.clone().or(fallback_url).unwrap_or_else(|| DEFAULT_ADMIN_URL.to_string());
-    let admin_pool = winchester_backends::connect_postgres(&admin, 1).await?;
-    let postgres = db::server_version(admin_pool.pool()).await.context("asking the server's version")?;
-    admin_pool.pool().close().await;
+    let target = target::Target::from_url(&admin);
+    let pg = matches!(target, target::Target::Postgres { .. });
+    let postgres = if pg {
+        let admin_pool = winchester_backends::connect_postgres(&admin, 1).await?;
+        let v = db::server_version(admin_pool.pool()).await.context("asking the server's version")?;
+        admin_pool.pool().close().await;
+        v
+    } else {
+        "-".to_string()
+    };
     let machine = machine(postgres);
     let exe = std::env::current_exe().context("finding this program")?;
     let exe_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     for bin in ["pipeline-worker", "winchester"] {
-        if !exe_dir.join(bin).exists() {
+        if pg && !exe_dir.join(bin).exists() {
             return Err(anyhow!(
                 "{} not found: the bench runs the {bin} program next to itself",
                 exe_dir.join(bin).display()
@@ -259,10 +279,22 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
     for run in 1..=sizes.runs {
         let tag = format!("run {run}/{}", sizes.runs);
         progress(&format!("{tag}: ingest, one event per call ({} events)", sizes.single_events));
-        s.single.push(measure::ingest_single(&admin, &triggers, &events[..sizes.single_events]).await?);
+        s.single.push(measure::ingest_single(&target, &triggers, &events[..sizes.single_events]).await?);
 
-        progress(&format!("{tag}: ingest, batches of {BATCH} ({} events), then COPY of the same rows", events.len()));
-        let b = measure::ingest_batched(&admin, &triggers, &events, BATCH).await?;
+        progress(&format!(
+            "{tag}: ingest, {CONCURRENT_TASKS} tasks calling add_event ({} events, group commit)",
+            sizes.single_events
+        ));
+        let concurrent =
+            measure::ingest_concurrent(&target, &triggers, &events[..sizes.single_events], CONCURRENT_TASKS).await?;
+        s.concurrent.push(concurrent);
+
+        progress(&format!(
+            "{tag}: ingest, batches of {BATCH} ({} events), then the {} of the same rows",
+            events.len(),
+            if pg { "COPY" } else { "bulk insert" }
+        ));
+        let b = measure::ingest_batched(&target, &triggers, &events, BATCH).await?;
         let rows = (b.rows.0 + b.rows.1 + b.rows.2) as f64;
         s.rows = b.rows;
         s.batched.push(events.len() as f64 / b.engine.as_secs_f64());
@@ -271,6 +303,20 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
         s.copy_s.push(b.copy.as_secs_f64());
         s.copy_rows_per_s.push(rows / b.copy.as_secs_f64());
         s.ratio.push(b.engine.as_secs_f64() / b.copy.as_secs_f64());
+        s.concurrent_ratio.push(concurrent / (events.len() as f64 / b.engine.as_secs_f64()));
+
+        progress(&format!("{tag}: replay of the demo's workload ({} instances, {REPLAY_DAYS} days)", sizes.instances));
+        let generator = winchester_demo::GeneratorOptions {
+            instances: sizes.instances,
+            days: REPLAY_DAYS,
+            tenants: 25,
+            start: winchester_demo::default_start(REPLAY_DAYS),
+            seed: opts.seed,
+        };
+        s.replay.push(measure::replay(&target, generator).await?);
+        if !pg {
+            continue;
+        }
 
         progress(&format!("{tag}: fire latency ({} streams, one idle worker)", sizes.latency_samples));
         let lat = measure::fire_latency(&admin, &latency_cfg, sizes.latency_samples, 0).await?;
@@ -320,27 +366,35 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
             s.growth[k].push(t);
         }
     }
-    progress(&format!("peak RSS of `winchester ingest` on the whole workload ({} events)", events.len()));
-    s.ingest_rss = measure::ingest_rss(&admin, &worker_cfg, &exe_dir, &events).await?;
+    if pg {
+        progress(&format!("peak RSS of `winchester ingest` on the whole workload ({} events)", events.len()));
+        s.ingest_rss = measure::ingest_rss(&admin, &worker_cfg, &exe_dir, &events).await?;
+    }
 
-    let rows = table_rows(&s, &sizes);
-    let table = render_table(&rows, &s, &sizes, &machine, wl.days);
+    let rows = table_rows(&s, &sizes, pg);
+    let table = render_table(&rows, &s, &sizes, &machine, wl.days, pg);
     if let Some(path) = &opts.output {
         std::fs::write(path, &table).with_context(|| format!("writing {}", path.display()))?;
     }
     if opts.json {
-        Ok(format!("{}\n", serde_json::to_string_pretty(&to_json(&rows, &s, &sizes, &machine, wl.days))?))
+        Ok(format!("{}\n", serde_json::to_string_pretty(&to_json(&rows, &s, &sizes, &machine, wl.days, pg))?))
     } else {
         Ok(table)
     }
 }
 
-fn table_rows(s: &Samples, z: &Sizes) -> Vec<Row> {
+fn table_rows(s: &Samples, z: &Sizes, pg: bool) -> Vec<Row> {
+    let limit = if pg {
+        "limit: COPY of the same rows into an empty schema, one transaction"
+    } else {
+        "limit: bulk insert of the same rows into an empty schema (INSERT .. SELECT), one transaction"
+    };
     let row = |key: &str, figure: String, v: &[f64], unit: &'static str| Row {
         key: key.into(),
         figure,
         s: Summary::of(v),
         unit,
+        measured: !v.is_empty(),
     };
     let (e, st, m) = s.rows;
     let mut rows = vec![
@@ -356,6 +410,27 @@ fn table_rows(s: &Samples, z: &Sizes) -> Vec<Row> {
             &s.batched,
             "events/s",
         ),
+        row(
+            "ingest_events_per_s_concurrent",
+            format!("ingest, {CONCURRENT_TASKS} tasks calling add_event (group commit, {} events)", z.single_events),
+            &s.concurrent,
+            "events/s",
+        ),
+        row(
+            "ingest_concurrent_vs_batched",
+            "ratio: concurrent add_event rate / batched rate".into(),
+            &s.concurrent_ratio,
+            "x",
+        ),
+        row(
+            "replay_events_per_s",
+            format!(
+                "replay of the demo's workload ({} instances, {REPLAY_DAYS} days; whole run incl. worker)",
+                z.instances
+            ),
+            &s.replay,
+            "events/s",
+        ),
         row("ingest_batched_s", "ingest, batched: time".into(), &s.batched_s, "s"),
         row(
             "engine_rows_per_s",
@@ -363,14 +438,9 @@ fn table_rows(s: &Samples, z: &Sizes) -> Vec<Row> {
             &s.engine_rows_per_s,
             "rows/s",
         ),
-        row(
-            "copy_limit_rows_per_s",
-            "limit: COPY of the same rows into an empty schema, one transaction".into(),
-            &s.copy_rows_per_s,
-            "rows/s",
-        ),
-        row("copy_limit_s", "limit: COPY time".into(), &s.copy_s, "s"),
-        row("ingest_vs_copy_ratio", "ratio: batched ingest time / COPY time".into(), &s.ratio, "x"),
+        row("copy_limit_rows_per_s", limit.into(), &s.copy_rows_per_s, "rows/s"),
+        row("copy_limit_s", "limit: time".into(), &s.copy_s, "s"),
+        row("ingest_vs_copy_ratio", "ratio: batched ingest time / limit time".into(), &s.ratio, "x"),
         row(
             "fire_latency_p50",
             "fire latency p50 (commit of completing event -> pipeline commit)".into(),
@@ -425,19 +495,22 @@ fn table_rows(s: &Samples, z: &Sizes) -> Vec<Row> {
         &s.growth_ratio,
         "x",
     ));
-    rows.push(row(
-        "peak_rss_ingest",
-        "peak RSS, ingester (winchester ingest, whole workload; measured once)".into(),
-        &[s.ingest_rss],
-        "MB",
-    ));
-    rows.push(row(
-        "peak_rss_worker",
-        "peak RSS, worker (largest pipeline-worker process)".into(),
-        &[s.worker_rss],
-        "MB",
-    ));
-    rows
+    if pg {
+        rows.push(row(
+            "peak_rss_ingest",
+            "peak RSS, ingester (winchester ingest, whole workload; measured once)".into(),
+            &[s.ingest_rss],
+            "MB",
+        ));
+        rows.push(row(
+            "peak_rss_worker",
+            "peak RSS, worker (largest pipeline-worker process)".into(),
+            &[s.worker_rss],
+            "MB",
+        ));
+    }
+    // Figures that do not apply to this backend were not measured.
+    rows.into_iter().filter(|r| r.measured).collect()
 }
 
 fn fmt(v: f64) -> String {
@@ -450,7 +523,7 @@ fn fmt(v: f64) -> String {
     }
 }
 
-fn render_table(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32) -> String {
+fn render_table(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32, pg: bool) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "winchester bench: {} events ({} instances over {days} days), {} run(s); workers {}\n",
@@ -460,8 +533,11 @@ fn render_table(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32) ->
         z.workers.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(",")
     ));
     out.push_str(&format!(
-        "machine: {}, {} cores, {:.1} GiB memory; PostgreSQL {}\n\n",
-        m.cpu, m.cores, m.memory_gib, m.postgres
+        "machine: {}, {} cores, {:.1} GiB memory; {}\n\n",
+        m.cpu,
+        m.cores,
+        m.memory_gib,
+        if pg { format!("PostgreSQL {}", m.postgres) } else { "SQLite".to_string() }
     ));
     out.push_str("| figure | median | min | max | unit |\n|---|---:|---:|---:|---|\n");
     for r in rows {
@@ -476,38 +552,45 @@ fn render_table(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32) ->
     }
     let ratio = Summary::of(&s.ratio).median;
     out.push_str(&format!(
-        "\nbatched ingest takes {ratio:.2}x the time PostgreSQL needs to COPY the same {} rows.\n",
+        "\nbatched ingest takes {ratio:.2}x the time {} the same {} rows.\n",
+        if pg { "PostgreSQL needs to COPY" } else { "SQLite needs to bulk insert" },
         s.rows.0 + s.rows.1 + s.rows.2
     ));
     out
 }
 
-fn to_json(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32) -> Value {
-    let med = |v: &[f64]| Summary::of(v).median;
+fn to_json(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32, pg: bool) -> Value {
+    let med = |v: &[f64]| if v.is_empty() { Value::Null } else { json!(Summary::of(v).median) };
     let workers: serde_json::Map<String, Value> =
-        s.workers.iter().map(|(w, v)| (w.to_string(), json!(med(v)))).collect();
+        s.workers.iter().filter(|(_, v)| !v.is_empty()).map(|(w, v)| (w.to_string(), med(v))).collect();
     let figures: Vec<Value> = rows
         .iter()
         .map(|r| json!({"key": r.key, "figure": r.figure, "median": r.s.median, "min": r.s.min, "max": r.s.max, "unit": r.unit}))
         .collect();
     json!({
+        "backend": if pg { "postgres" } else { "sqlite" },
         "ingest_events_per_s_single": med(&s.single),
+        "ingest_events_per_s_concurrent": med(&s.concurrent),
+        "ingest_concurrent_vs_batched": med(&s.concurrent_ratio),
+        "replay_events_per_s": med(&s.replay),
         "ingest_events_per_s_batched": med(&s.batched),
         "copy_limit_rows_per_s": med(&s.copy_rows_per_s),
         "ingest_vs_copy_ratio": med(&s.ratio),
         "fire_latency_ms": {"p50": med(&s.lat_p50), "p99": med(&s.lat_p99), "max": med(&s.lat_max)},
         "fire_latency_under_load_ms": {"p50": med(&s.load_p50), "p99": med(&s.load_p99), "max": med(&s.load_max)},
         "worker_limit_streams_per_s": med(&s.limit_per_s),
-        "worker_vs_limit_ratio": if s.worker_vs_limit.is_empty() { Value::Null } else { json!(med(&s.worker_vs_limit)) },
+        "worker_vs_limit_ratio": med(&s.worker_vs_limit),
         "worker_streams_per_s": workers,
         "cost_growth_ratio": med(&s.growth_ratio),
-        "peak_rss_mb": {"ingest": s.ingest_rss, "worker": s.worker_rss},
+        "peak_rss_mb": if pg { json!({"ingest": s.ingest_rss, "worker": s.worker_rss}) } else { Value::Null },
         "sizes": {
             "events": z.events,
             "instances": z.instances,
             "days": days,
             "single_events": z.single_events,
             "batch_size": BATCH,
+            "concurrent_tasks": CONCURRENT_TASKS,
+            "replay_days": REPLAY_DAYS,
             "rows": {"events": s.rows.0, "streams": s.rows.1, "memberships": s.rows.2},
             "ready_streams": z.ready_streams,
             "events_per_ready_stream": READY_STREAM_EVENTS,

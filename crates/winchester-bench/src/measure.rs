@@ -15,6 +15,8 @@ use winchester_core::{Clock, Event, LoadedConfig, SystemClock, TraitValue, Trigg
 use winchester_postgres::PgStorage;
 
 use super::workload::probe_event;
+use crate::target::{with_scratch, Target};
+use winchester_storage::Storage;
 
 /// Runs `f` on a fresh database and drops the database afterwards.
 async fn with_db<T, F, Fut>(admin: &str, f: F) -> anyhow::Result<T>
@@ -34,6 +36,10 @@ fn manager(storage: PgStorage, triggers: &Arc<TriggerSet>) -> TriggerManager {
     TriggerManager::new(Arc::new(storage), triggers.clone(), Arc::new(SystemClock) as Arc<dyn Clock>)
 }
 
+fn manager_on(storage: Arc<dyn Storage>, triggers: &Arc<TriggerSet>) -> TriggerManager {
+    TriggerManager::new(storage, triggers.clone(), Arc::new(SystemClock) as Arc<dyn Clock>)
+}
+
 fn check_saved(outcomes: &[EventOutcome]) -> anyhow::Result<()> {
     for o in outcomes {
         match o {
@@ -44,20 +50,73 @@ fn check_saved(outcomes: &[EventOutcome]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One `add_event` per event. Returns events/s.
-pub async fn ingest_single(admin: &str, triggers: &Arc<TriggerSet>, events: &[Event]) -> anyhow::Result<f64> {
+/// One `add_event` per event, one caller. Returns events/s.
+pub async fn ingest_single(target: &Target, triggers: &Arc<TriggerSet>, events: &[Event]) -> anyhow::Result<f64> {
     let events = events.to_vec();
-    with_db(admin, |db| async move {
-        let storage = PgStorage::connect(&db.url, 2).await?;
-        let tm = manager(storage.clone(), triggers);
+    with_scratch(target, |db| async move {
+        let tm = manager_on(db.storage(2).await?, triggers);
         let n = events.len();
         let start = Instant::now();
         for e in events {
             check_saved(&[tm.add_event(e).await?])?;
         }
-        let took = start.elapsed();
-        storage.pool().close().await;
-        Ok(n as f64 / took.as_secs_f64())
+        Ok(n as f64 / start.elapsed().as_secs_f64())
+    })
+    .await
+}
+
+/// `tasks` concurrent callers of `add_event` (a service calling it per
+/// request), sharing transactions by group commit; caller `k` adds events
+/// `k, k + tasks, ...` in order. Returns events/s.
+pub async fn ingest_concurrent(
+    target: &Target,
+    triggers: &Arc<TriggerSet>,
+    events: &[Event],
+    tasks: usize,
+) -> anyhow::Result<f64> {
+    let events = events.to_vec();
+    with_scratch(target, |db| async move {
+        let tm = manager_on(db.storage(4).await?, triggers);
+        let n = events.len();
+        let mut per_task: Vec<Vec<Event>> = vec![Vec::new(); tasks.max(1)];
+        for (i, e) in events.into_iter().enumerate() {
+            per_task[i % tasks.max(1)].push(e);
+        }
+        let start = Instant::now();
+        let mut handles = Vec::new();
+        for mine in per_task {
+            let tm = tm.clone();
+            handles.push(tokio::spawn(async move {
+                for e in mine {
+                    check_saved(&[tm.add_event(e).await?])?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for h in handles {
+            h.await.context("a concurrent caller panicked")??;
+        }
+        Ok(n as f64 / start.elapsed().as_secs_f64())
+    })
+    .await
+}
+
+/// Replay of the demo's workload (`winchester demo`: simulated notifications
+/// through the example configs, exact batches, the worker firing and expiring
+/// streams in the same process). Returns events saved / the run's wall-clock
+/// time (generation and distilling included).
+pub async fn replay(target: &Target, generator: winchester_demo::GeneratorOptions) -> anyhow::Result<f64> {
+    with_scratch(target, |db| async move {
+        let opts = winchester_demo::DemoOptions {
+            generator,
+            database_url: Some(db.url.clone()),
+            config: None,
+            batch_size: 1000,
+            progress: false,
+            per_moment: false,
+        };
+        let s = winchester_demo::run(&opts).await?;
+        Ok(s.events_ingested as f64 / s.elapsed_s.max(1e-9))
     })
     .await
 }
@@ -73,13 +132,19 @@ pub struct BatchedResult {
     pub rows: (u64, u64, u64),
 }
 
-/// `add_events` in batches of `batch`, then the same rows by COPY.
+/// `add_events` in batches of `batch`, then the same rows loaded the fastest
+/// way the backend has: COPY on PostgreSQL, one `INSERT .. SELECT` per table
+/// in one transaction on SQLite.
 pub async fn ingest_batched(
-    admin: &str,
+    target: &Target,
     triggers: &Arc<TriggerSet>,
     events: &[Event],
     batch: usize,
 ) -> anyhow::Result<BatchedResult> {
+    let admin = match target {
+        Target::Postgres { admin } => admin.as_str(),
+        Target::Sqlite { .. } => return sqlite_batched(target, triggers, events, batch).await,
+    };
     let chunks: Vec<Vec<Event>> = events.chunks(batch.max(1)).map(|c| c.to_vec()).collect();
     let (engine, rows): (Duration, EngineRows) = with_db(admin, |db| async move {
         let storage = PgStorage::connect(&db.url, 2).await?;
@@ -99,6 +164,31 @@ pub async fn ingest_batched(
         with_db(admin, |db| async move { pgb::copy_load(&db.url, &rows).await.context("COPY into an empty schema") })
             .await?;
     Ok(BatchedResult { engine, copy, rows: counts })
+}
+
+async fn sqlite_batched(
+    target: &Target,
+    triggers: &Arc<TriggerSet>,
+    events: &[Event],
+    batch: usize,
+) -> anyhow::Result<BatchedResult> {
+    let chunks: Vec<Vec<Event>> = events.chunks(batch.max(1)).map(|c| c.to_vec()).collect();
+    with_scratch(target, |source| async move {
+        let tm = manager_on(source.storage(2).await?, triggers);
+        let start = Instant::now();
+        for chunk in chunks {
+            check_saved(&tm.add_events(chunk).await?)?;
+        }
+        let engine = start.elapsed();
+        drop(tm);
+        let rows = crate::target::row_counts(&source.url).await?;
+        let source = &source;
+        let copy = with_scratch(target, |dest| async move { crate::target::sqlite_bulk_load(source, &dest).await })
+            .await
+            .context("bulk insert into an empty schema")?;
+        Ok(BatchedResult { engine, copy, rows })
+    })
+    .await
 }
 
 /// A handler that reports when the pipeline of an `instance_day` stream commits.

@@ -5,10 +5,11 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::VecDeque;
 use std::io::BufRead;
 use std::sync::Arc;
 use std::time::Duration;
-use winchester::{EventOutcome, TriggerManager};
+use winchester::{EventOutcome, Replay, TriggerManager};
 use winchester_core::{Event, ManualClock};
 
 /// Counts from an ingest run.
@@ -47,8 +48,8 @@ pub struct IngestOptions {
     /// `distiller_config`), not flat events.
     pub notifications: bool,
     /// Replay: the trigger manager's clock, moved to each event's timestamp
-    /// before that event is saved (never backward). A batch is saved whenever
-    /// the clock is about to move, so every event is judged at its own time.
+    /// (never backward). Events are still saved in batches, each judged at its
+    /// own time (see [`winchester::replay`]).
     pub event_time: Option<Arc<ManualClock>>,
     /// Progress shown while reading (see [`progress_bar`]).
     pub progress: Option<ProgressBar>,
@@ -103,7 +104,11 @@ pub async fn run_with(
 ) -> anyhow::Result<IngestReport> {
     let batch_size = opts.batch_size.max(1);
     let mut report = IngestReport::default();
-    let mut batch = Batch { events: Vec::with_capacity(batch_size), lines: Vec::with_capacity(batch_size) };
+    let mut batch = Batch {
+        events: Vec::with_capacity(batch_size),
+        lines: VecDeque::with_capacity(batch_size),
+        replay: opts.event_time.clone().map(|clock| Replay::new(tm.clone(), clock, batch_size)),
+    };
     let mut buf = Vec::new();
     let mut n: u64 = 0;
     loop {
@@ -136,16 +141,15 @@ pub async fn run_with(
                 continue;
             }
         };
-        if let Some(clock) = &opts.event_time {
-            // The clock is about to move: what was read so far is saved at the
-            // time it was read "live".
-            if event.timestamp > winchester_core::Clock::now(clock.as_ref()) {
-                batch.flush(tm, &mut report).await?;
-                clock.advance_to(event.timestamp);
-            }
+        batch.lines.push_back(n);
+        if let Some(replay) = &mut batch.replay {
+            let first = batch.lines[0];
+            let outcomes =
+                replay.push(event).await.with_context(|| format!("saving the batch starting at line {first}"))?;
+            batch.report(outcomes, &mut report);
+            continue;
         }
         batch.events.push(event);
-        batch.lines.push(n);
         if batch.events.len() >= batch_size {
             batch.flush(tm, &mut report).await?;
         }
@@ -176,20 +180,29 @@ fn parse_line(tm: &TriggerManager, line: &str, notification: bool) -> Result<Eve
 
 struct Batch {
     events: Vec<Event>,
-    lines: Vec<u64>,
+    /// Line numbers of the events not yet reported, in order.
+    lines: VecDeque<u64>,
+    replay: Option<Replay>,
 }
 
 impl Batch {
     async fn flush(&mut self, tm: &TriggerManager, report: &mut IngestReport) -> anyhow::Result<()> {
-        if self.events.is_empty() {
+        let Some(&first) = self.lines.front() else {
             return Ok(());
+        };
+        let outcomes = match &mut self.replay {
+            Some(replay) => replay.finish().await,
+            None => tm.add_events(std::mem::take(&mut self.events)).await,
         }
-        let first = self.lines[0];
-        let outcomes = tm
-            .add_events(std::mem::take(&mut self.events))
-            .await
-            .with_context(|| format!("saving the batch starting at line {first}"))?;
-        for (o, n) in outcomes.into_iter().zip(self.lines.drain(..)) {
+        .with_context(|| format!("saving the batch starting at line {first}"))?;
+        self.report(outcomes, report);
+        Ok(())
+    }
+
+    /// Counts the outcomes of the oldest lines not yet reported.
+    fn report(&mut self, outcomes: Vec<EventOutcome>, report: &mut IngestReport) {
+        for o in outcomes {
+            let Some(n) = self.lines.pop_front() else { break };
             match o {
                 EventOutcome::Saved { .. } => report.ingested += 1,
                 EventOutcome::Duplicate => report.duplicates += 1,
@@ -201,7 +214,6 @@ impl Batch {
                 EventOutcome::DistillFailed(e) => report.rejected.push((n, e.to_string())),
             }
         }
-        Ok(())
     }
 }
 

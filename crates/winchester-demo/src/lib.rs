@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use winchester::pipeline::PipelineRunner;
-use winchester::{EventOutcome, TriggerManager, Worker, WorkerOptions};
+use winchester::{EventOutcome, Replay, TriggerManager, Worker, WorkerOptions};
 use winchester_core::distiller::{parse_iso8601, Distiller};
 use winchester_core::{Clock, LoadedConfig, ManualClock};
 use winchester_sim::{SimOptions, Simulation};
@@ -55,6 +55,9 @@ pub struct DemoOptions {
     pub batch_size: usize,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
+    /// Commit each moment alone (the slow reference replay) instead of in
+    /// exact batches.
+    pub per_moment: bool,
 }
 
 /// What the demo did.
@@ -191,6 +194,10 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
     let mut wopts = WorkerOptions::from_config(&cfg.main);
     wopts.purge_completed = false;
     let worker = Worker::new(tm.clone(), runner, wopts);
+    let mut replay = Replay::new(tm.clone(), clock.clone(), opts.batch_size).with_worker(worker);
+    if opts.per_moment {
+        replay = replay.per_moment();
+    }
 
     let bar = ProgressBar::new(notifications.len() as u64);
     if opts.progress {
@@ -217,22 +224,8 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
         pipeline_runs: Vec::new(),
     };
     let mut streams: HashSet<i64> = HashSet::new();
-    let mut last = first;
-    // Batches never span more than a minute of event time, so the clock
-    // (the batch's first timestamp) stays close to every event's own time.
-    let time_of = |n: &Value| n["timestamp"].as_str().and_then(parse_iso8601);
-    let mut i = 0;
-    while i < notifications.len() {
-        let t0 = time_of(&notifications[i]).unwrap_or(last);
-        let mut j = i;
-        while j < notifications.len()
-            && j - i < opts.batch_size.max(1)
-            && time_of(&notifications[j]).map(|t| t - t0 < Duration::minutes(1)).unwrap_or(true)
-        {
-            j += 1;
-        }
-        clock.advance_to(t0);
-        for o in tm.add_notifications(&notifications[i..j]).await? {
+    let mut count = |outcomes: Vec<EventOutcome>, summary: &mut DemoSummary| {
+        for o in outcomes {
             match o {
                 EventOutcome::Saved { stream_ids, .. } => {
                     summary.events_ingested += 1;
@@ -241,19 +234,26 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
                 _ => summary.events_not_saved += 1,
             }
         }
-        while worker.run_once().await? > 0 {}
-        last = time_of(&notifications[j - 1]).unwrap_or(last);
-        bar.set_position(j as u64);
-        bar.set_message(format!(
-            "{} streams, {} fired, {} expired",
-            streams.len(),
-            worker.stats().fired,
-            worker.stats().expired
-        ));
-        i = j;
+    };
+    // Replayed in exact batches: each event judged at its own time, the
+    // worker run between batches (see winchester::replay).
+    for (i, n) in notifications.iter().enumerate() {
+        match tm.distill(n) {
+            Ok(Some(event)) => count(replay.push(event).await?, &mut summary),
+            Ok(None) | Err(_) => summary.events_not_saved += 1,
+        }
+        if i % 1000 == 999 {
+            bar.set_position(i as u64 + 1);
+            if let Some(w) = replay.worker() {
+                let s = w.stats();
+                bar.set_message(format!("{} fired, {} expired", s.fired, s.expired));
+            }
+        }
     }
+    count(replay.finish().await?, &mut summary);
     // Let the last quiet streams time out.
-    clock.advance_to(last + Duration::days(2));
+    clock.advance_to(clock.now() + Duration::days(2));
+    let worker = replay.worker().ok_or_else(|| anyhow!("the demo's replay has a worker"))?;
     while worker.run_once().await? > 0 {}
     bar.finish_and_clear();
     let s = worker.stats();

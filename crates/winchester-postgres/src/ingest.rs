@@ -144,7 +144,9 @@ fn fold(batch: &[EventPlan], entries: &[(usize, usize)], existing: Option<Stream
     let membership = |(i, j): (usize, usize)| -> &Membership { &batch[i].memberships[j] };
     let trigger = &membership(entries[0]).trigger;
     let had_existing = existing.is_some();
-    let events = entries.iter().map(|&(i, j)| (batch[i].event.timestamp, membership((i, j)).fire_hits.as_slice()));
+    let events = entries
+        .iter()
+        .map(|&(i, j)| (batch[i].event.timestamp, membership((i, j)).fire_hits.as_slice(), batch[i].arrival(now)));
     KeyPlan { had_existing, folded: fold_group(trigger, existing, events, now) }
 }
 

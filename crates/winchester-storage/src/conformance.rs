@@ -43,7 +43,7 @@ fn plan(triggers: &TriggerSet, id: &str, ty: &str, key: &str, at: DateTime<Utc>)
             Some(Membership { trigger: t.clone(), dist_key: dist.key(), dist, fire_hits: t.fire_hits(&event) })
         })
         .collect();
-    EventPlan { event, memberships }
+    EventPlan { event, memberships, replay: None }
 }
 
 fn triggers() -> TriggerSet {

@@ -2,7 +2,7 @@
 //! of ingest. A backend locks the key's open stream, calls [`fold_group`], and
 //! writes the resulting drafts back.
 
-use crate::plan::{EventPlan, IngestOutcome};
+use crate::plan::{EventPlan, IngestOutcome, ReplayAt};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use winchester_core::TriggerDefinition;
@@ -43,9 +43,11 @@ impl StreamDraft {
         }
     }
 
-    /// Whether the stream takes events at `now`: open and not yet expired.
-    pub fn accepts(&self, now: DateTime<Utc>) -> bool {
-        self.open && self.expire > now
+    /// Whether the stream takes an event arriving at `at`: open, not yet
+    /// expired, and (in a replay) not taken by the worker run of
+    /// `at.worker_ran` (its fire time had come by then).
+    pub fn accepts(&self, at: ReplayAt) -> bool {
+        self.open && self.expire > at.now && !matches!((self.fire, at.worker_ran), (Some(f), Some(w)) if f <= w)
     }
 
     /// Adds one event; true when this made the stream ready to fire.
@@ -83,21 +85,26 @@ pub struct FoldedGroup {
     pub ready: bool,
 }
 
-/// Folds events `(timestamp, fire hits)` of one (trigger, key), in order, into
-/// the key's open stream `existing`: an event joins the last stream while it
-/// accepts events, otherwise that stream is closed and a new one opened.
+/// Folds events `(timestamp, fire hits, arrival)` of one (trigger, key), in
+/// order, into the key's open stream `existing`: an event joins the last
+/// stream while it accepts events (at the event's arrival, see
+/// [`EventPlan::arrival`]), otherwise that stream is closed and a new one
+/// opened. `now` is the batch's; a stream stays open if it accepts events at
+/// the arrival of the group's last event.
 pub fn fold_group<'a>(
     trigger: &TriggerDefinition,
     existing: Option<StreamDraft>,
-    events: impl IntoIterator<Item = (DateTime<Utc>, &'a [bool])>,
+    events: impl IntoIterator<Item = (DateTime<Utc>, &'a [bool], ReplayAt)>,
     now: DateTime<Utc>,
 ) -> FoldedGroup {
     let mut drafts: Vec<StreamDraft> = existing.into_iter().collect();
     let mut assignment = Vec::new();
     let mut opens = Vec::new();
     let mut ready = false;
-    for (ts, hits) in events {
-        let opening = !drafts.last().map(|d| d.accepts(now)).unwrap_or(false);
+    let mut last = ReplayAt { now, worker_ran: None };
+    for (ts, hits, at) in events {
+        last = at;
+        let opening = !drafts.last().map(|d| d.accepts(at)).unwrap_or(false);
         if opening {
             if let Some(d) = drafts.last_mut() {
                 d.open = false;
@@ -106,11 +113,11 @@ pub fn fold_group<'a>(
         }
         opens.push(opening);
         let d = drafts.last_mut().expect("pushed above");
-        ready |= d.add(trigger, ts, hits, now);
+        ready |= d.add(trigger, ts, hits, at.now);
         assignment.push(drafts.len() - 1);
     }
     for d in &mut drafts {
-        d.open = d.accepts(now);
+        d.open = d.accepts(last);
     }
     FoldedGroup { drafts, assignment, opens, ready }
 }

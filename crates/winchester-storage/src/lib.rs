@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use std::time::Duration;
 use winchester_core::Event;
 
-pub use plan::{EventPlan, IngestOutcome, Membership};
+pub use plan::{EventPlan, IngestOutcome, Membership, ReplayAt};
 pub use query::{
     BulkOutcome, EventFilter, NamePattern, Page, StoredEvent, StreamCount, TraitFilter, Transition, TransitionKind,
 };
@@ -119,6 +119,24 @@ impl StorageError {
     /// decides this; callers never inspect error text.
     pub fn is_retryable(&self) -> bool {
         matches!(self, StorageError::Unavailable(_) | StorageError::Conflict(_))
+    }
+
+    /// The same error for another waiter (several callers sharing one failed
+    /// transaction): the same variant, so the same classification, with the
+    /// cause kept as text.
+    pub fn shared(&self) -> StorageError {
+        let text = |e: &(dyn std::error::Error + Send + Sync)| -> Box<dyn std::error::Error + Send + Sync> {
+            e.to_string().into()
+        };
+        match self {
+            StorageError::Unavailable(e) => StorageError::Unavailable(text(e.as_ref())),
+            StorageError::Conflict(e) => StorageError::Conflict(text(e.as_ref())),
+            StorageError::Database(e) => StorageError::Database(text(e.as_ref())),
+            StorageError::Corrupt(s) => StorageError::Corrupt(s.clone()),
+            StorageError::OutcomeMismatch { what, expected, got } => {
+                StorageError::OutcomeMismatch { what, expected: *expected, got: *got }
+            }
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! What the engine hands storage for each event.
 
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use winchester_core::{DistTraits, Event, TriggerDefinition};
 
@@ -24,6 +25,29 @@ pub struct EventPlan {
     pub event: Event,
     /// Its memberships, in trigger load order.
     pub memberships: Vec<Membership>,
+    /// Replay only: when this event is judged, instead of the batch's `now`.
+    pub replay: Option<ReplayAt>,
+}
+
+/// When a replayed event arrives, so that a batch spanning many moments is
+/// folded exactly as if each moment had been committed alone, with a worker
+/// taking every due stream after each (see `winchester::replay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayAt {
+    /// The replay clock when the event arrives: its `now`.
+    pub now: DateTime<Utc>,
+    /// The latest earlier moment at which a worker took every stream due by
+    /// then (`None`: no worker ran). A stream whose fire time had come by then
+    /// was taken, so it no longer accepts events.
+    pub worker_ran: Option<DateTime<Utc>>,
+}
+
+impl EventPlan {
+    /// When this event is judged: `(now, worker_ran)`; the batch's `now` and
+    /// no worker unless it is replayed.
+    pub fn arrival(&self, now: DateTime<Utc>) -> ReplayAt {
+        self.replay.unwrap_or(ReplayAt { now, worker_ran: None })
+    }
 }
 
 /// What ingest did with one event.

@@ -6,6 +6,8 @@
 //! - [`pipeline`]: the [`Handler`](pipeline::Handler) trait, the handler registry,
 //!   running a pipeline over a stream's events, built-in handlers.
 //! - [`worker`]: the pipeline worker loop that fires and expires ready streams.
+//! - [`group_commit`]: concurrent `add_event` calls sharing transactions.
+//! - [`replay`]: replaying archived events on an event-time clock, in exact batches.
 //! - [`event_clock`]: [`StoredEventClock`], "now" = the latest stored event (replay).
 //! - [`debug`]: per-trigger debug counters (`debug_level`).
 //! - [`json`]: the JSON shapes of streams and transitions (CLI, API, tail).
@@ -20,15 +22,18 @@
 pub mod debug;
 pub mod error;
 pub mod event_clock;
+pub mod group_commit;
 pub mod json;
 pub mod metrics;
 pub mod pipeline;
+pub mod replay;
 pub mod tail;
 pub mod trigger_manager;
 pub mod worker;
 
 pub use error::EngineError;
 pub use event_clock::StoredEventClock;
+pub use replay::Replay;
 pub use trigger_manager::{EventOutcome, TriggerManager};
 pub use winchester_core as core;
 pub use winchester_storage as storage;

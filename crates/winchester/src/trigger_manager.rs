@@ -1,11 +1,13 @@
 //! The ingest side: validate events, match them against every trigger, and save
-//! each with all of its stream memberships in one transaction.
+//! each with all of its stream memberships in one transaction (concurrent
+//! single calls share transactions: see [`crate::group_commit`]).
 
 use crate::debug::{no_match_reason, TriggerDebug};
-use std::sync::Arc;
+use crate::group_commit::{ingest_split, GroupCommit};
+use std::sync::{Arc, OnceLock};
 use winchester_core::distiller::{DistillError, Distiller};
 use winchester_core::{Clock, Event, EventError, TriggerSet};
-use winchester_storage::{one_for_one, EventPlan, IngestOutcome, Membership, Storage};
+use winchester_storage::{one_for_one, EventPlan, IngestOutcome, Membership, ReplayAt, Storage};
 
 use crate::error::EngineError;
 
@@ -45,13 +47,24 @@ pub struct TriggerManager {
     distiller: Option<Arc<Distiller>>,
     debug: Arc<TriggerDebug>,
     source: &'static str,
+    /// The group-commit batcher of [`TriggerManager::add_event`], started on
+    /// first use (shared by clones with the same storage and clock).
+    group: Arc<OnceLock<GroupCommit>>,
 }
 
 impl TriggerManager {
     /// A manager over `storage` with the given triggers and clock.
     pub fn new(storage: Arc<dyn Storage>, triggers: Arc<TriggerSet>, clock: Arc<dyn Clock>) -> TriggerManager {
         let debug = Arc::new(TriggerDebug::new(&triggers));
-        TriggerManager { storage, triggers, clock, distiller: None, debug, source: "library" }
+        TriggerManager {
+            storage,
+            triggers,
+            clock,
+            distiller: None,
+            debug,
+            source: "library",
+            group: Arc::new(OnceLock::new()),
+        }
     }
 
     /// Names where this manager's events come from (`cli`, `amqp`, ...): the
@@ -65,6 +78,8 @@ impl TriggerManager {
     /// event timestamps).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> TriggerManager {
         self.clock = clock;
+        // The batcher judges events by its clock: this manager gets its own.
+        self.group = Arc::new(OnceLock::new());
         self
     }
 
@@ -84,10 +99,21 @@ impl TriggerManager {
         }
     }
 
-    /// Distills a raw notification and adds the event (see [`TriggerManager::add_event`]).
+    /// Distills a raw notification and adds the event (see
+    /// [`TriggerManager::add_event`]; concurrent calls share transactions).
     pub async fn add_notification(&self, notification: &serde_json::Value) -> Result<EventOutcome, EngineError> {
-        let out = self.add_notifications(std::slice::from_ref(notification)).await?;
-        Ok(one_for_one("add_notification", 1, out)?.remove(0))
+        match self.distill(notification) {
+            Ok(Some(event)) => match self.plan(event) {
+                Ok(plan) => self.add_planned(plan).await,
+                Err(e) => Ok(self.counted(EventOutcome::Rejected(e))),
+            },
+            Ok(None) => {
+                let event_type = notification.get("event_type").and_then(|v| v.as_str()).unwrap_or("?").to_string();
+                tracing::info!(%event_type, "Dropping notification no event definition covers.");
+                Ok(self.counted(EventOutcome::Undistilled { event_type }))
+            }
+            Err(e) => Ok(self.counted(EventOutcome::DistillFailed(e))),
+        }
     }
 
     /// Distills and adds a batch of notifications in one transaction; each gets
@@ -184,17 +210,51 @@ impl TriggerManager {
                 }
             }
         }
-        Ok(EventPlan { event, memberships })
+        Ok(EventPlan { event, memberships, replay: None })
     }
 
     /// Adds one event: saves it, appends it to the stream of every trigger it
     /// matches (opening streams as needed) and marks streams ready to fire.
     /// A duplicate `message_id` changes nothing and is reported as such.
+    ///
+    /// Group commit: calls made while an earlier one is committing share the
+    /// next transaction (see [`crate::group_commit`]); this returns only once
+    /// the event (with all its memberships) is committed, and a database error
+    /// caused by this event reaches this caller alone.
     pub async fn add_event(&self, event: Event) -> Result<EventOutcome, EngineError> {
-        match one_for_one("add_event", 1, self.add_events(vec![event]).await?)?.remove(0) {
-            EventOutcome::Rejected(e) => Err(e.into()),
-            o => Ok(o),
-        }
+        let plan = self.plan(event).inspect_err(|e| {
+            self.counted(EventOutcome::Rejected(e.clone()));
+        })?;
+        self.add_planned(plan).await
+    }
+
+    /// Saves one planned event through the group-commit batcher.
+    async fn add_planned(&self, plan: EventPlan) -> Result<EventOutcome, EngineError> {
+        let group = self.group.get_or_init(|| GroupCommit::start(self.storage.clone(), self.clock.clone()));
+        let result = match group.ingest(plan).await {
+            Ok(r) => r,
+            // The batcher's runtime is gone: save it alone.
+            Err(plan) => {
+                let r = ingest_split(self.storage.as_ref(), std::slice::from_ref(&plan), self.clock.now()).await;
+                one_for_one("ingest", 1, r)?.remove(0).map(|o| (plan, o))
+            }
+        };
+        let outcome = match result {
+            Ok((plan, r)) => self.record(&plan, r),
+            Err(e) => {
+                if !e.is_retryable() {
+                    self.counted(EventOutcome::Failed(e.to_string()));
+                }
+                return Err(e.into());
+            }
+        };
+        Ok(self.counted(outcome))
+    }
+
+    /// Counts one outcome in the metrics and hands it back.
+    fn counted(&self, o: EventOutcome) -> EventOutcome {
+        crate::metrics::ingested(self.source, std::iter::once(&o));
+        o
     }
 
     /// Adds a batch in one transaction (one round trip per distinct stream, not
@@ -202,12 +262,22 @@ impl TriggerManager {
     /// the batch fails in the database for a reason other than a transient one,
     /// each event is retried alone so one bad event cannot sink the rest.
     pub async fn add_events(&self, events: Vec<Event>) -> Result<Vec<EventOutcome>, EngineError> {
+        self.add_events_at(events.into_iter().map(|e| (e, None)).collect()).await
+    }
+
+    /// [`TriggerManager::add_events`], each event judged at its own replay
+    /// arrival when it has one (see [`crate::replay`]).
+    pub(crate) async fn add_events_at(
+        &self,
+        events: Vec<(Event, Option<ReplayAt>)>,
+    ) -> Result<Vec<EventOutcome>, EngineError> {
         let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(events.len());
         let mut plans = Vec::with_capacity(events.len());
         let mut slots = Vec::with_capacity(events.len());
-        for event in events {
+        for (event, replay) in events {
             match self.plan(event) {
-                Ok(p) => {
+                Ok(mut p) => {
+                    p.replay = replay;
                     slots.push(outcomes.len());
                     outcomes.push(None);
                     plans.push(p);
@@ -225,10 +295,14 @@ impl TriggerManager {
             }
             Err(e) if e.is_retryable() || plans.len() == 1 => return Err(e.into()),
             Err(e) => {
-                tracing::warn!(error = %e, events = plans.len(), "Batch failed; saving its events one by one.");
-                for (slot, p) in slots.iter().zip(plans) {
-                    outcomes[*slot] = Some(match self.storage.ingest(std::slice::from_ref(&p), now).await {
-                        Ok(r) => self.record(&p, one_for_one("ingest", 1, r)?.remove(0)),
+                tracing::warn!(error = %e, events = plans.len(), "Batch failed; retrying it in halves.");
+                let mut results = Vec::with_capacity(plans.len());
+                let (a, b) = plans.split_at(plans.len() / 2);
+                results.extend(ingest_split(self.storage.as_ref(), a, now).await);
+                results.extend(ingest_split(self.storage.as_ref(), b, now).await);
+                for ((slot, p), r) in slots.iter().zip(&plans).zip(results) {
+                    outcomes[*slot] = Some(match r {
+                        Ok(r) => self.record(p, r),
                         Err(e) if e.is_retryable() => return Err(e.into()),
                         Err(e) => {
                             tracing::warn!(message_id = %p.event.message_id, error = %e, "Event not saved.");

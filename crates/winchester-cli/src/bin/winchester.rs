@@ -52,6 +52,10 @@ enum Command {
         /// Print the summary as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Commit each distinct timestamp alone with a worker run after each
+        /// (the slow reference replay) instead of in exact batches.
+        #[arg(long)]
+        per_moment: bool,
     },
     /// Print generated OpenStack instance lifecycle notifications as JSON lines.
     Generate {
@@ -291,14 +295,15 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             print!("{}", bench::run(&b, opts.config.database_url.clone()).await?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { sim, demo_config, json } => {
+        Command::Demo { sim, demo_config, json, per_moment } => {
             use std::io::IsTerminal;
             let demo = winchester_demo::DemoOptions {
                 generator: sim.generator(),
                 database_url: opts.config.database_url.clone(),
                 config: demo_config,
-                batch_size: 500,
+                batch_size: 1000,
                 progress: !json && std::io::stderr().is_terminal(),
+                per_moment,
             };
             let summary = winchester_demo::run(&demo).await?;
             if json {
