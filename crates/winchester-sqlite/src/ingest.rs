@@ -53,7 +53,7 @@ pub(crate) async fn ingest_in_tx(
     for ((trigger_name, dist_key), entries) in &groups {
         let m0 = &batch[entries[0].0].memberships[entries[0].1];
         let row = sqlx::query(
-            "SELECT id, first_event, last_event, expire_timestamp, fire_timestamp, event_count, fire_counts \
+            "SELECT id, first_event, last_event, expire_timestamp, fire_timestamp, event_count, fire_counts, version \
              FROM stream WHERE trigger_name = ? AND dist_key = ? AND open = 1",
         )
         .bind(*trigger_name)
@@ -71,6 +71,7 @@ pub(crate) async fn ingest_in_tx(
                 count: r.try_get("event_count").map_err(storage_error)?,
                 counts: crate::rows::json(&r, "fire_counts")?,
                 open: true,
+                version: r.try_get("version").map_err(storage_error)?,
             }),
             None => None,
         };
@@ -102,7 +103,8 @@ pub(crate) async fn ingest_in_tx(
                 }
                 None => sqlx::query_scalar(
                     "INSERT INTO stream (trigger_name, dist_key, dist_traits, open, first_event, last_event, \
-                     expire_timestamp, fire_timestamp, event_count, fire_counts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                     expire_timestamp, fire_timestamp, event_count, fire_counts, version) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 )
                 .bind(*trigger_name)
                 .bind(*dist_key)
@@ -114,6 +116,7 @@ pub(crate) async fn ingest_in_tx(
                 .bind(d.fire.map(micros))
                 .bind(d.count)
                 .bind(counts)
+                .bind(d.version.as_deref())
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(storage_error)?,

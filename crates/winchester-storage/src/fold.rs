@@ -26,6 +26,9 @@ pub struct StreamDraft {
     pub counts: Vec<i64>,
     /// Whether it still accepts events.
     pub open: bool,
+    /// The trigger definition version it was opened under (`None`: opened
+    /// before versions were recorded).
+    pub version: Option<String>,
 }
 
 impl StreamDraft {
@@ -40,12 +43,25 @@ impl StreamDraft {
             count: 0,
             counts: vec![0; trigger.fire_criteria.len()],
             open: true,
+            version: trigger.version.clone(),
         }
     }
 
     /// Whether the stream takes events at `now`: open and not yet expired.
     pub fn accepts(&self, now: DateTime<Utc>) -> bool {
         self.open && self.expire > now
+    }
+
+    /// Whether it takes events of `trigger`'s current definition at `now`: it
+    /// accepts events and was opened under the same version (a stream or a
+    /// definition without a version matches any). A stream of another version
+    /// is closed and finishes by its own version's rules.
+    pub fn accepts_for(&self, trigger: &TriggerDefinition, now: DateTime<Utc>) -> bool {
+        let same = match (&self.version, &trigger.version) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        self.accepts(now) && same
     }
 
     /// Adds one event; true when this made the stream ready to fire.
@@ -85,7 +101,8 @@ pub struct FoldedGroup {
 
 /// Folds events `(timestamp, fire hits)` of one (trigger, key), in order, into
 /// the key's open stream `existing`: an event joins the last stream while it
-/// accepts events, otherwise that stream is closed and a new one opened.
+/// accepts events of this definition version, otherwise that stream is closed
+/// and a new one opened.
 pub fn fold_group<'a>(
     trigger: &TriggerDefinition,
     existing: Option<StreamDraft>,
@@ -97,7 +114,7 @@ pub fn fold_group<'a>(
     let mut opens = Vec::new();
     let mut ready = false;
     for (ts, hits) in events {
-        let opening = !drafts.last().map(|d| d.accepts(now)).unwrap_or(false);
+        let opening = !drafts.last().map(|d| d.accepts_for(trigger, now)).unwrap_or(false);
         if opening {
             if let Some(d) = drafts.last_mut() {
                 d.open = false;
