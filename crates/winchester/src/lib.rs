@@ -8,6 +8,7 @@
 //! - [`worker`]: the pipeline worker loop that fires and expires ready streams.
 //! - [`event_clock`]: [`StoredEventClock`], "now" = the latest stored event (replay).
 //! - [`debug`]: per-trigger debug counters (`debug_level`).
+//! - [`live`]: hot reload: swappable shared definitions, recording versions.
 //! - [`json`]: the JSON shapes of streams and transitions (CLI, API, tail).
 //! - [`tail`]: following new events and stream transitions live.
 //! - [`metrics`]: Prometheus metrics (names, exporter, the hooks the engine calls).
@@ -21,6 +22,7 @@ pub mod debug;
 pub mod error;
 pub mod event_clock;
 pub mod json;
+pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod tail;

@@ -8,6 +8,7 @@ use winchester_core::{Clock, Event, EventError, TriggerSet};
 use winchester_storage::{one_for_one, EventPlan, IngestOutcome, Membership, Storage};
 
 use crate::error::EngineError;
+use crate::live::Live;
 
 /// What happened to one event given to [`TriggerManager::add_events`].
 #[derive(Debug, Clone, PartialEq)]
@@ -36,22 +37,51 @@ pub enum EventOutcome {
     DistillFailed(DistillError),
 }
 
-/// Matches events against triggers and saves them. Cheap to clone.
+/// What a manager matches with: the trigger definitions, the distiller and
+/// the debug counters of those triggers. A reload swaps it whole.
+#[derive(Debug)]
+pub struct Definitions {
+    /// Trigger definitions.
+    pub triggers: Arc<TriggerSet>,
+    /// Turns notifications into events.
+    pub distiller: Option<Arc<Distiller>>,
+    /// Debug counters of the triggers with a `debug_level`.
+    pub debug: Arc<TriggerDebug>,
+}
+
+impl Definitions {
+    fn new(triggers: Arc<TriggerSet>, distiller: Option<Arc<Distiller>>) -> Arc<Definitions> {
+        let debug = Arc::new(TriggerDebug::new(&triggers));
+        Arc::new(Definitions { triggers, distiller, debug })
+    }
+}
+
+/// Matches events against triggers and saves them. Cheap to clone; clones
+/// share the definitions, so [`TriggerManager::set_definitions`] reaches all.
 #[derive(Debug, Clone)]
 pub struct TriggerManager {
     storage: Arc<dyn Storage>,
-    triggers: Arc<TriggerSet>,
+    defs: Live<Definitions>,
     clock: Arc<dyn Clock>,
-    distiller: Option<Arc<Distiller>>,
-    debug: Arc<TriggerDebug>,
     source: &'static str,
 }
 
 impl TriggerManager {
     /// A manager over `storage` with the given triggers and clock.
     pub fn new(storage: Arc<dyn Storage>, triggers: Arc<TriggerSet>, clock: Arc<dyn Clock>) -> TriggerManager {
-        let debug = Arc::new(TriggerDebug::new(&triggers));
-        TriggerManager { storage, triggers, clock, distiller: None, debug, source: "library" }
+        TriggerManager { storage, defs: Live::new(Definitions::new(triggers, None)), clock, source: "library" }
+    }
+
+    /// Swaps in new trigger definitions and distiller for this manager and
+    /// every clone of it. A batch already being matched finishes with the
+    /// definitions it started with; the next batch uses the new ones.
+    pub fn set_definitions(&self, triggers: Arc<TriggerSet>, distiller: Option<Arc<Distiller>>) {
+        self.defs.set(Definitions::new(triggers, distiller));
+    }
+
+    /// The definitions in force (a snapshot).
+    pub fn definitions(&self) -> Arc<Definitions> {
+        self.defs.get()
     }
 
     /// Names where this manager's events come from (`cli`, `amqp`, ...): the
@@ -70,7 +100,7 @@ impl TriggerManager {
 
     /// Adds the distiller that [`TriggerManager::add_notification`] uses.
     pub fn with_distiller(mut self, distiller: Arc<Distiller>) -> TriggerManager {
-        self.distiller = Some(distiller);
+        self.defs = Live::new(Definitions::new(self.triggers(), Some(distiller)));
         self
     }
 
@@ -78,10 +108,7 @@ impl TriggerManager {
     /// into an event, without saving it. `Ok(None)`: no definition covers it.
     #[allow(clippy::result_large_err)] // DistillError carries the failing definition, path and value
     pub fn distill(&self, notification: &serde_json::Value) -> Result<Option<Event>, DistillError> {
-        match &self.distiller {
-            Some(d) => d.to_event(notification),
-            None => Err(DistillError::BadEnvelope { reason: "no distiller_config is configured".into() }),
-        }
+        distill_with(&self.definitions(), notification)
     }
 
     /// Distills a raw notification and adds the event (see [`TriggerManager::add_event`]).
@@ -96,11 +123,12 @@ impl TriggerManager {
         &self,
         notifications: &[serde_json::Value],
     ) -> Result<Vec<EventOutcome>, EngineError> {
+        let defs = self.definitions();
         let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(notifications.len());
         let mut events = Vec::new();
         let mut slots = Vec::new();
         for n in notifications {
-            match self.distill(n) {
+            match distill_with(&defs, n) {
                 Ok(Some(e)) => {
                     slots.push(outcomes.len());
                     outcomes.push(None);
@@ -117,16 +145,16 @@ impl TriggerManager {
         // add_events counts the events; count the notifications that never became one.
         crate::metrics::ingested(self.source, outcomes.iter().flatten());
         let n = events.len();
-        let added = one_for_one("add_events", n, self.add_events(events).await?)?;
+        let added = one_for_one("add_events", n, self.add_events_with(&defs, events).await?)?;
         for (slot, o) in slots.into_iter().zip(added) {
             outcomes[slot] = Some(o);
         }
         filled(outcomes)
     }
 
-    /// The trigger definitions.
-    pub fn triggers(&self) -> &Arc<TriggerSet> {
-        &self.triggers
+    /// The trigger definitions in force (a snapshot).
+    pub fn triggers(&self) -> Arc<TriggerSet> {
+        self.definitions().triggers.clone()
     }
 
     /// The storage.
@@ -139,33 +167,14 @@ impl TriggerManager {
         &self.clock
     }
 
-    /// Debug counters of the triggers with a `debug_level`.
-    pub fn debug(&self) -> &Arc<TriggerDebug> {
-        &self.debug
+    /// Debug counters of the triggers with a `debug_level` (of the definitions in force).
+    pub fn debug(&self) -> Arc<TriggerDebug> {
+        self.definitions().debug.clone()
     }
 
     /// Validates an event and works out every stream it joins (no I/O).
     pub fn plan(&self, event: Event) -> Result<EventPlan, EventError> {
-        event.validate()?;
-        let mut memberships = Vec::new();
-        for trigger in self.triggers.iter() {
-            match trigger.match_event(&event) {
-                Ok((_, dist)) => {
-                    let fire_hits = trigger.fire_hits(&event);
-                    self.debug.check(&trigger.name, "Match", true, String::new);
-                    for (i, hit) in fire_hits.iter().enumerate() {
-                        self.debug.check(&trigger.name, "Fire", *hit, || {
-                            format!("fire_criteria[{i}]: not matched by {}", event.event_type)
-                        });
-                    }
-                    memberships.push(Membership { trigger: trigger.clone(), dist_key: dist.key(), dist, fire_hits });
-                }
-                Err(reason) => {
-                    self.debug.check(&trigger.name, "Match", false, || no_match_reason(&reason));
-                }
-            }
-        }
-        Ok(EventPlan { event, memberships })
+        plan_with(&self.definitions(), event)
     }
 
     /// Adds one event: saves it, appends it to the stream of every trigger it
@@ -183,11 +192,16 @@ impl TriggerManager {
     /// the batch fails in the database for a reason other than a transient one,
     /// each event is retried alone so one bad event cannot sink the rest.
     pub async fn add_events(&self, events: Vec<Event>) -> Result<Vec<EventOutcome>, EngineError> {
+        self.add_events_with(&self.definitions(), events).await
+    }
+
+    /// [`TriggerManager::add_events`] under the given definitions.
+    async fn add_events_with(&self, defs: &Definitions, events: Vec<Event>) -> Result<Vec<EventOutcome>, EngineError> {
         let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(events.len());
         let mut plans = Vec::with_capacity(events.len());
         let mut slots = Vec::with_capacity(events.len());
         for event in events {
-            match self.plan(event) {
+            match plan_with(defs, event) {
                 Ok(p) => {
                     slots.push(outcomes.len());
                     outcomes.push(None);
@@ -201,7 +215,7 @@ impl TriggerManager {
             Ok(res) => {
                 let res = one_for_one("ingest", plans.len(), res)?;
                 for ((slot, r), p) in slots.iter().zip(res).zip(&plans) {
-                    outcomes[*slot] = Some(self.record(p, r));
+                    outcomes[*slot] = Some(record(defs, p, r));
                 }
             }
             Err(e) if e.is_retryable() || plans.len() == 1 => return Err(e.into()),
@@ -209,7 +223,7 @@ impl TriggerManager {
                 tracing::warn!(error = %e, events = plans.len(), "Batch failed; saving its events one by one.");
                 for (slot, p) in slots.iter().zip(plans) {
                     outcomes[*slot] = Some(match self.storage.ingest(std::slice::from_ref(&p), now).await {
-                        Ok(r) => self.record(&p, one_for_one("ingest", 1, r)?.remove(0)),
+                        Ok(r) => record(defs, &p, one_for_one("ingest", 1, r)?.remove(0)),
                         Err(e) if e.is_retryable() => return Err(e.into()),
                         Err(e) => {
                             tracing::warn!(message_id = %p.event.message_id, error = %e, "Event not saved.");
@@ -225,6 +239,39 @@ impl TriggerManager {
     }
 }
 
+/// Validates an event and works out every stream it joins under `defs` (no I/O).
+fn plan_with(defs: &Definitions, event: Event) -> Result<EventPlan, EventError> {
+    event.validate()?;
+    let mut memberships = Vec::new();
+    for trigger in defs.triggers.iter() {
+
+        match trigger.match_event(&event) {
+            Ok((_, dist)) => {
+                let fire_hits = trigger.fire_hits(&event);
+                defs.debug.check(&trigger.name, "Match", true, String::new);
+                for (i, hit) in fire_hits.iter().enumerate() {
+                    defs.debug.check(&trigger.name, "Fire", *hit, || {
+                        format!("fire_criteria[{i}]: not matched by {}", event.event_type)
+                    });
+                }
+                memberships.push(Membership { trigger: trigger.clone(), dist_key: dist.key(), dist, fire_hits });
+            }
+            Err(reason) => {
+                defs.debug.check(&trigger.name, "Match", false, || no_match_reason(&reason));
+            }
+        }
+    }
+    Ok(EventPlan { event, memberships })
+}
+
+#[allow(clippy::result_large_err)] // DistillError carries the failing definition, path and value
+fn distill_with(defs: &Definitions, notification: &serde_json::Value) -> Result<Option<Event>, DistillError> {
+    match &defs.distiller {
+        Some(d) => d.to_event(notification),
+        None => Err(DistillError::BadEnvelope { reason: "no distiller_config is configured".into() }),
+    }
+}
+
 /// Every slot of a batch's outcomes, or an error naming the gap (never a
 /// made-up outcome).
 fn filled(outcomes: Vec<Option<EventOutcome>>) -> Result<Vec<EventOutcome>, EngineError> {
@@ -233,20 +280,18 @@ fn filled(outcomes: Vec<Option<EventOutcome>>) -> Result<Vec<EventOutcome>, Engi
     Ok(one_for_one("event batch", expected, got)?)
 }
 
-impl TriggerManager {
-    /// The engine's outcome for a stored event, counted for debugging.
-    fn record(&self, plan: &EventPlan, o: IngestOutcome) -> EventOutcome {
-        match o {
-            IngestOutcome::Saved { event_id, stream_ids, opened } => {
-                for (m, opened) in plan.memberships.iter().zip(opened) {
-                    self.debug.bump(&m.trigger.name, "Added events", 1);
-                    if opened {
-                        crate::metrics::stream_created(&m.trigger.name);
-                    }
+/// The engine's outcome for a stored event, counted for debugging.
+fn record(defs: &Definitions, plan: &EventPlan, o: IngestOutcome) -> EventOutcome {
+    match o {
+        IngestOutcome::Saved { event_id, stream_ids, opened } => {
+            for (m, opened) in plan.memberships.iter().zip(opened) {
+                defs.debug.bump(&m.trigger.name, "Added events", 1);
+                if opened {
+                    crate::metrics::stream_created(&m.trigger.name);
                 }
-                EventOutcome::Saved { event_id, stream_ids }
             }
-            IngestOutcome::Duplicate => EventOutcome::Duplicate,
+            EventOutcome::Saved { event_id, stream_ids }
         }
+        IngestOutcome::Duplicate => EventOutcome::Duplicate,
     }
 }
