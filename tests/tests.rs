@@ -18,4 +18,5 @@ mod demo;
 mod ingest;
 mod notifications;
 mod processes;
+mod reload;
 mod worker;
