@@ -252,6 +252,70 @@ async fn unknown_version_fails_the_run(backend: Backend) {
     f.db.drop_db().await;
 }
 
+
+/// `winchester serve` reloads on SIGHUP (an invalid set is refused and
+/// counted, the loaded triggers stay); `winchester ingest` records versions,
+/// `streams list` shows each stream's and `triggers history` lists them.
+async fn serve_reloads_and_cli_shows_versions(backend: Backend) {
+    let db = TestDb::on(backend).await;
+    let dir = ConfigDir::new(&[
+        (
+            "winchester.yaml",
+            &format!(
+                "database: {{url: '{}'}}\ntrigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\n",
+                db.url
+            ),
+        ),
+        ("triggers.yaml", V1),
+        ("pipelines.yaml", "fire_p: [logger]\nexpire_p: [logger]\n"),
+    ]);
+    let cli = |args: &[&str]| run(program("winchester").arg("-c").arg(dir.config()).args(args));
+    std::fs::write(
+        dir.path("events.jsonl"),
+        "{\"message_id\": \"m1\", \"event_type\": \"order.created\", \"timestamp\": \"2026-01-01T12:00:00Z\", \"order_id\": \"o1\"}\n",
+    )
+    .unwrap();
+    let (code, _, err) = cli(&["ingest", dir.path("events.jsonl").to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(&["triggers", "history", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let history: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v1 = history[0]["version"].as_str().unwrap().to_string();
+    assert_eq!((history.as_array().unwrap().len(), &history[0]["current"]), (1, &serde_json::json!(true)));
+    assert_eq!(history[0]["definition"]["trigger"]["name"], "orders");
+    let (_, out, _) = cli(&["streams", "list"]);
+    assert!(out.lines().next().unwrap().contains("VERSION") && out.contains(&v1), "{out}");
+
+    let (server, base) = spawn_serve(&dir.config()).await;
+    let names = || async {
+        let v: serde_json::Value =
+            reqwest::get(format!("{base}/v1/triggers")).await.unwrap().json().await.unwrap();
+        v.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    let refused = || async {
+        let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+        text.lines().any(|l| l.starts_with("winchester_config_reloads_total{result=\"refused\"} 1"))
+    };
+    assert_eq!(names().await, ["orders"]);
+    let hup = || assert!(std::process::Command::new("kill").args(["-HUP", &server.0.id().to_string()]).status().unwrap().success());
+    std::fs::write(dir.path("triggers.yaml"), format!("{V1}{}", V1.replace("name: orders", "name: refunds"))).unwrap();
+    hup();
+    let started = std::time::Instant::now();
+    while names().await.len() < 2 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "serve did not reload");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    std::fs::write(dir.path("triggers.yaml"), "- {name: broken}\n").unwrap();
+    hup();
+    while !refused().await {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "serve did not refuse the reload");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(names().await, ["orders", "refunds"], "the triggers in force stay");
+    drop(server);
+    db.drop_db().await;
+}
+
 crate::backend_tests!(
     trigger_added,
     match_criteria_changed,
@@ -260,4 +324,5 @@ crate::backend_tests!(
     pipeline_changed,
     trigger_removed,
     unknown_version_fails_the_run,
+    serve_reloads_and_cli_shows_versions,
 );
