@@ -552,9 +552,8 @@ async fn sighup_reload_under_load_loses_nothing_and_fires_nothing_twice() {
     const HALF: usize = 1500;
     let b = &broker;
     let publish_half = |prefix: &'static str| {
-        let bodies: Vec<Vec<u8>> = (0..HALF)
-            .map(|i| live_notification(&format!("{prefix}-{i:05}"), i, chrono::Utc::now()))
-            .collect();
+        let bodies: Vec<Vec<u8>> =
+            (0..HALF).map(|i| live_notification(&format!("{prefix}-{i:05}"), i, chrono::Utc::now())).collect();
         async move { b.publish(&bodies).await }
     };
     let wait_events = |n: i64| {
@@ -651,7 +650,8 @@ async fn sighup_reload_under_load_loses_nothing_and_fires_nothing_twice() {
         let [w1, w2] = &mut workers;
         reloads(&ports[..2], "refused", 1.0, &mut [&mut ingest.0, &mut w1.0, &mut w2.0]).await;
     }
-    let bodies: Vec<Vec<u8>> = (0..20).map(|i| live_notification(&format!("c-{i:05}"), i, chrono::Utc::now())).collect();
+    let bodies: Vec<Vec<u8>> =
+        (0..20).map(|i| live_notification(&format!("c-{i:05}"), i, chrono::Utc::now())).collect();
     broker.publish(&bodies).await;
     all_done(2 * HALF as i64 + 20).await;
     assert_eq!(

@@ -252,7 +252,6 @@ async fn unknown_version_fails_the_run(backend: Backend) {
     f.db.drop_db().await;
 }
 
-
 /// `winchester serve` reloads on SIGHUP (an invalid set is refused and
 /// counted, the loaded triggers stay); `winchester ingest` records versions,
 /// `streams list` shows each stream's and `triggers history` lists them.
@@ -288,8 +287,7 @@ async fn serve_reloads_and_cli_shows_versions(backend: Backend) {
 
     let (server, base) = spawn_serve(&dir.config()).await;
     let names = || async {
-        let v: serde_json::Value =
-            reqwest::get(format!("{base}/v1/triggers")).await.unwrap().json().await.unwrap();
+        let v: serde_json::Value = reqwest::get(format!("{base}/v1/triggers")).await.unwrap().json().await.unwrap();
         v.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect::<Vec<_>>()
     };
     let refused = || async {
@@ -297,7 +295,13 @@ async fn serve_reloads_and_cli_shows_versions(backend: Backend) {
         text.lines().any(|l| l.starts_with("winchester_config_reloads_total{result=\"refused\"} 1"))
     };
     assert_eq!(names().await, ["orders"]);
-    let hup = || assert!(std::process::Command::new("kill").args(["-HUP", &server.0.id().to_string()]).status().unwrap().success());
+    let hup = || {
+        assert!(std::process::Command::new("kill")
+            .args(["-HUP", &server.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success())
+    };
     std::fs::write(dir.path("triggers.yaml"), format!("{V1}{}", V1.replace("name: orders", "name: refunds"))).unwrap();
     hup();
     let started = std::time::Instant::now();

@@ -24,10 +24,20 @@ fn dist_text(s: &Stream) -> String {
 
 /// Renders streams as a table.
 pub fn table(streams: &[Stream]) -> String {
-    let mut rows =
-        vec![["ID", "TRIGGER", "STATE", "EVENTS", "FIRST", "LAST", "FIRE AT", "EXPIRES", "VERSION", "DISTINGUISHED BY"]
-            .map(String::from)
-            .to_vec()];
+    let mut rows = vec![[
+        "ID",
+        "TRIGGER",
+        "STATE",
+        "EVENTS",
+        "FIRST",
+        "LAST",
+        "FIRE AT",
+        "EXPIRES",
+        "VERSION",
+        "DISTINGUISHED BY",
+    ]
+    .map(String::from)
+    .to_vec()];
     for s in streams {
         rows.push(vec![
             s.id.to_string(),

@@ -119,7 +119,9 @@ fn canonical(v: &Value, out: &mut String) {
         Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => out.push_str(&i.to_string()),
             (_, Some(u), _) => out.push_str(&u.to_string()),
-            (_, _, Some(f)) if f.is_finite() => out.push_str(&serde_json::Number::from_f64(f).map_or("null".into(), |n| n.to_string())),
+            (_, _, Some(f)) if f.is_finite() => {
+                out.push_str(&serde_json::Number::from_f64(f).map_or("null".into(), |n| n.to_string()))
+            }
             _ => out.push_str(&quote(&n.to_string())),
         },
         Value::String(s) => out.push_str(&quote(s)),

@@ -263,7 +263,14 @@ async fn write_streams(
             if !plan.had_existing {
                 let (i, j) = entries[0];
                 let m = &batch[i].memberships[j];
-                claims.push(trigger_name, m.trigger.version.as_deref(), dist_key, &m.dist, true, &plan.folded.drafts[0]);
+                claims.push(
+                    trigger_name,
+                    m.trigger.version.as_deref(),
+                    dist_key,
+                    &m.dist,
+                    true,
+                    &plan.folded.drafts[0],
+                );
                 claim_of.insert(keys[k], k);
             }
             plans[k] = Some(plan);

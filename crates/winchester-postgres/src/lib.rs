@@ -28,9 +28,8 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use std::time::Duration;
 use winchester_core::{DefinitionVersion, Event};
 use winchester_storage::{
-    TriggerVersion,
     Action, EventFilter, EventPlan, Finish, FinishOutcome, IngestOutcome, ReadyListener, Result, Storage, StoredEvent,
-    Stream, StreamCount, StreamFilter, StreamState, Transition,
+    Stream, StreamCount, StreamFilter, StreamState, Transition, TriggerVersion,
 };
 
 pub use errors::storage_error;

@@ -31,9 +31,8 @@ use std::str::FromStr;
 use std::time::Duration;
 use winchester_core::{DefinitionVersion, Event};
 use winchester_storage::{
-    TriggerVersion,
     Action, EventFilter, EventPlan, Finish, FinishOutcome, IngestOutcome, ReadyListener, Result, Storage, StorageError,
-    StoredEvent, Stream, StreamCount, StreamFilter, StreamState, Transition,
+    StoredEvent, Stream, StreamCount, StreamFilter, StreamState, Transition, TriggerVersion,
 };
 
 pub use migrate::MIGRATOR;

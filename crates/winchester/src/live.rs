@@ -36,7 +36,11 @@ impl<T> Live<T> {
 
 /// Records the definition versions of `cfg` (each the first time any process
 /// loads it), which must happen before streams are opened under them.
-pub async fn record_versions(storage: &dyn Storage, cfg: &LoadedConfig, clock_now: chrono::DateTime<chrono::Utc>) -> Result<(), EngineError> {
+pub async fn record_versions(
+    storage: &dyn Storage,
+    cfg: &LoadedConfig,
+    clock_now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), EngineError> {
     let versions: Vec<_> = cfg.versions.values().cloned().collect();
     storage.record_versions(&versions, clock_now).await?;
     Ok(())

@@ -244,7 +244,6 @@ fn plan_with(defs: &Definitions, event: Event) -> Result<EventPlan, EventError> 
     event.validate()?;
     let mut memberships = Vec::new();
     for trigger in defs.triggers.iter() {
-
         match trigger.match_event(&event) {
             Ok((_, dist)) => {
                 let fire_hits = trigger.fire_hits(&event);

@@ -10,6 +10,7 @@ use crate::pipeline::{Env, LeaseLostSwitch, LeaseWatch, PipelineError, PipelineR
 use crate::trigger_manager::TriggerManager;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -17,9 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
-use winchester_core::timex::{TimeExpr, Vars};
-use std::collections::BTreeMap;
 use winchester_core::pipeline_config::HandlerEntry;
+use winchester_core::timex::{TimeExpr, Vars};
 use winchester_core::version::VersionedDefinition;
 use winchester_core::{Event, LoadedConfig, TriggerDefinition, WinchesterConfig};
 use winchester_storage::{Action, Claimed, EventPlan, Finish, FinishOutcome, ReadyListener, Stream, TriggerScope};
@@ -275,10 +275,7 @@ impl Worker {
             return Ok(Ok(StreamDefinition::Version(v.clone())));
         }
         let Some(stored) = self.tm.storage().trigger_version(&stream.trigger, version).await? else {
-            return Ok(Err(format!(
-                "trigger {:?} version {version} is not recorded in the database",
-                stream.trigger
-            )));
+            return Ok(Err(format!("trigger {:?} version {version} is not recorded in the database", stream.trigger)));
         };
         match stored.definition.parse() {
             Ok(v) => {

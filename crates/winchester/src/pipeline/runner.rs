@@ -1,11 +1,11 @@
 //! Running a pipeline over a stream's events.
 
 use super::{Env, Handler, HandlerError, HandlerRegistry, LeaseWatch};
-use futures::FutureExt;
 use crate::live::Live;
+use futures::FutureExt;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 use winchester_core::config::LoadedConfig;
 use winchester_core::pipeline_config::HandlerEntry;
@@ -137,7 +137,11 @@ impl PipelineRunner {
 
     /// Builds a handler; `handler_types` maps handler names to types (a name
     /// not in it is its own type).
-    fn build_one(&self, entry: &HandlerEntry, handler_types: &BTreeMap<String, String>) -> Result<Box<dyn Handler>, String> {
+    fn build_one(
+        &self,
+        entry: &HandlerEntry,
+        handler_types: &BTreeMap<String, String>,
+    ) -> Result<Box<dyn Handler>, String> {
         let ty = handler_types.get(&entry.name).map(String::as_str).unwrap_or(&entry.name);
         self.registry.build(ty, &entry.params)
     }
