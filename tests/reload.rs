@@ -188,7 +188,17 @@ async fn fire_criteria_changed(backend: Backend) {
     let ready = f.add("r1", "order.created", &[("order_id", "o0")]).await[0];
     f.add("r2", "order.paid", &[("order_id", "o0")]).await;
     let s1 = f.add("e1", "order.created", &[("order_id", "o1")]).await[0];
+    let explain = |f: &Fx| {
+        let triggers = f.tm.triggers();
+        let storage = f.db.storage.clone();
+        async move {
+            let e = event("e2", "order.paid", t(2026, 1, 1, 12, 0, 0), &[("order_id", s("o1"))]);
+            winchester_cli::explain::explain(&triggers, Some(&*storage), &e).await.unwrap()[0].stream_id
+        }
+    };
+    assert_eq!(explain(&f).await, Some(s1), "same version: explain names the stream it joins");
     f.reload(&V1.replace("order.paid", "order.shipped"), &pipelines("1")).await;
+    assert_eq!(explain(&f).await, None, "another version: a new stream would be opened");
     let s2 = f.add("e2", "order.paid", &[("order_id", "o1")]).await[0];
     assert_ne!(s1, s2, "another version: a new stream");
     let old = f.stream(s1).await;

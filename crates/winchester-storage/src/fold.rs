@@ -57,11 +57,7 @@ impl StreamDraft {
     /// definition without a version matches any). A stream of another version
     /// is closed and finishes by its own version's rules.
     pub fn accepts_for(&self, trigger: &TriggerDefinition, now: DateTime<Utc>) -> bool {
-        let same = match (&self.version, &trigger.version) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        };
-        self.accepts(now) && same
+        self.accepts(now) && joins_version(self.version.as_deref(), trigger.version.as_deref())
     }
 
     /// Adds one event; true when this made the stream ready to fire.
@@ -81,6 +77,16 @@ impl StreamDraft {
             return true;
         }
         false
+    }
+}
+
+/// Whether an event matched by definition version `definition` may join an
+/// open stream opened under `stream`: the same version, or either has none
+/// (streams from before versions were recorded, definitions loaded alone).
+pub fn joins_version(stream: Option<&str>, definition: Option<&str>) -> bool {
+    match (stream, definition) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
     }
 }
 

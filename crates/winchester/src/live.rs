@@ -39,9 +39,9 @@ impl<T> Live<T> {
 pub async fn record_versions(
     storage: &dyn Storage,
     cfg: &LoadedConfig,
-    clock_now: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), EngineError> {
     let versions: Vec<_> = cfg.versions.values().cloned().collect();
-    storage.record_versions(&versions, clock_now).await?;
+    storage.record_versions(&versions, now).await?;
     Ok(())
 }
