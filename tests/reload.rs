@@ -65,11 +65,7 @@ struct Fx {
 impl Fx {
     async fn new(backend: Backend, triggers: &str, pipelines: &str) -> Fx {
         let db = TestDb::on(backend).await;
-        let dir = ConfigDir::new(&[
-            ("winchester.yaml", "trigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\n"),
-            ("triggers.yaml", triggers),
-            ("pipelines.yaml", pipelines),
-        ]);
+        let dir = ConfigDir::on_db(&db, triggers, pipelines);
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut registry = HandlerRegistry::with_builtins();
         let l = log.clone();
@@ -267,17 +263,7 @@ async fn unknown_version_fails_the_run(backend: Backend) {
 /// `streams list` shows each stream's and `triggers history` lists them.
 async fn serve_reloads_and_cli_shows_versions(backend: Backend) {
     let db = TestDb::on(backend).await;
-    let dir = ConfigDir::new(&[
-        (
-            "winchester.yaml",
-            &format!(
-                "database: {{url: '{}'}}\ntrigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\n",
-                db.url
-            ),
-        ),
-        ("triggers.yaml", V1),
-        ("pipelines.yaml", "fire_p: [logger]\nexpire_p: [logger]\n"),
-    ]);
+    let dir = ConfigDir::on_db(&db, V1, "fire_p: [logger]\nexpire_p: [logger]\n");
     let cli = |args: &[&str]| run(program("winchester").arg("-c").arg(dir.config()).args(args));
     std::fs::write(
         dir.path("events.jsonl"),
