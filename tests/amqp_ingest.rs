@@ -444,3 +444,240 @@ async fn publish_sends_json_lines_and_rejects_the_rest_by_line_number() {
     assert!(err.is_empty(), "lapin's per-message warnings should be quiet: {err}");
     broker.cleanup().await;
 }
+
+/// A live notification at `ts` (now): `exists` for every tenth.
+fn live_notification(id: &str, i: usize, ts: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "event_type": if i % 10 == 9 { "compute.instance.exists" } else { "compute.instance.update" },
+        "message_id": id,
+        "publisher_id": "compute.host-1",
+        "timestamp": ts.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        "payload": {"instance_id": format!("i-{}", i % 40), "memory_mb": 512},
+    }))
+    .unwrap()
+}
+
+/// The reload test's trigger, expiring `expire` after its last event.
+fn reload_triggers(expire: &str) -> String {
+    format!(
+        "- name: per_instance\n  distinguished_by: [instance_id]\n  expiration: \"$last + {expire}\"\n  \
+         fire_pipeline: fire_p\n  expire_pipeline: expire_p\n  match_criteria: [{{event_type: compute.instance.*}}]\n  \
+         fire_criteria: [{{event_type: compute.instance.exists}}]\n"
+    )
+}
+
+/// A counter from a process's /metrics.
+async fn metric(port: u16, name: &str, label: (&str, &str)) -> f64 {
+    let Ok(resp) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else { return 0.0 };
+    let text = resp.text().await.unwrap_or_default();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && s.labels.get(label.0) == Some(label.1))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// Waits until every process's reload counter with `result` reaches `n`.
+async fn reloads(ports: &[u16], result: &str, n: f64, children: &mut [&mut Child]) {
+    let started = Instant::now();
+    for port in ports {
+        while metric(*port, "winchester_config_reloads_total", ("result", result)).await < n {
+            for c in children.iter_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("a process exited ({status})");
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "no {result} reload on :{port} within 20 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Hot reload under load with real processes: one `winchester-ingest` and two
+/// `pipeline-worker`s take SIGHUP (kill -HUP) while notifications flow. The new
+/// definition version is recorded and used for every event after the reload;
+/// streams of the old version finish by their own rules. Nothing is lost (every
+/// event in exactly one stream), nothing fires twice (each stream completes
+/// once; every stream with an `exists` completes by firing), no stream is left
+/// open. Then an invalid set is refused whole (logged with file and key,
+/// counted) and the configuration in force keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reload_under_load_loses_nothing_and_fires_nothing_twice() {
+    let db = TestDb::new().await;
+    let broker = Broker::new().await;
+    let dir = ConfigDir::new(&[
+        (
+            "winchester.yaml",
+            &format!(
+                "database: {{url: '{}'}}\ntrigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\n\
+                 distiller_config: event_definitions.yaml\npipeline_handlers: {{log_it: logger}}\n\
+                 purge_completed_streams: false\npipeline_worker_delay: 0.2\n\
+                 amqp_ingest:\n  url: '{}'\n  queues:\n    - {{queue: '{}', exchange: '{}', routing_keys: [notifications.info]}}\n  \
+                 batch_size: 50\n  batch_max_wait_ms: 20\n",
+                db.url,
+                amqp_url(),
+                broker.queue,
+                broker.exchange
+            ),
+        ),
+        ("event_definitions.yaml", DEFINITIONS),
+        ("triggers.yaml", &reload_triggers("3s")),
+        ("pipelines.yaml", "fire_p: [log_it]\nexpire_p: [log_it]\n"),
+    ]);
+    let ports: Vec<u16> =
+        (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+    let start = |name: &str, port: u16| {
+        KillOnDrop(
+            program(name)
+                .arg("-c")
+                .arg(dir.config())
+                .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn"),
+        )
+    };
+    let mut ingest = start("winchester-ingest", ports[0]);
+    let mut workers = [start("pipeline-worker", ports[1]), start("pipeline-worker", ports[2])];
+    let hup = |c: &KillOnDrop| {
+        assert!(Command::new("kill").args(["-HUP", &c.0.id().to_string()]).status().unwrap().success());
+    };
+    const HALF: usize = 1500;
+    let b = &broker;
+    let publish_half = |prefix: &'static str| {
+        let bodies: Vec<Vec<u8>> =
+            (0..HALF).map(|i| live_notification(&format!("{prefix}-{i:05}"), i, chrono::Utc::now())).collect();
+        async move { b.publish(&bodies).await }
+    };
+    let wait_events = |n: i64| {
+        let db = &db;
+        async move {
+            let started = Instant::now();
+            while db.count("SELECT count(*) FROM event").await < n {
+                assert!(started.elapsed() < Duration::from_secs(60), "events not ingested within 60 s");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    publish_half("a").await;
+    // Reload mid-flow: a new expiration is a new version.
+    wait_events(HALF as i64 / 3).await;
+    std::fs::write(dir.path("triggers.yaml"), reload_triggers("4s")).unwrap();
+    hup(&ingest);
+    for w in &workers {
+        hup(w);
+    }
+    {
+        let [w1, w2] = &mut workers;
+        reloads(&ports, "applied", 1.0, &mut [&mut ingest.0, &mut w1.0, &mut w2.0]).await;
+    }
+    publish_half("b").await;
+    wait_events(2 * HALF as i64).await;
+
+    // Every stream finishes (the last ones expire 4 s after their last event).
+    let all_done = |n_events: i64| {
+        let db = &db;
+        async move {
+            let started = Instant::now();
+            loop {
+                let unfinished = db.count("SELECT count(*) FROM stream WHERE state <> 6 OR open").await;
+                let events = db.count("SELECT count(*) FROM event").await;
+                if unfinished == 0 && events == n_events {
+                    break;
+                }
+                assert!(started.elapsed() < Duration::from_secs(60), "{unfinished} streams unfinished after 60 s");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    all_done(2 * HALF as i64).await;
+    let versions: Vec<String> = {
+        let v = db.storage.trigger_versions(Some("per_instance")).await.unwrap();
+        v.into_iter().map(|v| v.definition.version).collect()
+    };
+    assert_eq!(versions.len(), 2, "both versions recorded");
+    let checks = [
+        // Nothing lost: every event in exactly one stream.
+        ("SELECT count(*) FROM stream_event".to_string(), 2 * HALF as i64),
+        ("SELECT count(DISTINCT event_id) FROM stream_event".into(), 2 * HALF as i64),
+        // Every event published after the reload is in a stream of the new version.
+        (
+            format!(
+                "SELECT count(*) FROM stream_event se JOIN event e ON e.id = se.event_id JOIN stream s ON s.id = se.stream_id \
+                 WHERE e.message_id LIKE 'b-%' AND s.version <> '{}'",
+                versions[1]
+            ),
+            0,
+        ),
+        // Nothing fired twice: each stream completed once ...
+        (
+            "SELECT count(*) FROM (SELECT stream_id FROM stream_transition WHERE new_state = 6 \
+             GROUP BY stream_id HAVING count(*) > 1) x"
+                .into(),
+            0,
+        ),
+        ("SELECT count(*) FROM stream_transition WHERE new_state = 6".into(), db.count("SELECT count(*) FROM stream").await),
+        // ... and every stream holding an exists event completed by firing.
+        (
+            "SELECT count(*) FROM stream s WHERE EXISTS (SELECT 1 FROM stream_event se JOIN event e ON e.id = se.event_id \
+             WHERE se.stream_id = s.id AND e.event_type = 'compute.instance.exists') AND NOT EXISTS (SELECT 1 FROM \
+             stream_transition t WHERE t.stream_id = s.id AND t.old_state = 2 AND t.new_state = 6)"
+                .into(),
+            0,
+        ),
+    ];
+    for (sql, want) in &checks {
+        assert_eq!(db.count(sql).await, *want, "{sql}");
+    }
+    assert!(db.count(&format!("SELECT count(*) FROM stream WHERE version = '{}'", versions[0])).await > 0);
+
+    // An invalid set is refused whole; the version in force keeps running.
+    std::fs::write(
+        dir.path("triggers.yaml"),
+        reload_triggers("5s").replace("fire_pipeline: fire_p", "fire_pipeline: nowhere\n  colour: red"),
+    )
+    .unwrap();
+    hup(&ingest);
+    hup(&workers[0]);
+    {
+        let [w1, w2] = &mut workers;
+        reloads(&ports[..2], "refused", 1.0, &mut [&mut ingest.0, &mut w1.0, &mut w2.0]).await;
+    }
+    let bodies: Vec<Vec<u8>> =
+        (0..20).map(|i| live_notification(&format!("c-{i:05}"), i, chrono::Utc::now())).collect();
+    broker.publish(&bodies).await;
+    all_done(2 * HALF as i64 + 20).await;
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM stream_event se JOIN event e ON e.id = se.event_id JOIN stream s ON s.id = se.stream_id \
+             WHERE e.message_id LIKE 'c-%' AND s.version = '{}'",
+            versions[1]
+        ))
+        .await,
+        20,
+        "matched under the version in force"
+    );
+    assert_eq!(db.storage.trigger_versions(None).await.unwrap().len(), 2, "nothing recorded for the refused set");
+    for child in [&ingest, &workers[0]] {
+        assert!(Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap().success());
+    }
+    let stderr = |c: KillOnDrop| {
+        let mut c = c;
+        let child = std::mem::replace(&mut c.0, Command::new("true").spawn().unwrap());
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned()
+    };
+    let [w1, _w2] = workers;
+    for err in [stderr(ingest), stderr(w1)] {
+        assert!(err.contains("Configuration reload refused"), "{err}");
+        assert!(err.contains("triggers.yaml: trigger \"per_instance\": key \"colour\": unknown key"), "{err}");
+    }
+    broker.cleanup().await;
+    db.drop_db().await;
+}

@@ -41,17 +41,7 @@ struct Api {
 impl Api {
     async fn start(backend: Backend, token: Option<&str>, read_only: bool) -> Api {
         let db = TestDb::on(backend).await;
-        let dir = ConfigDir::new(&[
-            (
-                "winchester.yaml",
-                &format!(
-                    "database: {{url: '{}'}}\ntrigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\n",
-                    db.url
-                ),
-            ),
-            ("triggers.yaml", TRIGGERS),
-            ("pipelines.yaml", PIPELINES),
-        ]);
+        let dir = ConfigDir::on_db(&db, TRIGGERS, PIPELINES);
         let cfg = LoadedConfig::load(&dir.config(), None).unwrap_or_else(|e| panic!("{e}"));
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let tm =

@@ -25,23 +25,23 @@ async fn winchester_db_migrations(backend: Backend) {
     let (code, out, err) = db_cmd(&db.url, &["current"]);
     assert_eq!((code, out.trim()), (0, "base (no migrations applied)"), "{err}");
     let (_, out, _) = db_cmd(&db.url, &["history"]);
-    assert_eq!(out.trim(), "1 initial pending\n2 operations pending");
+    assert_eq!(out.trim(), "1 initial pending\n2 operations pending\n3 trigger versions pending");
     assert_eq!(db.tables(&["_sqlx_migrations"]).await, 0, "looking must not create the bookkeeping table");
     let (code, out, err) = db_cmd(&db.url, &["upgrade", "head"]);
-    assert_eq!((code, out.trim()), (0, "applied migration 1\napplied migration 2"), "{err}");
+    assert_eq!((code, out.trim()), (0, "applied migration 1\napplied migration 2\napplied migration 3"), "{err}");
     let (code, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!((code, out.trim()), (0, "database is up to date"));
     let (_, out, _) = db_cmd(&db.url, &["current"]);
-    assert_eq!(out.trim(), "2 operations (head)");
+    assert_eq!(out.trim(), "3 trigger versions (head)");
     let (_, out, _) = db_cmd(&db.url, &["history"]);
-    assert_eq!(out.trim(), "1 initial applied\n2 operations applied");
+    assert_eq!(out.trim(), "1 initial applied\n2 operations applied\n3 trigger versions applied");
     let (code, out, _) = db_cmd(&db.url, &["--sql", "upgrade", "head"]);
     assert_eq!(code, 0);
     assert!(!out.contains("CREATE TABLE event"), "nothing pending: {out}");
     let (code, down, err) = db_cmd(&db.url, &["--sql", "downgrade", "base"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        down.starts_with("BEGIN;\n\n-- Revert migration 2 operations\n")
+        down.starts_with("BEGIN;\n\n-- Revert migration 3 trigger versions\n")
             && down.contains("DROP TABLE")
             && down.ends_with("DELETE FROM _sqlx_migrations WHERE version = 1;\n\nCOMMIT;\n"),
         "{down}"
@@ -68,7 +68,7 @@ async fn winchester_db_migrations(backend: Backend) {
     let (_, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!(out.trim(), "database is up to date");
     let (_, out, _) = db_cmd(&db.url, &["current"]);
-    assert_eq!(out.trim(), "2 operations (head)");
+    assert_eq!(out.trim(), "3 trigger versions (head)");
     db.drop_db().await;
 }
 
@@ -115,6 +115,8 @@ async fn winchester_db_sql_has_one_shape_on_both_backends() {
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)",
             "-- Migration 2 operations",
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)",
+            "-- Migration 3 trigger versions",
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)",
             "COMMIT;"
         ]
     );
@@ -131,7 +133,7 @@ async fn programs_refuse_a_database_without_the_schema(backend: Backend) {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
         err.starts_with("error: database ")
-            && err.contains("lacks schema migration(s) 1, 2: run `winchester-db --database-url")
+            && err.contains("lacks schema migration(s) 1, 2, 3: run `winchester-db --database-url")
             && err.contains("upgrade head` first"),
         "{err}"
     );

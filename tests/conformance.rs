@@ -34,7 +34,14 @@ async fn load_events_of_several_streams(backend: Backend) {
     db.drop_db().await;
 }
 
+async fn streams_keep_their_definition_version(backend: Backend) {
+    let db = TestDb::on(backend).await;
+    conformance::streams_keep_their_definition_version(db.storage.clone()).await;
+    db.drop_db().await;
+}
+
 crate::backend_tests!(
+    streams_keep_their_definition_version,
     claim_ready_takes_each_stream_once,
     claim_ready_among_respects_trigger_scope,
     fire_wins_over_expire,

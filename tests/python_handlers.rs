@@ -218,7 +218,7 @@ async fn python_trait_plugin() {
         ("defs.yaml", DEFINITIONS),
     ]);
     let cfg = winchester_core::LoadedConfig::load(&dir.config(), None).unwrap();
-    let d = winchester_cli::common::load_distiller(&cfg, cfg.distiller_file.as_deref().unwrap()).unwrap();
+    let d = winchester_cli::common::load_distiller(&cfg).unwrap().expect("distiller_config is set");
     assert!(d.has_blocking_plugins());
     let n = |host: &str| {
         serde_json::json!({"event_type": "compute.instance.create.end", "message_id": format!("m-{host}"),
@@ -232,7 +232,7 @@ async fn python_trait_plugin() {
     // Through the trigger manager (ingest), on a blocking thread.
     let db = TestDb::new().await;
     let (tm, _clock) = manager(&db, "[]", t(2026, 1, 1, 12, 0, 0));
-    let tm = tm.with_distiller(std::sync::Arc::new(d));
+    let tm = tm.with_distiller(d);
     let out = tm.add_notifications(&[n("h2"), n("boom")]).await.unwrap();
     assert!(matches!(out[0], winchester::EventOutcome::Saved { .. }), "{out:?}");
     assert!(

@@ -21,5 +21,6 @@ mod notifications;
 mod processes;
 #[cfg(feature = "python")]
 mod python_handlers;
+mod reload;
 mod replay;
 mod worker;

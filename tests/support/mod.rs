@@ -275,6 +275,16 @@ impl ConfigDir {
         ConfigDir { dir }
     }
 
+    /// A winchester.yaml on `db` naming triggers.yaml and pipelines.yaml,
+    /// which hold `triggers` and `pipelines`.
+    pub fn on_db(db: &TestDb, triggers: &str, pipelines: &str) -> ConfigDir {
+        let main = format!(
+            "database: {{url: '{}'}}\ntrigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\n",
+            db.url
+        );
+        ConfigDir::new(&[("winchester.yaml", &main), ("triggers.yaml", triggers), ("pipelines.yaml", pipelines)])
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }

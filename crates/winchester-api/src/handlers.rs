@@ -313,6 +313,7 @@ pub async fn list_triggers(State(st): State<ApiState>) -> Result<Json<Value>, Ap
     let counts = st.storage.stream_counts().await?;
     let out: Vec<Value> = st
         .triggers
+        .get()
         .iter()
         .map(|t| {
             let states: serde_json::Map<String, Value> = StreamState::ALL

@@ -56,8 +56,8 @@ pub const BULK_PAGE: u32 = 500;
 pub struct ApiState {
     /// The database.
     pub storage: Arc<dyn Storage>,
-    /// The loaded trigger definitions (`/v1/triggers`).
-    pub triggers: Arc<TriggerSet>,
+    /// The loaded trigger definitions (`/v1/triggers`); a reload swaps them.
+    pub triggers: winchester::live::Live<TriggerSet>,
     /// Bearer token required by mutating requests, if any.
     pub token: Option<String>,
     /// Refuse every mutating request.
@@ -87,6 +87,7 @@ impl ApiState {
     ) -> ApiState {
         let (tx, _) = broadcast::channel(TAIL_BUFFER);
         tokio::spawn(run_tail(storage.clone(), tx.clone(), stopping.clone()));
+        let triggers = winchester::live::Live::new(triggers);
         ApiState { storage, triggers, token, read_only, ready, tail: tx, stopping }
     }
 

@@ -37,6 +37,20 @@ pub async fn run(opts: &IngestOpts, registry: HandlerRegistry) -> anyhow::Result
     }
     let tm = trigger_manager(&cfg, &opts.config, 4).await?.with_source("amqp");
     crate::common::start_metrics(opts.metrics_listen, &cfg.main, tm.storage())?;
+    crate::common::record_versions(&tm, &cfg).await?;
+    let reloading = tm.clone();
+    crate::common::reload_on_hangup(opts.config.clone(), registry, move |cfg, distiller| {
+        let tm = reloading.clone();
+        async move {
+            if distiller.is_none() {
+                anyhow::bail!("winchester-ingest needs distiller_config; the new configuration has none");
+            }
+            crate::common::record_versions(&tm, &cfg).await?;
+            // The next batch is matched with the new definitions.
+            tm.set_definitions(std::sync::Arc::new(cfg.triggers), distiller);
+            Ok(())
+        }
+    })?;
     tracing::info!(broker = %redact(&amqp.url), batch_size = amqp.batch_size, prefetch = amqp.prefetch, "winchester-ingest started.");
     let daemon = AmqpIngest::new(amqp, tm, cfg.main.statistics_period)?;
     let stats = daemon.run(crate::worker::shutdown_signal()).await?;

@@ -40,8 +40,7 @@ pub fn run(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<Stri
             out.push_str(&format!("  {name}: {}\n", hs.join(" -> ")));
         }
     }
-    if let Some(f) = &cfg.distiller_file {
-        let d = crate::common::load_distiller(&cfg, f)?;
+    if let (Some(f), Some(d)) = (&cfg.distiller_file, crate::common::load_distiller(&cfg)?) {
         out.push_str(&format!("event definitions ({}): {}\n", f.display(), d.definitions().len()));
     }
     if !cfg.warnings.is_empty() {

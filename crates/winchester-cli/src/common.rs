@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use winchester::pipeline::{HandlerRegistry, PipelineRunner};
 use winchester::TriggerManager;
+use winchester_core::distiller::Distiller;
 use winchester_core::{Clock, LoadedConfig, SystemClock};
 
 /// Flags every program takes.
@@ -86,16 +87,6 @@ pub fn trait_plugins(cfg: &LoadedConfig) -> anyhow::Result<winchester_core::dist
     }
 }
 
-/// Loads the event definitions with the config's trait plugins.
-pub fn load_distiller(
-    cfg: &LoadedConfig,
-    file: &std::path::Path,
-) -> anyhow::Result<winchester_core::distiller::Distiller> {
-    let plugins = trait_plugins(cfg)?;
-    winchester_core::distiller::Distiller::load_with(file, cfg.main.catch_all_notifications, &plugins)
-        .map_err(|e| anyhow!("{e}"))
-}
-
 /// Loads and validates the whole configuration (handlers included), printing
 /// warnings.
 pub fn load_config(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<LoadedConfig> {
@@ -170,8 +161,68 @@ pub async fn trigger_manager(
     let storage = open_storage(&url, max_connections).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut tm = TriggerManager::new(storage, Arc::new(cfg.triggers.clone()), clock);
-    if let Some(file) = &cfg.distiller_file {
-        tm = tm.with_distiller(Arc::new(load_distiller(cfg, file)?));
+    if let Some(d) = load_distiller(cfg)? {
+        tm = tm.with_distiller(d);
     }
     Ok(tm)
+}
+
+/// The distiller of `distiller_config` with the config's trait plugins, if configured.
+pub fn load_distiller(cfg: &LoadedConfig) -> anyhow::Result<Option<Arc<Distiller>>> {
+    let Some(file) = &cfg.distiller_file else { return Ok(None) };
+    let plugins = trait_plugins(cfg)?;
+    let d = Distiller::load_with(file, cfg.main.catch_all_notifications, &plugins).map_err(|e| anyhow!("{e}"))?;
+    Ok(Some(Arc::new(d)))
+}
+
+/// Records the configuration's trigger definition versions (programs that
+/// open streams or run pipelines do this before they start).
+pub async fn record_versions(tm: &TriggerManager, cfg: &LoadedConfig) -> anyhow::Result<()> {
+    winchester::live::record_versions(&**tm.storage(), cfg, tm.clock().now())
+        .await
+        .map_err(|e| anyhow!("recording trigger definition versions: {e}"))
+}
+
+/// On every SIGHUP, reloads every configuration file (winchester.yaml, the
+/// trigger definitions, pipelines and event definitions) and hands the
+/// validated result to `apply`. An invalid set is refused whole: each error is
+/// logged (file, line, key), `winchester_config_reloads_total{result="refused"}`
+/// counts it, and the configuration in force keeps running. Settings read at
+/// start-up (database, amqp_ingest, api, worker sizes) need a restart.
+pub fn reload_on_hangup<F, Fut>(args: ConfigArgs, registry: HandlerRegistry, apply: F) -> anyhow::Result<()>
+where
+    F: Fn(LoadedConfig, Option<Arc<Distiller>>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| anyhow!("cannot handle SIGHUP: {e}"))?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!(config = %args.config.display(), "SIGHUP: reloading the configuration.");
+            let loaded = load_config_quietly(&args, &registry).and_then(|c| Ok((load_distiller(&c)?, c)));
+            let result = match loaded {
+                Ok((distiller, cfg)) => {
+                    for w in &cfg.warnings {
+                        tracing::warn!("{w}");
+                    }
+                    apply(cfg, distiller).await
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
+                    winchester::metrics::config_reload(true);
+                    tracing::info!("Configuration reload applied.");
+                }
+                Err(e) => {
+                    winchester::metrics::config_reload(false);
+                    for line in format!("{e:#}").lines().filter(|l| !l.trim().is_empty()) {
+                        tracing::error!("Configuration reload refused: {}", line.trim());
+                    }
+                    tracing::error!("Configuration reload refused; the configuration in force keeps running.");
+                }
+            }
+        }
+    });
+    Ok(())
 }

@@ -61,6 +61,10 @@ pub async fn explain(
                 Some(s) => open_stream(s, &t.name, &dist).await?,
                 None => None,
             };
+            // An open stream of another definition version is closed, not joined.
+            let joins =
+                |s: &Stream| winchester_storage::fold::joins_version(s.version.as_deref(), t.version.as_deref());
+            let stream = stream.filter(joins);
             x.stream_id = stream.as_ref().map(|s| s.id);
             x.would_fire = Some(would_fire(storage, t, stream.as_ref(), event).await?);
             x.distinguishing_traits = Some(dist);

@@ -55,6 +55,14 @@ pub async fn run(args: &ServeArgs, config: &ConfigArgs, registry: &HandlerRegist
     let bound = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = ApiState::new(storage, Arc::new(cfg.triggers.clone()), token.clone(), api.read_only, ready, stop_rx);
+    let triggers = state.triggers.clone();
+    crate::common::reload_on_hangup(config.clone(), registry.clone(), move |cfg, _| {
+        let triggers = triggers.clone();
+        async move {
+            triggers.set(Arc::new(cfg.triggers));
+            Ok(())
+        }
+    })?;
     tracing::info!(address = %bound, read_only = api.read_only, token = token.is_some(), "Serving the API.");
     // Tests and scripts read the bound address (with --listen 127.0.0.1:0) from this line.
     println!("listening on http://{bound}");

@@ -24,10 +24,20 @@ fn dist_text(s: &Stream) -> String {
 
 /// Renders streams as a table.
 pub fn table(streams: &[Stream]) -> String {
-    let mut rows =
-        vec![["ID", "TRIGGER", "STATE", "EVENTS", "FIRST", "LAST", "FIRE AT", "EXPIRES", "DISTINGUISHED BY"]
-            .map(String::from)
-            .to_vec()];
+    let mut rows = vec![[
+        "ID",
+        "TRIGGER",
+        "STATE",
+        "EVENTS",
+        "FIRST",
+        "LAST",
+        "FIRE AT",
+        "EXPIRES",
+        "VERSION",
+        "DISTINGUISHED BY",
+    ]
+    .map(String::from)
+    .to_vec()];
     for s in streams {
         rows.push(vec![
             s.id.to_string(),
@@ -38,6 +48,7 @@ pub fn table(streams: &[Stream]) -> String {
             format_datetime(&s.last_event),
             s.fire_timestamp.as_ref().map(format_datetime).unwrap_or_else(|| "-".into()),
             format_datetime(&s.expire_timestamp),
+            s.version.clone().unwrap_or_else(|| "-".into()),
             dist_text(s),
         ]);
     }
@@ -133,4 +144,50 @@ pub async fn purge(storage: &dyn Storage, id: i64) -> anyhow::Result<String> {
     } else {
         Err(anyhow!("no stream with id {id}"))
     }
+}
+
+/// `triggers history`: every recorded definition version, oldest first per
+/// trigger, and which one the configuration in force uses.
+pub async fn history(
+    storage: &dyn Storage,
+    cfg: &winchester_core::LoadedConfig,
+    trigger: Option<&str>,
+    json_out: bool,
+) -> anyhow::Result<String> {
+    let versions = storage.trigger_versions(trigger).await?;
+    let current = |v: &winchester_storage::TriggerVersion| {
+        cfg.versions.get(&v.definition.trigger).is_some_and(|c| c.version == v.definition.version)
+    };
+    if json_out {
+        let out: Vec<Value> = versions
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "trigger": v.definition.trigger,
+                    "version": v.definition.version,
+                    "first_used": format_datetime(&v.first_used),
+                    "current": current(v),
+                    "definition": serde_json::from_str::<Value>(&v.definition.text).unwrap_or(Value::Null),
+                })
+            })
+            .collect();
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&out)?));
+    }
+    let mut rows = vec![["TRIGGER", "VERSION", "FIRST USED", "CURRENT"].map(String::from)];
+    for v in &versions {
+        rows.push([
+            v.definition.trigger.clone(),
+            v.definition.version.clone(),
+            format_datetime(&v.first_used),
+            if current(v) { "yes" } else { "" }.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    Ok(out)
 }

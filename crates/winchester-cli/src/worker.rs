@@ -58,12 +58,19 @@ pub async fn run(opts: &WorkerOpts, registry: HandlerRegistry) -> anyhow::Result
     let cfg = load_config(&opts.config, &registry)?;
     let tm = trigger_manager(&cfg, &opts.config, 4).await?;
     crate::common::start_metrics(opts.metrics_listen, &cfg.main, tm.storage())?;
-    let runner = PipelineRunner::new(registry, cfg.clone());
+    crate::common::record_versions(&tm, &cfg).await?;
+    let runner = PipelineRunner::new(registry.clone(), cfg.clone());
     let mut worker = Worker::new(tm.clone(), runner, WorkerOptions::from_config(&cfg.main));
     if opts.event_time {
         worker = worker.with_event_clock(std::sync::Arc::new(winchester::StoredEventClock::new(tm.storage().clone())));
         tracing::info!("Event time: now is the latest event timestamp in the database.");
     }
+    let worker = std::sync::Arc::new(worker);
+    let reloading = worker.clone();
+    crate::common::reload_on_hangup(opts.config.clone(), registry, move |cfg, _| {
+        let worker = reloading.clone();
+        async move { Ok(worker.reload(cfg).await?) }
+    })?;
     tracing::info!(name = %opts.name, "Pipeline worker started.");
     if opts.once {
         while worker.run_once().await? > 0 {}

@@ -368,6 +368,8 @@ pub struct LoadedConfig {
     pub distiller_file: Option<PathBuf>,
     /// Non-fatal findings.
     pub warnings: Vec<ConfigError>,
+    /// Each trigger's definition version (also set on the trigger itself).
+    pub versions: BTreeMap<String, crate::version::DefinitionVersion>,
 }
 
 impl LoadedConfig {
@@ -479,7 +481,23 @@ impl LoadedConfig {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-        Ok(LoadedConfig { main, triggers_file, triggers, pipelines_file, pipelines, distiller_file, warnings: vec![] })
+        let handler_type = |n: &str| main.pipeline_handlers.get(n).cloned().unwrap_or_else(|| n.to_string());
+        let mut versions = BTreeMap::new();
+        triggers.update(|t| {
+            let v = crate::version::DefinitionVersion::of(t, &pipelines, &handler_type);
+            t.version = Some(v.version.clone());
+            versions.insert(t.name.clone(), v);
+        });
+        Ok(LoadedConfig {
+            main,
+            triggers_file,
+            triggers,
+            pipelines_file,
+            pipelines,
+            distiller_file,
+            warnings: vec![],
+            versions,
+        })
     }
 
     /// The handler type a pipeline handler name resolves to.

@@ -10,6 +10,7 @@
 //! - [`config_error`]: errors that name file, line, definition and key.
 //! - [`amqp_ingest`]: the `amqp_ingest` section (the AMQP ingest daemon).
 //! - [`clock`]: where "now" comes from.
+//! - [`version`]: trigger definition versions (hash and stored text, for hot reload).
 //! - [`distiller`]: StackDistiller, notifications to events via `event_definitions.yaml`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -25,9 +26,11 @@ pub mod event;
 pub mod pipeline_config;
 pub mod timex;
 pub mod trigger;
+pub mod version;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{LoadedConfig, WinchesterConfig};
 pub use config_error::{ConfigError, ConfigErrors};
 pub use event::{Event, EventError, TraitValue};
 pub use trigger::{DistTraits, DistValue, TriggerDefinition, TriggerSet};
+pub use version::DefinitionVersion;

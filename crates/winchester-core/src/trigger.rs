@@ -105,6 +105,11 @@ pub struct TriggerDefinition {
     /// When more streams are ready than a worker takes at once, those of
     /// triggers with a higher priority are taken first (default 0).
     pub priority: i32,
+    /// The definition as written (what its version is computed from).
+    pub source: Value,
+    /// Its version (see [`crate::version`]); set when the whole configuration
+    /// is loaded ([`crate::LoadedConfig`]), `None` for a set loaded alone.
+    pub version: Option<String>,
 }
 
 /// Why an event did not yield a stream membership for a trigger.
@@ -408,6 +413,8 @@ impl TriggerDefinition {
             match_criteria,
             fire_delay,
             priority,
+            source: v.clone(),
+            version: None,
         })
     }
 
@@ -578,6 +585,13 @@ impl TriggerSet {
     /// The definitions in load order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<TriggerDefinition>> {
         self.triggers.iter()
+    }
+
+    /// Changes every definition in place (e.g. to set its version).
+    pub fn update(&mut self, mut f: impl FnMut(&mut TriggerDefinition)) {
+        for t in &mut self.triggers {
+            f(Arc::make_mut(t));
+        }
     }
 
     /// Looks a definition up by name.

@@ -169,12 +169,14 @@ struct NewRows<'a> {
     fire: Vec<Option<DateTime<Utc>>>,
     count: Vec<i64>,
     counts: Vec<String>,
+    version: Vec<Option<&'a str>>,
 }
 
 impl<'a> NewRows<'a> {
     fn push(
         &mut self,
         trigger: &'a str,
+        trigger_version: Option<&'a str>,
         key: &'a str,
         dist: &'a winchester_core::DistTraits,
         open: bool,
@@ -190,6 +192,8 @@ impl<'a> NewRows<'a> {
         self.fire.push(d.fire);
         self.count.push(d.count);
         self.counts.push(counts_literal(&d.counts));
+        // A batch opens streams under the current definition version only.
+        self.version.push(trigger_version);
     }
 }
 
@@ -219,7 +223,7 @@ async fn write_streams(
         let dist_keys: Vec<&str> = pending.iter().map(|&k| keys[k].1).collect();
         let rows = sqlx::query(
             "SELECT s.id, s.trigger_name, s.dist_key, s.first_event, s.last_event, s.expire_timestamp, s.fire_timestamp, \
-               s.event_count, s.fire_counts \
+               s.event_count, s.fire_counts, s.version \
              FROM stream s JOIN UNNEST($1::text[], $2::text[]) AS k(trigger_name, dist_key) \
                ON s.trigger_name = k.trigger_name AND s.dist_key = k.dist_key \
              WHERE s.open \
@@ -246,6 +250,7 @@ async fn write_streams(
                     count: r.try_get("event_count").map_err(storage_error)?,
                     counts: r.try_get("fire_counts").map_err(storage_error)?,
                     open: true,
+                    version: r.try_get("version").map_err(storage_error)?,
                 },
             );
         }
@@ -259,7 +264,15 @@ async fn write_streams(
             let plan = fold(batch, entries, found, now);
             if !plan.had_existing {
                 let (i, j) = entries[0];
-                claims.push(trigger_name, dist_key, &batch[i].memberships[j].dist, true, &plan.folded.drafts[0]);
+                let m = &batch[i].memberships[j];
+                claims.push(
+                    trigger_name,
+                    m.trigger.version.as_deref(),
+                    dist_key,
+                    &m.dist,
+                    true,
+                    &plan.folded.drafts[0],
+                );
                 claim_of.insert(keys[k], k);
             }
             plans[k] = Some(plan);
@@ -269,13 +282,13 @@ async fn write_streams(
         if !claims.trigger.is_empty() {
             let rows = sqlx::query(
                 "INSERT INTO stream (trigger_name, dist_key, dist_traits, open, first_event, last_event, \
-                   expire_timestamp, fire_timestamp, event_count, fire_counts) \
+                   expire_timestamp, fire_timestamp, event_count, fire_counts, version) \
                  SELECT u.trigger_name, u.dist_key, u.dist_traits, u.open, u.first_event, u.last_event, u.expire_timestamp, \
-                   u.fire_timestamp, u.event_count, u.fire_counts::bigint[] \
+                   u.fire_timestamp, u.event_count, u.fire_counts::bigint[], u.version \
                  FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::bool[], $5::timestamptz[], $6::timestamptz[], \
-                   $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[]) \
+                   $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[], $11::text[]) \
                    AS u(trigger_name, dist_key, dist_traits, open, first_event, last_event, expire_timestamp, \
-                   fire_timestamp, event_count, fire_counts) \
+                   fire_timestamp, event_count, fire_counts, version) \
                  ON CONFLICT (trigger_name, dist_key) WHERE open DO NOTHING \
                  RETURNING id, trigger_name, dist_key",
             )
@@ -289,6 +302,7 @@ async fn write_streams(
             .bind(&claims.fire)
             .bind(&claims.count)
             .bind(&claims.counts)
+            .bind(&claims.version)
             .fetch_all(&mut *conn)
             .await
             .map_err(storage_error)?;
@@ -349,7 +363,8 @@ async fn write_streams(
                 None => {
                     let (trigger_name, dist_key) = keys[k];
                     let (i, j) = groups[&keys[k]][0];
-                    more.push(trigger_name, dist_key, &batch[i].memberships[j].dist, d.open, d);
+                    let m = &batch[i].memberships[j];
+                    more.push(trigger_name, m.trigger.version.as_deref(), dist_key, &m.dist, d.open, d);
                     more_slots.push((k, n));
                 }
             }
@@ -383,14 +398,14 @@ async fn write_streams(
             "WITH src AS MATERIALIZED ( \
                SELECT nextval(pg_get_serial_sequence('stream', 'id')) AS id, u.* \
                FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::bool[], $5::timestamptz[], $6::timestamptz[], \
-                 $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[]) WITH ORDINALITY \
+                 $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[], $11::text[]) WITH ORDINALITY \
                  AS u(trigger_name, dist_key, dist_traits, open, first_event, last_event, expire_timestamp, \
-                 fire_timestamp, event_count, fire_counts, ord)), \
+                 fire_timestamp, event_count, fire_counts, version, ord)), \
              ins AS ( \
                INSERT INTO stream (id, trigger_name, dist_key, dist_traits, open, first_event, last_event, \
-                 expire_timestamp, fire_timestamp, event_count, fire_counts) OVERRIDING SYSTEM VALUE \
+                 expire_timestamp, fire_timestamp, event_count, fire_counts, version) OVERRIDING SYSTEM VALUE \
                SELECT id, trigger_name, dist_key, dist_traits, open, first_event, last_event, expire_timestamp, \
-                 fire_timestamp, event_count, fire_counts::bigint[] FROM src ORDER BY ord \
+                 fire_timestamp, event_count, fire_counts::bigint[], version FROM src ORDER BY ord \
                ON CONFLICT (trigger_name, dist_key) WHERE open DO NOTHING RETURNING id) \
              SELECT src.id, src.id IN (SELECT id FROM ins) AS inserted FROM src ORDER BY src.ord",
         )
@@ -404,6 +419,7 @@ async fn write_streams(
         .bind(&more.fire)
         .bind(&more.count)
         .bind(&more.counts)
+        .bind(&more.version)
         .fetch_all(&mut *conn)
         .await
         .map_err(storage_error)?;

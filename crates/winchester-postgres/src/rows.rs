@@ -11,7 +11,7 @@ use crate::errors::storage_error;
 
 /// Columns [`stream`] reads, for `SELECT`/`RETURNING`.
 pub(crate) const STREAM_COLUMNS: &str = "id, trigger_name, state, state_serial_no, dist_traits, open, event_count, \
-     first_event, last_event, fire_timestamp, expire_timestamp, lease_expires_at, attempts, last_error";
+     first_event, last_event, fire_timestamp, expire_timestamp, lease_expires_at, attempts, last_error, version";
 
 pub(crate) fn stream(row: &PgRow) -> Result<Stream> {
     let state: i16 = row.try_get("state").map_err(storage_error)?;
@@ -31,6 +31,7 @@ pub(crate) fn stream(row: &PgRow) -> Result<Stream> {
         lease_expires_at: row.try_get("lease_expires_at").map_err(storage_error)?,
         attempts: row.try_get("attempts").map_err(storage_error)?,
         last_error: row.try_get("last_error").map_err(storage_error)?,
+        version: row.try_get("version").map_err(storage_error)?,
     })
 }
 

@@ -67,7 +67,7 @@ pub(crate) async fn ingest_in_tx(
     if !keys.is_empty() {
         let rows = sqlx::query(
             "SELECT s.id, s.trigger_name, s.dist_key, s.first_event, s.last_event, s.expire_timestamp, \
-               s.fire_timestamp, s.event_count, s.fire_counts \
+               s.fire_timestamp, s.event_count, s.fire_counts, s.version \
              FROM json_each(?) k JOIN stream s \
                ON s.trigger_name = k.value ->> 0 AND s.dist_key = k.value ->> 1 AND s.open = 1",
         )
@@ -93,6 +93,7 @@ pub(crate) async fn ingest_in_tx(
                     count: r.try_get("event_count").map_err(storage_error)?,
                     counts: crate::rows::json(&r, "fire_counts")?,
                     open: true,
+                    version: r.try_get("version").map_err(storage_error)?,
                 },
             );
         }
@@ -131,7 +132,8 @@ pub(crate) async fn ingest_in_tx(
                         row.2,
                         row.3,
                         row.4,
-                        row.5
+                        row.5,
+                        d.version
                     ]))
                 }
             }
@@ -155,9 +157,9 @@ pub(crate) async fn ingest_in_tx(
     if !inserts.is_empty() {
         new_ids = sqlx::query_scalar(
             "INSERT INTO stream (trigger_name, dist_key, dist_traits, open, first_event, last_event, \
-               expire_timestamp, fire_timestamp, event_count, fire_counts) \
+               expire_timestamp, fire_timestamp, event_count, fire_counts, version) \
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-               value ->> 7, value ->> 8, value ->> 9 FROM json_each(?) ORDER BY key RETURNING id",
+               value ->> 7, value ->> 8, value ->> 9, value ->> 10 FROM json_each(?) ORDER BY key RETURNING id",
         )
         .bind(serde_json::to_string(&inserts).map_err(corrupt)?)
         .fetch_all(&mut *conn)

@@ -22,16 +22,17 @@ pub mod migrate;
 mod query;
 mod rows;
 mod streams;
+mod versions;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 use std::time::Duration;
-use winchester_core::Event;
+use winchester_core::{DefinitionVersion, Event};
 use winchester_storage::{
     Action, EventFilter, EventPlan, Finish, FinishOutcome, IngestOutcome, ReadyListener, Result, Storage, StorageError,
-    StoredEvent, Stream, StreamCount, StreamFilter, StreamState, Transition,
+    StoredEvent, Stream, StreamCount, StreamFilter, StreamState, Transition, TriggerVersion,
 };
 
 pub use migrate::MIGRATOR;
@@ -213,6 +214,18 @@ impl Storage for SqliteStorage {
 
     async fn change_listener(&self) -> Result<Box<dyn ReadyListener>> {
         Ok(Box::new(PollingListener))
+    }
+
+    async fn record_versions(&self, versions: &[DefinitionVersion], now: DateTime<Utc>) -> Result<()> {
+        versions::record(&self.pool, versions, now).await
+    }
+
+    async fn trigger_version(&self, trigger: &str, version: &str) -> Result<Option<TriggerVersion>> {
+        versions::get(&self.pool, trigger, version).await
+    }
+
+    async fn trigger_versions(&self, trigger: Option<&str>) -> Result<Vec<TriggerVersion>> {
+        versions::list(&self.pool, trigger).await
     }
 }
 

@@ -10,7 +10,7 @@ use winchester_storage::{Result, StorageError, Stream, StreamState};
 use crate::storage_error;
 
 pub(crate) const STREAM_COLUMNS: &str = "id, trigger_name, state, state_serial_no, dist_traits, open, event_count, \
-     first_event, last_event, fire_timestamp, expire_timestamp, lease_expires_at, attempts, last_error";
+     first_event, last_event, fire_timestamp, expire_timestamp, lease_expires_at, attempts, last_error, version";
 
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -49,6 +49,7 @@ pub(crate) fn stream(row: &SqliteRow) -> Result<Stream> {
         lease_expires_at: opt_time(row.try_get("lease_expires_at").map_err(storage_error)?)?,
         attempts: row.try_get::<i64, _>("attempts").map_err(storage_error)? as i32,
         last_error: row.try_get("last_error").map_err(storage_error)?,
+        version: row.try_get("version").map_err(storage_error)?,
     })
 }
 

@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use winchester_core::{Event, TraitValue, TriggerSet};
+use winchester_core::{DefinitionVersion, Event, TraitValue, TriggerSet};
 
 /// The suite's trigger: streams per `key`, fired by `thing.done`, expiring an
 /// hour after their last event.
@@ -236,6 +236,50 @@ pub async fn load_events_of_several_streams(storage: Arc<dyn Storage>) {
     assert!(storage.load_events(&[]).await.expect("empty").is_empty());
 }
 
+/// Versions are recorded once (the first use stays); a stream records the
+/// version it was opened under; an event of another version closes the key's
+/// open stream and opens one of its own version, whose fire counts start anew.
+pub async fn streams_keep_their_definition_version(storage: Arc<dyn Storage>) {
+    let versioned = |set: &mut TriggerSet, v: &str| {
+        set.update(|t| t.version = Some(v.to_string()));
+        DefinitionVersion { trigger: "things".into(), version: v.into(), text: format!("{{\"v\":\"{v}\"}}") }
+    };
+    let (mut v1_set, mut v2_set) = (triggers(), triggers());
+    let (v1, v2) = (versioned(&mut v1_set, "v1"), versioned(&mut v2_set, "v2"));
+    storage.record_versions(std::slice::from_ref(&v1), t0()).await.expect("record v1");
+    storage.record_versions(&[v1.clone(), v2.clone()], t0() + Duration::hours(1)).await.expect("record v1 again, v2");
+    let all = storage.trigger_versions(None).await.expect("versions");
+    let got: Vec<(&str, DateTime<Utc>)> = all.iter().map(|v| (v.definition.version.as_str(), v.first_used)).collect();
+    assert_eq!(got, [("v1", t0()), ("v2", t0() + Duration::hours(1))], "first use kept, oldest first");
+    assert_eq!(all[0].definition, v1);
+    assert_eq!(storage.trigger_version("things", "v2").await.expect("get").map(|v| v.definition), Some(v2));
+    assert!(storage.trigger_version("things", "v3").await.expect("get").is_none());
+    assert!(storage.trigger_versions(Some("others")).await.expect("none").is_empty());
+
+    let stream_of = |o: &IngestOutcome| match o {
+        IngestOutcome::Saved { stream_ids, .. } => stream_ids[0],
+        other => panic!("ingest: {other:?}"),
+    };
+    let a = storage.ingest(&[plan(&v1_set, "a", "thing.start", "k", t0())], t0()).await.expect("v1 event");
+    let b = storage.ingest(&[plan(&v1_set, "b", "thing.start", "k", t0())], t0()).await.expect("v1 again");
+    assert_eq!(stream_of(&a[0]), stream_of(&b[0]), "same version: same stream");
+    let c = storage
+        .ingest(&[plan(&v2_set, "c", "thing.start", "k", t0()), plan(&v2_set, "d", "thing.done", "k", t0())], t0())
+        .await
+        .expect("v2 events");
+    let (old, new) = (stream_of(&a[0]), stream_of(&c[0]));
+    assert_ne!(old, new, "another version: a new stream");
+    assert_eq!(stream_of(&c[1]), new);
+    let old = storage.get_stream(old).await.expect("get").expect("old stream");
+    let new = storage.get_stream(new).await.expect("get").expect("new stream");
+    assert_eq!((old.version.as_deref(), old.open, old.event_count, old.fire_timestamp), (Some("v1"), false, 2, None));
+    assert_eq!((new.version.as_deref(), new.open, new.event_count), (Some("v2"), true, 2));
+    assert!(new.fire_timestamp.is_some(), "fire criteria counted under v2 only");
+    // The closed v1 stream still expires by its own expiration.
+    let due = storage.ready_streams(Action::Expire, old.expire_timestamp, 10).await.expect("ready");
+    assert!(due.iter().any(|s| s.id == old.id), "closed older version expires when due");
+}
+
 /// Runs every check, each on a fresh storage from `fresh`.
 pub async fn run_all<F, Fut>(fresh: F)
 where
@@ -246,4 +290,5 @@ where
     fire_wins_over_expire(fresh().await).await;
     renew_and_finish_many(fresh().await).await;
     load_events_of_several_streams(fresh().await).await;
+    streams_keep_their_definition_version(fresh().await).await;
 }

@@ -26,6 +26,9 @@ pub struct StreamDraft {
     pub counts: Vec<i64>,
     /// Whether it still accepts events.
     pub open: bool,
+    /// The trigger definition version it was opened under (`None`: opened
+    /// before versions were recorded).
+    pub version: Option<String>,
 }
 
 impl StreamDraft {
@@ -40,6 +43,7 @@ impl StreamDraft {
             count: 0,
             counts: vec![0; trigger.fire_criteria.len()],
             open: true,
+            version: trigger.version.clone(),
         }
     }
 
@@ -48,6 +52,14 @@ impl StreamDraft {
     /// `at.worker_ran` (its fire time had come by then).
     pub fn accepts(&self, at: ReplayAt) -> bool {
         self.open && self.expire > at.now && !matches!((self.fire, at.worker_ran), (Some(f), Some(w)) if f <= w)
+    }
+
+    /// Whether it takes an event of `trigger`'s current definition arriving at
+    /// `at`: it accepts events and was opened under the same version (a stream
+    /// or a definition without a version matches any). A stream of another
+    /// version is closed and finishes by its own version's rules.
+    pub fn accepts_for(&self, trigger: &TriggerDefinition, at: ReplayAt) -> bool {
+        self.accepts(at) && joins_version(self.version.as_deref(), trigger.version.as_deref())
     }
 
     /// Adds one event; true when this made the stream ready to fire.
@@ -70,6 +82,16 @@ impl StreamDraft {
     }
 }
 
+/// Whether an event matched by definition version `definition` may join an
+/// open stream opened under `stream`: the same version, or either has none
+/// (streams from before versions were recorded, definitions loaded alone).
+pub fn joins_version(stream: Option<&str>, definition: Option<&str>) -> bool {
+    match (stream, definition) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
 /// The outcome of folding one key's events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoldedGroup {
@@ -87,10 +109,10 @@ pub struct FoldedGroup {
 
 /// Folds events `(timestamp, fire hits, arrival)` of one (trigger, key), in
 /// order, into the key's open stream `existing`: an event joins the last
-/// stream while it accepts events (at the event's arrival, see
-/// [`EventPlan::arrival`]), otherwise that stream is closed and a new one
-/// opened. `now` is the batch's; a stream stays open if it accepts events at
-/// the arrival of the group's last event.
+/// stream while it accepts events of this definition version (at the event's
+/// arrival, see [`EventPlan::arrival`]), otherwise that stream is closed and a
+/// new one opened. `now` is the batch's; a stream stays open if it accepts
+/// events at the arrival of the group's last event.
 pub fn fold_group<'a>(
     trigger: &TriggerDefinition,
     existing: Option<StreamDraft>,
@@ -104,7 +126,7 @@ pub fn fold_group<'a>(
     let mut last = ReplayAt { now, worker_ran: None };
     for (ts, hits, at) in events {
         last = at;
-        let opening = !drafts.last().map(|d| d.accepts(at)).unwrap_or(false);
+        let opening = !drafts.last().map(|d| d.accepts_for(trigger, at)).unwrap_or(false);
         if opening {
             if let Some(d) = drafts.last_mut() {
                 d.open = false;

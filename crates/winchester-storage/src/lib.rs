@@ -30,7 +30,7 @@ pub mod stream;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
-use winchester_core::Event;
+use winchester_core::{DefinitionVersion, Event};
 
 pub use plan::{EventPlan, IngestOutcome, Membership, ReplayAt};
 pub use query::{
@@ -179,6 +179,15 @@ pub struct Claimed {
     /// It was already in its working state: the lease of the worker that held
     /// it ran out, and this claim takes the stream over.
     pub reclaimed: bool,
+}
+
+/// A recorded trigger definition version and when it was first used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerVersion {
+    /// Trigger name, version and definition text.
+    pub definition: DefinitionVersion,
+    /// When a process first loaded it (began matching or working with it).
+    pub first_used: DateTime<Utc>,
 }
 
 /// The storage interface. Every state change is a compare-and-set on the
@@ -338,6 +347,17 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// A listener that wakes when events are saved or streams change state
     /// (PostgreSQL: NOTIFY from database triggers; SQLite: polling).
     async fn change_listener(&self) -> Result<Box<dyn ReadyListener>>;
+
+    /// Records trigger definition versions, each with `now` as its first use;
+    /// a version already recorded keeps its row (text and first use).
+    async fn record_versions(&self, versions: &[DefinitionVersion], now: DateTime<Utc>) -> Result<()>;
+
+    /// One recorded version of a trigger's definition.
+    async fn trigger_version(&self, trigger: &str, version: &str) -> Result<Option<TriggerVersion>>;
+
+    /// The recorded versions (of one trigger, or all), by trigger name, then
+    /// first use (oldest first).
+    async fn trigger_versions(&self, trigger: Option<&str>) -> Result<Vec<TriggerVersion>>;
 
     /// Retries (see [`Storage::retry_stream`]) every stream matching `filter`,
     /// `page_size` streams at a time.

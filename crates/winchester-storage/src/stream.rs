@@ -192,6 +192,9 @@ pub struct Stream {
     pub attempts: i32,
     /// Why the last run failed, if it did.
     pub last_error: Option<String>,
+    /// The trigger definition version it was opened under (`None`: opened
+    /// before versions were recorded; then the current definition applies).
+    pub version: Option<String>,
 }
 
 /// Selects streams for listing, counting and bulk actions.

@@ -24,6 +24,7 @@ pub fn stream(s: &Stream) -> Value {
         "lease_expires_at": s.lease_expires_at.as_ref().map(format_datetime),
         "attempts": s.attempts,
         "last_error": s.last_error,
+        "version": s.version,
     })
 }
 

@@ -10,6 +10,7 @@
 //! - [`replay`]: replaying archived events on an event-time clock, in exact batches.
 //! - [`event_clock`]: [`StoredEventClock`], "now" = the latest stored event (replay).
 //! - [`debug`]: per-trigger debug counters (`debug_level`).
+//! - [`live`]: hot reload: swappable shared definitions, recording versions.
 //! - [`json`]: the JSON shapes of streams and transitions (CLI, API, tail).
 //! - [`tail`]: following new events and stream transitions live.
 //! - [`metrics`]: Prometheus metrics (names, exporter, the hooks the engine calls).
@@ -24,6 +25,7 @@ pub mod error;
 pub mod event_clock;
 pub mod group_commit;
 pub mod json;
+pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod replay;

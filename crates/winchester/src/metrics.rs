@@ -43,6 +43,8 @@ pub const STREAMS: &str = "winchester_streams";
 pub const AMQP_DEAD_LETTERED: &str = "winchester_amqp_dead_lettered_total";
 /// AMQP reconnections.
 pub const AMQP_RECONNECTS: &str = "winchester_amqp_reconnects_total";
+/// Configuration reloads (SIGHUP), by result (`applied`, `refused`).
+pub const CONFIG_RELOADS: &str = "winchester_config_reloads_total";
 /// Always 1; the version is a label.
 pub const BUILD_INFO: &str = "winchester_build_info";
 /// `debug_level` counters of a trigger (`Added events`, `Streams fired`, `Locked`...).
@@ -67,6 +69,7 @@ pub const ALL: &[(&str, &str)] = &[
     (STREAMS, "Streams per trigger and state."),
     (AMQP_DEAD_LETTERED, "AMQP messages dead-lettered, by reason."),
     (AMQP_RECONNECTS, "AMQP reconnections."),
+    (CONFIG_RELOADS, "Configuration reloads (SIGHUP), by result."),
     (BUILD_INFO, "Build information; always 1."),
     (TRIGGER_DEBUG, "debug_level counters, by trigger and counter."),
     (TRIGGER_CHECKS, "debug_level criteria checks, by trigger, criteria and result."),
@@ -248,6 +251,11 @@ pub fn trigger_debug(trigger: &str, counter_name: &str, n: u64) {
 pub fn trigger_check(trigger: &str, group: &'static str, passed: bool) {
     counter!(TRIGGER_CHECKS, "trigger" => trigger.to_string(), "criteria" => group, "result" => if passed { "passed" } else { "failed" })
         .increment(1);
+}
+
+/// A configuration reload was applied (`true`) or refused.
+pub fn config_reload(applied: bool) {
+    counter!(CONFIG_RELOADS, "result" => if applied { "applied" } else { "refused" }).increment(1);
 }
 
 /// A stream was taken over after the lease of the worker holding it ran out.

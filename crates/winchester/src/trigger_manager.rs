@@ -10,6 +10,7 @@ use winchester_core::{Clock, Event, EventError, TriggerSet};
 use winchester_storage::{one_for_one, EventPlan, IngestOutcome, Membership, ReplayAt, Storage};
 
 use crate::error::EngineError;
+use crate::live::Live;
 
 /// What happened to one event given to [`TriggerManager::add_events`].
 #[derive(Debug, Clone, PartialEq)]
@@ -38,14 +39,32 @@ pub enum EventOutcome {
     DistillFailed(DistillError),
 }
 
-/// Matches events against triggers and saves them. Cheap to clone.
+/// What a manager matches with: the trigger definitions, the distiller and
+/// the debug counters of those triggers. A reload swaps it whole.
+#[derive(Debug)]
+pub struct Definitions {
+    /// Trigger definitions.
+    pub triggers: Arc<TriggerSet>,
+    /// Turns notifications into events.
+    pub distiller: Option<Arc<Distiller>>,
+    /// Debug counters of the triggers with a `debug_level`.
+    pub debug: Arc<TriggerDebug>,
+}
+
+impl Definitions {
+    fn new(triggers: Arc<TriggerSet>, distiller: Option<Arc<Distiller>>) -> Arc<Definitions> {
+        let debug = Arc::new(TriggerDebug::new(&triggers));
+        Arc::new(Definitions { triggers, distiller, debug })
+    }
+}
+
+/// Matches events against triggers and saves them. Cheap to clone; clones
+/// share the definitions, so [`TriggerManager::set_definitions`] reaches all.
 #[derive(Debug, Clone)]
 pub struct TriggerManager {
     storage: Arc<dyn Storage>,
-    triggers: Arc<TriggerSet>,
+    defs: Live<Definitions>,
     clock: Arc<dyn Clock>,
-    distiller: Option<Arc<Distiller>>,
-    debug: Arc<TriggerDebug>,
     source: &'static str,
     /// The group-commit batcher of [`TriggerManager::add_event`], started on
     /// first use (shared by clones with the same storage and clock).
@@ -55,16 +74,25 @@ pub struct TriggerManager {
 impl TriggerManager {
     /// A manager over `storage` with the given triggers and clock.
     pub fn new(storage: Arc<dyn Storage>, triggers: Arc<TriggerSet>, clock: Arc<dyn Clock>) -> TriggerManager {
-        let debug = Arc::new(TriggerDebug::new(&triggers));
         TriggerManager {
             storage,
-            triggers,
+            defs: Live::new(Definitions::new(triggers, None)),
             clock,
-            distiller: None,
-            debug,
             source: "library",
             group: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Swaps in new trigger definitions and distiller for this manager and
+    /// every clone of it. A batch already being matched finishes with the
+    /// definitions it started with; the next batch uses the new ones.
+    pub fn set_definitions(&self, triggers: Arc<TriggerSet>, distiller: Option<Arc<Distiller>>) {
+        self.defs.set(Definitions::new(triggers, distiller));
+    }
+
+    /// The definitions in force (a snapshot).
+    pub fn definitions(&self) -> Arc<Definitions> {
+        self.defs.get()
     }
 
     /// Names where this manager's events come from (`cli`, `amqp`, ...): the
@@ -85,7 +113,7 @@ impl TriggerManager {
 
     /// Adds the distiller that [`TriggerManager::add_notification`] uses.
     pub fn with_distiller(mut self, distiller: Arc<Distiller>) -> TriggerManager {
-        self.distiller = Some(distiller);
+        self.defs = Live::new(Definitions::new(self.triggers(), Some(distiller)));
         self
     }
 
@@ -93,10 +121,7 @@ impl TriggerManager {
     /// into an event, without saving it. `Ok(None)`: no definition covers it.
     #[allow(clippy::result_large_err)] // DistillError carries the failing definition, path and value
     pub fn distill(&self, notification: &serde_json::Value) -> Result<Option<Event>, DistillError> {
-        match &self.distiller {
-            Some(d) => d.to_event(notification),
-            None => Err(DistillError::BadEnvelope { reason: "no distiller_config is configured".into() }),
-        }
+        distill_with(&self.definitions(), notification)
     }
 
     /// Distills a raw notification and adds the event (see
@@ -123,10 +148,11 @@ impl TriggerManager {
         &self,
         notifications: &[serde_json::Value],
     ) -> Result<Vec<EventOutcome>, EngineError> {
+        let defs = self.definitions();
         let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(notifications.len());
         let mut events = Vec::new();
         let mut slots = Vec::new();
-        let distilled: Vec<Result<Option<Event>, DistillError>> = match &self.distiller {
+        let distilled: Vec<Result<Option<Event>, DistillError>> = match &defs.distiller {
             // Plugins that may block (a Python interpreter lock) run off the async threads.
             Some(d) if d.has_blocking_plugins() => {
                 let (d, batch) = (d.clone(), notifications.to_vec());
@@ -142,7 +168,7 @@ impl TriggerManager {
                     }
                 }
             }
-            _ => notifications.iter().map(|n| self.distill(n)).collect(),
+            _ => notifications.iter().map(|n| distill_with(&defs, n)).collect(),
         };
         for (n, d) in notifications.iter().zip(distilled) {
             match d {
@@ -162,16 +188,17 @@ impl TriggerManager {
         // add_events counts the events; count the notifications that never became one.
         crate::metrics::ingested(self.source, outcomes.iter().flatten());
         let n = events.len();
-        let added = one_for_one("add_events", n, self.add_events(events).await?)?;
+        let events = events.into_iter().map(|e| (e, None)).collect();
+        let added = one_for_one("add_events", n, self.add_events_in(&defs, events).await?)?;
         for (slot, o) in slots.into_iter().zip(added) {
             outcomes[slot] = Some(o);
         }
         filled(outcomes)
     }
 
-    /// The trigger definitions.
-    pub fn triggers(&self) -> &Arc<TriggerSet> {
-        &self.triggers
+    /// The trigger definitions in force (a snapshot).
+    pub fn triggers(&self) -> Arc<TriggerSet> {
+        self.definitions().triggers.clone()
     }
 
     /// The storage.
@@ -184,33 +211,14 @@ impl TriggerManager {
         &self.clock
     }
 
-    /// Debug counters of the triggers with a `debug_level`.
-    pub fn debug(&self) -> &Arc<TriggerDebug> {
-        &self.debug
+    /// Debug counters of the triggers with a `debug_level` (of the definitions in force).
+    pub fn debug(&self) -> Arc<TriggerDebug> {
+        self.definitions().debug.clone()
     }
 
     /// Validates an event and works out every stream it joins (no I/O).
     pub fn plan(&self, event: Event) -> Result<EventPlan, EventError> {
-        event.validate()?;
-        let mut memberships = Vec::new();
-        for trigger in self.triggers.iter() {
-            match trigger.match_event(&event) {
-                Ok((_, dist)) => {
-                    let fire_hits = trigger.fire_hits(&event);
-                    self.debug.check(&trigger.name, "Match", true, String::new);
-                    for (i, hit) in fire_hits.iter().enumerate() {
-                        self.debug.check(&trigger.name, "Fire", *hit, || {
-                            format!("fire_criteria[{i}]: not matched by {}", event.event_type)
-                        });
-                    }
-                    memberships.push(Membership { trigger: trigger.clone(), dist_key: dist.key(), dist, fire_hits });
-                }
-                Err(reason) => {
-                    self.debug.check(&trigger.name, "Match", false, || no_match_reason(&reason));
-                }
-            }
-        }
-        Ok(EventPlan { event, memberships, replay: None })
+        plan_with(&self.definitions(), event)
     }
 
     /// Adds one event: saves it, appends it to the stream of every trigger it
@@ -240,7 +248,7 @@ impl TriggerManager {
             }
         };
         let outcome = match result {
-            Ok((plan, r)) => self.record(&plan, r),
+            Ok((plan, r)) => record(&self.definitions(), &plan, r),
             Err(e) => {
                 if !e.is_retryable() {
                     self.counted(EventOutcome::Failed(e.to_string()));
@@ -271,11 +279,20 @@ impl TriggerManager {
         &self,
         events: Vec<(Event, Option<ReplayAt>)>,
     ) -> Result<Vec<EventOutcome>, EngineError> {
+        self.add_events_in(&self.definitions(), events).await
+    }
+
+    /// [`TriggerManager::add_events_at`] under the given definitions.
+    async fn add_events_in(
+        &self,
+        defs: &Definitions,
+        events: Vec<(Event, Option<ReplayAt>)>,
+    ) -> Result<Vec<EventOutcome>, EngineError> {
         let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(events.len());
         let mut plans = Vec::with_capacity(events.len());
         let mut slots = Vec::with_capacity(events.len());
         for (event, replay) in events {
-            match self.plan(event) {
+            match plan_with(defs, event) {
                 Ok(mut p) => {
                     p.replay = replay;
                     slots.push(outcomes.len());
@@ -290,7 +307,7 @@ impl TriggerManager {
             Ok(res) => {
                 let res = one_for_one("ingest", plans.len(), res)?;
                 for ((slot, r), p) in slots.iter().zip(res).zip(&plans) {
-                    outcomes[*slot] = Some(self.record(p, r));
+                    outcomes[*slot] = Some(record(defs, p, r));
                 }
             }
             Err(e) if e.is_retryable() || plans.len() == 1 => return Err(e.into()),
@@ -302,7 +319,7 @@ impl TriggerManager {
                 results.extend(ingest_split(self.storage.as_ref(), b, now).await);
                 for ((slot, p), r) in slots.iter().zip(&plans).zip(results) {
                     outcomes[*slot] = Some(match r {
-                        Ok(r) => self.record(p, r),
+                        Ok(r) => record(defs, p, r),
                         Err(e) if e.is_retryable() => return Err(e.into()),
                         Err(e) => {
                             tracing::warn!(message_id = %p.event.message_id, error = %e, "Event not saved.");
@@ -318,6 +335,38 @@ impl TriggerManager {
     }
 }
 
+/// Validates an event and works out every stream it joins under `defs` (no I/O).
+fn plan_with(defs: &Definitions, event: Event) -> Result<EventPlan, EventError> {
+    event.validate()?;
+    let mut memberships = Vec::new();
+    for trigger in defs.triggers.iter() {
+        match trigger.match_event(&event) {
+            Ok((_, dist)) => {
+                let fire_hits = trigger.fire_hits(&event);
+                defs.debug.check(&trigger.name, "Match", true, String::new);
+                for (i, hit) in fire_hits.iter().enumerate() {
+                    defs.debug.check(&trigger.name, "Fire", *hit, || {
+                        format!("fire_criteria[{i}]: not matched by {}", event.event_type)
+                    });
+                }
+                memberships.push(Membership { trigger: trigger.clone(), dist_key: dist.key(), dist, fire_hits });
+            }
+            Err(reason) => {
+                defs.debug.check(&trigger.name, "Match", false, || no_match_reason(&reason));
+            }
+        }
+    }
+    Ok(EventPlan { event, memberships, replay: None })
+}
+
+#[allow(clippy::result_large_err)] // DistillError carries the failing definition, path and value
+fn distill_with(defs: &Definitions, notification: &serde_json::Value) -> Result<Option<Event>, DistillError> {
+    match &defs.distiller {
+        Some(d) => d.to_event(notification),
+        None => Err(DistillError::BadEnvelope { reason: "no distiller_config is configured".into() }),
+    }
+}
+
 /// Every slot of a batch's outcomes, or an error naming the gap (never a
 /// made-up outcome).
 fn filled(outcomes: Vec<Option<EventOutcome>>) -> Result<Vec<EventOutcome>, EngineError> {
@@ -326,20 +375,18 @@ fn filled(outcomes: Vec<Option<EventOutcome>>) -> Result<Vec<EventOutcome>, Engi
     Ok(one_for_one("event batch", expected, got)?)
 }
 
-impl TriggerManager {
-    /// The engine's outcome for a stored event, counted for debugging.
-    fn record(&self, plan: &EventPlan, o: IngestOutcome) -> EventOutcome {
-        match o {
-            IngestOutcome::Saved { event_id, stream_ids, opened } => {
-                for (m, opened) in plan.memberships.iter().zip(opened) {
-                    self.debug.bump(&m.trigger.name, "Added events", 1);
-                    if opened {
-                        crate::metrics::stream_created(&m.trigger.name);
-                    }
+/// The engine's outcome for a stored event, counted for debugging.
+fn record(defs: &Definitions, plan: &EventPlan, o: IngestOutcome) -> EventOutcome {
+    match o {
+        IngestOutcome::Saved { event_id, stream_ids, opened } => {
+            for (m, opened) in plan.memberships.iter().zip(opened) {
+                defs.debug.bump(&m.trigger.name, "Added events", 1);
+                if opened {
+                    crate::metrics::stream_created(&m.trigger.name);
                 }
-                EventOutcome::Saved { event_id, stream_ids }
             }
-            IngestOutcome::Duplicate => EventOutcome::Duplicate,
+            EventOutcome::Saved { event_id, stream_ids }
         }
+        IngestOutcome::Duplicate => EventOutcome::Duplicate,
     }
 }

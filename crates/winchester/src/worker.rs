@@ -10,6 +10,7 @@ use crate::pipeline::{Env, LeaseLostSwitch, LeaseWatch, PipelineError, PipelineR
 use crate::trigger_manager::TriggerManager;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -17,8 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use winchester_core::pipeline_config::HandlerEntry;
 use winchester_core::timex::{TimeExpr, Vars};
-use winchester_core::{Event, WinchesterConfig};
+use winchester_core::version::VersionedDefinition;
+use winchester_core::{Event, LoadedConfig, TriggerDefinition, WinchesterConfig};
 use winchester_storage::{Action, Claimed, EventPlan, Finish, FinishOutcome, ReadyListener, Stream, TriggerScope};
 
 /// The triggers whose streams are claimed together: one per distinct
@@ -147,6 +150,8 @@ const BATCHES_PER_PASS: usize = 4;
 /// released, with the events of those that have a pipeline.
 struct Batch {
     streams: Vec<Stream>,
+    /// Each stream's definition (of its own version), or why it has none.
+    defs: Vec<Result<StreamDefinition, String>>,
     events: HashMap<i64, Vec<Event>>,
     watches: Vec<LeaseWatch>,
 }
@@ -161,10 +166,57 @@ enum RunResult {
     LeaseLost,
 }
 
+/// Where a stream's definition comes from: the configuration in force (the
+/// stream's version is current, or it has none), or its own older version.
+#[derive(Debug, Clone)]
+enum StreamDefinition {
+    Current(Arc<LoadedConfig>),
+    Version(Arc<VersionedDefinition>),
+}
+
+impl StreamDefinition {
+    fn trigger(&self, name: &str) -> Option<&TriggerDefinition> {
+        match self {
+            StreamDefinition::Current(c) => c.triggers.get(name).map(|t| &**t),
+            StreamDefinition::Version(v) => Some(&v.trigger),
+        }
+    }
+
+    fn pipeline(&self, name: &str) -> Option<&[HandlerEntry]> {
+        match self {
+            StreamDefinition::Current(c) => c.pipelines.get(name),
+            StreamDefinition::Version(v) => v.pipelines.get(name),
+        }
+    }
+
+    fn handler_types(&self) -> &BTreeMap<String, String> {
+        match self {
+            StreamDefinition::Current(c) => &c.main.pipeline_handlers,
+            StreamDefinition::Version(v) => &v.handler_types,
+        }
+    }
+
+    /// The pipeline for `action`: `Err` when the trigger is unknown, `Ok(None)`
+    /// when it has no such pipeline.
+    fn pipeline_of(&self, stream: &Stream, action: Action) -> Result<Option<String>, String> {
+        let Some(trigger) = self.trigger(&stream.trigger) else {
+            return Err(format!("unknown trigger definition {:?}", stream.trigger));
+        };
+        Ok(match action {
+            Action::Fire => trigger.fire_pipeline.clone(),
+            Action::Expire => trigger.expire_pipeline.clone(),
+        })
+    }
+}
+
 /// A pipeline worker.
 #[derive(Debug)]
 pub struct Worker {
     held: Mutex<std::collections::HashMap<i64, Held>>,
+    /// Older definition versions read from the database, parsed once.
+    versions: Mutex<HashMap<(String, String), Arc<VersionedDefinition>>>,
+    /// A reloaded configuration, swapped in before the next pass.
+    pending: Mutex<Option<Arc<LoadedConfig>>>,
     tm: TriggerManager,
     runner: PipelineRunner,
     opts: WorkerOptions,
@@ -179,6 +231,8 @@ impl Worker {
     pub fn new(tm: TriggerManager, runner: PipelineRunner, opts: WorkerOptions) -> Worker {
         Worker {
             held: Mutex::new(Default::default()),
+            versions: Mutex::new(Default::default()),
+            pending: Mutex::new(None),
             tm,
             runner,
             opts,
@@ -195,6 +249,56 @@ impl Worker {
         self.tm = self.tm.clone().with_clock(clock.clone());
         self.event_clock = Some(clock);
         self
+    }
+
+    /// Takes a reloaded configuration: records its definition versions, then
+    /// swaps it in before the next pass (never during one). Streams already
+    /// open keep their own versions' rules (see docs/configuration.md).
+    pub async fn reload(&self, config: LoadedConfig) -> Result<(), EngineError> {
+        crate::live::record_versions(&**self.tm.storage(), &config, self.now()).await?;
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(config));
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Swaps in a configuration [`Worker::reload`] left, if any.
+    fn apply_pending(&self) {
+        let Some(config) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let distiller = self.tm.definitions().distiller.clone();
+        self.tm.set_definitions(Arc::new(config.triggers.clone()), distiller);
+        self.runner.set_config(config);
+        tracing::info!("Configuration reloaded.");
+    }
+
+    /// The definition a stream fires and expires by: the configuration in
+    /// force when the stream's version is current (or it has none), else its
+    /// own version, read from the database once. `Ok(Err(reason))`: it cannot
+    /// be found or read (the run fails with that reason).
+    async fn definition_of(
+        &self,
+        current: &Arc<LoadedConfig>,
+        stream: &Stream,
+    ) -> Result<Result<StreamDefinition, String>, EngineError> {
+        let Some(version) = &stream.version else { return Ok(Ok(StreamDefinition::Current(current.clone()))) };
+        let in_force = current.triggers.get(&stream.trigger).and_then(|t| t.version.as_ref());
+        if in_force == Some(version) {
+            return Ok(Ok(StreamDefinition::Current(current.clone())));
+        }
+        let key = (stream.trigger.clone(), version.clone());
+        if let Some(v) = self.versions.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(Ok(StreamDefinition::Version(v.clone())));
+        }
+        let Some(stored) = self.tm.storage().trigger_version(&stream.trigger, version).await? else {
+            return Ok(Err(format!("trigger {:?} version {version} is not recorded in the database", stream.trigger)));
+        };
+        match stored.definition.parse() {
+            Ok(v) => {
+                let v = Arc::new(v);
+                self.versions.lock().unwrap_or_else(|e| e.into_inner()).insert(key, v.clone());
+                Ok(Ok(StreamDefinition::Version(v)))
+            }
+            Err(e) => Ok(Err(format!("stored definition cannot be read: {e}"))),
+        }
     }
 
     /// Counters so far.
@@ -372,6 +476,7 @@ impl Worker {
     }
 
     async fn pass(&self) -> Result<usize, EngineError> {
+        self.apply_pending();
         if let Some(clock) = &self.event_clock {
             clock.refresh().await?;
         }
@@ -503,8 +608,24 @@ impl Worker {
                 watches.push(watch);
             }
         }
-        let with_pipeline: Vec<i64> =
-            streams.iter().filter(|s| matches!(self.pipeline_of(s, action), Ok(Some(_)))).map(|s| s.id).collect();
+        // One snapshot of the configuration for the whole batch.
+        let current = self.runner.config();
+        let mut defs = Vec::with_capacity(streams.len());
+        for s in &streams {
+            match self.definition_of(&current, s).await {
+                Ok(d) => defs.push(d),
+                Err(e) => {
+                    self.release(&streams);
+                    return Err(e);
+                }
+            }
+        }
+        let with_pipeline: Vec<i64> = streams
+            .iter()
+            .zip(&defs)
+            .filter(|(s, d)| matches!(d.as_ref().map(|d| d.pipeline_of(s, action)), Ok(Ok(Some(_)))))
+            .map(|(s, _)| s.id)
+            .collect();
         let loaded =
             if with_pipeline.is_empty() { Ok(vec![]) } else { self.tm.storage().load_events(&with_pipeline).await };
         let loaded = match loaded {
@@ -518,7 +639,7 @@ impl Worker {
         for (id, e) in loaded {
             events.entry(id).or_default().push(e);
         }
-        Ok(Batch { streams, events, watches })
+        Ok(Batch { streams, defs, events, watches })
     }
 
     /// Stops renewing the leases of these streams.
@@ -539,8 +660,8 @@ impl Worker {
 
     /// Runs a prepared batch's pipelines, records their ends, then releases it.
     async fn finish_batch(&self, batch: Batch, action: Action) -> Result<Vec<ProcessOutcome>, EngineError> {
-        let Batch { streams, mut events, watches } = batch;
-        let result = self.run_and_record(&streams, &mut events, watches, action).await;
+        let Batch { streams, defs, mut events, watches } = batch;
+        let result = self.run_and_record(&streams, defs, &mut events, watches, action).await;
         self.release(&streams);
         result
     }
@@ -548,6 +669,7 @@ impl Worker {
     async fn run_and_record(
         &self,
         claimed: &[Stream],
+        defs: Vec<Result<StreamDefinition, String>>,
         events: &mut HashMap<i64, Vec<Event>>,
         watches: Vec<LeaseWatch>,
         action: Action,
@@ -558,11 +680,12 @@ impl Worker {
         let runs: Vec<Run<'_>> = claimed
             .iter()
             .zip(watches)
-            .map(|(s, lease)| {
+            .zip(defs)
+            .map(|((s, lease), def)| {
                 let evs = events.remove(&s.id).unwrap_or_default();
                 Box::pin(async move {
                     let timer = RunTimer::start(s, action);
-                    (s, timer, self.run_pipeline(s, action, evs, &lease).await)
+                    (s, timer, self.run_pipeline(s, def, action, evs, &lease).await)
                 }) as Run<'_>
             })
             .collect();
@@ -647,18 +770,6 @@ impl Worker {
         }
     }
 
-    /// The stream's pipeline for `action`: `Err` when its trigger is unknown,
-    /// `Ok(None)` when the trigger has no such pipeline.
-    fn pipeline_of(&self, stream: &Stream, action: Action) -> Result<Option<String>, String> {
-        let Some(trigger) = self.tm.triggers().get(&stream.trigger) else {
-            return Err(format!("unknown trigger definition {:?}", stream.trigger));
-        };
-        Ok(match action {
-            Action::Fire => trigger.fire_pipeline.clone(),
-            Action::Expire => trigger.expire_pipeline.clone(),
-        })
-    }
-
     /// A run that no longer holds its stream: nothing was recorded.
     fn lost_lease(&self, claimed: &Stream, action: Action) -> ProcessOutcome {
         tracing::warn!(
@@ -671,15 +782,21 @@ impl Worker {
         ProcessOutcome::LostLease
     }
 
-    /// Runs the stream's pipeline over its events. Error: storage trouble.
+    /// Runs the pipeline of the stream's definition over its events. Error:
+    /// storage trouble.
     async fn run_pipeline(
         &self,
         stream: &Stream,
+        def: Result<StreamDefinition, String>,
         action: Action,
         events: Vec<Event>,
         lease: &LeaseWatch,
     ) -> Result<RunResult, EngineError> {
-        let pipeline = match self.pipeline_of(stream, action) {
+        let def = match def {
+            Ok(d) => d,
+            Err(reason) => return Ok(RunResult::Failed(reason)),
+        };
+        let pipeline = match def.pipeline_of(stream, action) {
             Err(reason) => return Ok(RunResult::Failed(reason)),
             Ok(None) => {
                 tracing::debug!(stream_id = stream.id, trigger = %stream.trigger, "No {} pipeline.", action.as_str());
@@ -695,7 +812,11 @@ impl Worker {
             idempotency_key: format!("winchester-stream-{}-{}", stream.id, action.as_str()),
             values: Default::default(),
         };
-        let new_events = match self.runner.run_leased(&pipeline, events, &mut env, lease).await {
+        let Some(entries) = def.pipeline(&pipeline) else {
+            return Ok(RunResult::Failed(PipelineError::UnknownPipeline(pipeline).to_string()));
+        };
+        let run = self.runner.run_handlers(&pipeline, entries, def.handler_types(), events, &mut env, lease);
+        let new_events = match run.await {
             Ok(n) => n,
             Err(PipelineError::LeaseLost { .. }) => return Ok(RunResult::LeaseLost),
             Err(e) => return Ok(RunResult::Failed(e.to_string())),

@@ -106,7 +106,7 @@ async fn overview(State(st): State<ApiState>, ctx: Ctx) -> Response {
         let last_finish = recent.iter().rev().find(|t| pages::FINISHED.contains(&t.kind)).cloned();
         Ok(pages::overview(&pages::Overview {
             now,
-            triggers: st.triggers.iter().map(|t| t.name.clone()).collect(),
+            triggers: st.triggers.get().iter().map(|t| t.name.clone()).collect(),
             counts,
             transitions,
             since,

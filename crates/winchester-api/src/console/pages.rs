@@ -273,7 +273,7 @@ pub fn streams(
             label { "Trigger"
                 select name="trigger_name" {
                     option value="" { "any" }
-                    @for t in st.triggers.iter() { option value=(t.name) selected[t.name == trigger] { (t.name) } }
+                    @for t in st.triggers.get().iter() { option value=(t.name) selected[t.name == trigger] { (t.name) } }
                 }
             }
             label { "State"

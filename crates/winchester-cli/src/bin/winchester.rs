@@ -19,6 +19,20 @@ struct Opts {
 }
 
 #[derive(Debug, Subcommand)]
+enum TriggersCommand {
+    /// Every recorded definition version of the triggers (or of one), oldest
+    /// first, with when each was first used and which one is in force.
+    History {
+        /// Only this trigger's versions.
+        #[arg(long)]
+        trigger: Option<String>,
+        /// Print JSON (with each version's definition).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Validate winchester.yaml and every file it names; print a summary.
     Check,
@@ -91,6 +105,11 @@ enum Command {
     Streams {
         #[command(subcommand)]
         command: StreamsCommand,
+    },
+    /// Trigger definitions: `history` lists every recorded version.
+    Triggers {
+        #[command(subcommand)]
+        command: TriggersCommand,
     },
     /// Query stored events.
     Events {
@@ -261,6 +280,7 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
         Command::Ingest { file, batch_size, notifications, event_time } => {
             let cfg = load_config(&opts.config, &registry)?;
             let mut tm = trigger_manager(&cfg, &opts.config, 2).await?.with_source("cli");
+            winchester_cli::common::record_versions(&tm, &cfg).await?;
             if notifications && cfg.distiller_file.is_none() {
                 anyhow::bail!(
                     "{}: --notifications needs distiller_config (an event_definitions.yaml)",
@@ -366,6 +386,12 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
                 StreamsCommand::Count { trigger, state } => streams::count(storage, trigger, state).await?,
             };
             print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Triggers { command: TriggersCommand::History { trigger, json } } => {
+            let cfg = load_config(&opts.config, &registry)?;
+            let tm = trigger_manager(&cfg, &opts.config, 2).await?;
+            print!("{}", streams::history(tm.storage().as_ref(), &cfg, trigger.as_deref(), json).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Events { command } => {

@@ -1,9 +1,11 @@
 //! Running a pipeline over a stream's events.
 
 use super::{Env, Handler, HandlerError, HandlerRegistry, LeaseWatch};
+use crate::live::Live;
 use futures::FutureExt;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 use winchester_core::config::LoadedConfig;
 use winchester_core::pipeline_config::HandlerEntry;
@@ -57,11 +59,12 @@ pub enum PipelineError {
     },
 }
 
-/// Builds and runs pipelines.
+/// Builds and runs pipelines. Clones share the configuration, so
+/// [`PipelineRunner::set_config`] reaches all.
 #[derive(Debug, Clone)]
 pub struct PipelineRunner {
     registry: HandlerRegistry,
-    config: LoadedConfig,
+    config: Live<LoadedConfig>,
     handler_timeout: Duration,
 }
 
@@ -93,20 +96,32 @@ impl PipelineRunner {
     /// A runner for the pipelines of `config`, building handlers from `registry`.
     pub fn new(registry: HandlerRegistry, config: LoadedConfig) -> PipelineRunner {
         let handler_timeout = config.main.handler_timeout;
-        PipelineRunner { registry, config, handler_timeout }
+        PipelineRunner { registry, config: Live::new(Arc::new(config)), handler_timeout }
+    }
+
+    /// The configuration in force (a snapshot).
+    pub fn config(&self) -> Arc<LoadedConfig> {
+        self.config.get()
+    }
+
+    /// Swaps in a new configuration (its pipelines and handler types) for this
+    /// runner and its clones; runs already started keep what they started with.
+    pub fn set_config(&self, config: Arc<LoadedConfig>) {
+        self.config.set(config);
     }
 
     /// Builds every handler of every pipeline once, so bad params are found at
     /// start-up (and by `winchester check`), naming file, pipeline and handler.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut errors = Vec::new();
-        for (name, entries) in &self.config.pipelines.pipelines {
+        let config = self.config();
+        for (name, entries) in &config.pipelines.pipelines {
             for (i, entry) in entries.iter().enumerate() {
-                if let Err(reason) = self.build_one(entry) {
+                if let Err(reason) = self.build_one(entry, &config.main.pipeline_handlers) {
                     let mut e = ConfigError::new(reason)
                         .context(format!("pipeline {name:?}"))
                         .key(format!("[{i}] ({})", entry.name));
-                    if let Some(f) = &self.config.pipelines_file {
+                    if let Some(f) = &config.pipelines_file {
                         e = e.in_file(f);
                     }
                     errors.push(e);
@@ -120,8 +135,14 @@ impl PipelineRunner {
         }
     }
 
-    fn build_one(&self, entry: &HandlerEntry) -> Result<Box<dyn Handler>, String> {
-        let ty = self.config.handler_type(&entry.name);
+    /// Builds a handler; `handler_types` maps handler names to types (a name
+    /// not in it is its own type).
+    fn build_one(
+        &self,
+        entry: &HandlerEntry,
+        handler_types: &BTreeMap<String, String>,
+    ) -> Result<Box<dyn Handler>, String> {
+        let ty = handler_types.get(&entry.name).map(String::as_str).unwrap_or(&entry.name);
         self.registry.build(ty, &entry.params)
     }
 
@@ -141,11 +162,26 @@ impl PipelineRunner {
         env: &mut Env,
         lease: &LeaseWatch,
     ) -> Result<Vec<Event>, PipelineError> {
-        let entries =
-            self.config.pipelines.get(name).ok_or_else(|| PipelineError::UnknownPipeline(name.to_string()))?;
+        let config = self.config();
+        let entries = config.pipelines.get(name).ok_or_else(|| PipelineError::UnknownPipeline(name.to_string()))?;
+        self.run_handlers(name, entries, &config.main.pipeline_handlers, events, env, lease).await
+    }
+
+    /// Runs the pipeline `name` made of `entries` (handler names resolved to
+    /// types through `handler_types`): how a stream runs its own definition
+    /// version's pipeline. Otherwise as [`run_leased`](Self::run_leased).
+    pub async fn run_handlers(
+        &self,
+        name: &str,
+        entries: &[HandlerEntry],
+        handler_types: &BTreeMap<String, String>,
+        events: Vec<Event>,
+        env: &mut Env,
+        lease: &LeaseWatch,
+    ) -> Result<Vec<Event>, PipelineError> {
         let mut handlers = Vec::with_capacity(entries.len());
         for entry in entries {
-            let h = self.build_one(entry).map_err(|reason| PipelineError::Build {
+            let h = self.build_one(entry, handler_types).map_err(|reason| PipelineError::Build {
                 pipeline: name.to_string(),
                 handler: entry.name.clone(),
                 reason,

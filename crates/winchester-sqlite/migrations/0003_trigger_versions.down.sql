@@ -1,0 +1,2 @@
+ALTER TABLE stream DROP COLUMN version;
+DROP TABLE trigger_version;
