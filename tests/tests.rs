@@ -18,6 +18,7 @@ mod demo;
 mod handlers;
 mod ingest;
 mod notifications;
+mod pooler;
 mod processes;
 #[cfg(feature = "python")]
 mod python_handlers;

@@ -30,8 +30,8 @@ use std::str::FromStr;
 use std::time::Duration;
 use winchester_core::Event;
 use winchester_storage::{
-    Action, EventFilter, EventPlan, Finish, FinishOutcome, IngestOutcome, ReadyListener, Result, Storage, StorageError,
-    StoredEvent, Stream, StreamCount, StreamFilter, StreamState, Transition,
+    Action, EventFilter, EventPlan, Finish, FinishOutcome, IngestOutcome, PollingListener, ReadyListener, Result,
+    Storage, StorageError, StoredEvent, Stream, StreamCount, StreamFilter, StreamState, Transition,
 };
 
 pub use migrate::MIGRATOR;
@@ -168,7 +168,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn ready_listener(&self) -> Result<Box<dyn ReadyListener>> {
-        Ok(Box::new(PollingListener))
+        Ok(Box::new(PollingListener(POLL_INTERVAL)))
     }
 
     async fn count_streams(&self, filter: &StreamFilter) -> Result<u64> {
@@ -212,17 +212,6 @@ impl Storage for SqliteStorage {
     }
 
     async fn change_listener(&self) -> Result<Box<dyn ReadyListener>> {
-        Ok(Box::new(PollingListener))
-    }
-}
-
-/// Stands in for NOTIFY: wakes after at most [`POLL_INTERVAL`].
-struct PollingListener;
-
-#[async_trait]
-impl ReadyListener for PollingListener {
-    async fn wait(&mut self, timeout: Duration) -> Result<bool> {
-        tokio::time::sleep(timeout.min(POLL_INTERVAL)).await;
-        Ok(false)
+        Ok(Box::new(PollingListener(POLL_INTERVAL)))
     }
 }

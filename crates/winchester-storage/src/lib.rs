@@ -405,3 +405,16 @@ pub trait ReadyListener: Send {
     /// woken by a notification.
     async fn wait(&mut self, timeout: Duration) -> Result<bool>;
 }
+
+/// Stands in for NOTIFY where there is none (SQLite; PostgreSQL behind a
+/// transaction pooler): wakes after at most the interval it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct PollingListener(pub Duration);
+
+#[async_trait]
+impl ReadyListener for PollingListener {
+    async fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        tokio::time::sleep(timeout.min(self.0)).await;
+        Ok(false)
+    }
+}
