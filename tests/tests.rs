@@ -14,6 +14,7 @@ mod compat;
 mod concurrency;
 mod conformance;
 mod console;
+mod db_restart;
 mod demo;
 mod handlers;
 mod ingest;
