@@ -131,24 +131,22 @@ pub(crate) async fn count_streams(pool: &PgPool, f: &StreamFilter) -> Result<u64
 pub(crate) async fn stream_counts(pool: &PgPool) -> Result<Vec<StreamCount>> {
     let mut c = Conn::get(pool).await?;
     let r: Result<Vec<StreamCount>> = async {
-    let rows = sqlx::query(
-        "SELECT trigger_name, state, count(*) AS n FROM stream GROUP BY trigger_name, state ORDER BY trigger_name, state",
-    ).persistent(crate::named_statements())
-    .fetch_all(c.conn())
-    .await
-    .map_err(storage_error)?;
-    rows.iter()
-        .map(|r| {
-            let state: i16 = r.try_get("state").map_err(storage_error)?;
-            Ok(StreamCount {
-                trigger: r.try_get("trigger_name").map_err(storage_error)?,
-                state: StreamState::from_i16(state)
-                    .ok_or_else(|| StorageError::Corrupt(format!("stream state {state}")))?,
-                count: r.try_get::<i64, _>("n").map_err(storage_error)? as u64,
+        let sql = "SELECT trigger_name, state, count(*) AS n FROM stream GROUP BY trigger_name, state \
+                   ORDER BY trigger_name, state";
+        let rows =
+            sqlx::query(sql).persistent(crate::named_statements()).fetch_all(c.conn()).await.map_err(storage_error)?;
+        rows.iter()
+            .map(|r| {
+                let state: i16 = r.try_get("state").map_err(storage_error)?;
+                Ok(StreamCount {
+                    trigger: r.try_get("trigger_name").map_err(storage_error)?,
+                    state: StreamState::from_i16(state)
+                        .ok_or_else(|| StorageError::Corrupt(format!("stream state {state}")))?,
+                    count: r.try_get::<i64, _>("n").map_err(storage_error)? as u64,
+                })
             })
-        })
-        .collect()
-}
+            .collect()
+    }
     .await;
     c.done(r).await
 }
@@ -221,15 +219,20 @@ async fn since<T>(
     limit: u32,
     decode: fn(&PgRow) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let rows = sqlx::query(&format!("{select} WHERE id > $1 OR id = ANY($2) ORDER BY id LIMIT $3"))
-        .persistent(crate::named_statements())
-        .bind(after)
-        .bind(also)
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await
-        .map_err(storage_error)?;
-    rows.iter().map(decode).collect()
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Vec<T>> = async {
+        let rows = sqlx::query(&format!("{select} WHERE id > $1 OR id = ANY($2) ORDER BY id LIMIT $3"))
+            .persistent(crate::named_statements())
+            .bind(after)
+            .bind(also)
+            .bind(i64::from(limit))
+            .fetch_all(c.conn())
+            .await
+            .map_err(storage_error)?;
+        rows.iter().map(decode).collect()
+    }
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn events_since(pool: &PgPool, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
