@@ -2,7 +2,7 @@
 //!
 //! The `counting` handler records every commit in the table `handler_commits`
 //! (which must exist: `stream_id BIGINT, action TEXT, pid INT`) of the
-//! worker's database (`DATABASE_URL`: PostgreSQL or SQLite). Params: `sleep_ms` (pause inside
+//! worker's database (`COUNTING_SINK_URL`, else `DATABASE_URL`: PostgreSQL or SQLite). Params: `sleep_ms` (pause inside
 //! `handle_events`, default 0) and `fail` (bool: fail in `handle_events`).
 //! The integration tests run several of these processes against one database.
 //!
@@ -71,7 +71,9 @@ impl Handler for Counting {
 async fn main() -> ExitCode {
     let opts = WorkerOpts::parse();
     init_tracing("info");
-    let url = std::env::var("DATABASE_URL").unwrap_or_default();
+    // The table may live elsewhere than the engine's database URL (a test
+    // running the worker through a pooler records commits directly).
+    let url = std::env::var("COUNTING_SINK_URL").or_else(|_| std::env::var("DATABASE_URL")).unwrap_or_default();
     let pool = if url.starts_with("sqlite:") {
         let opts = match url.parse::<sqlx::sqlite::SqliteConnectOptions>() {
             Ok(o) => o.busy_timeout(Duration::from_secs(30)),

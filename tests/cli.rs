@@ -140,7 +140,71 @@ async fn programs_refuse_a_database_without_the_schema(backend: Backend) {
     db.drop_db().await;
 }
 
-crate::backend_tests!(winchester_db_migrations, programs_refuse_a_database_without_the_schema);
+/// `winchester ingest -` on a pipe that stays open (`tail -F log |`): the
+/// events written so far are committed after the short wait, not held back
+/// until a full batch (1,000 lines) or the end of the input.
+async fn ingest_from_an_open_pipe_commits_without_a_full_batch(backend: Backend) {
+    use std::io::Write;
+    let db = TestDb::on(backend).await;
+    let dir = project_config(&db);
+    let line = |i: u32| {
+        format!(
+            r#"{{"message_id": "p{i}", "event_type": "compute.instance.update", "timestamp": "2026-01-01T00:00:0{i}Z", "instance_id": "i-{i}"}}"#
+        ) + "\n"
+    };
+    let mut child = KillOnDrop(
+        program("winchester")
+            .arg("-c")
+            .arg(dir.config())
+            .args(["ingest", "-", "--flush-after-ms", "100"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start winchester ingest -"),
+    );
+    let mut stdin = child.0.stdin.take().expect("piped stdin");
+    // Waits (the pipe still open) until `n` events are stored; a liveness
+    // bound only: with a full batch needed they would never arrive.
+    let stored = |n: i64| {
+        let db = &db;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let got = db.count("SELECT count(*) FROM event").await;
+                if got == n {
+                    return;
+                }
+                assert!(got < n && std::time::Instant::now() < deadline, "{got} events stored, waiting for {n}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    for i in 1..=6 {
+        stdin.write_all(line(i).as_bytes()).unwrap();
+    }
+    stdin.flush().unwrap();
+    stored(6).await;
+    // The program is still reading: a later line is committed too.
+    stdin.write_all(line(7).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    stored(7).await;
+    assert!(child.0.try_wait().unwrap().is_none(), "winchester ingest ended with its input still open");
+    drop(stdin);
+    let (mut out, mut err) = (String::new(), String::new());
+    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}: {out}{err}");
+    assert!(out.starts_with("ingested: 7\nduplicates: 0\nrejected: 0\n"), "{out}");
+    db.drop_db().await;
+}
+
+crate::backend_tests!(
+    winchester_db_migrations,
+    programs_refuse_a_database_without_the_schema,
+    ingest_from_an_open_pipe_commits_without_a_full_batch
+);
 
 /// Unreachable server, unknown database, wrong scheme: one clear line, exit 1.
 #[test]

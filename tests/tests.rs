@@ -14,10 +14,12 @@ mod compat;
 mod concurrency;
 mod conformance;
 mod console;
+mod db_restart;
 mod demo;
 mod handlers;
 mod ingest;
 mod notifications;
+mod pooler;
 mod processes;
 #[cfg(feature = "python")]
 mod python_handlers;

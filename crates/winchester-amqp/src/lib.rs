@@ -423,11 +423,12 @@ impl AmqpIngest {
         let mut retry = winchester::storage::RetryPolicy::new();
         loop {
             let backoff = match self.tm.add_notifications(notifications).await {
-                Ok(o) => return Ok(Some(o)),
+                Ok(o) => {
+                    retry.succeeded();
+                    return Ok(Some(o));
+                }
                 Err(winchester::EngineError::Storage(e)) if e.is_retryable() => {
-                    let backoff = retry.next_delay();
-                    tracing::warn!(error = %e, batch = notifications.len(), "Database unavailable; retrying the batch in {backoff:?} (nothing acknowledged).");
-                    backoff
+                    retry.failed("saving a batch; nothing acknowledged", &e)
                 }
                 Err(e) if notifications.len() > 1 => {
                     // One notification sinks the batch for good: save them one by

@@ -17,7 +17,7 @@
 use async_trait::async_trait;
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use std::sync::Arc;
-use winchester_core::config::redact_url as redact;
+use winchester_core::config::{redact_url as redact, Pooler};
 use winchester_postgres::PgStorage;
 use winchester_sqlite::SqliteStorage;
 use winchester_storage::backend::{Backend, MigrationEntry, Schema};
@@ -177,10 +177,37 @@ impl<DB: sqlx::Database> SqlxBackend<DB> {
     }
 }
 
+/// What a backend does before rolling back the transaction that only looked
+/// at the migrations table.
+#[async_trait]
+pub trait AfterLook: sqlx::Database {
+    /// Cleans up in `tx`.
+    async fn after_look(tx: &mut sqlx::Transaction<'_, Self>) -> Result<(), sqlx::Error>;
+}
+
+#[async_trait]
+impl AfterLook for sqlx::Postgres {
+    /// sqlx names the bookkeeping query's statement: it is dropped (and
+    /// forgotten by the connection's cache) with the transaction, or behind a
+    /// transaction pooler it would outlive us on a server connection that
+    /// another client gets next.
+    async fn after_look(tx: &mut sqlx::Transaction<'_, Self>) -> Result<(), sqlx::Error> {
+        sqlx::Connection::clear_cached_statements(&mut **tx).await?;
+        sqlx::Executor::execute(&mut **tx, "DEALLOCATE ALL").await.map(drop)
+    }
+}
+
+#[async_trait]
+impl AfterLook for sqlx::Sqlite {
+    async fn after_look(_tx: &mut sqlx::Transaction<'_, Self>) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl<DB> Backend for SqlxBackend<DB>
 where
-    DB: sqlx::Database,
+    DB: sqlx::Database + AfterLook,
     DB::Connection: Migrate,
 {
     fn schema(&self) -> Schema {
@@ -198,6 +225,7 @@ where
         let mut tx = self.pool.begin().await.map_err(self.classify)?;
         tx.ensure_migrations_table().await.map_err(|e| self.migrate_error(e))?;
         let applied = tx.list_applied_migrations().await.map_err(|e| self.migrate_error(e))?;
+        DB::after_look(&mut tx).await.map_err(self.classify)?;
         tx.rollback().await.map_err(self.classify)?;
         Ok(applied.into_iter().map(|m| m.version).collect())
     }
@@ -215,9 +243,16 @@ where
 /// `max_connections` (an SQLite file is created if missing). Does not look at
 /// the schema; see [`open_storage`].
 pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Backend>, BackendError> {
+    connect_with(url, max_connections, Pooler::None).await
+}
+
+/// [`connect`] through a connection pooler (`database.pooler`; PostgreSQL only).
+pub async fn connect_with(url: &str, max_connections: u32, pooler: Pooler) -> Result<Arc<dyn Backend>, BackendError> {
     let connect_error = |source| BackendError::Connect { url: redact(url), source };
     match Kind::of(url)? {
-        Kind::Postgres => Ok(Arc::new(SqlxBackend::postgres(connect_postgres(url, max_connections).await?))),
+        Kind::Postgres => {
+            Ok(Arc::new(SqlxBackend::postgres(connect_postgres_with(url, max_connections, pooler).await?)))
+        }
         Kind::Sqlite => {
             let storage = SqliteStorage::connect(url, max_connections).await.map_err(connect_error)?;
             Ok(Arc::new(SqlxBackend::sqlite(storage)))
@@ -229,6 +264,11 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Backend>
 /// the real reason (refused, unknown host, bad password, no such database)
 /// where the pool would only time out.
 pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<PgStorage, BackendError> {
+    connect_postgres_with(url, max_connections, Pooler::None).await
+}
+
+/// [`connect_postgres`] through a connection pooler.
+pub async fn connect_postgres_with(url: &str, max_connections: u32, pooler: Pooler) -> Result<PgStorage, BackendError> {
     use sqlx::ConnectOptions;
     let connect_error = |source| BackendError::Connect { url: redact(url), source };
     if Kind::of(url)? != Kind::Postgres {
@@ -237,14 +277,23 @@ pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<PgStora
     let opts: sqlx::postgres::PgConnectOptions =
         url.parse().map_err(|source| BackendError::InvalidUrl { url: redact(url), source })?;
     drop(opts.connect().await.map_err(connect_error)?);
-    PgStorage::connect(url, max_connections).await.map_err(connect_error)
+    PgStorage::connect_with(url, max_connections, pooler).await.map_err(connect_error)
 }
 
 /// Opens the storage a URL names, checking that the database's schema is up
 /// to date, so a process started against an empty or old database says what
 /// to do instead of failing later.
 pub async fn open_storage(url: &str, max_connections: u32) -> Result<Arc<dyn Storage>, BackendError> {
-    let backend = connect(url, max_connections).await?;
+    open_storage_with(url, max_connections, Pooler::None).await
+}
+
+/// [`open_storage`] through a connection pooler (`database.pooler`).
+pub async fn open_storage_with(
+    url: &str,
+    max_connections: u32,
+    pooler: Pooler,
+) -> Result<Arc<dyn Storage>, BackendError> {
+    let backend = connect_with(url, max_connections, pooler).await?;
     let pending = backend.pending().await.map_err(schema_error("cannot read the schema version of", url))?;
     if !pending.is_empty() {
         return Err(BackendError::NotMigrated {

@@ -158,7 +158,7 @@ pub async fn trigger_manager(
     max_connections: u32,
 ) -> anyhow::Result<TriggerManager> {
     let url = database_url(cfg.main.database_url.as_deref(), args)?;
-    let storage = open_storage(&url, max_connections).await?;
+    let storage = winchester_backends::open_storage_with(&url, max_connections, cfg.main.pooler).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut tm = TriggerManager::new(storage, Arc::new(cfg.triggers.clone()), clock);
     if let Some(d) = load_distiller(cfg)? {

@@ -12,6 +12,9 @@ use std::time::Duration;
 use winchester::{EventOutcome, Replay, TriggerManager};
 use winchester_core::{Event, ManualClock};
 
+/// How long [`run_pipe`] waits for more lines before saving a partial batch.
+pub const DEFAULT_FLUSH_AFTER: Duration = Duration::from_millis(200);
+
 /// Counts from an ingest run.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct IngestReport {
@@ -53,12 +56,21 @@ pub struct IngestOptions {
     pub event_time: Option<Arc<ManualClock>>,
     /// Progress shown while reading (see [`progress_bar`]).
     pub progress: Option<ProgressBar>,
+    /// Pipes ([`run_pipe`]): what was read is saved once no new line has
+    /// arrived for this long, instead of waiting for a full batch.
+    pub flush_after: Duration,
 }
 
 impl IngestOptions {
     /// Flat events in batches of `batch_size`, wall-clock time, no progress bar.
     pub fn new(batch_size: usize) -> IngestOptions {
-        IngestOptions { batch_size: batch_size.max(1), notifications: false, event_time: None, progress: None }
+        IngestOptions {
+            batch_size: batch_size.max(1),
+            notifications: false,
+            event_time: None,
+            progress: None,
+            flush_after: DEFAULT_FLUSH_AFTER,
+        }
     }
 }
 
@@ -97,9 +109,81 @@ pub async fn run(tm: &TriggerManager, input: impl BufRead, batch_size: usize) ->
 }
 
 /// Reads JSON lines from `input` as `opts` says and saves them.
-pub async fn run_with(
+pub async fn run_with(tm: &TriggerManager, input: impl BufRead, opts: &IngestOptions) -> anyhow::Result<IngestReport> {
+    run_lines(tm, Lines::Read(input), opts).await
+}
+
+/// Like [`run_with`], for input that may pause (a pipe, `tail -F log |`):
+/// lines are read on a thread of their own, and a partial batch is saved as
+/// soon as no line has arrived for `opts.flush_after`.
+pub async fn run_pipe(
     tm: &TriggerManager,
-    mut input: impl BufRead,
+    mut input: impl BufRead + Send + 'static,
+    opts: &IngestOptions,
+) -> anyhow::Result<IngestReport> {
+    let (tx, rx) = tokio::sync::mpsc::channel(opts.batch_size.clamp(1, 4096));
+    // Not joined: it may sit in a read that never returns; it ends when the
+    // input does or when nobody receives any more.
+    std::thread::spawn(move || loop {
+        let mut line = Vec::new();
+        let next = match input.read_until(b'\n', &mut line) {
+            Ok(0) => return,
+            Ok(_) => Ok(line),
+            Err(e) => Err(e),
+        };
+        let failed = next.is_err();
+        if tx.blocking_send(next).is_err() || failed {
+            return;
+        }
+    });
+    run_lines(tm, Lines::<std::io::Empty>::Pipe { rx, wait: opts.flush_after }, opts).await
+}
+
+/// Where lines come from: a reader read in place, or a reader thread's channel.
+enum Lines<R> {
+    Read(R),
+    Pipe { rx: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>, wait: Duration },
+}
+
+enum Next {
+    /// A line of this many bytes is in the buffer.
+    Line(usize),
+    /// No line for a while and events are waiting: save them.
+    Idle,
+    Eof,
+}
+
+impl<R: BufRead> Lines<R> {
+    async fn next(&mut self, buf: &mut Vec<u8>, pending: bool) -> std::io::Result<Next> {
+        match self {
+            Lines::Read(r) => Ok(match r.read_until(b'\n', buf)? {
+                0 => Next::Eof,
+                n => Next::Line(n),
+            }),
+            Lines::Pipe { rx, wait } => {
+                let got = if pending {
+                    match tokio::time::timeout(*wait, rx.recv()).await {
+                        Ok(got) => got,
+                        Err(_) => return Ok(Next::Idle),
+                    }
+                } else {
+                    rx.recv().await
+                };
+                match got {
+                    Some(line) => {
+                        *buf = line?;
+                        Ok(Next::Line(buf.len()))
+                    }
+                    None => Ok(Next::Eof),
+                }
+            }
+        }
+    }
+}
+
+async fn run_lines<R: BufRead>(
+    tm: &TriggerManager,
+    mut input: Lines<R>,
     opts: &IngestOptions,
 ) -> anyhow::Result<IngestReport> {
     let batch_size = opts.batch_size.max(1);
@@ -113,10 +197,15 @@ pub async fn run_with(
     let mut n: u64 = 0;
     loop {
         buf.clear();
-        let read = input.read_until(b'\n', &mut buf).with_context(|| format!("reading line {}", n + 1))?;
-        if read == 0 {
-            break;
-        }
+        let pending = !batch.events.is_empty();
+        let read = match input.next(&mut buf, pending).await.with_context(|| format!("reading line {}", n + 1))? {
+            Next::Line(read) => read,
+            Next::Idle => {
+                batch.flush(tm, &mut report).await?;
+                continue;
+            }
+            Next::Eof => break,
+        };
         n += 1;
         if let Some(pb) = &opts.progress {
             pb.inc(read as u64);

@@ -1,6 +1,6 @@
 //! `winchester serve`: the HTTP API (see the `winchester-api` crate and docs/api.md).
 
-use crate::common::{check_ready, database_url, load_config, open_storage, ConfigArgs, STREAM_GAUGE_PERIOD};
+use crate::common::{check_ready, database_url, load_config, ConfigArgs, STREAM_GAUGE_PERIOD};
 use anyhow::{anyhow, Context};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,7 +44,7 @@ pub async fn run(args: &ServeArgs, config: &ConfigArgs, registry: &HandlerRegist
         ));
     }
     let url = database_url(cfg.main.database_url.as_deref(), config)?;
-    let storage = open_storage(&url, 8).await?;
+    let storage = winchester_backends::open_storage_with(&url, 8, cfg.main.pooler).await?;
     winchester::metrics::install()?;
     winchester::metrics::spawn_stream_gauge(storage.clone(), STREAM_GAUGE_PERIOD);
     let ready: ReadyCheck = Arc::new(move || {

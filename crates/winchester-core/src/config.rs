@@ -41,6 +41,8 @@ pub struct WinchesterConfig {
     pub database_url: Option<String>,
     /// `database.echo_sql`: log every statement.
     pub echo_sql: bool,
+    /// `database.pooler` (new): what stands between the engine and PostgreSQL.
+    pub pooler: Pooler,
     /// `trigger_definitions` file name.
     pub trigger_definitions: Option<String>,
     /// `pipeline_config` file name.
@@ -135,8 +137,21 @@ struct RawConfig {
 struct RawDatabase {
     url: Option<Raw<String>>,
     echo_sql: Option<Raw<bool>>,
+    pooler: Option<Raw<String>>,
     #[serde(flatten)]
     unknown: Mapping,
+}
+
+/// `database.pooler`: a connection pooler in front of PostgreSQL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pooler {
+    /// `none` (default): direct connections, or a pooler in session mode.
+    #[default]
+    None,
+    /// `transaction`: PgBouncer (or similar) in transaction pooling mode. No
+    /// session state is relied on: no LISTEN (workers and tails poll), no
+    /// named prepared statements.
+    Transaction,
 }
 
 /// `count` and `seconds` settings of `winchester.yaml`.
@@ -211,15 +226,27 @@ impl WinchesterConfig {
                 }
             },
         };
-        let (database_url, echo_sql) = match raw.database.map(|r| r.expect("must be a map with url", |_| true)) {
-            None => (None, false),
+        let (database_url, echo_sql, pooler) = match raw.database.map(|r| r.expect("must be a map with url", |_| true))
+        {
+            None => (None, false, Pooler::None),
             Some(Err(e)) => {
                 c.0.push(e.key("database"));
-                (None, false)
+                (None, false, Pooler::None)
             }
             Some(Ok(d)) => {
                 warnings.extend(unknown_keys(&d.unknown, "database."));
-                (c.string("database.url", d.url), c.boolean("database.echo_sql", d.echo_sql, false))
+                let url = c.string("database.url", d.url);
+                let echo_sql = c.boolean("database.echo_sql", d.echo_sql, false);
+                let pooler = match c
+                    .get("database.pooler", d.pooler, "must be none or transaction", |p| {
+                        matches!(p.as_str(), "none" | "transaction")
+                    })
+                    .as_deref()
+                {
+                    Some("transaction") => Pooler::Transaction,
+                    _ => Pooler::None,
+                };
+                (url, echo_sql, pooler)
             }
         };
         let mut pipeline_handlers = BTreeMap::new();
@@ -291,6 +318,7 @@ impl WinchesterConfig {
             config_path,
             database_url,
             echo_sql,
+            pooler,
             trigger_definitions,
             pipeline_config,
             distiller_config,
@@ -518,6 +546,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.database_url.as_deref(), Some("postgres://x/y"));
+        assert_eq!(c.pooler, Pooler::None);
+        let (c, _) = WinchesterConfig::from_yaml_str(
+            "database: {url: 'postgres://x/y', pooler: transaction}\n",
+            Path::new("/etc/w/winchester.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.pooler, Pooler::Transaction);
         assert_eq!(c.pipeline_worker_batch_size, 1000);
         assert_eq!(c.pipeline_worker_concurrency, 8);
         assert_eq!(c.pipeline_worker_delay, Duration::from_secs(10));
@@ -564,7 +599,7 @@ pipeline_worker_delay: -1
                  statistics_period: soon
 trim_events_age: \"$first - 1d\"
 \
-                 database: {url: 5, echo_sql: sometimes}
+                 database: {url: 5, echo_sql: sometimes, pooler: statement}
 pipeline_handlers: {a: [b]}
 "
             ),
@@ -580,6 +615,7 @@ pipeline_handlers: {a: [b]}
                 "/etc/w/winchester.yaml: key \"trim_events_age\": \"$first - 1d\": only $timestamp (now) is defined here",
                 "/etc/w/winchester.yaml: key \"database.url\": must be a string, found 5",
                 "/etc/w/winchester.yaml: key \"database.echo_sql\": must be true or false, found \"sometimes\"",
+                "/etc/w/winchester.yaml: key \"database.pooler\": must be none or transaction, found \"statement\"",
                 "/etc/w/winchester.yaml: key \"pipeline_handlers\": entries map a handler name to a type, found \"a\": - b",
             ]
         );

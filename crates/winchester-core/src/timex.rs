@@ -109,6 +109,9 @@ impl TimexValue {
     }
 }
 
+/// Most tokens in one expression (real ones have a dozen or so).
+const MAX_TOKENS: usize = 256;
+
 /// A parsed time expression.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimeExpr {
@@ -123,6 +126,11 @@ impl TimeExpr {
         let tokens = lex(text).map_err(err)?;
         if tokens.is_empty() {
             return Err(err("empty expression".to_string()));
+        }
+        // The parser, the checks and evaluation recurse once per nesting
+        // level and per operator: a bound keeps hostile input off the stack.
+        if tokens.len() > MAX_TOKENS {
+            return Err(err(format!("expression too long: {} tokens, at most {MAX_TOKENS}", tokens.len())));
         }
         let mut parser = Parser { tokens, pos: 0 };
         let ast = parser.parse_expr().map_err(err)?;

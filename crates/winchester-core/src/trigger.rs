@@ -514,9 +514,12 @@ impl TriggerDefinition {
         self.expiration.eval(&vars).map(|v| v.timestamp()).unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
-    /// Fire time of a stream that becomes ready at `now`.
+    /// Fire time of a stream that becomes ready at `now` (the end of time if
+    /// `fire_delay` reaches past it).
     pub fn fire_timestamp(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        now + Duration::seconds(self.fire_delay)
+        Duration::try_seconds(self.fire_delay)
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }
 

@@ -37,7 +37,7 @@
 //!   (traits are scalars), plus `original_message_id`.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, NaiveTime, Utc};
+use chrono::{DateTime, NaiveTime, Utc};
 use std::collections::BTreeMap;
 use std::fmt;
 use uuid::Uuid;
@@ -171,7 +171,7 @@ pub fn is_non_eod_exists(e: &Event) -> bool {
         return false;
     }
     match audit_period(e) {
-        (Some(b), Some(end)) => end.date_naive() != b.date_naive() + Duration::days(1),
+        (Some(b), Some(end)) => Some(end.date_naive()) != b.date_naive().succ_opt(),
         _ => false,
     }
 }
@@ -188,7 +188,7 @@ pub fn is_eod_exists(e: &Event) -> bool {
         (Some(b), Some(end)) => {
             b.time() == NaiveTime::MIN
                 && end.time() == NaiveTime::MIN
-                && end.date_naive() == b.date_naive() + Duration::days(1)
+                && Some(end.date_naive()) == b.date_naive().succ_opt()
         }
         _ => false,
     }
@@ -471,6 +471,15 @@ mod tests {
 
     fn code(r: Result<(), UsageError>) -> &'static str {
         r.unwrap_err().code
+    }
+
+    /// An audit period at the end of chrono's range is not end-of-day, not a panic.
+    #[test]
+    fn audit_period_at_the_end_of_time() {
+        let max = DateTime::<Utc>::MAX_UTC;
+        let e = exists("m", &[("audit_period_beginning", d(max)), ("audit_period_ending", d(max))]);
+        assert!(is_non_eod_exists(&e));
+        assert!(!is_eod_exists(&e));
     }
 
     // 84

@@ -8,68 +8,104 @@ use winchester_storage::Result;
 
 use crate::errors::storage_error;
 use crate::rows;
+use crate::Conn;
+
+/// Where a page of a stream's events ends: (generated, id) of its last event.
+type Cursor = (DateTime<Utc>, i64);
 
 pub(crate) async fn stream_events(
     pool: &PgPool,
     stream_id: i64,
     after: Option<(DateTime<Utc>, i64)>,
     limit: u32,
-) -> Result<(Vec<Event>, Option<(DateTime<Utc>, i64)>)> {
-    let rows = sqlx::query(
-        "SELECT e.id, e.message_id, e.event_type, e.generated, e.traits \
+) -> Result<(Vec<Event>, Option<Cursor>)> {
+    let mut c = Conn::get(pool).await?;
+    let r: Result<(Vec<Event>, Option<Cursor>)> = async {
+        let rows = sqlx::query(
+            "SELECT e.id, e.message_id, e.event_type, e.generated, e.traits \
          FROM stream_event se JOIN event e ON e.id = se.event_id \
          WHERE se.stream_id = $1 AND ($2::timestamptz IS NULL OR (e.generated, e.id) > ($2, $3)) \
          ORDER BY e.generated, e.id LIMIT $4",
-    )
-    .bind(stream_id)
-    .bind(after.map(|a| a.0))
-    .bind(after.map(|a| a.1).unwrap_or(0))
-    .bind(limit as i64)
-    .fetch_all(pool)
-    .await
-    .map_err(storage_error)?;
-    let mut last = None;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let e = rows::event(r)?;
-        last = Some((e.timestamp, r.try_get::<i64, _>("id").map_err(storage_error)?));
-        out.push(e);
+        )
+        .persistent(crate::named_statements())
+        .bind(stream_id)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1).unwrap_or(0))
+        .bind(limit as i64)
+        .fetch_all(c.conn())
+        .await
+        .map_err(storage_error)?;
+        let mut last = None;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let e = rows::event(r)?;
+            last = Some((e.timestamp, r.try_get::<i64, _>("id").map_err(storage_error)?));
+            out.push(e);
+        }
+        Ok((out, last))
     }
-    Ok((out, last))
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn trim(pool: &PgPool, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
-    // Events still needed by an unfinished stream are kept.
-    let sql = format!(
-        "DELETE FROM event WHERE id IN ( \
+    let mut c = Conn::get(pool).await?;
+    let r: Result<u64> = async {
+        // Events still needed by an unfinished stream are kept.
+        let sql = format!(
+            "DELETE FROM event WHERE id IN ( \
            SELECT e.id FROM event e WHERE e.generated < $1 AND NOT EXISTS ( \
              SELECT 1 FROM stream_event se JOIN stream s ON s.id = se.stream_id \
              WHERE se.event_id = e.id AND s.state <> {COMPLETED}) \
            ORDER BY e.generated LIMIT $2)"
-    );
-    let n =
-        sqlx::query(&sql).bind(cutoff).bind(limit as i64).execute(pool).await.map_err(storage_error)?.rows_affected();
-    Ok(n)
+        );
+        let n = sqlx::query(&sql)
+            .persistent(crate::named_statements())
+            .bind(cutoff)
+            .bind(limit as i64)
+            .execute(c.conn())
+            .await
+            .map_err(storage_error)?
+            .rows_affected();
+        Ok(n)
+    }
+    .await;
+    c.done(r).await
 }
 
 /// The latest event timestamp (`generated` is indexed, so this is one index probe).
 pub(crate) async fn latest_time(pool: &PgPool) -> Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar!("SELECT max(generated) FROM event").fetch_one(pool).await.map_err(storage_error)
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Option<DateTime<Utc>>> = async {
+        sqlx::query_scalar("SELECT max(generated) FROM event")
+            .persistent(crate::named_statements())
+            .fetch_one(c.conn())
+            .await
+            .map_err(storage_error)
+    }
+    .await;
+    c.done(r).await
 }
 
 /// Every event of several streams, in one query.
 pub(crate) async fn load_events(pool: &PgPool, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>> {
-    if stream_ids.is_empty() {
-        return Ok(vec![]);
-    }
-    let rows = sqlx::query(
-        "SELECT se.stream_id, e.message_id, e.event_type, e.generated, e.traits \
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Vec<(i64, Event)>> = async {
+        if stream_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let rows = sqlx::query(
+            "SELECT se.stream_id, e.message_id, e.event_type, e.generated, e.traits \
          FROM stream_event se JOIN event e ON e.id = se.event_id \
          WHERE se.stream_id = ANY($1) ORDER BY se.stream_id, e.generated, e.id",
-    )
-    .bind(stream_ids)
-    .fetch_all(pool)
-    .await
-    .map_err(storage_error)?;
-    rows.iter().map(|r| Ok((r.try_get("stream_id").map_err(storage_error)?, rows::event(r)?))).collect()
+        )
+        .persistent(crate::named_statements())
+        .bind(stream_ids)
+        .fetch_all(c.conn())
+        .await
+        .map_err(storage_error)?;
+        rows.iter().map(|r| Ok((r.try_get("stream_id").map_err(storage_error)?, rows::event(r)?))).collect()
+    }
+    .await;
+    c.done(r).await
 }

@@ -91,6 +91,7 @@ pub(crate) async fn ingest_in_tx(
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[]) \
          ON CONFLICT (message_id) DO NOTHING RETURNING id, message_id",
     )
+    .persistent(crate::named_statements())
     .bind(&ids)
     .bind(&types)
     .bind(&times)
@@ -118,6 +119,7 @@ pub(crate) async fn ingest_in_tx(
         let (sids, eids): (Vec<i64>, Vec<i64>) =
             stream_of.iter().map(|((i, _), sid)| (*sid, event_ids[*i].expect("grouped events were saved"))).unzip();
         sqlx::query("INSERT INTO stream_event (stream_id, event_id) SELECT * FROM UNNEST($1::bigint[], $2::bigint[])")
+            .persistent(crate::named_statements())
             .bind(&sids)
             .bind(&eids)
             .execute(&mut *conn)
@@ -126,7 +128,12 @@ pub(crate) async fn ingest_in_tx(
     }
     // 4. Wake idle workers (delivered on commit).
     if notify {
-        sqlx::query("SELECT pg_notify($1, '')").bind(READY_CHANNEL).execute(&mut *conn).await.map_err(storage_error)?;
+        sqlx::query("SELECT pg_notify($1, '')")
+            .persistent(crate::named_statements())
+            .bind(READY_CHANNEL)
+            .execute(&mut *conn)
+            .await
+            .map_err(storage_error)?;
     }
     Ok(outcomes(batch, &event_ids, &stream_of, &opened))
 }
@@ -229,7 +236,7 @@ async fn write_streams(
              WHERE s.open \
              ORDER BY s.trigger_name COLLATE \"C\", s.dist_key COLLATE \"C\" \
              FOR UPDATE OF s",
-        )
+        ).persistent(crate::named_statements())
         .bind(&names)
         .bind(&dist_keys)
         .fetch_all(&mut *conn)
@@ -291,7 +298,7 @@ async fn write_streams(
                    fire_timestamp, event_count, fire_counts, version) \
                  ON CONFLICT (trigger_name, dist_key) WHERE open DO NOTHING \
                  RETURNING id, trigger_name, dist_key",
-            )
+            ).persistent(crate::named_statements())
             .bind(&claims.trigger)
             .bind(&claims.key)
             .bind(&claims.dist)
@@ -378,7 +385,7 @@ async fn write_streams(
                $6::bigint[], $7::text[], $8::bool[]) \
                AS u(id, first_event, last_event, expire_timestamp, fire_timestamp, event_count, fire_counts, open) \
              WHERE s.id = u.id",
-        )
+        ).persistent(crate::named_statements())
         .bind(&ids)
         .bind(&firsts)
         .bind(&lasts)
@@ -409,6 +416,7 @@ async fn write_streams(
                ON CONFLICT (trigger_name, dist_key) WHERE open DO NOTHING RETURNING id) \
              SELECT src.id, src.id IN (SELECT id FROM ins) AS inserted FROM src ORDER BY src.ord",
         )
+        .persistent(crate::named_statements())
         .bind(&more.trigger)
         .bind(&more.key)
         .bind(&more.dist)

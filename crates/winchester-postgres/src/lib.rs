@@ -24,12 +24,14 @@ mod versions;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use winchester_core::config::Pooler;
 use winchester_core::{DefinitionVersion, Event};
 use winchester_storage::{
-    Action, EventFilter, EventPlan, Finish, FinishOutcome, IngestOutcome, ReadyListener, Result, Storage, StoredEvent,
-    Stream, StreamCount, StreamFilter, StreamState, Transition, TriggerVersion,
+    Action, EventFilter, EventPlan, Finish, FinishOutcome, IngestOutcome, PollingListener, ReadyListener, Result,
+    Storage, StoredEvent, Stream, StreamCount, StreamFilter, StreamState, Transition, TriggerVersion,
 };
 
 pub use errors::storage_error;
@@ -42,31 +44,108 @@ pub const READY_CHANNEL: &str = "winchester_ready";
 /// stream transitions (`t`) (migration 0002).
 pub const CHANGES_CHANNEL: &str = "winchester_changes";
 
+/// How often a worker or a tail polls where LISTEN is off (behind a
+/// transaction pooler).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Whether this process reaches PostgreSQL through a transaction pooler,
+/// which hands each transaction whichever server connection is free. Set for
+/// the whole process by [`PgStorage::connect_with`] with
+/// [`Pooler::Transaction`] (a program talks to one database). Then statements
+/// are unnamed (another client's statement of the same name may exist on the
+/// server connection, or ours may not) and every statement runs in a
+/// transaction (see [`Conn`]).
+static TRANSACTION_POOLER: AtomicBool = AtomicBool::new(false);
+
+/// Whether statements may be named (prepared once per connection, reused).
+pub(crate) fn named_statements() -> bool {
+    !TRANSACTION_POOLER.load(Ordering::Relaxed)
+}
+
+/// The connection a statement runs on outside an explicit transaction.
+/// Behind a transaction pooler it is a transaction of its own: sqlx answers
+/// its Parse with a Sync before the Bind and Execute, and only an open
+/// transaction keeps the pooler from handing the server connection (and the
+/// unnamed statement on it) to another client in between.
+pub(crate) enum Conn {
+    Direct(sqlx::pool::PoolConnection<sqlx::Postgres>),
+    Tx(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Conn {
+    pub(crate) async fn get(pool: &PgPool) -> Result<Conn> {
+        Ok(if named_statements() {
+            Conn::Direct(pool.acquire().await.map_err(storage_error)?)
+        } else {
+            Conn::Tx(pool.begin().await.map_err(storage_error)?)
+        })
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut sqlx::PgConnection {
+        match self {
+            Conn::Direct(c) => c,
+            Conn::Tx(t) => t,
+        }
+    }
+
+    /// Commits a transaction whose statement succeeded; passes `r` on.
+    pub(crate) async fn done<T>(self, r: Result<T>) -> Result<T> {
+        match (self, r) {
+            (Conn::Tx(t), Ok(v)) => {
+                t.commit().await.map_err(storage_error)?;
+                Ok(v)
+            }
+            (_, r) => r,
+        }
+    }
+}
+
 /// Storage on a PostgreSQL connection pool.
 #[derive(Debug, Clone)]
 pub struct PgStorage {
     pool: PgPool,
+    pooler: Pooler,
 }
 
 impl PgStorage {
     /// Connects a pool of at most `max_connections` to `url`.
     pub async fn connect(url: &str, max_connections: u32) -> std::result::Result<PgStorage, sqlx::Error> {
+        PgStorage::connect_with(url, max_connections, Pooler::None).await
+    }
+
+    /// Connects through `pooler`: with [`Pooler::Transaction`], no session
+    /// state is used (no statement cache, unnamed statements, no LISTEN).
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        pooler: Pooler,
+    ) -> std::result::Result<PgStorage, sqlx::Error> {
+        let mut options: PgConnectOptions = url.parse()?;
+        if pooler == Pooler::Transaction {
+            options = options.statement_cache_capacity(0);
+            TRANSACTION_POOLER.store(true, Ordering::Relaxed);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
+            .connect_with(options)
             .await?;
-        Ok(PgStorage { pool })
+        Ok(PgStorage { pool, pooler })
     }
 
-    /// Uses an existing pool.
+    /// Uses an existing pool (direct connections).
     pub fn from_pool(pool: PgPool) -> PgStorage {
-        PgStorage { pool }
+        PgStorage { pool, pooler: Pooler::None }
     }
 
     /// The pool (for migrations and tools).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The pooler this storage was connected through.
+    pub fn pooler(&self) -> Pooler {
+        self.pooler
     }
 }
 
@@ -213,6 +292,10 @@ impl Storage for PgStorage {
 
 impl PgStorage {
     async fn listener(&self, channel: &str) -> Result<Box<dyn ReadyListener>> {
+        if self.pooler == Pooler::Transaction {
+            // LISTEN needs a session of its own; a transaction pooler has none.
+            return Ok(Box::new(PollingListener(POLL_INTERVAL)));
+        }
         let mut listener = PgListener::connect_with(&self.pool).await.map_err(storage_error)?;
         listener.listen(channel).await.map_err(storage_error)?;
         Ok(Box::new(PgReadyListener { listener }))

@@ -11,6 +11,7 @@ use winchester_storage::{
 
 use crate::errors::storage_error;
 use crate::rows::{self, STREAM_COLUMNS};
+use crate::Conn;
 
 const EVENT_COLUMNS: &str = "id, message_id, event_type, generated, traits";
 const TRANSITION_COLUMNS: &str = "id, stream_id, trigger_name, old_state, new_state, at";
@@ -98,68 +99,115 @@ fn transition(r: &PgRow) -> Result<Transition> {
 }
 
 pub(crate) async fn list_streams(pool: &PgPool, f: &StreamFilter) -> Result<Vec<Stream>> {
-    let mut qb = QueryBuilder::new(format!("SELECT {STREAM_COLUMNS} FROM stream"));
-    push_stream_filter(&mut qb, f);
-    push_page(&mut qb, &f.page, f.row_limit());
-    let rows = qb.build().fetch_all(pool).await.map_err(storage_error)?;
-    rows.iter().map(rows::stream).collect()
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Vec<Stream>> = async {
+        let mut qb = QueryBuilder::new(format!("SELECT {STREAM_COLUMNS} FROM stream"));
+        push_stream_filter(&mut qb, f);
+        push_page(&mut qb, &f.page, f.row_limit());
+        let rows = qb.build().persistent(crate::named_statements()).fetch_all(c.conn()).await.map_err(storage_error)?;
+        rows.iter().map(rows::stream).collect()
+    }
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn count_streams(pool: &PgPool, f: &StreamFilter) -> Result<u64> {
-    let mut qb = QueryBuilder::new("SELECT count(*) FROM stream");
-    push_stream_filter(&mut qb, f);
-    let n: i64 = qb.build_query_scalar().fetch_one(pool).await.map_err(storage_error)?;
-    Ok(n as u64)
+    let mut c = Conn::get(pool).await?;
+    let r: Result<u64> = async {
+        let mut qb = QueryBuilder::new("SELECT count(*) FROM stream");
+        push_stream_filter(&mut qb, f);
+        let n: i64 = qb
+            .build_query_scalar()
+            .persistent(crate::named_statements())
+            .fetch_one(c.conn())
+            .await
+            .map_err(storage_error)?;
+        Ok(n as u64)
+    }
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn stream_counts(pool: &PgPool) -> Result<Vec<StreamCount>> {
-    let rows = sqlx::query!(
-        r#"SELECT trigger_name, state, count(*) AS "n!" FROM stream GROUP BY trigger_name, state ORDER BY trigger_name, state"#
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(storage_error)?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(StreamCount {
-                trigger: r.trigger_name,
-                state: StreamState::from_i16(r.state)
-                    .ok_or_else(|| StorageError::Corrupt(format!("stream state {}", r.state)))?,
-                count: r.n as u64,
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Vec<StreamCount>> = async {
+        let sql = "SELECT trigger_name, state, count(*) AS n FROM stream GROUP BY trigger_name, state \
+                   ORDER BY trigger_name, state";
+        let rows =
+            sqlx::query(sql).persistent(crate::named_statements()).fetch_all(c.conn()).await.map_err(storage_error)?;
+        rows.iter()
+            .map(|r| {
+                let state: i16 = r.try_get("state").map_err(storage_error)?;
+                Ok(StreamCount {
+                    trigger: r.try_get("trigger_name").map_err(storage_error)?,
+                    state: StreamState::from_i16(state)
+                        .ok_or_else(|| StorageError::Corrupt(format!("stream state {state}")))?,
+                    count: r.try_get::<i64, _>("n").map_err(storage_error)? as u64,
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn list_events(pool: &PgPool, f: &EventFilter) -> Result<Vec<StoredEvent>> {
-    let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM event"));
-    push_event_filter(&mut qb, f);
-    push_page(&mut qb, &f.page, f.page.limit);
-    let rows = qb.build().fetch_all(pool).await.map_err(storage_error)?;
-    rows.iter().map(stored_event).collect()
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Vec<StoredEvent>> = async {
+        let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM event"));
+        push_event_filter(&mut qb, f);
+        push_page(&mut qb, &f.page, f.page.limit);
+        let rows = qb.build().persistent(crate::named_statements()).fetch_all(c.conn()).await.map_err(storage_error)?;
+        rows.iter().map(stored_event).collect()
+    }
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn count_events(pool: &PgPool, f: &EventFilter) -> Result<u64> {
-    let mut qb = QueryBuilder::new("SELECT count(*) FROM event");
-    push_event_filter(&mut qb, f);
-    let n: i64 = qb.build_query_scalar().fetch_one(pool).await.map_err(storage_error)?;
-    Ok(n as u64)
+    let mut c = Conn::get(pool).await?;
+    let r: Result<u64> = async {
+        let mut qb = QueryBuilder::new("SELECT count(*) FROM event");
+        push_event_filter(&mut qb, f);
+        let n: i64 = qb
+            .build_query_scalar()
+            .persistent(crate::named_statements())
+            .fetch_one(c.conn())
+            .await
+            .map_err(storage_error)?;
+        Ok(n as u64)
+    }
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn get_event(pool: &PgPool, message_id: &str) -> Result<Option<StoredEvent>> {
-    let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM event WHERE message_id = $1"))
-        .bind(message_id)
-        .fetch_optional(pool)
-        .await
-        .map_err(storage_error)?;
-    row.as_ref().map(stored_event).transpose()
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Option<StoredEvent>> = async {
+        let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM event WHERE message_id = $1"))
+            .persistent(crate::named_statements())
+            .bind(message_id)
+            .fetch_optional(c.conn())
+            .await
+            .map_err(storage_error)?;
+        row.as_ref().map(stored_event).transpose()
+    }
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn event_streams(pool: &PgPool, event_id: i64) -> Result<Vec<i64>> {
-    sqlx::query_scalar!("SELECT stream_id FROM stream_event WHERE event_id = $1 ORDER BY stream_id", event_id)
-        .fetch_all(pool)
-        .await
-        .map_err(storage_error)
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Vec<i64>> = async {
+        sqlx::query_scalar("SELECT stream_id FROM stream_event WHERE event_id = $1 ORDER BY stream_id")
+            .persistent(crate::named_statements())
+            .bind(event_id)
+            .fetch_all(c.conn())
+            .await
+            .map_err(storage_error)
+    }
+    .await;
+    c.done(r).await
 }
 
 /// Rows of `select` (ending in `FROM table`) with an id above `after` or in `also`, ascending.
@@ -171,14 +219,20 @@ async fn since<T>(
     limit: u32,
     decode: fn(&PgRow) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let rows = sqlx::query(&format!("{select} WHERE id > $1 OR id = ANY($2) ORDER BY id LIMIT $3"))
-        .bind(after)
-        .bind(also)
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await
-        .map_err(storage_error)?;
-    rows.iter().map(decode).collect()
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Vec<T>> = async {
+        let rows = sqlx::query(&format!("{select} WHERE id > $1 OR id = ANY($2) ORDER BY id LIMIT $3"))
+            .persistent(crate::named_statements())
+            .bind(after)
+            .bind(also)
+            .bind(i64::from(limit))
+            .fetch_all(c.conn())
+            .await
+            .map_err(storage_error)?;
+        rows.iter().map(decode).collect()
+    }
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn events_since(pool: &PgPool, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
@@ -190,24 +244,34 @@ pub(crate) async fn transitions_since(pool: &PgPool, after: i64, also: &[i64], l
 }
 
 pub(crate) async fn transitions_from(pool: &PgPool, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {TRANSITION_COLUMNS} FROM stream_transition WHERE at >= $1 ORDER BY at, id LIMIT $2"
-    ))
-    .bind(since)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await
-    .map_err(storage_error)?;
-    rows.iter().map(transition).collect()
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Vec<Transition>> = async {
+        let rows = sqlx::query(&format!(
+            "SELECT {TRANSITION_COLUMNS} FROM stream_transition WHERE at >= $1 ORDER BY at, id LIMIT $2"
+        ))
+        .persistent(crate::named_statements())
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(c.conn())
+        .await
+        .map_err(storage_error)?;
+        rows.iter().map(transition).collect()
+    }
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn latest_ids(pool: &PgPool) -> Result<(i64, i64)> {
-    let r = sqlx::query!(
-        r#"SELECT (SELECT coalesce(max(id), 0) FROM event) AS "events!",
-                  (SELECT coalesce(max(id), 0) FROM stream_transition) AS "transitions!""#
-    )
-    .fetch_one(pool)
-    .await
-    .map_err(storage_error)?;
-    Ok((r.events, r.transitions))
+    let mut c = Conn::get(pool).await?;
+    let r: Result<(i64, i64)> = async {
+        sqlx::query_as(
+            "SELECT (SELECT coalesce(max(id), 0) FROM event), (SELECT coalesce(max(id), 0) FROM stream_transition)",
+        )
+        .persistent(crate::named_statements())
+        .fetch_one(c.conn())
+        .await
+        .map_err(storage_error)
+    }
+    .await;
+    c.done(r).await
 }

@@ -17,15 +17,22 @@ use winchester_storage::{
 use crate::errors::storage_error;
 use crate::ingest::ingest_in_tx;
 use crate::rows::{self, STREAM_COLUMNS};
+use crate::Conn;
 
 pub(crate) async fn ready(pool: &PgPool, action: Action, now: DateTime<Utc>, limit: u32) -> Result<Vec<Stream>> {
-    let rows = sqlx::query(&ready_sql(action, STREAM_COLUMNS, "$1", "$2"))
-        .bind(now)
-        .bind(limit as i64)
-        .fetch_all(pool)
-        .await
-        .map_err(storage_error)?;
-    rows.iter().map(rows::stream).collect()
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Vec<Stream>> = async {
+        let rows = sqlx::query(&ready_sql(action, STREAM_COLUMNS, "$1", "$2"))
+            .persistent(crate::named_statements())
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(c.conn())
+            .await
+            .map_err(storage_error)?;
+        rows.iter().map(rows::stream).collect()
+    }
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn claim(
@@ -35,23 +42,29 @@ pub(crate) async fn claim(
     now: DateTime<Utc>,
     lease: Duration,
 ) -> Result<Option<Stream>> {
-    let lease_end = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::days(1));
-    // Still ready for `action` (an expire claim must not take a stream that
-    // became ready to fire since it was read).
-    let sql = format!(
-        "UPDATE stream SET {} WHERE id = $1 AND state_serial_no = $2 AND ({}) RETURNING {STREAM_COLUMNS}",
-        claim_assignments(action, "$4"),
-        ready_condition(action, "$3")
-    );
-    let row = sqlx::query(&sql)
-        .bind(stream.id)
-        .bind(stream.state_serial_no)
-        .bind(now)
-        .bind(lease_end)
-        .fetch_optional(pool)
-        .await
-        .map_err(storage_error)?;
-    row.as_ref().map(rows::stream).transpose()
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Option<Stream>> = async {
+        let lease_end = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::days(1));
+        // Still ready for `action` (an expire claim must not take a stream that
+        // became ready to fire since it was read).
+        let sql = format!(
+            "UPDATE stream SET {} WHERE id = $1 AND state_serial_no = $2 AND ({}) RETURNING {STREAM_COLUMNS}",
+            claim_assignments(action, "$4"),
+            ready_condition(action, "$3")
+        );
+        let row = sqlx::query(&sql)
+            .persistent(crate::named_statements())
+            .bind(stream.id)
+            .bind(stream.state_serial_no)
+            .bind(now)
+            .bind(lease_end)
+            .fetch_optional(c.conn())
+            .await
+            .map_err(storage_error)?;
+        row.as_ref().map(rows::stream).transpose()
+    }
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn claim_ready(
@@ -62,19 +75,25 @@ pub(crate) async fn claim_ready(
     limit: u32,
     triggers: TriggerScope<'_>,
 ) -> Result<Vec<Claimed>> {
-    // Rows other workers are claiming are skipped, never waited for.
-    let filter = trigger_condition(triggers, "trigger_name = ANY($4)");
-    let sql = claim_ready_sql(action, STREAM_COLUMNS, "$1", "$2", "$3", &filter, " FOR UPDATE SKIP LOCKED");
-    let mut query = sqlx::query(&sql).bind(now).bind(lease_until).bind(limit as i64);
-    if let Some(names) = triggers.names() {
-        query = query.bind(names);
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Vec<Claimed>> = async {
+        // Rows other workers are claiming are skipped, never waited for.
+        let filter = trigger_condition(triggers, "trigger_name = ANY($4)");
+        let sql = claim_ready_sql(action, STREAM_COLUMNS, "$1", "$2", "$3", &filter, " FOR UPDATE SKIP LOCKED");
+        let mut query =
+            sqlx::query(&sql).persistent(crate::named_statements()).bind(now).bind(lease_until).bind(limit as i64);
+        if let Some(names) = triggers.names() {
+            query = query.bind(names);
+        }
+        let rows = query.fetch_all(c.conn()).await.map_err(storage_error)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Claimed { stream: rows::stream(r)?, reclaimed: r.try_get("picked_reclaim").map_err(storage_error)? })
+            })
+            .collect()
     }
-    let rows = query.fetch_all(pool).await.map_err(storage_error)?;
-    rows.iter()
-        .map(|r| {
-            Ok(Claimed { stream: rows::stream(r)?, reclaimed: r.try_get("picked_reclaim").map_err(storage_error)? })
-        })
-        .collect()
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn finish_many(
@@ -99,6 +118,7 @@ pub(crate) async fn finish_many(
             &ids,
             &serials
         )
+        .persistent(crate::named_statements())
         .fetch_all(&mut *tx)
         .await
         .map_err(storage_error)?;
@@ -119,6 +139,7 @@ pub(crate) async fn finish_many(
             &states,
             &reasons as &[Option<&str>]
         )
+        .persistent(crate::named_statements())
         .fetch_all(&mut *tx)
         .await
         .map_err(storage_error)?;
@@ -142,42 +163,92 @@ pub(crate) async fn finish_many(
 }
 
 pub(crate) async fn set_state(pool: &PgPool, id: i64, serial: i32, to: StreamState) -> Result<Option<Stream>> {
-    let sql = format!(
-        "UPDATE stream SET state = $3, state_serial_no = state_serial_no + 1 \
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Option<Stream>> = async {
+        let sql = format!(
+            "UPDATE stream SET state = $3, state_serial_no = state_serial_no + 1 \
          WHERE id = $1 AND state_serial_no = $2 RETURNING {STREAM_COLUMNS}"
-    );
-    let row =
-        sqlx::query(&sql).bind(id).bind(serial).bind(to as i16).fetch_optional(pool).await.map_err(storage_error)?;
-    row.as_ref().map(rows::stream).transpose()
+        );
+        let row = sqlx::query(&sql)
+            .persistent(crate::named_statements())
+            .bind(id)
+            .bind(serial)
+            .bind(to as i16)
+            .fetch_optional(c.conn())
+            .await
+            .map_err(storage_error)?;
+        row.as_ref().map(rows::stream).transpose()
+    }
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn renew_leases(pool: &PgPool, held: &[(i64, i32)], until: DateTime<Utc>) -> Result<Vec<i64>> {
-    if held.is_empty() {
-        return Ok(vec![]);
-    }
-    let (ids, serials): (Vec<i64>, Vec<i32>) = held.iter().copied().unzip();
-    let sql = format!(
-        "UPDATE stream AS s SET lease_expires_at = $3 FROM unnest($1::bigint[], $2::int[]) AS h(id, serial) \
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Vec<i64>> = async {
+        if held.is_empty() {
+            return Ok(vec![]);
+        }
+        let (ids, serials): (Vec<i64>, Vec<i32>) = held.iter().copied().unzip();
+        let sql = format!(
+            "UPDATE stream AS s SET lease_expires_at = $3 FROM unnest($1::bigint[], $2::int[]) AS h(id, serial) \
          WHERE s.id = h.id AND s.state_serial_no = h.serial AND s.state IN ({FIRING}, {EXPIRING}) RETURNING s.id"
-    );
-    sqlx::query_scalar(&sql).bind(ids).bind(serials).bind(until).fetch_all(pool).await.map_err(storage_error)
+        );
+        sqlx::query_scalar(&sql)
+            .persistent(crate::named_statements())
+            .bind(ids)
+            .bind(serials)
+            .bind(until)
+            .fetch_all(c.conn())
+            .await
+            .map_err(storage_error)
+    }
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn get(pool: &PgPool, id: i64) -> Result<Option<Stream>> {
-    let sql = format!("SELECT {STREAM_COLUMNS} FROM stream WHERE id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await.map_err(storage_error)?;
-    row.as_ref().map(rows::stream).transpose()
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Option<Stream>> = async {
+        let sql = format!("SELECT {STREAM_COLUMNS} FROM stream WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .persistent(crate::named_statements())
+            .bind(id)
+            .fetch_optional(c.conn())
+            .await
+            .map_err(storage_error)?;
+        row.as_ref().map(rows::stream).transpose()
+    }
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn purge(pool: &PgPool, id: i64) -> Result<bool> {
-    let n = sqlx::query!("DELETE FROM stream WHERE id = $1", id)
-        .execute(pool)
-        .await
-        .map_err(storage_error)?
-        .rows_affected();
-    Ok(n == 1)
+    let mut c = Conn::get(pool).await?;
+    let r: Result<bool> = async {
+        let n = sqlx::query("DELETE FROM stream WHERE id = $1")
+            .persistent(crate::named_statements())
+            .bind(id)
+            .execute(c.conn())
+            .await
+            .map_err(storage_error)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+    .await;
+    c.done(r).await
 }
 
 pub(crate) async fn next_due(pool: &PgPool, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar(&next_due_sql("$1")).bind(now).fetch_one(pool).await.map_err(storage_error)
+    let mut c = Conn::get(pool).await?;
+    let r: Result<Option<DateTime<Utc>>> = async {
+        sqlx::query_scalar(&next_due_sql("$1"))
+            .persistent(crate::named_statements())
+            .bind(now)
+            .fetch_one(c.conn())
+            .await
+            .map_err(storage_error)
+    }
+    .await;
+    c.done(r).await
 }

@@ -7,6 +7,7 @@ use winchester_core::DefinitionVersion;
 use winchester_storage::{Result, TriggerVersion};
 
 use crate::errors::storage_error;
+use crate::{named_statements, Conn};
 
 const COLUMNS: &str = "trigger_name, version, definition, first_used";
 
@@ -28,25 +29,36 @@ pub(crate) async fn record(pool: &PgPool, versions: &[DefinitionVersion], now: D
     let names: Vec<&str> = versions.iter().map(|v| v.trigger.as_str()).collect();
     let ids: Vec<&str> = versions.iter().map(|v| v.version.as_str()).collect();
     let texts: Vec<&str> = versions.iter().map(|v| v.text.as_str()).collect();
-    sqlx::query(
+    let mut c = Conn::get(pool).await?;
+    let r = sqlx::query(
         "INSERT INTO trigger_version (trigger_name, version, definition, first_used) \
          SELECT u.n, u.v, u.d, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(n, v, d) \
          ON CONFLICT (trigger_name, version) DO NOTHING",
     )
+    .persistent(named_statements())
     .bind(&names)
     .bind(&ids)
     .bind(&texts)
     .bind(now)
-    .execute(pool)
+    .execute(c.conn())
     .await
-    .map_err(storage_error)?;
-    Ok(())
+    .map(|_| ())
+    .map_err(storage_error);
+    c.done(r).await
 }
 
 pub(crate) async fn get(pool: &PgPool, trigger: &str, version: &str) -> Result<Option<TriggerVersion>> {
     let sql = format!("SELECT {COLUMNS} FROM trigger_version WHERE trigger_name = $1 AND version = $2");
-    let r = sqlx::query(&sql).bind(trigger).bind(version).fetch_optional(pool).await.map_err(storage_error)?;
-    r.as_ref().map(row).transpose()
+    let mut c = Conn::get(pool).await?;
+    let r = sqlx::query(&sql)
+        .persistent(named_statements())
+        .bind(trigger)
+        .bind(version)
+        .fetch_optional(c.conn())
+        .await
+        .map_err(storage_error)
+        .and_then(|r| r.as_ref().map(row).transpose());
+    c.done(r).await
 }
 
 pub(crate) async fn list(pool: &PgPool, trigger: Option<&str>) -> Result<Vec<TriggerVersion>> {
@@ -54,6 +66,13 @@ pub(crate) async fn list(pool: &PgPool, trigger: Option<&str>) -> Result<Vec<Tri
         "SELECT {COLUMNS} FROM trigger_version WHERE $1::text IS NULL OR trigger_name = $1 \
          ORDER BY trigger_name COLLATE \"C\", first_used, version"
     );
-    let rows = sqlx::query(&sql).bind(trigger).fetch_all(pool).await.map_err(storage_error)?;
-    rows.iter().map(row).collect()
+    let mut c = Conn::get(pool).await?;
+    let r = sqlx::query(&sql)
+        .persistent(named_statements())
+        .bind(trigger)
+        .fetch_all(c.conn())
+        .await
+        .map_err(storage_error)
+        .and_then(|rows| rows.iter().map(row).collect());
+    c.done(r).await
 }

@@ -31,8 +31,8 @@ use std::str::FromStr;
 use std::time::Duration;
 use winchester_core::{DefinitionVersion, Event};
 use winchester_storage::{
-    Action, EventFilter, EventPlan, Finish, FinishOutcome, IngestOutcome, ReadyListener, Result, Storage, StorageError,
-    StoredEvent, Stream, StreamCount, StreamFilter, StreamState, Transition, TriggerVersion,
+    Action, EventFilter, EventPlan, Finish, FinishOutcome, IngestOutcome, PollingListener, ReadyListener, Result,
+    Storage, StorageError, StoredEvent, Stream, StreamCount, StreamFilter, StreamState, Transition, TriggerVersion,
 };
 
 pub use migrate::MIGRATOR;
@@ -169,7 +169,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn ready_listener(&self) -> Result<Box<dyn ReadyListener>> {
-        Ok(Box::new(PollingListener))
+        Ok(Box::new(PollingListener(POLL_INTERVAL)))
     }
 
     async fn count_streams(&self, filter: &StreamFilter) -> Result<u64> {
@@ -213,7 +213,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn change_listener(&self) -> Result<Box<dyn ReadyListener>> {
-        Ok(Box::new(PollingListener))
+        Ok(Box::new(PollingListener(POLL_INTERVAL)))
     }
 
     async fn record_versions(&self, versions: &[DefinitionVersion], now: DateTime<Utc>) -> Result<()> {
@@ -226,16 +226,5 @@ impl Storage for SqliteStorage {
 
     async fn trigger_versions(&self, trigger: Option<&str>) -> Result<Vec<TriggerVersion>> {
         versions::list(&self.pool, trigger).await
-    }
-}
-
-/// Stands in for NOTIFY: wakes after at most [`POLL_INTERVAL`].
-struct PollingListener;
-
-#[async_trait]
-impl ReadyListener for PollingListener {
-    async fn wait(&mut self, timeout: Duration) -> Result<bool> {
-        tokio::time::sleep(timeout.min(POLL_INTERVAL)).await;
-        Ok(false)
     }
 }

@@ -68,11 +68,18 @@ pub enum StorageError {
 }
 
 /// The one retry policy for storage errors that may pass
-/// ([`StorageError::is_retryable`]: lost connections, transient conflicts),
-/// shared by ingest daemons and workers: wait 0.5 s, doubling up to 30 s.
+/// ([`StorageError::is_retryable`]: lost connections, a restarting or failing
+/// over server, transient conflicts), shared by ingest daemons and workers:
+/// capped exponential backoff (0.5 s doubling up to 30 s) with jitter (each
+/// wait a random point in the upper half of its step, so processes that lost
+/// the database together do not come back in step). [`failed`](Self::failed)
+/// and [`succeeded`](Self::succeeded) log an outage once when it starts and
+/// once when it ends.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     next: Duration,
+    /// When the current outage started and how many tries failed in it.
+    outage: Option<(std::time::Instant, u32)>,
 }
 
 impl RetryPolicy {
@@ -83,19 +90,47 @@ impl RetryPolicy {
 
     /// A fresh policy (next wait: [`RetryPolicy::FIRST`]).
     pub fn new() -> RetryPolicy {
-        RetryPolicy { next: RetryPolicy::FIRST }
+        RetryPolicy { next: RetryPolicy::FIRST, outage: None }
     }
 
-    /// How long to wait before the next try; each call doubles the one after.
+    /// How long to wait before the next try: the current step, jittered into
+    /// its upper half; each call doubles the step after, up to [`RetryPolicy::MAX`].
     pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
+        let step = self.next;
         self.next = (self.next * 2).min(RetryPolicy::MAX);
-        d
+        step / 2 + step.mul_f64(rand::random::<f64>() / 2.0)
     }
 
-    /// After a success: the next failure waits [`RetryPolicy::FIRST`] again.
+    /// After a success: the next failure waits about [`RetryPolicy::FIRST`] again.
     pub fn reset(&mut self) {
         self.next = RetryPolicy::FIRST;
+    }
+
+    /// A try of `what` failed with a retryable `error`: logs the start of the
+    /// outage (a warning, once; later failures at debug level) and returns
+    /// how long to wait.
+    pub fn failed(&mut self, what: &str, error: &dyn std::fmt::Display) -> Duration {
+        let wait = self.next_delay();
+        match &mut self.outage {
+            None => {
+                tracing::warn!(%error, "Database unavailable ({what}); retrying with backoff until it is back.");
+                self.outage = Some((std::time::Instant::now(), 1));
+            }
+            Some((_, tries)) => {
+                *tries += 1;
+                tracing::debug!(%error, "Database still unavailable ({what}); retrying in {wait:?}.");
+            }
+        }
+        wait
+    }
+
+    /// A try succeeded: ends an outage (logged once, with its length) and
+    /// resets the backoff.
+    pub fn succeeded(&mut self) {
+        if let Some((since, tries)) = self.outage.take() {
+            tracing::info!(failed_tries = tries, "Database available again after {:.1?}.", since.elapsed());
+        }
+        self.reset();
     }
 }
 
@@ -442,4 +477,17 @@ pub trait ReadyListener: Send {
     /// Waits until a notification arrives or `timeout` passes. Returns true when
     /// woken by a notification.
     async fn wait(&mut self, timeout: Duration) -> Result<bool>;
+}
+
+/// Stands in for NOTIFY where there is none (SQLite; PostgreSQL behind a
+/// transaction pooler): wakes after at most the interval it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct PollingListener(pub Duration);
+
+#[async_trait]
+impl ReadyListener for PollingListener {
+    async fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        tokio::time::sleep(timeout.min(self.0)).await;
+        Ok(false)
+    }
 }

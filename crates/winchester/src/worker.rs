@@ -339,12 +339,11 @@ impl Worker {
         while !self.stopping.load(Ordering::SeqCst) {
             let worked = match self.pass().await {
                 Ok(n) => {
-                    retry.reset();
+                    retry.succeeded();
                     n
                 }
                 Err(EngineError::Storage(e)) if e.is_retryable() => {
-                    let wait = retry.next_delay();
-                    tracing::warn!(error = %e, "Database unavailable; retrying in {wait:?}.");
+                    let wait = retry.failed("worker pass", &e);
                     listener = None;
                     self.sleep(wait).await;
                     continue;
@@ -723,7 +722,24 @@ impl Worker {
                 finishing.push((*s, finish));
             }
         }
-        let recorded = self.tm.storage().finish_many(&finishing, self.now()).await?;
+        // The handlers have committed: losing the database now must not lose
+        // the record (the streams would be run again once their leases ran
+        // out). Retried until it is back; a record that did commit before the
+        // connection broke makes the retry's compare-and-set a no-op.
+        let mut retry = winchester_storage::RetryPolicy::new();
+        let recorded = loop {
+            match self.tm.storage().finish_many(&finishing, self.now()).await {
+                Ok(r) => {
+                    retry.succeeded();
+                    break r;
+                }
+                Err(e) if e.is_retryable() => {
+                    let wait = retry.failed("recording finished runs", &e);
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let recorded = winchester_storage::one_for_one("finish_many", finishing.len(), recorded)?;
         let mut recorded = recorded.into_iter();
         let now = self.now();

@@ -1,7 +1,6 @@
 //! `winchester`: check configuration, ingest events, operate streams.
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use winchester_bench as bench;
@@ -51,6 +50,10 @@ enum Command {
         /// Replay: "now" follows the events' timestamps instead of the wall clock.
         #[arg(long)]
         event_time: bool,
+        /// Standard input or another pipe: save what was read once no line
+        /// has arrived for this many milliseconds, without waiting for a full batch.
+        #[arg(long, value_name = "MS", default_value_t = 200)]
+        flush_after_ms: u64,
     },
     /// Measure the engine against PostgreSQL's COPY limit (creates and drops scratch databases).
     Bench(bench::BenchOpts),
@@ -277,7 +280,7 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             print!("{}", check::run(&opts.config, &registry)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ingest { file, batch_size, notifications, event_time } => {
+        Command::Ingest { file, batch_size, notifications, event_time, flush_after_ms } => {
             let cfg = load_config(&opts.config, &registry)?;
             let mut tm = trigger_manager(&cfg, &opts.config, 2).await?.with_source("cli");
             winchester_cli::common::record_versions(&tm, &cfg).await?;
@@ -294,16 +297,22 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
                 tm = tm.with_clock(clock.clone());
                 ingest_opts.event_time = Some(clock);
             }
-            let input: Box<dyn BufRead> = if file == "-" {
+            ingest_opts.flush_after = std::time::Duration::from_millis(flush_after_ms);
+            let report = if file == "-" {
                 ingest_opts.progress = ingest::progress_bar(None);
-                Box::new(std::io::stdin().lock())
+                ingest::run_pipe(&tm, std::io::BufReader::new(std::io::stdin()), &ingest_opts).await?
             } else {
                 let path = PathBuf::from(&file);
                 let f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-                ingest_opts.progress = ingest::progress_bar(f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len()));
-                Box::new(std::io::BufReader::new(f))
+                let regular = f.metadata().ok().filter(|m| m.is_file());
+                ingest_opts.progress = ingest::progress_bar(regular.as_ref().map(|m| m.len()));
+                if regular.is_some() {
+                    ingest::run_with(&tm, std::io::BufReader::new(f), &ingest_opts).await?
+                } else {
+                    // A named pipe or a device: it may pause like stdin.
+                    ingest::run_pipe(&tm, std::io::BufReader::new(f), &ingest_opts).await?
+                }
             };
-            let report = ingest::run_with(&tm, input, &ingest_opts).await?;
             print!("{}", report.render());
             // Triggers with a debug_level asked for their counters.
             for line in tm.debug().dump() {
