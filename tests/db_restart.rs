@@ -122,8 +122,6 @@ async fn worker_survives_a_database_restart_mid_batch() {
                 "{database}pipeline_config: pipelines.yaml\npurge_completed_streams: false\npipeline_worker_delay: 0.2\npipeline_worker_batch_size: 20\npipeline_worker_concurrency: 4\nstream_lease_timeout: 120\n"
             ),
         ),
-        ("ingest.yaml", &format!("{database}pipeline_config: ingest-pipelines.yaml\n")),
-        ("ingest-pipelines.yaml", "count_it: [logger]\n"),
         ("triggers.yaml", TRIGGERS),
         ("pipelines.yaml", "count_it:\n  - {name: counting, params: {sleep_ms: 100}}\n"),
     ]);
@@ -136,7 +134,7 @@ async fn worker_survives_a_database_restart_mid_batch() {
         .collect();
     std::fs::write(dir.path("orders.jsonl"), lines).unwrap();
     let (code, out, err) =
-        run(program("winchester").arg("-c").arg(dir.path("ingest.yaml")).arg("ingest").arg(dir.path("orders.jsonl")));
+        run(program("winchester").arg("-c").arg(dir.config()).arg("ingest").arg(dir.path("orders.jsonl")));
     assert_eq!(code, 0, "{out}{err}");
 
     let log = std::fs::File::create(dir.path("worker.log")).unwrap();

@@ -99,9 +99,6 @@ async fn ingest_and_two_workers_through_pgbouncer_transaction_pooling() {
                 "{database}pipeline_config: pipelines.yaml\npurge_completed_streams: false\npipeline_worker_delay: 0.2\npipeline_worker_batch_size: 50\nstatistics_period: 1\n"
             ),
         ),
-        // The ingester does not know the workers' handler type.
-        ("ingest.yaml", &format!("{database}pipeline_config: ingest-pipelines.yaml\n")),
-        ("ingest-pipelines.yaml", "count_it: [logger]\n"),
         ("triggers.yaml", TRIGGERS),
         ("pipelines.yaml", "count_it:\n  - {name: counting, params: {sleep_ms: 0}}\n"),
     ]);
@@ -121,7 +118,7 @@ async fn ingest_and_two_workers_through_pgbouncer_transaction_pooling() {
     let ingest = || {
         run(program("winchester")
             .arg("-c")
-            .arg(dir.path("ingest.yaml"))
+            .arg(dir.config())
             .args(["ingest", "--batch-size", "100"])
             .arg(dir.path("orders.jsonl")))
     };

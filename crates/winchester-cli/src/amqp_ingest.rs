@@ -1,10 +1,9 @@
 //! `winchester-ingest`: the AMQP ingest daemon (see the `winchester-amqp` crate
 //! for what it guarantees, and docs/ingest.md).
 
-use crate::common::{load_config, redact, trigger_manager, ConfigArgs};
+use crate::common::{load_ingest_config, redact, trigger_manager, ConfigArgs};
 use anyhow::anyhow;
 use clap::Parser;
-use winchester::pipeline::HandlerRegistry;
 use winchester_amqp::AmqpIngest;
 
 /// Consume OpenStack notifications from RabbitMQ into the database.
@@ -23,8 +22,8 @@ pub struct IngestOpts {
 }
 
 /// Runs the daemon until SIGINT/SIGTERM.
-pub async fn run(opts: &IngestOpts, registry: HandlerRegistry) -> anyhow::Result<()> {
-    let cfg = load_config(&opts.config, &registry)?;
+pub async fn run(opts: &IngestOpts) -> anyhow::Result<()> {
+    let cfg = load_ingest_config(&opts.config)?;
     if cfg.distiller_file.is_none() {
         return Err(anyhow!(
             "{}: winchester-ingest needs distiller_config (an event_definitions.yaml) to turn notifications into events",
@@ -39,7 +38,7 @@ pub async fn run(opts: &IngestOpts, registry: HandlerRegistry) -> anyhow::Result
     crate::common::start_metrics(opts.metrics_listen, &cfg.main, tm.storage())?;
     crate::common::record_versions(&tm, &cfg).await?;
     let reloading = tm.clone();
-    crate::common::reload_on_hangup(opts.config.clone(), registry, move |cfg, distiller| {
+    crate::common::reload_on_hangup(opts.config.clone(), None, move |cfg, distiller| {
         let tm = reloading.clone();
         async move {
             if distiller.is_none() {

@@ -97,15 +97,36 @@ pub fn load_config(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Res
     Ok(cfg)
 }
 
+/// [`load_config`] for programs that only ingest (`winchester ingest`,
+/// `winchester-ingest`): the pipelines are read (they are part of each
+/// trigger's definition version) but their handlers are not checked, since an
+/// ingester runs none and a custom worker's handler types are unknown to it.
+/// So ingesters and workers share one set of config files.
+pub fn load_ingest_config(args: &ConfigArgs) -> anyhow::Result<LoadedConfig> {
+    let cfg = load_checked(args, None)?;
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(cfg)
+}
+
 /// [`load_config`] without logging the warnings (for callers that print them).
 pub fn load_config_quietly(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<LoadedConfig> {
-    let known = |t: &str| registry.knows(t);
+    load_checked(args, Some(registry))
+}
+
+/// Loads and validates the configuration; the pipelines' handlers against
+/// `registry` when given.
+fn load_checked(args: &ConfigArgs, registry: Option<&HandlerRegistry>) -> anyhow::Result<LoadedConfig> {
+    let known = |t: &str| registry.is_none_or(|r| r.knows(t));
     let mut cfg = LoadedConfig::load(&args.config, Some(&known)).map_err(|e| anyhow!("{e}"))?;
     #[cfg(feature = "python")]
     if !cfg.main.python_path.is_empty() || cfg.main.pipeline_handlers.values().any(|t| t.contains(':')) {
         winchester_python::configure(&cfg.main).map_err(|e| anyhow!("{}: {e}", cfg.main.file.display()))?;
     }
-    PipelineRunner::new(registry.clone(), cfg.clone()).validate().map_err(|e| anyhow!("{e}"))?;
+    if let Some(registry) = registry {
+        PipelineRunner::new(registry.clone(), cfg.clone()).validate().map_err(|e| anyhow!("{e}"))?;
+    }
     if let Some(url) = &args.database_url {
         cfg.main.database_url = Some(url.clone());
     }
@@ -189,7 +210,9 @@ pub async fn record_versions(tm: &TriggerManager, cfg: &LoadedConfig) -> anyhow:
 /// logged (file, line, key), `winchester_config_reloads_total{result="refused"}`
 /// counts it, and the configuration in force keeps running. Settings read at
 /// start-up (database, amqp_ingest, api, worker sizes) need a restart.
-pub fn reload_on_hangup<F, Fut>(args: ConfigArgs, registry: HandlerRegistry, apply: F) -> anyhow::Result<()>
+/// `registry`: the handlers to check the pipelines against (`None` in
+/// ingest-only programs, see [`load_ingest_config`]).
+pub fn reload_on_hangup<F, Fut>(args: ConfigArgs, registry: Option<HandlerRegistry>, apply: F) -> anyhow::Result<()>
 where
     F: Fn(LoadedConfig, Option<Arc<Distiller>>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
@@ -199,7 +222,7 @@ where
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!(config = %args.config.display(), "SIGHUP: reloading the configuration.");
-            let loaded = load_config_quietly(&args, &registry).and_then(|c| Ok((load_distiller(&c)?, c)));
+            let loaded = load_checked(&args, registry.as_ref()).and_then(|c| Ok((load_distiller(&c)?, c)));
             let result = match loaded {
                 Ok((distiller, cfg)) => {
                     for w in &cfg.warnings {

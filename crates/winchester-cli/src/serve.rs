@@ -56,7 +56,7 @@ pub async fn run(args: &ServeArgs, config: &ConfigArgs, registry: &HandlerRegist
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = ApiState::new(storage, Arc::new(cfg.triggers.clone()), token.clone(), api.read_only, ready, stop_rx);
     let triggers = state.triggers.clone();
-    crate::common::reload_on_hangup(config.clone(), registry.clone(), move |cfg, _| {
+    crate::common::reload_on_hangup(config.clone(), Some(registry.clone()), move |cfg, _| {
         let triggers = triggers.clone();
         async move {
             triggers.set(Arc::new(cfg.triggers));

@@ -67,7 +67,7 @@ pub async fn run(opts: &WorkerOpts, registry: HandlerRegistry) -> anyhow::Result
     }
     let worker = std::sync::Arc::new(worker);
     let reloading = worker.clone();
-    crate::common::reload_on_hangup(opts.config.clone(), registry, move |cfg, _| {
+    crate::common::reload_on_hangup(opts.config.clone(), Some(registry), move |cfg, _| {
         let worker = reloading.clone();
         async move { Ok(worker.reload(cfg).await?) }
     })?;

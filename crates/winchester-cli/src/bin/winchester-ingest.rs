@@ -9,7 +9,7 @@ use winchester_cli::common::{init_tracing, report};
 async fn main() -> ExitCode {
     let opts = IngestOpts::parse();
     init_tracing("info");
-    match run(&opts, winchester_cli::common::registry()).await {
+    match run(&opts).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e),
     }

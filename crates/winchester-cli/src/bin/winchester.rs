@@ -281,7 +281,7 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest { file, batch_size, notifications, event_time, flush_after_ms } => {
-            let cfg = load_config(&opts.config, &registry)?;
+            let cfg = winchester_cli::common::load_ingest_config(&opts.config)?;
             let mut tm = trigger_manager(&cfg, &opts.config, 2).await?.with_source("cli");
             winchester_cli::common::record_versions(&tm, &cfg).await?;
             if notifications && cfg.distiller_file.is_none() {
