@@ -11,14 +11,7 @@ use std::time::{Duration, Instant};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
-const TRIGGERS: &str = r#"
-- name: orders
-  distinguished_by: [order_id]
-  expiration: "$last + 1d"
-  fire_pipeline: count_it
-  match_criteria: [{event_type: "order.*"}]
-  fire_criteria: [{event_type: order.paid}]
-"#;
+const TRIGGERS: &str = ORDER_TRIGGERS;
 
 /// A PostgreSQL cluster in a temp dir on a port of its own, stopped and
 /// removed when dropped.

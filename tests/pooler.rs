@@ -7,14 +7,7 @@ use crate::support::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TRIGGERS: &str = r#"
-- name: orders
-  distinguished_by: [order_id]
-  expiration: "$last + 1d"
-  fire_pipeline: count_it
-  match_criteria: [{event_type: "order.*"}]
-  fire_criteria: [{event_type: order.paid}]
-"#;
+const TRIGGERS: &str = ORDER_TRIGGERS;
 
 /// A private PgBouncer (its own port and files, transaction pooling, three
 /// server connections per database) in front of the shared test server.

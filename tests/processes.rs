@@ -7,14 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use winchester::EventOutcome;
 
-const TRIGGERS: &str = r#"
-- name: orders
-  distinguished_by: [order_id]
-  expiration: "$last + 1d"
-  fire_pipeline: count_it
-  match_criteria: [{event_type: "order.*"}]
-  fire_criteria: [{event_type: order.paid}]
-"#;
+const TRIGGERS: &str = ORDER_TRIGGERS;
 
 struct Cluster {
     db: TestDb,

@@ -55,6 +55,17 @@ macro_rules! backend_tests {
     };
 }
 
+/// One trigger for the process tests (`counting_worker` with pipeline
+/// `count_it`): a stream per `order_id`, fired by `order.paid`.
+pub const ORDER_TRIGGERS: &str = r#"
+- name: orders
+  distinguished_by: [order_id]
+  expiration: "$last + 1d"
+  fire_pipeline: count_it
+  match_criteria: [{event_type: "order.*"}]
+  fire_criteria: [{event_type: order.paid}]
+"#;
+
 /// Tests of parts that do not depend on the storage backend (handlers), each
 /// an `async fn name()` run on PostgreSQL as `postgres::name`.
 #[macro_export]
