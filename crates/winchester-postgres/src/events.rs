@@ -8,7 +8,6 @@ use winchester_storage::Result;
 
 use crate::errors::storage_error;
 use crate::rows;
-use crate::Conn;
 
 /// Where a page of a stream's events ends: (generated, id) of its last event.
 type Cursor = (DateTime<Utc>, i64);
@@ -19,8 +18,7 @@ pub(crate) async fn stream_events(
     after: Option<(DateTime<Utc>, i64)>,
     limit: u32,
 ) -> Result<(Vec<Event>, Option<Cursor>)> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<(Vec<Event>, Option<Cursor>)> = async {
+    on_conn!(pool, |c| -> (Vec<Event>, Option<Cursor>) {
         let rows = sqlx::query(
             "SELECT e.id, e.message_id, e.event_type, e.generated, e.traits \
          FROM stream_event se JOIN event e ON e.id = se.event_id \
@@ -32,7 +30,7 @@ pub(crate) async fn stream_events(
         .bind(after.map(|a| a.0))
         .bind(after.map(|a| a.1).unwrap_or(0))
         .bind(limit as i64)
-        .fetch_all(c.conn())
+        .fetch_all(&mut *c)
         .await
         .map_err(storage_error)?;
         let mut last = None;
@@ -43,14 +41,11 @@ pub(crate) async fn stream_events(
             out.push(e);
         }
         Ok((out, last))
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn trim(pool: &PgPool, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<u64> = async {
+    on_conn!(pool, |c| -> u64 {
         // Events still needed by an unfinished stream are kept.
         let sql = format!(
             "DELETE FROM event WHERE id IN ( \
@@ -63,34 +58,28 @@ pub(crate) async fn trim(pool: &PgPool, cutoff: DateTime<Utc>, limit: u32) -> Re
             .persistent(crate::named_statements())
             .bind(cutoff)
             .bind(limit as i64)
-            .execute(c.conn())
+            .execute(&mut *c)
             .await
             .map_err(storage_error)?
             .rows_affected();
         Ok(n)
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 /// The latest event timestamp (`generated` is indexed, so this is one index probe).
 pub(crate) async fn latest_time(pool: &PgPool) -> Result<Option<DateTime<Utc>>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Option<DateTime<Utc>>> = async {
+    on_conn!(pool, |c| -> Option<DateTime<Utc>> {
         sqlx::query_scalar("SELECT max(generated) FROM event")
             .persistent(crate::named_statements())
-            .fetch_one(c.conn())
+            .fetch_one(&mut *c)
             .await
             .map_err(storage_error)
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 /// Every event of several streams, in one query.
 pub(crate) async fn load_events(pool: &PgPool, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Vec<(i64, Event)>> = async {
+    on_conn!(pool, |c| -> Vec<(i64, Event)> {
         if stream_ids.is_empty() {
             return Ok(vec![]);
         }
@@ -101,11 +90,9 @@ pub(crate) async fn load_events(pool: &PgPool, stream_ids: &[i64]) -> Result<Vec
         )
         .persistent(crate::named_statements())
         .bind(stream_ids)
-        .fetch_all(c.conn())
+        .fetch_all(&mut *c)
         .await
         .map_err(storage_error)?;
         rows.iter().map(|r| Ok((r.try_get("stream_id").map_err(storage_error)?, rows::event(r)?))).collect()
-    }
-    .await;
-    c.done(r).await
+    })
 }

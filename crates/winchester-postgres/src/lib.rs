@@ -13,6 +13,19 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+/// Runs `$body` (the contents of an async block returning `Result<$t>`, with
+/// `$c: &mut PgConnection`) on a [`Conn`]: a pooled connection, or behind a
+/// transaction pooler a transaction of its own, committed when the body
+/// succeeded.
+macro_rules! on_conn {
+    ($pool:expr, |$c:ident| -> $t:ty $body:block) => {{
+        let mut conn = $crate::Conn::get($pool).await?;
+        let $c = conn.conn();
+        let r: $crate::Result<$t> = async move $body.await;
+        conn.done(r).await
+    }};
+}
+
 mod errors;
 mod events;
 mod ingest;

@@ -11,7 +11,6 @@ use winchester_storage::{
 
 use crate::errors::storage_error;
 use crate::rows::{self, STREAM_COLUMNS};
-use crate::Conn;
 
 const EVENT_COLUMNS: &str = "id, message_id, event_type, generated, traits";
 const TRANSITION_COLUMNS: &str = "id, stream_id, trigger_name, old_state, new_state, at";
@@ -99,42 +98,35 @@ fn transition(r: &PgRow) -> Result<Transition> {
 }
 
 pub(crate) async fn list_streams(pool: &PgPool, f: &StreamFilter) -> Result<Vec<Stream>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Vec<Stream>> = async {
+    on_conn!(pool, |c| -> Vec<Stream> {
         let mut qb = QueryBuilder::new(format!("SELECT {STREAM_COLUMNS} FROM stream"));
         push_stream_filter(&mut qb, f);
         push_page(&mut qb, &f.page, f.row_limit());
-        let rows = qb.build().persistent(crate::named_statements()).fetch_all(c.conn()).await.map_err(storage_error)?;
+        let rows = qb.build().persistent(crate::named_statements()).fetch_all(&mut *c).await.map_err(storage_error)?;
         rows.iter().map(rows::stream).collect()
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn count_streams(pool: &PgPool, f: &StreamFilter) -> Result<u64> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<u64> = async {
+    on_conn!(pool, |c| -> u64 {
         let mut qb = QueryBuilder::new("SELECT count(*) FROM stream");
         push_stream_filter(&mut qb, f);
         let n: i64 = qb
             .build_query_scalar()
             .persistent(crate::named_statements())
-            .fetch_one(c.conn())
+            .fetch_one(&mut *c)
             .await
             .map_err(storage_error)?;
         Ok(n as u64)
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn stream_counts(pool: &PgPool) -> Result<Vec<StreamCount>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Vec<StreamCount>> = async {
+    on_conn!(pool, |c| -> Vec<StreamCount> {
         let sql = "SELECT trigger_name, state, count(*) AS n FROM stream GROUP BY trigger_name, state \
                    ORDER BY trigger_name, state";
         let rows =
-            sqlx::query(sql).persistent(crate::named_statements()).fetch_all(c.conn()).await.map_err(storage_error)?;
+            sqlx::query(sql).persistent(crate::named_statements()).fetch_all(&mut *c).await.map_err(storage_error)?;
         rows.iter()
             .map(|r| {
                 let state: i16 = r.try_get("state").map_err(storage_error)?;
@@ -146,68 +138,54 @@ pub(crate) async fn stream_counts(pool: &PgPool) -> Result<Vec<StreamCount>> {
                 })
             })
             .collect()
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn list_events(pool: &PgPool, f: &EventFilter) -> Result<Vec<StoredEvent>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Vec<StoredEvent>> = async {
+    on_conn!(pool, |c| -> Vec<StoredEvent> {
         let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM event"));
         push_event_filter(&mut qb, f);
         push_page(&mut qb, &f.page, f.page.limit);
-        let rows = qb.build().persistent(crate::named_statements()).fetch_all(c.conn()).await.map_err(storage_error)?;
+        let rows = qb.build().persistent(crate::named_statements()).fetch_all(&mut *c).await.map_err(storage_error)?;
         rows.iter().map(stored_event).collect()
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn count_events(pool: &PgPool, f: &EventFilter) -> Result<u64> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<u64> = async {
+    on_conn!(pool, |c| -> u64 {
         let mut qb = QueryBuilder::new("SELECT count(*) FROM event");
         push_event_filter(&mut qb, f);
         let n: i64 = qb
             .build_query_scalar()
             .persistent(crate::named_statements())
-            .fetch_one(c.conn())
+            .fetch_one(&mut *c)
             .await
             .map_err(storage_error)?;
         Ok(n as u64)
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn get_event(pool: &PgPool, message_id: &str) -> Result<Option<StoredEvent>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Option<StoredEvent>> = async {
+    on_conn!(pool, |c| -> Option<StoredEvent> {
         let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM event WHERE message_id = $1"))
             .persistent(crate::named_statements())
             .bind(message_id)
-            .fetch_optional(c.conn())
+            .fetch_optional(&mut *c)
             .await
             .map_err(storage_error)?;
         row.as_ref().map(stored_event).transpose()
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn event_streams(pool: &PgPool, event_id: i64) -> Result<Vec<i64>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Vec<i64>> = async {
+    on_conn!(pool, |c| -> Vec<i64> {
         sqlx::query_scalar("SELECT stream_id FROM stream_event WHERE event_id = $1 ORDER BY stream_id")
             .persistent(crate::named_statements())
             .bind(event_id)
-            .fetch_all(c.conn())
+            .fetch_all(&mut *c)
             .await
             .map_err(storage_error)
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 /// Rows of `select` (ending in `FROM table`) with an id above `after` or in `also`, ascending.
@@ -219,20 +197,17 @@ async fn since<T>(
     limit: u32,
     decode: fn(&PgRow) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Vec<T>> = async {
+    on_conn!(pool, |c| -> Vec<T> {
         let rows = sqlx::query(&format!("{select} WHERE id > $1 OR id = ANY($2) ORDER BY id LIMIT $3"))
             .persistent(crate::named_statements())
             .bind(after)
             .bind(also)
             .bind(i64::from(limit))
-            .fetch_all(c.conn())
+            .fetch_all(&mut *c)
             .await
             .map_err(storage_error)?;
         rows.iter().map(decode).collect()
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn events_since(pool: &PgPool, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
@@ -244,34 +219,28 @@ pub(crate) async fn transitions_since(pool: &PgPool, after: i64, also: &[i64], l
 }
 
 pub(crate) async fn transitions_from(pool: &PgPool, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Vec<Transition>> = async {
+    on_conn!(pool, |c| -> Vec<Transition> {
         let rows = sqlx::query(&format!(
             "SELECT {TRANSITION_COLUMNS} FROM stream_transition WHERE at >= $1 ORDER BY at, id LIMIT $2"
         ))
         .persistent(crate::named_statements())
         .bind(since)
         .bind(i64::from(limit))
-        .fetch_all(c.conn())
+        .fetch_all(&mut *c)
         .await
         .map_err(storage_error)?;
         rows.iter().map(transition).collect()
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn latest_ids(pool: &PgPool) -> Result<(i64, i64)> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<(i64, i64)> = async {
+    on_conn!(pool, |c| -> (i64, i64) {
         sqlx::query_as(
             "SELECT (SELECT coalesce(max(id), 0) FROM event), (SELECT coalesce(max(id), 0) FROM stream_transition)",
         )
         .persistent(crate::named_statements())
-        .fetch_one(c.conn())
+        .fetch_one(&mut *c)
         .await
         .map_err(storage_error)
-    }
-    .await;
-    c.done(r).await
+    })
 }

@@ -17,22 +17,18 @@ use winchester_storage::{
 use crate::errors::storage_error;
 use crate::ingest::ingest_in_tx;
 use crate::rows::{self, STREAM_COLUMNS};
-use crate::Conn;
 
 pub(crate) async fn ready(pool: &PgPool, action: Action, now: DateTime<Utc>, limit: u32) -> Result<Vec<Stream>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Vec<Stream>> = async {
+    on_conn!(pool, |c| -> Vec<Stream> {
         let rows = sqlx::query(&ready_sql(action, STREAM_COLUMNS, "$1", "$2"))
             .persistent(crate::named_statements())
             .bind(now)
             .bind(limit as i64)
-            .fetch_all(c.conn())
+            .fetch_all(&mut *c)
             .await
             .map_err(storage_error)?;
         rows.iter().map(rows::stream).collect()
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn claim(
@@ -42,8 +38,7 @@ pub(crate) async fn claim(
     now: DateTime<Utc>,
     lease: Duration,
 ) -> Result<Option<Stream>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Option<Stream>> = async {
+    on_conn!(pool, |c| -> Option<Stream> {
         let lease_end = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::days(1));
         // Still ready for `action` (an expire claim must not take a stream that
         // became ready to fire since it was read).
@@ -58,13 +53,11 @@ pub(crate) async fn claim(
             .bind(stream.state_serial_no)
             .bind(now)
             .bind(lease_end)
-            .fetch_optional(c.conn())
+            .fetch_optional(&mut *c)
             .await
             .map_err(storage_error)?;
         row.as_ref().map(rows::stream).transpose()
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn claim_ready(
@@ -75,8 +68,7 @@ pub(crate) async fn claim_ready(
     limit: u32,
     triggers: TriggerScope<'_>,
 ) -> Result<Vec<Claimed>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Vec<Claimed>> = async {
+    on_conn!(pool, |c| -> Vec<Claimed> {
         // Rows other workers are claiming are skipped, never waited for.
         let filter = trigger_condition(triggers, "trigger_name = ANY($4)");
         let sql = claim_ready_sql(action, STREAM_COLUMNS, "$1", "$2", "$3", &filter, " FOR UPDATE SKIP LOCKED");
@@ -85,15 +77,13 @@ pub(crate) async fn claim_ready(
         if let Some(names) = triggers.names() {
             query = query.bind(names);
         }
-        let rows = query.fetch_all(c.conn()).await.map_err(storage_error)?;
+        let rows = query.fetch_all(&mut *c).await.map_err(storage_error)?;
         rows.iter()
             .map(|r| {
                 Ok(Claimed { stream: rows::stream(r)?, reclaimed: r.try_get("picked_reclaim").map_err(storage_error)? })
             })
             .collect()
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn finish_many(
@@ -163,8 +153,7 @@ pub(crate) async fn finish_many(
 }
 
 pub(crate) async fn set_state(pool: &PgPool, id: i64, serial: i32, to: StreamState) -> Result<Option<Stream>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Option<Stream>> = async {
+    on_conn!(pool, |c| -> Option<Stream> {
         let sql = format!(
             "UPDATE stream SET state = $3, state_serial_no = state_serial_no + 1 \
          WHERE id = $1 AND state_serial_no = $2 RETURNING {STREAM_COLUMNS}"
@@ -174,18 +163,15 @@ pub(crate) async fn set_state(pool: &PgPool, id: i64, serial: i32, to: StreamSta
             .bind(id)
             .bind(serial)
             .bind(to as i16)
-            .fetch_optional(c.conn())
+            .fetch_optional(&mut *c)
             .await
             .map_err(storage_error)?;
         row.as_ref().map(rows::stream).transpose()
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn renew_leases(pool: &PgPool, held: &[(i64, i32)], until: DateTime<Utc>) -> Result<Vec<i64>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Vec<i64>> = async {
+    on_conn!(pool, |c| -> Vec<i64> {
         if held.is_empty() {
             return Ok(vec![]);
         }
@@ -199,56 +185,45 @@ pub(crate) async fn renew_leases(pool: &PgPool, held: &[(i64, i32)], until: Date
             .bind(ids)
             .bind(serials)
             .bind(until)
-            .fetch_all(c.conn())
+            .fetch_all(&mut *c)
             .await
             .map_err(storage_error)
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn get(pool: &PgPool, id: i64) -> Result<Option<Stream>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Option<Stream>> = async {
+    on_conn!(pool, |c| -> Option<Stream> {
         let sql = format!("SELECT {STREAM_COLUMNS} FROM stream WHERE id = $1");
         let row = sqlx::query(&sql)
             .persistent(crate::named_statements())
             .bind(id)
-            .fetch_optional(c.conn())
+            .fetch_optional(&mut *c)
             .await
             .map_err(storage_error)?;
         row.as_ref().map(rows::stream).transpose()
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn purge(pool: &PgPool, id: i64) -> Result<bool> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<bool> = async {
+    on_conn!(pool, |c| -> bool {
         let n = sqlx::query("DELETE FROM stream WHERE id = $1")
             .persistent(crate::named_statements())
             .bind(id)
-            .execute(c.conn())
+            .execute(&mut *c)
             .await
             .map_err(storage_error)?
             .rows_affected();
         Ok(n == 1)
-    }
-    .await;
-    c.done(r).await
+    })
 }
 
 pub(crate) async fn next_due(pool: &PgPool, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-    let mut c = Conn::get(pool).await?;
-    let r: Result<Option<DateTime<Utc>>> = async {
+    on_conn!(pool, |c| -> Option<DateTime<Utc>> {
         sqlx::query_scalar(&next_due_sql("$1"))
             .persistent(crate::named_statements())
             .bind(now)
-            .fetch_one(c.conn())
+            .fetch_one(&mut *c)
             .await
             .map_err(storage_error)
-    }
-    .await;
-    c.done(r).await
+    })
 }

@@ -7,7 +7,7 @@ use winchester_core::DefinitionVersion;
 use winchester_storage::{Result, TriggerVersion};
 
 use crate::errors::storage_error;
-use crate::{named_statements, Conn};
+use crate::named_statements;
 
 const COLUMNS: &str = "trigger_name, version, definition, first_used";
 
@@ -29,36 +29,36 @@ pub(crate) async fn record(pool: &PgPool, versions: &[DefinitionVersion], now: D
     let names: Vec<&str> = versions.iter().map(|v| v.trigger.as_str()).collect();
     let ids: Vec<&str> = versions.iter().map(|v| v.version.as_str()).collect();
     let texts: Vec<&str> = versions.iter().map(|v| v.text.as_str()).collect();
-    let mut c = Conn::get(pool).await?;
-    let r = sqlx::query(
-        "INSERT INTO trigger_version (trigger_name, version, definition, first_used) \
-         SELECT u.n, u.v, u.d, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(n, v, d) \
-         ON CONFLICT (trigger_name, version) DO NOTHING",
-    )
-    .persistent(named_statements())
-    .bind(&names)
-    .bind(&ids)
-    .bind(&texts)
-    .bind(now)
-    .execute(c.conn())
-    .await
-    .map(|_| ())
-    .map_err(storage_error);
-    c.done(r).await
+    on_conn!(pool, |c| -> () {
+        sqlx::query(
+            "INSERT INTO trigger_version (trigger_name, version, definition, first_used) \
+             SELECT u.n, u.v, u.d, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(n, v, d) \
+             ON CONFLICT (trigger_name, version) DO NOTHING",
+        )
+        .persistent(named_statements())
+        .bind(&names)
+        .bind(&ids)
+        .bind(&texts)
+        .bind(now)
+        .execute(c)
+        .await
+        .map_err(storage_error)?;
+        Ok(())
+    })
 }
 
 pub(crate) async fn get(pool: &PgPool, trigger: &str, version: &str) -> Result<Option<TriggerVersion>> {
     let sql = format!("SELECT {COLUMNS} FROM trigger_version WHERE trigger_name = $1 AND version = $2");
-    let mut c = Conn::get(pool).await?;
-    let r = sqlx::query(&sql)
-        .persistent(named_statements())
-        .bind(trigger)
-        .bind(version)
-        .fetch_optional(c.conn())
-        .await
-        .map_err(storage_error)
-        .and_then(|r| r.as_ref().map(row).transpose());
-    c.done(r).await
+    on_conn!(pool, |c| -> Option<TriggerVersion> {
+        let r = sqlx::query(&sql)
+            .persistent(named_statements())
+            .bind(trigger)
+            .bind(version)
+            .fetch_optional(c)
+            .await
+            .map_err(storage_error)?;
+        r.as_ref().map(row).transpose()
+    })
 }
 
 pub(crate) async fn list(pool: &PgPool, trigger: Option<&str>) -> Result<Vec<TriggerVersion>> {
@@ -66,13 +66,9 @@ pub(crate) async fn list(pool: &PgPool, trigger: Option<&str>) -> Result<Vec<Tri
         "SELECT {COLUMNS} FROM trigger_version WHERE $1::text IS NULL OR trigger_name = $1 \
          ORDER BY trigger_name COLLATE \"C\", first_used, version"
     );
-    let mut c = Conn::get(pool).await?;
-    let r = sqlx::query(&sql)
-        .persistent(named_statements())
-        .bind(trigger)
-        .fetch_all(c.conn())
-        .await
-        .map_err(storage_error)
-        .and_then(|rows| rows.iter().map(row).collect());
-    c.done(r).await
+    on_conn!(pool, |c| -> Vec<TriggerVersion> {
+        let rows =
+            sqlx::query(&sql).persistent(named_statements()).bind(trigger).fetch_all(c).await.map_err(storage_error)?;
+        rows.iter().map(row).collect()
+    })
 }
