@@ -688,16 +688,42 @@ impl Worker {
                 }) as Run<'_>
             })
             .collect();
-        let mut done = futures::stream::iter(runs).buffer_unordered(self.opts.concurrency).ready_chunks(FINISH_BATCH);
-        let mut outcomes = Vec::with_capacity(claimed.len());
-        while let Some(chunk) = done.next().await {
-            let mut ended = Vec::with_capacity(chunk.len());
-            for (s, timer, r) in chunk {
-                ended.push((s, timer, r?));
+        // The runs are driven on their own while finished ones are recorded,
+        // so a slow record (the database away, retried until it is back) never
+        // stalls a handler in the middle of its work.
+        let (ended_tx, mut ended_rx) = tokio::sync::mpsc::unbounded_channel();
+        let run_all = async move {
+            let mut done = futures::stream::iter(runs).buffer_unordered(self.opts.concurrency);
+            while let Some(run) = done.next().await {
+                // The receiver lives as long as this call: sending cannot fail.
+                let _ = ended_tx.send(run);
             }
-            outcomes.extend(self.record(ended, action).await?);
+        };
+        let record_all = async {
+            let mut outcomes = Vec::with_capacity(claimed.len());
+            while let Some(first) = ended_rx.recv().await {
+                let mut chunk = vec![first];
+                while chunk.len() < FINISH_BATCH {
+                    match ended_rx.try_recv() {
+                        Ok(run) => chunk.push(run),
+                        Err(_) => break,
+                    }
+                }
+                let mut ended = Vec::with_capacity(chunk.len());
+                for (s, timer, r) in chunk {
+                    ended.push((s, timer, r?));
+                }
+                outcomes.extend(self.record(ended, action).await?);
+            }
+            Ok(outcomes)
+        };
+        tokio::pin!(run_all, record_all);
+        match futures::future::select(run_all, record_all).await {
+            futures::future::Either::Left(((), record_all)) => record_all.await,
+            // Recording ended first: it failed (the runs in flight are dropped,
+            // as before), or every run had ended.
+            futures::future::Either::Right((outcomes, _)) => outcomes,
         }
-        Ok(outcomes)
     }
 
     /// Records the ends of finished runs in one call and counts each outcome.
