@@ -61,7 +61,17 @@ async fn connect(chromium: &Path, driver_port: u16) -> Client {
 }
 
 async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
+    // The console refreshes parts of the page live: an element found may be
+    // replaced before its text is read; then it is found again.
+    for _ in 0..50 {
+        let element = c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        match element.text().await {
+            Ok(t) => return t,
+            Err(e) if e.to_string().contains("stale element") => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => panic!("{css}: {e}"),
+        }
+    }
+    panic!("{css}: replaced on every read")
 }
 
 async fn count(c: &Client, css: &str) -> usize {
