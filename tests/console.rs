@@ -63,15 +63,23 @@ async fn connect(chromium: &Path, driver_port: u16) -> Client {
 async fn text(c: &Client, css: &str) -> String {
     // The console refreshes parts of the page live: an element found may be
     // replaced before its text is read; then it is found again.
-    for _ in 0..50 {
-        let element = c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
-        match element.text().await {
+    // (While a fragment is swapped in, the element is briefly absent too.)
+    let mut last = String::new();
+    for _ in 0..100 {
+        let read = match c.find(Locator::Css(css)).await {
+            Ok(element) => element.text().await,
+            Err(e) => Err(e),
+        };
+        match read {
             Ok(t) => return t,
-            Err(e) if e.to_string().contains("stale element") => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) if e.to_string().contains("stale element") || e.to_string().contains("no such element") => {
+                last = e.to_string();
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
             Err(e) => panic!("{css}: {e}"),
         }
     }
-    panic!("{css}: replaced on every read")
+    panic!("{css}: {last}")
 }
 
 async fn count(c: &Client, css: &str) -> usize {
