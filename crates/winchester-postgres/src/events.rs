@@ -4,9 +4,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use winchester_core::Event;
-use winchester_storage::decode::{self, Cursor};
+use winchester_storage::decode;
 use winchester_storage::stream::state_no::COMPLETED;
-use winchester_storage::{EventStore, Result};
+use winchester_storage::{Cursor, EventStore, Result};
 
 use crate::errors::storage_error;
 use crate::rows::Pg;
@@ -15,7 +15,7 @@ use crate::PgStorage;
 pub(crate) async fn stream_events(
     pool: &PgPool,
     stream_id: i64,
-    after: Option<(DateTime<Utc>, i64)>,
+    after: Option<Cursor>,
     limit: u32,
 ) -> Result<(Vec<Event>, Option<Cursor>)> {
     on_conn!(pool, |c| -> (Vec<Event>, Option<Cursor>) {

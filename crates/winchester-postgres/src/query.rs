@@ -3,9 +3,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder};
-use winchester_storage::decode::{self, EVENT_COLUMNS, STREAM_COLUMNS, TRANSITION_COLUMNS};
+use winchester_storage::decode::{self, IdLog, EVENT_COLUMNS, STREAM_COLUMNS, TRANSITION_COLUMNS};
 use winchester_storage::{
     EventFilter, Page, QueryStore, Result, StoredEvent, Stream, StreamCount, StreamFilter, TraitFilter, Transition,
 };
@@ -76,17 +75,11 @@ fn push_event_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &EventFilter) {
     }
 }
 
-/// Rows of `select` (ending in `FROM table`) with an id above `after` or in `also`, ascending.
-async fn since<T>(
-    pool: &PgPool,
-    select: &str,
-    after: i64,
-    also: &[i64],
-    limit: u32,
-    decode: fn(&PgRow) -> Result<T>,
-) -> Result<Vec<T>> {
+/// The rows of a log with an id above `after` or in `also`, ascending.
+async fn since<T: IdLog>(pool: &PgPool, after: i64, also: &[i64], limit: u32) -> Result<Vec<T>> {
     on_conn!(pool, |c| -> Vec<T> {
-        let rows = sqlx::query(&format!("{select} WHERE id > $1 OR id = ANY($2) ORDER BY id LIMIT $3"))
+        let sql = format!("SELECT {} FROM {} WHERE id > $1 OR id = ANY($2) ORDER BY id LIMIT $3", T::COLUMNS, T::TABLE);
+        let rows = sqlx::query(&sql)
             .persistent(crate::named_statements())
             .bind(after)
             .bind(also)
@@ -94,7 +87,7 @@ async fn since<T>(
             .fetch_all(&mut *c)
             .await
             .map_err(storage_error)?;
-        rows.iter().map(decode).collect()
+        rows.iter().map(T::decode::<Pg>).collect()
     })
 }
 
@@ -187,20 +180,11 @@ impl QueryStore for PgStorage {
     }
 
     async fn events_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
-        since(&self.pool, &format!("SELECT {EVENT_COLUMNS} FROM event"), after, also, limit, decode::stored_event::<Pg>)
-            .await
+        since(&self.pool, after, also, limit).await
     }
 
     async fn transitions_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<Transition>> {
-        since(
-            &self.pool,
-            &format!("SELECT {TRANSITION_COLUMNS} FROM stream_transition"),
-            after,
-            also,
-            limit,
-            decode::transition::<Pg>,
-        )
-        .await
+        since(&self.pool, after, also, limit).await
     }
 
     async fn transitions_from(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {

@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use winchester_core::Event;
-use winchester_storage::decode::{self, Cursor};
+use winchester_storage::decode;
 use winchester_storage::stream::state_no::COMPLETED;
-use winchester_storage::{EventStore, Result};
+use winchester_storage::{Cursor, EventStore, Result};
 
 use crate::rows::{self, micros, Lite};
 use crate::{storage_error, SqliteStorage};

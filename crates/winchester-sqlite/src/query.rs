@@ -5,10 +5,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use winchester_core::TraitValue;
-use winchester_storage::decode::{self, EVENT_COLUMNS, STREAM_COLUMNS, TRANSITION_COLUMNS};
+use winchester_storage::decode::{self, IdLog, EVENT_COLUMNS, STREAM_COLUMNS, TRANSITION_COLUMNS};
 use winchester_storage::{
     EventFilter, Page, QueryStore, Result, StoredEvent, Stream, StreamCount, StreamFilter, TraitFilter, Transition,
 };
@@ -104,21 +103,14 @@ fn push_ids(qb: &mut QueryBuilder<'_, Sqlite>, ids: &[i64]) {
     qb.push(")");
 }
 
-/// Rows of `select` (ending in `FROM table`) with an id above `after` or in `also`, ascending.
-async fn since<T>(
-    pool: &SqlitePool,
-    select: &str,
-    after: i64,
-    also: &[i64],
-    limit: u32,
-    decode: fn(&SqliteRow) -> Result<T>,
-) -> Result<Vec<T>> {
-    let mut qb = QueryBuilder::new(format!("{select} WHERE id > "));
+/// The rows of a log with an id above `after` or in `also`, ascending.
+async fn since<T: IdLog>(pool: &SqlitePool, after: i64, also: &[i64], limit: u32) -> Result<Vec<T>> {
+    let mut qb = QueryBuilder::new(format!("SELECT {} FROM {} WHERE id > ", T::COLUMNS, T::TABLE));
     qb.push_bind(after).push(" OR id IN ");
     push_ids(&mut qb, also);
     qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
     let rows = qb.build().fetch_all(pool).await.map_err(storage_error)?;
-    rows.iter().map(decode).collect()
+    rows.iter().map(T::decode::<Lite>).collect()
 }
 
 #[async_trait]
@@ -182,27 +174,11 @@ impl QueryStore for SqliteStorage {
     }
 
     async fn events_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
-        since(
-            &self.pool,
-            &format!("SELECT {EVENT_COLUMNS} FROM event"),
-            after,
-            also,
-            limit,
-            decode::stored_event::<Lite>,
-        )
-        .await
+        since(&self.pool, after, also, limit).await
     }
 
     async fn transitions_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<Transition>> {
-        since(
-            &self.pool,
-            &format!("SELECT {TRANSITION_COLUMNS} FROM stream_transition"),
-            after,
-            also,
-            limit,
-            decode::transition::<Lite>,
-        )
-        .await
+        since(&self.pool, after, also, limit).await
     }
 
     async fn transitions_from(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {

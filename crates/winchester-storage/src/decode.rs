@@ -9,7 +9,7 @@
 //! column means what, and what counts as a corrupt row, is decided once.
 
 use crate::fold::StreamDraft;
-use crate::TriggerVersion;
+use crate::{Cursor, TriggerVersion};
 use crate::{Result, StorageError, StoredEvent, Stream, StreamCount, StreamState, Transition, TransitionKind};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -87,9 +87,6 @@ pub trait Columns {
 fn not_null<T>(col: &str, v: Option<T>) -> Result<T> {
     v.ok_or_else(|| StorageError::Corrupt(format!("{col} is NULL")))
 }
-
-/// Where a page of a stream's events ends: `(generated, id)` of its last event.
-pub type Cursor = (DateTime<Utc>, i64);
 
 /// A stored state number (of any integer width).
 pub fn state(n: impl Into<i64>) -> Result<StreamState> {
@@ -177,6 +174,33 @@ pub fn stream_count<C: Columns>(row: &C::Row) -> Result<StreamCount> {
         state: state(C::i16(row, "state")?)?,
         count: C::i64(row, "n")? as u64,
     })
+}
+
+/// A log read by ascending row id (what a tail follows): its table, the
+/// columns its decoder reads, and the decoder.
+pub trait IdLog: Sized {
+    /// The table.
+    const TABLE: &'static str;
+    /// The columns [`IdLog::decode`] reads.
+    const COLUMNS: &'static str;
+    /// Decodes one row.
+    fn decode<C: Columns>(row: &C::Row) -> Result<Self>;
+}
+
+impl IdLog for StoredEvent {
+    const TABLE: &'static str = "event";
+    const COLUMNS: &'static str = EVENT_COLUMNS;
+    fn decode<C: Columns>(row: &C::Row) -> Result<StoredEvent> {
+        stored_event::<C>(row)
+    }
+}
+
+impl IdLog for Transition {
+    const TABLE: &'static str = "stream_transition";
+    const COLUMNS: &'static str = TRANSITION_COLUMNS;
+    fn decode<C: Columns>(row: &C::Row) -> Result<Transition> {
+        transition::<C>(row)
+    }
 }
 
 /// A recorded trigger definition version ([`VERSION_COLUMNS`]).

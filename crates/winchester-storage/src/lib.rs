@@ -341,9 +341,9 @@ pub trait EventStore: Send + Sync {
     async fn stream_events(
         &self,
         stream_id: i64,
-        after: Option<(DateTime<Utc>, i64)>,
+        after: Option<Cursor>,
         limit: u32,
-    ) -> Result<(Vec<Event>, Option<(DateTime<Utc>, i64)>)>;
+    ) -> Result<(Vec<Event>, Option<Cursor>)>;
 
     /// Every event of the given streams in one query: `(stream id, event)` in
     /// `(timestamp, id)` order within each stream.
@@ -472,6 +472,9 @@ impl<T> Storage for T where
     T: IngestStore + StreamStore + EventStore + QueryStore + VersionStore + Wakeups + std::fmt::Debug + 'static
 {
 }
+
+/// Where a page of a stream's events ends: `(timestamp, id)` of its last event.
+pub type Cursor = (DateTime<Utc>, i64);
 
 /// Every event of a stream in timestamp order, read `page` at a time.
 pub async fn all_stream_events<S: Storage + ?Sized>(storage: &S, stream_id: i64, page: u32) -> Result<Vec<Event>> {
