@@ -33,9 +33,9 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
-use winchester_storage::decode::{self, expect_written};
+use winchester_storage::decode;
 use winchester_storage::fold::{fold_group, group_by_key, outcomes, FoldedGroup, StreamDraft};
-use winchester_storage::{EventPlan, IngestOutcome, IngestStore, Membership, Result, StorageError};
+use winchester_storage::{expect_written, EventPlan, IngestOutcome, IngestStore, Membership, Result, StorageError};
 
 use crate::errors::storage_error;
 use crate::rows::Pg;

@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use std::collections::{HashMap, HashSet};
-use winchester_storage::decode::{self, expect_written};
+use winchester_storage::decode;
 use winchester_storage::fold::{fold_group, group_by_key, outcomes, StreamDraft};
-use winchester_storage::{EventPlan, IngestOutcome, IngestStore, Result, StorageError};
+use winchester_storage::{expect_written, EventPlan, IngestOutcome, IngestStore, Result, StorageError};
 
 use crate::rows::{micros, Lite};
 use crate::{storage_error, SqliteStorage};

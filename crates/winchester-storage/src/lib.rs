@@ -156,6 +156,16 @@ pub fn one_for_one<T>(what: &'static str, expected: usize, outcomes: Vec<T>) -> 
     }
 }
 
+/// Checks that a write returned one row per item it was given: `got` rows
+/// of `what` for `expected` items is a corrupt answer, never papered over.
+pub fn expect_written(got: usize, expected: usize, what: &str) -> Result<()> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(StorageError::Corrupt(format!("{got} {what} written, {expected} expected")))
+    }
+}
+
 impl StorageError {
     /// Whether the same operation may succeed if tried again. The one place that
     /// decides this; callers never inspect error text.
@@ -536,5 +546,19 @@ impl ReadyListener for PollingListener {
     async fn wait(&mut self, timeout: Duration) -> Result<bool> {
         tokio::time::sleep(timeout.min(self.0)).await;
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_write_is_corrupt() {
+        assert!(expect_written(2, 2, "new streams").is_ok());
+        assert_eq!(
+            expect_written(1, 2, "new streams").unwrap_err().to_string(),
+            "corrupt row: 1 new streams written, 2 expected"
+        );
     }
 }
