@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use winchester_storage::decode::{self, IdLog, EVENT_COLUMNS, STREAM_COLUMNS, TRANSITION_COLUMNS};
 use winchester_storage::{
@@ -76,6 +77,31 @@ fn push_event_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &EventFilter) {
 }
 
 /// The rows of a log with an id above `after` or in `also`, ascending.
+/// Runs the `SELECT` built in `qb` and decodes its rows.
+async fn select_rows<T>(
+    pool: &PgPool,
+    mut qb: QueryBuilder<'_, Postgres>,
+    decode: fn(&PgRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    on_conn!(pool, |c| -> Vec<T> {
+        let rows = qb.build().persistent(crate::named_statements()).fetch_all(&mut *c).await.map_err(storage_error)?;
+        rows.iter().map(decode).collect()
+    })
+}
+
+/// Runs the `SELECT count(*)` built in `qb`.
+async fn select_count(pool: &PgPool, mut qb: QueryBuilder<'_, Postgres>) -> Result<u64> {
+    on_conn!(pool, |c| -> u64 {
+        let n: i64 = qb
+            .build_query_scalar()
+            .persistent(crate::named_statements())
+            .fetch_one(&mut *c)
+            .await
+            .map_err(storage_error)?;
+        Ok(n as u64)
+    })
+}
+
 async fn since<T: IdLog>(pool: &PgPool, after: i64, also: &[i64], limit: u32) -> Result<Vec<T>> {
     on_conn!(pool, |c| -> Vec<T> {
         let sql = format!("SELECT {} FROM {} WHERE id > $1 OR id = ANY($2) ORDER BY id LIMIT $3", T::COLUMNS, T::TABLE);
@@ -94,28 +120,16 @@ async fn since<T: IdLog>(pool: &PgPool, after: i64, also: &[i64], limit: u32) ->
 #[async_trait]
 impl QueryStore for PgStorage {
     async fn list_streams(&self, f: &StreamFilter) -> Result<Vec<Stream>> {
-        on_conn!(&self.pool, |c| -> Vec<Stream> {
-            let mut qb = QueryBuilder::new(format!("SELECT {STREAM_COLUMNS} FROM stream"));
-            push_stream_filter(&mut qb, f);
-            push_page(&mut qb, &f.page, f.row_limit());
-            let rows =
-                qb.build().persistent(crate::named_statements()).fetch_all(&mut *c).await.map_err(storage_error)?;
-            rows.iter().map(decode::stream::<Pg>).collect()
-        })
+        let mut qb = QueryBuilder::new(format!("SELECT {STREAM_COLUMNS} FROM stream"));
+        push_stream_filter(&mut qb, f);
+        push_page(&mut qb, &f.page, f.row_limit());
+        select_rows(&self.pool, qb, decode::stream::<Pg>).await
     }
 
     async fn count_streams(&self, f: &StreamFilter) -> Result<u64> {
-        on_conn!(&self.pool, |c| -> u64 {
-            let mut qb = QueryBuilder::new("SELECT count(*) FROM stream");
-            push_stream_filter(&mut qb, f);
-            let n: i64 = qb
-                .build_query_scalar()
-                .persistent(crate::named_statements())
-                .fetch_one(&mut *c)
-                .await
-                .map_err(storage_error)?;
-            Ok(n as u64)
-        })
+        let mut qb = QueryBuilder::new("SELECT count(*) FROM stream");
+        push_stream_filter(&mut qb, f);
+        select_count(&self.pool, qb).await
     }
 
     async fn stream_counts(&self) -> Result<Vec<StreamCount>> {
@@ -132,28 +146,16 @@ impl QueryStore for PgStorage {
     }
 
     async fn list_events(&self, f: &EventFilter) -> Result<Vec<StoredEvent>> {
-        on_conn!(&self.pool, |c| -> Vec<StoredEvent> {
-            let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM event"));
-            push_event_filter(&mut qb, f);
-            push_page(&mut qb, &f.page, f.page.limit);
-            let rows =
-                qb.build().persistent(crate::named_statements()).fetch_all(&mut *c).await.map_err(storage_error)?;
-            rows.iter().map(decode::stored_event::<Pg>).collect()
-        })
+        let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM event"));
+        push_event_filter(&mut qb, f);
+        push_page(&mut qb, &f.page, f.page.limit);
+        select_rows(&self.pool, qb, decode::stored_event::<Pg>).await
     }
 
     async fn count_events(&self, f: &EventFilter) -> Result<u64> {
-        on_conn!(&self.pool, |c| -> u64 {
-            let mut qb = QueryBuilder::new("SELECT count(*) FROM event");
-            push_event_filter(&mut qb, f);
-            let n: i64 = qb
-                .build_query_scalar()
-                .persistent(crate::named_statements())
-                .fetch_one(&mut *c)
-                .await
-                .map_err(storage_error)?;
-            Ok(n as u64)
-        })
+        let mut qb = QueryBuilder::new("SELECT count(*) FROM event");
+        push_event_filter(&mut qb, f);
+        select_count(&self.pool, qb).await
     }
 
     async fn get_event(&self, message_id: &str) -> Result<Option<StoredEvent>> {

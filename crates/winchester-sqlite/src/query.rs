@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use winchester_core::TraitValue;
 use winchester_storage::decode::{self, IdLog, EVENT_COLUMNS, STREAM_COLUMNS, TRANSITION_COLUMNS};
@@ -104,6 +105,22 @@ fn push_ids(qb: &mut QueryBuilder<'_, Sqlite>, ids: &[i64]) {
 }
 
 /// The rows of a log with an id above `after` or in `also`, ascending.
+/// Runs the `SELECT` built in `qb` and decodes its rows.
+async fn select_rows<T>(
+    pool: &SqlitePool,
+    mut qb: QueryBuilder<'_, Sqlite>,
+    decode: fn(&SqliteRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    let rows = qb.build().fetch_all(pool).await.map_err(storage_error)?;
+    rows.iter().map(decode).collect()
+}
+
+/// Runs the `SELECT count(*)` built in `qb`.
+async fn select_count(pool: &SqlitePool, mut qb: QueryBuilder<'_, Sqlite>) -> Result<u64> {
+    let n: i64 = qb.build_query_scalar().fetch_one(pool).await.map_err(storage_error)?;
+    Ok(n as u64)
+}
+
 async fn since<T: IdLog>(pool: &SqlitePool, after: i64, also: &[i64], limit: u32) -> Result<Vec<T>> {
     let mut qb = QueryBuilder::new(format!("SELECT {} FROM {} WHERE id > ", T::COLUMNS, T::TABLE));
     qb.push_bind(after).push(" OR id IN ");
@@ -119,15 +136,13 @@ impl QueryStore for SqliteStorage {
         let mut qb = QueryBuilder::new(format!("SELECT {STREAM_COLUMNS} FROM stream"));
         push_stream_filter(&mut qb, f);
         push_page(&mut qb, &f.page, f.row_limit());
-        let rows = qb.build().fetch_all(&self.pool).await.map_err(storage_error)?;
-        rows.iter().map(decode::stream::<Lite>).collect()
+        select_rows(&self.pool, qb, decode::stream::<Lite>).await
     }
 
     async fn count_streams(&self, f: &StreamFilter) -> Result<u64> {
         let mut qb = QueryBuilder::new("SELECT count(*) FROM stream");
         push_stream_filter(&mut qb, f);
-        let n: i64 = qb.build_query_scalar().fetch_one(&self.pool).await.map_err(storage_error)?;
-        Ok(n as u64)
+        select_count(&self.pool, qb).await
     }
 
     async fn stream_counts(&self) -> Result<Vec<StreamCount>> {
@@ -146,15 +161,13 @@ impl QueryStore for SqliteStorage {
         let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM event"));
         push_event_filter(&mut qb, f);
         push_page(&mut qb, &f.page, f.page.limit);
-        let rows = qb.build().fetch_all(&self.pool).await.map_err(storage_error)?;
-        rows.iter().map(decode::stored_event::<Lite>).collect()
+        select_rows(&self.pool, qb, decode::stored_event::<Lite>).await
     }
 
     async fn count_events(&self, f: &EventFilter) -> Result<u64> {
         let mut qb = QueryBuilder::new("SELECT count(*) FROM event");
         push_event_filter(&mut qb, f);
-        let n: i64 = qb.build_query_scalar().fetch_one(&self.pool).await.map_err(storage_error)?;
-        Ok(n as u64)
+        select_count(&self.pool, qb).await
     }
 
     async fn get_event(&self, message_id: &str) -> Result<Option<StoredEvent>> {
