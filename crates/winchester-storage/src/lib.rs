@@ -132,6 +132,46 @@ impl RetryPolicy {
         }
         self.reset();
     }
+
+    /// Runs `op` until it succeeds or fails for a reason waiting cannot fix:
+    /// after each retryable failure it waits as [`failed`](Self::failed)
+    /// says (logging the outage once), and a success logs its end
+    /// ([`succeeded`](Self::succeeded)). `op` must be safe to repeat: a try
+    /// that committed before its answer was lost is tried again (ingest
+    /// absorbs that by `message_id` dedup, finishing by its compare-and-set).
+    pub async fn retry<T, E, F, Fut>(&mut self, what: &str, mut op: F) -> std::result::Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, E>>,
+        E: Retryable + std::fmt::Display,
+    {
+        loop {
+            match op().await {
+                Ok(v) => {
+                    self.succeeded();
+                    return Ok(v);
+                }
+                Err(e) if e.is_retryable() => {
+                    let wait = self.failed(what, &e);
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// An error that says whether the same operation may succeed if tried again
+/// (what [`RetryPolicy::retry`] retries).
+pub trait Retryable {
+    /// Whether trying again may help (a lost connection, a restarting server, a transient conflict).
+    fn is_retryable(&self) -> bool;
+}
+
+impl Retryable for StorageError {
+    fn is_retryable(&self) -> bool {
+        StorageError::is_retryable(self)
+    }
 }
 
 impl Default for RetryPolicy {
