@@ -208,13 +208,8 @@ fn soak_refuses_bad_durations() {
     let (code, _, err) = run(std::process::Command::new(bin("winchester")).args(["bench", "--soak", "30"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("needs a unit"), "{err}");
-    let (code, _, err) = run(std::process::Command::new(bin("winchester")).args([
-        "bench",
-        "--soak",
-        "10s",
-        "--soak-interval",
-        "1m",
-    ]));
+    let (code, _, err) =
+        run(std::process::Command::new(bin("winchester")).args(["bench", "--soak", "10s", "--soak-interval", "1m"]));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--soak-interval"), "{err}");
 }

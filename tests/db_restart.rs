@@ -109,13 +109,7 @@ fn read(dir: &ConfigDir, name: &str) -> String {
 /// A winchester.yaml on the private cluster with the order triggers.
 fn restart_config(cluster: &PrivateCluster) -> ConfigDir {
     ConfigDir::new(&[
-        (
-            "winchester.yaml",
-            &format!(
-                "database: {{url: '{}'}}\n{LOGGING_PIPELINES}",
-                cluster.url()
-            ),
-        ),
+        ("winchester.yaml", &format!("database: {{url: '{}'}}\n{LOGGING_PIPELINES}", cluster.url())),
         ("triggers.yaml", TRIGGERS),
         ("pipelines.yaml", "count_it:\n  - log_it\n"),
     ])
@@ -187,8 +181,9 @@ async fn file_ingest_survives_a_database_restart_mid_batch() {
     const EVENTS: i64 = 40_000;
     std::fs::write(dir.path("orders.jsonl"), order_lines(0..EVENTS)).unwrap();
     let orders = dir.path("orders.jsonl").display().to_string();
-    let mut ingest =
-        KillOnDrop(ingest_command(&dir, &["--batch-size", "100", &orders], "ingest.log").spawn().expect("spawn ingest"));
+    let mut ingest = KillOnDrop(
+        ingest_command(&dir, &["--batch-size", "100", &orders], "ingest.log").spawn().expect("spawn ingest"),
+    );
     // Some batches in, the rest still to come.
     let start = Instant::now();
     while cluster.count("SELECT count(*) FROM event").await.unwrap_or(0) < 1000 {
@@ -372,7 +367,8 @@ async fn sqlite_write_lock_held_by_another_process_means_waiting() {
     ]);
     // Ready streams for the worker, before the lock.
     std::fs::write(dir.path("first.jsonl"), lines_of("order.paid", 0..50)).unwrap();
-    let (code, out, err) = run(program("winchester").arg("-c").arg(dir.config()).arg("ingest").arg(dir.path("first.jsonl")));
+    let (code, out, err) =
+        run(program("winchester").arg("-c").arg(dir.config()).arg("ingest").arg(dir.path("first.jsonl")));
     assert_eq!(code, 0, "{out}{err}");
     std::fs::write(dir.path("second.jsonl"), lines_of("order.paid", 50..100)).unwrap();
     db.exec("CREATE TABLE lock_holder (x INTEGER)").await;

@@ -227,11 +227,7 @@ pub fn render_row(r: &SoakRow) -> String {
 
 /// The closing lines.
 pub fn render_summary(s: &SoakSummary, opts: &SoakOpts) -> String {
-    let mut out = format!(
-        "\nsummary ({} rows after a warm-up of {}):\n",
-        s.measured_rows,
-        show(opts.warmup())
-    );
+    let mut out = format!("\nsummary ({} rows after a warm-up of {}):\n", s.measured_rows, show(opts.warmup()));
     let names = std::iter::once("ingest".to_string()).chain((0..WORKERS).map(|i| format!("worker-{i}")));
     if s.rss_drift_pct.is_empty() {
         out.push_str("  RSS drift: n/a (fewer than 2 rows after the warm-up; run longer)\n");
@@ -478,6 +474,16 @@ pub async fn run(opts: &SoakOpts, admin: &str, exe_dir: &Path) -> anyhow::Result
         // are killed below either way.
         let fed = tokio::task::spawn_blocking(move || feeder.join()).await;
         drop(children);
+        // What holds the space, for telling retention from other growth.
+        let largest: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT c.relname::text, pg_total_relation_size(c.oid) FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema() \
+             ORDER BY 2 DESC LIMIT 5",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
         pool.close().await;
         let rows = result?;
         let fed = match fed {
@@ -496,13 +502,20 @@ pub async fn run(opts: &SoakOpts, admin: &str, exe_dir: &Path) -> anyhow::Result
                     "warmup_s": opts.warmup().as_secs_f64(),
                     "workers": WORKERS,
                     "events_fed": fed,
+                    "largest_tables_mb": largest.iter().map(|(t, b)| (t.clone(), json!(*b as f64 / 1048576.0))).collect::<serde_json::Map<_, _>>(),
                     "rows": rows.iter().map(SoakRow::to_json).collect::<Vec<_>>(),
                     "summary": summary_json(&summary),
                 }
             });
             return Ok(format!("{}\n", serde_json::to_string_pretty(&v)?));
         }
-        Ok(format!("{}  events fed: {fed}\n", render_summary(&summary, &opts)))
+        let tables: Vec<String> =
+            largest.iter().map(|(t, b)| format!("{t} {:.1} MB", *b as f64 / 1048576.0)).collect();
+        Ok(format!(
+            "{}  events fed: {fed}\n  largest tables at the end: {}\n",
+            render_summary(&summary, &opts),
+            tables.join(", ")
+        ))
     })
     .await
 }
