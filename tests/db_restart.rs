@@ -135,15 +135,21 @@ fn lines_of(event_type: &str, range: std::ops::Range<i64>) -> String {
         .collect()
 }
 
-/// `winchester ingest` with its log going to `log` in `dir`.
+/// `winchester ingest ARGS` with its log going to `log` in `dir`.
 fn ingest_command(dir: &ConfigDir, args: &[&str], log: &str) -> Command {
-    let mut cmd = program("winchester");
+    let mut cmd = logged("winchester", dir, log);
+    cmd.arg("ingest").args(args).stdout(Stdio::piped());
+    cmd
+}
+
+/// One of the programs on `dir`'s config, its log (warnings, and the storage
+/// layer's outage and recovery lines) going to `log` in `dir`.
+fn logged(name: &str, dir: &ConfigDir, log: &str) -> Command {
+    let mut cmd = program(name);
     cmd.arg("-c")
         .arg(dir.config())
-        .arg("ingest")
-        .args(args)
         .env("RUST_LOG", "warn,winchester_storage=info")
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path(log)).unwrap());
     cmd
 }
@@ -257,16 +263,8 @@ async fn amqp_ingest_survives_a_database_restart_with_deliveries_in_flight() {
     let bodies: Vec<Vec<u8>> =
         (0..MESSAGES).map(|i| serde_json::to_vec(&envelope(&notification(i))).unwrap()).collect();
     let log = dir.path("ingest.log");
-    let mut daemon = KillOnDrop(
-        program("winchester-ingest")
-            .arg("-c")
-            .arg(dir.config())
-            .env("RUST_LOG", "warn,winchester_storage=info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn winchester-ingest"),
-    );
+    let mut daemon =
+        KillOnDrop(logged("winchester-ingest", &dir, "ingest.log").spawn().expect("spawn winchester-ingest"));
     let count = "SELECT count(*) FROM event";
     let running = |child: &mut KillOnDrop| {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -377,16 +375,7 @@ async fn sqlite_write_lock_held_by_another_process_means_waiting() {
     sqlx::raw_sql("BEGIN IMMEDIATE; INSERT INTO lock_holder VALUES (1);").execute(&mut holder).await.unwrap();
     let second = dir.path("second.jsonl").display().to_string();
     let mut ingest = KillOnDrop(ingest_command(&dir, &[&second], "ingest.log").spawn().expect("spawn ingest"));
-    let mut worker = KillOnDrop(
-        program("pipeline-worker")
-            .arg("-c")
-            .arg(dir.config())
-            .env("RUST_LOG", "warn,winchester_storage=info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path("worker.log")).unwrap())
-            .spawn()
-            .expect("spawn worker"),
-    );
+    let mut worker = KillOnDrop(logged("pipeline-worker", &dir, "worker.log").spawn().expect("spawn worker"));
     tokio::time::sleep(Duration::from_secs(10)).await;
     // Held all along: both still waiting, nothing written.
     assert!(ingest.0.try_wait().unwrap().is_none(), "ingest gave up: {}", read(&dir, "ingest.log"));
