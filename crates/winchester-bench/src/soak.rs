@@ -280,6 +280,10 @@ fn show(d: Duration) -> String {
     out
 }
 
+/// Said when the server runs without autovacuum.
+const AUTOVACUUM_OFF: &str = "autovacuum is off on this server: the space of trimmed events and purged \
+     streams is never reused, so the database size cannot stay bounded; soak on a server with autovacuum on";
+
 /// The workers' config: trimming on, completed streams purged.
 fn winchester_yaml(retention: Duration) -> String {
     format!(
@@ -388,6 +392,11 @@ pub async fn run(opts: &SoakOpts, admin: &str, exe_dir: &Path) -> anyhow::Result
     with_db(admin, |db| async move {
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&db.url).await?;
         sqlx::raw_sql(FIRE_DELAY_SQL).execute(&pool).await.context("creating the fire-delay table")?;
+        let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')").fetch_one(&pool).await?;
+        let autovacuum = autovacuum == "on";
+        if !autovacuum {
+            eprintln!("bench: {AUTOVACUUM_OFF}");
+        }
         let spawn = |name: &str, cmd: &mut Command| -> anyhow::Result<(std::process::Child, PathBuf)> {
             let (log, f) = stderr_file(&dir.0, name)?;
             let child = cmd
@@ -502,6 +511,7 @@ pub async fn run(opts: &SoakOpts, admin: &str, exe_dir: &Path) -> anyhow::Result
                     "warmup_s": opts.warmup().as_secs_f64(),
                     "workers": WORKERS,
                     "events_fed": fed,
+                    "autovacuum": autovacuum,
                     "largest_tables_mb": largest.iter().map(|(t, b)| (t.clone(), json!(*b as f64 / 1048576.0))).collect::<serde_json::Map<_, _>>(),
                     "rows": rows.iter().map(SoakRow::to_json).collect::<Vec<_>>(),
                     "summary": summary_json(&summary),
@@ -512,9 +522,10 @@ pub async fn run(opts: &SoakOpts, admin: &str, exe_dir: &Path) -> anyhow::Result
         let tables: Vec<String> =
             largest.iter().map(|(t, b)| format!("{t} {:.1} MB", *b as f64 / 1048576.0)).collect();
         Ok(format!(
-            "{}  events fed: {fed}\n  largest tables at the end: {}\n",
+            "{}  events fed: {fed}\n  largest tables at the end: {}\n{}",
             render_summary(&summary, &opts),
-            tables.join(", ")
+            tables.join(", "),
+            if autovacuum { String::new() } else { format!("  note: {AUTOVACUUM_OFF}\n") }
         ))
     })
     .await
