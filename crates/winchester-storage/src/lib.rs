@@ -531,3 +531,48 @@ impl ReadyListener for PollingListener {
         Ok(false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_in_their_upper_half_up_to_the_cap_and_reset() {
+        let mut p = RetryPolicy::new();
+        let mut step = RetryPolicy::FIRST;
+        for _ in 0..12 {
+            let d = p.next_delay();
+            assert!(d >= step / 2 && d <= step, "{d:?} for step {step:?}");
+            step = (step * 2).min(RetryPolicy::MAX);
+        }
+        assert_eq!(step, RetryPolicy::MAX);
+        p.reset();
+        assert!(p.next_delay() <= RetryPolicy::FIRST);
+    }
+
+    #[tokio::test]
+    async fn retry_repeats_what_may_pass_and_returns_what_will_not() {
+        let unavailable = || StorageError::Unavailable("connection refused".into());
+        let mut tries = 0;
+        let mut p = RetryPolicy::new();
+        let got = p
+            .retry("test", || {
+                tries += 1;
+                let r = if tries == 1 { Err(unavailable()) } else { Ok(tries) };
+                async move { r }
+            })
+            .await;
+        assert_eq!(got.unwrap(), 2);
+        assert!(p.outage.is_none(), "a success ends the outage");
+
+        let mut tries = 0;
+        let got: Result<()> = RetryPolicy::new()
+            .retry("test", || {
+                tries += 1;
+                async { Err(StorageError::Corrupt("bad row".into())) }
+            })
+            .await;
+        assert!(matches!(got, Err(StorageError::Corrupt(_))));
+        assert_eq!(tries, 1, "not retried");
+    }
+}
