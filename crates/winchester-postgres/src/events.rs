@@ -1,21 +1,21 @@
 //! Reading and trimming events.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use winchester_core::Event;
+use winchester_storage::decode;
 use winchester_storage::stream::state_no::COMPLETED;
-use winchester_storage::Result;
+use winchester_storage::{Cursor, EventStore, Result};
 
 use crate::errors::storage_error;
-use crate::rows;
-
-/// Where a page of a stream's events ends: (generated, id) of its last event.
-type Cursor = (DateTime<Utc>, i64);
+use crate::rows::Pg;
+use crate::PgStorage;
 
 pub(crate) async fn stream_events(
     pool: &PgPool,
     stream_id: i64,
-    after: Option<(DateTime<Utc>, i64)>,
+    after: Option<Cursor>,
     limit: u32,
 ) -> Result<(Vec<Event>, Option<Cursor>)> {
     on_conn!(pool, |c| -> (Vec<Event>, Option<Cursor>) {
@@ -33,14 +33,7 @@ pub(crate) async fn stream_events(
         .fetch_all(&mut *c)
         .await
         .map_err(storage_error)?;
-        let mut last = None;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let e = rows::event(r)?;
-            last = Some((e.timestamp, r.try_get::<i64, _>("id").map_err(storage_error)?));
-            out.push(e);
-        }
-        Ok((out, last))
+        decode::event_page::<Pg>(&rows)
     })
 }
 
@@ -93,6 +86,30 @@ pub(crate) async fn load_events(pool: &PgPool, stream_ids: &[i64]) -> Result<Vec
         .fetch_all(&mut *c)
         .await
         .map_err(storage_error)?;
-        rows.iter().map(|r| Ok((r.try_get("stream_id").map_err(storage_error)?, rows::event(r)?))).collect()
+        rows.iter().map(decode::stream_event::<Pg>).collect()
     })
+}
+
+#[async_trait]
+impl EventStore for PgStorage {
+    async fn stream_events(
+        &self,
+        stream_id: i64,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<(Vec<Event>, Option<Cursor>)> {
+        stream_events(&self.pool, stream_id, after, limit).await
+    }
+
+    async fn load_events(&self, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>> {
+        load_events(&self.pool, stream_ids).await
+    }
+
+    async fn trim_events(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
+        trim(&self.pool, cutoff, limit).await
+    }
+
+    async fn latest_event_time(&self) -> Result<Option<DateTime<Utc>>> {
+        latest_time(&self.pool).await
+    }
 }

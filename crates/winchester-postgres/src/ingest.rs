@@ -27,37 +27,43 @@
 //! Deadlocks (possible only when a redone key is locked out of order) are
 //! transient conflicts: the whole batch is retried.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, Row};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
+use winchester_storage::decode;
 use winchester_storage::fold::{fold_group, group_by_key, outcomes, FoldedGroup, StreamDraft};
-use winchester_storage::{EventPlan, IngestOutcome, Membership, Result, StorageError};
+use winchester_storage::{expect_written, EventPlan, IngestOutcome, IngestStore, Membership, Result, StorageError};
 
 use crate::errors::storage_error;
-use crate::READY_CHANNEL;
+use crate::rows::Pg;
+use crate::{PgStorage, READY_CHANNEL};
 
 /// How often a batch is retried after a transient conflict (deadlock, lost race).
 const MAX_ATTEMPTS: u32 = 8;
 
-pub(crate) async fn ingest(pool: &PgPool, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let result = async {
-            let mut tx = pool.begin().await.map_err(storage_error)?;
-            let out = ingest_in_tx(&mut tx, batch, now).await?;
-            tx.commit().await.map_err(storage_error)?;
-            Ok(out)
-        }
-        .await;
-        match result {
-            Err(e @ StorageError::Conflict(_)) if attempt < MAX_ATTEMPTS => {
-                tracing::debug!(attempt, error = %e, "Ingest conflict, retrying batch.");
-                tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
+#[async_trait]
+impl IngestStore for PgStorage {
+    async fn ingest(&self, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = async {
+                let mut tx = self.pool.begin().await.map_err(storage_error)?;
+                let out = ingest_in_tx(&mut tx, batch, now).await?;
+                tx.commit().await.map_err(storage_error)?;
+                Ok(out)
             }
-            other => return other,
+            .await;
+            match result {
+                Err(e @ StorageError::Conflict(_)) if attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(attempt, error = %e, "Ingest conflict, retrying batch.");
+                    tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
+                }
+                other => return other,
+            }
         }
     }
 }
@@ -243,23 +249,9 @@ async fn write_streams(
         .await
         .map_err(storage_error)?;
         let mut existing: HashMap<(String, String), StreamDraft> = HashMap::with_capacity(rows.len());
-        for r in rows {
-            let key =
-                (r.try_get("trigger_name").map_err(storage_error)?, r.try_get("dist_key").map_err(storage_error)?);
-            existing.insert(
-                key,
-                StreamDraft {
-                    id: Some(r.try_get("id").map_err(storage_error)?),
-                    first: r.try_get("first_event").map_err(storage_error)?,
-                    last: r.try_get("last_event").map_err(storage_error)?,
-                    expire: r.try_get("expire_timestamp").map_err(storage_error)?,
-                    fire: r.try_get("fire_timestamp").map_err(storage_error)?,
-                    count: r.try_get("event_count").map_err(storage_error)?,
-                    counts: r.try_get("fire_counts").map_err(storage_error)?,
-                    open: true,
-                    version: r.try_get("version").map_err(storage_error)?,
-                },
-            );
+        for r in &rows {
+            let (key, draft) = decode::open_stream::<Pg>(r)?;
+            existing.insert(key, draft);
         }
         // b. Fold.
         let mut claims = NewRows::default();
@@ -431,13 +423,7 @@ async fn write_streams(
         .fetch_all(&mut *conn)
         .await
         .map_err(storage_error)?;
-        if rows.len() != more_slots.len() {
-            return Err(StorageError::Corrupt(format!(
-                "{} new streams written, {} expected",
-                rows.len(),
-                more_slots.len()
-            )));
-        }
+        expect_written(rows.len(), more_slots.len(), "new streams")?;
         for (r, (k, n)) in rows.iter().zip(&more_slots) {
             let inserted: bool = r.try_get("inserted").map_err(storage_error)?;
             if !inserted {

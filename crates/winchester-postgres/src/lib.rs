@@ -1,12 +1,20 @@
 //! PostgreSQL backend of winchester-rs.
 //!
 //! Layout:
-//! - [`PgStorage`]: the [`Storage`](winchester_storage::Storage) implementation.
-//! - `ingest`: saving events and stream memberships (set-based, one transaction per batch).
-//! - `streams`: stream queries and compare-and-set state changes.
-//! - `events`: reading and trimming events.
-//! - `query`: the operations queries (filters, counts, the transition log).
-//! - `rows`: decoding rows into storage types.
+//! - [`PgStorage`]: a [`Storage`](winchester_storage::Storage): each module
+//!   implements one part of it in PostgreSQL's dialect; here, the connection
+//!   setup and the LISTEN wake-ups ([`Wakeups`]).
+//! - `ingest`: saving events and stream memberships (set-based, one
+//!   transaction per batch; [`IngestStore`](winchester_storage::IngestStore)).
+//! - `streams`: stream queries and compare-and-set state changes
+//!   ([`StreamStore`](winchester_storage::StreamStore)).
+//! - `events`: reading and trimming events ([`EventStore`](winchester_storage::EventStore)).
+//! - `query`: the operations queries: filters, counts, the transition log
+//!   ([`QueryStore`](winchester_storage::QueryStore)).
+//! - `versions`: recorded trigger definition versions
+//!   ([`VersionStore`](winchester_storage::VersionStore)).
+//! - `rows`: how this backend reads typed columns
+//!   ([`Columns`](winchester_storage::decode::Columns)); the decoders are the storage crate's.
 //! - `errors`: mapping sqlx errors to [`StorageError`](winchester_storage::StorageError).
 //! - [`migrate`]: the embedded migrations (`migrations/` at the workspace root) and
 //!   the dialect of their bookkeeping.
@@ -36,16 +44,11 @@ mod streams;
 mod versions;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use winchester_core::config::Pooler;
-use winchester_core::{DefinitionVersion, Event};
-use winchester_storage::{
-    Action, EventFilter, EventPlan, Finish, FinishOutcome, IngestOutcome, PollingListener, ReadyListener, Result,
-    Storage, StoredEvent, Stream, StreamCount, StreamFilter, StreamState, Transition, TriggerVersion,
-};
+use winchester_storage::{PollingListener, ReadyListener, Result, Wakeups};
 
 pub use errors::storage_error;
 pub use migrate::MIGRATOR;
@@ -169,143 +172,13 @@ impl PgStorage {
 }
 
 #[async_trait]
-impl Storage for PgStorage {
-    async fn ingest(&self, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
-        ingest::ingest(&self.pool, batch, now).await
-    }
-
-    async fn ready_streams(&self, action: Action, now: DateTime<Utc>, limit: u32) -> Result<Vec<Stream>> {
-        streams::ready(&self.pool, action, now, limit).await
-    }
-
-    async fn claim(
-        &self,
-        stream: &Stream,
-        action: Action,
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<Option<Stream>> {
-        streams::claim(&self.pool, stream, action, now, lease).await
-    }
-
-    async fn stream_events(
-        &self,
-        stream_id: i64,
-        after: Option<(DateTime<Utc>, i64)>,
-        limit: u32,
-    ) -> Result<(Vec<Event>, Option<(DateTime<Utc>, i64)>)> {
-        events::stream_events(&self.pool, stream_id, after, limit).await
-    }
-
-    async fn claim_ready_among(
-        &self,
-        action: Action,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: u32,
-        triggers: winchester_storage::TriggerScope<'_>,
-    ) -> Result<Vec<winchester_storage::Claimed>> {
-        streams::claim_ready(&self.pool, action, now, lease_until, limit, triggers).await
-    }
-
-    async fn load_events(&self, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>> {
-        events::load_events(&self.pool, stream_ids).await
-    }
-
-    async fn finish_many(&self, runs: &[(&Stream, Finish<'_>)], now: DateTime<Utc>) -> Result<Vec<FinishOutcome>> {
-        streams::finish_many(&self.pool, runs, now).await
-    }
-
-    async fn set_state(&self, id: i64, serial: i32, to: StreamState) -> Result<Option<Stream>> {
-        streams::set_state(&self.pool, id, serial, to).await
-    }
-
-    async fn renew_leases(&self, held: &[(i64, i32)], until: DateTime<Utc>) -> Result<Vec<i64>> {
-        streams::renew_leases(&self.pool, held, until).await
-    }
-
-    async fn list_streams(&self, filter: &StreamFilter) -> Result<Vec<Stream>> {
-        query::list_streams(&self.pool, filter).await
-    }
-
-    async fn get_stream(&self, id: i64) -> Result<Option<Stream>> {
-        streams::get(&self.pool, id).await
-    }
-
-    async fn purge_stream(&self, id: i64) -> Result<bool> {
-        streams::purge(&self.pool, id).await
-    }
-
-    async fn trim_events(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
-        events::trim(&self.pool, cutoff, limit).await
-    }
-
-    async fn next_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        streams::next_due(&self.pool, now).await
-    }
-
-    async fn latest_event_time(&self) -> Result<Option<DateTime<Utc>>> {
-        events::latest_time(&self.pool).await
-    }
-
+impl Wakeups for PgStorage {
     async fn ready_listener(&self) -> Result<Box<dyn ReadyListener>> {
         self.listener(READY_CHANNEL).await
     }
 
-    async fn count_streams(&self, filter: &StreamFilter) -> Result<u64> {
-        query::count_streams(&self.pool, filter).await
-    }
-
-    async fn stream_counts(&self) -> Result<Vec<StreamCount>> {
-        query::stream_counts(&self.pool).await
-    }
-
-    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
-        query::list_events(&self.pool, filter).await
-    }
-
-    async fn count_events(&self, filter: &EventFilter) -> Result<u64> {
-        query::count_events(&self.pool, filter).await
-    }
-
-    async fn get_event(&self, message_id: &str) -> Result<Option<StoredEvent>> {
-        query::get_event(&self.pool, message_id).await
-    }
-
-    async fn event_streams(&self, event_id: i64) -> Result<Vec<i64>> {
-        query::event_streams(&self.pool, event_id).await
-    }
-
-    async fn events_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
-        query::events_since(&self.pool, after, also, limit).await
-    }
-
-    async fn transitions_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<Transition>> {
-        query::transitions_since(&self.pool, after, also, limit).await
-    }
-
-    async fn transitions_from(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {
-        query::transitions_from(&self.pool, since, limit).await
-    }
-
-    async fn latest_ids(&self) -> Result<(i64, i64)> {
-        query::latest_ids(&self.pool).await
-    }
-
     async fn change_listener(&self) -> Result<Box<dyn ReadyListener>> {
         self.listener(CHANGES_CHANNEL).await
-    }
-
-    async fn record_versions(&self, versions: &[DefinitionVersion], now: DateTime<Utc>) -> Result<()> {
-        versions::record(&self.pool, versions, now).await
-    }
-
-    async fn trigger_version(&self, trigger: &str, version: &str) -> Result<Option<TriggerVersion>> {
-        versions::get(&self.pool, trigger, version).await
-    }
-
-    async fn trigger_versions(&self, trigger: Option<&str>) -> Result<Vec<TriggerVersion>> {
-        versions::list(&self.pool, trigger).await
     }
 }
 

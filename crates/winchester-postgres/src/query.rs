@@ -1,19 +1,17 @@
 //! The operations queries: streams and events by filter, counts, the
 //! transition log (migration 0002). Every user value is a bound parameter.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use winchester_storage::decode::{self, IdLog, EVENT_COLUMNS, STREAM_COLUMNS, TRANSITION_COLUMNS};
 use winchester_storage::{
-    EventFilter, Page, Result, StorageError, StoredEvent, Stream, StreamCount, StreamFilter, StreamState, TraitFilter,
-    Transition, TransitionKind,
+    EventFilter, Page, QueryStore, Result, StoredEvent, Stream, StreamCount, StreamFilter, TraitFilter, Transition,
 };
 
 use crate::errors::storage_error;
-use crate::rows::{self, STREAM_COLUMNS};
-
-const EVENT_COLUMNS: &str = "id, message_id, event_type, generated, traits";
-const TRANSITION_COLUMNS: &str = "id, stream_id, trigger_name, old_state, new_state, at";
+use crate::rows::Pg;
+use crate::PgStorage;
 
 /// The typed JSON values a trait condition may equal.
 fn candidates(f: &TraitFilter) -> Vec<serde_json::Value> {
@@ -77,128 +75,11 @@ fn push_event_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &EventFilter) {
     }
 }
 
-fn stored_event(r: &PgRow) -> Result<StoredEvent> {
-    Ok(StoredEvent { id: r.try_get("id").map_err(storage_error)?, event: rows::event(r)? })
-}
-
-fn transition(r: &PgRow) -> Result<Transition> {
-    let state = |n: i16| StreamState::from_i16(n).ok_or_else(|| StorageError::Corrupt(format!("stream state {n}")));
-    let from = state(r.try_get("old_state").map_err(storage_error)?)?;
-    let to = r.try_get::<Option<i16>, _>("new_state").map_err(storage_error)?.map(state).transpose()?;
-    Ok(Transition {
-        id: r.try_get("id").map_err(storage_error)?,
-        stream_id: r.try_get("stream_id").map_err(storage_error)?,
-        trigger: r.try_get("trigger_name").map_err(storage_error)?,
-        kind: TransitionKind::classify(from, to)
-            .ok_or_else(|| StorageError::Corrupt(format!("transition {from} -> {to:?} is not logged")))?,
-        from,
-        to,
-        at: r.try_get("at").map_err(storage_error)?,
-    })
-}
-
-pub(crate) async fn list_streams(pool: &PgPool, f: &StreamFilter) -> Result<Vec<Stream>> {
-    on_conn!(pool, |c| -> Vec<Stream> {
-        let mut qb = QueryBuilder::new(format!("SELECT {STREAM_COLUMNS} FROM stream"));
-        push_stream_filter(&mut qb, f);
-        push_page(&mut qb, &f.page, f.row_limit());
-        let rows = qb.build().persistent(crate::named_statements()).fetch_all(&mut *c).await.map_err(storage_error)?;
-        rows.iter().map(rows::stream).collect()
-    })
-}
-
-pub(crate) async fn count_streams(pool: &PgPool, f: &StreamFilter) -> Result<u64> {
-    on_conn!(pool, |c| -> u64 {
-        let mut qb = QueryBuilder::new("SELECT count(*) FROM stream");
-        push_stream_filter(&mut qb, f);
-        let n: i64 = qb
-            .build_query_scalar()
-            .persistent(crate::named_statements())
-            .fetch_one(&mut *c)
-            .await
-            .map_err(storage_error)?;
-        Ok(n as u64)
-    })
-}
-
-pub(crate) async fn stream_counts(pool: &PgPool) -> Result<Vec<StreamCount>> {
-    on_conn!(pool, |c| -> Vec<StreamCount> {
-        let sql = "SELECT trigger_name, state, count(*) AS n FROM stream GROUP BY trigger_name, state \
-                   ORDER BY trigger_name, state";
-        let rows =
-            sqlx::query(sql).persistent(crate::named_statements()).fetch_all(&mut *c).await.map_err(storage_error)?;
-        rows.iter()
-            .map(|r| {
-                let state: i16 = r.try_get("state").map_err(storage_error)?;
-                Ok(StreamCount {
-                    trigger: r.try_get("trigger_name").map_err(storage_error)?,
-                    state: StreamState::from_i16(state)
-                        .ok_or_else(|| StorageError::Corrupt(format!("stream state {state}")))?,
-                    count: r.try_get::<i64, _>("n").map_err(storage_error)? as u64,
-                })
-            })
-            .collect()
-    })
-}
-
-pub(crate) async fn list_events(pool: &PgPool, f: &EventFilter) -> Result<Vec<StoredEvent>> {
-    on_conn!(pool, |c| -> Vec<StoredEvent> {
-        let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM event"));
-        push_event_filter(&mut qb, f);
-        push_page(&mut qb, &f.page, f.page.limit);
-        let rows = qb.build().persistent(crate::named_statements()).fetch_all(&mut *c).await.map_err(storage_error)?;
-        rows.iter().map(stored_event).collect()
-    })
-}
-
-pub(crate) async fn count_events(pool: &PgPool, f: &EventFilter) -> Result<u64> {
-    on_conn!(pool, |c| -> u64 {
-        let mut qb = QueryBuilder::new("SELECT count(*) FROM event");
-        push_event_filter(&mut qb, f);
-        let n: i64 = qb
-            .build_query_scalar()
-            .persistent(crate::named_statements())
-            .fetch_one(&mut *c)
-            .await
-            .map_err(storage_error)?;
-        Ok(n as u64)
-    })
-}
-
-pub(crate) async fn get_event(pool: &PgPool, message_id: &str) -> Result<Option<StoredEvent>> {
-    on_conn!(pool, |c| -> Option<StoredEvent> {
-        let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM event WHERE message_id = $1"))
-            .persistent(crate::named_statements())
-            .bind(message_id)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(storage_error)?;
-        row.as_ref().map(stored_event).transpose()
-    })
-}
-
-pub(crate) async fn event_streams(pool: &PgPool, event_id: i64) -> Result<Vec<i64>> {
-    on_conn!(pool, |c| -> Vec<i64> {
-        sqlx::query_scalar("SELECT stream_id FROM stream_event WHERE event_id = $1 ORDER BY stream_id")
-            .persistent(crate::named_statements())
-            .bind(event_id)
-            .fetch_all(&mut *c)
-            .await
-            .map_err(storage_error)
-    })
-}
-
-/// Rows of `select` (ending in `FROM table`) with an id above `after` or in `also`, ascending.
-async fn since<T>(
-    pool: &PgPool,
-    select: &str,
-    after: i64,
-    also: &[i64],
-    limit: u32,
-    decode: fn(&PgRow) -> Result<T>,
-) -> Result<Vec<T>> {
+/// The rows of a log with an id above `after` or in `also`, ascending.
+async fn since<T: IdLog>(pool: &PgPool, after: i64, also: &[i64], limit: u32) -> Result<Vec<T>> {
     on_conn!(pool, |c| -> Vec<T> {
-        let rows = sqlx::query(&format!("{select} WHERE id > $1 OR id = ANY($2) ORDER BY id LIMIT $3"))
+        let sql = format!("SELECT {} FROM {} WHERE id > $1 OR id = ANY($2) ORDER BY id LIMIT $3", T::COLUMNS, T::TABLE);
+        let rows = sqlx::query(&sql)
             .persistent(crate::named_statements())
             .bind(after)
             .bind(also)
@@ -206,41 +87,130 @@ async fn since<T>(
             .fetch_all(&mut *c)
             .await
             .map_err(storage_error)?;
-        rows.iter().map(decode).collect()
+        rows.iter().map(T::decode::<Pg>).collect()
     })
 }
 
-pub(crate) async fn events_since(pool: &PgPool, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
-    since(pool, &format!("SELECT {EVENT_COLUMNS} FROM event"), after, also, limit, stored_event).await
-}
+#[async_trait]
+impl QueryStore for PgStorage {
+    async fn list_streams(&self, f: &StreamFilter) -> Result<Vec<Stream>> {
+        on_conn!(&self.pool, |c| -> Vec<Stream> {
+            let mut qb = QueryBuilder::new(format!("SELECT {STREAM_COLUMNS} FROM stream"));
+            push_stream_filter(&mut qb, f);
+            push_page(&mut qb, &f.page, f.row_limit());
+            let rows =
+                qb.build().persistent(crate::named_statements()).fetch_all(&mut *c).await.map_err(storage_error)?;
+            rows.iter().map(decode::stream::<Pg>).collect()
+        })
+    }
 
-pub(crate) async fn transitions_since(pool: &PgPool, after: i64, also: &[i64], limit: u32) -> Result<Vec<Transition>> {
-    since(pool, &format!("SELECT {TRANSITION_COLUMNS} FROM stream_transition"), after, also, limit, transition).await
-}
+    async fn count_streams(&self, f: &StreamFilter) -> Result<u64> {
+        on_conn!(&self.pool, |c| -> u64 {
+            let mut qb = QueryBuilder::new("SELECT count(*) FROM stream");
+            push_stream_filter(&mut qb, f);
+            let n: i64 = qb
+                .build_query_scalar()
+                .persistent(crate::named_statements())
+                .fetch_one(&mut *c)
+                .await
+                .map_err(storage_error)?;
+            Ok(n as u64)
+        })
+    }
 
-pub(crate) async fn transitions_from(pool: &PgPool, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {
-    on_conn!(pool, |c| -> Vec<Transition> {
-        let rows = sqlx::query(&format!(
-            "SELECT {TRANSITION_COLUMNS} FROM stream_transition WHERE at >= $1 ORDER BY at, id LIMIT $2"
-        ))
-        .persistent(crate::named_statements())
-        .bind(since)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *c)
-        .await
-        .map_err(storage_error)?;
-        rows.iter().map(transition).collect()
-    })
-}
+    async fn stream_counts(&self) -> Result<Vec<StreamCount>> {
+        on_conn!(&self.pool, |c| -> Vec<StreamCount> {
+            let sql = "SELECT trigger_name, state, count(*) AS n FROM stream GROUP BY trigger_name, state \
+                       ORDER BY trigger_name, state";
+            let rows = sqlx::query(sql)
+                .persistent(crate::named_statements())
+                .fetch_all(&mut *c)
+                .await
+                .map_err(storage_error)?;
+            rows.iter().map(decode::stream_count::<Pg>).collect()
+        })
+    }
 
-pub(crate) async fn latest_ids(pool: &PgPool) -> Result<(i64, i64)> {
-    on_conn!(pool, |c| -> (i64, i64) {
-        sqlx::query_as(
-            "SELECT (SELECT coalesce(max(id), 0) FROM event), (SELECT coalesce(max(id), 0) FROM stream_transition)",
-        )
-        .persistent(crate::named_statements())
-        .fetch_one(&mut *c)
-        .await
-        .map_err(storage_error)
-    })
+    async fn list_events(&self, f: &EventFilter) -> Result<Vec<StoredEvent>> {
+        on_conn!(&self.pool, |c| -> Vec<StoredEvent> {
+            let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM event"));
+            push_event_filter(&mut qb, f);
+            push_page(&mut qb, &f.page, f.page.limit);
+            let rows =
+                qb.build().persistent(crate::named_statements()).fetch_all(&mut *c).await.map_err(storage_error)?;
+            rows.iter().map(decode::stored_event::<Pg>).collect()
+        })
+    }
+
+    async fn count_events(&self, f: &EventFilter) -> Result<u64> {
+        on_conn!(&self.pool, |c| -> u64 {
+            let mut qb = QueryBuilder::new("SELECT count(*) FROM event");
+            push_event_filter(&mut qb, f);
+            let n: i64 = qb
+                .build_query_scalar()
+                .persistent(crate::named_statements())
+                .fetch_one(&mut *c)
+                .await
+                .map_err(storage_error)?;
+            Ok(n as u64)
+        })
+    }
+
+    async fn get_event(&self, message_id: &str) -> Result<Option<StoredEvent>> {
+        on_conn!(&self.pool, |c| -> Option<StoredEvent> {
+            let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM event WHERE message_id = $1"))
+                .persistent(crate::named_statements())
+                .bind(message_id)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(storage_error)?;
+            row.as_ref().map(decode::stored_event::<Pg>).transpose()
+        })
+    }
+
+    async fn event_streams(&self, event_id: i64) -> Result<Vec<i64>> {
+        on_conn!(&self.pool, |c| -> Vec<i64> {
+            sqlx::query_scalar("SELECT stream_id FROM stream_event WHERE event_id = $1 ORDER BY stream_id")
+                .persistent(crate::named_statements())
+                .bind(event_id)
+                .fetch_all(&mut *c)
+                .await
+                .map_err(storage_error)
+        })
+    }
+
+    async fn events_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
+        since(&self.pool, after, also, limit).await
+    }
+
+    async fn transitions_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<Transition>> {
+        since(&self.pool, after, also, limit).await
+    }
+
+    async fn transitions_from(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {
+        on_conn!(&self.pool, |c| -> Vec<Transition> {
+            let rows = sqlx::query(&format!(
+                "SELECT {TRANSITION_COLUMNS} FROM stream_transition WHERE at >= $1 ORDER BY at, id LIMIT $2"
+            ))
+            .persistent(crate::named_statements())
+            .bind(since)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *c)
+            .await
+            .map_err(storage_error)?;
+            rows.iter().map(decode::transition::<Pg>).collect()
+        })
+    }
+
+    async fn latest_ids(&self) -> Result<(i64, i64)> {
+        on_conn!(&self.pool, |c| -> (i64, i64) {
+            sqlx::query_as(
+                "SELECT (SELECT coalesce(max(id), 0) FROM event), (SELECT coalesce(max(id), 0) FROM stream_transition)",
+            )
+            .persistent(crate::named_statements())
+            .fetch_one(&mut *c)
+            .await
+            .map_err(storage_error)
+        })
+    }
 }

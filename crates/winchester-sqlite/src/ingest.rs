@@ -2,14 +2,16 @@
 //! the rules). Writers are serialised by `BEGIN IMMEDIATE`, so a key's open
 //! stream cannot change under us between reading and writing it.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use std::collections::{HashMap, HashSet};
+use winchester_storage::decode;
 use winchester_storage::fold::{fold_group, group_by_key, outcomes, StreamDraft};
-use winchester_storage::{EventPlan, IngestOutcome, Result, StorageError};
+use winchester_storage::{expect_written, EventPlan, IngestOutcome, IngestStore, Result, StorageError};
 
-use crate::rows::{micros, time};
-use crate::storage_error;
+use crate::rows::{micros, Lite};
+use crate::{storage_error, SqliteStorage};
 
 /// Starts a write transaction holding the database's write lock from the
 /// start (`BEGIN IMMEDIATE`); the connection's busy timeout makes other
@@ -18,11 +20,14 @@ pub(crate) async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqli
     pool.begin_with("BEGIN IMMEDIATE").await.map_err(storage_error)
 }
 
-pub(crate) async fn ingest(pool: &SqlitePool, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
-    let mut tx = begin(pool).await?;
-    let out = ingest_in_tx(&mut tx, batch, now).await?;
-    tx.commit().await.map_err(storage_error)?;
-    Ok(out)
+#[async_trait]
+impl IngestStore for SqliteStorage {
+    async fn ingest(&self, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
+        let mut tx = begin(&self.pool).await?;
+        let out = ingest_in_tx(&mut tx, batch, now).await?;
+        tx.commit().await.map_err(storage_error)?;
+        Ok(out)
+    }
 }
 
 pub(crate) async fn ingest_in_tx(
@@ -75,27 +80,9 @@ pub(crate) async fn ingest_in_tx(
         .fetch_all(&mut *conn)
         .await
         .map_err(storage_error)?;
-        for r in rows {
-            let key =
-                (r.try_get("trigger_name").map_err(storage_error)?, r.try_get("dist_key").map_err(storage_error)?);
-            existing.insert(
-                key,
-                StreamDraft {
-                    id: Some(r.try_get("id").map_err(storage_error)?),
-                    first: time(r.try_get("first_event").map_err(storage_error)?)?,
-                    last: time(r.try_get("last_event").map_err(storage_error)?)?,
-                    expire: time(r.try_get("expire_timestamp").map_err(storage_error)?)?,
-                    fire: r
-                        .try_get::<Option<i64>, _>("fire_timestamp")
-                        .map_err(storage_error)?
-                        .map(time)
-                        .transpose()?,
-                    count: r.try_get("event_count").map_err(storage_error)?,
-                    counts: crate::rows::json(&r, "fire_counts")?,
-                    open: true,
-                    version: r.try_get("version").map_err(storage_error)?,
-                },
-            );
+        for r in &rows {
+            let (key, draft) = decode::open_stream::<Lite>(r)?;
+            existing.insert(key, draft);
         }
     }
     // 2b. Fold each key's events into its streams.
@@ -165,13 +152,7 @@ pub(crate) async fn ingest_in_tx(
         .fetch_all(&mut *conn)
         .await
         .map_err(storage_error)?;
-        if new_ids.len() != inserts.len() {
-            return Err(StorageError::Corrupt(format!(
-                "{} new streams written, {} expected",
-                new_ids.len(),
-                inserts.len()
-            )));
-        }
+        expect_written(new_ids.len(), inserts.len(), "new streams")?;
         new_ids.sort_unstable();
     }
     let mut next_new = new_ids.into_iter();

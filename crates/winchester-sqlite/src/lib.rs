@@ -8,9 +8,13 @@
 //! every [`POLL_INTERVAL`].
 //!
 //! Layout:
-//! - [`SqliteStorage`]: the [`Storage`](winchester_storage::Storage) implementation.
-//! - `ingest`, `streams`, `events`, `query`: the queries, as in the PostgreSQL backend.
-//! - `rows`: decoding rows and times (INTEGER microseconds since the epoch).
+//! - [`SqliteStorage`]: a [`Storage`](winchester_storage::Storage): each module
+//!   implements one part of it in SQLite's dialect, as in the PostgreSQL
+//!   backend (`ingest`, `streams`, `events`, `query`, `versions`); here, the
+//!   connection setup and the polling wake-ups ([`Wakeups`]).
+//! - `rows`: how this backend stores typed columns (times as INTEGER
+//!   microseconds since the epoch, JSON as text;
+//!   [`Columns`](winchester_storage::decode::Columns)); the decoders are the storage crate's.
 //! - [`migrate`]: this backend's migrations (`crates/winchester-sqlite/migrations`)
 //!   and the dialect of their bookkeeping.
 #![deny(missing_docs)]
@@ -25,15 +29,10 @@ mod streams;
 mod versions;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 use std::time::Duration;
-use winchester_core::{DefinitionVersion, Event};
-use winchester_storage::{
-    Action, EventFilter, EventPlan, Finish, FinishOutcome, IngestOutcome, PollingListener, ReadyListener, Result,
-    Storage, StorageError, StoredEvent, Stream, StreamCount, StreamFilter, StreamState, Transition, TriggerVersion,
-};
+use winchester_storage::{PollingListener, ReadyListener, Result, StorageError, Wakeups};
 
 pub use migrate::MIGRATOR;
 
@@ -77,6 +76,10 @@ impl SqliteStorage {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // 32 MiB of page cache per connection (the default is 2 MiB): a
+            // batch's index pages stay in memory from one transaction to the
+            // next instead of being read back from the OS each time.
+            .pragma("cache_size", "-32768")
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(opts).await?;
         Ok(SqliteStorage { pool })
@@ -88,143 +91,14 @@ impl SqliteStorage {
     }
 }
 
+/// No LISTEN/NOTIFY: an idle worker or a tail polls.
 #[async_trait]
-impl Storage for SqliteStorage {
-    async fn ingest(&self, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
-        ingest::ingest(&self.pool, batch, now).await
-    }
-
-    async fn ready_streams(&self, action: Action, now: DateTime<Utc>, limit: u32) -> Result<Vec<Stream>> {
-        streams::ready(&self.pool, action, now, limit).await
-    }
-
-    async fn claim(
-        &self,
-        stream: &Stream,
-        action: Action,
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<Option<Stream>> {
-        streams::claim(&self.pool, stream, action, now, lease).await
-    }
-
-    async fn stream_events(
-        &self,
-        stream_id: i64,
-        after: Option<(DateTime<Utc>, i64)>,
-        limit: u32,
-    ) -> Result<(Vec<Event>, Option<(DateTime<Utc>, i64)>)> {
-        events::stream_events(&self.pool, stream_id, after, limit).await
-    }
-
-    async fn claim_ready_among(
-        &self,
-        action: Action,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: u32,
-        triggers: winchester_storage::TriggerScope<'_>,
-    ) -> Result<Vec<winchester_storage::Claimed>> {
-        streams::claim_ready(&self.pool, action, now, lease_until, limit, triggers).await
-    }
-
-    async fn load_events(&self, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>> {
-        events::load_events(&self.pool, stream_ids).await
-    }
-
-    async fn finish_many(&self, runs: &[(&Stream, Finish<'_>)], now: DateTime<Utc>) -> Result<Vec<FinishOutcome>> {
-        streams::finish_many(&self.pool, runs, now).await
-    }
-
-    async fn set_state(&self, id: i64, serial: i32, to: StreamState) -> Result<Option<Stream>> {
-        streams::set_state(&self.pool, id, serial, to).await
-    }
-
-    async fn renew_leases(&self, held: &[(i64, i32)], until: DateTime<Utc>) -> Result<Vec<i64>> {
-        streams::renew_leases(&self.pool, held, until).await
-    }
-
-    async fn list_streams(&self, filter: &StreamFilter) -> Result<Vec<Stream>> {
-        query::list_streams(&self.pool, filter).await
-    }
-
-    async fn get_stream(&self, id: i64) -> Result<Option<Stream>> {
-        streams::get(&self.pool, id).await
-    }
-
-    async fn purge_stream(&self, id: i64) -> Result<bool> {
-        streams::purge(&self.pool, id).await
-    }
-
-    async fn trim_events(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
-        events::trim(&self.pool, cutoff, limit).await
-    }
-
-    async fn next_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        streams::next_due(&self.pool, now).await
-    }
-
-    async fn latest_event_time(&self) -> Result<Option<DateTime<Utc>>> {
-        events::latest_time(&self.pool).await
-    }
-
+impl Wakeups for SqliteStorage {
     async fn ready_listener(&self) -> Result<Box<dyn ReadyListener>> {
         Ok(Box::new(PollingListener(POLL_INTERVAL)))
     }
 
-    async fn count_streams(&self, filter: &StreamFilter) -> Result<u64> {
-        query::count_streams(&self.pool, filter).await
-    }
-
-    async fn stream_counts(&self) -> Result<Vec<StreamCount>> {
-        query::stream_counts(&self.pool).await
-    }
-
-    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
-        query::list_events(&self.pool, filter).await
-    }
-
-    async fn count_events(&self, filter: &EventFilter) -> Result<u64> {
-        query::count_events(&self.pool, filter).await
-    }
-
-    async fn get_event(&self, message_id: &str) -> Result<Option<StoredEvent>> {
-        query::get_event(&self.pool, message_id).await
-    }
-
-    async fn event_streams(&self, event_id: i64) -> Result<Vec<i64>> {
-        query::event_streams(&self.pool, event_id).await
-    }
-
-    async fn events_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
-        query::events_since(&self.pool, after, also, limit).await
-    }
-
-    async fn transitions_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<Transition>> {
-        query::transitions_since(&self.pool, after, also, limit).await
-    }
-
-    async fn transitions_from(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {
-        query::transitions_from(&self.pool, since, limit).await
-    }
-
-    async fn latest_ids(&self) -> Result<(i64, i64)> {
-        query::latest_ids(&self.pool).await
-    }
-
     async fn change_listener(&self) -> Result<Box<dyn ReadyListener>> {
         Ok(Box::new(PollingListener(POLL_INTERVAL)))
-    }
-
-    async fn record_versions(&self, versions: &[DefinitionVersion], now: DateTime<Utc>) -> Result<()> {
-        versions::record(&self.pool, versions, now).await
-    }
-
-    async fn trigger_version(&self, trigger: &str, version: &str) -> Result<Option<TriggerVersion>> {
-        versions::get(&self.pool, trigger, version).await
-    }
-
-    async fn trigger_versions(&self, trigger: Option<&str>) -> Result<Vec<TriggerVersion>> {
-        versions::list(&self.pool, trigger).await
     }
 }

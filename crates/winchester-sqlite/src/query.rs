@@ -3,20 +3,17 @@
 //! trait conditions look the trait up with `json_each` (the name is bound,
 //! never spliced into a JSON path).
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use winchester_core::TraitValue;
+use winchester_storage::decode::{self, IdLog, EVENT_COLUMNS, STREAM_COLUMNS, TRANSITION_COLUMNS};
 use winchester_storage::{
-    EventFilter, Page, Result, StorageError, StoredEvent, Stream, StreamCount, StreamFilter, StreamState, TraitFilter,
-    Transition, TransitionKind,
+    EventFilter, Page, QueryStore, Result, StoredEvent, Stream, StreamCount, StreamFilter, TraitFilter, Transition,
 };
 
-use crate::rows::{self, micros, STREAM_COLUMNS};
-use crate::storage_error;
-
-const EVENT_COLUMNS: &str = "id, message_id, event_type, generated, traits";
-const TRANSITION_COLUMNS: &str = "id, stream_id, trigger_name, old_state, new_state, at";
+use crate::rows::{micros, Lite};
+use crate::{storage_error, SqliteStorage};
 
 fn push_page(qb: &mut QueryBuilder<'_, Sqlite>, page: &Page, limit: Option<u32>) {
     if let Some(after) = page.after {
@@ -93,29 +90,6 @@ fn push_event_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &EventFilter) {
     }
 }
 
-fn stored_event(r: &SqliteRow) -> Result<StoredEvent> {
-    Ok(StoredEvent { id: r.try_get("id").map_err(storage_error)?, event: rows::event(r)? })
-}
-
-fn state(n: i64) -> Result<StreamState> {
-    StreamState::from_i16(n as i16).ok_or_else(|| StorageError::Corrupt(format!("stream state {n}")))
-}
-
-fn transition(r: &SqliteRow) -> Result<Transition> {
-    let from = state(r.try_get("old_state").map_err(storage_error)?)?;
-    let to = r.try_get::<Option<i64>, _>("new_state").map_err(storage_error)?.map(state).transpose()?;
-    Ok(Transition {
-        id: r.try_get("id").map_err(storage_error)?,
-        stream_id: r.try_get("stream_id").map_err(storage_error)?,
-        trigger: r.try_get("trigger_name").map_err(storage_error)?,
-        kind: TransitionKind::classify(from, to)
-            .ok_or_else(|| StorageError::Corrupt(format!("transition {from} -> {to:?} is not logged")))?,
-        from,
-        to,
-        at: rows::time(r.try_get("at").map_err(storage_error)?)?,
-    })
-}
-
 /// `(?, ?, ...)` of the ids, or `(NULL)` when there are none.
 fn push_ids(qb: &mut QueryBuilder<'_, Sqlite>, ids: &[i64]) {
     qb.push("(");
@@ -129,113 +103,104 @@ fn push_ids(qb: &mut QueryBuilder<'_, Sqlite>, ids: &[i64]) {
     qb.push(")");
 }
 
-pub(crate) async fn list_streams(pool: &SqlitePool, f: &StreamFilter) -> Result<Vec<Stream>> {
-    let mut qb = QueryBuilder::new(format!("SELECT {STREAM_COLUMNS} FROM stream"));
-    push_stream_filter(&mut qb, f);
-    push_page(&mut qb, &f.page, f.row_limit());
-    let rows = qb.build().fetch_all(pool).await.map_err(storage_error)?;
-    rows.iter().map(rows::stream).collect()
-}
-
-pub(crate) async fn count_streams(pool: &SqlitePool, f: &StreamFilter) -> Result<u64> {
-    let mut qb = QueryBuilder::new("SELECT count(*) FROM stream");
-    push_stream_filter(&mut qb, f);
-    let n: i64 = qb.build_query_scalar().fetch_one(pool).await.map_err(storage_error)?;
-    Ok(n as u64)
-}
-
-pub(crate) async fn stream_counts(pool: &SqlitePool) -> Result<Vec<StreamCount>> {
-    let rows = sqlx::query!(
-        r#"SELECT trigger_name, state, count(*) AS "n!: i64" FROM stream GROUP BY trigger_name, state ORDER BY trigger_name, state"#
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(storage_error)?;
-    rows.into_iter()
-        .map(|r| Ok(StreamCount { trigger: r.trigger_name, state: state(r.state)?, count: r.n as u64 }))
-        .collect()
-}
-
-pub(crate) async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Vec<StoredEvent>> {
-    let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM event"));
-    push_event_filter(&mut qb, f);
-    push_page(&mut qb, &f.page, f.page.limit);
-    let rows = qb.build().fetch_all(pool).await.map_err(storage_error)?;
-    rows.iter().map(stored_event).collect()
-}
-
-pub(crate) async fn count_events(pool: &SqlitePool, f: &EventFilter) -> Result<u64> {
-    let mut qb = QueryBuilder::new("SELECT count(*) FROM event");
-    push_event_filter(&mut qb, f);
-    let n: i64 = qb.build_query_scalar().fetch_one(pool).await.map_err(storage_error)?;
-    Ok(n as u64)
-}
-
-pub(crate) async fn get_event(pool: &SqlitePool, message_id: &str) -> Result<Option<StoredEvent>> {
-    let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM event WHERE message_id = ?"))
-        .bind(message_id)
-        .fetch_optional(pool)
-        .await
-        .map_err(storage_error)?;
-    row.as_ref().map(stored_event).transpose()
-}
-
-pub(crate) async fn event_streams(pool: &SqlitePool, event_id: i64) -> Result<Vec<i64>> {
-    sqlx::query_scalar!("SELECT stream_id FROM stream_event WHERE event_id = ?1 ORDER BY stream_id", event_id)
-        .fetch_all(pool)
-        .await
-        .map_err(storage_error)
-}
-
-/// Rows of `select` (ending in `FROM table`) with an id above `after` or in `also`, ascending.
-async fn since<T>(
-    pool: &SqlitePool,
-    select: &str,
-    after: i64,
-    also: &[i64],
-    limit: u32,
-    decode: fn(&SqliteRow) -> Result<T>,
-) -> Result<Vec<T>> {
-    let mut qb = QueryBuilder::new(format!("{select} WHERE id > "));
+/// The rows of a log with an id above `after` or in `also`, ascending.
+async fn since<T: IdLog>(pool: &SqlitePool, after: i64, also: &[i64], limit: u32) -> Result<Vec<T>> {
+    let mut qb = QueryBuilder::new(format!("SELECT {} FROM {} WHERE id > ", T::COLUMNS, T::TABLE));
     qb.push_bind(after).push(" OR id IN ");
     push_ids(&mut qb, also);
     qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
     let rows = qb.build().fetch_all(pool).await.map_err(storage_error)?;
-    rows.iter().map(decode).collect()
+    rows.iter().map(T::decode::<Lite>).collect()
 }
 
-pub(crate) async fn events_since(pool: &SqlitePool, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
-    since(pool, &format!("SELECT {EVENT_COLUMNS} FROM event"), after, also, limit, stored_event).await
-}
+#[async_trait]
+impl QueryStore for SqliteStorage {
+    async fn list_streams(&self, f: &StreamFilter) -> Result<Vec<Stream>> {
+        let mut qb = QueryBuilder::new(format!("SELECT {STREAM_COLUMNS} FROM stream"));
+        push_stream_filter(&mut qb, f);
+        push_page(&mut qb, &f.page, f.row_limit());
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(storage_error)?;
+        rows.iter().map(decode::stream::<Lite>).collect()
+    }
 
-pub(crate) async fn transitions_since(
-    pool: &SqlitePool,
-    after: i64,
-    also: &[i64],
-    limit: u32,
-) -> Result<Vec<Transition>> {
-    since(pool, &format!("SELECT {TRANSITION_COLUMNS} FROM stream_transition"), after, also, limit, transition).await
-}
+    async fn count_streams(&self, f: &StreamFilter) -> Result<u64> {
+        let mut qb = QueryBuilder::new("SELECT count(*) FROM stream");
+        push_stream_filter(&mut qb, f);
+        let n: i64 = qb.build_query_scalar().fetch_one(&self.pool).await.map_err(storage_error)?;
+        Ok(n as u64)
+    }
 
-pub(crate) async fn transitions_from(pool: &SqlitePool, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {TRANSITION_COLUMNS} FROM stream_transition WHERE at >= ? ORDER BY at, id LIMIT ?"
-    ))
-    .bind(micros(since))
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await
-    .map_err(storage_error)?;
-    rows.iter().map(transition).collect()
-}
+    async fn stream_counts(&self) -> Result<Vec<StreamCount>> {
+        let rows = sqlx::query!(
+            r#"SELECT trigger_name, state, count(*) AS "n!: i64" FROM stream GROUP BY trigger_name, state ORDER BY trigger_name, state"#
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        rows.into_iter()
+            .map(|r| Ok(StreamCount { trigger: r.trigger_name, state: decode::state(r.state)?, count: r.n as u64 }))
+            .collect()
+    }
 
-pub(crate) async fn latest_ids(pool: &SqlitePool) -> Result<(i64, i64)> {
-    let r = sqlx::query!(
-        r#"SELECT (SELECT coalesce(max(id), 0) FROM event) AS "events!: i64",
+    async fn list_events(&self, f: &EventFilter) -> Result<Vec<StoredEvent>> {
+        let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM event"));
+        push_event_filter(&mut qb, f);
+        push_page(&mut qb, &f.page, f.page.limit);
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(storage_error)?;
+        rows.iter().map(decode::stored_event::<Lite>).collect()
+    }
+
+    async fn count_events(&self, f: &EventFilter) -> Result<u64> {
+        let mut qb = QueryBuilder::new("SELECT count(*) FROM event");
+        push_event_filter(&mut qb, f);
+        let n: i64 = qb.build_query_scalar().fetch_one(&self.pool).await.map_err(storage_error)?;
+        Ok(n as u64)
+    }
+
+    async fn get_event(&self, message_id: &str) -> Result<Option<StoredEvent>> {
+        let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM event WHERE message_id = ?"))
+            .bind(message_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage_error)?;
+        row.as_ref().map(decode::stored_event::<Lite>).transpose()
+    }
+
+    async fn event_streams(&self, event_id: i64) -> Result<Vec<i64>> {
+        sqlx::query_scalar!("SELECT stream_id FROM stream_event WHERE event_id = ?1 ORDER BY stream_id", event_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(storage_error)
+    }
+
+    async fn events_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
+        since(&self.pool, after, also, limit).await
+    }
+
+    async fn transitions_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<Transition>> {
+        since(&self.pool, after, also, limit).await
+    }
+
+    async fn transitions_from(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TRANSITION_COLUMNS} FROM stream_transition WHERE at >= ? ORDER BY at, id LIMIT ?"
+        ))
+        .bind(micros(since))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        rows.iter().map(decode::transition::<Lite>).collect()
+    }
+
+    async fn latest_ids(&self) -> Result<(i64, i64)> {
+        let r = sqlx::query!(
+            r#"SELECT (SELECT coalesce(max(id), 0) FROM event) AS "events!: i64",
                   (SELECT coalesce(max(id), 0) FROM stream_transition) AS "transitions!: i64""#
-    )
-    .fetch_one(pool)
-    .await
-    .map_err(storage_error)?;
-    Ok((r.events, r.transitions))
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        Ok((r.events, r.transitions))
+    }
 }

@@ -5,12 +5,18 @@
 //! `winchester-sqlite`; `winchester-backends` picks one from a database URL.
 //!
 //! Layout:
-//! - [`Storage`], [`ReadyListener`]: the interface.
+//! - [`Storage`], [`ReadyListener`]: the interface. `Storage` is made of
+//!   narrow parts ([`IngestStore`], [`StreamStore`], [`EventStore`],
+//!   [`QueryStore`], [`VersionStore`], [`Wakeups`]) that a backend implements
+//!   each in the module that holds its SQL; any type with all of them is a
+//!   `Storage`.
 //! - [`backend`]: [`Backend`](backend::Backend), a connected backend's storage
 //!   and schema migrations (status, upgrade, downgrade, their SQL scripts).
 //! - [`stream`]: stream records, states and filters.
 //! - [`plan`]: what ingest hands to storage (event + computed memberships).
 //! - [`query`]: filters and results of the operations queries (events, counts, transitions).
+//! - [`decode`]: decoding rows into these types, once for every backend (a
+//!   backend implements [`decode::Columns`] for its row type).
 //! - [`fold`]: folding a batch's events into a key's streams (shared by backends).
 //! - [`rules`]: the state machine's readiness and finish rules (shared by backends).
 //! - `conformance` (feature `conformance`): the checks every backend must pass.
@@ -21,6 +27,7 @@
 pub mod backend;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod decode;
 pub mod fold;
 pub mod plan;
 pub mod query;
@@ -189,6 +196,16 @@ pub fn one_for_one<T>(what: &'static str, expected: usize, outcomes: Vec<T>) -> 
     }
 }
 
+/// Checks that a write returned one row per item it was given: `got` rows
+/// of `what` for `expected` items is a corrupt answer, never papered over.
+pub fn expect_written(got: usize, expected: usize, what: &str) -> Result<()> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(StorageError::Corrupt(format!("{got} {what} written, {expected} expected")))
+    }
+}
+
 impl StorageError {
     /// Whether the same operation may succeed if tried again. The one place that
     /// decides this; callers never inspect error text.
@@ -236,7 +253,7 @@ pub enum Finish<'a> {
     },
 }
 
-/// What [`Storage::finish`] did.
+/// What [`StreamStore::finish`] did.
 #[derive(Debug)]
 pub enum FinishOutcome {
     /// Recorded; for a completed stream, the outcome of each new event.
@@ -246,7 +263,7 @@ pub enum FinishOutcome {
     LostLease,
 }
 
-/// A stream taken by [`Storage::claim_ready`].
+/// A stream taken by [`StreamStore::claim_ready`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claimed {
     /// The stream as claimed (working state, serial bumped, leased).
@@ -265,15 +282,21 @@ pub struct TriggerVersion {
     pub first_used: DateTime<Utc>,
 }
 
-/// The storage interface. Every state change is a compare-and-set on the
-/// stream's `state_serial_no`.
+/// Saving events: the part of [`Storage`] a backend implements where its ingest
+/// SQL lives.
 #[async_trait]
-pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
+pub trait IngestStore: Send + Sync {
     /// Saves a batch of events and their stream memberships. Each event and all of
     /// its memberships and stream updates commit together; duplicates (by
     /// `message_id`) change nothing and are reported as such.
     async fn ingest(&self, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>>;
+}
 
+/// The stream state machine's storage: readiness, claims, finishes and the
+/// other compare-and-set state changes (every one on the stream's
+/// `state_serial_no`). Part of [`Storage`].
+#[async_trait]
+pub trait StreamStore: Send + Sync {
     /// Streams ready for `action` at `now`, oldest due first: ready and not yet
     /// taken, or taken by a worker whose lease has run out.
     async fn ready_streams(&self, action: Action, now: DateTime<Utc>, limit: u32) -> Result<Vec<Stream>>;
@@ -288,15 +311,6 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<Option<Stream>>;
-
-    /// A page of a stream's events in timestamp order, after the `(timestamp, id)`
-    /// position `after` (exclusive). Returns the events and the position of the last.
-    async fn stream_events(
-        &self,
-        stream_id: i64,
-        after: Option<(DateTime<Utc>, i64)>,
-        limit: u32,
-    ) -> Result<(Vec<Event>, Option<(DateTime<Utc>, i64)>)>;
 
     /// Claims up to `limit` streams ready for `action` at `now` (see
     /// [`Action::ready_rules`]), oldest due first, in one statement: each is
@@ -313,7 +327,7 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         self.claim_ready_among(action, now, lease_until, limit, TriggerScope::All).await
     }
 
-    /// [`Storage::claim_ready`] restricted to the streams of `triggers`.
+    /// [`StreamStore::claim_ready`] restricted to the streams of `triggers`.
     async fn claim_ready_among(
         &self,
         action: Action,
@@ -322,10 +336,6 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
         triggers: TriggerScope<'_>,
     ) -> Result<Vec<Claimed>>;
-
-    /// Every event of the given streams in one query: `(stream id, event)` in
-    /// `(timestamp, id)` order within each stream.
-    async fn load_events(&self, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>>;
 
     /// Records the ends of pipeline runs on claimed streams in one transaction;
     /// each is its own compare-and-set on the stream's serial (see
@@ -349,9 +359,6 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// renewed; an id missing from the answer is no longer held by this worker.
     async fn renew_leases(&self, held: &[(i64, i32)], until: DateTime<Utc>) -> Result<Vec<i64>>;
 
-    /// Streams matching a filter, newest first.
-    async fn list_streams(&self, filter: &StreamFilter) -> Result<Vec<Stream>>;
-
     /// One stream.
     async fn get_stream(&self, id: i64) -> Result<Option<Stream>>;
 
@@ -371,22 +378,42 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes a stream and its memberships (not its events). False if absent.
     async fn purge_stream(&self, id: i64) -> Result<bool>;
 
+    /// The earliest future moment a stream becomes ready (fire time, expire time or
+    /// lease end), so an idle worker knows when to wake.
+    async fn next_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>>;
+}
+
+/// Reading and trimming a stream's events. Part of [`Storage`].
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// A page of a stream's events in timestamp order, after the `(timestamp, id)`
+    /// position `after` (exclusive). Returns the events and the position of the last.
+    async fn stream_events(
+        &self,
+        stream_id: i64,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<(Vec<Event>, Option<Cursor>)>;
+
+    /// Every event of the given streams in one query: `(stream id, event)` in
+    /// `(timestamp, id)` order within each stream.
+    async fn load_events(&self, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>>;
+
     /// Deletes up to `limit` events older than `cutoff` that belong to no
     /// unfinished stream. Returns how many were deleted.
     async fn trim_events(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64>;
 
-    /// The earliest future moment a stream becomes ready (fire time, expire time or
-    /// lease end), so an idle worker knows when to wake.
-    async fn next_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>>;
-
     /// The latest event timestamp stored (`None` when there is no event): "now"
     /// for a worker replaying archived events (`pipeline-worker --event-time`).
     async fn latest_event_time(&self) -> Result<Option<DateTime<Utc>>>;
+}
 
-    /// A listener that wakes when an ingester marks a stream ready to fire.
-    async fn ready_listener(&self) -> Result<Box<dyn ReadyListener>>;
-
-    // ---- Operations queries (`winchester serve`, the CLI, metrics) ----
+/// The operations queries (`winchester serve`, the CLI, metrics): streams and
+/// events by filter, counts, the transition log. Part of [`Storage`].
+#[async_trait]
+pub trait QueryStore: Send + Sync {
+    /// Streams matching a filter, newest first.
+    async fn list_streams(&self, filter: &StreamFilter) -> Result<Vec<Stream>>;
 
     /// How many streams match a filter (its page is ignored).
     async fn count_streams(&self, filter: &StreamFilter) -> Result<u64>;
@@ -418,11 +445,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
 
     /// The highest event id and the highest transition id (0 when none): where a tail starts.
     async fn latest_ids(&self) -> Result<(i64, i64)>;
+}
 
-    /// A listener that wakes when events are saved or streams change state
-    /// (PostgreSQL: NOTIFY from database triggers; SQLite: polling).
-    async fn change_listener(&self) -> Result<Box<dyn ReadyListener>>;
-
+/// Recorded trigger definition versions. Part of [`Storage`].
+#[async_trait]
+pub trait VersionStore: Send + Sync {
     /// Records trigger definition versions, each with `now` as its first use;
     /// a version already recorded keeps its row (text and first use).
     async fn record_versions(&self, versions: &[DefinitionVersion], now: DateTime<Utc>) -> Result<()>;
@@ -433,8 +460,29 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// The recorded versions (of one trigger, or all), by trigger name, then
     /// first use (oldest first).
     async fn trigger_versions(&self, trigger: Option<&str>) -> Result<Vec<TriggerVersion>>;
+}
 
-    /// Retries (see [`Storage::retry_stream`]) every stream matching `filter`,
+/// What wakes an idle worker or a tail early. Part of [`Storage`].
+#[async_trait]
+pub trait Wakeups: Send + Sync {
+    /// A listener that wakes when an ingester marks a stream ready to fire.
+    async fn ready_listener(&self) -> Result<Box<dyn ReadyListener>>;
+
+    /// A listener that wakes when events are saved or streams change state
+    /// (PostgreSQL: NOTIFY from database triggers; SQLite: polling).
+    async fn change_listener(&self) -> Result<Box<dyn ReadyListener>>;
+}
+
+/// The storage interface the engine uses: every part a backend implements
+/// ([`IngestStore`], [`StreamStore`], [`EventStore`], [`QueryStore`],
+/// [`VersionStore`], [`Wakeups`]), and the bulk operations built on them.
+/// Implemented for every type that implements the parts; every state change
+/// is a compare-and-set on the stream's `state_serial_no`.
+#[async_trait]
+pub trait Storage:
+    IngestStore + StreamStore + EventStore + QueryStore + VersionStore + Wakeups + std::fmt::Debug + 'static
+{
+    /// Retries (see [`StreamStore::retry_stream`]) every stream matching `filter`,
     /// `page_size` streams at a time.
     async fn retry_streams(&self, filter: &StreamFilter, page_size: u32) -> Result<BulkOutcome> {
         let (matched, changed) = for_each_page(self, filter, page_size, |ids| async move {
@@ -452,7 +500,7 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         Ok(BulkOutcome { matched, changed })
     }
 
-    /// Purges (see [`Storage::purge_stream`]) every stream matching `filter`,
+    /// Purges (see [`StreamStore::purge_stream`]) every stream matching `filter`,
     /// `page_size` streams at a time.
     async fn purge_streams(&self, filter: &StreamFilter, page_size: u32) -> Result<BulkOutcome> {
         let (matched, changed) = for_each_page(self, filter, page_size, |ids| async move {
@@ -468,6 +516,15 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         Ok(BulkOutcome { matched, changed })
     }
 }
+
+#[async_trait]
+impl<T> Storage for T where
+    T: IngestStore + StreamStore + EventStore + QueryStore + VersionStore + Wakeups + std::fmt::Debug + 'static
+{
+}
+
+/// Where a page of a stream's events ends: `(timestamp, id)` of its last event.
+pub type Cursor = (DateTime<Utc>, i64);
 
 /// Every event of a stream in timestamp order, read `page` at a time.
 pub async fn all_stream_events<S: Storage + ?Sized>(storage: &S, stream_id: i64, page: u32) -> Result<Vec<Event>> {
@@ -535,6 +592,15 @@ impl ReadyListener for PollingListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_write_is_corrupt() {
+        assert!(expect_written(2, 2, "new streams").is_ok());
+        assert_eq!(
+            expect_written(1, 2, "new streams").unwrap_err().to_string(),
+            "corrupt row: 1 new streams written, 2 expected"
+        );
+    }
 
     #[test]
     fn delays_double_in_their_upper_half_up_to_the_cap_and_reset() {

@@ -4,7 +4,7 @@
 //! One batcher task per trigger manager (and clock) takes the plans that
 //! callers hand it: it commits whatever has queued up (at most
 //! [`MAX_GROUP`] plans, after yielding while more keep arriving) in one
-//! [`Storage::ingest`], and while that commit runs, the next callers queue. Each caller awaits its own outcome, sent only
+//! [`Storage::ingest`](winchester_storage::IngestStore::ingest), and while that commit runs, the next callers queue. Each caller awaits its own outcome, sent only
 //! after the transaction holding its event committed. A batch that fails for a
 //! reason other than a transient one is split in halves and each half retried
 //! ([`ingest_split`]), so only the failing event's caller gets the error.

@@ -154,7 +154,7 @@ pub fn render() -> String {
     HANDLE.get().map(|h| h.render()).unwrap_or_default()
 }
 
-/// Refreshes [`STREAMS`] from [`Storage::stream_counts`] every `period` (a cheap
+/// Refreshes [`STREAMS`] from [`Storage::stream_counts`](winchester_storage::QueryStore::stream_counts) every `period` (a cheap
 /// `GROUP BY` on an indexed column). States without streams read 0.
 pub fn spawn_stream_gauge(storage: Arc<dyn Storage>, period: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
