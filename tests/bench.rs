@@ -4,8 +4,13 @@
 use crate::support::*;
 use winchester::EventOutcome;
 
+/// Taken by the tests here that make `wbench_` databases on the server: the
+/// smoke run's leftover check counts every one, so they take turns.
+static SCRATCH_DATABASES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn bench_smoke_run_prints_every_figure() {
+    let _turn = SCRATCH_DATABASES.lock().unwrap_or_else(|e| e.into_inner());
     let (code, out, err) = run(std::process::Command::new(bin("winchester")).args([
         "bench",
         "--events",
@@ -161,6 +166,7 @@ async fn one_batch_claims_closes_and_opens_streams() {
 /// with every figure, then the summary (speed is not asserted).
 #[test]
 fn soak_smoke_run_reports_every_interval_and_a_summary() {
+    let _turn = SCRATCH_DATABASES.lock().unwrap_or_else(|e| e.into_inner());
     let (code, out, err) = run(std::process::Command::new(bin("winchester")).args([
         "bench",
         "--soak",
