@@ -34,17 +34,17 @@ const TRIGGERS: &str = r#"
 "#;
 
 /// One test's broker names and a channel to set them up, publish and inspect.
-struct Broker {
+pub(crate) struct Broker {
     conn: Connection,
     ch: Channel,
     exchange: String,
-    queue: String,
+    pub(crate) queue: String,
     dead_exchange: String,
-    dead_queue: String,
+    pub(crate) dead_queue: String,
 }
 
 impl Broker {
-    async fn new() -> Broker {
+    pub(crate) async fn new() -> Broker {
         let url = amqp_url();
         let conn = Connection::connect(&url, ConnectionProperties::default())
             .await
@@ -85,6 +85,11 @@ impl Broker {
     }
 
     fn config(&self, db: &TestDb, batch_size: usize) -> ConfigDir {
+        self.config_on(&db.url, batch_size)
+    }
+
+    /// The daemon's config on the database at `url`.
+    pub(crate) fn config_on(&self, url: &str, batch_size: usize) -> ConfigDir {
         ConfigDir::new(&[
             (
                 "winchester.yaml",
@@ -93,7 +98,7 @@ impl Broker {
                      pipeline_handlers: {{log_it: logger}}\nstatistics_period: 1\n\
                      amqp_ingest:\n  url: '{}'\n  queues:\n    - {{queue: '{}', exchange: '{}', routing_keys: [notifications.info]}}\n  \
                      prefetch: {}\n  batch_size: {batch_size}\n  batch_max_wait_ms: 50\n  dead_letter_exchange: '{}'\n  dead_letter_queue: '{}'\n",
-                    db.url,
+                    url,
                     amqp_url(),
                     self.queue,
                     self.exchange,
@@ -110,7 +115,7 @@ impl Broker {
 
     /// Publishes raw bodies with routing key `notifications.info` and waits for
     /// the broker's confirms.
-    async fn publish(&self, bodies: &[Vec<u8>]) {
+    pub(crate) async fn publish(&self, bodies: &[Vec<u8>]) {
         for chunk in bodies.chunks(1000) {
             for body in chunk {
                 let props =
@@ -131,7 +136,7 @@ impl Broker {
     }
 
     /// Ready messages in a queue.
-    async fn ready(&self, queue: &str) -> u32 {
+    pub(crate) async fn ready(&self, queue: &str) -> u32 {
         let opts = QueueDeclareOptions { passive: true, ..Default::default() };
         match self.ch.queue_declare(queue.into(), opts, FieldTable::default()).await {
             Ok(q) => q.message_count(),
@@ -139,7 +144,7 @@ impl Broker {
         }
     }
 
-    async fn cleanup(self) {
+    pub(crate) async fn cleanup(self) {
         for q in [&self.queue, &self.dead_queue] {
             let _ = self.ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
         }
@@ -150,7 +155,7 @@ impl Broker {
     }
 }
 
-fn notification(i: usize) -> serde_json::Value {
+pub(crate) fn notification(i: usize) -> serde_json::Value {
     serde_json::json!({
         "event_type": if i % 10 == 9 { "compute.instance.exists" } else { "compute.instance.update" },
         "message_id": format!("msg-{i:05}"),
@@ -163,7 +168,7 @@ fn notification(i: usize) -> serde_json::Value {
 }
 
 /// As nova sends it: an oslo.messaging v2 envelope around the notification.
-fn envelope(n: &serde_json::Value) -> serde_json::Value {
+pub(crate) fn envelope(n: &serde_json::Value) -> serde_json::Value {
     serde_json::json!({"oslo.version": "2.0", "oslo.message": n.to_string()})
 }
 

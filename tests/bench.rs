@@ -4,8 +4,13 @@
 use crate::support::*;
 use winchester::EventOutcome;
 
+/// Taken by the tests here that make `wbench_` databases on the server: the
+/// smoke run's leftover check counts every one, so they take turns.
+static SCRATCH_DATABASES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn bench_smoke_run_prints_every_figure() {
+    let _turn = SCRATCH_DATABASES.lock().unwrap_or_else(|e| e.into_inner());
     let (code, out, err) = run(std::process::Command::new(bin("winchester")).args([
         "bench",
         "--events",
@@ -155,4 +160,62 @@ async fn one_batch_claims_closes_and_opens_streams() {
         assert_eq!(db.count(&format!("SELECT event_count FROM stream WHERE id = {id} AND NOT open")).await, 1);
     }
     db.drop_db().await;
+}
+
+/// `winchester bench --soak` with a short interval: one row per interval
+/// with every figure, then the summary (speed is not asserted).
+#[test]
+fn soak_smoke_run_reports_every_interval_and_a_summary() {
+    let _turn = SCRATCH_DATABASES.lock().unwrap_or_else(|e| e.into_inner());
+    let (code, out, err) = run(std::process::Command::new(bin("winchester")).args([
+        "bench",
+        "--soak",
+        "24s",
+        "--soak-interval",
+        "4s",
+        "--soak-rate",
+        "300",
+        "--soak-retention",
+        "2s",
+        "--json",
+        "--database-url",
+        &admin_url(),
+    ]));
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    let soak = &v["soak"];
+    assert!(soak["events_fed"].as_u64().unwrap_or(0) > 0, "{out}");
+    let rows = soak["rows"].as_array().unwrap_or_else(|| panic!("no rows: {out}"));
+    assert_eq!(rows.len(), 6, "{out}");
+    for r in rows {
+        let rss = r["rss_mb"].as_array().unwrap_or_else(|| panic!("{r}"));
+        assert_eq!(rss.len(), 3, "ingester and two workers: {r}");
+        assert!(rss.iter().all(|m| m.as_f64().unwrap_or(0.0) > 0.0), "{r}");
+        assert!(r["db_size_mb"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
+        assert!(r["ingest_events_per_s"].as_f64().is_some(), "{r}");
+    }
+    let last = &rows[rows.len() - 1];
+    assert!(last["ingest_events_per_s"].as_f64().unwrap() > 0.0, "{out}");
+    let fired: f64 = rows.iter().map(|r| r["fired_streams_per_s"].as_f64().unwrap_or(0.0)).sum();
+    assert!(fired > 0.0, "no stream fired: {out}");
+    assert!(rows.iter().any(|r| r["fire_delay_p99_ms"].as_f64().is_some()), "{out}");
+    let summary = &soak["summary"];
+    assert_eq!(summary["measured_rows"], 5, "{out}");
+    assert_eq!(summary["rss_drift_pct"].as_array().map(Vec::len), Some(3), "{out}");
+    assert!(summary["db_size_bounded"].is_boolean(), "{out}");
+}
+
+/// Bad `--soak` input is refused before anything runs, naming what is wrong.
+#[test]
+fn soak_refuses_bad_durations() {
+    let (code, _, err) = run(std::process::Command::new(bin("winchester")).args(["bench", "--soak", "30x"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid duration \"30x\"") && err.contains("unknown unit"), "{err}");
+    let (code, _, err) = run(std::process::Command::new(bin("winchester")).args(["bench", "--soak", "30"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("needs a unit"), "{err}");
+    let (code, _, err) =
+        run(std::process::Command::new(bin("winchester")).args(["bench", "--soak", "10s", "--soak-interval", "1m"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--soak-interval"), "{err}");
 }

@@ -2,6 +2,9 @@
 //! dirs, event factories, and paths of the real binaries.
 #![allow(dead_code)]
 
+mod cluster;
+pub use cluster::{assert_outages_logged, wait_for_log, PrivateCluster};
+
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::{Connection, PgConnection};
 use std::collections::BTreeMap;
@@ -361,12 +364,20 @@ impl Drop for KillOnDrop {
 /// Starts `winchester -c CONFIG serve --listen 127.0.0.1:0` and returns it with
 /// the base URL it prints (`listening on http://...`).
 pub async fn spawn_serve(config: &Path) -> (KillOnDrop, String) {
+    spawn_serve_logging(config, std::process::Stdio::inherit()).await
+}
+
+/// [`spawn_serve`] with its log (stderr, warnings and the storage layer's
+/// outage and recovery lines) going to `log`.
+pub async fn spawn_serve_logging(config: &Path, log: impl Into<std::process::Stdio>) -> (KillOnDrop, String) {
     let mut child = KillOnDrop(
         program("winchester")
             .arg("-c")
             .arg(config)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn,winchester_storage=info")
             .stdout(std::process::Stdio::piped())
+            .stderr(log)
             .spawn()
             .expect("start winchester serve"),
     );

@@ -32,9 +32,13 @@ impl ApiError {
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> ApiError {
+        if e.is_retryable() {
+            // An outage is logged once by the server's live tail, not per request.
+            tracing::debug!(error = %e, "Request failed: the database is unavailable.");
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; try again later"));
+        }
         tracing::warn!(error = %e, "Request failed in the database.");
-        let status = if e.is_retryable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
-        ApiError::new(status, e.to_string())
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
     }
 }
 

@@ -103,32 +103,37 @@ async fn run_tail(
     tx: broadcast::Sender<Arc<TailItem>>,
     mut stopping: watch::Receiver<bool>,
 ) {
+    // The tail reads the database all the time, so it is what notices an
+    // outage for the server: logged once when it starts and once when it
+    // ends (requests meanwhile answer 503 without a warning each).
+    let mut retry = winchester_storage::RetryPolicy::new();
     let mut tail = None;
     while !*stopping.borrow() {
-        if tail.is_none() {
-            match Tail::start(storage.clone()).await {
-                Ok(t) => tail = Some(t),
-                Err(e) => {
-                    tracing::warn!(error = %e, "Tail cannot start; retrying in 1s.");
-                    tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = stopping.changed() => {} }
-                    continue;
-                }
-            }
-        }
-        let Some(t) = tail.as_mut() else { continue };
-        let items = tokio::select! {
-            r = t.next() => r,
-            _ = stopping.changed() => break,
+        let result = match tail.as_mut() {
+            None => Tail::start(storage.clone()).await.map(|t| {
+                tail = Some(t);
+                vec![]
+            }),
+            Some(t) => tokio::select! {
+                r = t.next() => r,
+                _ = stopping.changed() => break,
+            },
         };
-        match items {
+        match result {
             Ok(items) => {
+                retry.succeeded();
                 for item in items {
                     let _ = tx.send(Arc::new(item));
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "Tail read failed; retrying in 1s.");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                let wait = if e.is_retryable() {
+                    retry.failed("live tail", &e)
+                } else {
+                    tracing::warn!(error = %e, "Tail read failed; retrying in 1s.");
+                    Duration::from_secs(1)
+                };
+                tokio::select! { _ = tokio::time::sleep(wait) => {}, _ = stopping.changed() => {} }
             }
         }
     }

@@ -11,6 +11,7 @@
 //! - [`measure`]: the measurements (ingest, COPY limit, fire latency, worker
 //!   throughput, cost growth, memory).
 //! - [`stats`]: medians and percentiles.
+//! - [`soak`]: `--soak DURATION`, a long steady run watching for drift.
 //!
 //! - [`db`]: the database side (scratch databases, the COPY limit, ready-made
 //!   streams for worker runs): the bench's own admin SQL, kept out of the
@@ -22,6 +23,7 @@
 
 pub mod db;
 pub mod measure;
+pub mod soak;
 pub mod stats;
 pub mod target;
 pub mod workload;
@@ -64,6 +66,20 @@ pub struct BenchOpts {
     /// Also write the table (markdown) to this file.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Soak instead of the measurements: a steady ingest for this long (e.g.
+    /// 30m, 2h) with two workers and trimming on; one row per minute, then a
+    /// summary (see docs/performance.md).
+    #[arg(long, value_name = "DURATION", value_parser = soak::parse_duration)]
+    pub soak: Option<std::time::Duration>,
+    /// Events per second fed to the ingester during --soak.
+    #[arg(long, value_name = "N", default_value_t = soak::DEFAULT_RATE)]
+    pub soak_rate: u32,
+    /// Events older than this are trimmed by the workers during --soak.
+    #[arg(long, value_name = "DURATION", value_parser = soak::parse_duration, default_value = "5m")]
+    pub soak_retention: std::time::Duration,
+    /// Time between two rows of --soak (tests use a few seconds).
+    #[arg(long, value_name = "DURATION", value_parser = soak::parse_duration, default_value = "1m", hide = true)]
+    pub soak_interval: std::time::Duration,
 }
 
 /// The server used when neither `--database-url` nor `DATABASE_URL` is given.
@@ -234,8 +250,19 @@ fn progress(msg: &str) {
 /// Runs the bench; returns what to print (the table, or the JSON object).
 /// `fallback_url` is the `winchester` program's own `--database-url`/`DATABASE_URL`.
 pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Result<String> {
-    let sizes = Sizes::from_opts(opts)?;
     let admin = opts.database_url.clone().or(fallback_url).unwrap_or_else(|| DEFAULT_ADMIN_URL.to_string());
+    if let Some(duration) = opts.soak {
+        let exe = std::env::current_exe().context("finding this program")?;
+        let soak = soak::SoakOpts {
+            duration,
+            rate: opts.soak_rate,
+            interval: opts.soak_interval,
+            retention: opts.soak_retention,
+            json: opts.json,
+        };
+        return soak::run(&soak, &admin, exe.parent().unwrap_or(Path::new("."))).await;
+    }
+    let sizes = Sizes::from_opts(opts)?;
     let target = target::Target::from_url(&admin);
     let pg = matches!(target, target::Target::Postgres { .. });
     let postgres = if pg {

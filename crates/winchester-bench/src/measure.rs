@@ -19,7 +19,7 @@ use crate::target::{with_scratch, Target};
 use winchester_storage::Storage;
 
 /// Runs `f` on a fresh database and drops the database afterwards.
-async fn with_db<T, F, Fut>(admin: &str, f: F) -> anyhow::Result<T>
+pub(crate) async fn with_db<T, F, Fut>(admin: &str, f: F) -> anyhow::Result<T>
 where
     F: FnOnce(ScratchDb) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -337,22 +337,33 @@ pub async fn fire_latency(
 
 /// Peak resident memory (VmHWM) of a process, in MB; None once it is gone.
 pub fn peak_rss_mb(pid: u32) -> Option<f64> {
+    proc_status_mb(pid, "VmHWM:")
+}
+
+/// Resident memory now (VmRSS) of a process, in MB; None once it is gone.
+pub fn rss_mb(pid: u32) -> Option<f64> {
+    proc_status_mb(pid, "VmRSS:")
+}
+
+/// A `kB` line of /proc/PID/status, in MB.
+fn proc_status_mb(pid: u32, key: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|l| {
-        let rest = l.strip_prefix("VmHWM:")?;
+        let rest = l.strip_prefix(key)?;
         let kb: f64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
         Some(kb / 1024.0)
     })
 }
 
 /// Where a child writes its stderr, and its tail for error messages.
-fn stderr_file(dir: &Path, name: &str) -> anyhow::Result<(PathBuf, std::fs::File)> {
+pub(crate) fn stderr_file(dir: &Path, name: &str) -> anyhow::Result<(PathBuf, std::fs::File)> {
     let path = dir.join(format!("{name}.stderr"));
     let f = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     Ok((path, f))
 }
 
-fn tail(path: &Path) -> String {
+/// The last lines of a child's stderr, for error messages.
+pub(crate) fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().rev().take(5).collect();
     lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
@@ -367,7 +378,8 @@ pub struct WorkerResult {
     pub peak_rss_mb: f64,
 }
 
-struct Children(Vec<Child>);
+/// Child processes, killed and reaped when dropped.
+pub(crate) struct Children(pub(crate) Vec<Child>);
 
 impl Drop for Children {
     fn drop(&mut self) {

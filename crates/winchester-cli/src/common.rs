@@ -20,10 +20,19 @@ pub struct ConfigArgs {
     pub database_url: Option<String>,
 }
 
-/// Sets up logging on stderr: `RUST_LOG` if set, else `level`.
+/// Sets up logging on stderr: `RUST_LOG` if set, else `level`. Below debug,
+/// the connection pool's own warnings (one per broken connection when the
+/// database restarts) are left out: the programs log an outage once when it
+/// starts and once when it ends.
 pub fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(normalize_level(level)));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let level = normalize_level(level);
+        if matches!(level.as_str(), "debug" | "trace") {
+            tracing_subscriber::EnvFilter::new(level)
+        } else {
+            tracing_subscriber::EnvFilter::new(format!("{level},sqlx_core::pool=error"))
+        }
+    });
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal();
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::io::BufRead;
 use std::sync::Arc;
 use std::time::Duration;
+use winchester::storage::RetryPolicy;
 use winchester::{EventOutcome, Replay, TriggerManager};
 use winchester_core::{Event, ManualClock};
 
@@ -192,6 +193,7 @@ async fn run_lines<R: BufRead>(
         events: Vec::with_capacity(batch_size),
         lines: VecDeque::with_capacity(batch_size),
         replay: opts.event_time.clone().map(|clock| Replay::new(tm.clone(), clock, batch_size)),
+        retry: RetryPolicy::new(),
     };
     let mut buf = Vec::new();
     let mut n: u64 = 0;
@@ -272,6 +274,8 @@ struct Batch {
     /// Line numbers of the events not yet reported, in order.
     lines: VecDeque<u64>,
     replay: Option<Replay>,
+    /// Backoff and outage logging across batches (one warning per outage).
+    retry: RetryPolicy,
 }
 
 impl Batch {
@@ -281,7 +285,14 @@ impl Batch {
         };
         let outcomes = match &mut self.replay {
             Some(replay) => replay.finish().await,
-            None => tm.add_events(std::mem::take(&mut self.events)).await,
+            None => {
+                // Through a database outage (a restart, a failover) the batch
+                // waits and is tried again; a try whose commit went through
+                // but whose answer was lost comes back as duplicates.
+                let events = std::mem::take(&mut self.events);
+                let what = format!("saving the batch starting at line {first}");
+                self.retry.retry(&what, || tm.add_events(events.clone())).await
+            }
         }
         .with_context(|| format!("saving the batch starting at line {first}"))?;
         self.report(outcomes, report);

@@ -123,6 +123,12 @@ pub struct PgStorage {
     pooler: Pooler,
 }
 
+/// Longest wait for a pooled connection. While the server is down, every
+/// call fails with [`winchester_storage::StorageError::Unavailable`] after this long (the
+/// pool keeps trying to connect meanwhile): long enough to ride out a busy
+/// pool, short enough for the API to answer 503 before its request timeout.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl PgStorage {
     /// Connects a pool of at most `max_connections` to `url`.
     pub async fn connect(url: &str, max_connections: u32) -> std::result::Result<PgStorage, sqlx::Error> {
@@ -143,7 +149,7 @@ impl PgStorage {
         }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
         Ok(PgStorage { pool, pooler })

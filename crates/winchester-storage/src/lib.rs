@@ -139,6 +139,46 @@ impl RetryPolicy {
         }
         self.reset();
     }
+
+    /// Runs `op` until it succeeds or fails for a reason waiting cannot fix:
+    /// after each retryable failure it waits as [`failed`](Self::failed)
+    /// says (logging the outage once), and a success logs its end
+    /// ([`succeeded`](Self::succeeded)). `op` must be safe to repeat: a try
+    /// that committed before its answer was lost is tried again (ingest
+    /// absorbs that by `message_id` dedup, finishing by its compare-and-set).
+    pub async fn retry<T, E, F, Fut>(&mut self, what: &str, mut op: F) -> std::result::Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, E>>,
+        E: Retryable + std::fmt::Display,
+    {
+        loop {
+            match op().await {
+                Ok(v) => {
+                    self.succeeded();
+                    return Ok(v);
+                }
+                Err(e) if e.is_retryable() => {
+                    let wait = self.failed(what, &e);
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// An error that says whether the same operation may succeed if tried again
+/// (what [`RetryPolicy::retry`] retries).
+pub trait Retryable {
+    /// Whether trying again may help (a lost connection, a restarting server, a transient conflict).
+    fn is_retryable(&self) -> bool;
+}
+
+impl Retryable for StorageError {
+    fn is_retryable(&self) -> bool {
+        StorageError::is_retryable(self)
+    }
 }
 
 impl Default for RetryPolicy {
@@ -560,5 +600,45 @@ mod tests {
             expect_written(1, 2, "new streams").unwrap_err().to_string(),
             "corrupt row: 1 new streams written, 2 expected"
         );
+    }
+
+    #[test]
+    fn delays_double_in_their_upper_half_up_to_the_cap_and_reset() {
+        let mut p = RetryPolicy::new();
+        let mut step = RetryPolicy::FIRST;
+        for _ in 0..12 {
+            let d = p.next_delay();
+            assert!(d >= step / 2 && d <= step, "{d:?} for step {step:?}");
+            step = (step * 2).min(RetryPolicy::MAX);
+        }
+        assert_eq!(step, RetryPolicy::MAX);
+        p.reset();
+        assert!(p.next_delay() <= RetryPolicy::FIRST);
+    }
+
+    #[tokio::test]
+    async fn retry_repeats_what_may_pass_and_returns_what_will_not() {
+        let unavailable = || StorageError::Unavailable("connection refused".into());
+        let mut tries = 0;
+        let mut p = RetryPolicy::new();
+        let got = p
+            .retry("test", || {
+                tries += 1;
+                let r = if tries == 1 { Err(unavailable()) } else { Ok(tries) };
+                async move { r }
+            })
+            .await;
+        assert_eq!(got.unwrap(), 2);
+        assert!(p.outage.is_none(), "a success ends the outage");
+
+        let mut tries = 0;
+        let got: Result<()> = RetryPolicy::new()
+            .retry("test", || {
+                tries += 1;
+                async { Err(StorageError::Corrupt("bad row".into())) }
+            })
+            .await;
+        assert!(matches!(got, Err(StorageError::Corrupt(_))));
+        assert_eq!(tries, 1, "not retried");
     }
 }

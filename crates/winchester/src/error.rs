@@ -17,3 +17,10 @@ pub enum EngineError {
     #[error(transparent)]
     Config(#[from] ConfigErrors),
 }
+
+impl winchester_storage::Retryable for EngineError {
+    /// Only storage errors may pass: a lost connection, a restarting server, a transient conflict.
+    fn is_retryable(&self) -> bool {
+        matches!(self, EngineError::Storage(e) if e.is_retryable())
+    }
+}

@@ -173,6 +173,8 @@ pub fn spawn_stream_gauge(storage: Arc<dyn Storage>, period: Duration) -> tokio:
                         }
                     }
                 }
+                // An outage is logged by the program's own retrying loop.
+                Err(e) if e.is_retryable() => tracing::debug!(error = %e, "Counting streams for metrics failed."),
                 Err(e) => tracing::warn!(error = %e, "Counting streams for metrics failed."),
             }
             tokio::time::sleep(period).await;

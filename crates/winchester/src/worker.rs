@@ -752,20 +752,9 @@ impl Worker {
         // the record (the streams would be run again once their leases ran
         // out). Retried until it is back; a record that did commit before the
         // connection broke makes the retry's compare-and-set a no-op.
-        let mut retry = winchester_storage::RetryPolicy::new();
-        let recorded = loop {
-            match self.tm.storage().finish_many(&finishing, self.now()).await {
-                Ok(r) => {
-                    retry.succeeded();
-                    break r;
-                }
-                Err(e) if e.is_retryable() => {
-                    let wait = retry.failed("recording finished runs", &e);
-                    tokio::time::sleep(wait).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let recorded = winchester_storage::RetryPolicy::new()
+            .retry("recording finished runs", || self.tm.storage().finish_many(&finishing, self.now()))
+            .await?;
         let recorded = winchester_storage::one_for_one("finish_many", finishing.len(), recorded)?;
         let mut recorded = recorded.into_iter();
         let now = self.now();
