@@ -1,9 +1,8 @@
-//! Reading and trimming events.
+//! Reading events (trimming is [`crate::partitions`]'s).
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 use winchester_core::Event;
-use winchester_storage::stream::state_no::COMPLETED;
 use winchester_storage::Result;
 
 use crate::errors::storage_error;
@@ -21,7 +20,7 @@ pub(crate) async fn stream_events(
     on_conn!(pool, |c| -> (Vec<Event>, Option<Cursor>) {
         let rows = sqlx::query(
             "SELECT e.id, e.message_id, e.event_type, e.generated, e.traits \
-         FROM stream_event se JOIN event e ON e.id = se.event_id \
+         FROM stream_event se JOIN event e ON e.id = se.event_id AND e.generated = se.generated \
          WHERE se.stream_id = $1 AND ($2::timestamptz IS NULL OR (e.generated, e.id) > ($2, $3)) \
          ORDER BY e.generated, e.id LIMIT $4",
         )
@@ -44,28 +43,6 @@ pub(crate) async fn stream_events(
     })
 }
 
-pub(crate) async fn trim(pool: &PgPool, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
-    on_conn!(pool, |c| -> u64 {
-        // Events still needed by an unfinished stream are kept.
-        let sql = format!(
-            "DELETE FROM event WHERE id IN ( \
-           SELECT e.id FROM event e WHERE e.generated < $1 AND NOT EXISTS ( \
-             SELECT 1 FROM stream_event se JOIN stream s ON s.id = se.stream_id \
-             WHERE se.event_id = e.id AND s.state <> {COMPLETED}) \
-           ORDER BY e.generated LIMIT $2)"
-        );
-        let n = sqlx::query(&sql)
-            .persistent(crate::named_statements())
-            .bind(cutoff)
-            .bind(limit as i64)
-            .execute(&mut *c)
-            .await
-            .map_err(storage_error)?
-            .rows_affected();
-        Ok(n)
-    })
-}
-
 /// The latest event timestamp (`generated` is indexed, so this is one index probe).
 pub(crate) async fn latest_time(pool: &PgPool) -> Result<Option<DateTime<Utc>>> {
     on_conn!(pool, |c| -> Option<DateTime<Utc>> {
@@ -85,7 +62,7 @@ pub(crate) async fn load_events(pool: &PgPool, stream_ids: &[i64]) -> Result<Vec
         }
         let rows = sqlx::query(
             "SELECT se.stream_id, e.message_id, e.event_type, e.generated, e.traits \
-         FROM stream_event se JOIN event e ON e.id = se.event_id \
+         FROM stream_event se JOIN event e ON e.id = se.event_id AND e.generated = se.generated \
          WHERE se.stream_id = ANY($1) ORDER BY se.stream_id, e.generated, e.id",
         )
         .persistent(crate::named_statements())

@@ -4,7 +4,9 @@
 //! - [`PgStorage`]: the [`Storage`](winchester_storage::Storage) implementation.
 //! - `ingest`: saving events and stream memberships (set-based, one transaction per batch).
 //! - `streams`: stream queries and compare-and-set state changes.
-//! - `events`: reading and trimming events.
+//! - `events`: reading events.
+//! - [`partitions`]: the daily partitions of events and memberships: created
+//!   ahead, trimmed by dropping whole days.
 //! - `query`: the operations queries (filters, counts, the transition log).
 //! - `rows`: decoding rows into storage types.
 //! - `errors`: mapping sqlx errors to [`StorageError`](winchester_storage::StorageError).
@@ -30,6 +32,7 @@ mod errors;
 mod events;
 mod ingest;
 pub mod migrate;
+pub mod partitions;
 mod query;
 mod rows;
 mod streams;
@@ -39,6 +42,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use winchester_core::config::Pooler;
 use winchester_core::{DefinitionVersion, Event};
@@ -118,6 +122,8 @@ impl Conn {
 pub struct PgStorage {
     pool: PgPool,
     pooler: Pooler,
+    /// The event days known to have partitions.
+    days: Arc<partitions::Days>,
 }
 
 impl PgStorage {
@@ -143,12 +149,12 @@ impl PgStorage {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        Ok(PgStorage { pool, pooler })
+        Ok(PgStorage { pool, pooler, days: Arc::default() })
     }
 
     /// Uses an existing pool (direct connections).
     pub fn from_pool(pool: PgPool) -> PgStorage {
-        PgStorage { pool, pooler: Pooler::None }
+        PgStorage { pool, pooler: Pooler::None, days: Arc::default() }
     }
 
     /// The pool (for migrations and tools).
@@ -165,7 +171,7 @@ impl PgStorage {
 #[async_trait]
 impl Storage for PgStorage {
     async fn ingest(&self, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
-        ingest::ingest(&self.pool, batch, now).await
+        ingest::ingest(&self.pool, &self.days, batch, now).await
     }
 
     async fn ready_streams(&self, action: Action, now: DateTime<Utc>, limit: u32) -> Result<Vec<Stream>> {
@@ -207,7 +213,7 @@ impl Storage for PgStorage {
     }
 
     async fn finish_many(&self, runs: &[(&Stream, Finish<'_>)], now: DateTime<Utc>) -> Result<Vec<FinishOutcome>> {
-        streams::finish_many(&self.pool, runs, now).await
+        streams::finish_many(&self.pool, &self.days, runs, now).await
     }
 
     async fn set_state(&self, id: i64, serial: i32, to: StreamState) -> Result<Option<Stream>> {
@@ -231,7 +237,7 @@ impl Storage for PgStorage {
     }
 
     async fn trim_events(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
-        events::trim(&self.pool, cutoff, limit).await
+        partitions::trim(&self.pool, &self.days, cutoff, limit).await
     }
 
     async fn next_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {

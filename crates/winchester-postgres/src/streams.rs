@@ -16,6 +16,7 @@ use winchester_storage::{
 
 use crate::errors::storage_error;
 use crate::ingest::ingest_in_tx;
+use crate::partitions::Days;
 use crate::rows::{self, STREAM_COLUMNS};
 
 pub(crate) async fn ready(pool: &PgPool, action: Action, now: DateTime<Utc>, limit: u32) -> Result<Vec<Stream>> {
@@ -88,12 +89,17 @@ pub(crate) async fn claim_ready(
 
 pub(crate) async fn finish_many(
     pool: &PgPool,
+    days: &Days,
     runs: &[(&Stream, Finish<'_>)],
     now: DateTime<Utc>,
 ) -> Result<Vec<FinishOutcome>> {
     if runs.is_empty() {
         return Ok(vec![]);
     }
+    // Partitions for the days of the pipelines' new events, before the transaction.
+    let times: Vec<DateTime<Utc>> =
+        runs.iter().flat_map(|(_, f)| f.new_events().iter().map(|p| p.event.timestamp)).collect();
+    days.ensure(pool, &times).await?;
     let mut tx = pool.begin().await.map_err(storage_error)?;
     // Set-based compare-and-set: deletes for purged completions, one UPDATE for
     // the rest; each row only where its serial still matches.
