@@ -19,7 +19,7 @@ use crate::target::{with_scratch, Target};
 use winchester_storage::Storage;
 
 /// Runs `f` on a fresh database and drops the database afterwards.
-async fn with_db<T, F, Fut>(admin: &str, f: F) -> anyhow::Result<T>
+pub(crate) async fn with_db<T, F, Fut>(admin: &str, f: F) -> anyhow::Result<T>
 where
     F: FnOnce(ScratchDb) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -32,7 +32,7 @@ where
     result
 }
 
-fn manager(storage: PgStorage, triggers: &Arc<TriggerSet>) -> TriggerManager {
+pub(crate) fn manager(storage: PgStorage, triggers: &Arc<TriggerSet>) -> TriggerManager {
     TriggerManager::new(Arc::new(storage), triggers.clone(), Arc::new(SystemClock) as Arc<dyn Clock>)
 }
 
@@ -40,7 +40,7 @@ fn manager_on(storage: Arc<dyn Storage>, triggers: &Arc<TriggerSet>) -> TriggerM
     TriggerManager::new(storage, triggers.clone(), Arc::new(SystemClock) as Arc<dyn Clock>)
 }
 
-fn check_saved(outcomes: &[EventOutcome]) -> anyhow::Result<()> {
+pub(crate) fn check_saved(outcomes: &[EventOutcome]) -> anyhow::Result<()> {
     for o in outcomes {
         match o {
             EventOutcome::Saved { .. } => {}
