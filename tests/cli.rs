@@ -25,16 +25,26 @@ async fn winchester_db_migrations(backend: Backend) {
     let (code, out, err) = db_cmd(&db.url, &["current"]);
     assert_eq!((code, out.trim()), (0, "base (no migrations applied)"), "{err}");
     let (_, out, _) = db_cmd(&db.url, &["history"]);
-    assert_eq!(out.trim(), "1 initial pending\n2 operations pending\n3 trigger versions pending\n4 partitioned events pending");
+    assert_eq!(
+        out.trim(),
+        "1 initial pending\n2 operations pending\n3 trigger versions pending\n4 partitioned events pending"
+    );
     assert_eq!(db.tables(&["_sqlx_migrations"]).await, 0, "looking must not create the bookkeeping table");
     let (code, out, err) = db_cmd(&db.url, &["upgrade", "head"]);
-    assert_eq!((code, out.trim()), (0, "applied migration 1\napplied migration 2\napplied migration 3\napplied migration 4"), "{err}");
+    assert_eq!(
+        (code, out.trim()),
+        (0, "applied migration 1\napplied migration 2\napplied migration 3\napplied migration 4"),
+        "{err}"
+    );
     let (code, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!((code, out.trim()), (0, "database is up to date"));
     let (_, out, _) = db_cmd(&db.url, &["current"]);
     assert_eq!(out.trim(), "4 partitioned events (head)");
     let (_, out, _) = db_cmd(&db.url, &["history"]);
-    assert_eq!(out.trim(), "1 initial applied\n2 operations applied\n3 trigger versions applied\n4 partitioned events applied");
+    assert_eq!(
+        out.trim(),
+        "1 initial applied\n2 operations applied\n3 trigger versions applied\n4 partitioned events applied"
+    );
     let (code, out, _) = db_cmd(&db.url, &["--sql", "upgrade", "head"]);
     assert_eq!(code, 0);
     assert!(!out.contains("CREATE TABLE event"), "nothing pending: {out}");

@@ -94,7 +94,8 @@ async fn trim_drops_whole_days_no_unfinished_stream_needs() {
     // Day 2: an active stream's event and a completed stream's event.
     // Day 3: after the cutoff.
     let loose = event("d1-loose", "misc.thing", t(2014, 8, 1, 13, 0, 0), &[]);
-    for e in [ev("d1-a", 1, "i-done"), ev("d1-b", 1, "i-done"), loose, ev("d2-a", 2, "i-open"), ev("d2-b", 2, "i-done2")]
+    for e in
+        [ev("d1-a", 1, "i-done"), ev("d1-b", 1, "i-done"), loose, ev("d2-a", 2, "i-open"), ev("d2-b", 2, "i-done2")]
     {
         tm.add_event(e).await.unwrap();
     }

@@ -381,8 +381,7 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
     if pg {
         progress(&format!("peak RSS of `winchester ingest` on the whole workload ({} events)", events.len()));
         s.ingest_rss = measure::ingest_rss(&admin, &worker_cfg, &exe_dir, &events).await?;
-        s.stored =
-            stored::stored_growth(&admin, &triggers, &events, &sizes.stored, BATCH, opts.seed, progress).await?;
+        s.stored = stored::stored_growth(&admin, &triggers, &events, &sizes.stored, BATCH, opts.seed, progress).await?;
     }
 
     let rows = table_rows(&s, &sizes, pg);

@@ -71,7 +71,14 @@ pub async fn seed(url: &str, n: u64, today: NaiveDate, salt: u64) -> anyhow::Res
         let (mut events, mut keys) = (Vec::new(), Vec::new());
         for i in id..end {
             let h = mix(salt ^ i);
-            let message_id = format!("{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}", h >> 32, h & 0xffff, (h >> 20) & 0xfff, (h >> 8) & 0xfff, mix(h) & 0xffff_ffff_ffff);
+            let message_id = format!(
+                "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+                h >> 32,
+                h & 0xffff,
+                (h >> 20) & 0xfff,
+                (h >> 8) & 0xfff,
+                mix(h) & 0xffff_ffff_ffff
+            );
             let ts = (start_of(first) + ChronoDuration::microseconds((i - 1) as i64 * step_us))
                 .format("%Y-%m-%d %H:%M:%S%.6f+00")
                 .to_string();
@@ -155,8 +162,7 @@ async fn trim_day(storage: &PgStorage, day: NaiveDate) -> anyhow::Result<(f64, u
     let day_s = start.elapsed().as_secs_f64();
     let keys_start = Instant::now();
     loop {
-        let left: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM event_key_cleanup").fetch_one(storage.pool()).await?;
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM event_key_cleanup").fetch_one(storage.pool()).await?;
         if left == 0 {
             break;
         }

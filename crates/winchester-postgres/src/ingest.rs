@@ -149,13 +149,13 @@ pub(crate) async fn ingest_in_tx(
             "INSERT INTO stream_event (stream_id, event_id, generated) \
              SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::timestamptz[])",
         )
-            .persistent(crate::named_statements())
-            .bind(&sids)
-            .bind(&eids)
-            .bind(&times)
-            .execute(&mut *conn)
-            .await
-            .map_err(storage_error)?;
+        .persistent(crate::named_statements())
+        .bind(&sids)
+        .bind(&eids)
+        .bind(&times)
+        .execute(&mut *conn)
+        .await
+        .map_err(storage_error)?;
     }
     // 4. Wake idle workers (delivered on commit).
     if notify {

@@ -107,7 +107,7 @@ impl Days {
 /// many days got new partitions.
 async fn create(pool: &PgPool, ranges: &[(NaiveDate, NaiveDate)]) -> Result<i64> {
     let mut tx = pool.begin().await.map_err(storage_error)?;
-    sqlx::query(LOCK_TIMEOUT).execute(&mut *tx).await.map_err(storage_error)?;
+    sqlx::query(LOCK_TIMEOUT).persistent(false).execute(&mut *tx).await.map_err(storage_error)?;
     let mut created = 0;
     for (first, last) in ranges {
         let n: i32 = sqlx::query_scalar("SELECT winchester_event_partitions($1, $2)")
@@ -159,10 +159,13 @@ async fn drop_day(pool: &PgPool, day: NaiveDate) -> Result<Option<u64>> {
     let (events, members) = (partition_name("event", day), partition_name("stream_event", day));
     let next = day.succ_opt().unwrap_or(day);
     let mut tx = pool.begin().await.map_err(storage_error)?;
-    sqlx::query(LOCK_TIMEOUT).execute(&mut *tx).await.map_err(storage_error)?;
+    sqlx::query(LOCK_TIMEOUT).persistent(false).execute(&mut *tx).await.map_err(storage_error)?;
     // No event or membership joins the day while it is checked (reads go on;
     // only the DROP itself holds the parent tables, briefly).
+    // Statements naming a day are never prepared (one per day would fill the
+    // statement cache; behind a transaction pooler none may be).
     sqlx::query(&format!("LOCK TABLE {events}, {members} IN SHARE MODE"))
+        .persistent(false)
         .execute(&mut *tx)
         .await
         .map_err(storage_error)?;
@@ -172,6 +175,7 @@ async fn drop_day(pool: &PgPool, day: NaiveDate) -> Result<Option<u64>> {
            AND s.first_event < $2 AND s.last_event >= $1 \
            AND EXISTS (SELECT 1 FROM {members} se WHERE se.stream_id = s.id))"
     ))
+    .persistent(false)
     .bind(start_of(day))
     .bind(start_of(next))
     .fetch_one(&mut *tx)
@@ -182,11 +186,17 @@ async fn drop_day(pool: &PgPool, day: NaiveDate) -> Result<Option<u64>> {
         return Ok(None);
     }
     let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {events}"))
+        .persistent(false)
         .fetch_one(&mut *tx)
         .await
         .map_err(storage_error)?;
-    sqlx::query(&format!("DROP TABLE {members}, {events}")).execute(&mut *tx).await.map_err(storage_error)?;
+    sqlx::query(&format!("DROP TABLE {members}, {events}"))
+        .persistent(false)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage_error)?;
     sqlx::query("INSERT INTO event_key_cleanup (day) VALUES ($1) ON CONFLICT DO NOTHING")
+        .persistent(crate::named_statements())
         .bind(day)
         .execute(&mut *tx)
         .await

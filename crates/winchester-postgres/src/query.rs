@@ -172,11 +172,11 @@ pub(crate) async fn get_event(pool: &PgPool, message_id: &str) -> Result<Option<
             "SELECT e.id, e.message_id, e.event_type, e.generated, e.traits FROM event_key k \
              JOIN event e ON e.id = k.event_id AND e.generated = k.generated WHERE k.message_id = $1",
         )
-            .persistent(crate::named_statements())
-            .bind(message_id)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(storage_error)?;
+        .persistent(crate::named_statements())
+        .bind(message_id)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(storage_error)?;
         row.as_ref().map(stored_event).transpose()
     })
 }
