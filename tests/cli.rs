@@ -3,7 +3,8 @@
 use crate::support::*;
 use std::process::Command;
 
-fn db_cmd(url: &str, args: &[&str]) -> (i32, String, String) {
+/// Runs `winchester-db --database-url URL ARGS` (no config file, no DATABASE_URL).
+pub(crate) fn db_cmd(url: &str, args: &[&str]) -> (i32, String, String) {
     run(Command::new(bin("winchester-db"))
         .args(["--database-url", url])
         .args(args)

@@ -2,9 +2,9 @@
 //! created ahead and on demand, global message_id dedup across days, trimming
 //! by whole days, the in-place upgrade from 0003.
 
+use crate::cli::db_cmd;
 use crate::support::*;
 use chrono::{DateTime, Duration, Utc};
-use std::process::Command;
 use std::sync::Arc;
 use winchester::{EventOutcome, TriggerManager};
 use winchester_core::{Clock, ManualClock};
@@ -166,14 +166,6 @@ async fn concurrent_ingesters_create_the_same_days() {
     assert_eq!(db.count("SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relname ~ '^event_p201503'").await, 16);
     assert_eq!(db.count("SELECT count(*) FROM event_p20150305").await, 6);
     db.drop_db().await;
-}
-
-fn db_cmd(url: &str, args: &[&str]) -> (i32, String, String) {
-    run(Command::new(bin("winchester-db"))
-        .args(["--database-url", url])
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env("WINCHESTER_CONFIG", "/nonexistent/winchester.yaml"))
 }
 
 /// `winchester-db upgrade head` converts a 0003 database with events,
