@@ -332,7 +332,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     async fn purge_stream(&self, id: i64) -> Result<bool>;
 
     /// Deletes up to `limit` events older than `cutoff` that belong to no
-    /// unfinished stream. Returns how many were deleted.
+    /// unfinished stream (with their memberships). A backend that stores
+    /// events by day (PostgreSQL) also drops, beyond `limit`, every whole day
+    /// before `cutoff` that no unfinished stream needs. Returns how many
+    /// events were deleted.
     async fn trim_events(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64>;
 
     /// The earliest future moment a stream becomes ready (fire time, expire time or
