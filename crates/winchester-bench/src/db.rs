@@ -258,7 +258,8 @@ pub async fn finish_ready_set_based(pool: &PgPool) -> Result<u64, sqlx::Error> {
     .await?;
     let events = sqlx::query(
         "SELECT se.stream_id, e.message_id, e.event_type, e.generated, e.traits \
-         FROM stream_event se JOIN event e ON e.id = se.event_id AND e.generated = se.generated \
+         FROM stream_event se CROSS JOIN LATERAL (SELECT * FROM event e \
+           WHERE e.id = se.event_id AND e.generated = se.generated LIMIT 1) e \
          WHERE se.stream_id = ANY($1) ORDER BY se.stream_id, e.generated, e.id",
     )
     .bind(&ids)

@@ -1,4 +1,10 @@
 //! Reading events (trimming is [`crate::partitions`]'s).
+//!
+//! A stream's events are read by membership, each event looked up by `(id,
+//! generated)` in a `LATERAL .. LIMIT 1`: that forces a nested loop whose
+//! every lookup is pruned to one partition at run time. A plain join is costed
+//! as if every partition were probed per membership, and the planner then
+//! prefers hashing every event partition (hundreds of ms at a million events).
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
@@ -20,7 +26,8 @@ pub(crate) async fn stream_events(
     on_conn!(pool, |c| -> (Vec<Event>, Option<Cursor>) {
         let rows = sqlx::query(
             "SELECT e.id, e.message_id, e.event_type, e.generated, e.traits \
-         FROM stream_event se JOIN event e ON e.id = se.event_id AND e.generated = se.generated \
+         FROM stream_event se CROSS JOIN LATERAL (SELECT * FROM event e \
+           WHERE e.id = se.event_id AND e.generated = se.generated LIMIT 1) e \
          WHERE se.stream_id = $1 AND ($2::timestamptz IS NULL OR (e.generated, e.id) > ($2, $3)) \
          ORDER BY e.generated, e.id LIMIT $4",
         )
@@ -62,7 +69,8 @@ pub(crate) async fn load_events(pool: &PgPool, stream_ids: &[i64]) -> Result<Vec
         }
         let rows = sqlx::query(
             "SELECT se.stream_id, e.message_id, e.event_type, e.generated, e.traits \
-         FROM stream_event se JOIN event e ON e.id = se.event_id AND e.generated = se.generated \
+         FROM stream_event se CROSS JOIN LATERAL (SELECT * FROM event e \
+           WHERE e.id = se.event_id AND e.generated = se.generated LIMIT 1) e \
          WHERE se.stream_id = ANY($1) ORDER BY se.stream_id, e.generated, e.id",
         )
         .persistent(crate::named_statements())
