@@ -5,7 +5,8 @@
 //! (and their dedup keys) by COPY, spread evenly over the [`SEED_DAYS`] days
 //! before today (so there are that many partitions), with random message_ids
 //! as real ones are. Then the workload is ingested in batches and timed.
-//! Streams are not seeded: a deployment purges completed streams, while its
+//! The seeded database is vacuumed and checkpointed before the ingest is
+//! timed. Streams are not seeded: a deployment purges completed streams, while its
 //! events stay until trimmed. In the largest database, the oldest day is then
 //! trimmed ([`Storage::trim_events`] with the cutoff at that day's end) and
 //! timed; so is deleting that day's dedup keys, which follows in batches.
@@ -103,7 +104,13 @@ pub async fn seed(url: &str, n: u64, today: NaiveDate, salt: u64) -> anyhow::Res
         id = end;
     }
     sqlx::query("SELECT setval('event_id_seq', $1, false)").bind((n + 1) as i64).execute(&mut conn).await?;
-    sqlx::query("ANALYZE").execute(&mut conn).await?;
+    // Settled, as a database that has held its events a while is: vacuumed
+    // (the freshly loaded rows are not vacuumed by autovacuum while the
+    // ingest is timed) and checkpointed (when the role may).
+    sqlx::query("VACUUM ANALYZE").execute(&mut conn).await?;
+    if let Err(e) = sqlx::query("CHECKPOINT").execute(&mut conn).await {
+        tracing::debug!(error = %e, "No checkpoint after seeding.");
+    }
     conn.close().await?;
     Ok(first)
 }
