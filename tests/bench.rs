@@ -21,6 +21,8 @@ fn bench_smoke_run_prints_every_figure() {
         "1",
         "--runs",
         "1",
+        "--stored",
+        "0,3000",
         "--json",
         "--database-url",
         &admin_url(),
@@ -44,9 +46,15 @@ fn bench_smoke_run_prints_every_figure() {
         "copy_limit_rows_per_s",
         "ingest_vs_copy_ratio",
         "cost_growth_ratio",
+        "stored_growth_ratio",
+        "trim_day_s",
+        "trim_day_keys_s",
     ] {
         positive(&[key]);
     }
+    positive(&["ingest_events_per_s_at_stored", "0"]);
+    positive(&["ingest_events_per_s_at_stored", "3000"]);
+    positive(&["sizes", "trim_day_events"]);
     for p in ["p50", "p99", "max"] {
         positive(&["fire_latency_ms", p]);
         positive(&["fire_latency_under_load_ms", p]);
@@ -105,6 +113,7 @@ fn bench_on_sqlite_prints_its_figures() {
     }
     // PostgreSQL-only figures are absent, not made up.
     assert!(v["worker_limit_streams_per_s"].is_null(), "{out}");
+    assert!(v["stored_growth_ratio"].is_null() && v["trim_day_s"].is_null(), "{out}");
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert!(left.is_empty(), "scratch files left behind: {left:?}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -3,7 +3,8 @@
 use crate::support::*;
 use std::process::Command;
 
-fn db_cmd(url: &str, args: &[&str]) -> (i32, String, String) {
+/// Runs `winchester-db --database-url URL ARGS` (no config file, no DATABASE_URL).
+pub(crate) fn db_cmd(url: &str, args: &[&str]) -> (i32, String, String) {
     run(Command::new(bin("winchester-db"))
         .args(["--database-url", url])
         .args(args)
@@ -25,23 +26,33 @@ async fn winchester_db_migrations(backend: Backend) {
     let (code, out, err) = db_cmd(&db.url, &["current"]);
     assert_eq!((code, out.trim()), (0, "base (no migrations applied)"), "{err}");
     let (_, out, _) = db_cmd(&db.url, &["history"]);
-    assert_eq!(out.trim(), "1 initial pending\n2 operations pending\n3 trigger versions pending");
+    assert_eq!(
+        out.trim(),
+        "1 initial pending\n2 operations pending\n3 trigger versions pending\n4 partitioned events pending"
+    );
     assert_eq!(db.tables(&["_sqlx_migrations"]).await, 0, "looking must not create the bookkeeping table");
     let (code, out, err) = db_cmd(&db.url, &["upgrade", "head"]);
-    assert_eq!((code, out.trim()), (0, "applied migration 1\napplied migration 2\napplied migration 3"), "{err}");
+    assert_eq!(
+        (code, out.trim()),
+        (0, "applied migration 1\napplied migration 2\napplied migration 3\napplied migration 4"),
+        "{err}"
+    );
     let (code, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!((code, out.trim()), (0, "database is up to date"));
     let (_, out, _) = db_cmd(&db.url, &["current"]);
-    assert_eq!(out.trim(), "3 trigger versions (head)");
+    assert_eq!(out.trim(), "4 partitioned events (head)");
     let (_, out, _) = db_cmd(&db.url, &["history"]);
-    assert_eq!(out.trim(), "1 initial applied\n2 operations applied\n3 trigger versions applied");
+    assert_eq!(
+        out.trim(),
+        "1 initial applied\n2 operations applied\n3 trigger versions applied\n4 partitioned events applied"
+    );
     let (code, out, _) = db_cmd(&db.url, &["--sql", "upgrade", "head"]);
     assert_eq!(code, 0);
     assert!(!out.contains("CREATE TABLE event"), "nothing pending: {out}");
     let (code, down, err) = db_cmd(&db.url, &["--sql", "downgrade", "base"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        down.starts_with("BEGIN;\n\n-- Revert migration 3 trigger versions\n")
+        down.starts_with("BEGIN;\n\n-- Revert migration 4 partitioned events\n")
             && down.contains("DROP TABLE")
             && down.ends_with("DELETE FROM _sqlx_migrations WHERE version = 1;\n\nCOMMIT;\n"),
         "{down}"
@@ -68,7 +79,7 @@ async fn winchester_db_migrations(backend: Backend) {
     let (_, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!(out.trim(), "database is up to date");
     let (_, out, _) = db_cmd(&db.url, &["current"]);
-    assert_eq!(out.trim(), "3 trigger versions (head)");
+    assert_eq!(out.trim(), "4 partitioned events (head)");
     db.drop_db().await;
 }
 
@@ -117,6 +128,8 @@ async fn winchester_db_sql_has_one_shape_on_both_backends() {
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)",
             "-- Migration 3 trigger versions",
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)",
+            "-- Migration 4 partitioned events",
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)",
             "COMMIT;"
         ]
     );
@@ -133,7 +146,7 @@ async fn programs_refuse_a_database_without_the_schema(backend: Backend) {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
         err.starts_with("error: database ")
-            && err.contains("lacks schema migration(s) 1, 2, 3: run `winchester-db --database-url")
+            && err.contains("lacks schema migration(s) 1, 2, 3, 4: run `winchester-db --database-url")
             && err.contains("upgrade head` first"),
         "{err}"
     );

@@ -271,7 +271,10 @@ async fn concurrent_add_event_group_commit(backend: Backend) {
     if let Some(tx) = gate {
         // Wait (no deadline) until the first commit is blocked on the lock.
         while db
-            .count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO event%'")
+            .count(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND (query LIKE '%INSERT INTO event%' OR query LIKE '%winchester_event_partitions%')",
+            )
             .await
             == 0
         {

@@ -19,6 +19,7 @@ mod demo;
 mod handlers;
 mod ingest;
 mod notifications;
+mod partitions;
 mod pooler;
 mod processes;
 #[cfg(feature = "python")]

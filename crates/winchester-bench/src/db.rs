@@ -66,12 +66,17 @@ pub struct EngineRows {
     pub stream: Vec<u8>,
     /// `stream_event` rows.
     pub stream_event: Vec<u8>,
+    /// `event_key` rows (the message_id dedup keys).
+    pub event_key: Vec<u8>,
     /// Row counts: events, streams, memberships.
     pub counts: (u64, u64, u64),
+    /// The first and last UTC day of the events (their partitions are made
+    /// before a load is timed, as the engine makes them ahead).
+    pub days: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
 }
 
 impl EngineRows {
-    /// All rows.
+    /// All rows (dedup keys not counted: one per event).
     pub fn total(&self) -> u64 {
         self.counts.0 + self.counts.1 + self.counts.2
     }
@@ -81,7 +86,8 @@ const EVENT_COLS: &str = "id, message_id, event_type, generated, traits";
 const STREAM_COLS: &str =
     "id, trigger_name, dist_key, dist_traits, open, state, state_serial_no, first_event, last_event, \
      expire_timestamp, fire_timestamp, event_count, fire_counts, lease_expires_at, attempts, last_error";
-const STREAM_EVENT_COLS: &str = "stream_id, event_id";
+const STREAM_EVENT_COLS: &str = "stream_id, event_id, generated";
+const EVENT_KEY_COLS: &str = "message_id, generated, event_id";
 
 async fn copy_out(
     conn: &mut PgConnection,
@@ -107,23 +113,44 @@ pub async fn dump_rows(url: &str) -> Result<EngineRows, sqlx::Error> {
     let (event, e) = copy_out(&mut conn, "event", EVENT_COLS, "id").await?;
     let (stream, s) = copy_out(&mut conn, "stream", STREAM_COLS, "id").await?;
     let (stream_event, m) = copy_out(&mut conn, "stream_event", STREAM_EVENT_COLS, "stream_id, event_id").await?;
+    let (event_key, _) = copy_out(&mut conn, "event_key", EVENT_KEY_COLS, "event_id").await?;
+    let days: (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>) = sqlx::query_as(
+        "SELECT min((generated AT TIME ZONE 'UTC')::date), max((generated AT TIME ZONE 'UTC')::date) FROM event",
+    )
+    .fetch_one(&mut conn)
+    .await?;
     conn.close().await?;
-    Ok(EngineRows { event, stream, stream_event, counts: (e, s, m) })
+    let days = days.0.zip(days.1);
+    Ok(EngineRows { event, stream, stream_event, event_key, counts: (e, s, m), days })
+}
+
+/// Makes the daily partitions of `first..=last` (the engine's own SQL
+/// function, migration 0004).
+pub async fn make_partitions(
+    conn: &mut PgConnection,
+    first: chrono::NaiveDate,
+    last: chrono::NaiveDate,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT winchester_event_partitions($1, $2)").bind(first).bind(last).execute(conn).await.map(drop)
 }
 
 /// Loads `rows` into the (empty, migrated) database at `url` with `COPY FROM
-/// STDIN`, all three tables in one transaction, and returns the time from
-/// `BEGIN` to `COMMIT`. The id columns are copied as they are: `COPY FROM`
+/// STDIN`, all four tables in one transaction, and returns the time from
+/// `BEGIN` to `COMMIT` (the days' partitions are made before). The id columns are copied as they are: `COPY FROM`
 /// writes identity columns from its input even when they are `GENERATED
 /// ALWAYS` (as `OVERRIDING SYSTEM VALUE` would), so memberships keep pointing
 /// at the right rows; every index, constraint and foreign key of the schema is
 /// in place and checked.
 pub async fn copy_load(url: &str, rows: &EngineRows) -> Result<Duration, sqlx::Error> {
     let mut conn = PgConnection::connect(url).await?;
+    if let Some((first, last)) = rows.days {
+        make_partitions(&mut conn, first, last).await?;
+    }
     let start = Instant::now();
     let mut tx = conn.begin().await?;
     for (table, cols, data) in [
         ("event", EVENT_COLS, &rows.event),
+        ("event_key", EVENT_KEY_COLS, &rows.event_key),
         ("stream", STREAM_COLS, &rows.stream),
         ("stream_event", STREAM_EVENT_COLS, &rows.stream_event),
     ] {
@@ -151,6 +178,8 @@ pub async fn fill_ready_streams(
     let n = (streams * events_per_stream) as i64;
     let eps = events_per_stream.max(1) as i64;
     let mut tx = pool.begin().await?;
+    let today = chrono::Utc::now().date_naive();
+    make_partitions(&mut tx, today.pred_opt().unwrap_or(today), today).await?;
     sqlx::query(
         "INSERT INTO event (message_id, event_type, generated, traits) \
          SELECT 'ready-' || g, $2, now() - interval '1 hour' + g * interval '1 ms', \
@@ -181,8 +210,14 @@ pub async fn fill_ready_streams(
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO stream_event (stream_id, event_id) \
-         SELECT s.id, e.id FROM event e \
+        "INSERT INTO event_key (message_id, generated, event_id) \
+         SELECT message_id, generated, id FROM event WHERE message_id LIKE 'ready-%'",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO stream_event (stream_id, event_id, generated) \
+         SELECT s.id, e.id, e.generated FROM event e \
          JOIN stream s ON s.trigger_name = $1 AND s.dist_key = 'ready-' || (substr(e.message_id, 7)::bigint / $2) \
          WHERE e.message_id LIKE 'ready-%'",
     )
@@ -223,7 +258,8 @@ pub async fn finish_ready_set_based(pool: &PgPool) -> Result<u64, sqlx::Error> {
     .await?;
     let events = sqlx::query(
         "SELECT se.stream_id, e.message_id, e.event_type, e.generated, e.traits \
-         FROM stream_event se JOIN event e ON e.id = se.event_id \
+         FROM stream_event se CROSS JOIN LATERAL (SELECT * FROM event e \
+           WHERE e.id = se.event_id AND e.generated = se.generated LIMIT 1) e \
          WHERE se.stream_id = ANY($1) ORDER BY se.stream_id, e.generated, e.id",
     )
     .bind(&ids)

@@ -12,6 +12,8 @@
 //!   throughput, cost growth, memory).
 //! - [`stats`]: medians and percentiles.
 //! - [`soak`]: `--soak DURATION`, a long steady run watching for drift.
+//! - [`stored`]: ingest against events already stored (seeded by COPY) and
+//!   trimming a day of them (PostgreSQL).
 //!
 //! - [`db`]: the database side (scratch databases, the COPY limit, ready-made
 //!   streams for worker runs): the bench's own admin SQL, kept out of the
@@ -25,6 +27,7 @@ pub mod db;
 pub mod measure;
 pub mod soak;
 pub mod stats;
+pub mod stored;
 pub mod target;
 pub mod workload;
 
@@ -60,6 +63,11 @@ pub struct BenchOpts {
     /// (the figures that apply to SQLite only).
     #[arg(long = "database-url")]
     pub database_url: Option<String>,
+    /// Events already stored (seeded by COPY over the 30 days before today)
+    /// when the ingest rate against stored events is measured (PostgreSQL;
+    /// measured once, in this order; the largest is also trimmed by a day).
+    #[arg(long, value_delimiter = ',', default_value = "0,1000000,10000000")]
+    pub stored: Vec<u64>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -121,6 +129,8 @@ pub struct Sizes {
     pub workers: Vec<usize>,
     /// Repeats.
     pub runs: usize,
+    /// Stored-event sizes of the stored-growth measurement.
+    pub stored: Vec<u64>,
 }
 
 impl Sizes {
@@ -141,6 +151,7 @@ impl Sizes {
             growth_samples: (o.events / 40).clamp(30, 300),
             workers: o.workers.clone(),
             runs: o.runs,
+            stored: o.stored.clone(),
         })
     }
 }
@@ -205,6 +216,7 @@ struct Samples {
     growth_ratio: Vec<f64>,
     worker_rss: f64,
     ingest_rss: f64,
+    stored: stored::StoredResult,
 }
 
 /// One line of the table.
@@ -396,6 +408,7 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
     if pg {
         progress(&format!("peak RSS of `winchester ingest` on the whole workload ({} events)", events.len()));
         s.ingest_rss = measure::ingest_rss(&admin, &worker_cfg, &exe_dir, &events).await?;
+        s.stored = stored::stored_growth(&admin, &triggers, &events, &sizes.stored, BATCH, opts.seed, progress).await?;
     }
 
     let rows = table_rows(&s, &sizes, pg);
@@ -536,8 +549,36 @@ fn table_rows(s: &Samples, z: &Sizes, pg: bool) -> Vec<Row> {
             "MB",
         ));
     }
+    for (n, rate) in &s.stored.rates {
+        rows.push(row(
+            &format!("ingest_events_per_s_at_stored_{n}"),
+            format!("ingest, batched, with {n} events already stored (measured once)"),
+            &[*rate],
+            "events/s",
+        ));
+    }
+    if let Some(ratio) = stored_growth_ratio(&s.stored) {
+        rows.push(row(
+            "stored_growth_ratio",
+            "stored growth: ingest rate at the smallest stored size / at the largest".into(),
+            &[ratio],
+            "x",
+        ));
+    }
+    if let (Some(day), Some(keys)) = (s.stored.trim_day_s, s.stored.trim_day_keys_s) {
+        let events = s.stored.trim_day_events;
+        rows.push(row("trim_day_s", format!("trim one day ({events} events): drop its partitions"), &[day], "s"));
+        rows.push(row("trim_day_keys_s", "trim one day, until its dedup keys are deleted too".into(), &[keys], "s"));
+    }
     // Figures that do not apply to this backend were not measured.
     rows.into_iter().filter(|r| r.measured).collect()
+}
+
+/// Ingest rate at the smallest stored size / at the largest.
+fn stored_growth_ratio(r: &stored::StoredResult) -> Option<f64> {
+    let low = r.rates.iter().min_by_key(|(n, _)| *n)?;
+    let high = r.rates.iter().max_by_key(|(n, _)| *n)?;
+    (high.0 > low.0).then(|| low.1 / high.1)
 }
 
 fn fmt(v: f64) -> String {
@@ -609,6 +650,10 @@ fn to_json(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32, pg: boo
         "worker_vs_limit_ratio": med(&s.worker_vs_limit),
         "worker_streams_per_s": workers,
         "cost_growth_ratio": med(&s.growth_ratio),
+        "ingest_events_per_s_at_stored": s.stored.rates.iter().map(|(n, r)| (n.to_string(), json!(r))).collect::<serde_json::Map<_, _>>(),
+        "stored_growth_ratio": stored_growth_ratio(&s.stored),
+        "trim_day_s": s.stored.trim_day_s,
+        "trim_day_keys_s": s.stored.trim_day_keys_s,
         "peak_rss_mb": if pg { json!({"ingest": s.ingest_rss, "worker": s.worker_rss}) } else { Value::Null },
         "sizes": {
             "events": z.events,
@@ -627,6 +672,9 @@ fn to_json(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32, pg: boo
             "growth_samples": z.growth_samples,
             "workers": z.workers,
             "runs": z.runs,
+            "stored": z.stored,
+            "stored_days": stored::SEED_DAYS,
+            "trim_day_events": s.stored.trim_day_events,
         },
         "machine": {"cpu": m.cpu, "cores": m.cores, "memory_gib": m.memory_gib, "postgres": m.postgres},
         "figures": figures,

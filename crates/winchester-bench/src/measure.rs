@@ -32,7 +32,7 @@ where
     result
 }
 
-fn manager(storage: PgStorage, triggers: &Arc<TriggerSet>) -> TriggerManager {
+pub(crate) fn manager(storage: PgStorage, triggers: &Arc<TriggerSet>) -> TriggerManager {
     TriggerManager::new(Arc::new(storage), triggers.clone(), Arc::new(SystemClock) as Arc<dyn Clock>)
 }
 
@@ -40,7 +40,7 @@ fn manager_on(storage: Arc<dyn Storage>, triggers: &Arc<TriggerSet>) -> TriggerM
     TriggerManager::new(storage, triggers.clone(), Arc::new(SystemClock) as Arc<dyn Clock>)
 }
 
-fn check_saved(outcomes: &[EventOutcome]) -> anyhow::Result<()> {
+pub(crate) fn check_saved(outcomes: &[EventOutcome]) -> anyhow::Result<()> {
     for o in outcomes {
         match o {
             EventOutcome::Saved { .. } => {}

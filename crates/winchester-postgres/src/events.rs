@@ -1,11 +1,16 @@
-//! Reading and trimming events.
+//! Reading events (trimming is [`crate::partitions`]'s).
+//!
+//! A stream's events are read by membership, each event looked up by `(id,
+//! generated)` in a `LATERAL .. LIMIT 1`: that forces a nested loop whose
+//! every lookup is pruned to one partition at run time. A plain join is costed
+//! as if every partition were probed per membership, and the planner then
+//! prefers hashing every event partition (hundreds of ms at a million events).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use winchester_core::Event;
 use winchester_storage::decode;
-use winchester_storage::stream::state_no::COMPLETED;
 use winchester_storage::{Cursor, EventStore, Result};
 
 use crate::errors::storage_error;
@@ -21,7 +26,8 @@ pub(crate) async fn stream_events(
     on_conn!(pool, |c| -> (Vec<Event>, Option<Cursor>) {
         let rows = sqlx::query(
             "SELECT e.id, e.message_id, e.event_type, e.generated, e.traits \
-         FROM stream_event se JOIN event e ON e.id = se.event_id \
+         FROM stream_event se CROSS JOIN LATERAL (SELECT * FROM event e \
+           WHERE e.id = se.event_id AND e.generated = se.generated LIMIT 1) e \
          WHERE se.stream_id = $1 AND ($2::timestamptz IS NULL OR (e.generated, e.id) > ($2, $3)) \
          ORDER BY e.generated, e.id LIMIT $4",
         )
@@ -34,28 +40,6 @@ pub(crate) async fn stream_events(
         .await
         .map_err(storage_error)?;
         decode::event_page::<Pg>(&rows)
-    })
-}
-
-pub(crate) async fn trim(pool: &PgPool, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
-    on_conn!(pool, |c| -> u64 {
-        // Events still needed by an unfinished stream are kept.
-        let sql = format!(
-            "DELETE FROM event WHERE id IN ( \
-           SELECT e.id FROM event e WHERE e.generated < $1 AND NOT EXISTS ( \
-             SELECT 1 FROM stream_event se JOIN stream s ON s.id = se.stream_id \
-             WHERE se.event_id = e.id AND s.state <> {COMPLETED}) \
-           ORDER BY e.generated LIMIT $2)"
-        );
-        let n = sqlx::query(&sql)
-            .persistent(crate::named_statements())
-            .bind(cutoff)
-            .bind(limit as i64)
-            .execute(&mut *c)
-            .await
-            .map_err(storage_error)?
-            .rows_affected();
-        Ok(n)
     })
 }
 
@@ -78,7 +62,8 @@ pub(crate) async fn load_events(pool: &PgPool, stream_ids: &[i64]) -> Result<Vec
         }
         let rows = sqlx::query(
             "SELECT se.stream_id, e.message_id, e.event_type, e.generated, e.traits \
-         FROM stream_event se JOIN event e ON e.id = se.event_id \
+         FROM stream_event se CROSS JOIN LATERAL (SELECT * FROM event e \
+           WHERE e.id = se.event_id AND e.generated = se.generated LIMIT 1) e \
          WHERE se.stream_id = ANY($1) ORDER BY se.stream_id, e.generated, e.id",
         )
         .persistent(crate::named_statements())
@@ -106,7 +91,7 @@ impl EventStore for PgStorage {
     }
 
     async fn trim_events(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
-        trim(&self.pool, cutoff, limit).await
+        crate::partitions::trim(&self.pool, &self.days, cutoff, limit).await
     }
 
     async fn latest_event_time(&self) -> Result<Option<DateTime<Utc>>> {

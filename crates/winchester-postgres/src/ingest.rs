@@ -2,8 +2,12 @@
 //!
 //! One transaction per batch, set-based: a constant number of round trips
 //! however many events and streams the batch touches.
-//! 1. all events in one `INSERT .. SELECT FROM UNNEST .. ON CONFLICT DO NOTHING`
-//!    (duplicates are the rows that come back missing);
+//! 0. (before the transaction) partitions for days not seen before, see
+//!    [`crate::partitions::Days::ensure`];
+//! 1. all events in one statement: their dedup keys `INSERT .. SELECT FROM
+//!    UNNEST .. ON CONFLICT DO NOTHING` into `event_key` (duplicates are the
+//!    rows that come back missing), the events of the keys inserted into the
+//!    partitioned `event` with the ids the keys drew;
 //! 2. streams, for every (trigger, distinguishing key) of the batch at once:
 //!    - (a) one `SELECT .. FOR UPDATE` locks the keys' open streams, in sorted
 //!      key order (`COLLATE "C"`, the same byte order as the batch's own sort)
@@ -47,6 +51,8 @@ const MAX_ATTEMPTS: u32 = 8;
 #[async_trait]
 impl IngestStore for PgStorage {
     async fn ingest(&self, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
+        let times: Vec<DateTime<Utc>> = batch.iter().map(|p| p.event.timestamp).collect();
+        self.days.ensure(&self.pool, &times).await?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -78,13 +84,15 @@ pub(crate) async fn ingest_in_tx(
     if batch.is_empty() {
         return Ok(vec![]);
     }
-    // 1. Events, in message_id order so concurrent batches lock alike.
+    // 1. Events, in message_id order so concurrent batches lock alike; a
+    // message_id repeated in the batch is sent once (its first occurrence).
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by(|a, b| batch[*a].event.message_id.cmp(&batch[*b].event.message_id));
-    let mut ids = Vec::with_capacity(batch.len());
-    let mut types = Vec::with_capacity(batch.len());
-    let mut times = Vec::with_capacity(batch.len());
-    let mut traits = Vec::with_capacity(batch.len());
+    order.dedup_by(|a, b| batch[*a].event.message_id == batch[*b].event.message_id);
+    let mut ids = Vec::with_capacity(order.len());
+    let mut types = Vec::with_capacity(order.len());
+    let mut times = Vec::with_capacity(order.len());
+    let mut traits = Vec::with_capacity(order.len());
     for &i in &order {
         let e = &batch[i].event;
         ids.push(e.message_id.as_str());
@@ -92,10 +100,17 @@ pub(crate) async fn ingest_in_tx(
         times.push(e.timestamp);
         traits.push(Json(&e.traits));
     }
+    // The key table is the global dedup (a partitioned table has no unique
+    // index on message_id alone); each key draws its event's id.
     let rows = sqlx::query(
-        "INSERT INTO event (message_id, event_type, generated, traits) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[]) \
-         ON CONFLICT (message_id) DO NOTHING RETURNING id, message_id",
+        "WITH u AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[]) \
+           AS u(message_id, event_type, generated, traits)), \
+         k AS (INSERT INTO event_key (message_id, generated, event_id) \
+           SELECT message_id, generated, nextval('event_id_seq') FROM u \
+           ON CONFLICT (message_id) DO NOTHING RETURNING event_id, message_id) \
+         INSERT INTO event (id, message_id, event_type, generated, traits) \
+         SELECT k.event_id, u.message_id, u.event_type, u.generated, u.traits FROM k JOIN u USING (message_id) \
+         RETURNING id, message_id",
     )
     .persistent(crate::named_statements())
     .bind(&ids)
@@ -122,15 +137,25 @@ pub(crate) async fn ingest_in_tx(
 
     // 3. Memberships.
     if !stream_of.is_empty() {
-        let (sids, eids): (Vec<i64>, Vec<i64>) =
-            stream_of.iter().map(|((i, _), sid)| (*sid, event_ids[*i].expect("grouped events were saved"))).unzip();
-        sqlx::query("INSERT INTO stream_event (stream_id, event_id) SELECT * FROM UNNEST($1::bigint[], $2::bigint[])")
-            .persistent(crate::named_statements())
-            .bind(&sids)
-            .bind(&eids)
-            .execute(&mut *conn)
-            .await
-            .map_err(storage_error)?;
+        let mut sids = Vec::with_capacity(stream_of.len());
+        let mut eids = Vec::with_capacity(stream_of.len());
+        let mut times = Vec::with_capacity(stream_of.len());
+        for ((i, _), sid) in &stream_of {
+            sids.push(*sid);
+            eids.push(event_ids[*i].expect("grouped events were saved"));
+            times.push(batch[*i].event.timestamp);
+        }
+        sqlx::query(
+            "INSERT INTO stream_event (stream_id, event_id, generated) \
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::timestamptz[])",
+        )
+        .persistent(crate::named_statements())
+        .bind(&sids)
+        .bind(&eids)
+        .bind(&times)
+        .execute(&mut *conn)
+        .await
+        .map_err(storage_error)?;
     }
     // 4. Wake idle workers (delivered on commit).
     if notify {

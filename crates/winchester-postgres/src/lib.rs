@@ -8,7 +8,10 @@
 //!   transaction per batch; [`IngestStore`](winchester_storage::IngestStore)).
 //! - `streams`: stream queries and compare-and-set state changes
 //!   ([`StreamStore`](winchester_storage::StreamStore)).
-//! - `events`: reading and trimming events ([`EventStore`](winchester_storage::EventStore)).
+//! - `events`: reading events ([`EventStore`](winchester_storage::EventStore));
+//!   trimming is [`partitions`]'s.
+//! - [`partitions`]: the daily partitions of events and memberships: created
+//!   ahead, trimmed by dropping whole days.
 //! - `query`: the operations queries: filters, counts, the transition log
 //!   ([`QueryStore`](winchester_storage::QueryStore)).
 //! - `versions`: recorded trigger definition versions
@@ -38,6 +41,7 @@ mod errors;
 mod events;
 mod ingest;
 pub mod migrate;
+pub mod partitions;
 mod query;
 mod rows;
 mod streams;
@@ -46,6 +50,7 @@ mod versions;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use winchester_core::config::Pooler;
 use winchester_storage::{PollingListener, ReadyListener, Result, Wakeups};
@@ -121,6 +126,8 @@ impl Conn {
 pub struct PgStorage {
     pool: PgPool,
     pooler: Pooler,
+    /// The event days known to have partitions.
+    days: Arc<partitions::Days>,
 }
 
 /// Longest wait for a pooled connection. While the server is down, every
@@ -152,12 +159,12 @@ impl PgStorage {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        Ok(PgStorage { pool, pooler })
+        Ok(PgStorage { pool, pooler, days: Arc::default() })
     }
 
     /// Uses an existing pool (direct connections).
     pub fn from_pool(pool: PgPool) -> PgStorage {
-        PgStorage { pool, pooler: Pooler::None }
+        PgStorage { pool, pooler: Pooler::None, days: Arc::default() }
     }
 
     /// The pool (for migrations and tools).

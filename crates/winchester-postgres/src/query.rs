@@ -160,12 +160,16 @@ impl QueryStore for PgStorage {
 
     async fn get_event(&self, message_id: &str) -> Result<Option<StoredEvent>> {
         on_conn!(&self.pool, |c| -> Option<StoredEvent> {
-            let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM event WHERE message_id = $1"))
-                .persistent(crate::named_statements())
-                .bind(message_id)
-                .fetch_optional(&mut *c)
-                .await
-                .map_err(storage_error)?;
+            // By its dedup key: one probe of one partition, not one per partition.
+            let row = sqlx::query(
+                "SELECT e.id, e.message_id, e.event_type, e.generated, e.traits FROM event_key k \
+                 JOIN event e ON e.id = k.event_id AND e.generated = k.generated WHERE k.message_id = $1",
+            )
+            .persistent(crate::named_statements())
+            .bind(message_id)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(storage_error)?;
             row.as_ref().map(decode::stored_event::<Pg>).transpose()
         })
     }

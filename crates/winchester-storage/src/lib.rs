@@ -400,7 +400,10 @@ pub trait EventStore: Send + Sync {
     async fn load_events(&self, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>>;
 
     /// Deletes up to `limit` events older than `cutoff` that belong to no
-    /// unfinished stream. Returns how many were deleted.
+    /// unfinished stream (with their memberships). A backend that stores
+    /// events by day (PostgreSQL) also drops, beyond `limit`, every whole day
+    /// before `cutoff` that no unfinished stream needs. Returns how many
+    /// events were deleted.
     async fn trim_events(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64>;
 
     /// The latest event timestamp stored (`None` when there is no event): "now"

@@ -1,0 +1,2 @@
+-- No-op: see 0004_partitioned_events.up.sql.
+SELECT 1;
