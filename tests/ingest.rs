@@ -38,6 +38,17 @@ async fn duplicate_message_id_changes_nothing(backend: Backend) {
     let after = tm.storage().list_streams(&StreamFilter::default()).await.unwrap();
     assert_eq!(after.len(), before.len());
     assert_eq!(after[0].event_count, 2);
+    // New events around a stored one and a repeat: each saved event gets its own row's id.
+    let at = t(2014, 8, 1, 20, 6, 0);
+    let (m3, m4) = (event("m3", "compute.instance.update", at, &[]), event("m4", "compute.instance.update", at, &[]));
+    let out = tm.add_events(vec![m3.clone(), e, m4, m3]).await.unwrap();
+    assert_eq!((&out[1], &out[3]), (&EventOutcome::Duplicate, &EventOutcome::Duplicate));
+    for (o, message_id) in [(&out[0], "m3"), (&out[2], "m4")] {
+        let EventOutcome::Saved { event_id, .. } = o else { panic!("{message_id} not saved: {o:?}") };
+        let sql = format!("SELECT count(*) FROM event WHERE id = {event_id} AND message_id = '{message_id}'");
+        assert_eq!(db.count(&sql).await, 1, "{message_id} got the id of another row");
+    }
+    assert_eq!(db.count("SELECT count(*) FROM event").await, 4);
     db.drop_db().await;
 }
 

@@ -132,7 +132,7 @@ const SQLITE_TABLES: [(&str, &str); 3] = [
 /// SQLite's limit: the rows the engine wrote in `source` inserted into the
 /// empty, migrated `dest` in one transaction (`INSERT .. SELECT` from the
 /// attached source file, every index and constraint in place), with the
-/// backend's settings (WAL, `synchronous = NORMAL`). Returns the time from
+/// backend's settings (WAL, `synchronous = NORMAL`, [`winchester_sqlite::TUNING`]). Returns the time from
 /// `BEGIN` to `COMMIT`.
 pub async fn sqlite_bulk_load(source: &Scratch, dest: &Scratch) -> anyhow::Result<Duration> {
     let (src, dst) = match (source.sqlite_file(), dest.sqlite_file()) {
@@ -143,6 +143,9 @@ pub async fn sqlite_bulk_load(source: &Scratch, dest: &Scratch) -> anyhow::Resul
     sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON")
         .execute(&mut conn)
         .await?;
+    for (name, value) in winchester_sqlite::TUNING {
+        sqlx::raw_sql(&format!("PRAGMA {name} = {value}")).execute(&mut conn).await?;
+    }
     sqlx::query("ATTACH DATABASE ? AS src").bind(src.display().to_string()).execute(&mut conn).await?;
     let start = Instant::now();
     let mut tx = conn.begin().await?;

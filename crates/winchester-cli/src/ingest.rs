@@ -283,6 +283,7 @@ impl Batch {
         let Some(&first) = self.lines.front() else {
             return Ok(());
         };
+        let what = format!("saving the batch starting at line {first}");
         let outcomes = match &mut self.replay {
             Some(replay) => replay.finish().await,
             None => {
@@ -290,11 +291,10 @@ impl Batch {
                 // waits and is tried again; a try whose commit went through
                 // but whose answer was lost comes back as duplicates.
                 let events = std::mem::take(&mut self.events);
-                let what = format!("saving the batch starting at line {first}");
                 self.retry.retry(&what, || tm.add_events(events.clone())).await
             }
         }
-        .with_context(|| format!("saving the batch starting at line {first}"))?;
+        .context(what)?;
         self.report(outcomes, report);
         Ok(())
     }

@@ -51,8 +51,7 @@ const MAX_ATTEMPTS: u32 = 8;
 #[async_trait]
 impl IngestStore for PgStorage {
     async fn ingest(&self, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
-        let times: Vec<DateTime<Utc>> = batch.iter().map(|p| p.event.timestamp).collect();
-        self.days.ensure(&self.pool, &times).await?;
+        self.days.ensure_for(&self.pool, batch).await?;
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -19,7 +19,7 @@ use sqlx::{PgConnection, PgPool};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
 use winchester_storage::stream::state_no::COMPLETED;
-use winchester_storage::Result;
+use winchester_storage::{EventPlan, Result};
 
 use crate::errors::storage_error;
 
@@ -61,14 +61,14 @@ impl Days {
         self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Creates the partitions of the days of `times` not known yet, and of
-    /// the [`AHEAD`] days after each. Failing to (a lock not granted in time,
-    /// say) is logged and left for the next batch: the events go to the
-    /// default partition meanwhile, so the batch is saved regardless.
-    pub async fn ensure(&self, pool: &PgPool, times: &[DateTime<Utc>]) -> Result<()> {
+    /// Creates the partitions of the days of the events of `plans` not known
+    /// yet, and of the [`AHEAD`] days after each. Failing to (a lock not
+    /// granted in time, say) is logged and left for the next batch: the events
+    /// go to the default partition meanwhile, so the batch is saved regardless.
+    pub async fn ensure_for<'a>(&self, pool: &PgPool, plans: impl IntoIterator<Item = &'a EventPlan>) -> Result<()> {
         let missing: BTreeSet<NaiveDate> = {
             let known = self.lock();
-            times.iter().copied().map(day_of).filter(|d| !known.contains(d)).collect()
+            plans.into_iter().map(|p| day_of(p.event.timestamp)).filter(|d| !known.contains(d)).collect()
         };
         if missing.is_empty() {
             return Ok(());

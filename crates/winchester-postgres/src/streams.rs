@@ -93,9 +93,7 @@ impl StreamStore for PgStorage {
             return Ok(vec![]);
         }
         // Partitions for the days of the pipelines' new events, before the transaction.
-        let times: Vec<DateTime<Utc>> =
-            runs.iter().flat_map(|(_, f)| f.new_events().iter().map(|p| p.event.timestamp)).collect();
-        self.days.ensure(&self.pool, &times).await?;
+        self.days.ensure_for(&self.pool, runs.iter().flat_map(|(_, f)| f.new_events())).await?;
         let mut tx = self.pool.begin().await.map_err(storage_error)?;
         // Set-based compare-and-set: deletes for purged completions, one UPDATE for
         // the rest; each row only where its serial still matches.

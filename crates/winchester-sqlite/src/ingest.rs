@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use std::collections::{HashMap, HashSet};
 use winchester_storage::decode;
 use winchester_storage::fold::{fold_group, group_by_key, outcomes, StreamDraft};
@@ -39,47 +39,28 @@ pub(crate) async fn ingest_in_tx(
         return Ok(vec![]);
     }
     let corrupt = |e: serde_json::Error| StorageError::Corrupt(e.to_string());
-    // 1. Every event in one statement (rows from a JSON array); the rows that
-    // come back are the ones inserted, the rest are duplicates.
-    let mut rows = Vec::with_capacity(batch.len());
-    for p in batch {
-        let e = &p.event;
-        let traits = serde_json::to_string(&e.traits).map_err(corrupt)?;
-        rows.push(serde_json::json!([e.message_id, e.event_type, micros(e.timestamp), traits]));
+    // 1. The events, in statements of up to EVENT_ROWS rows of bound values.
+    let mut event_ids: Vec<Option<i64>> = Vec::with_capacity(batch.len());
+    for chunk in batch.chunks(EVENT_ROWS) {
+        event_ids.extend(insert_events(conn, chunk).await?);
     }
-    let rows = serde_json::to_string(&rows).map_err(corrupt)?;
-    let inserted_rows = sqlx::query(
-        "INSERT INTO event (message_id, event_type, generated, traits) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?) WHERE true \
-         ON CONFLICT (message_id) DO NOTHING RETURNING id, message_id",
-    )
-    .bind(rows)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(storage_error)?;
-    let mut inserted: HashMap<String, i64> = HashMap::with_capacity(inserted_rows.len());
-    for r in inserted_rows {
-        inserted.insert(r.try_get("message_id").map_err(storage_error)?, r.try_get("id").map_err(storage_error)?);
-    }
-    // The first occurrence of an inserted message_id is the saved one.
-    let event_ids: Vec<Option<i64>> = batch.iter().map(|p| inserted.remove(&p.event.message_id)).collect();
     let groups = group_by_key(batch, &event_ids);
     let mut stream_of: HashMap<(usize, usize), i64> = HashMap::new();
     let mut opened: HashSet<(usize, usize)> = HashSet::new();
-    // 2a. The open streams of every key of the batch, in one query.
+    // 2a. The open streams of every key of the batch.
     let keys: Vec<(&str, &str)> = groups.keys().copied().collect();
     let mut existing: HashMap<(String, String), StreamDraft> = HashMap::with_capacity(keys.len());
-    if !keys.is_empty() {
-        let rows = sqlx::query(
+    for chunk in keys.chunks(KEY_ROWS) {
+        let mut sql = QueryBuilder::<Sqlite>::new(
             "SELECT s.id, s.trigger_name, s.dist_key, s.first_event, s.last_event, s.expire_timestamp, \
-               s.fire_timestamp, s.event_count, s.fire_counts, s.version \
-             FROM json_each(?) k JOIN stream s \
-               ON s.trigger_name = k.value ->> 0 AND s.dist_key = k.value ->> 1 AND s.open = 1",
-        )
-        .bind(serde_json::to_string(&keys).map_err(corrupt)?)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(storage_error)?;
+               s.fire_timestamp, s.event_count, s.fire_counts, s.version FROM (",
+        );
+        sql.push_values(chunk, |mut row, (trigger, key)| {
+            row.push_bind(*trigger).push_bind(*key);
+        });
+        sql.push(") k JOIN stream s ON s.trigger_name = k.column1 AND s.dist_key = k.column2 AND s.open = 1");
+        let rows =
+            sql.build().persistent(chunk.len() == KEY_ROWS).fetch_all(&mut *conn).await.map_err(storage_error)?;
         for r in &rows {
             let (key, draft) = decode::open_stream::<Lite>(r)?;
             existing.insert(key, draft);
@@ -95,65 +76,78 @@ pub(crate) async fn ingest_in_tx(
         });
         folds.push((*trigger_name, *dist_key, m0, entries, fold_group(&m0.trigger, existing, events, now)));
     }
-    // 2c. Existing streams written back in one statement (first, so a stream
-    // closed here makes room for its key's new open one).
+    // 2c. Existing streams written back first, so a stream closed here makes
+    // room for its key's new open one.
     let mut updates = Vec::new();
     let mut inserts = Vec::new();
     for (trigger_name, dist_key, m0, _, folded) in &folds {
         for d in &folded.drafts {
             let counts = serde_json::to_string(&d.counts).map_err(corrupt)?;
-            let row = (micros(d.first), micros(d.last), micros(d.expire), d.fire.map(micros), d.count, counts, d.open);
+            let row = StreamRow {
+                first: micros(d.first),
+                last: micros(d.last),
+                expire: micros(d.expire),
+                fire: d.fire.map(micros),
+                count: d.count,
+                counts,
+                open: d.open,
+            };
             match d.id {
-                Some(id) => {
-                    updates.push(serde_json::json!([id, row.0, row.1, row.2, row.3, row.4, row.5, row.6 as i64]))
-                }
+                Some(id) => updates.push((id, row)),
                 None => {
                     let dist = serde_json::to_string(&m0.dist).map_err(corrupt)?;
-                    inserts.push(serde_json::json!([
-                        trigger_name,
-                        dist_key,
-                        dist,
-                        row.6 as i64,
-                        row.0,
-                        row.1,
-                        row.2,
-                        row.3,
-                        row.4,
-                        row.5,
-                        d.version
-                    ]))
+                    inserts.push((*trigger_name, *dist_key, dist, d.version.as_deref(), row));
                 }
             }
         }
     }
-    if !updates.is_empty() {
-        sqlx::query(
-            "UPDATE stream SET first_event = u.value ->> 1, last_event = u.value ->> 2, \
-               expire_timestamp = u.value ->> 3, fire_timestamp = u.value ->> 4, event_count = u.value ->> 5, \
-               fire_counts = u.value ->> 6, open = u.value ->> 7 \
-             FROM json_each(?) u WHERE stream.id = u.value ->> 0",
-        )
-        .bind(serde_json::to_string(&updates).map_err(corrupt)?)
-        .execute(&mut *conn)
-        .await
-        .map_err(storage_error)?;
+    for chunk in updates.chunks(STREAM_ROWS) {
+        let full = chunk.len() == STREAM_ROWS;
+        let mut sql = QueryBuilder::<Sqlite>::new(
+            "UPDATE stream SET first_event = u.column2, last_event = u.column3, expire_timestamp = u.column4, \
+               fire_timestamp = u.column5, event_count = u.column6, fire_counts = u.column7, open = u.column8 FROM (",
+        );
+        sql.push_values(chunk, |mut b, (id, r)| {
+            b.push_bind(*id)
+                .push_bind(r.first)
+                .push_bind(r.last)
+                .push_bind(r.expire)
+                .push_bind(r.fire)
+                .push_bind(r.count)
+                .push_bind(r.counts.as_str())
+                .push_bind(r.open);
+        });
+        sql.push(") u WHERE stream.id = u.column1");
+        let done = sql.build().persistent(full).execute(&mut *conn).await.map_err(storage_error)?;
+        expect_written(done.rows_affected() as usize, chunk.len(), "updated streams")?;
     }
-    // 2d. New streams in one statement, in array order: under the write lock
-    // AUTOINCREMENT gives them rising ids, so the sorted ids are theirs in order.
-    let mut new_ids: Vec<i64> = Vec::new();
-    if !inserts.is_empty() {
-        new_ids = sqlx::query_scalar(
-            "INSERT INTO stream (trigger_name, dist_key, dist_traits, open, first_event, last_event, \
-               expire_timestamp, fire_timestamp, event_count, fire_counts, version) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-               value ->> 7, value ->> 8, value ->> 9, value ->> 10 FROM json_each(?) ORDER BY key RETURNING id",
-        )
-        .bind(serde_json::to_string(&inserts).map_err(corrupt)?)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(storage_error)?;
-        expect_written(new_ids.len(), inserts.len(), "new streams")?;
-        new_ids.sort_unstable();
+    // 2d. New streams: under the write lock AUTOINCREMENT numbers one
+    // statement's rows consecutively, in order, up to `last_insert_rowid`.
+    let mut new_ids: Vec<i64> = Vec::with_capacity(inserts.len());
+    for chunk in inserts.chunks(STREAM_ROWS) {
+        let full = chunk.len() == STREAM_ROWS;
+        let mut sql = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO stream (trigger_name, dist_key, dist_traits, version, first_event, last_event, \
+               expire_timestamp, fire_timestamp, event_count, fire_counts, open) ",
+        );
+        sql.push_values(chunk, |mut b, (trigger, key, dist, version, r)| {
+            b.push_bind(*trigger)
+                .push_bind(*key)
+                .push_bind(dist.as_str())
+                .push_bind(*version)
+                .push_bind(r.first)
+                .push_bind(r.last)
+                .push_bind(r.expire)
+                .push_bind(r.fire)
+                .push_bind(r.count)
+                .push_bind(r.counts.as_str())
+                .push_bind(r.open);
+        });
+        let done = sql.build().persistent(full).execute(&mut *conn).await.map_err(storage_error)?;
+        let n = done.rows_affected() as i64;
+        expect_written(n as usize, chunk.len(), "new streams")?;
+        let last = done.last_insert_rowid();
+        new_ids.extend(last - n + 1..=last);
     }
     let mut next_new = new_ids.into_iter();
     for (_, _, _, entries, folded) in &folds {
@@ -171,15 +165,83 @@ pub(crate) async fn ingest_in_tx(
             }
         }
     }
-    // 3. Every membership in one statement.
-    if !stream_of.is_empty() {
-        let pairs: Vec<(i64, i64)> =
-            stream_of.iter().filter_map(|(&(i, _), &sid)| event_ids[i].map(|eid| (sid, eid))).collect();
-        sqlx::query("INSERT INTO stream_event (stream_id, event_id) SELECT value ->> 0, value ->> 1 FROM json_each(?)")
-            .bind(serde_json::to_string(&pairs).map_err(corrupt)?)
-            .execute(&mut *conn)
-            .await
-            .map_err(storage_error)?;
+    // 3. The memberships.
+    let pairs: Vec<(i64, i64)> =
+        stream_of.iter().filter_map(|(&(i, _), &sid)| event_ids[i].map(|eid| (sid, eid))).collect();
+    for chunk in pairs.chunks(MEMBERSHIP_ROWS) {
+        let mut sql = QueryBuilder::<Sqlite>::new("INSERT INTO stream_event (stream_id, event_id) ");
+        sql.push_values(chunk, |mut b, (sid, eid)| {
+            b.push_bind(*sid).push_bind(*eid);
+        });
+        sql.build().persistent(chunk.len() == MEMBERSHIP_ROWS).execute(&mut *conn).await.map_err(storage_error)?;
     }
     Ok(outcomes(batch, &event_ids, &stream_of, &opened))
+}
+
+// Rows per statement of bound values (SQLite takes up to 32,766 values in one
+// statement): a batch of 1,000 events (the default) needs one statement per
+// step. Full-size statements stay prepared on the connection; shorter ones
+// (the rest of a batch) are not kept.
+/// Events per `INSERT` (4 values each).
+const EVENT_ROWS: usize = 1000;
+/// Stream keys per open-stream lookup (2 values each).
+const KEY_ROWS: usize = 2000;
+/// Streams per `INSERT` or `UPDATE` (11 and 8 values).
+const STREAM_ROWS: usize = 500;
+/// Memberships per `INSERT` (2 values each).
+const MEMBERSHIP_ROWS: usize = 4000;
+
+/// A stream's folded columns, as stored.
+struct StreamRow {
+    first: i64,
+    last: i64,
+    expire: i64,
+    fire: Option<i64>,
+    count: i64,
+    counts: String,
+    open: bool,
+}
+
+/// Inserts `chunk`'s events, skipping message_ids already stored (and repeats
+/// within the chunk). Returns each event's new id, or `None` for a duplicate.
+///
+/// Under the write lock, AUTOINCREMENT numbers one statement's rows
+/// consecutively: when every row was inserted, the ids are the last
+/// `chunk.len()` up to `last_insert_rowid`, in order; otherwise the inserted
+/// range is read back to tell which message_ids it holds.
+async fn insert_events(conn: &mut SqliteConnection, chunk: &[EventPlan]) -> Result<Vec<Option<i64>>> {
+    let mut sql = QueryBuilder::<Sqlite>::new("INSERT INTO event (message_id, event_type, generated, traits) ");
+    let mut traits = Vec::with_capacity(chunk.len());
+    for p in chunk {
+        traits.push(serde_json::to_string(&p.event.traits).map_err(|e| StorageError::Corrupt(e.to_string()))?);
+    }
+    sql.push_values(chunk.iter().zip(traits), |mut row, (p, traits)| {
+        row.push_bind(&p.event.message_id)
+            .push_bind(&p.event.event_type)
+            .push_bind(micros(p.event.timestamp))
+            .push_bind(traits);
+    });
+    sql.push(" ON CONFLICT (message_id) DO NOTHING");
+    let done = sql.build().persistent(chunk.len() == EVENT_ROWS).execute(&mut *conn).await.map_err(storage_error)?;
+    let inserted = done.rows_affected() as i64;
+    let last = done.last_insert_rowid();
+    if inserted == chunk.len() as i64 {
+        return Ok((last - inserted + 1..=last).map(Some).collect());
+    }
+    if inserted == 0 {
+        return Ok(vec![None; chunk.len()]);
+    }
+    let rows = sqlx::query("SELECT id, message_id FROM event WHERE id BETWEEN ? AND ?")
+        .bind(last - inserted + 1)
+        .bind(last)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(storage_error)?;
+    expect_written(rows.len(), inserted as usize, "new events")?;
+    let mut ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+    for r in rows {
+        ids.insert(r.try_get("message_id").map_err(storage_error)?, r.try_get("id").map_err(storage_error)?);
+    }
+    // The first occurrence of an inserted message_id is the saved one.
+    Ok(chunk.iter().map(|p| ids.remove(&p.event.message_id)).collect())
 }
