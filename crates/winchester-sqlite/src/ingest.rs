@@ -66,6 +66,11 @@ pub(crate) async fn ingest_in_tx(
             existing.insert(key, draft);
         }
     }
+    // Fire times as read: an update that keeps the stream open and its fire
+    // time leaves those indexed columns out (SQLite rewrites the index
+    // entries of every assigned column, changed or not).
+    let read_fire: HashMap<i64, Option<i64>> =
+        existing.values().filter_map(|d| Some((d.id?, d.fire.map(micros)))).collect();
     // 2b. Fold each key's events into its streams.
     let mut folds = Vec::with_capacity(groups.len());
     for ((trigger_name, dist_key), entries) in &groups {
@@ -101,26 +106,10 @@ pub(crate) async fn ingest_in_tx(
             }
         }
     }
-    for chunk in updates.chunks(STREAM_ROWS) {
-        let full = chunk.len() == STREAM_ROWS;
-        let mut sql = QueryBuilder::<Sqlite>::new(
-            "UPDATE stream SET first_event = u.column2, last_event = u.column3, expire_timestamp = u.column4, \
-               fire_timestamp = u.column5, event_count = u.column6, fire_counts = u.column7, open = u.column8 FROM (",
-        );
-        sql.push_values(chunk, |mut b, (id, r)| {
-            b.push_bind(*id)
-                .push_bind(r.first)
-                .push_bind(r.last)
-                .push_bind(r.expire)
-                .push_bind(r.fire)
-                .push_bind(r.count)
-                .push_bind(r.counts.as_str())
-                .push_bind(r.open);
-        });
-        sql.push(") u WHERE stream.id = u.column1");
-        let done = sql.build().persistent(full).execute(&mut *conn).await.map_err(storage_error)?;
-        expect_written(done.rows_affected() as usize, chunk.len(), "updated streams")?;
-    }
+    let (moved, kept): (Vec<_>, Vec<_>) =
+        updates.iter().partition(|(id, r)| !r.open || read_fire.get(id) != Some(&r.fire));
+    update_streams(conn, &kept, false).await?;
+    update_streams(conn, &moved, true).await?;
     // 2d. New streams: under the write lock AUTOINCREMENT numbers one
     // statement's rows consecutively, in order, up to `last_insert_rowid`.
     let mut new_ids: Vec<i64> = Vec::with_capacity(inserts.len());
@@ -190,6 +179,33 @@ const KEY_ROWS: usize = 2000;
 const STREAM_ROWS: usize = 500;
 /// Memberships per `INSERT` (2 values each).
 const MEMBERSHIP_ROWS: usize = 4000;
+
+/// Writes back streams read by this batch; `all` also sets `fire_timestamp`
+/// and `open` (left out otherwise, so their indexes are not rewritten).
+async fn update_streams(conn: &mut SqliteConnection, rows: &[&(i64, StreamRow)], all: bool) -> Result<()> {
+    for chunk in rows.chunks(STREAM_ROWS) {
+        let mut sql = QueryBuilder::<Sqlite>::new(
+            "UPDATE stream SET first_event = u.column2, last_event = u.column3, expire_timestamp = u.column4, \
+               event_count = u.column5, fire_counts = u.column6",
+        );
+        if all {
+            sql.push(", fire_timestamp = u.column7, open = u.column8");
+        }
+        sql.push(" FROM (");
+        sql.push_values(chunk, |mut b, (id, r)| {
+            b.push_bind(*id).push_bind(r.first).push_bind(r.last).push_bind(r.expire);
+            b.push_bind(r.count).push_bind(r.counts.as_str());
+            if all {
+                b.push_bind(r.fire).push_bind(r.open);
+            }
+        });
+        sql.push(") u WHERE stream.id = u.column1");
+        let done =
+            sql.build().persistent(chunk.len() == STREAM_ROWS).execute(&mut *conn).await.map_err(storage_error)?;
+        expect_written(done.rows_affected() as usize, chunk.len(), "updated streams")?;
+    }
+    Ok(())
+}
 
 /// A stream's folded columns, as stored.
 struct StreamRow {
