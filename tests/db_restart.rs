@@ -182,14 +182,34 @@ async fn assert_stored_once(cluster: &PrivateCluster, n: i64) {
 /// The command waits, completes, and every line is stored exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_ingest_survives_a_database_restart_mid_batch() {
+    ingest_file_through_a_restart(&order_lines(0..40_000), &["--batch-size", "100"]).await;
+}
+
+/// The same for a replay (`--event-time`): every event at its own moment, so
+/// the replay commits a batch at a time while the clock follows the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_ingest_survives_a_database_restart_mid_batch() {
+    let first = chrono::Utc::now() - chrono::Duration::days(1);
+    let lines: String = (0..40_000i64)
+        .map(|i| {
+            let ts = winchester_core::event::format_datetime(&(first + chrono::Duration::seconds(i)));
+            format!("{{\"message_id\": \"created-{i}\", \"event_type\": \"order.created\", \"timestamp\": \"{ts}\", \"order_id\": \"o{i}\"}}\n")
+        })
+        .collect();
+    ingest_file_through_a_restart(&lines, &["--event-time", "--batch-size", "100"]).await;
+}
+
+/// `winchester ingest ARGS FILE` of `lines`: the cluster stops once 1,000
+/// events are in and starts again once the command logged the outage. The
+/// command must finish, reject nothing and store every line once.
+async fn ingest_file_through_a_restart(lines: &str, args: &[&str]) {
     let cluster = PrivateCluster::migrated().await;
     let dir = restart_config(&cluster);
-    const EVENTS: i64 = 40_000;
-    std::fs::write(dir.path("orders.jsonl"), order_lines(0..EVENTS)).unwrap();
+    std::fs::write(dir.path("orders.jsonl"), lines).unwrap();
+    let events = lines.lines().count() as i64;
     let orders = dir.path("orders.jsonl").display().to_string();
-    let mut ingest = KillOnDrop(
-        ingest_command(&dir, &["--batch-size", "100", &orders], "ingest.log").spawn().expect("spawn ingest"),
-    );
+    let args: Vec<&str> = args.iter().copied().chain([orders.as_str()]).collect();
+    let mut ingest = KillOnDrop(ingest_command(&dir, &args, "ingest.log").spawn().expect("spawn ingest"));
     // Some batches in, the rest still to come.
     let start = Instant::now();
     while cluster.count("SELECT count(*) FROM event").await.unwrap_or(0) < 1000 {
@@ -202,7 +222,7 @@ async fn file_ingest_survives_a_database_restart_mid_batch() {
     let (status, out) = finish(&mut ingest, &read(&dir, "ingest.log"));
     assert!(status.success(), "{out}{}", read(&dir, "ingest.log"));
     assert!(out.contains("rejected: 0"), "{out}");
-    assert_stored_once(&cluster, EVENTS).await;
+    assert_stored_once(&cluster, events).await;
     assert_outages_logged(&read(&dir, "ingest.log"), 2);
 }
 

@@ -20,7 +20,7 @@
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use winchester_core::{Clock, Event, ManualClock};
-use winchester_storage::ReplayAt;
+use winchester_storage::{ReplayAt, RetryPolicy};
 
 use crate::{EngineError, EventOutcome, TriggerManager, Worker};
 
@@ -38,6 +38,8 @@ pub struct Replay {
     moment: Option<DateTime<Utc>>,
     /// The moment before it: when a worker runs, it ran then.
     worker_ran: Option<DateTime<Utc>>,
+    /// Commits wait out database outages.
+    retry: RetryPolicy,
 }
 
 impl Replay {
@@ -53,6 +55,7 @@ impl Replay {
             pending: Vec::new(),
             moment: None,
             worker_ran: None,
+            retry: RetryPolicy::new(),
         }
     }
 
@@ -113,7 +116,12 @@ impl Replay {
         if self.pending.is_empty() {
             return Ok(Vec::new());
         }
-        self.tm.add_events_at(std::mem::take(&mut self.pending)).await
+        // Through a database outage (a restart, a failover) the batch waits
+        // and is tried again; a try whose commit went through but whose
+        // answer was lost comes back as duplicates.
+        let pending = std::mem::take(&mut self.pending);
+        let tm = &self.tm;
+        self.retry.retry("saving replayed events", || tm.add_events_at(pending.clone())).await
     }
 
     /// The worker's run at the current moment: until nothing is due.
