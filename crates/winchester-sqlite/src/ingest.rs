@@ -10,7 +10,7 @@ use winchester_storage::decode;
 use winchester_storage::fold::{fold_group, group_by_key, outcomes, StreamDraft};
 use winchester_storage::{expect_written, EventPlan, IngestOutcome, IngestStore, Result, StorageError};
 
-use crate::rows::{micros, Lite};
+use crate::rows::{micros, JsonRow, LiteJson};
 use crate::{storage_error, SqliteStorage};
 
 /// Starts a write transaction holding the database's write lock from the
@@ -52,17 +52,21 @@ pub(crate) async fn ingest_in_tx(
     let mut existing: HashMap<(String, String), StreamDraft> = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(KEY_ROWS) {
         let mut sql = QueryBuilder::<Sqlite>::new(
-            "SELECT s.id, s.trigger_name, s.dist_key, s.first_event, s.last_event, s.expire_timestamp, \
-               s.fire_timestamp, s.event_count, s.fire_counts, s.version FROM (",
+            "SELECT json_group_array(json_array(s.id, s.trigger_name, s.dist_key, s.first_event, s.last_event, \
+               s.expire_timestamp, s.fire_timestamp, s.event_count, json(s.fire_counts), s.version)) FROM (",
         );
         sql.push_values(chunk, |mut row, (trigger, key)| {
             row.push_bind(*trigger).push_bind(*key);
         });
         sql.push(") k JOIN stream s ON s.trigger_name = k.column1 AND s.dist_key = k.column2 AND s.open = 1");
-        let rows =
-            sql.build().persistent(chunk.len() == KEY_ROWS).fetch_all(&mut *conn).await.map_err(storage_error)?;
-        for r in &rows {
-            let (key, draft) = decode::open_stream::<Lite>(r)?;
+        let rows: String = sql
+            .build_query_scalar()
+            .persistent(chunk.len() == KEY_ROWS)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(storage_error)?;
+        for r in &JsonRow::parse_all(OPEN_STREAM_COLUMNS, &rows)? {
+            let (key, draft) = decode::open_stream::<LiteJson>(r)?;
             existing.insert(key, draft);
         }
     }
@@ -206,6 +210,20 @@ async fn update_streams(conn: &mut SqliteConnection, rows: &[&(i64, StreamRow)],
     }
     Ok(())
 }
+
+/// The columns of the open-stream lookup's `json_array`, in order.
+const OPEN_STREAM_COLUMNS: &[&str] = &[
+    "id",
+    "trigger_name",
+    "dist_key",
+    "first_event",
+    "last_event",
+    "expire_timestamp",
+    "fire_timestamp",
+    "event_count",
+    "fire_counts",
+    "version",
+];
 
 /// A stream's folded columns, as stored.
 struct StreamRow {

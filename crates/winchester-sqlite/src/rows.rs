@@ -74,3 +74,77 @@ impl Columns for Lite {
         Lite::json(row, col)
     }
 }
+
+/// Rows read as JSON arrays: a query that returns many rows at once hands
+/// them over as one `json_group_array(json_array(...))` value (JSON columns
+/// embedded with `json(...)`), read with the names of its columns in order.
+/// sqlx copies every value of every row it returns one by one, which costs
+/// more than SQLite building and serde reading one JSON text.
+pub(crate) struct LiteJson;
+
+/// A JSON-array row and the names of its columns.
+pub(crate) struct JsonRow {
+    pub(crate) names: &'static [&'static str],
+    pub(crate) values: Vec<serde_json::Value>,
+}
+
+impl JsonRow {
+    /// The rows of a `json_group_array(json_array(...))` text whose columns are `names`.
+    pub(crate) fn parse_all(names: &'static [&'static str], text: &str) -> Result<Vec<JsonRow>> {
+        let rows: Vec<Vec<serde_json::Value>> =
+            serde_json::from_str(text).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        Ok(rows.into_iter().map(|values| JsonRow { names, values }).collect())
+    }
+
+    fn value(&self, col: &str) -> Result<&serde_json::Value> {
+        self.names
+            .iter()
+            .position(|n| *n == col)
+            .and_then(|i| self.values.get(i))
+            .ok_or_else(|| StorageError::Corrupt(format!("no column {col}")))
+    }
+}
+
+impl Columns for LiteJson {
+    type Row = JsonRow;
+
+    fn opt_i16(row: &JsonRow, col: &str) -> Result<Option<i16>> {
+        narrow(LiteJson::opt_i64(row, col)?, col)
+    }
+
+    fn opt_i32(row: &JsonRow, col: &str) -> Result<Option<i32>> {
+        narrow(LiteJson::opt_i64(row, col)?, col)
+    }
+
+    fn opt_i64(row: &JsonRow, col: &str) -> Result<Option<i64>> {
+        match row.value(col)? {
+            serde_json::Value::Null => Ok(None),
+            v => v.as_i64().map(Some).ok_or_else(|| StorageError::Corrupt(format!("{col}: {v} is not an integer"))),
+        }
+    }
+
+    fn opt_bool(row: &JsonRow, col: &str) -> Result<Option<bool>> {
+        Ok(LiteJson::opt_i64(row, col)?.map(|v| v != 0))
+    }
+
+    fn opt_text(row: &JsonRow, col: &str) -> Result<Option<String>> {
+        match row.value(col)? {
+            serde_json::Value::Null => Ok(None),
+            serde_json::Value::String(s) => Ok(Some(s.clone())),
+            v => Err(StorageError::Corrupt(format!("{col}: {v} is not text"))),
+        }
+    }
+
+    fn opt_time(row: &JsonRow, col: &str) -> Result<Option<DateTime<Utc>>> {
+        LiteJson::opt_i64(row, col)?.map(time).transpose()
+    }
+
+    /// Embedded JSON.
+    fn json<T: DeserializeOwned>(row: &JsonRow, col: &str) -> Result<T> {
+        T::deserialize(row.value(col)?).map_err(|e| StorageError::Corrupt(format!("{col}: {e}")))
+    }
+
+    fn i64s(row: &JsonRow, col: &str) -> Result<Vec<i64>> {
+        LiteJson::json(row, col)
+    }
+}
