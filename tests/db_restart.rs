@@ -119,7 +119,7 @@ fn restart_config(cluster: &PrivateCluster) -> ConfigDir {
 const LOGGING_PIPELINES: &str = "trigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\n\
      pipeline_handlers: {log_it: logger}\npurge_completed_streams: false\npipeline_worker_delay: 0.2\n";
 
-/// JSON lines of `order.created` events numbered `range` (message ids `created-N`).
+/// JSON lines of `order.created` events numbered `range` (message ids `order.created-N`).
 fn order_lines(range: std::ops::Range<i64>) -> String {
     lines_of("order.created", range)
 }
@@ -127,12 +127,14 @@ fn order_lines(range: std::ops::Range<i64>) -> String {
 /// JSON lines of events of type `event_type` (`order.created`, or
 /// `order.paid`, which fires), one order each, numbered `range`.
 fn lines_of(event_type: &str, range: std::ops::Range<i64>) -> String {
-    let ts = winchester_core::event::format_datetime(&(chrono::Utc::now() - chrono::Duration::seconds(5)));
-    range
-        .map(|i| {
-            format!("{{\"message_id\": \"{event_type}-{i}\", \"event_type\": \"{event_type}\", \"timestamp\": \"{ts}\", \"order_id\": \"o{i}\"}}\n")
-        })
-        .collect()
+    let ts = chrono::Utc::now() - chrono::Duration::seconds(5);
+    range.map(|i| order_line(event_type, i, ts)).collect()
+}
+
+/// One JSON line: order `i`'s event of type `event_type` at `ts`.
+fn order_line(event_type: &str, i: i64, ts: chrono::DateTime<chrono::Utc>) -> String {
+    let ts = winchester_core::event::format_datetime(&ts);
+    format!("{{\"message_id\": \"{event_type}-{i}\", \"event_type\": \"{event_type}\", \"timestamp\": \"{ts}\", \"order_id\": \"o{i}\"}}\n")
 }
 
 /// `winchester ingest ARGS` with its log going to `log` in `dir`.
@@ -190,12 +192,8 @@ async fn file_ingest_survives_a_database_restart_mid_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_ingest_survives_a_database_restart_mid_batch() {
     let first = chrono::Utc::now() - chrono::Duration::days(1);
-    let lines: String = (0..40_000i64)
-        .map(|i| {
-            let ts = winchester_core::event::format_datetime(&(first + chrono::Duration::seconds(i)));
-            format!("{{\"message_id\": \"created-{i}\", \"event_type\": \"order.created\", \"timestamp\": \"{ts}\", \"order_id\": \"o{i}\"}}\n")
-        })
-        .collect();
+    let lines: String =
+        (0..40_000).map(|i| order_line("order.created", i, first + chrono::Duration::seconds(i))).collect();
     ingest_file_through_a_restart(&lines, &["--event-time", "--batch-size", "100"]).await;
 }
 

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use std::collections::{HashMap, HashSet};
 use winchester_storage::decode;
@@ -38,7 +39,6 @@ pub(crate) async fn ingest_in_tx(
     if batch.is_empty() {
         return Ok(vec![]);
     }
-    let corrupt = |e: serde_json::Error| StorageError::Corrupt(e.to_string());
     // 1. The events, in statements of up to EVENT_ROWS rows of bound values.
     let mut event_ids: Vec<Option<i64>> = Vec::with_capacity(batch.len());
     for chunk in batch.chunks(EVENT_ROWS) {
@@ -114,8 +114,7 @@ pub(crate) async fn ingest_in_tx(
         updates.iter().partition(|(id, r)| !r.open || read_fire.get(id) != Some(&r.fire));
     update_streams(conn, &kept, false).await?;
     update_streams(conn, &moved, true).await?;
-    // 2d. New streams: under the write lock AUTOINCREMENT numbers one
-    // statement's rows consecutively, in order, up to `last_insert_rowid`.
+    // 2d. New streams, their ids from `inserted_ids`.
     let mut new_ids: Vec<i64> = Vec::with_capacity(inserts.len());
     for chunk in inserts.chunks(STREAM_ROWS) {
         let full = chunk.len() == STREAM_ROWS;
@@ -137,10 +136,8 @@ pub(crate) async fn ingest_in_tx(
                 .push_bind(r.open);
         });
         let done = sql.build().persistent(full).execute(&mut *conn).await.map_err(storage_error)?;
-        let n = done.rows_affected() as i64;
-        expect_written(n as usize, chunk.len(), "new streams")?;
-        let last = done.last_insert_rowid();
-        new_ids.extend(last - n + 1..=last);
+        expect_written(done.rows_affected() as usize, chunk.len(), "new streams")?;
+        new_ids.extend(inserted_ids(&done));
     }
     let mut next_new = new_ids.into_iter();
     for (_, _, _, entries, folded) in &folds {
@@ -239,15 +236,13 @@ struct StreamRow {
 /// Inserts `chunk`'s events, skipping message_ids already stored (and repeats
 /// within the chunk). Returns each event's new id, or `None` for a duplicate.
 ///
-/// Under the write lock, AUTOINCREMENT numbers one statement's rows
-/// consecutively: when every row was inserted, the ids are the last
-/// `chunk.len()` up to `last_insert_rowid`, in order; otherwise the inserted
-/// range is read back to tell which message_ids it holds.
+/// When every row was inserted, [`inserted_ids`] are theirs in order;
+/// otherwise that range is read back to tell which message_ids it holds.
 async fn insert_events(conn: &mut SqliteConnection, chunk: &[EventPlan]) -> Result<Vec<Option<i64>>> {
     let mut sql = QueryBuilder::<Sqlite>::new("INSERT INTO event (message_id, event_type, generated, traits) ");
     let mut traits = Vec::with_capacity(chunk.len());
     for p in chunk {
-        traits.push(serde_json::to_string(&p.event.traits).map_err(|e| StorageError::Corrupt(e.to_string()))?);
+        traits.push(serde_json::to_string(&p.event.traits).map_err(corrupt)?);
     }
     sql.push_values(chunk.iter().zip(traits), |mut row, (p, traits)| {
         row.push_bind(&p.event.message_id)
@@ -257,25 +252,37 @@ async fn insert_events(conn: &mut SqliteConnection, chunk: &[EventPlan]) -> Resu
     });
     sql.push(" ON CONFLICT (message_id) DO NOTHING");
     let done = sql.build().persistent(chunk.len() == EVENT_ROWS).execute(&mut *conn).await.map_err(storage_error)?;
-    let inserted = done.rows_affected() as i64;
-    let last = done.last_insert_rowid();
-    if inserted == chunk.len() as i64 {
-        return Ok((last - inserted + 1..=last).map(Some).collect());
+    let inserted = done.rows_affected() as usize;
+    if inserted == chunk.len() {
+        return Ok(inserted_ids(&done).map(Some).collect());
     }
     if inserted == 0 {
         return Ok(vec![None; chunk.len()]);
     }
+    let ids = inserted_ids(&done);
     let rows = sqlx::query("SELECT id, message_id FROM event WHERE id BETWEEN ? AND ?")
-        .bind(last - inserted + 1)
-        .bind(last)
+        .bind(ids.start())
+        .bind(ids.end())
         .fetch_all(&mut *conn)
         .await
         .map_err(storage_error)?;
-    expect_written(rows.len(), inserted as usize, "new events")?;
+    expect_written(rows.len(), inserted, "new events")?;
     let mut ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
     for r in rows {
         ids.insert(r.try_get("message_id").map_err(storage_error)?, r.try_get("id").map_err(storage_error)?);
     }
     // The first occurrence of an inserted message_id is the saved one.
     Ok(chunk.iter().map(|p| ids.remove(&p.event.message_id)).collect())
+}
+
+/// The ids of the rows one `INSERT` wrote, in insertion order: under the
+/// write lock (`BEGIN IMMEDIATE`) AUTOINCREMENT numbers one statement's rows
+/// consecutively, ending at `last_insert_rowid`.
+fn inserted_ids(done: &SqliteQueryResult) -> std::ops::RangeInclusive<i64> {
+    let last = done.last_insert_rowid();
+    last - done.rows_affected() as i64 + 1..=last
+}
+
+fn corrupt(e: serde_json::Error) -> StorageError {
+    StorageError::Corrupt(e.to_string())
 }
