@@ -327,7 +327,48 @@ async fn concurrent_add_event_group_commit(backend: Backend) {
     db.drop_db().await;
 }
 
+/// A long batch (planned on several threads) keeps every outcome in its
+/// event's place: rejected events, duplicates and saved events each answer for
+/// the event at their position, across the planning chunks' boundaries.
+async fn long_batch_outcomes_in_order(backend: Backend) {
+    let db = TestDb::on(backend).await;
+    let (tm, _) = manager(&db, INSTANCE_TRIGGERS, t(2014, 8, 1, 20, 30, 0));
+    let at = t(2014, 8, 1, 20, 4, 0);
+    let batch: Vec<_> = (0..1000)
+        .map(|i| {
+            // Every 89th event repeats the one before it.
+            let id = if i % 89 == 1 { format!("m{}", i - 1) } else { format!("m{i}") };
+            let mut e = event(&id, "compute.instance.update", at, &[("instance_id", s(&format!("i-{}", i % 13)))]);
+            if i % 97 == 5 {
+                e.event_type = "not valid".into();
+            }
+            e
+        })
+        .collect();
+    let out = tm.add_events(batch).await.unwrap();
+    assert_eq!(out.len(), 1000);
+    let mut saved = 0;
+    for (i, o) in out.iter().enumerate() {
+        match o {
+            EventOutcome::Rejected(e) => assert_eq!(i % 97, 5, "event {i} rejected: {e}"),
+            EventOutcome::Duplicate => assert_eq!(i % 89, 1, "event {i} reported duplicate"),
+            EventOutcome::Saved { event_id, stream_ids } => {
+                assert!(i % 97 != 5 && i % 89 != 1, "event {i} saved");
+                assert_eq!(stream_ids.len(), 1, "event {i}");
+                let sql = format!("SELECT count(*) FROM event WHERE id = {event_id} AND message_id = 'm{i}'");
+                assert_eq!(db.count(&sql).await, 1, "event {i} got the id of another row");
+                saved += 1;
+            }
+            other => panic!("event {i}: {other:?}"),
+        }
+    }
+    assert_eq!(db.count("SELECT count(*) FROM event").await, saved);
+    assert_eq!(db.count("SELECT count(*) FROM stream").await, 13);
+    db.drop_db().await;
+}
+
 crate::backend_tests!(
+    long_batch_outcomes_in_order,
     concurrent_add_event_group_commit,
     duplicate_message_id_changes_nothing,
     event_and_memberships_commit_together,

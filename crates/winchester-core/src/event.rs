@@ -224,8 +224,8 @@ impl Event {
     /// Checks lengths, emptiness and that no trait shadows a required key.
     pub fn validate(&self) -> Result<(), EventError> {
         let m = || Some(self.message_id.clone());
-        check_required_string("message_id", &self.message_id, MAX_MESSAGE_ID_LEN, m())?;
-        check_required_string("event_type", &self.event_type, MAX_EVENT_TYPE_LEN, m())?;
+        check_required_string("message_id", &self.message_id, MAX_MESSAGE_ID_LEN, &m)?;
+        check_required_string("event_type", &self.event_type, MAX_EVENT_TYPE_LEN, &m)?;
         if self.event_type.chars().any(char::is_whitespace) {
             return Err(EventError::Invalid {
                 key: "event_type".into(),
@@ -386,16 +386,24 @@ fn check_required_string(
     key: &'static str,
     value: &str,
     max: usize,
-    message_id: Option<String>,
+    m: &dyn Fn() -> Option<String>,
 ) -> Result<(), EventError> {
     if value.is_empty() {
-        return Err(EventError::Invalid { key: key.into(), reason: "must not be empty".into(), message_id });
+        return Err(EventError::Invalid { key: key.into(), reason: "must not be empty".into(), message_id: m() });
     }
-    let len = value.chars().count();
-    if len > max {
-        return Err(EventError::TooLong { what: "value of", key: key.into(), len, max, message_id });
+    if let Some(len) = chars_over(value, max) {
+        return Err(EventError::TooLong { what: "value of", key: key.into(), len, max, message_id: m() });
     }
     Ok(())
+}
+
+/// The length of `s` in characters when it is more than `max` (counted only
+/// when its byte length could be).
+fn chars_over(s: &str, max: usize) -> Option<usize> {
+    if s.len() <= max {
+        return None;
+    }
+    Some(s.chars().count()).filter(|&len| len > max)
 }
 
 fn check_trait(name: &str, value: &TraitValue, m: &dyn Fn() -> Option<String>) -> Result<(), EventError> {
@@ -413,8 +421,7 @@ fn check_trait(name: &str, value: &TraitValue, m: &dyn Fn() -> Option<String>) -
             message_id: m(),
         });
     }
-    let len = name.chars().count();
-    if len > MAX_TRAIT_NAME_LEN {
+    if let Some(len) = chars_over(name, MAX_TRAIT_NAME_LEN) {
         return Err(EventError::TooLong {
             what: "trait name",
             key: name.into(),
@@ -425,8 +432,7 @@ fn check_trait(name: &str, value: &TraitValue, m: &dyn Fn() -> Option<String>) -
     }
     match value {
         TraitValue::String(s) => {
-            let len = s.chars().count();
-            if len > MAX_STRING_LEN {
+            if let Some(len) = chars_over(s, MAX_STRING_LEN) {
                 return Err(EventError::TooLong {
                     what: "string value of trait",
                     key: name.into(),
@@ -491,6 +497,16 @@ mod tests {
         assert!(matches!(with(&"k".repeat(101), json!(1)), EventError::TooLong { .. }));
         assert!(matches!(with("x", json!("v".repeat(MAX_STRING_LEN + 1))), EventError::TooLong { .. }));
         assert!(matches!(with("message_id", json!("m".repeat(256))), EventError::TooLong { .. }));
+        // Limits count characters, not bytes: 255 two-byte characters are fine.
+        let mut o = base.clone();
+        o["message_id"] = json!("é".repeat(255));
+        o["é".repeat(100)] = json!("ü".repeat(MAX_STRING_LEN));
+        assert!(Event::from_json(&o).is_ok());
+        let e = with("message_id", json!("é".repeat(256)));
+        assert!(matches!(e, EventError::TooLong { len: 256, max: 255, .. }), "{e:?}");
+        assert!(
+            matches!(with("x", json!("ü".repeat(MAX_STRING_LEN + 1))), EventError::TooLong { len, .. } if len == MAX_STRING_LEN + 1)
+        );
         let mut o = base.clone();
         o.as_object_mut().unwrap().remove("timestamp");
         let e = Event::from_json(&o).unwrap_err();

@@ -291,8 +291,8 @@ impl TriggerManager {
         let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(events.len());
         let mut plans = Vec::with_capacity(events.len());
         let mut slots = Vec::with_capacity(events.len());
-        for (event, replay) in events {
-            match plan_with(defs, event) {
+        for (planned, replay) in plan_batch(defs, events) {
+            match planned {
                 Ok(mut p) => {
                     p.replay = replay;
                     slots.push(outcomes.len());
@@ -333,6 +333,48 @@ impl TriggerManager {
         crate::metrics::ingested(self.source, &outcomes);
         Ok(outcomes)
     }
+}
+
+/// Events per thread below which a batch is planned on the calling thread
+/// alone (starting a thread costs about as much as planning a few dozen events).
+const PLAN_CHUNK_MIN: usize = 128;
+
+/// [`plan_with`] for every event of a batch, each with its tag, in order.
+/// Storage has nothing to do until planning ends, so a long batch is planned
+/// on all of the machine's cores.
+fn plan_batch<T: Send>(defs: &Definitions, events: Vec<(Event, T)>) -> Vec<(Result<EventPlan, EventError>, T)> {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = cores.min(events.len() / PLAN_CHUNK_MIN).max(1);
+    let plan_all =
+        |events: Vec<(Event, T)>| -> Vec<_> { events.into_iter().map(|(e, tag)| (plan_with(defs, e), tag)).collect() };
+    if threads == 1 {
+        return plan_all(events);
+    }
+    let mut chunks = split_in(events, threads).into_iter();
+    let first = chunks.next().unwrap_or_default();
+    std::thread::scope(|scope| {
+        let others: Vec<_> = chunks.map(|c| scope.spawn(move || plan_all(c))).collect();
+        let mut planned = plan_all(first);
+        for other in others {
+            planned.extend(other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
+        planned
+    })
+}
+
+/// `items` cut into `n` consecutive chunks of nearly equal length (fewer when
+/// there are fewer items), in order.
+fn split_in<T>(mut items: Vec<T>, n: usize) -> Vec<Vec<T>> {
+    let per_chunk = items.len().div_ceil(n.max(1)).max(1);
+    let mut chunks = Vec::with_capacity(n);
+    while items.len() > per_chunk {
+        let last_start = (items.len() - 1) / per_chunk * per_chunk;
+        chunks.push(items.split_off(last_start));
+    }
+    chunks.push(items);
+    chunks.reverse();
+    chunks
 }
 
 /// Validates an event and works out every stream it joins under `defs` (no I/O).
@@ -388,5 +430,24 @@ fn record(defs: &Definitions, plan: &EventPlan, o: IngestOutcome) -> EventOutcom
             EventOutcome::Saved { event_id, stream_ids }
         }
         IngestOutcome::Duplicate => EventOutcome::Duplicate,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_in;
+
+    #[test]
+    fn split_in_keeps_order_and_balances() {
+        for len in [0usize, 1, 5, 7, 256, 1000, 1001] {
+            for n in 1..=5 {
+                let chunks = split_in((0..len).collect(), n);
+                assert!(chunks.len() <= n.max(1), "{len} in {n}: {} chunks", chunks.len());
+                let longest = chunks.iter().map(Vec::len).max().unwrap_or(0);
+                assert!(chunks.iter().all(|c| longest - c.len() <= n), "{len} in {n}: {chunks:?}");
+                assert_eq!(chunks.concat(), (0..len).collect::<Vec<_>>(), "{len} in {n}");
+            }
+        }
+        assert_eq!(split_in((0..1000).collect(), 3).iter().map(Vec::len).collect::<Vec<_>>(), [334, 334, 332]);
     }
 }
