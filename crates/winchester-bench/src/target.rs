@@ -118,15 +118,18 @@ where
     result
 }
 
-/// Columns copied by the SQLite limit, per table.
-const SQLITE_TABLES: [(&str, &str); 3] = [
-    ("event", "id, message_id, event_type, generated, traits"),
+/// What the SQLite limit copies, per table: the columns, and the order the
+/// rows go in: each table's key, as PostgreSQL's COPY limit loads them, so
+/// the limit does not depend on the order the engine happened to write.
+const SQLITE_TABLES: [(&str, &str, &str); 3] = [
+    ("event", "id, message_id, event_type, generated, traits", "id"),
     (
         "stream",
         "id, trigger_name, dist_key, dist_traits, open, state, state_serial_no, first_event, last_event, \
          expire_timestamp, fire_timestamp, event_count, fire_counts, lease_expires_at, attempts, last_error",
+        "id",
     ),
-    ("stream_event", "stream_id, event_id"),
+    ("stream_event", "stream_id, event_id", "stream_id, event_id"),
 ];
 
 /// SQLite's limit: the rows the engine wrote in `source` inserted into the
@@ -149,8 +152,8 @@ pub async fn sqlite_bulk_load(source: &Scratch, dest: &Scratch) -> anyhow::Resul
     sqlx::query("ATTACH DATABASE ? AS src").bind(src.display().to_string()).execute(&mut conn).await?;
     let start = Instant::now();
     let mut tx = conn.begin().await?;
-    for (table, cols) in SQLITE_TABLES {
-        sqlx::query(&format!("INSERT INTO main.{table} ({cols}) SELECT {cols} FROM src.{table} ORDER BY rowid"))
+    for (table, cols, order) in SQLITE_TABLES {
+        sqlx::query(&format!("INSERT INTO main.{table} ({cols}) SELECT {cols} FROM src.{table} ORDER BY {order}"))
             .execute(&mut *tx)
             .await?;
     }
@@ -164,7 +167,7 @@ pub async fn sqlite_bulk_load(source: &Scratch, dest: &Scratch) -> anyhow::Resul
 pub async fn row_counts(storage_url: &str) -> anyhow::Result<(u64, u64, u64)> {
     let mut conn = SqliteConnection::connect(storage_url).await?;
     let mut n = [0u64; 3];
-    for (k, (table, _)) in SQLITE_TABLES.iter().enumerate() {
+    for (k, (table, ..)) in SQLITE_TABLES.iter().enumerate() {
         let c: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut conn).await?;
         n[k] = c as u64;
     }

@@ -134,15 +134,21 @@ pub(crate) async fn ingest_in_tx(
     let groups = group_by_key(batch, &event_ids);
     let (stream_of, opened, notify) = write_streams(conn, batch, &groups, now).await?;
 
-    // 3. Memberships.
+    // 3. Memberships, in key order (the `(stream_id, event_id)` index then
+    // takes them page by page instead of at random).
     if !stream_of.is_empty() {
-        let mut sids = Vec::with_capacity(stream_of.len());
-        let mut eids = Vec::with_capacity(stream_of.len());
-        let mut times = Vec::with_capacity(stream_of.len());
+        let mut rows: Vec<(i64, i64, usize)> = Vec::with_capacity(stream_of.len());
         for ((i, _), sid) in &stream_of {
-            sids.push(*sid);
-            eids.push(event_ids[*i].expect("grouped events were saved"));
-            times.push(batch[*i].event.timestamp);
+            rows.push((*sid, event_ids[*i].expect("grouped events were saved"), *i));
+        }
+        rows.sort_unstable();
+        let mut sids = Vec::with_capacity(rows.len());
+        let mut eids = Vec::with_capacity(rows.len());
+        let mut times = Vec::with_capacity(rows.len());
+        for (sid, eid, i) in rows {
+            sids.push(sid);
+            eids.push(eid);
+            times.push(batch[i].event.timestamp);
         }
         sqlx::query(
             "INSERT INTO stream_event (stream_id, event_id, generated) \
