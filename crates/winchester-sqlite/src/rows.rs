@@ -30,21 +30,8 @@ fn get<'r, T: Decode<'r, Sqlite> + Type<Sqlite>>(row: &'r SqliteRow, col: &str) 
     row.try_get(col).map_err(storage_error)
 }
 
-/// An INTEGER value narrowed to the schema's width of column `col`.
-fn narrow<T: TryFrom<i64>>(wide: Option<i64>, col: &str) -> Result<Option<T>> {
-    wide.map(|v| T::try_from(v).map_err(|_| StorageError::Corrupt(format!("{col}: {v} out of range")))).transpose()
-}
-
 impl Columns for Lite {
     type Row = SqliteRow;
-
-    fn opt_i16(row: &SqliteRow, col: &str) -> Result<Option<i16>> {
-        narrow(Lite::opt_i64(row, col)?, col)
-    }
-
-    fn opt_i32(row: &SqliteRow, col: &str) -> Result<Option<i32>> {
-        narrow(Lite::opt_i64(row, col)?, col)
-    }
 
     fn opt_i64(row: &SqliteRow, col: &str) -> Result<Option<i64>> {
         get(row, col)
@@ -107,14 +94,6 @@ impl JsonRow {
 
 impl Columns for LiteJson {
     type Row = JsonRow;
-
-    fn opt_i16(row: &JsonRow, col: &str) -> Result<Option<i16>> {
-        narrow(LiteJson::opt_i64(row, col)?, col)
-    }
-
-    fn opt_i32(row: &JsonRow, col: &str) -> Result<Option<i32>> {
-        narrow(LiteJson::opt_i64(row, col)?, col)
-    }
 
     fn opt_i64(row: &JsonRow, col: &str) -> Result<Option<i64>> {
         match row.value(col)? {

@@ -40,10 +40,15 @@ pub trait Columns {
     /// The backend's result row.
     type Row;
 
-    /// A `SMALLINT` column.
-    fn opt_i16(row: &Self::Row, col: &str) -> Result<Option<i16>>;
-    /// An `INTEGER` column.
-    fn opt_i32(row: &Self::Row, col: &str) -> Result<Option<i32>>;
+    /// A `SMALLINT` column; by default the `BIGINT` read narrowed (for a
+    /// backend that stores every integer at 64 bits).
+    fn opt_i16(row: &Self::Row, col: &str) -> Result<Option<i16>> {
+        narrow(Self::opt_i64(row, col)?, col)
+    }
+    /// An `INTEGER` column; by default the `BIGINT` read narrowed.
+    fn opt_i32(row: &Self::Row, col: &str) -> Result<Option<i32>> {
+        narrow(Self::opt_i64(row, col)?, col)
+    }
     /// A `BIGINT` column.
     fn opt_i64(row: &Self::Row, col: &str) -> Result<Option<i64>>;
     /// A `BOOLEAN` column.
@@ -81,6 +86,11 @@ pub trait Columns {
     fn time(row: &Self::Row, col: &str) -> Result<DateTime<Utc>> {
         not_null(col, Self::opt_time(row, col)?)
     }
+}
+
+/// A 64-bit integer narrowed to the schema's width of column `col`.
+fn narrow<T: TryFrom<i64>>(wide: Option<i64>, col: &str) -> Result<Option<T>> {
+    wide.map(|v| T::try_from(v).map_err(|_| StorageError::Corrupt(format!("{col}: {v} out of range")))).transpose()
 }
 
 /// The value of a NOT NULL column; NULL there is a corrupt row.
@@ -253,12 +263,6 @@ mod tests {
 
     impl Columns for Json {
         type Row = HashMap<&'static str, serde_json::Value>;
-        fn opt_i16(row: &Self::Row, col: &str) -> Result<Option<i16>> {
-            Json::of(row, col)
-        }
-        fn opt_i32(row: &Self::Row, col: &str) -> Result<Option<i32>> {
-            Json::of(row, col)
-        }
         fn opt_i64(row: &Self::Row, col: &str) -> Result<Option<i64>> {
             Json::of(row, col)
         }
@@ -287,6 +291,16 @@ mod tests {
             ("generated", format!("2026-01-0{id}T00:00:00Z").into()),
             ("traits", traits),
         ])
+    }
+
+    #[test]
+    fn narrower_integers_are_the_bigint_read_narrowed() {
+        let row = HashMap::from([("small", 7.into()), ("big", 40_000.into()), ("none", serde_json::Value::Null)]);
+        assert_eq!(Json::opt_i16(&row, "small").unwrap(), Some(7));
+        assert_eq!(Json::opt_i32(&row, "big").unwrap(), Some(40_000));
+        assert_eq!(Json::opt_i16(&row, "none").unwrap(), None);
+        let e = Json::opt_i16(&row, "big").unwrap_err();
+        assert!(matches!(&e, StorageError::Corrupt(m) if m == "big: 40000 out of range"), "{e:?}");
     }
 
     #[test]
