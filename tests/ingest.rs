@@ -367,6 +367,34 @@ async fn long_batch_outcomes_in_order(backend: Backend) {
     db.drop_db().await;
 }
 
+/// SQLite: the WAL is copied back into the database file by a background
+/// checkpoint, not by the commits. The batch writes far fewer pages than the
+/// writers' automatic checkpoint waits for, so only the background one can
+/// grow the database file.
+#[tokio::test]
+async fn sqlite_wal_is_checkpointed_in_the_background() {
+    let db = TestDb::on(Backend::Sqlite).await;
+    let (tm, _) = manager(&db, INSTANCE_TRIGGERS, t(2014, 8, 1, 20, 30, 0));
+    let at = t(2014, 8, 1, 20, 4, 0);
+    // Let the migrations' pages settle first.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let size = || std::fs::metadata(db.sqlite_file()).expect("database file").len();
+    let before = size();
+    let batch: Vec<_> = (0..500)
+        .map(|i| {
+            let traits = [("instance_id", s(&format!("i-{}", i % 50))), ("payload", s(&"x".repeat(400)))];
+            event(&format!("m{i}"), "compute.instance.update", at, &traits)
+        })
+        .collect();
+    tm.add_events(batch).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() < before + 200_000 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(size() >= before + 200_000, "the database file stayed at {} bytes (was {before})", size());
+    db.drop_db().await;
+}
+
 crate::backend_tests!(
     long_batch_outcomes_in_order,
     concurrent_add_event_group_commit,

@@ -154,6 +154,14 @@ impl TestDb {
         }
     }
 
+    /// The SQLite database file (SQLite-only tests).
+    pub fn sqlite_file(&self) -> &std::path::Path {
+        match &self.pool {
+            Pool::Sqlite(_, path) => path,
+            Pool::Pg(_) => panic!("not a SQLite test database"),
+        }
+    }
+
     /// The PostgreSQL pool (PostgreSQL-only tests).
     pub fn pool(&self) -> &sqlx::PgPool {
         match &self.pool {

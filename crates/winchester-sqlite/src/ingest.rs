@@ -4,11 +4,12 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::query_builder::Separated;
 use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use winchester_storage::decode;
-use winchester_storage::fold::{fold_group, group_by_key, outcomes, StreamDraft};
+use winchester_storage::fold::{fold_group, group_by_key, outcomes, Entry, FoldedGroup, StreamDraft};
 use winchester_storage::{expect_written, EventPlan, IngestOutcome, IngestStore, Result, StorageError};
 
 use crate::rows::{micros, JsonRow, LiteJson};
@@ -39,94 +40,50 @@ pub(crate) async fn ingest_in_tx(
     if batch.is_empty() {
         return Ok(vec![]);
     }
-    // 1. The events, in statements of up to EVENT_ROWS rows of bound values.
-    let mut event_ids: Vec<Option<i64>> = Vec::with_capacity(batch.len());
-    for chunk in batch.chunks(EVENT_ROWS) {
-        event_ids.extend(insert_events(conn, chunk).await?);
-    }
-    let groups = group_by_key(batch, &event_ids);
-    let mut stream_of: HashMap<(usize, usize), i64> = HashMap::new();
-    let mut opened: HashSet<(usize, usize)> = HashSet::new();
-    // 2a. The open streams of every key of the batch.
-    let keys: Vec<(&str, &str)> = groups.keys().copied().collect();
-    let mut existing: HashMap<(String, String), StreamDraft> = HashMap::with_capacity(keys.len());
-    for chunk in keys.chunks(KEY_ROWS) {
-        let mut sql = QueryBuilder::<Sqlite>::new(
-            "SELECT json_group_array(json_array(s.id, s.trigger_name, s.dist_key, s.first_event, s.last_event, \
-               s.expire_timestamp, s.fire_timestamp, s.event_count, json(s.fire_counts), s.version)) FROM (",
-        );
-        sql.push_values(chunk, |mut row, (trigger, key)| {
-            row.push_bind(*trigger).push_bind(*key);
-        });
-        sql.push(") k JOIN stream s ON s.trigger_name = k.column1 AND s.dist_key = k.column2 AND s.open = 1");
-        let rows: String = sql
-            .build_query_scalar()
-            .persistent(chunk.len() == KEY_ROWS)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(storage_error)?;
-        for r in &JsonRow::parse_all(OPEN_STREAM_COLUMNS, &rows)? {
-            let (key, draft) = decode::open_stream::<LiteJson>(r)?;
-            existing.insert(key, draft);
-        }
-    }
-    // Fire times as read: an update that keeps the stream open and its fire
-    // time leaves those indexed columns out (SQLite rewrites the index
-    // entries of every assigned column, changed or not).
-    let read_fire: HashMap<i64, Option<i64>> =
-        existing.values().filter_map(|d| Some((d.id?, d.fire.map(micros)))).collect();
-    // 2b. Fold each key's events into its streams.
-    let mut folds = Vec::with_capacity(groups.len());
-    for ((trigger_name, dist_key), entries) in &groups {
-        let m0 = &batch[entries[0].0].memberships[entries[0].1];
-        let existing = existing.remove(&(trigger_name.to_string(), dist_key.to_string()));
-        let events = entries.iter().map(|&(i, j)| {
-            (batch[i].event.timestamp, batch[i].memberships[j].fire_hits.as_slice(), batch[i].arrival(now))
-        });
-        folds.push((*trigger_name, *dist_key, m0, entries, fold_group(&m0.trigger, existing, events, now)));
-    }
-    // 2c. Existing streams written back first, so a stream closed here makes
+    // SQLite runs each statement on the connection's own thread; the CPU work
+    // that does not depend on it runs here meanwhile (`join!` sends the
+    // statement first, then does the work, then awaits the statement).
+    // 1. The open streams of every key of the batch, read while the events'
+    // traits are serialised.
+    let keys: Vec<(&str, &str)> = batch
+        .iter()
+        .flat_map(|p| p.memberships.iter().map(|m| (m.trigger.name.as_str(), m.dist_key.as_str())))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let (existing, traits) = tokio::join!(open_streams(conn, &keys), async {
+        batch.iter().map(|p| serde_json::to_string(&p.event.traits).map_err(corrupt)).collect::<Result<Vec<_>>>()
+    });
+    let (existing, traits) = (existing?, traits?);
+    // 2. The events, inserted while their memberships are folded into the
+    // streams as if every event were new (duplicates are rare).
+    let all_new = vec![Some(0); batch.len()];
+    let (event_ids, folds) =
+        tokio::join!(insert_events(conn, batch, &traits), async { fold_batch(batch, &all_new, existing, now) });
+    let event_ids = event_ids?;
+    let folds = if event_ids.iter().all(Option::is_some) {
+        folds?
+    } else {
+        // Some were stored already: fold again without them, from a fresh
+        // read (no stream has been written yet).
+        fold_batch(batch, &event_ids, open_streams(conn, &keys).await?, now)?
+    };
+    // 3. Existing streams written back first, so a stream closed here makes
     // room for its key's new open one.
-    let mut updates = Vec::new();
-    let mut inserts = Vec::new();
-    for (trigger_name, dist_key, m0, _, folded) in &folds {
-        for d in &folded.drafts {
-            let counts = serde_json::to_string(&d.counts).map_err(corrupt)?;
-            let row = StreamRow {
-                first: micros(d.first),
-                last: micros(d.last),
-                expire: micros(d.expire),
-                fire: d.fire.map(micros),
-                count: d.count,
-                counts,
-                open: d.open,
-            };
-            match d.id {
-                Some(id) => updates.push((id, row)),
-                None => {
-                    let dist = serde_json::to_string(&m0.dist).map_err(corrupt)?;
-                    inserts.push((*trigger_name, *dist_key, dist, d.version.as_deref(), row));
-                }
-            }
-        }
-    }
-    let (moved, kept): (Vec<_>, Vec<_>) =
-        updates.iter().partition(|(id, r)| !r.open || read_fire.get(id) != Some(&r.fire));
-    update_streams(conn, &kept, false).await?;
-    update_streams(conn, &moved, true).await?;
-    // 2d. New streams, their ids from `inserted_ids`.
-    let mut new_ids: Vec<i64> = Vec::with_capacity(inserts.len());
-    for chunk in inserts.chunks(STREAM_ROWS) {
-        let full = chunk.len() == STREAM_ROWS;
+    update_streams(conn, &folds.kept, false).await?;
+    update_streams(conn, &folds.moved, true).await?;
+    // 4. New streams, their ids from `inserted_ids`.
+    let mut new_ids: Vec<i64> = Vec::with_capacity(folds.inserts.len());
+    for chunk in folds.inserts.chunks(STREAM_ROWS) {
         let mut sql = QueryBuilder::<Sqlite>::new(
             "INSERT INTO stream (trigger_name, dist_key, dist_traits, version, first_event, last_event, \
-               expire_timestamp, fire_timestamp, event_count, fire_counts, open) ",
+               expire_timestamp, fire_timestamp, event_count, fire_counts, open) SELECT * FROM ",
         );
-        sql.push_values(chunk, |mut b, (trigger, key, dist, version, r)| {
+        push_rows(&mut sql, chunk, STREAM_ROWS, 11, |b, (trigger, key, version, r)| {
             b.push_bind(*trigger)
                 .push_bind(*key)
-                .push_bind(dist.as_str())
-                .push_bind(*version)
+                .push_bind(*key)
+                .push_bind(version.as_deref())
                 .push_bind(r.first)
                 .push_bind(r.last)
                 .push_bind(r.expire)
@@ -135,12 +92,15 @@ pub(crate) async fn ingest_in_tx(
                 .push_bind(r.counts.as_str())
                 .push_bind(r.open);
         });
-        let done = sql.build().persistent(full).execute(&mut *conn).await.map_err(storage_error)?;
+        sql.push(" WHERE column1 IS NOT NULL");
+        let done = sql.build().execute(&mut *conn).await.map_err(storage_error)?;
         expect_written(done.rows_affected() as usize, chunk.len(), "new streams")?;
         new_ids.extend(inserted_ids(&done));
     }
     let mut next_new = new_ids.into_iter();
-    for (_, _, _, entries, folded) in &folds {
+    let mut stream_of: HashMap<Entry, i64> = HashMap::new();
+    let mut opened: HashSet<Entry> = HashSet::new();
+    for KeyFold { entries, folded, .. } in &folds.keys {
         let mut ids = Vec::with_capacity(folded.drafts.len());
         for d in &folded.drafts {
             ids.push(match d.id {
@@ -155,25 +115,145 @@ pub(crate) async fn ingest_in_tx(
             }
         }
     }
-    // 3. The memberships, in key order: the `(stream_id, event_id)` index
+    // 5. The memberships, in key order: the `(stream_id, event_id)` index
     // then takes them page by page instead of at random (a fifth faster).
     let mut pairs: Vec<(i64, i64)> =
         stream_of.iter().filter_map(|(&(i, _), &sid)| event_ids[i].map(|eid| (sid, eid))).collect();
     pairs.sort_unstable();
     for chunk in pairs.chunks(MEMBERSHIP_ROWS) {
-        let mut sql = QueryBuilder::<Sqlite>::new("INSERT INTO stream_event (stream_id, event_id) ");
-        sql.push_values(chunk, |mut b, (sid, eid)| {
+        let mut sql = QueryBuilder::<Sqlite>::new("INSERT INTO stream_event (stream_id, event_id) SELECT * FROM ");
+        push_rows(&mut sql, chunk, MEMBERSHIP_ROWS, 2, |b, (sid, eid)| {
             b.push_bind(*sid).push_bind(*eid);
         });
-        sql.build().persistent(chunk.len() == MEMBERSHIP_ROWS).execute(&mut *conn).await.map_err(storage_error)?;
+        sql.push(" WHERE column1 IS NOT NULL");
+        sql.build().execute(&mut *conn).await.map_err(storage_error)?;
     }
     Ok(outcomes(batch, &event_ids, &stream_of, &opened))
+}
+
+/// One key's fold: its entries (batch order) and its folded streams.
+struct KeyFold {
+    entries: Vec<Entry>,
+    folded: FoldedGroup,
+}
+
+/// A new stream's row: trigger, key (the distinguishing traits as JSON), version.
+type NewStream<'a> = (&'a str, &'a str, Option<String>, StreamRow);
+
+/// What a batch writes to the streams: every key's fold, and the rows.
+struct StreamWrites<'a> {
+    keys: Vec<KeyFold>,
+    /// Streams read, still open with the fire time read.
+    kept: Vec<(i64, StreamRow)>,
+    /// Streams read, now closed or with a new fire time.
+    moved: Vec<(i64, StreamRow)>,
+    /// Streams opened, in `keys` order.
+    inserts: Vec<NewStream<'a>>,
+}
+
+/// Folds the memberships of the saved events (`event_ids[i]` is `Some`) into
+/// the open streams read for their keys, and builds the rows to write.
+fn fold_batch<'a>(
+    batch: &'a [EventPlan],
+    event_ids: &[Option<i64>],
+    mut existing: HashMap<(String, String), StreamDraft>,
+    now: DateTime<Utc>,
+) -> Result<StreamWrites<'a>> {
+    // Fire times as read: an update that keeps the stream open and its fire
+    // time leaves those indexed columns out (SQLite rewrites the index
+    // entries of every assigned column, changed or not).
+    let read_fire: HashMap<i64, Option<i64>> =
+        existing.values().filter_map(|d| Some((d.id?, d.fire.map(micros)))).collect();
+    let groups = group_by_key(batch, event_ids);
+    let mut out = StreamWrites { keys: Vec::with_capacity(groups.len()), kept: vec![], moved: vec![], inserts: vec![] };
+    for ((trigger_name, dist_key), entries) in groups {
+        let m0 = &batch[entries[0].0].memberships[entries[0].1];
+        let existing = existing.remove(&(trigger_name.to_string(), dist_key.to_string()));
+        let events = entries.iter().map(|&(i, j)| {
+            (batch[i].event.timestamp, batch[i].memberships[j].fire_hits.as_slice(), batch[i].arrival(now))
+        });
+        let folded = fold_group(&m0.trigger, existing, events, now);
+        for d in &folded.drafts {
+            let row = StreamRow {
+                first: micros(d.first),
+                last: micros(d.last),
+                expire: micros(d.expire),
+                fire: d.fire.map(micros),
+                count: d.count,
+                counts: serde_json::to_string(&d.counts).map_err(corrupt)?,
+                open: d.open,
+            };
+            match d.id {
+                Some(id) if row.open && read_fire.get(&id) == Some(&row.fire) => out.kept.push((id, row)),
+                Some(id) => out.moved.push((id, row)),
+                // The distinguishing traits as JSON are the key itself.
+                None => out.inserts.push((trigger_name, dist_key, d.version.clone(), row)),
+            }
+        }
+        out.keys.push(KeyFold { entries, folded });
+    }
+    Ok(out)
+}
+
+/// The open streams of `keys`, by key.
+async fn open_streams(
+    conn: &mut SqliteConnection,
+    keys: &[(&str, &str)],
+) -> Result<HashMap<(String, String), StreamDraft>> {
+    let mut existing = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(KEY_ROWS) {
+        let mut sql = QueryBuilder::<Sqlite>::new(
+            "SELECT json_group_array(json_array(s.id, s.trigger_name, s.dist_key, s.first_event, s.last_event, \
+               s.expire_timestamp, s.fire_timestamp, s.event_count, json(s.fire_counts), s.version)) FROM ",
+        );
+        push_rows(&mut sql, chunk, KEY_ROWS, 2, |row, (trigger, key)| {
+            row.push_bind(*trigger).push_bind(*key);
+        });
+        sql.push(" k JOIN stream s ON s.trigger_name = k.column1 AND s.dist_key = k.column2 AND s.open = 1");
+        let rows: String = sql.build_query_scalar().fetch_one(&mut *conn).await.map_err(storage_error)?;
+        for r in &JsonRow::parse_all(OPEN_STREAM_COLUMNS, &rows)? {
+            let (key, draft) = decode::open_stream::<LiteJson>(r)?;
+            existing.insert(key, draft);
+        }
+    }
+    Ok(existing)
 }
 
 // Rows per statement of bound values (SQLite takes up to 32,766 values in one
 // statement): a batch of 1,000 events (the default) needs one statement per
 // step. Full-size statements stay prepared on the connection; shorter ones
 // (the rest of a batch) are not kept.
+/// Pushes `rows` as a parenthesised `VALUES` list (columns `column1`..), padded
+/// with rows of `width` NULLs to [`statement_rows`] rows. The statement's text
+/// then takes one of a few forms, each prepared once and kept on the
+/// connection: preparing n rows of `VALUES` costs about as much as running
+/// them, and a batch's row counts vary. Statements skip the padding by a
+/// non-NULL first column.
+fn push_rows<'a, T>(
+    sql: &mut QueryBuilder<'a, Sqlite>,
+    rows: &'a [T],
+    max: usize,
+    width: usize,
+    mut push: impl FnMut(&mut Separated<'_, 'a, Sqlite, &'static str>, &'a T),
+) {
+    sql.push("(");
+    sql.push_values((0..statement_rows(rows.len(), max)).map(|i| rows.get(i)), |mut b, row| match row {
+        Some(r) => push(&mut b, r),
+        None => {
+            for _ in 0..width {
+                b.push_bind(None::<i64>);
+            }
+        }
+    });
+    sql.push(")");
+}
+
+/// The rows of a statement for `n` rows (at most `max`): the next power of
+/// two, at least 16, at most `max`.
+fn statement_rows(n: usize, max: usize) -> usize {
+    n.next_power_of_two().clamp(16, max).max(n)
+}
+
 /// Events per `INSERT` (4 values each).
 const EVENT_ROWS: usize = 1000;
 /// Stream keys per open-stream lookup (2 values each).
@@ -185,7 +265,7 @@ const MEMBERSHIP_ROWS: usize = 4000;
 
 /// Writes back streams read by this batch; `all` also sets `fire_timestamp`
 /// and `open` (left out otherwise, so their indexes are not rewritten).
-async fn update_streams(conn: &mut SqliteConnection, rows: &[&(i64, StreamRow)], all: bool) -> Result<()> {
+async fn update_streams(conn: &mut SqliteConnection, rows: &[(i64, StreamRow)], all: bool) -> Result<()> {
     for chunk in rows.chunks(STREAM_ROWS) {
         let mut sql = QueryBuilder::<Sqlite>::new(
             "UPDATE stream SET first_event = u.column2, last_event = u.column3, expire_timestamp = u.column4, \
@@ -194,17 +274,16 @@ async fn update_streams(conn: &mut SqliteConnection, rows: &[&(i64, StreamRow)],
         if all {
             sql.push(", fire_timestamp = u.column7, open = u.column8");
         }
-        sql.push(" FROM (");
-        sql.push_values(chunk, |mut b, (id, r)| {
+        sql.push(" FROM ");
+        push_rows(&mut sql, chunk, STREAM_ROWS, if all { 8 } else { 6 }, |b, (id, r)| {
             b.push_bind(*id).push_bind(r.first).push_bind(r.last).push_bind(r.expire);
             b.push_bind(r.count).push_bind(r.counts.as_str());
             if all {
                 b.push_bind(r.fire).push_bind(r.open);
             }
         });
-        sql.push(") u WHERE stream.id = u.column1");
-        let done =
-            sql.build().persistent(chunk.len() == STREAM_ROWS).execute(&mut *conn).await.map_err(storage_error)?;
+        sql.push(" u WHERE stream.id = u.column1");
+        let done = sql.build().execute(&mut *conn).await.map_err(storage_error)?;
         expect_written(done.rows_affected() as usize, chunk.len(), "updated streams")?;
     }
     Ok(())
@@ -235,25 +314,41 @@ struct StreamRow {
     open: bool,
 }
 
-/// Inserts `chunk`'s events, skipping message_ids already stored (and repeats
-/// within the chunk). Returns each event's new id, or `None` for a duplicate.
+/// Inserts the batch's events (`traits`: each one's traits as JSON), skipping
+/// message_ids already stored (and repeats within the batch). Returns each
+/// event's new id, or `None` for a duplicate.
+async fn insert_events(
+    conn: &mut SqliteConnection,
+    batch: &[EventPlan],
+    traits: &[String],
+) -> Result<Vec<Option<i64>>> {
+    let mut event_ids: Vec<Option<i64>> = Vec::with_capacity(batch.len());
+    for (chunk, traits) in batch.chunks(EVENT_ROWS).zip(traits.chunks(EVENT_ROWS)) {
+        event_ids.extend(insert_event_rows(conn, chunk, traits).await?);
+    }
+    Ok(event_ids)
+}
+
+/// Inserts one statement's events (see [`insert_events`]).
 ///
 /// When every row was inserted, [`inserted_ids`] are theirs in order;
 /// otherwise that range is read back to tell which message_ids it holds.
-async fn insert_events(conn: &mut SqliteConnection, chunk: &[EventPlan]) -> Result<Vec<Option<i64>>> {
-    let mut sql = QueryBuilder::<Sqlite>::new("INSERT INTO event (message_id, event_type, generated, traits) ");
-    let mut traits = Vec::with_capacity(chunk.len());
-    for p in chunk {
-        traits.push(serde_json::to_string(&p.event.traits).map_err(corrupt)?);
-    }
-    sql.push_values(chunk.iter().zip(traits), |mut row, (p, traits)| {
+async fn insert_event_rows(
+    conn: &mut SqliteConnection,
+    chunk: &[EventPlan],
+    traits: &[String],
+) -> Result<Vec<Option<i64>>> {
+    let mut sql =
+        QueryBuilder::<Sqlite>::new("INSERT INTO event (message_id, event_type, generated, traits) SELECT * FROM ");
+    let rows: Vec<(&EventPlan, &String)> = chunk.iter().zip(traits).collect();
+    push_rows(&mut sql, &rows, EVENT_ROWS, 4, |row, (p, traits)| {
         row.push_bind(&p.event.message_id)
             .push_bind(&p.event.event_type)
             .push_bind(micros(p.event.timestamp))
-            .push_bind(traits);
+            .push_bind(traits.as_str());
     });
-    sql.push(" ON CONFLICT (message_id) DO NOTHING");
-    let done = sql.build().persistent(chunk.len() == EVENT_ROWS).execute(&mut *conn).await.map_err(storage_error)?;
+    sql.push(" WHERE column1 IS NOT NULL ON CONFLICT (message_id) DO NOTHING");
+    let done = sql.build().execute(&mut *conn).await.map_err(storage_error)?;
     let inserted = done.rows_affected() as usize;
     if inserted == chunk.len() {
         return Ok(inserted_ids(&done).map(Some).collect());

@@ -15,11 +15,14 @@
 //! - `rows`: how this backend stores typed columns (times as INTEGER
 //!   microseconds since the epoch, JSON as text;
 //!   [`Columns`](winchester_storage::decode::Columns)); the decoders are the storage crate's.
+//! - [`checkpointer`]: copies the WAL back into the database file in the
+//!   background, so that writers' commits do not.
 //! - [`migrate`]: this backend's migrations (`crates/winchester-sqlite/migrations`)
 //!   and the dialect of their bookkeeping.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod checkpointer;
 mod events;
 mod ingest;
 pub mod migrate;
@@ -31,6 +34,7 @@ mod versions;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use winchester_storage::{PollingListener, ReadyListener, Result, StorageError, Wakeups};
 
@@ -62,7 +66,9 @@ pub fn storage_error(e: sqlx::Error) -> StorageError {
 }
 
 /// Settings every connection gets besides WAL, `synchronous = NORMAL` and
-/// foreign keys (the bench's bulk-insert limit uses them too):
+/// foreign keys (the bench's bulk-insert limit uses them too); the background
+/// [`checkpointer`] normally copies the WAL back long before the automatic
+/// checkpoint's threshold:
 /// - `cache_size`: 32 MiB of page cache (the default is 2 MiB), so a batch's
 ///   index pages stay in memory from one transaction to the next;
 /// - `temp_store = memory`: a multi-row statement's rollback journal stays in
@@ -77,6 +83,9 @@ pub const TUNING: &[(&str, &str)] =
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
     pool: SqlitePool,
+    /// Held by every clone; the background checkpointer stops when the last
+    /// one is dropped.
+    _alive: Arc<()>,
 }
 
 impl SqliteStorage {
@@ -90,8 +99,12 @@ impl SqliteStorage {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
         let opts = TUNING.iter().fold(opts, |opts, (name, value)| opts.pragma(*name, *value));
-        let pool = SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(opts).await?;
-        Ok(SqliteStorage { pool })
+        let pool = SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(opts.clone()).await?;
+        let alive = Arc::new(());
+        if !(url.contains(":memory:") || url.contains("mode=memory")) {
+            checkpointer::spawn(opts, Arc::downgrade(&alive));
+        }
+        Ok(SqliteStorage { pool, _alive: alive })
     }
 
     /// The pool (for migrations and tools).
