@@ -1,13 +1,19 @@
 //! Saving events and their stream memberships (see the PostgreSQL backend for
 //! the rules). Writers are serialised by `BEGIN IMMEDIATE`, so a key's open
 //! stream cannot change under us between reading and writing it.
+//!
+//! The events and streams are written `OR FAIL`: a statement that breaks a
+//! constraint stops there instead of undoing its own rows, so SQLite keeps no
+//! statement journal (a copy of every page the statement changes). Any error
+//! drops the whole transaction anyway. The memberships keep the journal: their
+//! foreign keys are checked at the end of the statement.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::query_builder::Separated;
 use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use winchester_storage::decode;
 use winchester_storage::fold::{fold_group, group_by_key, outcomes, Entry, FoldedGroup, StreamDraft};
 use winchester_storage::{expect_written, EventPlan, IngestOutcome, IngestStore, Result, StorageError};
@@ -45,56 +51,44 @@ pub(crate) async fn ingest_in_tx(
     // statement first, then does the work, then awaits the statement).
     // 1. The open streams of every key of the batch, read while the events'
     // traits are serialised.
-    let keys: Vec<(&str, &str)> = batch
+    let mut keys: Vec<(&str, &str)> = batch
         .iter()
         .flat_map(|p| p.memberships.iter().map(|m| (m.trigger.name.as_str(), m.dist_key.as_str())))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
         .collect();
-    let (existing, traits) = tokio::join!(open_streams(conn, &keys), async {
+    keys.sort_unstable();
+    keys.dedup();
+    let (read, traits) = tokio::join!(read_open_streams(conn, &keys), async {
         batch.iter().map(|p| serde_json::to_string(&p.event.traits).map_err(corrupt)).collect::<Result<Vec<_>>>()
     });
-    let (existing, traits) = (existing?, traits?);
-    // 2. The events, inserted while their memberships are folded into the
-    // streams as if every event were new (duplicates are rare).
+    let (read, traits) = (read?, traits?);
+    // 2. The events, inserted while the open streams are decoded and the
+    // memberships folded into them as if every event were new (duplicates
+    // are rare).
     let all_new = vec![Some(0); batch.len()];
-    let (event_ids, folds) =
-        tokio::join!(insert_events(conn, batch, &traits), async { fold_batch(batch, &all_new, existing, now) });
+    let (event_ids, folds) = tokio::join!(insert_events(conn, batch, &traits), async {
+        fold_batch(batch, &all_new, parse_open_streams(&read)?, now)
+    });
     let event_ids = event_ids?;
     let folds = if event_ids.iter().all(Option::is_some) {
         folds?
     } else {
         // Some were stored already: fold again without them, from a fresh
         // read (no stream has been written yet).
-        fold_batch(batch, &event_ids, open_streams(conn, &keys).await?, now)?
+        let read = read_open_streams(conn, &keys).await?;
+        fold_batch(batch, &event_ids, parse_open_streams(&read)?, now)?
     };
     // 3. Existing streams written back first, so a stream closed here makes
-    // room for its key's new open one.
-    update_streams(conn, &folds.kept, false).await?;
-    update_streams(conn, &folds.moved, true).await?;
+    // room for its key's new open one; the later statements are built while
+    // the first runs.
+    let mut kept = update_statements(&folds.kept, false);
+    let (done, (mut moved, mut new)) = tokio::join!(execute_all(conn, &mut kept, "updated streams"), async {
+        (update_statements(&folds.moved, true), insert_statements(&folds.inserts))
+    });
+    done?;
+    execute_all(conn, &mut moved, "updated streams").await?;
     // 4. New streams, their ids from `inserted_ids`.
     let mut new_ids: Vec<i64> = Vec::with_capacity(folds.inserts.len());
-    for chunk in folds.inserts.chunks(STREAM_ROWS) {
-        let mut sql = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO stream (trigger_name, dist_key, dist_traits, version, first_event, last_event, \
-               expire_timestamp, fire_timestamp, event_count, fire_counts, open) SELECT * FROM ",
-        );
-        push_rows(&mut sql, chunk, STREAM_ROWS, 11, |b, (trigger, key, version, r)| {
-            b.push_bind(*trigger)
-                .push_bind(*key)
-                .push_bind(*key)
-                .push_bind(version.as_deref())
-                .push_bind(r.first)
-                .push_bind(r.last)
-                .push_bind(r.expire)
-                .push_bind(r.fire)
-                .push_bind(r.count)
-                .push_bind(r.counts.as_str())
-                .push_bind(r.open);
-        });
-        sql.push(" WHERE column1 IS NOT NULL");
-        let done = sql.build().execute(&mut *conn).await.map_err(storage_error)?;
-        expect_written(done.rows_affected() as usize, chunk.len(), "new streams")?;
+    for done in execute_all(conn, &mut new, "new streams").await? {
         new_ids.extend(inserted_ids(&done));
     }
     let mut next_new = new_ids.into_iter();
@@ -120,15 +114,23 @@ pub(crate) async fn ingest_in_tx(
     let mut pairs: Vec<(i64, i64)> =
         stream_of.iter().filter_map(|(&(i, _), &sid)| event_ids[i].map(|eid| (sid, eid))).collect();
     pairs.sort_unstable();
-    for chunk in pairs.chunks(MEMBERSHIP_ROWS) {
-        let mut sql = QueryBuilder::<Sqlite>::new("INSERT INTO stream_event (stream_id, event_id) SELECT * FROM ");
-        push_rows(&mut sql, chunk, MEMBERSHIP_ROWS, 2, |b, (sid, eid)| {
-            b.push_bind(*sid).push_bind(*eid);
-        });
-        sql.push(" WHERE column1 IS NOT NULL");
-        sql.build().execute(&mut *conn).await.map_err(storage_error)?;
-    }
-    Ok(outcomes(batch, &event_ids, &stream_of, &opened))
+    let mut writes: Vec<Write> = pairs
+        .chunks(MEMBERSHIP_ROWS)
+        .map(|chunk| {
+            let mut sql = QueryBuilder::<Sqlite>::new("INSERT INTO stream_event (stream_id, event_id) SELECT * FROM ");
+            push_rows(&mut sql, chunk, MEMBERSHIP_ROWS, 2, |b, (sid, eid)| {
+                b.push_bind(*sid).push_bind(*eid);
+            });
+            sql.push(" WHERE column1 IS NOT NULL");
+            Write { sql, rows: chunk.len() }
+        })
+        .collect();
+    // The outcomes are worked out while they are inserted.
+    let (done, out) = tokio::join!(execute_all(conn, &mut writes, "memberships"), async {
+        outcomes(batch, &event_ids, &stream_of, &opened)
+    });
+    done?;
+    Ok(out)
 }
 
 /// One key's fold: its entries (batch order) and its folded streams.
@@ -195,12 +197,10 @@ fn fold_batch<'a>(
     Ok(out)
 }
 
-/// The open streams of `keys`, by key.
-async fn open_streams(
-    conn: &mut SqliteConnection,
-    keys: &[(&str, &str)],
-) -> Result<HashMap<(String, String), StreamDraft>> {
-    let mut existing = HashMap::with_capacity(keys.len());
+/// The open streams of `keys`: one JSON array per statement (see
+/// [`parse_open_streams`]).
+async fn read_open_streams(conn: &mut SqliteConnection, keys: &[(&str, &str)]) -> Result<Vec<String>> {
+    let mut read = Vec::new();
     for chunk in keys.chunks(KEY_ROWS) {
         let mut sql = QueryBuilder::<Sqlite>::new(
             "SELECT json_group_array(json_array(s.id, s.trigger_name, s.dist_key, s.first_event, s.last_event, \
@@ -210,8 +210,16 @@ async fn open_streams(
             row.push_bind(*trigger).push_bind(*key);
         });
         sql.push(" k JOIN stream s ON s.trigger_name = k.column1 AND s.dist_key = k.column2 AND s.open = 1");
-        let rows: String = sql.build_query_scalar().fetch_one(&mut *conn).await.map_err(storage_error)?;
-        for r in &JsonRow::parse_all(OPEN_STREAM_COLUMNS, &rows)? {
+        read.push(sql.build_query_scalar().fetch_one(&mut *conn).await.map_err(storage_error)?);
+    }
+    Ok(read)
+}
+
+/// The open streams [`read_open_streams`] read, by key.
+fn parse_open_streams(read: &[String]) -> Result<HashMap<(String, String), StreamDraft>> {
+    let mut existing = HashMap::new();
+    for rows in read {
+        for r in &JsonRow::parse_all(OPEN_STREAM_COLUMNS, rows)? {
             let (key, draft) = decode::open_stream::<LiteJson>(r)?;
             existing.insert(key, draft);
         }
@@ -219,10 +227,84 @@ async fn open_streams(
     Ok(existing)
 }
 
+/// A statement and the rows it must write.
+struct Write<'a> {
+    sql: QueryBuilder<'a, Sqlite>,
+    rows: usize,
+}
+
+/// Runs `writes` in order; each must write all its rows (`what` names them
+/// in the error).
+async fn execute_all(
+    conn: &mut SqliteConnection,
+    writes: &mut [Write<'_>],
+    what: &str,
+) -> Result<Vec<SqliteQueryResult>> {
+    let mut results = Vec::with_capacity(writes.len());
+    for w in writes {
+        let done = w.sql.build().execute(&mut *conn).await.map_err(storage_error)?;
+        expect_written(done.rows_affected() as usize, w.rows, what)?;
+        results.push(done);
+    }
+    Ok(results)
+}
+
+/// Inserts the streams a batch opens.
+fn insert_statements<'a>(inserts: &'a [NewStream<'a>]) -> Vec<Write<'a>> {
+    let mut writes = Vec::new();
+    for chunk in inserts.chunks(STREAM_ROWS) {
+        let mut sql = QueryBuilder::<Sqlite>::new(
+            "INSERT OR FAIL INTO stream (trigger_name, dist_key, dist_traits, version, first_event, last_event, \
+               expire_timestamp, fire_timestamp, event_count, fire_counts, open) SELECT * FROM ",
+        );
+        push_rows(&mut sql, chunk, STREAM_ROWS, 11, |b, (trigger, key, version, r)| {
+            b.push_bind(*trigger)
+                .push_bind(*key)
+                .push_bind(*key)
+                .push_bind(version.as_deref())
+                .push_bind(r.first)
+                .push_bind(r.last)
+                .push_bind(r.expire)
+                .push_bind(r.fire)
+                .push_bind(r.count)
+                .push_bind(r.counts.as_str())
+                .push_bind(r.open);
+        });
+        sql.push(" WHERE column1 IS NOT NULL");
+        writes.push(Write { sql, rows: chunk.len() });
+    }
+    writes
+}
+
+/// Writes back streams read by this batch; `all` also sets `fire_timestamp`
+/// and `open` (left out otherwise, so their indexes are not rewritten).
+fn update_statements(rows: &[(i64, StreamRow)], all: bool) -> Vec<Write<'_>> {
+    let mut writes = Vec::new();
+    for chunk in rows.chunks(STREAM_ROWS) {
+        let mut sql = QueryBuilder::<Sqlite>::new(
+            "UPDATE OR FAIL stream SET first_event = u.column2, last_event = u.column3, expire_timestamp = u.column4, \
+               event_count = u.column5, fire_counts = u.column6",
+        );
+        if all {
+            sql.push(", fire_timestamp = u.column7, open = u.column8");
+        }
+        sql.push(" FROM ");
+        push_rows(&mut sql, chunk, STREAM_ROWS, if all { 8 } else { 6 }, |b, (id, r)| {
+            b.push_bind(*id).push_bind(r.first).push_bind(r.last).push_bind(r.expire);
+            b.push_bind(r.count).push_bind(r.counts.as_str());
+            if all {
+                b.push_bind(r.fire).push_bind(r.open);
+            }
+        });
+        sql.push(" u WHERE stream.id = u.column1");
+        writes.push(Write { sql, rows: chunk.len() });
+    }
+    writes
+}
+
 // Rows per statement of bound values (SQLite takes up to 32,766 values in one
 // statement): a batch of 1,000 events (the default) needs one statement per
-// step. Full-size statements stay prepared on the connection; shorter ones
-// (the rest of a batch) are not kept.
+// step.
 /// Pushes `rows` as a parenthesised `VALUES` list (columns `column1`..), padded
 /// with rows of `width` NULLs to [`statement_rows`] rows. The statement's text
 /// then takes one of a few forms, each prepared once and kept on the
@@ -262,32 +344,6 @@ const KEY_ROWS: usize = 2000;
 const STREAM_ROWS: usize = 500;
 /// Memberships per `INSERT` (2 values each).
 const MEMBERSHIP_ROWS: usize = 4000;
-
-/// Writes back streams read by this batch; `all` also sets `fire_timestamp`
-/// and `open` (left out otherwise, so their indexes are not rewritten).
-async fn update_streams(conn: &mut SqliteConnection, rows: &[(i64, StreamRow)], all: bool) -> Result<()> {
-    for chunk in rows.chunks(STREAM_ROWS) {
-        let mut sql = QueryBuilder::<Sqlite>::new(
-            "UPDATE stream SET first_event = u.column2, last_event = u.column3, expire_timestamp = u.column4, \
-               event_count = u.column5, fire_counts = u.column6",
-        );
-        if all {
-            sql.push(", fire_timestamp = u.column7, open = u.column8");
-        }
-        sql.push(" FROM ");
-        push_rows(&mut sql, chunk, STREAM_ROWS, if all { 8 } else { 6 }, |b, (id, r)| {
-            b.push_bind(*id).push_bind(r.first).push_bind(r.last).push_bind(r.expire);
-            b.push_bind(r.count).push_bind(r.counts.as_str());
-            if all {
-                b.push_bind(r.fire).push_bind(r.open);
-            }
-        });
-        sql.push(" u WHERE stream.id = u.column1");
-        let done = sql.build().execute(&mut *conn).await.map_err(storage_error)?;
-        expect_written(done.rows_affected() as usize, chunk.len(), "updated streams")?;
-    }
-    Ok(())
-}
 
 /// The columns of the open-stream lookup's `json_array`, in order.
 const OPEN_STREAM_COLUMNS: &[&str] = &[
@@ -338,8 +394,9 @@ async fn insert_event_rows(
     chunk: &[EventPlan],
     traits: &[String],
 ) -> Result<Vec<Option<i64>>> {
-    let mut sql =
-        QueryBuilder::<Sqlite>::new("INSERT INTO event (message_id, event_type, generated, traits) SELECT * FROM ");
+    let mut sql = QueryBuilder::<Sqlite>::new(
+        "INSERT OR FAIL INTO event (message_id, event_type, generated, traits) SELECT * FROM ",
+    );
     let rows: Vec<(&EventPlan, &String)> = chunk.iter().zip(traits).collect();
     push_rows(&mut sql, &rows, EVENT_ROWS, 4, |row, (p, traits)| {
         row.push_bind(&p.event.message_id)
