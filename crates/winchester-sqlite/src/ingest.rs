@@ -94,7 +94,7 @@ pub(crate) async fn ingest_in_tx(
     let mut next_new = new_ids.into_iter();
     let mut stream_of: HashMap<Entry, i64> = HashMap::new();
     let mut opened: HashSet<Entry> = HashSet::new();
-    for KeyFold { entries, folded, .. } in &folds.keys {
+    for KeyFold { entries, folded } in &folds.keys {
         let mut ids = Vec::with_capacity(folded.drafts.len());
         for d in &folded.drafts {
             ids.push(match d.id {
@@ -114,17 +114,7 @@ pub(crate) async fn ingest_in_tx(
     let mut pairs: Vec<(i64, i64)> =
         stream_of.iter().filter_map(|(&(i, _), &sid)| event_ids[i].map(|eid| (sid, eid))).collect();
     pairs.sort_unstable();
-    let mut writes: Vec<Write> = pairs
-        .chunks(MEMBERSHIP_ROWS)
-        .map(|chunk| {
-            let mut sql = QueryBuilder::<Sqlite>::new("INSERT INTO stream_event (stream_id, event_id) SELECT * FROM ");
-            push_rows(&mut sql, chunk, MEMBERSHIP_ROWS, 2, |b, (sid, eid)| {
-                b.push_bind(*sid).push_bind(*eid);
-            });
-            sql.push(" WHERE column1 IS NOT NULL");
-            Write { sql, rows: chunk.len() }
-        })
-        .collect();
+    let mut writes = membership_statements(&pairs);
     // The outcomes are worked out while they are inserted.
     let (done, out) = tokio::join!(execute_all(conn, &mut writes, "memberships"), async {
         outcomes(batch, &event_ids, &stream_of, &opened)
@@ -276,6 +266,20 @@ fn insert_statements<'a>(inserts: &'a [NewStream<'a>]) -> Vec<Write<'a>> {
     writes
 }
 
+/// Inserts the memberships, `(stream_id, event_id)` pairs.
+fn membership_statements(pairs: &[(i64, i64)]) -> Vec<Write<'_>> {
+    let mut writes = Vec::new();
+    for chunk in pairs.chunks(MEMBERSHIP_ROWS) {
+        let mut sql = QueryBuilder::<Sqlite>::new("INSERT INTO stream_event (stream_id, event_id) SELECT * FROM ");
+        push_rows(&mut sql, chunk, MEMBERSHIP_ROWS, 2, |b, (sid, eid)| {
+            b.push_bind(*sid).push_bind(*eid);
+        });
+        sql.push(" WHERE column1 IS NOT NULL");
+        writes.push(Write { sql, rows: chunk.len() });
+    }
+    writes
+}
+
 /// Writes back streams read by this batch; `all` also sets `fire_timestamp`
 /// and `open` (left out otherwise, so their indexes are not rewritten).
 fn update_statements(rows: &[(i64, StreamRow)], all: bool) -> Vec<Write<'_>> {
@@ -302,9 +306,6 @@ fn update_statements(rows: &[(i64, StreamRow)], all: bool) -> Vec<Write<'_>> {
     writes
 }
 
-// Rows per statement of bound values (SQLite takes up to 32,766 values in one
-// statement): a batch of 1,000 events (the default) needs one statement per
-// step.
 /// Pushes `rows` as a parenthesised `VALUES` list (columns `column1`..), padded
 /// with rows of `width` NULLs to [`statement_rows`] rows. The statement's text
 /// then takes one of a few forms, each prepared once and kept on the
@@ -336,6 +337,9 @@ fn statement_rows(n: usize, max: usize) -> usize {
     n.next_power_of_two().clamp(16, max).max(n)
 }
 
+// Rows per statement of bound values (SQLite takes up to 32,766 values in one
+// statement): a batch of 1,000 events (the default) needs one statement per
+// step.
 /// Events per `INSERT` (4 values each).
 const EVENT_ROWS: usize = 1000;
 /// Stream keys per open-stream lookup (2 values each).
