@@ -220,7 +220,9 @@ impl TraitCriterion {
             TraitCriterion::Equal(expected) => *value == *expected,
             TraitCriterion::Numeric(op, n) => value.as_f64().map(|v| op.apply(v, *n)).unwrap_or(false),
             TraitCriterion::Time(expr) => match &*value {
-                TraitValue::Datetime(d) => expr.eval(&event.datetime_vars()).map(|r| r.contains(*d)).unwrap_or(false),
+                TraitValue::Datetime(d) => {
+                    expr.eval(&|n: &str| event.datetime_var(n)).map(|r| r.contains(*d)).unwrap_or(false)
+                }
                 _ => false,
             },
         }
@@ -434,11 +436,18 @@ impl Criteria {
     /// The first condition the event fails, in the order [`Criteria::matches`]
     /// checks them; `None` when it meets them all.
     pub fn mismatch(&self, event: &Event) -> Option<Mismatch<'_>> {
-        if !self.event_type.matches(&event.event_type) {
+        self.mismatch_given_type(event, self.event_type.matches(&event.event_type))
+    }
+
+    /// [`Criteria::mismatch`] given whether the event's type passes this
+    /// criteria's `event_type` filter (worked out once per type, see
+    /// [`crate::TypeVerdicts`]).
+    pub fn mismatch_given_type(&self, event: &Event, type_matches: bool) -> Option<Mismatch<'_>> {
+        if !type_matches {
             return Some(Mismatch::EventType);
         }
         if let Some(expr) = &self.timestamp {
-            match expr.eval(&event.datetime_vars()) {
+            match expr.eval(&|n: &str| event.datetime_var(n)) {
                 Ok(r) if r.contains(event.timestamp) => {}
                 _ => return Some(Mismatch::Timestamp(expr)),
             }

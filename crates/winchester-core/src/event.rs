@@ -32,9 +32,17 @@ pub enum TraitValue {
     /// 64-bit float.
     Float(f64),
     /// An instant in UTC.
-    Datetime(DateTime<Utc>),
+    Datetime(#[serde(serialize_with = "serialize_datetime")] DateTime<Utc>),
     /// A boolean.
     Bool(bool),
+}
+
+/// Serialises a datetime as chrono does ([`format_datetime`]), formatted in
+/// one piece: chrono's own `Serialize` hands serde_json the text a few
+/// characters at a time, each piece escaped on its own, which made datetimes
+/// the dearest part of serialising an event's traits.
+pub fn serialize_datetime<S: serde::Serializer>(d: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_datetime(d))
 }
 
 impl TraitValue {
@@ -366,19 +374,16 @@ impl Event {
         }
     }
 
-    /// Every datetime-valued key of the event, `timestamp` included: the
-    /// variables a `timestamp`/`datetime` criterion is evaluated with.
-    pub fn datetime_vars(&self) -> crate::timex::Vars {
-        let mut vars: crate::timex::Vars = self
-            .traits
-            .iter()
-            .filter_map(|(k, v)| match v {
-                TraitValue::Datetime(d) => Some((k.clone(), *d)),
-                _ => None,
-            })
-            .collect();
-        vars.insert("timestamp".into(), self.timestamp);
-        vars
+    /// The datetime-valued key `name` of the event (`timestamp` included):
+    /// the variables a `timestamp`/`datetime` criterion is evaluated with.
+    pub fn datetime_var(&self, name: &str) -> Option<DateTime<Utc>> {
+        if name == "timestamp" {
+            return Some(self.timestamp);
+        }
+        match self.traits.get(name) {
+            Some(TraitValue::Datetime(d)) => Some(*d),
+            _ => None,
+        }
     }
 }
 
@@ -458,6 +463,41 @@ fn check_trait(name: &str, value: &TraitValue, m: &dyn Fn() -> Option<String>) -
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Stored traits and stream keys hold datetimes as text; the one-piece
+    /// serialiser must write exactly what chrono's `Serialize` writes, or
+    /// keys stored before would stop matching.
+    #[test]
+    fn datetimes_serialise_as_chrono_does() {
+        use chrono::TimeZone;
+        let base = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
+        let mut cases = vec![
+            base,
+            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+        ];
+        for nanos in [1, 1_000, 1_000_000, 123_456_789, 120_000_000, 999_999_999] {
+            cases.push(base + chrono::Duration::nanoseconds(nanos));
+        }
+        // A leap second, as chrono represents it.
+        cases.push(
+            Utc.from_utc_datetime(
+                &chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+                    .unwrap()
+                    .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+                    .unwrap(),
+            ),
+        );
+        for d in cases {
+            let ours = serde_json::to_string(&TraitValue::Datetime(d)).unwrap();
+            let chrono_s = format!("{{\"datetime\":{}}}", serde_json::to_string(&d).unwrap());
+            assert_eq!(ours, chrono_s, "{d:?}");
+            let back: TraitValue = serde_json::from_str(&ours).unwrap();
+            assert_eq!(back, TraitValue::Datetime(d), "{d:?}");
+        }
+    }
 
     #[test]
     fn json_rules() {

@@ -32,5 +32,5 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{LoadedConfig, WinchesterConfig};
 pub use config_error::{ConfigError, ConfigErrors};
 pub use event::{Event, EventError, TraitValue};
-pub use trigger::{DistTraits, DistValue, TriggerDefinition, TriggerSet};
+pub use trigger::{DistTraits, DistValue, TriggerDefinition, TriggerSet, TypeVerdicts};
 pub use version::DefinitionVersion;

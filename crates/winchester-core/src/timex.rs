@@ -53,6 +53,26 @@ use std::fmt;
 /// keyed by name without the `$`.
 pub type Vars = HashMap<String, DateTime<Utc>>;
 
+/// Where an expression's variables come from: a [`Vars`] map, or any
+/// `Fn(&str) -> Option<DateTime<Utc>>` (which spares building a map per
+/// evaluation).
+pub trait VarSource {
+    /// The variable's value (`name` without `$`), if defined.
+    fn var(&self, name: &str) -> Option<DateTime<Utc>>;
+}
+
+impl VarSource for Vars {
+    fn var(&self, name: &str) -> Option<DateTime<Utc>> {
+        self.get(name).copied()
+    }
+}
+
+impl<F: Fn(&str) -> Option<DateTime<Utc>>> VarSource for F {
+    fn var(&self, name: &str) -> Option<DateTime<Utc>> {
+        self(name)
+    }
+}
+
 /// Error parsing a time expression.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("invalid time expression {expr:?}: {reason}")]
@@ -160,7 +180,7 @@ impl TimeExpr {
     }
     /// Evaluate with the given variables. `$timestamp` is NOT defaulted to the wall clock: the caller
     /// supplies it (the engine passes its clock's "now" where the original would use utcnow).
-    pub fn eval(&self, vars: &Vars) -> Result<TimexValue, TimexEvalError> {
+    pub fn eval(&self, vars: &impl VarSource) -> Result<TimexValue, TimexEvalError> {
         Ok(match eval_node(&self.ast, vars)? {
             Val::Ts(t) => TimexValue::Timestamp(t),
             Val::Range { begin, end, .. } => TimexValue::Range { begin, end },
@@ -607,7 +627,7 @@ const OOR: TimexEvalError = TimexEvalError::OutOfRange;
 const HOUR_US: i64 = 3_600_000_000;
 const DAY_US: i64 = 86_400_000_000;
 
-fn eval_node(node: &Node, vars: &Vars) -> Result<Val, TimexEvalError> {
+fn eval_node(node: &Node, vars: &dyn VarSource) -> Result<Val, TimexEvalError> {
     match node {
         Node::Var(name) => lookup(name, vars).map(Val::Ts),
         Node::Func(unit, arg) => {
@@ -634,8 +654,8 @@ impl Val {
     }
 }
 
-fn lookup(name: &str, vars: &Vars) -> Result<Dt, TimexEvalError> {
-    vars.get(name).copied().ok_or_else(|| TimexEvalError::UndefinedVariable(name.to_string()))
+fn lookup(name: &str, vars: &dyn VarSource) -> Result<Dt, TimexEvalError> {
+    vars.var(name).ok_or_else(|| TimexEvalError::UndefinedVariable(name.to_string()))
 }
 
 fn apply(val: Val, op: Op, dur: Dur) -> Result<Val, TimexEvalError> {

@@ -4,11 +4,11 @@
 use crate::config_error::{present_raw, read_map, show, ConfigError, ConfigErrors, Raw};
 use crate::criteria::Criteria;
 use crate::event::{format_datetime, Event, TraitValue};
-use crate::timex::{TimeExpr, TimexValue, Vars};
+use crate::timex::{TimeExpr, TimexValue};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -44,8 +44,10 @@ pub enum DistValue {
     /// A time range `[begin, end)`.
     Timerange {
         /// Inclusive start.
+        #[serde(serialize_with = "crate::event::serialize_datetime")]
         begin: DateTime<Utc>,
         /// Exclusive end.
+        #[serde(serialize_with = "crate::event::serialize_datetime")]
         end: DateTime<Utc>,
     },
 }
@@ -424,9 +426,21 @@ impl TriggerDefinition {
     /// Unlike the original, presence of a distinguishing trait is checked under the
     /// name the criteria's `map_distinguished_by` reads it from.
     pub fn match_event(&self, event: &Event) -> Result<(usize, DistTraits), NoMatch> {
+        self.match_event_given_types(event, &self.type_verdicts(&event.event_type))
+    }
+
+    /// Whether each of this trigger's criteria accepts events of
+    /// `event_type`: the match criteria, then the fire criteria.
+    pub fn type_verdicts(&self, event_type: &str) -> Vec<bool> {
+        self.match_criteria.iter().chain(&self.fire_criteria).map(|c| c.event_type.matches(event_type)).collect()
+    }
+
+    /// [`TriggerDefinition::match_event`] given the event type's
+    /// [`TriggerDefinition::type_verdicts`].
+    pub fn match_event_given_types(&self, event: &Event, types: &[bool]) -> Result<(usize, DistTraits), NoMatch> {
         let mut missing = None;
         for (i, c) in self.match_criteria.iter().enumerate() {
-            if !c.matches(event) {
+            if c.mismatch_given_type(event, types.get(i).copied().unwrap_or(false)).is_some() {
                 continue;
             }
             match self.distinguishing_traits(event, c) {
@@ -480,8 +494,8 @@ impl TriggerDefinition {
                     let TraitValue::Datetime(t) = *value else {
                         return Err(NoMatch::BadDistinguishingTrait(source.to_string()));
                     };
-                    let mut vars = event.datetime_vars();
-                    vars.insert("timestamp".into(), t);
+                    // `$timestamp` is the source trait's time here.
+                    let vars = |n: &str| if n == "timestamp" { Some(t) } else { event.datetime_var(n) };
                     match expr.eval(&vars) {
                         Ok(TimexValue::Range { begin, end }) => DistValue::Timerange { begin, end },
                         Ok(TimexValue::Timestamp(ts)) => DistValue::Value(TraitValue::Datetime(ts)),
@@ -496,7 +510,18 @@ impl TriggerDefinition {
 
     /// Which fire criteria the event counts toward (one flag per criteria).
     pub fn fire_hits(&self, event: &Event) -> Vec<bool> {
-        self.fire_criteria.iter().map(|c| c.matches(event)).collect()
+        self.fire_hits_given_types(event, &self.type_verdicts(&event.event_type))
+    }
+
+    /// [`TriggerDefinition::fire_hits`] given the event type's
+    /// [`TriggerDefinition::type_verdicts`].
+    pub fn fire_hits_given_types(&self, event: &Event, types: &[bool]) -> Vec<bool> {
+        let fire_types = types.get(self.match_criteria.len()..).unwrap_or_default();
+        self.fire_criteria
+            .iter()
+            .enumerate()
+            .map(|(i, c)| c.mismatch_given_type(event, fire_types.get(i).copied().unwrap_or(false)).is_none())
+            .collect()
     }
 
     /// Whether per-criteria counts meet every criteria's `number`.
@@ -506,9 +531,11 @@ impl TriggerDefinition {
 
     /// A stream's expire time from its first and last event times.
     pub fn expire_at(&self, first: DateTime<Utc>, last: DateTime<Utc>) -> DateTime<Utc> {
-        let mut vars = Vars::new();
-        vars.insert("first".into(), first);
-        vars.insert("last".into(), last);
+        let vars = |n: &str| match n {
+            "first" => Some(first),
+            "last" => Some(last),
+            _ => None,
+        };
         // Variables were checked at load time, so evaluation only fails on
         // date overflow; then the stream never expires on its own.
         self.expiration.eval(&vars).map(|v| v.timestamp()).unwrap_or(DateTime::<Utc>::MAX_UTC)
@@ -520,6 +547,38 @@ impl TriggerDefinition {
         Duration::try_seconds(self.fire_delay)
             .and_then(|d| now.checked_add_signed(d))
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+}
+
+/// Every trigger's [`TriggerDefinition::type_verdicts`], worked out once per
+/// event type: a batch has few distinct types, and matching globs is most of
+/// the cost of matching an event.
+#[derive(Debug)]
+pub struct TypeVerdicts<'a> {
+    triggers: &'a TriggerSet,
+    by_type: HashMap<String, Vec<Vec<bool>>>,
+}
+
+impl<'a> TypeVerdicts<'a> {
+    /// Distinct event types remembered at most; past it the memo starts over
+    /// (event types are the sender's to choose).
+    const MAX_TYPES: usize = 1024;
+
+    /// An empty memo for `triggers`.
+    pub fn new(triggers: &'a TriggerSet) -> TypeVerdicts<'a> {
+        TypeVerdicts { triggers, by_type: HashMap::new() }
+    }
+
+    /// The verdicts of each trigger of the set (in order) for `event_type`.
+    pub fn get(&mut self, event_type: &str) -> &[Vec<bool>] {
+        if !self.by_type.contains_key(event_type) {
+            if self.by_type.len() >= Self::MAX_TYPES {
+                self.by_type.clear();
+            }
+            let verdicts = self.triggers.iter().map(|t| t.type_verdicts(event_type)).collect();
+            self.by_type.insert(event_type.to_string(), verdicts);
+        }
+        &self.by_type[event_type]
     }
 }
 
@@ -625,6 +684,32 @@ mod tests {
     }
 
     const MIN: &str = "{name: t, expiration: \"$last + 1h\", fire_pipeline: p, fire_criteria: [{event_type: test.thing}], match_criteria: [{event_type: \"test.*\"}]}";
+
+    /// The memo gives each trigger's own verdicts, for types seen before and
+    /// after it fills up and starts over.
+    #[test]
+    fn type_verdicts_are_each_triggers_own() {
+        let yaml = "
+- {name: a, expiration: \"$last + 1h\", fire_pipeline: p, match_criteria: [{event_type: [\"x.*\", \"!x.no\"]}, {event_type: y.one}], fire_criteria: [{event_type: x.yes}, {number: 2}]}
+- {name: b, expiration: \"$last + 1h\", fire_pipeline: p, match_criteria: [{event_type: \"*.one\"}], fire_criteria: [{event_type: \"y.*\"}]}
+";
+        let (set, _) = TriggerSet::from_yaml_str(yaml, Path::new("triggers.yaml")).unwrap();
+        let mut memo = TypeVerdicts::new(&set);
+        let expected = |ty: &str| -> Vec<Vec<bool>> { set.iter().map(|t| t.type_verdicts(ty)).collect() };
+        assert_eq!(expected("x.yes"), [vec![true, false, true, true], vec![false, false]]);
+        assert_eq!(expected("x.no"), [vec![false, false, false, true], vec![false, false]]);
+        assert_eq!(expected("y.one"), [vec![false, true, false, true], vec![true, true]]);
+        let types: Vec<String> = (0..TypeVerdicts::MAX_TYPES + 10)
+            .map(|i| format!("n{i}"))
+            .chain(["x.yes", "x.no", "y.one"].map(String::from))
+            .collect();
+        for round in 0..2 {
+            for ty in &types {
+                assert_eq!(memo.get(ty), expected(ty), "{ty} (round {round})");
+            }
+        }
+        assert!(memo.by_type.len() <= TypeVerdicts::MAX_TYPES);
+    }
 
     fn ev(ty: &str, traits: &[(&str, TraitValue)]) -> Event {
         Event::new(

@@ -6,7 +6,7 @@ use crate::debug::{no_match_reason, TriggerDebug};
 use crate::group_commit::{ingest_split, GroupCommit};
 use std::sync::{Arc, OnceLock};
 use winchester_core::distiller::{DistillError, Distiller};
-use winchester_core::{Clock, Event, EventError, TriggerSet};
+use winchester_core::{Clock, Event, EventError, TriggerSet, TypeVerdicts};
 use winchester_storage::{one_for_one, EventPlan, IngestOutcome, Membership, ReplayAt, Storage};
 
 use crate::error::EngineError;
@@ -346,8 +346,10 @@ fn plan_batch<T: Send>(defs: &Definitions, events: Vec<(Event, T)>) -> Vec<(Resu
     static CORES: OnceLock<usize> = OnceLock::new();
     let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let threads = cores.min(events.len() / PLAN_CHUNK_MIN).max(1);
-    let plan_all =
-        |events: Vec<(Event, T)>| -> Vec<_> { events.into_iter().map(|(e, tag)| (plan_with(defs, e), tag)).collect() };
+    let plan_all = |events: Vec<(Event, T)>| -> Vec<_> {
+        let mut types = TypeVerdicts::new(&defs.triggers);
+        events.into_iter().map(|(e, tag)| (plan_typed(defs, &mut types, e), tag)).collect()
+    };
     if threads == 1 {
         return plan_all(events);
     }
@@ -379,12 +381,17 @@ fn split_in<T>(mut items: Vec<T>, n: usize) -> Vec<Vec<T>> {
 
 /// Validates an event and works out every stream it joins under `defs` (no I/O).
 fn plan_with(defs: &Definitions, event: Event) -> Result<EventPlan, EventError> {
+    plan_typed(defs, &mut TypeVerdicts::new(&defs.triggers), event)
+}
+
+/// [`plan_with`], the event type's verdicts taken from (or added to) `types`.
+fn plan_typed(defs: &Definitions, types: &mut TypeVerdicts<'_>, event: Event) -> Result<EventPlan, EventError> {
     event.validate()?;
     let mut memberships = Vec::new();
-    for trigger in defs.triggers.iter() {
-        match trigger.match_event(&event) {
+    for (trigger, types) in defs.triggers.iter().zip(types.get(&event.event_type)) {
+        match trigger.match_event_given_types(&event, types) {
             Ok((_, dist)) => {
-                let fire_hits = trigger.fire_hits(&event);
+                let fire_hits = trigger.fire_hits_given_types(&event, types);
                 defs.debug.check(&trigger.name, "Match", true, String::new);
                 for (i, hit) in fire_hits.iter().enumerate() {
                     defs.debug.check(&trigger.name, "Fire", *hit, || {
