@@ -395,6 +395,47 @@ async fn sqlite_wal_is_checkpointed_in_the_background() {
     db.drop_db().await;
 }
 
+/// SQLite ingest writes through a connection that does not check foreign
+/// keys (see winchester-sqlite's `ingest` module). Every membership must
+/// still name a stream and an event that exist, and each stream's count must
+/// match its memberships: over batches that open streams, add to open ones,
+/// make some ready to fire and repeat message_ids.
+#[tokio::test]
+async fn sqlite_memberships_reference_their_rows() {
+    let db = TestDb::on(Backend::Sqlite).await;
+    let (tm, _) = manager(&db, INSTANCE_TRIGGERS, t(2014, 8, 1, 20, 30, 0));
+    let mut saved = 0;
+    for round in 0..4u32 {
+        let at = t(2014, 8, 1, 20, round, 0);
+        let mut batch: Vec<_> = (0..200)
+            .map(|i| {
+                let instance = s(&format!("i-{}", (i * 7 + round) % 40));
+                event(&format!("m{round}-{i}"), "compute.instance.update", at, &[("instance_id", instance)])
+            })
+            .collect();
+        // The day's audit event of a few instances: their streams become ready to fire.
+        for i in 0..3 {
+            let traits = [
+                ("instance_id", s(&format!("i-{}", round * 3 + i))),
+                ("audit_period_beginning", TraitValue::Datetime(at)),
+            ];
+            batch.push(event(&format!("x{round}-{i}"), "compute.instance.exists", at, &traits));
+        }
+        // A repeat from this batch and one from the one before.
+        batch.push(batch[0].clone());
+        if round > 0 {
+            batch.push(event(&format!("m{}-5", round - 1), "compute.instance.update", at, &[]));
+        }
+        let out = tm.add_events(batch).await.unwrap();
+        saved += out.iter().filter(|o| matches!(o, EventOutcome::Saved { .. })).count() as i64;
+    }
+    assert_eq!(saved, 4 * 203);
+    assert_eq!(db.count("SELECT count(*) FROM pragma_foreign_key_check").await, 0, "dangling memberships");
+    assert_eq!(db.count("SELECT count(*) FROM stream_event").await, saved);
+    assert_eq!(db.count("SELECT sum(event_count) FROM stream").await, saved);
+    db.drop_db().await;
+}
+
 crate::backend_tests!(
     long_batch_outcomes_in_order,
     concurrent_add_event_group_commit,

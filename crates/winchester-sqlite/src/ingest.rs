@@ -2,11 +2,19 @@
 //! the rules). Writers are serialised by `BEGIN IMMEDIATE`, so a key's open
 //! stream cannot change under us between reading and writing it.
 //!
-//! The events and streams are written `OR FAIL`: a statement that breaks a
-//! constraint stops there instead of undoing its own rows, so SQLite keeps no
-//! statement journal (a copy of every page the statement changes). Any error
-//! drops the whole transaction anyway. The memberships keep the journal: their
-//! foreign keys are checked at the end of the statement.
+//! Every row is written `OR FAIL`: a statement that breaks a constraint stops
+//! there instead of undoing its own rows, so SQLite keeps no statement
+//! journal (a copy of every page the statement changes). Any error drops the
+//! whole transaction anyway.
+//!
+//! [`IngestStore::ingest`] writes through a connection that does not check
+//! foreign keys. A membership's stream and event are rows the same
+//! transaction inserted, or read open under the write lock, so the check (two
+//! index lookups per membership, and a statement journal) could only fail
+//! through a fault in this module; the test
+//! `ingest::sqlite_memberships_reference_their_rows` runs SQLite's own
+//! `foreign_key_check` after ingesting. A finish's new events go through the
+//! pool's connections, which do check them.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -31,7 +39,7 @@ pub(crate) async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqli
 #[async_trait]
 impl IngestStore for SqliteStorage {
     async fn ingest(&self, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
-        let mut tx = begin(&self.pool).await?;
+        let mut tx = begin(&self.ingest).await?;
         let out = ingest_in_tx(&mut tx, batch, now).await?;
         tx.commit().await.map_err(storage_error)?;
         Ok(out)
@@ -270,7 +278,8 @@ fn insert_statements<'a>(inserts: &'a [NewStream<'a>]) -> Vec<Write<'a>> {
 fn membership_statements(pairs: &[(i64, i64)]) -> Vec<Write<'_>> {
     let mut writes = Vec::new();
     for chunk in pairs.chunks(MEMBERSHIP_ROWS) {
-        let mut sql = QueryBuilder::<Sqlite>::new("INSERT INTO stream_event (stream_id, event_id) SELECT * FROM ");
+        let mut sql =
+            QueryBuilder::<Sqlite>::new("INSERT OR FAIL INTO stream_event (stream_id, event_id) SELECT * FROM ");
         push_rows(&mut sql, chunk, MEMBERSHIP_ROWS, 2, |b, (sid, eid)| {
             b.push_bind(*sid).push_bind(*eid);
         });

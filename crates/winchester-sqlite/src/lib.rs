@@ -83,6 +83,10 @@ pub const TUNING: &[(&str, &str)] =
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
     pool: SqlitePool,
+    /// The connection [`IngestStore::ingest`](winchester_storage::IngestStore::ingest)
+    /// writes through: foreign keys unchecked (see the `ingest` module); the pool
+    /// itself for an in-memory database.
+    ingest: SqlitePool,
     /// Held by every clone; the background checkpointer stops when the last
     /// one is dropped.
     _alive: Arc<()>,
@@ -101,10 +105,16 @@ impl SqliteStorage {
         let opts = TUNING.iter().fold(opts, |opts, (name, value)| opts.pragma(*name, *value));
         let pool = SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(opts.clone()).await?;
         let alive = Arc::new(());
-        if !(url.contains(":memory:") || url.contains("mode=memory")) {
+        let ingest = if url.contains(":memory:") || url.contains("mode=memory") {
+            pool.clone()
+        } else {
+            // Writers take turns anyway (`BEGIN IMMEDIATE`): one connection.
+            let ingest_opts = opts.clone().foreign_keys(false);
+            let ingest = SqlitePoolOptions::new().max_connections(1).connect_with(ingest_opts).await?;
             checkpointer::spawn(opts, Arc::downgrade(&alive));
-        }
-        Ok(SqliteStorage { pool, _alive: alive })
+            ingest
+        };
+        Ok(SqliteStorage { pool, ingest, _alive: alive })
     }
 
     /// The pool (for migrations and tools).
