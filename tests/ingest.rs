@@ -436,6 +436,44 @@ async fn sqlite_memberships_reference_their_rows() {
     db.drop_db().await;
 }
 
+/// SQLite: a database the backend creates has `PAGE_SIZE` pages; one
+/// created before with SQLite's default 4 KiB pages keeps them, and ingest
+/// works on it as on any other.
+#[tokio::test]
+async fn sqlite_page_size_new_and_existing() {
+    use sqlx::Connection;
+    let page_size = "SELECT page_size FROM pragma_page_size";
+    let db = TestDb::on(Backend::Sqlite).await;
+    assert_eq!(db.count(page_size).await, i64::from(winchester_sqlite::PAGE_SIZE));
+    db.drop_db().await;
+
+    let path = std::env::temp_dir().join(format!("wtest_{}.db", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}", path.display());
+    let mut old = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc")).await.unwrap();
+    sqlx::raw_sql("PRAGMA journal_mode = WAL; CREATE TABLE made_before (x)").execute(&mut old).await.unwrap();
+    old.close().await.unwrap();
+    let (backend, _) = winchester_backends::migrated(&url, 2).await.unwrap();
+    drop(backend);
+    let storage: std::sync::Arc<dyn winchester_storage::Storage> =
+        std::sync::Arc::new(winchester_sqlite::SqliteStorage::connect(&url, 2).await.unwrap());
+    let clock = std::sync::Arc::new(winchester_core::ManualClock::new(t(2014, 8, 1, 20, 30, 0)));
+    let tm = winchester::TriggerManager::new(storage, triggers(INSTANCE_TRIGGERS), clock);
+    let at = t(2014, 8, 1, 20, 4, 0);
+    let batch = (0..50).map(|i| event(&format!("m{i}"), "compute.instance.update", at, &[("instance_id", s("i-1"))]));
+    let out = tm.add_events(batch.collect()).await.unwrap();
+    assert!(out.iter().all(|o| matches!(o, EventOutcome::Saved { .. })), "{out:?}");
+    drop(tm);
+    let mut check = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let size: i64 = sqlx::query_scalar(page_size).fetch_one(&mut check).await.unwrap();
+    assert_eq!(size, 4096, "an existing database keeps its page size");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM stream_event").fetch_one(&mut check).await.unwrap();
+    assert_eq!(n, 50);
+    check.close().await.unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
 crate::backend_tests!(
     long_batch_outcomes_in_order,
     concurrent_add_event_group_commit,
