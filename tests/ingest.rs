@@ -447,31 +447,20 @@ async fn sqlite_page_size_new_and_existing() {
     assert_eq!(db.count(page_size).await, i64::from(winchester_sqlite::PAGE_SIZE));
     db.drop_db().await;
 
+    // A file made by SQLite's defaults (4 KiB pages, WAL) before the backend opens it.
     let path = std::env::temp_dir().join(format!("wtest_{}.db", uuid::Uuid::new_v4().simple()));
-    let url = format!("sqlite://{}", path.display());
-    let mut old = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc")).await.unwrap();
+    let mut old = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
     sqlx::raw_sql("PRAGMA journal_mode = WAL; CREATE TABLE made_before (x)").execute(&mut old).await.unwrap();
     old.close().await.unwrap();
-    let (backend, _) = winchester_backends::migrated(&url, 2).await.unwrap();
-    drop(backend);
-    let storage: std::sync::Arc<dyn winchester_storage::Storage> =
-        std::sync::Arc::new(winchester_sqlite::SqliteStorage::connect(&url, 2).await.unwrap());
-    let clock = std::sync::Arc::new(winchester_core::ManualClock::new(t(2014, 8, 1, 20, 30, 0)));
-    let tm = winchester::TriggerManager::new(storage, triggers(INSTANCE_TRIGGERS), clock);
+    let db = TestDb::sqlite_at(path, true).await;
+    let (tm, _) = manager(&db, INSTANCE_TRIGGERS, t(2014, 8, 1, 20, 30, 0));
     let at = t(2014, 8, 1, 20, 4, 0);
     let batch = (0..50).map(|i| event(&format!("m{i}"), "compute.instance.update", at, &[("instance_id", s("i-1"))]));
     let out = tm.add_events(batch.collect()).await.unwrap();
     assert!(out.iter().all(|o| matches!(o, EventOutcome::Saved { .. })), "{out:?}");
-    drop(tm);
-    let mut check = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let size: i64 = sqlx::query_scalar(page_size).fetch_one(&mut check).await.unwrap();
-    assert_eq!(size, 4096, "an existing database keeps its page size");
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM stream_event").fetch_one(&mut check).await.unwrap();
-    assert_eq!(n, 50);
-    check.close().await.unwrap();
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    assert_eq!(db.count(page_size).await, 4096, "an existing database keeps its page size");
+    assert_eq!(db.count("SELECT count(*) FROM stream_event").await, 50);
+    db.drop_db().await;
 }
 
 crate::backend_tests!(

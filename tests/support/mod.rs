@@ -141,17 +141,21 @@ impl TestDb {
                 let pool = Pool::Pg(storage.pool().clone());
                 TestDb { backend, url, name, storage: Arc::new(storage), pool }
             }
-            Backend::Sqlite => {
-                let path = std::env::temp_dir().join(format!("{name}.db"));
-                let url = format!("sqlite://{}", path.display());
-                let storage = SqliteStorage::connect(&url, 4).await.expect("open test database");
-                if migrated {
-                    SqlxBackend::sqlite(storage.clone()).upgrade().await.expect("migrate");
-                }
-                let pool = Pool::Sqlite(storage.pool().clone(), path);
-                TestDb { backend, url, name, storage: Arc::new(storage), pool }
-            }
+            Backend::Sqlite => TestDb::sqlite_at(std::env::temp_dir().join(format!("{name}.db")), migrated).await,
         }
+    }
+
+    /// The SQLite database at `path`, created if missing (an existing file is
+    /// opened as it is, then migrated when `migrated`); `drop_db` removes it.
+    pub async fn sqlite_at(path: PathBuf, migrated: bool) -> TestDb {
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let url = format!("sqlite://{}", path.display());
+        let storage = SqliteStorage::connect(&url, 4).await.expect("open test database");
+        if migrated {
+            SqlxBackend::sqlite(storage.clone()).upgrade().await.expect("migrate");
+        }
+        let pool = Pool::Sqlite(storage.pool().clone(), path);
+        TestDb { backend: Backend::Sqlite, url, name, storage: Arc::new(storage), pool }
     }
 
     /// The SQLite database file (SQLite-only tests).

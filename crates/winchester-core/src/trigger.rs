@@ -575,8 +575,7 @@ impl<'a> TypeVerdicts<'a> {
             if self.by_type.len() >= Self::MAX_TYPES {
                 self.by_type.clear();
             }
-            let verdicts = self.triggers.iter().map(|t| t.type_verdicts(event_type)).collect();
-            self.by_type.insert(event_type.to_string(), verdicts);
+            self.by_type.insert(event_type.to_string(), self.triggers.type_verdicts(event_type));
         }
         &self.by_type[event_type]
     }
@@ -649,6 +648,12 @@ impl TriggerSet {
         self.triggers.iter()
     }
 
+    /// Each trigger's [`TriggerDefinition::type_verdicts`] for `event_type`,
+    /// in load order ([`TypeVerdicts`] keeps them per type for a batch).
+    pub fn type_verdicts(&self, event_type: &str) -> Vec<Vec<bool>> {
+        self.triggers.iter().map(|t| t.type_verdicts(event_type)).collect()
+    }
+
     /// Changes every definition in place (e.g. to set its version).
     pub fn update(&mut self, mut f: impl FnMut(&mut TriggerDefinition)) {
         for t in &mut self.triggers {
@@ -695,7 +700,7 @@ mod tests {
 ";
         let (set, _) = TriggerSet::from_yaml_str(yaml, Path::new("triggers.yaml")).unwrap();
         let mut memo = TypeVerdicts::new(&set);
-        let expected = |ty: &str| -> Vec<Vec<bool>> { set.iter().map(|t| t.type_verdicts(ty)).collect() };
+        let expected = |ty: &str| -> Vec<Vec<bool>> { set.type_verdicts(ty) };
         assert_eq!(expected("x.yes"), [vec![true, false, true, true], vec![false, false]]);
         assert_eq!(expected("x.no"), [vec![false, false, false, true], vec![false, false]]);
         assert_eq!(expected("y.one"), [vec![false, true, false, true], vec![true, true]]);

@@ -348,7 +348,13 @@ fn plan_batch<T: Send>(defs: &Definitions, events: Vec<(Event, T)>) -> Vec<(Resu
     let threads = cores.min(events.len() / PLAN_CHUNK_MIN).max(1);
     let plan_all = |events: Vec<(Event, T)>| -> Vec<_> {
         let mut types = TypeVerdicts::new(&defs.triggers);
-        events.into_iter().map(|(e, tag)| (plan_typed(defs, &mut types, e), tag)).collect()
+        events
+            .into_iter()
+            .map(|(e, tag)| {
+                let verdicts = types.get(&e.event_type);
+                (plan_given_types(defs, verdicts, e), tag)
+            })
+            .collect()
     };
     if threads == 1 {
         return plan_all(events);
@@ -381,14 +387,15 @@ fn split_in<T>(mut items: Vec<T>, n: usize) -> Vec<Vec<T>> {
 
 /// Validates an event and works out every stream it joins under `defs` (no I/O).
 fn plan_with(defs: &Definitions, event: Event) -> Result<EventPlan, EventError> {
-    plan_typed(defs, &mut TypeVerdicts::new(&defs.triggers), event)
+    plan_given_types(defs, &defs.triggers.type_verdicts(&event.event_type), event)
 }
 
-/// [`plan_with`], the event type's verdicts taken from (or added to) `types`.
-fn plan_typed(defs: &Definitions, types: &mut TypeVerdicts<'_>, event: Event) -> Result<EventPlan, EventError> {
+/// [`plan_with`], given each trigger's verdicts on the event's type
+/// ([`TriggerSet::type_verdicts`], or a batch's [`TypeVerdicts`]).
+fn plan_given_types(defs: &Definitions, verdicts: &[Vec<bool>], event: Event) -> Result<EventPlan, EventError> {
     event.validate()?;
     let mut memberships = Vec::new();
-    for (trigger, types) in defs.triggers.iter().zip(types.get(&event.event_type)) {
+    for (trigger, types) in defs.triggers.iter().zip(verdicts) {
         match trigger.match_event_given_types(&event, types) {
             Ok((_, dist)) => {
                 let fire_hits = trigger.fire_hits_given_types(&event, types);
