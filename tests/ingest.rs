@@ -377,7 +377,7 @@ async fn sqlite_wal_is_checkpointed_in_the_background() {
     let (tm, _) = manager(&db, INSTANCE_TRIGGERS, t(2014, 8, 1, 20, 30, 0));
     let at = t(2014, 8, 1, 20, 4, 0);
     // Let the migrations' pages settle first.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    tokio::time::sleep(winchester_sqlite::checkpointer::CHECKPOINT_INTERVAL * 2).await;
     let size = || std::fs::metadata(db.sqlite_file()).expect("database file").len();
     let before = size();
     let batch: Vec<_> = (0..500)
@@ -433,6 +433,47 @@ async fn sqlite_memberships_reference_their_rows() {
     assert_eq!(db.count("SELECT count(*) FROM pragma_foreign_key_check").await, 0, "dangling memberships");
     assert_eq!(db.count("SELECT count(*) FROM stream_event").await, saved);
     assert_eq!(db.count("SELECT sum(event_count) FROM stream").await, saved);
+    db.drop_db().await;
+}
+
+/// SQLite ingest builds a batch's memberships with the ids its new streams
+/// are about to get (AUTOINCREMENT counts on from `sqlite_sequence`) while
+/// SQLite writes them. Where the sequence does not predict them (lowered by
+/// hand below, so SQLite numbers on from the largest id instead), the
+/// memberships are worked out again with the ids the streams got. Either
+/// way every membership is its event's outcome and counts in its stream.
+#[tokio::test]
+async fn sqlite_new_stream_ids_match_memberships() {
+    let db = TestDb::on(Backend::Sqlite).await;
+    let (tm, _) = manager(&db, INSTANCE_TRIGGERS, t(2014, 8, 1, 20, 30, 0));
+    let mut pairs: Vec<(i64, i64)> = Vec::new();
+    for round in 0..3u32 {
+        if round == 2 {
+            db.exec("UPDATE sqlite_sequence SET seq = 1 WHERE name = 'stream'").await;
+        }
+        let at = t(2014, 8, 1, 20, round, 0);
+        // Half the instances seen before (open streams), half new ones.
+        let batch: Vec<_> = (0..120)
+            .map(|i| {
+                let instance = s(&format!("i-{}", (i % 40) + round * 20));
+                event(&format!("m{round}-{i}"), "compute.instance.update", at, &[("instance_id", instance)])
+            })
+            .collect();
+        for o in tm.add_events(batch).await.unwrap() {
+            let EventOutcome::Saved { event_id, stream_ids } = o else { panic!("not saved: {o:?}") };
+            pairs.extend(stream_ids.into_iter().map(|sid| (sid, event_id)));
+        }
+    }
+    assert_eq!(db.count("SELECT count(*) FROM stream").await, 80, "one stream per instance");
+    let values = pairs.iter().map(|(sid, eid)| format!("({sid}, {eid})")).collect::<Vec<_>>().join(", ");
+    let matched = format!(
+        "SELECT count(*) FROM stream_event m JOIN (VALUES {values}) o ON m.stream_id = o.column1 AND m.event_id = o.column2"
+    );
+    assert_eq!(db.count(&matched).await, pairs.len() as i64, "a membership of the outcomes is missing");
+    assert_eq!(db.count("SELECT count(*) FROM stream_event").await, pairs.len() as i64);
+    let miscounted =
+        "SELECT count(*) FROM stream s WHERE event_count <> (SELECT count(*) FROM stream_event WHERE stream_id = s.id)";
+    assert_eq!(db.count(miscounted).await, 0, "memberships in the wrong streams");
     db.drop_db().await;
 }
 

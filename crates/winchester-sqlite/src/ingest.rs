@@ -86,23 +86,73 @@ pub(crate) async fn ingest_in_tx(
         fold_batch(batch, &event_ids, parse_open_streams(&read)?, now)?
     };
     // 3. Existing streams written back first, so a stream closed here makes
-    // room for its key's new open one; the later statements are built while
-    // the first runs.
+    // room for its key's new open one; the later statements, and the
+    // memberships (with the ids the new streams will get), are built while
+    // the statements before them run.
+    let next_id = if folds.inserts.is_empty() { 0 } else { next_stream_id(conn).await? };
     let mut kept = update_statements(&folds.kept, false);
     let (done, (mut moved, mut new)) = tokio::join!(execute_all(conn, &mut kept, "updated streams"), async {
         (update_statements(&folds.moved, true), insert_statements(&folds.inserts))
     });
     done?;
-    execute_all(conn, &mut moved, "updated streams").await?;
-    // 4. New streams, their ids from `inserted_ids`.
+    let predicted = next_id..next_id + folds.inserts.len() as i64;
+    let (done, planned) = tokio::join!(execute_all(conn, &mut moved, "updated streams"), async {
+        memberships(&folds.keys, &event_ids, predicted.clone())
+    });
+    done?;
+    // 4. The new streams. Under the write lock AUTOINCREMENT numbers them
+    // from `next_id` on; should it not have, the memberships are worked out
+    // again with the ids they got.
     let mut new_ids: Vec<i64> = Vec::with_capacity(folds.inserts.len());
     for done in execute_all(conn, &mut new, "new streams").await? {
         new_ids.extend(inserted_ids(&done));
     }
+    let Memberships { pairs, stream_of, opened } = if new_ids.iter().copied().eq(predicted) {
+        planned?
+    } else {
+        tracing::debug!("New stream ids were not the ones predicted; memberships worked out again.");
+        memberships(&folds.keys, &event_ids, new_ids)?
+    };
+    // 5. The memberships, in key order: the `(stream_id, event_id)` index
+    // then takes them page by page instead of at random (a fifth faster).
+    let mut writes = membership_statements(&pairs);
+    // The outcomes are worked out while they are inserted.
+    let (done, out) = tokio::join!(execute_all(conn, &mut writes, "memberships"), async {
+        outcomes(batch, &event_ids, &stream_of, &opened)
+    });
+    done?;
+    Ok(out)
+}
+
+/// The id the next stream inserted gets (AUTOINCREMENT: one past the
+/// largest ever used, which `sqlite_sequence` keeps).
+async fn next_stream_id(conn: &mut SqliteConnection) -> Result<i64> {
+    let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'stream'")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(storage_error)?;
+    Ok(seq.unwrap_or(0) + 1)
+}
+
+/// A batch's memberships: `(stream_id, event_id)` pairs in key order, each
+/// entry's stream, and the entries that opened theirs.
+struct Memberships {
+    pairs: Vec<(i64, i64)>,
+    stream_of: HashMap<Entry, i64>,
+    opened: HashSet<Entry>,
+}
+
+/// Works out the memberships of `keys`' entries, the new streams having the
+/// ids `new_ids` (in `keys` order).
+fn memberships(
+    keys: &[KeyFold],
+    event_ids: &[Option<i64>],
+    new_ids: impl IntoIterator<Item = i64>,
+) -> Result<Memberships> {
     let mut next_new = new_ids.into_iter();
     let mut stream_of: HashMap<Entry, i64> = HashMap::new();
     let mut opened: HashSet<Entry> = HashSet::new();
-    for KeyFold { entries, folded } in &folds.keys {
+    for KeyFold { entries, folded } in keys {
         let mut ids = Vec::with_capacity(folded.drafts.len());
         for d in &folded.drafts {
             ids.push(match d.id {
@@ -117,18 +167,10 @@ pub(crate) async fn ingest_in_tx(
             }
         }
     }
-    // 5. The memberships, in key order: the `(stream_id, event_id)` index
-    // then takes them page by page instead of at random (a fifth faster).
     let mut pairs: Vec<(i64, i64)> =
         stream_of.iter().filter_map(|(&(i, _), &sid)| event_ids[i].map(|eid| (sid, eid))).collect();
     pairs.sort_unstable();
-    let mut writes = membership_statements(&pairs);
-    // The outcomes are worked out while they are inserted.
-    let (done, out) = tokio::join!(execute_all(conn, &mut writes, "memberships"), async {
-        outcomes(batch, &event_ids, &stream_of, &opened)
-    });
-    done?;
-    Ok(out)
+    Ok(Memberships { pairs, stream_of, opened })
 }
 
 /// One key's fold: its entries (batch order) and its folded streams.
