@@ -9,6 +9,15 @@
 //! once, one of them finds the checkpoint lock taken and skips its turn. The
 //! writers' automatic checkpoint ([`TUNING`](crate::TUNING)) stays as the
 //! fallback for a WAL that grows faster than this copies it back.
+//!
+//! Why every half second and not more often: each checkpoint copies every
+//! page written since the one before, and a batch rewrites the same index
+//! pages as the batch before it, so copying less often copies each page fewer
+//! times. The copy also competes with the writer for the machine's cores
+//! while it runs. Checkpointing every 100 ms made a burst of 20 batches a
+//! fifth slower than every 500 ms; under sustained ingest (100 batches, the
+//! WAL crossing its bound) both intervals measured the same
+//! (docs/performance.md).
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Row};
@@ -16,7 +25,7 @@ use std::sync::Weak;
 use std::time::Duration;
 
 /// How often a process checkpoints the WAL.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Starts the checkpoints of the database `opts` opens; they stop when
 /// `alive` can no longer be upgraded (every handle on the storage dropped).
