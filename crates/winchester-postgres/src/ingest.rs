@@ -38,7 +38,7 @@ use sqlx::{PgConnection, Row};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 use winchester_storage::decode;
-use winchester_storage::fold::{fold_group, group_by_key, outcomes, FoldedGroup, StreamDraft};
+use winchester_storage::fold::{assign_streams, fold_group, group_by_key, outcomes, FoldedGroup, StreamDraft};
 use winchester_storage::{expect_written, EventPlan, IngestOutcome, IngestStore, Membership, Result, StorageError};
 
 use crate::errors::storage_error;
@@ -469,12 +469,8 @@ async fn write_streams(
     let mut notify = false;
     for (k, p) in plans.iter().enumerate() {
         notify |= p.folded.ready;
-        for ((entry, &n), &opens) in groups[&keys[k]].iter().zip(&p.folded.assignment).zip(&p.folded.opens) {
-            stream_of.insert(*entry, p.folded.drafts[n].id.expect("every draft written"));
-            if opens {
-                opened.insert(*entry);
-            }
-        }
+        let id_of = |n: usize| p.folded.drafts[n].id.expect("every draft written");
+        assign_streams(&groups[&keys[k]], &p.folded, id_of, &mut stream_of, &mut opened);
     }
     Ok((stream_of, opened, notify))
 }

@@ -23,7 +23,7 @@ use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use std::collections::{HashMap, HashSet};
 use winchester_storage::decode;
-use winchester_storage::fold::{fold_group, group_by_key, outcomes, Entry, FoldedGroup, StreamDraft};
+use winchester_storage::fold::{assign_streams, fold_group, group_by_key, outcomes, Entry, FoldedGroup, StreamDraft};
 use winchester_storage::{expect_written, EventPlan, IngestOutcome, IngestStore, Result, StorageError};
 
 use crate::rows::{micros, JsonRow, LiteJson};
@@ -160,12 +160,7 @@ fn memberships(
                 None => next_new.next().ok_or_else(|| StorageError::Corrupt("a new stream has no id".into()))?,
             });
         }
-        for ((entry, k), &opens) in entries.iter().zip(&folded.assignment).zip(&folded.opens) {
-            stream_of.insert(*entry, ids[*k]);
-            if opens {
-                opened.insert(*entry);
-            }
-        }
+        assign_streams(entries, folded, |k| ids[k], &mut stream_of, &mut opened);
     }
     let mut pairs: Vec<(i64, i64)> =
         stream_of.iter().filter_map(|(&(i, _), &sid)| event_ids[i].map(|eid| (sid, eid))).collect();

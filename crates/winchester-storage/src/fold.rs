@@ -162,6 +162,25 @@ pub fn group_by_key<'a>(batch: &'a [EventPlan], event_ids: &[Option<i64>]) -> BT
     groups
 }
 
+/// Records the stream each of a key's `entries` joined (`folded` is their
+/// fold; `id_of(k)` is draft `k`'s stream id) in `stream_of`, and the entries
+/// that opened theirs in `opened`: what [`outcomes`] and the memberships are
+/// built from.
+pub fn assign_streams(
+    entries: &[Entry],
+    folded: &FoldedGroup,
+    id_of: impl Fn(usize) -> i64,
+    stream_of: &mut HashMap<Entry, i64>,
+    opened: &mut HashSet<Entry>,
+) {
+    for ((entry, &k), &opens) in entries.iter().zip(&folded.assignment).zip(&folded.opens) {
+        stream_of.insert(*entry, id_of(k));
+        if opens {
+            opened.insert(*entry);
+        }
+    }
+}
+
 /// Each event's outcome: a duplicate where it was not inserted, else its id and
 /// the stream of each of its memberships (`stream_of` must hold every entry of
 /// a saved event) and whether it opened that stream (the entries in `opened`).
