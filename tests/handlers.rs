@@ -200,7 +200,33 @@ async fn command_bad_params_rejected_at_startup() {
     f.db.drop_db().await;
 }
 
+/// A replay commits its next batch while the worker runs only when no
+/// pipeline may add events: the built-ins that pass events through (logger,
+/// webhook, amqp, also by their original class paths) never do; `usage`,
+/// `command`, an unknown class and a type registered plainly may.
+async fn pipelines_that_may_add_events_are_told_apart() {
+    let may_add = |pipelines: &'static str, extra: &'static str, registry: HandlerRegistry| async move {
+        let f = Fixture::new(pipelines, extra, registry).await;
+        let answer = PipelineRunner::new(f.registry.clone(), f.cfg.clone()).may_add_events();
+        f.db.drop_db().await;
+        answer
+    };
+    let shipped = winchester_handlers::registry;
+    let passing =
+        "fire_p:\n  - logger\n  - {name: webhook, params: {url: \"http://127.0.0.1:9/\"}}\nreceipt_p: [log_it]\n";
+    let alias = "pipeline_handlers: {log_it: \"winchester.pipeline_handler:LoggingHandler\"}\n";
+    assert!(!may_add(passing, alias, shipped()).await);
+    assert!(may_add("fire_p: [logger]\nreceipt_p: [usage]\n", "", shipped()).await);
+    let command = "fire_p: [logger]\nreceipt_p:\n  - {name: command, params: {command: [\"true\"]}}\n";
+    assert!(may_add(command, "", shipped()).await);
+    // The same type registered again without the promise loses it.
+    let mut plain = shipped();
+    plain.register("logger", |_| Err("never built here".into()));
+    assert!(may_add("fire_p: [logger]\nreceipt_p: [logger]\n", "", plain).await);
+}
+
 crate::postgres_tests!(
+    pipelines_that_may_add_events_are_told_apart,
     command_filters_adds_and_commits,
     command_failure_rolls_back_with_stderr,
     command_timeout_kills_the_process_group,

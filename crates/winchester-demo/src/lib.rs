@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use winchester::pipeline::PipelineRunner;
-use winchester::{EventOutcome, Replay, TriggerManager, Worker, WorkerOptions};
+use winchester::{EventOutcome, Replay, TriggerManager, WorkerOptions};
 use winchester_core::distiller::{parse_iso8601, Distiller};
 use winchester_core::{Clock, LoadedConfig, ManualClock};
 use winchester_sim::{SimOptions, Simulation};
@@ -193,8 +193,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
     runner.validate().map_err(|e| anyhow!("{e}"))?;
     let mut wopts = WorkerOptions::from_config(&cfg.main);
     wopts.purge_completed = false;
-    let worker = Worker::new(tm.clone(), runner, wopts);
-    let mut replay = Replay::new(tm.clone(), clock.clone(), opts.batch_size).with_worker(worker);
+    let mut replay = Replay::new(tm.clone(), clock.clone(), opts.batch_size).with_worker(runner, wopts);
     if opts.per_moment {
         replay = replay.per_moment();
     }
@@ -252,9 +251,8 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
     }
     count(replay.finish().await?, &mut summary);
     // Let the last quiet streams time out.
-    clock.advance_to(clock.now() + Duration::days(2));
+    replay.work_at(clock.now() + Duration::days(2)).await?;
     let worker = replay.worker().ok_or_else(|| anyhow!("the demo's replay has a worker"))?;
-    while worker.run_once().await? > 0 {}
     bar.finish_and_clear();
     let s = worker.stats();
     summary.streams_created = streams.len() as u64;

@@ -29,8 +29,8 @@ pub fn registry() -> HandlerRegistry {
 /// Registers this crate's handler types on `r`.
 pub fn register(r: &mut HandlerRegistry) {
     r.register("usage", |p| usage::UsageHandler::from_params(p).map(|h| Box::new(h) as _));
-    r.register("webhook", |p| webhook::WebhookHandler::from_params(p).map(|h| Box::new(h) as _));
+    r.register_never_adding("webhook", |p| webhook::WebhookHandler::from_params(p).map(|h| Box::new(h) as _));
     r.register("command", |p| command::CommandHandler::from_params(p).map(|h| Box::new(h) as _));
-    r.register("amqp", |p| amqp::AmqpHandler::from_params(p).map(|h| Box::new(h) as _));
+    r.register_never_adding("amqp", |p| amqp::AmqpHandler::from_params(p).map(|h| Box::new(h) as _));
     let _ = r;
 }

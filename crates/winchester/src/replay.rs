@@ -10,6 +10,17 @@
 //! (`StreamDraft::accepts`). The worker itself runs only between batches, at
 //! the last moment of the batch, and takes every stream the batch left due.
 //!
+//! The worker runs on a clock of its own, set to the moment it runs at, and in
+//! the background: while it fires and expires what batch k left due, batch
+//! k + 1 is gathered and committed. That cannot change what either does. The
+//! worker at moment m takes only streams due by m; every event of the next
+//! batch came after m and was judged as arriving after a worker run at m
+//! (`worker_ran`), so it never joins such a stream; and the streams it writes
+//! fall due only after m. The run at m ends before the next one starts.
+//! Only when a pipeline may add events ([`PipelineRunner::may_add_events`])
+//! does the batch wait for the worker instead: the new events are saved when
+//! the stream finishes, and the next batch's events must come after them.
+//!
 //! One difference remains, by design: the pipelines of streams that became due
 //! inside a batch run when the batch ends, on the clock of its last moment. A
 //! pipeline that adds events (a handler returning new events) has them saved
@@ -22,7 +33,8 @@ use std::sync::Arc;
 use winchester_core::{Clock, Event, ManualClock};
 use winchester_storage::{ReplayAt, RetryPolicy};
 
-use crate::{EngineError, EventOutcome, TriggerManager, Worker};
+use crate::pipeline::PipelineRunner;
+use crate::{EngineError, EventOutcome, TriggerManager, Worker, WorkerOptions};
 
 /// A replay in progress. Feed events with [`Replay::push`] in file order and
 /// end with [`Replay::finish`]; outcomes come back in the order pushed.
@@ -30,7 +42,14 @@ use crate::{EngineError, EventOutcome, TriggerManager, Worker};
 pub struct Replay {
     tm: TriggerManager,
     clock: Arc<ManualClock>,
-    worker: Option<Worker>,
+    worker: Option<Arc<Worker>>,
+    /// The worker's clock: the moment it runs at.
+    worker_clock: Arc<ManualClock>,
+    /// Whether a batch may be committed while the worker runs (no pipeline
+    /// adds events).
+    overlap: bool,
+    /// The worker's run in the background, if one is under way.
+    running: Option<tokio::task::JoinHandle<Result<(), EngineError>>>,
     batch_size: usize,
     per_moment: bool,
     pending: Vec<(Event, Option<ReplayAt>)>,
@@ -46,10 +65,14 @@ impl Replay {
     /// A batched replay through `tm`, whose clock must be `clock`; commits
     /// at least `batch_size` events at a time (whole moments when a worker runs).
     pub fn new(tm: TriggerManager, clock: Arc<ManualClock>, batch_size: usize) -> Replay {
+        let worker_clock = Arc::new(ManualClock::new(clock.now()));
         Replay {
             tm,
             clock,
             worker: None,
+            worker_clock,
+            overlap: false,
+            running: None,
             batch_size: batch_size.max(1),
             per_moment: false,
             pending: Vec::new(),
@@ -59,10 +82,12 @@ impl Replay {
         }
     }
 
-    /// Runs `worker` (built on the same trigger manager and clock) after the
-    /// batches, taking every stream that is due.
-    pub fn with_worker(mut self, worker: Worker) -> Replay {
-        self.worker = Some(worker);
+    /// Runs a worker with `runner` and `opts` after the batches, taking every
+    /// stream that is due, on a clock of its own (set to the moment it runs at).
+    pub fn with_worker(mut self, runner: PipelineRunner, opts: WorkerOptions) -> Replay {
+        self.overlap = !runner.may_add_events();
+        let tm = self.tm.clone().with_clock(self.worker_clock.clone());
+        self.worker = Some(Arc::new(Worker::new(tm, runner, opts)));
         self
     }
 
@@ -75,7 +100,7 @@ impl Replay {
 
     /// The worker, if any.
     pub fn worker(&self) -> Option<&Worker> {
-        self.worker.as_ref()
+        self.worker.as_deref()
     }
 
     /// Adds the next event. Returns the outcomes of the events committed now
@@ -88,7 +113,7 @@ impl Replay {
             // The previous moment is complete: a batch may end here.
             if self.per_moment || self.pending.len() >= self.batch_size {
                 out = self.commit().await?;
-                self.work().await?;
+                self.work(m).await?;
             }
             if self.worker.is_some() {
                 self.worker_ran = Some(m);
@@ -108,8 +133,16 @@ impl Replay {
     /// Commits what is left and lets the worker take every due stream.
     pub async fn finish(&mut self) -> Result<Vec<EventOutcome>, EngineError> {
         let out = self.commit().await?;
-        self.work().await?;
+        self.work_at(self.clock.now()).await?;
         Ok(out)
+    }
+
+    /// Lets the worker take every stream due at `moment` (after
+    /// [`Replay::finish`]: say, once the last quiet streams have timed out),
+    /// and waits for it.
+    pub async fn work_at(&mut self, moment: DateTime<Utc>) -> Result<(), EngineError> {
+        self.work(moment).await?;
+        self.worker_done().await
     }
 
     async fn commit(&mut self) -> Result<Vec<EventOutcome>, EngineError> {
@@ -119,16 +152,47 @@ impl Replay {
         // Through a database outage (a restart, a failover) the batch waits
         // and is tried again; a try whose commit went through but whose
         // answer was lost comes back as duplicates.
+        if !self.overlap {
+            self.worker_done().await?;
+        }
         let pending = std::mem::take(&mut self.pending);
         let tm = &self.tm;
         self.retry.retry("saving replayed events", || tm.add_events_at(pending.clone())).await
     }
 
-    /// The worker's run at the current moment: until nothing is due.
-    async fn work(&mut self) -> Result<(), EngineError> {
-        if let Some(w) = &self.worker {
+    /// Starts the worker's run at `moment`, until nothing is due, once its
+    /// run before has ended: in the background, or to the end (per moment).
+    async fn work(&mut self, moment: DateTime<Utc>) -> Result<(), EngineError> {
+        let Some(w) = self.worker.clone() else {
+            return Ok(());
+        };
+        self.worker_done().await?;
+        self.worker_clock.advance_to(moment);
+        let run = async move {
             while w.run_once().await? > 0 {}
+            Ok(())
+        };
+        if self.per_moment {
+            return run.await;
         }
+        self.running = Some(tokio::spawn(run));
         Ok(())
+    }
+
+    /// Waits for the worker's run in the background, if any.
+    async fn worker_done(&mut self) -> Result<(), EngineError> {
+        match self.running.take() {
+            None => Ok(()),
+            Some(run) => run.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+        }
+    }
+}
+
+impl Drop for Replay {
+    /// A replay dropped unfinished stops its worker (leases left behind run out).
+    fn drop(&mut self) {
+        if let Some(run) = &self.running {
+            run.abort();
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use super::handlers;
 use super::Handler;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Builds a handler from its YAML `params`; an `Err` names what is wrong with them.
@@ -20,6 +20,8 @@ pub type ClassLoader = Arc<dyn Fn(&str) -> Result<HandlerFactory, String> + Send
 #[derive(Clone)]
 pub struct HandlerRegistry {
     types: BTreeMap<String, HandlerFactory>,
+    /// Types whose handlers never add events (see [`HandlerRegistry::never_adds_events`]).
+    adding_none: BTreeSet<String>,
     class_loader: Option<ClassLoader>,
 }
 
@@ -57,7 +59,7 @@ impl Default for HandlerRegistry {
 impl HandlerRegistry {
     /// An empty registry.
     pub fn empty() -> HandlerRegistry {
-        HandlerRegistry { types: BTreeMap::new(), class_loader: None }
+        HandlerRegistry { types: BTreeMap::new(), adding_none: BTreeSet::new(), class_loader: None }
     }
 
     /// The built-in handler types.
@@ -72,8 +74,29 @@ impl HandlerRegistry {
     where
         F: Fn(&serde_yaml::Mapping) -> Result<Box<dyn Handler>, String> + Send + Sync + 'static,
     {
-        self.types.insert(type_name.into(), Arc::new(factory));
+        let type_name = type_name.into();
+        self.adding_none.remove(&type_name);
+        self.types.insert(type_name, Arc::new(factory));
         self
+    }
+
+    /// Registers (or replaces) a handler type whose handlers never add events:
+    /// they return the events they get, or fewer. A replay may then commit
+    /// its next batch while such pipelines run (see `winchester::replay`).
+    pub fn register_never_adding<F>(&mut self, type_name: impl Into<String>, factory: F) -> &mut Self
+    where
+        F: Fn(&serde_yaml::Mapping) -> Result<Box<dyn Handler>, String> + Send + Sync + 'static,
+    {
+        let type_name = type_name.into();
+        self.adding_none.insert(type_name.clone());
+        self.types.insert(type_name, Arc::new(factory));
+        self
+    }
+
+    /// Whether handlers of `type_name` are known never to add events (false
+    /// for unknown types and class paths).
+    pub fn never_adds_events(&self, type_name: &str) -> bool {
+        self.adding_none.contains(self.canonical(type_name))
     }
 
     /// The canonical type name: original class paths map to built-ins.

@@ -92,6 +92,12 @@ where
     }
 }
 
+/// The type of a pipeline's handler: `handler_types` maps handler names to
+/// types (a name not in it is its own type).
+fn handler_type<'a>(entry: &'a HandlerEntry, handler_types: &'a BTreeMap<String, String>) -> &'a str {
+    handler_types.get(&entry.name).map(String::as_str).unwrap_or(&entry.name)
+}
+
 impl PipelineRunner {
     /// A runner for the pipelines of `config`, building handlers from `registry`.
     pub fn new(registry: HandlerRegistry, config: LoadedConfig) -> PipelineRunner {
@@ -135,15 +141,22 @@ impl PipelineRunner {
         }
     }
 
-    /// Builds a handler; `handler_types` maps handler names to types (a name
-    /// not in it is its own type).
+    /// Whether any handler of the configuration's pipelines may add events:
+    /// all but the types registered as never adding any
+    /// ([`HandlerRegistry::never_adds_events`]).
+    pub fn may_add_events(&self) -> bool {
+        let config = self.config();
+        let types = &config.main.pipeline_handlers;
+        config.pipelines.pipelines.values().flatten().any(|e| !self.registry.never_adds_events(handler_type(e, types)))
+    }
+
+    /// Builds a handler (of [`handler_type`]).
     fn build_one(
         &self,
         entry: &HandlerEntry,
         handler_types: &BTreeMap<String, String>,
     ) -> Result<Box<dyn Handler>, String> {
-        let ty = handler_types.get(&entry.name).map(String::as_str).unwrap_or(&entry.name);
-        self.registry.build(ty, &entry.params)
+        self.registry.build(handler_type(entry, handler_types), &entry.params)
     }
 
     /// Runs pipeline `name` over `events`. On success returns the events the

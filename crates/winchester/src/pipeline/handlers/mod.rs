@@ -11,7 +11,7 @@ pub use logger::LoggingHandler;
 use super::HandlerRegistry;
 
 pub(crate) fn register_builtins(r: &mut HandlerRegistry) {
-    r.register("logger", |p| LoggingHandler::from_params(p).map(|h| Box::new(h) as _));
+    r.register_never_adding("logger", |p| LoggingHandler::from_params(p).map(|h| Box::new(h) as _));
 }
 
 /// Rejects params other than `allowed`, naming the unknown one (for handler constructors).
