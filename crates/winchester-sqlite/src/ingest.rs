@@ -90,9 +90,13 @@ pub(crate) async fn ingest_in_tx(
     // memberships (with the ids the new streams will get), are built while
     // the statements before them run.
     let next_id = if folds.inserts.is_empty() { 0 } else { next_stream_id(conn).await? };
-    let mut kept = update_statements(&folds.kept, false);
-    let (done, (mut moved, mut new)) = tokio::join!(execute_all(conn, &mut kept, "updated streams"), async {
-        (update_statements(&folds.moved, true), insert_statements(&folds.inserts))
+    let [unindexed, expire, fire, open] = &folds.updates;
+    let mut first = update_statements(unindexed, Changed::Unindexed);
+    first.extend(update_statements(expire, Changed::Expire));
+    let (done, (mut moved, mut new)) = tokio::join!(execute_all(conn, &mut first, "updated streams"), async {
+        let mut moved = update_statements(fire, Changed::Fire);
+        moved.extend(update_statements(open, Changed::Open));
+        (moved, insert_statements(&folds.inserts))
     });
     done?;
     let predicted = next_id..next_id + folds.inserts.len() as i64;
@@ -180,10 +184,9 @@ type NewStream<'a> = (&'a str, &'a str, Option<String>, StreamRow);
 /// What a batch writes to the streams: every key's fold, and the rows.
 struct StreamWrites<'a> {
     keys: Vec<KeyFold>,
-    /// Streams read, still open with the fire time read.
-    kept: Vec<(i64, StreamRow)>,
-    /// Streams read, now closed or with a new fire time.
-    moved: Vec<(i64, StreamRow)>,
+    /// Streams read, by the indexed columns their update must assign
+    /// (`updates[c as usize]` for [`Changed`] `c`).
+    updates: [Vec<(i64, StreamRow)>; 4],
     /// Streams opened, in `keys` order.
     inserts: Vec<NewStream<'a>>,
 }
@@ -196,13 +199,12 @@ fn fold_batch<'a>(
     mut existing: HashMap<(String, String), StreamDraft>,
     now: DateTime<Utc>,
 ) -> Result<StreamWrites<'a>> {
-    // Fire times as read: an update that keeps the stream open and its fire
-    // time leaves those indexed columns out (SQLite rewrites the index
-    // entries of every assigned column, changed or not).
-    let read_fire: HashMap<i64, Option<i64>> =
-        existing.values().filter_map(|d| Some((d.id?, d.fire.map(micros)))).collect();
+    // The indexed columns as read: an update leaves out those it does not
+    // change (see [`Changed`]).
+    let read: HashMap<i64, (i64, Option<i64>)> =
+        existing.values().filter_map(|d| Some((d.id?, (micros(d.expire), d.fire.map(micros))))).collect();
     let groups = group_by_key(batch, event_ids);
-    let mut out = StreamWrites { keys: Vec::with_capacity(groups.len()), kept: vec![], moved: vec![], inserts: vec![] };
+    let mut out = StreamWrites { keys: Vec::with_capacity(groups.len()), updates: Default::default(), inserts: vec![] };
     for ((trigger_name, dist_key), entries) in groups {
         let m0 = &batch[entries[0].0].memberships[entries[0].1];
         let existing = existing.remove(&(trigger_name.to_string(), dist_key.to_string()));
@@ -221,8 +223,7 @@ fn fold_batch<'a>(
                 open: d.open,
             };
             match d.id {
-                Some(id) if row.open && read_fire.get(&id) == Some(&row.fire) => out.kept.push((id, row)),
-                Some(id) => out.moved.push((id, row)),
+                Some(id) => out.updates[Changed::of(read.get(&id), &row) as usize].push((id, row)),
                 // The distinguishing traits as JSON are the key itself.
                 None => out.inserts.push((trigger_name, dist_key, d.version.clone(), row)),
             }
@@ -326,24 +327,64 @@ fn membership_statements(pairs: &[(i64, i64)]) -> Vec<Write<'_>> {
     writes
 }
 
-/// Writes back streams read by this batch; `all` also sets `fire_timestamp`
-/// and `open` (left out otherwise, so their indexes are not rewritten).
-fn update_statements(rows: &[(i64, StreamRow)], all: bool) -> Vec<Write<'_>> {
+/// The indexed columns of a stream read open that its update must assign,
+/// each level including the ones before it. SQLite rewrites the index
+/// entries of every assigned column (and of every partial index whose
+/// condition names one), changed or not: most updates only add events, and
+/// a stream whose expiry counts from its first event keeps that too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Changed {
+    /// No indexed column: the event count, first and last event, counts.
+    Unindexed,
+    /// And `expire_timestamp` (`stream_expire_ready_idx`).
+    Expire,
+    /// And `fire_timestamp` (`stream_fire_ready_idx`): the stream still open.
+    Fire,
+    /// And `open` (`stream_open_key`): the stream closed.
+    Open,
+}
+
+impl Changed {
+    /// What `row` changes of the stream as read (`(expire, fire)`).
+    fn of(read: Option<&(i64, Option<i64>)>, row: &StreamRow) -> Changed {
+        match read {
+            _ if !row.open => Changed::Open,
+            None => Changed::Open,
+            Some(&(_, fire)) if fire != row.fire => Changed::Fire,
+            Some(&(expire, _)) if expire != row.expire => Changed::Expire,
+            Some(_) => Changed::Unindexed,
+        }
+    }
+}
+
+/// Writes back streams read by this batch, assigning the indexed columns
+/// `changed` names.
+fn update_statements(rows: &[(i64, StreamRow)], changed: Changed) -> Vec<Write<'_>> {
+    const SET: [&str; 4] = [
+        "",
+        ", expire_timestamp = u.column6",
+        ", expire_timestamp = u.column6, fire_timestamp = u.column7",
+        ", expire_timestamp = u.column6, fire_timestamp = u.column7, open = u.column8",
+    ];
+    let width = 5 + changed as usize;
     let mut writes = Vec::new();
     for chunk in rows.chunks(STREAM_ROWS) {
         let mut sql = QueryBuilder::<Sqlite>::new(
-            "UPDATE OR FAIL stream SET first_event = u.column2, last_event = u.column3, expire_timestamp = u.column4, \
-               event_count = u.column5, fire_counts = u.column6",
+            "UPDATE OR FAIL stream SET first_event = u.column2, last_event = u.column3, event_count = u.column4, \
+               fire_counts = u.column5",
         );
-        if all {
-            sql.push(", fire_timestamp = u.column7, open = u.column8");
-        }
+        sql.push(SET[changed as usize]);
         sql.push(" FROM ");
-        push_rows(&mut sql, chunk, STREAM_ROWS, if all { 8 } else { 6 }, |b, (id, r)| {
-            b.push_bind(*id).push_bind(r.first).push_bind(r.last).push_bind(r.expire);
-            b.push_bind(r.count).push_bind(r.counts.as_str());
-            if all {
-                b.push_bind(r.fire).push_bind(r.open);
+        push_rows(&mut sql, chunk, STREAM_ROWS, width, |b, (id, r)| {
+            b.push_bind(*id).push_bind(r.first).push_bind(r.last).push_bind(r.count).push_bind(r.counts.as_str());
+            if changed != Changed::Unindexed {
+                b.push_bind(r.expire);
+            }
+            if matches!(changed, Changed::Fire | Changed::Open) {
+                b.push_bind(r.fire);
+            }
+            if changed == Changed::Open {
+                b.push_bind(r.open);
             }
         });
         sql.push(" u WHERE stream.id = u.column1");
