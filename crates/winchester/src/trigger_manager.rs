@@ -329,9 +329,21 @@ impl TriggerManager {
                 }
             }
         }
+        free_elsewhere(plans);
         let outcomes = filled(outcomes)?;
         crate::metrics::ingested(self.source, &outcomes);
         Ok(outcomes)
+    }
+}
+
+/// Drops a saved batch's plans (every event's traits and memberships: a
+/// thousand events take a millisecond or two to free) on a thread of the
+/// runtime's blocking pool, so the caller has its outcomes without waiting
+/// for that; without a runtime, here.
+fn free_elsewhere<T: Send + 'static>(garbage: T) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => drop(rt.spawn_blocking(move || drop(garbage))),
+        Err(_) => drop(garbage),
     }
 }
 
