@@ -7,22 +7,26 @@
 //! moment (expiry, fire time) and the previous moment, at which the worker of
 //! a per-moment replay would have run. A stream whose fire time had come by
 //! then was taken by that worker, so the event opens a new stream instead
-//! (`StreamDraft::accepts`). The worker itself runs only between batches, at
-//! the last moment of the batch, and takes every stream the batch left due.
+//! (`StreamDraft::accepts`). The worker itself runs once per batch, at the
+//! last moment of the batch, and takes every stream the batch left due.
 //!
 //! The worker runs on a clock of its own, set to the moment it runs at, and in
 //! the background: while it fires and expires what batch k left due, batch
-//! k + 1 is gathered and committed. That cannot change what either does. The
-//! worker at moment m takes only streams due by m; every event of the next
-//! batch came after m and was judged as arriving after a worker run at m
-//! (`worker_ran`), so it never joins such a stream; and the streams it writes
-//! fall due only after m. The run at m ends before the next one starts.
-//! Only when a pipeline may add events ([`PipelineRunner::may_add_events`])
-//! does the batch wait for the worker instead: the new events are saved when
-//! the stream finishes, and the next batch's events must come after them.
+//! k + 1 is gathered and committed. That cannot change which events any
+//! stream gets. The worker at moment m takes only streams due by m; every
+//! event of the next batch came after m and was judged as arriving after a
+//! worker run at m (`worker_ran`), so it never joins such a stream; and the
+//! streams that batch writes fall due after m, except one opened by an event
+//! timestamped before the clock and already past its expiry, which the
+//! worker at m may take as soon as the batch commits, with the same events.
+//! The run at m ends before the next one starts. Only when a pipeline may add
+//! events ([`PipelineRunner::may_add_events`]) does the batch wait for the
+//! worker instead: the new events are saved when the stream finishes, and
+//! the next batch's events must come after them.
 //!
 //! One difference remains, by design: the pipelines of streams that became due
-//! inside a batch run when the batch ends, on the clock of its last moment. A
+//! inside a batch run when the worker next runs, on the clock of that moment
+//! (the last moment of the batch, or, in the case above, an earlier one). A
 //! pipeline that adds events (a handler returning new events) has them saved
 //! then, not at the moment the stream became due.
 //! [`Replay::per_moment`] is the one-transaction-per-moment replay itself (the
