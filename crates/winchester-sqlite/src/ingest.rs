@@ -332,7 +332,7 @@ fn membership_statements(pairs: &[(i64, i64)]) -> Vec<Write<'_>> {
 /// entries of every assigned column (and of every partial index whose
 /// condition names one), changed or not: most updates only add events, and
 /// a stream whose expiry counts from its first event keeps that too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Changed {
     /// No indexed column: the event count, first and last event, counts.
     Unindexed,
@@ -377,13 +377,13 @@ fn update_statements(rows: &[(i64, StreamRow)], changed: Changed) -> Vec<Write<'
         sql.push(" FROM ");
         push_rows(&mut sql, chunk, STREAM_ROWS, width, |b, (id, r)| {
             b.push_bind(*id).push_bind(r.first).push_bind(r.last).push_bind(r.count).push_bind(r.counts.as_str());
-            if changed != Changed::Unindexed {
+            if changed >= Changed::Expire {
                 b.push_bind(r.expire);
             }
-            if matches!(changed, Changed::Fire | Changed::Open) {
+            if changed >= Changed::Fire {
                 b.push_bind(r.fire);
             }
-            if changed == Changed::Open {
+            if changed >= Changed::Open {
                 b.push_bind(r.open);
             }
         });

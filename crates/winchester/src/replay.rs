@@ -153,12 +153,12 @@ impl Replay {
         if self.pending.is_empty() {
             return Ok(Vec::new());
         }
-        // Through a database outage (a restart, a failover) the batch waits
-        // and is tried again; a try whose commit went through but whose
-        // answer was lost comes back as duplicates.
         if !self.overlap {
             self.worker_done().await?;
         }
+        // Through a database outage (a restart, a failover) the batch waits
+        // and is tried again; a try whose commit went through but whose
+        // answer was lost comes back as duplicates.
         let pending = std::mem::take(&mut self.pending);
         let tm = &self.tm;
         self.retry.retry("saving replayed events", || tm.add_events_at(pending.clone())).await

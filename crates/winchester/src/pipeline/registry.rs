@@ -88,8 +88,8 @@ impl HandlerRegistry {
         F: Fn(&serde_yaml::Mapping) -> Result<Box<dyn Handler>, String> + Send + Sync + 'static,
     {
         let type_name = type_name.into();
-        self.adding_none.insert(type_name.clone());
-        self.types.insert(type_name, Arc::new(factory));
+        self.register(type_name.clone(), factory);
+        self.adding_none.insert(type_name);
         self
     }
 
