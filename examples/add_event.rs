@@ -14,7 +14,8 @@ async fn main() -> anyhow::Result<()> {
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}", std::env::temp_dir().join("winchester-example.db").display()));
     // Connect (SQLite or PostgreSQL, by URL) and bring the schema to head.
-    let (backend, _) = winchester_backends::migrated(&url, 2).await?;
+    let (backend, _) =
+        winchester_backends::migrated(&winchester_backends::DatabaseOptions::direct(url.as_str()), 2).await?;
     let tm = TriggerManager::new(backend.storage(), Arc::new(cfg.triggers), Arc::new(SystemClock));
     let event = Event::from_json(&serde_json::json!({
         "message_id": uuid::Uuid::new_v4().to_string(),

@@ -46,7 +46,7 @@ async fn partitions_are_created_ahead_and_on_demand() {
     assert_eq!(db.count("SELECT count(*) FROM stream_event_p20140801").await, 1);
     assert_eq!(db.count("SELECT count(*) FROM event_default").await, 0);
     assert_eq!(db.count("SELECT count(*) FROM stream_event_default").await, 0);
-    let days = partition_days(db.pool()).await.unwrap();
+    let days = partition_days(&PgStorage::from_pool(db.pool().clone())).await.unwrap();
     assert_eq!(days.first().map(|d| d.to_string()).as_deref(), Some("2014-08-01"), "{days:?}");
     // The event reads back through its key and its stream.
     let stored = db.storage.get_event("m1").await.unwrap().expect("m1 by message_id");
@@ -139,7 +139,7 @@ async fn concurrent_ingesters_create_the_same_days() {
     for n in 0..6 {
         let url = db.url.clone();
         tasks.push(tokio::spawn(async move {
-            let storage: Arc<dyn Storage> = Arc::new(PgStorage::connect(&url, 2).await.unwrap());
+            let storage: Arc<dyn Storage> = Arc::new(PgStorage::connect(&url.parse().unwrap(), 2).await.unwrap());
             let clock = Arc::new(ManualClock::new(t(2015, 3, 20, 0, 0, 0)));
             let tm = TriggerManager::new(storage, triggers(INSTANCE_TRIGGERS), clock as Arc<dyn Clock>);
             let mut saved = 0;

@@ -1,7 +1,8 @@
 //! PgBouncer in transaction pooling mode in front of the test database
 //! (`database.pooler: transaction`): an ingester and two worker processes
-//! share a few server connections, exactly once intact. Needs Debian's
-//! `pgbouncer` (scripts/test installs it).
+//! share a few server connections, exactly once intact; every program starts
+//! on server connections other clients used before (no named statement is
+//! left behind). Needs Debian's `pgbouncer` (scripts/test installs it).
 
 use crate::support::*;
 use std::process::{Child, Command, Stdio};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 const TRIGGERS: &str = ORDER_TRIGGERS;
 
-/// A private PgBouncer (its own port and files, transaction pooling, three
+/// A private PgBouncer (its own port and files, transaction pooling, a few
 /// server connections per database) in front of the shared test server.
 struct Pgbouncer {
     _child: KillOnDrop,
@@ -18,7 +19,8 @@ struct Pgbouncer {
 }
 
 impl Pgbouncer {
-    fn start() -> Pgbouncer {
+    /// With `pool_size` server connections per database (`default_pool_size`).
+    fn start(pool_size: u32) -> Pgbouncer {
         let exe = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -30,7 +32,7 @@ impl Pgbouncer {
         let dir = ConfigDir::new(&[("userlist.txt", "\"postgres\" \"\"\n")]);
         let ini = format!(
             "[databases]\n* = host={host} port={server_port}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
-             unix_socket_dir =\nauth_type = trust\nauth_file = {}\npool_mode = transaction\ndefault_pool_size = 3\n\
+             unix_socket_dir =\nauth_type = trust\nauth_file = {}\npool_mode = transaction\ndefault_pool_size = {pool_size}\n\
              max_client_conn = 200\nignore_startup_parameters = extra_float_digits,options\n",
             dir.path("userlist.txt").display()
         );
@@ -82,7 +84,7 @@ fn spawn_worker(dir: &ConfigDir, db: &TestDb, name: &str) -> Child {
 async fn ingest_and_two_workers_through_pgbouncer_transaction_pooling() {
     let db = TestDb::new().await;
     db.exec("CREATE TABLE handler_commits (stream_id BIGINT NOT NULL, action TEXT NOT NULL, pid INT NOT NULL)").await;
-    let bouncer = Pgbouncer::start();
+    let bouncer = Pgbouncer::start(3);
     let database =
         format!("database: {{url: '{}', pooler: transaction}}\ntrigger_definitions: triggers.yaml\n", bouncer.url(&db));
     let dir = ConfigDir::new(&[
@@ -148,4 +150,96 @@ async fn ingest_and_two_workers_through_pgbouncer_transaction_pooling() {
     assert!(pids == 2, "only {pids} worker(s) did any work");
     drop(bouncer);
     db.drop_db().await;
+}
+
+/// `winchester-db`, `winchester ingest`, three `pipeline-worker`s started at
+/// once and `serve`'s `/readyz`, all through a PgBouncer with two server
+/// connections, so that every program gets server connections the others
+/// used before; 20 rounds, each on a fresh database, so that a collision
+/// cannot pass by luck. Before every statement was unnamed, programs failed
+/// to start about one round in two: `prepared statement "sqlx_s_1" already
+/// exists` (issue 34).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_program_starts_through_pgbouncer_round_after_round() {
+    const ROUNDS: usize = 20;
+    const ORDERS: usize = 20;
+    let bouncer = Pgbouncer::start(2);
+    for round in 0..ROUNDS {
+        let db = TestDb::empty().await;
+        db.exec("CREATE TABLE handler_commits (stream_id BIGINT NOT NULL, action TEXT NOT NULL, pid INT NOT NULL)")
+            .await;
+        let config = |pipelines: &str| {
+            format!(
+                "database: {{url: '{}', pooler: transaction}}\ntrigger_definitions: triggers.yaml\n\
+                 pipeline_config: {pipelines}\npurge_completed_streams: false\npipeline_worker_delay: 0.2\n",
+                bouncer.url(&db)
+            )
+        };
+        // `serve` knows only the built-in handlers.
+        let dir = ConfigDir::new(&[
+            ("winchester.yaml", &config("pipelines.yaml")),
+            ("serve.yaml", &config("serve-pipelines.yaml")),
+            ("triggers.yaml", TRIGGERS),
+            ("pipelines.yaml", "count_it:\n  - {name: counting, params: {sleep_ms: 0}}\n"),
+            ("serve-pipelines.yaml", "count_it:\n  - {name: logger}\n"),
+        ]);
+        let db_tool = |args: &[&str]| run(program("winchester-db").arg("-c").arg(dir.config()).args(args));
+        let (code, out, err) = db_tool(&["upgrade", "head"]);
+        assert_eq!(code, 0, "round {round}: winchester-db upgrade head: {out}{err}");
+        for args in [&["current"][..], &["history"], &["upgrade", "head"]] {
+            let (code, out, err) = db_tool(args);
+            assert_eq!(code, 0, "round {round}: winchester-db {args:?}: {out}{err}");
+        }
+
+        let now = chrono::Utc::now();
+        let mut lines = String::new();
+        for i in 0..ORDERS {
+            for (kind, secs) in [("created", 2), ("paid", 1)] {
+                let ts = winchester_core::event::format_datetime(&(now - chrono::Duration::seconds(secs)));
+                lines.push_str(&format!(
+                    "{{\"message_id\": \"{kind}-{i}\", \"event_type\": \"order.{kind}\", \"timestamp\": \"{ts}\", \"order_id\": \"o{i}\"}}\n"
+                ));
+            }
+        }
+        std::fs::write(dir.path("orders.jsonl"), lines).unwrap();
+        let (code, out, err) =
+            run(program("winchester").arg("-c").arg(dir.config()).arg("ingest").arg(dir.path("orders.jsonl")));
+        assert_eq!(code, 0, "round {round}: winchester ingest: {out}{err}");
+        assert!(out.starts_with(&format!("ingested: {}\n", 2 * ORDERS)), "round {round}: {out}");
+
+        let mut workers: Vec<KillOnDrop> =
+            (0..3).map(|i| KillOnDrop(spawn_worker(&dir, &db, &format!("r{round}w{i}")))).collect();
+        let (_serve, base) = spawn_serve(&dir.path("serve.yaml")).await;
+        let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+        assert_eq!(ready.status(), 200, "round {round}: /readyz: {}", ready.text().await.unwrap_or_default());
+
+        let start = Instant::now();
+        loop {
+            let left = db.count("SELECT count(*) FROM stream WHERE state <> 6").await;
+            if left == 0 {
+                break;
+            }
+            for w in &mut workers {
+                assert!(w.0.try_wait().unwrap().is_none(), "round {round}: a worker exited early");
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "round {round}: {left} streams not completed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for w in &workers {
+            assert!(Command::new("kill").arg("-TERM").arg(w.0.id().to_string()).status().unwrap().success());
+        }
+        for w in &mut workers {
+            assert!(w.0.wait().unwrap().success(), "round {round}: a worker failed");
+        }
+        assert_eq!(db.count("SELECT count(*) FROM stream").await, ORDERS as i64, "round {round}");
+        assert_eq!(db.count("SELECT count(*) FROM handler_commits").await, ORDERS as i64, "round {round}");
+        assert_eq!(
+            db.count("SELECT count(DISTINCT stream_id) FROM handler_commits").await,
+            ORDERS as i64,
+            "round {round}"
+        );
+        drop(_serve);
+        db.drop_db().await;
+    }
+    drop(bouncer);
 }

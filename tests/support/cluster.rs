@@ -34,7 +34,9 @@ impl PrivateCluster {
     /// The cluster's `postgres` database, migrated to the current schema.
     pub async fn migrated() -> PrivateCluster {
         let c = PrivateCluster::start();
-        winchester_backends::migrated(&c.url(), 2).await.expect("migrate the private cluster");
+        winchester_backends::migrated(&winchester_backends::DatabaseOptions::direct(c.url()), 2)
+            .await
+            .expect("migrate the private cluster");
         c
     }
 

@@ -134,7 +134,9 @@ impl TestDb {
                     .await
                     .expect("create test database");
                 let url = with_database(&admin, &name);
-                let storage = PgStorage::connect(&url, 6).await.expect("connect test database");
+                let storage = PgStorage::connect(&url.parse().expect("test database URL"), 6)
+                    .await
+                    .expect("connect test database");
                 if migrated {
                     SqlxBackend::postgres(storage.clone()).upgrade().await.expect("migrate");
                 }

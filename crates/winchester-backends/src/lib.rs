@@ -3,6 +3,8 @@
 //!
 //! - [`Kind`]: which backend a URL names, and its [`Schema`] (known without a
 //!   connection, for offline `--sql` scripts).
+//! - [`DatabaseOptions`]: a database URL and the pooler in front of it; every
+//!   connection a program makes is built from one.
 //! - [`connect`]: a connected [`Backend`] (its storage and its migrations),
 //!   with errors that say what is wrong and never show a password.
 //! - [`open_storage`]: the storage of a database whose schema is current, or an
@@ -18,7 +20,7 @@ use async_trait::async_trait;
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use std::sync::Arc;
 use winchester_core::config::{redact_url as redact, Pooler};
-use winchester_postgres::PgStorage;
+use winchester_postgres::{PgOptions, PgStorage};
 use winchester_sqlite::SqliteStorage;
 use winchester_storage::backend::{Backend, MigrationEntry, Schema};
 use winchester_storage::{Storage, StorageError};
@@ -177,38 +179,60 @@ impl<DB: sqlx::Database> SqlxBackend<DB> {
     }
 }
 
-/// What a backend does before rolling back the transaction that only looked
-/// at the migrations table.
+/// How a backend reads and applies its migrations.
 #[async_trait]
-pub trait AfterLook: sqlx::Database {
-    /// Cleans up in `tx`.
-    async fn after_look(tx: &mut sqlx::Transaction<'_, Self>) -> Result<(), sqlx::Error>;
+pub trait Migrations: sqlx::Database {
+    /// The applied versions, oldest first; looking changes nothing.
+    async fn applied_versions(pool: &sqlx::Pool<Self>) -> Result<Vec<i64>, MigrateError>;
+    /// Applies every pending migration.
+    async fn apply_pending(pool: &sqlx::Pool<Self>, migrator: &'static Migrator) -> Result<(), MigrateError>;
+    /// Reverts the migrations newer than `target`.
+    async fn revert_to(pool: &sqlx::Pool<Self>, migrator: &'static Migrator, target: i64) -> Result<(), MigrateError>;
 }
 
+/// PostgreSQL: the backend's own runner (sqlx-cli's bookkeeping, unnamed
+/// statements, one transaction per step), right behind a transaction pooler.
 #[async_trait]
-impl AfterLook for sqlx::Postgres {
-    /// sqlx names the bookkeeping query's statement: it is dropped (and
-    /// forgotten by the connection's cache) with the transaction, or behind a
-    /// transaction pooler it would outlive us on a server connection that
-    /// another client gets next.
-    async fn after_look(tx: &mut sqlx::Transaction<'_, Self>) -> Result<(), sqlx::Error> {
-        sqlx::Connection::clear_cached_statements(&mut **tx).await?;
-        sqlx::Executor::execute(&mut **tx, "DEALLOCATE ALL").await.map(drop)
+impl Migrations for sqlx::Postgres {
+    async fn applied_versions(pool: &sqlx::PgPool) -> Result<Vec<i64>, MigrateError> {
+        Ok(winchester_postgres::migrate::applied_versions(pool).await?)
+    }
+
+    async fn apply_pending(pool: &sqlx::PgPool, migrator: &'static Migrator) -> Result<(), MigrateError> {
+        winchester_postgres::migrate::apply_pending(pool, migrator).await.map(drop)
+    }
+
+    async fn revert_to(pool: &sqlx::PgPool, migrator: &'static Migrator, target: i64) -> Result<(), MigrateError> {
+        winchester_postgres::migrate::revert_to(pool, migrator, target).await.map(drop)
     }
 }
 
+/// SQLite: sqlx's migrator.
 #[async_trait]
-impl AfterLook for sqlx::Sqlite {
-    async fn after_look(_tx: &mut sqlx::Transaction<'_, Self>) -> Result<(), sqlx::Error> {
-        Ok(())
+impl Migrations for sqlx::Sqlite {
+    /// Reads the bookkeeping table in a transaction that is rolled back, so
+    /// that looking leaves a database without one as it was.
+    async fn applied_versions(pool: &sqlx::SqlitePool) -> Result<Vec<i64>, MigrateError> {
+        let mut tx = pool.begin().await?;
+        tx.ensure_migrations_table().await?;
+        let applied = tx.list_applied_migrations().await?;
+        tx.rollback().await?;
+        Ok(applied.into_iter().map(|m| m.version).collect())
+    }
+
+    async fn apply_pending(pool: &sqlx::SqlitePool, migrator: &'static Migrator) -> Result<(), MigrateError> {
+        migrator.run(pool).await
+    }
+
+    async fn revert_to(pool: &sqlx::SqlitePool, migrator: &'static Migrator, target: i64) -> Result<(), MigrateError> {
+        migrator.undo(pool, target).await
     }
 }
 
 #[async_trait]
 impl<DB> Backend for SqlxBackend<DB>
 where
-    DB: sqlx::Database + AfterLook,
-    DB::Connection: Migrate,
+    DB: Migrations,
 {
     fn schema(&self) -> Schema {
         self.kind.schema()
@@ -218,86 +242,96 @@ where
         self.storage.clone()
     }
 
-    /// Reads the bookkeeping table in a transaction that is rolled back, so
-    /// that looking (`current`, `--sql`, the schema check) leaves a database
-    /// without one as it was.
     async fn applied_versions(&self) -> winchester_storage::Result<Vec<i64>> {
-        let mut tx = self.pool.begin().await.map_err(self.classify)?;
-        tx.ensure_migrations_table().await.map_err(|e| self.migrate_error(e))?;
-        let applied = tx.list_applied_migrations().await.map_err(|e| self.migrate_error(e))?;
-        DB::after_look(&mut tx).await.map_err(self.classify)?;
-        tx.rollback().await.map_err(self.classify)?;
-        Ok(applied.into_iter().map(|m| m.version).collect())
+        DB::applied_versions(&self.pool).await.map_err(|e| self.migrate_error(e))
     }
 
     async fn apply_pending(&self) -> winchester_storage::Result<()> {
-        self.migrator.run(&self.pool).await.map_err(|e| self.migrate_error(e))
+        DB::apply_pending(&self.pool, self.migrator).await.map_err(|e| self.migrate_error(e))
     }
 
     async fn revert_to(&self, target: i64) -> winchester_storage::Result<()> {
-        self.migrator.undo(&self.pool, target).await.map_err(|e| self.migrate_error(e))
+        DB::revert_to(&self.pool, self.migrator, target).await.map_err(|e| self.migrate_error(e))
     }
 }
 
-/// Connects to the database `url` names with a pool of at most
-/// `max_connections` (an SQLite file is created if missing). Does not look at
-/// the schema; see [`open_storage`].
-pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Backend>, BackendError> {
-    connect_with(url, max_connections, Pooler::None).await
+/// The database a program uses and how it reaches it: its URL and the
+/// pooler in front of it (`database.url`, `database.pooler`). Every
+/// connection a program makes is built from one, so none can forget the
+/// pooler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseOptions {
+    /// The database URL (`postgres://…`, `sqlite://…`).
+    pub url: String,
+    /// What stands between us and PostgreSQL.
+    pub pooler: Pooler,
 }
 
-/// [`connect`] through a connection pooler (`database.pooler`; PostgreSQL only).
-pub async fn connect_with(url: &str, max_connections: u32, pooler: Pooler) -> Result<Arc<dyn Backend>, BackendError> {
-    let connect_error = |source| BackendError::Connect { url: redact(url), source };
-    match Kind::of(url)? {
-        Kind::Postgres => {
-            Ok(Arc::new(SqlxBackend::postgres(connect_postgres_with(url, max_connections, pooler).await?)))
+impl DatabaseOptions {
+    /// `url` reached through `pooler`.
+    pub fn new(url: impl Into<String>, pooler: Pooler) -> DatabaseOptions {
+        DatabaseOptions { url: url.into(), pooler }
+    }
+
+    /// `url` reached directly.
+    pub fn direct(url: impl Into<String>) -> DatabaseOptions {
+        DatabaseOptions::new(url, Pooler::None)
+    }
+
+    /// The backend the URL names.
+    pub fn kind(&self) -> Result<Kind, BackendError> {
+        Kind::of(&self.url)
+    }
+
+    /// The URL with its password hidden, for messages.
+    pub fn redacted(&self) -> String {
+        redact(&self.url)
+    }
+
+    /// The PostgreSQL connection options (an error for another backend).
+    pub fn postgres(&self) -> Result<PgOptions, BackendError> {
+        if self.kind()? != Kind::Postgres {
+            return Err(BackendError::NotPostgres { url: self.redacted() });
         }
+        PgOptions::new(&self.url, self.pooler)
+            .map_err(|source| BackendError::InvalidUrl { url: self.redacted(), source })
+    }
+}
+
+/// Connects to the database `db` names with a pool of at most
+/// `max_connections` (an SQLite file is created if missing). Does not look at
+/// the schema; see [`open_storage`].
+pub async fn connect(db: &DatabaseOptions, max_connections: u32) -> Result<Arc<dyn Backend>, BackendError> {
+    match db.kind()? {
+        Kind::Postgres => Ok(Arc::new(SqlxBackend::postgres(connect_postgres(db, max_connections).await?))),
         Kind::Sqlite => {
-            let storage = SqliteStorage::connect(url, max_connections).await.map_err(connect_error)?;
+            let storage = SqliteStorage::connect(&db.url, max_connections)
+                .await
+                .map_err(|source| BackendError::Connect { url: db.redacted(), source })?;
             Ok(Arc::new(SqlxBackend::sqlite(storage)))
         }
     }
 }
 
-/// Connects to PostgreSQL. One direct connection first: it fails fast with
-/// the real reason (refused, unknown host, bad password, no such database)
-/// where the pool would only time out.
-pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<PgStorage, BackendError> {
-    connect_postgres_with(url, max_connections, Pooler::None).await
+/// Connects to PostgreSQL. One connection of its own first: it fails fast
+/// with the real reason (refused, unknown host, bad password, no such
+/// database) where the pool would only time out.
+pub async fn connect_postgres(db: &DatabaseOptions, max_connections: u32) -> Result<PgStorage, BackendError> {
+    let options = db.postgres()?;
+    let connect_error = |source| BackendError::Connect { url: db.redacted(), source };
+    drop(options.connect().await.map_err(connect_error)?);
+    PgStorage::connect(&options, max_connections).await.map_err(connect_error)
 }
 
-/// [`connect_postgres`] through a connection pooler.
-pub async fn connect_postgres_with(url: &str, max_connections: u32, pooler: Pooler) -> Result<PgStorage, BackendError> {
-    use sqlx::ConnectOptions;
-    let connect_error = |source| BackendError::Connect { url: redact(url), source };
-    if Kind::of(url)? != Kind::Postgres {
-        return Err(BackendError::NotPostgres { url: redact(url) });
-    }
-    let opts: sqlx::postgres::PgConnectOptions =
-        url.parse().map_err(|source| BackendError::InvalidUrl { url: redact(url), source })?;
-    drop(opts.connect().await.map_err(connect_error)?);
-    PgStorage::connect_with(url, max_connections, pooler).await.map_err(connect_error)
-}
-
-/// Opens the storage a URL names, checking that the database's schema is up
-/// to date, so a process started against an empty or old database says what
-/// to do instead of failing later.
-pub async fn open_storage(url: &str, max_connections: u32) -> Result<Arc<dyn Storage>, BackendError> {
-    open_storage_with(url, max_connections, Pooler::None).await
-}
-
-/// [`open_storage`] through a connection pooler (`database.pooler`).
-pub async fn open_storage_with(
-    url: &str,
-    max_connections: u32,
-    pooler: Pooler,
-) -> Result<Arc<dyn Storage>, BackendError> {
-    let backend = connect_with(url, max_connections, pooler).await?;
-    let pending = backend.pending().await.map_err(schema_error("cannot read the schema version of", url))?;
+/// Opens the storage of the database `db` names, checking that its schema
+/// is up to date, so a process started against an empty or old database says
+/// what to do instead of failing later.
+pub async fn open_storage(db: &DatabaseOptions, max_connections: u32) -> Result<Arc<dyn Storage>, BackendError> {
+    let backend = connect(db, max_connections).await?;
+    let pending = backend.pending().await.map_err(schema_error("cannot read the schema version of", &db.url))?;
     if !pending.is_empty() {
         return Err(BackendError::NotMigrated {
-            url: redact(url),
+            url: db.redacted(),
             pending: pending.iter().map(i64::to_string).collect::<Vec<_>>().join(", "),
         });
     }
@@ -306,9 +340,12 @@ pub async fn open_storage_with(
 
 /// Connects and applies every pending migration; returns the backend and the
 /// versions applied.
-pub async fn migrated(url: &str, max_connections: u32) -> Result<(Arc<dyn Backend>, Vec<i64>), BackendError> {
-    let backend = connect(url, max_connections).await?;
-    let applied = backend.upgrade().await.map_err(schema_error("cannot migrate", url))?;
+pub async fn migrated(
+    db: &DatabaseOptions,
+    max_connections: u32,
+) -> Result<(Arc<dyn Backend>, Vec<i64>), BackendError> {
+    let backend = connect(db, max_connections).await?;
+    let applied = backend.upgrade().await.map_err(schema_error("cannot migrate", &db.url))?;
     Ok((backend, applied))
 }
 

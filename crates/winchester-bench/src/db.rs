@@ -26,9 +26,11 @@ impl ScratchDb {
         conn.close().await?;
         let db = ScratchDb { admin_url: admin_url.to_string(), url: with_database(admin_url, &name), name };
         if migrated {
-            let mut c = PgConnection::connect(&db.url).await?;
-            winchester_postgres::MIGRATOR.run(&mut c).await.map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
-            c.close().await?;
+            let pool = winchester_postgres::PgOptions::direct(&db.url)?.pool(1).await?;
+            winchester_postgres::migrate::apply_pending(&pool, &winchester_postgres::MIGRATOR)
+                .await
+                .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+            pool.close().await;
         }
         Ok(db)
     }

@@ -278,7 +278,9 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
     let target = target::Target::from_url(&admin);
     let pg = matches!(target, target::Target::Postgres { .. });
     let postgres = if pg {
-        let admin_pool = winchester_backends::connect_postgres(&admin, 1).await?;
+        let admin_pool =
+            winchester_backends::connect_postgres(&winchester_backends::DatabaseOptions::direct(admin.as_str()), 1)
+                .await?;
         let v = db::server_version(admin_pool.pool()).await.context("asking the server's version")?;
         admin_pool.pool().close().await;
         v

@@ -147,7 +147,7 @@ pub async fn ingest_batched(
     };
     let chunks: Vec<Vec<Event>> = events.chunks(batch.max(1)).map(|c| c.to_vec()).collect();
     let (engine, rows): (Duration, EngineRows) = with_db(admin, |db| async move {
-        let storage = PgStorage::connect(&db.url, 2).await?;
+        let storage = PgStorage::connect(&db.url.parse()?, 2).await?;
         let tm = manager(storage.clone(), triggers);
         let start = Instant::now();
         for chunk in chunks {
@@ -223,7 +223,7 @@ pub async fn fire_latency(
     load_per_s: u32,
 ) -> anyhow::Result<Vec<f64>> {
     with_db(admin, |db| async move {
-        let storage = PgStorage::connect(&db.url, 4).await?;
+        let storage = PgStorage::connect(&db.url.parse()?, 4).await?;
         let triggers = Arc::new(cfg.triggers.clone());
         let tm = manager(storage.clone(), &triggers);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -499,7 +499,7 @@ pub async fn cost_growth(
     samples: usize,
 ) -> anyhow::Result<Vec<f64>> {
     with_db(admin, |db| async move {
-        let storage = PgStorage::connect(&db.url, 2).await?;
+        let storage = PgStorage::connect(&db.url.parse()?, 2).await?;
         let tm = manager(storage.clone(), triggers);
         let base = super::workload::base_day(Utc::now());
         let ts = |i: u64| base + ChronoDuration::milliseconds(i as i64);

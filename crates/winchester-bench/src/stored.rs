@@ -136,7 +136,7 @@ pub async fn stored_growth(
         let (rate, trim) = with_db(admin, |db| async move {
             let today = Utc::now().date_naive();
             let first = seed(&db.url, size, today, salt).await.context("seeding stored events")?;
-            let storage = PgStorage::connect(&db.url, 2).await?;
+            let storage = PgStorage::connect(&db.url.parse()?, 2).await?;
             let tm = manager(storage.clone(), triggers);
             let n: usize = chunks.iter().map(Vec::len).sum();
             let start = Instant::now();

@@ -57,7 +57,9 @@ impl Target {
             Target::Sqlite { dir } => {
                 let file = dir.join(format!("wbench_{}.db", uuid::Uuid::new_v4().simple()));
                 let url = format!("sqlite://{}", file.display());
-                winchester_backends::migrated(&url, 1).await.with_context(|| format!("creating {}", file.display()))?;
+                winchester_backends::migrated(&winchester_backends::DatabaseOptions::direct(url.as_str()), 1)
+                    .await
+                    .with_context(|| format!("creating {}", file.display()))?;
                 Ok(Scratch { url, pg: None, file: Some(file) })
             }
         }
@@ -76,7 +78,11 @@ pub struct Scratch {
 impl Scratch {
     /// Storage on it (both backends, through `winchester_backends`).
     pub async fn storage(&self, max_connections: u32) -> anyhow::Result<Arc<dyn Storage>> {
-        Ok(winchester_backends::open_storage(&self.url, max_connections).await?)
+        Ok(winchester_backends::open_storage(
+            &winchester_backends::DatabaseOptions::direct(self.url.as_str()),
+            max_connections,
+        )
+        .await?)
     }
 
     /// The PostgreSQL scratch database, if that is what this is.

@@ -154,12 +154,18 @@ pub fn database_url(cfg_url: Option<&str>, args: &ConfigArgs) -> anyhow::Result<
     }))
 }
 
-pub use winchester_backends::open_storage;
+pub use winchester_backends::{open_storage, DatabaseOptions};
+
+/// The database of `winchester.yaml` (`cfg`) or the flags, and how to reach
+/// it (`database.pooler`): what every connection of a program is built from.
+pub fn database_options(cfg: &winchester_core::WinchesterConfig, args: &ConfigArgs) -> anyhow::Result<DatabaseOptions> {
+    Ok(DatabaseOptions::new(database_url(cfg.database_url.as_deref(), args)?, cfg.pooler))
+}
 
 /// For `/readyz`: the database answers and has every migration this build
 /// knows (the same check programs make at start-up, [`open_storage`]).
-pub async fn check_ready(url: &str) -> Result<(), String> {
-    open_storage(url, 1).await.map(drop).map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+pub async fn check_ready(db: &DatabaseOptions) -> Result<(), String> {
+    open_storage(db, 1).await.map(drop).map_err(|e| format!("{:#}", anyhow::Error::new(e)))
 }
 
 /// Starts the metrics exporter on `flag` or the config's `metrics_listen`
@@ -187,8 +193,7 @@ pub async fn trigger_manager(
     args: &ConfigArgs,
     max_connections: u32,
 ) -> anyhow::Result<TriggerManager> {
-    let url = database_url(cfg.main.database_url.as_deref(), args)?;
-    let storage = winchester_backends::open_storage_with(&url, max_connections, cfg.main.pooler).await?;
+    let storage = open_storage(&database_options(&cfg.main, args)?, max_connections).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut tm = TriggerManager::new(storage, Arc::new(cfg.triggers.clone()), clock);
     if let Some(d) = load_distiller(cfg)? {

@@ -3,7 +3,8 @@
 use crate::common::{database_url, redact, ConfigArgs};
 use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
-use winchester_backends::{connect, Kind};
+use winchester_backends::{connect, DatabaseOptions};
+use winchester_core::config::Pooler;
 use winchester_core::WinchesterConfig;
 use winchester_storage::backend::MigrationStatus;
 
@@ -46,33 +47,34 @@ pub enum DbCommand {
 /// [`Backend`](winchester_storage::backend::Backend) does the work,
 /// [`Schema`](winchester_storage::backend::Schema) writes the `--sql` scripts.
 pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
-    let cfg_url = if opts.config.config.exists() {
+    let (cfg_url, pooler) = if opts.config.config.exists() {
         let (cfg, _) = WinchesterConfig::load(&opts.config.config).map_err(|e| anyhow!("{e}"))?;
-        cfg.database_url
+        (cfg.database_url, cfg.pooler)
     } else if opts.config.database_url.is_none() {
         return Err(anyhow!(
             "config file {} not found (and no --database-url / DATABASE_URL given)",
             opts.config.config.display()
         ));
     } else {
-        None
+        (None, Pooler::None)
     };
-    let url = database_url(cfg_url.as_deref(), &opts.config)?;
-    let kind = Kind::of(&url)?;
+    let db = DatabaseOptions::new(database_url(cfg_url.as_deref(), &opts.config)?, pooler);
+    let url = db.url.clone();
+    let kind = db.kind()?;
     match &opts.command {
         DbCommand::Upgrade { revision } if revision != "head" => {
             Err(anyhow!("unknown revision {revision:?}: upgrade only goes to head"))
         }
         DbCommand::Upgrade { .. } if opts.sql => {
             // Offline when the database is unreachable: the full script from an empty schema.
-            let applied = match connect(&url, 1).await {
+            let applied = match connect(&db, 1).await {
                 Ok(b) => b.applied_versions().await.unwrap_or_default(),
                 Err(_) => vec![],
             };
             Ok(kind.schema().upgrade_sql(&applied))
         }
         DbCommand::Upgrade { .. } => {
-            let backend = connect(&url, 2).await?;
+            let backend = connect(&db, 2).await?;
             let applied = backend.upgrade().await.with_context(|| format!("migrating {}", redact(&url)))?;
             Ok(if applied.is_empty() {
                 "database is up to date\n".to_string()
@@ -85,7 +87,7 @@ pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
                 "base" => 0,
                 r => r.parse().map_err(|_| anyhow!("revision must be a version number or `base`, not {r:?}"))?,
             };
-            let backend = connect(&url, 2).await?;
+            let backend = connect(&db, 2).await?;
             if opts.sql {
                 let applied = backend.applied_versions().await.context("reading the applied migrations")?;
                 return kind.schema().downgrade_sql(&applied, target).map_err(|e| anyhow!("{e}"));
@@ -97,11 +99,11 @@ pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
             ))
         }
         DbCommand::Current => {
-            let status = connect(&url, 1).await?.status().await.context("reading the applied migrations")?;
+            let status = connect(&db, 1).await?.status().await.context("reading the applied migrations")?;
             Ok(current(&status))
         }
         DbCommand::History => {
-            let status = connect(&url, 1).await?.status().await.context("reading the applied migrations")?;
+            let status = connect(&db, 1).await?.status().await.context("reading the applied migrations")?;
             Ok(status
                 .iter()
                 .map(|m| format!("{} {} {}\n", m.version, m.description, if m.applied { "applied" } else { "pending" }))

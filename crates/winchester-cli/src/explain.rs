@@ -4,6 +4,7 @@
 //! given) and whether that stream's fire criteria would be met after it.
 
 use serde_json::{json, Value};
+use winchester_backends::DatabaseOptions;
 use winchester_core::{DistTraits, DistValue, Event, TraitValue, TriggerDefinition, TriggerSet};
 use winchester_storage::{Storage, Stream, StreamFilter, StreamState, TraitFilter};
 
@@ -193,7 +194,7 @@ pub async fn command(
                     bail!("no SQLite database at {path}");
                 }
             }
-            Some(crate::common::open_storage(url, 1).await?)
+            Some(crate::common::open_storage(&DatabaseOptions::new(url.as_str(), cfg.main.pooler), 1).await?)
         }
         _ => None,
     };

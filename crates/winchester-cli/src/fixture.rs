@@ -547,7 +547,8 @@ async fn run_events(
     test: &FixtureTest,
 ) -> anyhow::Result<(Vec<Actual>, Vec<(TransitionKind, i64)>)> {
     // One connection: every connection to `sqlite::memory:` is a database of its own.
-    let (backend, _) = winchester_backends::migrated("sqlite::memory:", 1).await?;
+    let (backend, _) =
+        winchester_backends::migrated(&winchester_backends::DatabaseOptions::direct("sqlite::memory:"), 1).await?;
     let storage = backend.storage();
     let start = test.events.first().map(|e| e.timestamp).unwrap_or(DateTime::<Utc>::MIN_UTC);
     let clock = Arc::new(ManualClock::new(start));

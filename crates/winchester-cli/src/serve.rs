@@ -1,6 +1,6 @@
 //! `winchester serve`: the HTTP API (see the `winchester-api` crate and docs/api.md).
 
-use crate::common::{check_ready, database_url, load_config, ConfigArgs, STREAM_GAUGE_PERIOD};
+use crate::common::{check_ready, database_options, load_config, open_storage, ConfigArgs, STREAM_GAUGE_PERIOD};
 use anyhow::{anyhow, Context};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,13 +43,13 @@ pub async fn run(args: &ServeArgs, config: &ConfigArgs, registry: &HandlerRegist
             "refusing to listen on {listen} without a token: set api.token or api.token_file, or pass --insecure"
         ));
     }
-    let url = database_url(cfg.main.database_url.as_deref(), config)?;
-    let storage = winchester_backends::open_storage_with(&url, 8, cfg.main.pooler).await?;
+    let db = database_options(&cfg.main, config)?;
+    let storage = open_storage(&db, 8).await?;
     winchester::metrics::install()?;
     winchester::metrics::spawn_stream_gauge(storage.clone(), STREAM_GAUGE_PERIOD);
     let ready: ReadyCheck = Arc::new(move || {
-        let url = url.clone();
-        Box::pin(async move { check_ready(&url).await })
+        let db = db.clone();
+        Box::pin(async move { check_ready(&db).await })
     });
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr()?;

@@ -179,7 +179,8 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
     let cfg = load_config(opts, &dir)?;
     let url =
         opts.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", dir.join("winchester-demo.db").display()));
-    let (backend, _) = winchester_backends::migrated(&url, 4).await?;
+    let (backend, _) =
+        winchester_backends::migrated(&winchester_backends::DatabaseOptions::direct(url.as_str()), 4).await?;
     let storage = backend.storage();
     let notifications = generate(&opts.generator);
     let first =

@@ -8,7 +8,6 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 use winchester_core::Event;
 use winchester_storage::decode;
 use winchester_storage::{Cursor, EventStore, Result};
@@ -18,12 +17,12 @@ use crate::rows::Pg;
 use crate::PgStorage;
 
 pub(crate) async fn stream_events(
-    pool: &PgPool,
+    db: &PgStorage,
     stream_id: i64,
     after: Option<Cursor>,
     limit: u32,
 ) -> Result<(Vec<Event>, Option<Cursor>)> {
-    on_conn!(pool, |c| -> (Vec<Event>, Option<Cursor>) {
+    on_conn!(db, |c| -> (Vec<Event>, Option<Cursor>) {
         let rows = sqlx::query(
             "SELECT e.id, e.message_id, e.event_type, e.generated, e.traits \
          FROM stream_event se CROSS JOIN LATERAL (SELECT * FROM event e \
@@ -31,7 +30,7 @@ pub(crate) async fn stream_events(
          WHERE se.stream_id = $1 AND ($2::timestamptz IS NULL OR (e.generated, e.id) > ($2, $3)) \
          ORDER BY e.generated, e.id LIMIT $4",
         )
-        .persistent(crate::named_statements())
+        .persistent(db.named())
         .bind(stream_id)
         .bind(after.map(|a| a.0))
         .bind(after.map(|a| a.1).unwrap_or(0))
@@ -44,10 +43,10 @@ pub(crate) async fn stream_events(
 }
 
 /// The latest event timestamp (`generated` is indexed, so this is one index probe).
-pub(crate) async fn latest_time(pool: &PgPool) -> Result<Option<DateTime<Utc>>> {
-    on_conn!(pool, |c| -> Option<DateTime<Utc>> {
+pub(crate) async fn latest_time(db: &PgStorage) -> Result<Option<DateTime<Utc>>> {
+    on_conn!(db, |c| -> Option<DateTime<Utc>> {
         sqlx::query_scalar("SELECT max(generated) FROM event")
-            .persistent(crate::named_statements())
+            .persistent(db.named())
             .fetch_one(&mut *c)
             .await
             .map_err(storage_error)
@@ -55,8 +54,8 @@ pub(crate) async fn latest_time(pool: &PgPool) -> Result<Option<DateTime<Utc>>> 
 }
 
 /// Every event of several streams, in one query.
-pub(crate) async fn load_events(pool: &PgPool, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>> {
-    on_conn!(pool, |c| -> Vec<(i64, Event)> {
+pub(crate) async fn load_events(db: &PgStorage, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>> {
+    on_conn!(db, |c| -> Vec<(i64, Event)> {
         if stream_ids.is_empty() {
             return Ok(vec![]);
         }
@@ -66,7 +65,7 @@ pub(crate) async fn load_events(pool: &PgPool, stream_ids: &[i64]) -> Result<Vec
            WHERE e.id = se.event_id AND e.generated = se.generated LIMIT 1) e \
          WHERE se.stream_id = ANY($1) ORDER BY se.stream_id, e.generated, e.id",
         )
-        .persistent(crate::named_statements())
+        .persistent(db.named())
         .bind(stream_ids)
         .fetch_all(&mut *c)
         .await
@@ -83,18 +82,18 @@ impl EventStore for PgStorage {
         after: Option<Cursor>,
         limit: u32,
     ) -> Result<(Vec<Event>, Option<Cursor>)> {
-        stream_events(&self.pool, stream_id, after, limit).await
+        stream_events(self, stream_id, after, limit).await
     }
 
     async fn load_events(&self, stream_ids: &[i64]) -> Result<Vec<(i64, Event)>> {
-        load_events(&self.pool, stream_ids).await
+        load_events(self, stream_ids).await
     }
 
     async fn trim_events(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
-        crate::partitions::trim(&self.pool, &self.days, cutoff, limit).await
+        crate::partitions::trim(self, cutoff, limit).await
     }
 
     async fn latest_event_time(&self) -> Result<Option<DateTime<Utc>>> {
-        latest_time(&self.pool).await
+        latest_time(self).await
     }
 }

@@ -51,13 +51,13 @@ const MAX_ATTEMPTS: u32 = 8;
 #[async_trait]
 impl IngestStore for PgStorage {
     async fn ingest(&self, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
-        self.days.ensure_for(&self.pool, batch).await?;
+        self.days.ensure_for(self, batch).await?;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let result = async {
                 let mut tx = self.pool.begin().await.map_err(storage_error)?;
-                let out = ingest_in_tx(&mut tx, batch, now).await?;
+                let out = ingest_in_tx(&mut tx, self.named(), batch, now).await?;
                 tx.commit().await.map_err(storage_error)?;
                 Ok(out)
             }
@@ -77,6 +77,7 @@ impl IngestStore for PgStorage {
 /// saving a pipeline's new events together with the stream's completion.
 pub(crate) async fn ingest_in_tx(
     conn: &mut PgConnection,
+    named: bool,
     batch: &[EventPlan],
     now: DateTime<Utc>,
 ) -> Result<Vec<IngestOutcome>> {
@@ -111,7 +112,7 @@ pub(crate) async fn ingest_in_tx(
          SELECT k.event_id, u.message_id, u.event_type, u.generated, u.traits FROM k JOIN u USING (message_id) \
          RETURNING id, message_id",
     )
-    .persistent(crate::named_statements())
+    .persistent(named)
     .bind(&ids)
     .bind(&types)
     .bind(&times)
@@ -132,7 +133,7 @@ pub(crate) async fn ingest_in_tx(
 
     // 2. Streams, grouped by key, keys in sorted order.
     let groups = group_by_key(batch, &event_ids);
-    let (stream_of, opened, notify) = write_streams(conn, batch, &groups, now).await?;
+    let (stream_of, opened, notify) = write_streams(conn, named, batch, &groups, now).await?;
 
     // 3. Memberships, in key order (the `(stream_id, event_id)` index then
     // takes them page by page instead of at random).
@@ -154,7 +155,7 @@ pub(crate) async fn ingest_in_tx(
             "INSERT INTO stream_event (stream_id, event_id, generated) \
              SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::timestamptz[])",
         )
-        .persistent(crate::named_statements())
+        .persistent(named)
         .bind(&sids)
         .bind(&eids)
         .bind(&times)
@@ -165,7 +166,7 @@ pub(crate) async fn ingest_in_tx(
     // 4. Wake idle workers (delivered on commit).
     if notify {
         sqlx::query("SELECT pg_notify($1, '')")
-            .persistent(crate::named_statements())
+            .persistent(named)
             .bind(READY_CHANNEL)
             .execute(&mut *conn)
             .await
@@ -248,6 +249,7 @@ const MAX_CLAIM_ROUNDS: u32 = 8;
 /// each (event, membership) entry and whether any stream became ready to fire.
 async fn write_streams(
     conn: &mut PgConnection,
+    named: bool,
     batch: &[EventPlan],
     groups: &BTreeMap<(&str, &str), Vec<(usize, usize)>>,
     now: DateTime<Utc>,
@@ -272,7 +274,7 @@ async fn write_streams(
              WHERE s.open \
              ORDER BY s.trigger_name COLLATE \"C\", s.dist_key COLLATE \"C\" \
              FOR UPDATE OF s",
-        ).persistent(crate::named_statements())
+        ).persistent(named)
         .bind(&names)
         .bind(&dist_keys)
         .fetch_all(&mut *conn)
@@ -320,7 +322,7 @@ async fn write_streams(
                    fire_timestamp, event_count, fire_counts, version) \
                  ON CONFLICT (trigger_name, dist_key) WHERE open DO NOTHING \
                  RETURNING id, trigger_name, dist_key",
-            ).persistent(crate::named_statements())
+            ).persistent(named)
             .bind(&claims.trigger)
             .bind(&claims.key)
             .bind(&claims.dist)
@@ -407,7 +409,7 @@ async fn write_streams(
                $6::bigint[], $7::text[], $8::bool[]) \
                AS u(id, first_event, last_event, expire_timestamp, fire_timestamp, event_count, fire_counts, open) \
              WHERE s.id = u.id",
-        ).persistent(crate::named_statements())
+        ).persistent(named)
         .bind(&ids)
         .bind(&firsts)
         .bind(&lasts)
@@ -438,7 +440,7 @@ async fn write_streams(
                ON CONFLICT (trigger_name, dist_key) WHERE open DO NOTHING RETURNING id) \
              SELECT src.id, src.id IN (SELECT id FROM ins) AS inserted FROM src ORDER BY src.ord",
         )
-        .persistent(crate::named_statements())
+        .persistent(named)
         .bind(&more.trigger)
         .bind(&more.key)
         .bind(&more.dist)

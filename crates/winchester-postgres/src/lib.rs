@@ -29,14 +29,15 @@
 /// transaction pooler a transaction of its own, committed when the body
 /// succeeded.
 macro_rules! on_conn {
-    ($pool:expr, |$c:ident| -> $t:ty $body:block) => {{
-        let mut conn = $crate::Conn::get($pool).await?;
+    ($db:expr, |$c:ident| -> $t:ty $body:block) => {{
+        let mut conn = $crate::Conn::get($db).await?;
         let $c = conn.conn();
         let r: $crate::Result<$t> = async move $body.await;
         conn.done(r).await
     }};
 }
 
+pub mod connect;
 mod errors;
 mod events;
 mod ingest;
@@ -48,13 +49,13 @@ mod streams;
 mod versions;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use std::sync::atomic::{AtomicBool, Ordering};
+use sqlx::postgres::{PgListener, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
 use winchester_core::config::Pooler;
 use winchester_storage::{PollingListener, ReadyListener, Result, Wakeups};
 
+pub use connect::{PgOptions, ACQUIRE_TIMEOUT};
 pub use errors::storage_error;
 pub use migrate::MIGRATOR;
 
@@ -69,20 +70,6 @@ pub const CHANGES_CHANNEL: &str = "winchester_changes";
 /// transaction pooler).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Whether this process reaches PostgreSQL through a transaction pooler,
-/// which hands each transaction whichever server connection is free. Set for
-/// the whole process by [`PgStorage::connect_with`] with
-/// [`Pooler::Transaction`] (a program talks to one database). Then statements
-/// are unnamed (another client's statement of the same name may exist on the
-/// server connection, or ours may not) and every statement runs in a
-/// transaction (see [`Conn`]).
-static TRANSACTION_POOLER: AtomicBool = AtomicBool::new(false);
-
-/// Whether statements may be named (prepared once per connection, reused).
-pub(crate) fn named_statements() -> bool {
-    !TRANSACTION_POOLER.load(Ordering::Relaxed)
-}
-
 /// The connection a statement runs on outside an explicit transaction.
 /// Behind a transaction pooler it is a transaction of its own: sqlx answers
 /// its Parse with a Sync before the Bind and Execute, and only an open
@@ -94,11 +81,11 @@ pub(crate) enum Conn {
 }
 
 impl Conn {
-    pub(crate) async fn get(pool: &PgPool) -> Result<Conn> {
-        Ok(if named_statements() {
-            Conn::Direct(pool.acquire().await.map_err(storage_error)?)
+    pub(crate) async fn get(db: &PgStorage) -> Result<Conn> {
+        Ok(if db.named() {
+            Conn::Direct(db.pool.acquire().await.map_err(storage_error)?)
         } else {
-            Conn::Tx(pool.begin().await.map_err(storage_error)?)
+            Conn::Tx(db.pool.begin().await.map_err(storage_error)?)
         })
     }
 
@@ -130,36 +117,13 @@ pub struct PgStorage {
     days: Arc<partitions::Days>,
 }
 
-/// Longest wait for a pooled connection. While the server is down, every
-/// call fails with [`winchester_storage::StorageError::Unavailable`] after this long (the
-/// pool keeps trying to connect meanwhile): long enough to ride out a busy
-/// pool, short enough for the API to answer 503 before its request timeout.
-pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-
 impl PgStorage {
-    /// Connects a pool of at most `max_connections` to `url`.
-    pub async fn connect(url: &str, max_connections: u32) -> std::result::Result<PgStorage, sqlx::Error> {
-        PgStorage::connect_with(url, max_connections, Pooler::None).await
-    }
-
-    /// Connects through `pooler`: with [`Pooler::Transaction`], no session
-    /// state is used (no statement cache, unnamed statements, no LISTEN).
-    pub async fn connect_with(
-        url: &str,
-        max_connections: u32,
-        pooler: Pooler,
-    ) -> std::result::Result<PgStorage, sqlx::Error> {
-        let mut options: PgConnectOptions = url.parse()?;
-        if pooler == Pooler::Transaction {
-            options = options.statement_cache_capacity(0);
-            TRANSACTION_POOLER.store(true, Ordering::Relaxed);
-        }
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await?;
-        Ok(PgStorage { pool, pooler, days: Arc::default() })
+    /// Connects a pool of at most `max_connections` with `options` (and its
+    /// pooler: with [`Pooler::Transaction`], no session state is used: no
+    /// statement cache, unnamed statements, no LISTEN).
+    pub async fn connect(options: &PgOptions, max_connections: u32) -> std::result::Result<PgStorage, sqlx::Error> {
+        let pool = options.pool(max_connections).await?;
+        Ok(PgStorage { pool, pooler: options.pooler(), days: Arc::default() })
     }
 
     /// Uses an existing pool (direct connections).
@@ -175,6 +139,12 @@ impl PgStorage {
     /// The pooler this storage was connected through.
     pub fn pooler(&self) -> Pooler {
         self.pooler
+    }
+
+    /// Whether statements may be named (prepared once per connection and
+    /// reused): not behind a transaction pooler (see [`connect`]).
+    pub(crate) fn named(&self) -> bool {
+        self.pooler != Pooler::Transaction
     }
 }
 

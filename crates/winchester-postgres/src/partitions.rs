@@ -15,13 +15,14 @@
 //!   dropped days are deleted in batches afterwards.
 
 use chrono::{DateTime, Days as DayCount, NaiveDate, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
 use winchester_storage::stream::state_no::COMPLETED;
 use winchester_storage::{EventPlan, Result};
 
 use crate::errors::storage_error;
+use crate::PgStorage;
 
 /// How many days after a newly seen day get their partitions at once.
 pub const AHEAD: u64 = 7;
@@ -65,7 +66,11 @@ impl Days {
     /// yet, and of the [`AHEAD`] days after each. Failing to (a lock not
     /// granted in time, say) is logged and left for the next batch: the events
     /// go to the default partition meanwhile, so the batch is saved regardless.
-    pub async fn ensure_for<'a>(&self, pool: &PgPool, plans: impl IntoIterator<Item = &'a EventPlan>) -> Result<()> {
+    pub(crate) async fn ensure_for<'a>(
+        &self,
+        db: &PgStorage,
+        plans: impl IntoIterator<Item = &'a EventPlan>,
+    ) -> Result<()> {
         let missing: BTreeSet<NaiveDate> = {
             let known = self.lock();
             plans.into_iter().map(|p| day_of(p.event.timestamp)).filter(|d| !known.contains(d)).collect()
@@ -80,7 +85,7 @@ impl Days {
                 _ => ranges.push((d, d.checked_add_days(DayCount::new(AHEAD)).unwrap_or(d))),
             }
         }
-        match create(pool, &ranges).await {
+        match create(db, &ranges).await {
             Ok(created) => {
                 if created > 0 {
                     tracing::info!(created, "Created daily event partitions.");
@@ -105,13 +110,13 @@ impl Days {
 
 /// Creates the partitions of the days in `ranges` (inclusive). Returns how
 /// many days got new partitions.
-async fn create(pool: &PgPool, ranges: &[(NaiveDate, NaiveDate)]) -> Result<i64> {
-    let mut tx = pool.begin().await.map_err(storage_error)?;
+async fn create(db: &PgStorage, ranges: &[(NaiveDate, NaiveDate)]) -> Result<i64> {
+    let mut tx = db.pool().begin().await.map_err(storage_error)?;
     sqlx::query(LOCK_TIMEOUT).persistent(false).execute(&mut *tx).await.map_err(storage_error)?;
     let mut created = 0;
     for (first, last) in ranges {
         let n: i32 = sqlx::query_scalar("SELECT winchester_event_partitions($1, $2)")
-            .persistent(crate::named_statements())
+            .persistent(db.named())
             .bind(first)
             .bind(last)
             .fetch_one(&mut *tx)
@@ -127,12 +132,12 @@ async fn create(pool: &PgPool, ranges: &[(NaiveDate, NaiveDate)]) -> Result<i64>
 /// whole days by dropping their partitions, up to `limit` more row by row.
 /// Then deletes up to [`KEY_BATCH`] dedup keys of dropped days. Returns how
 /// many events were deleted.
-pub(crate) async fn trim(pool: &PgPool, days: &Days, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
+pub(crate) async fn trim(db: &PgStorage, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
     let mut trimmed = 0;
-    for day in droppable_days(pool, cutoff).await? {
-        match drop_day(pool, day).await {
+    for day in droppable_days(db, cutoff).await? {
+        match drop_day(db, day).await {
             Ok(Some(n)) => {
-                days.forget(day);
+                db.days.forget(day);
                 tracing::info!(%day, events = n, "Dropped a day of events.");
                 trimmed += n;
             }
@@ -142,23 +147,23 @@ pub(crate) async fn trim(pool: &PgPool, days: &Days, cutoff: DateTime<Utc>, limi
             Err(e) => tracing::warn!(%day, error = %e, "Could not drop a day of events; trying again later."),
         }
     }
-    trimmed += on_conn!(pool, |c| -> u64 { trim_rows(c, cutoff, limit).await })?;
-    on_conn!(pool, |c| -> u64 { delete_dropped_keys(c, KEY_BATCH).await })?;
+    trimmed += on_conn!(db, |c| -> u64 { trim_rows(c, db.named(), cutoff, limit).await })?;
+    on_conn!(db, |c| -> u64 { delete_dropped_keys(c, db.named(), KEY_BATCH).await })?;
     Ok(trimmed)
 }
 
 /// Days with partitions that end at or before `cutoff`, oldest first.
-async fn droppable_days(pool: &PgPool, cutoff: DateTime<Utc>) -> Result<Vec<NaiveDate>> {
-    let days = partition_days(pool).await?;
+async fn droppable_days(db: &PgStorage, cutoff: DateTime<Utc>) -> Result<Vec<NaiveDate>> {
+    let days = partition_days(db).await?;
     Ok(days.into_iter().filter(|d| d.succ_opt().is_some_and(|next| start_of(next) <= cutoff)).collect())
 }
 
 /// Drops `day`'s partitions unless an unfinished stream has a membership in
 /// it. Returns how many events it held, or None when the day is still needed.
-async fn drop_day(pool: &PgPool, day: NaiveDate) -> Result<Option<u64>> {
+async fn drop_day(db: &PgStorage, day: NaiveDate) -> Result<Option<u64>> {
     let (events, members) = (partition_name("event", day), partition_name("stream_event", day));
     let next = day.succ_opt().unwrap_or(day);
-    let mut tx = pool.begin().await.map_err(storage_error)?;
+    let mut tx = db.pool().begin().await.map_err(storage_error)?;
     sqlx::query(LOCK_TIMEOUT).persistent(false).execute(&mut *tx).await.map_err(storage_error)?;
     // No event or membership joins the day while it is checked (reads go on;
     // only the DROP itself holds the parent tables, briefly).
@@ -196,7 +201,7 @@ async fn drop_day(pool: &PgPool, day: NaiveDate) -> Result<Option<u64>> {
         .await
         .map_err(storage_error)?;
     sqlx::query("INSERT INTO event_key_cleanup (day) VALUES ($1) ON CONFLICT DO NOTHING")
-        .persistent(crate::named_statements())
+        .persistent(db.named())
         .bind(day)
         .execute(&mut *tx)
         .await
@@ -207,7 +212,7 @@ async fn drop_day(pool: &PgPool, day: NaiveDate) -> Result<Option<u64>> {
 
 /// Deletes up to `limit` events older than `cutoff` that no unfinished
 /// stream needs, with their memberships and dedup keys.
-async fn trim_rows(c: &mut PgConnection, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
+async fn trim_rows(c: &mut PgConnection, named: bool, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
     let sql = format!(
         "WITH doomed AS ( \
            SELECT e.id, e.generated, e.message_id FROM event e WHERE e.generated < $1 AND NOT EXISTS ( \
@@ -220,7 +225,7 @@ async fn trim_rows(c: &mut PgConnection, cutoff: DateTime<Utc>, limit: u32) -> R
          SELECT count(*) FROM gone"
     );
     let n: i64 = sqlx::query_scalar(&sql)
-        .persistent(crate::named_statements())
+        .persistent(named)
         .bind(cutoff)
         .bind(i64::from(limit))
         .fetch_one(&mut *c)
@@ -231,9 +236,9 @@ async fn trim_rows(c: &mut PgConnection, cutoff: DateTime<Utc>, limit: u32) -> R
 
 /// Deletes up to `limit` dedup keys of the oldest dropped day whose events
 /// are gone; a day done is struck off `event_key_cleanup`. Returns how many.
-async fn delete_dropped_keys(c: &mut PgConnection, limit: i64) -> Result<u64> {
+async fn delete_dropped_keys(c: &mut PgConnection, named: bool, limit: i64) -> Result<u64> {
     let Some(day): Option<NaiveDate> = sqlx::query_scalar("SELECT min(day) FROM event_key_cleanup")
-        .persistent(crate::named_statements())
+        .persistent(named)
         .fetch_one(&mut *c)
         .await
         .map_err(storage_error)?
@@ -247,7 +252,7 @@ async fn delete_dropped_keys(c: &mut PgConnection, limit: i64) -> Result<u64> {
     // probe per partition, or a hash of every partition).
     let again = partition_name("event", day);
     let recreated: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .persistent(crate::named_statements())
+        .persistent(named)
         .bind(&again)
         .fetch_one(&mut *c)
         .await
@@ -273,7 +278,7 @@ async fn delete_dropped_keys(c: &mut PgConnection, limit: i64) -> Result<u64> {
     .rows_affected();
     if (n as i64) < limit {
         sqlx::query("DELETE FROM event_key_cleanup WHERE day = $1")
-            .persistent(crate::named_statements())
+            .persistent(named)
             .bind(day)
             .execute(&mut *c)
             .await
@@ -283,13 +288,13 @@ async fn delete_dropped_keys(c: &mut PgConnection, limit: i64) -> Result<u64> {
 }
 
 /// The day of every daily partition `event` has, oldest first.
-pub async fn partition_days(pool: &PgPool) -> Result<Vec<NaiveDate>> {
-    let names: Vec<String> = on_conn!(pool, |c| -> Vec<String> {
+pub async fn partition_days(db: &PgStorage) -> Result<Vec<NaiveDate>> {
+    let names: Vec<String> = on_conn!(db, |c| -> Vec<String> {
         sqlx::query_scalar(
             "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
              WHERE i.inhparent = 'event'::regclass AND c.relname ~ '^event_p[0-9]{8}$' ORDER BY 1",
         )
-        .persistent(crate::named_statements())
+        .persistent(db.named())
         .fetch_all(&mut *c)
         .await
         .map_err(storage_error)

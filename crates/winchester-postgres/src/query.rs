@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{Postgres, QueryBuilder};
 use winchester_storage::decode::{self, IdLog, EVENT_COLUMNS, STREAM_COLUMNS, TRANSITION_COLUMNS};
 use winchester_storage::{
     EventFilter, Page, QueryStore, Result, StoredEvent, Stream, StreamCount, StreamFilter, TraitFilter, Transition,
@@ -79,34 +79,29 @@ fn push_event_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &EventFilter) {
 /// The rows of a log with an id above `after` or in `also`, ascending.
 /// Runs the `SELECT` built in `qb` and decodes its rows.
 async fn select_rows<T>(
-    pool: &PgPool,
+    db: &PgStorage,
     mut qb: QueryBuilder<'_, Postgres>,
     decode: fn(&PgRow) -> Result<T>,
 ) -> Result<Vec<T>> {
-    on_conn!(pool, |c| -> Vec<T> {
-        let rows = qb.build().persistent(crate::named_statements()).fetch_all(&mut *c).await.map_err(storage_error)?;
+    on_conn!(db, |c| -> Vec<T> {
+        let rows = qb.build().persistent(db.named()).fetch_all(&mut *c).await.map_err(storage_error)?;
         rows.iter().map(decode).collect()
     })
 }
 
 /// Runs the `SELECT count(*)` built in `qb`.
-async fn select_count(pool: &PgPool, mut qb: QueryBuilder<'_, Postgres>) -> Result<u64> {
-    on_conn!(pool, |c| -> u64 {
-        let n: i64 = qb
-            .build_query_scalar()
-            .persistent(crate::named_statements())
-            .fetch_one(&mut *c)
-            .await
-            .map_err(storage_error)?;
+async fn select_count(db: &PgStorage, mut qb: QueryBuilder<'_, Postgres>) -> Result<u64> {
+    on_conn!(db, |c| -> u64 {
+        let n: i64 = qb.build_query_scalar().persistent(db.named()).fetch_one(&mut *c).await.map_err(storage_error)?;
         Ok(n as u64)
     })
 }
 
-async fn since<T: IdLog>(pool: &PgPool, after: i64, also: &[i64], limit: u32) -> Result<Vec<T>> {
-    on_conn!(pool, |c| -> Vec<T> {
+async fn since<T: IdLog>(db: &PgStorage, after: i64, also: &[i64], limit: u32) -> Result<Vec<T>> {
+    on_conn!(db, |c| -> Vec<T> {
         let sql = format!("SELECT {} FROM {} WHERE id > $1 OR id = ANY($2) ORDER BY id LIMIT $3", T::COLUMNS, T::TABLE);
         let rows = sqlx::query(&sql)
-            .persistent(crate::named_statements())
+            .persistent(db.named())
             .bind(after)
             .bind(also)
             .bind(i64::from(limit))
@@ -123,24 +118,20 @@ impl QueryStore for PgStorage {
         let mut qb = QueryBuilder::new(format!("SELECT {STREAM_COLUMNS} FROM stream"));
         push_stream_filter(&mut qb, f);
         push_page(&mut qb, &f.page, f.row_limit());
-        select_rows(&self.pool, qb, decode::stream::<Pg>).await
+        select_rows(self, qb, decode::stream::<Pg>).await
     }
 
     async fn count_streams(&self, f: &StreamFilter) -> Result<u64> {
         let mut qb = QueryBuilder::new("SELECT count(*) FROM stream");
         push_stream_filter(&mut qb, f);
-        select_count(&self.pool, qb).await
+        select_count(self, qb).await
     }
 
     async fn stream_counts(&self) -> Result<Vec<StreamCount>> {
-        on_conn!(&self.pool, |c| -> Vec<StreamCount> {
+        on_conn!(self, |c| -> Vec<StreamCount> {
             let sql = "SELECT trigger_name, state, count(*) AS n FROM stream GROUP BY trigger_name, state \
                        ORDER BY trigger_name, state";
-            let rows = sqlx::query(sql)
-                .persistent(crate::named_statements())
-                .fetch_all(&mut *c)
-                .await
-                .map_err(storage_error)?;
+            let rows = sqlx::query(sql).persistent(self.named()).fetch_all(&mut *c).await.map_err(storage_error)?;
             rows.iter().map(decode::stream_count::<Pg>).collect()
         })
     }
@@ -149,23 +140,23 @@ impl QueryStore for PgStorage {
         let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM event"));
         push_event_filter(&mut qb, f);
         push_page(&mut qb, &f.page, f.page.limit);
-        select_rows(&self.pool, qb, decode::stored_event::<Pg>).await
+        select_rows(self, qb, decode::stored_event::<Pg>).await
     }
 
     async fn count_events(&self, f: &EventFilter) -> Result<u64> {
         let mut qb = QueryBuilder::new("SELECT count(*) FROM event");
         push_event_filter(&mut qb, f);
-        select_count(&self.pool, qb).await
+        select_count(self, qb).await
     }
 
     async fn get_event(&self, message_id: &str) -> Result<Option<StoredEvent>> {
-        on_conn!(&self.pool, |c| -> Option<StoredEvent> {
+        on_conn!(self, |c| -> Option<StoredEvent> {
             // By its dedup key: one probe of one partition, not one per partition.
             let row = sqlx::query(
                 "SELECT e.id, e.message_id, e.event_type, e.generated, e.traits FROM event_key k \
                  JOIN event e ON e.id = k.event_id AND e.generated = k.generated WHERE k.message_id = $1",
             )
-            .persistent(crate::named_statements())
+            .persistent(self.named())
             .bind(message_id)
             .fetch_optional(&mut *c)
             .await
@@ -175,9 +166,9 @@ impl QueryStore for PgStorage {
     }
 
     async fn event_streams(&self, event_id: i64) -> Result<Vec<i64>> {
-        on_conn!(&self.pool, |c| -> Vec<i64> {
+        on_conn!(self, |c| -> Vec<i64> {
             sqlx::query_scalar("SELECT stream_id FROM stream_event WHERE event_id = $1 ORDER BY stream_id")
-                .persistent(crate::named_statements())
+                .persistent(self.named())
                 .bind(event_id)
                 .fetch_all(&mut *c)
                 .await
@@ -186,19 +177,19 @@ impl QueryStore for PgStorage {
     }
 
     async fn events_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<StoredEvent>> {
-        since(&self.pool, after, also, limit).await
+        since(self, after, also, limit).await
     }
 
     async fn transitions_since(&self, after: i64, also: &[i64], limit: u32) -> Result<Vec<Transition>> {
-        since(&self.pool, after, also, limit).await
+        since(self, after, also, limit).await
     }
 
     async fn transitions_from(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Transition>> {
-        on_conn!(&self.pool, |c| -> Vec<Transition> {
+        on_conn!(self, |c| -> Vec<Transition> {
             let rows = sqlx::query(&format!(
                 "SELECT {TRANSITION_COLUMNS} FROM stream_transition WHERE at >= $1 ORDER BY at, id LIMIT $2"
             ))
-            .persistent(crate::named_statements())
+            .persistent(self.named())
             .bind(since)
             .bind(i64::from(limit))
             .fetch_all(&mut *c)
@@ -209,11 +200,11 @@ impl QueryStore for PgStorage {
     }
 
     async fn latest_ids(&self) -> Result<(i64, i64)> {
-        on_conn!(&self.pool, |c| -> (i64, i64) {
+        on_conn!(self, |c| -> (i64, i64) {
             sqlx::query_as(
                 "SELECT (SELECT coalesce(max(id), 0) FROM event), (SELECT coalesce(max(id), 0) FROM stream_transition)",
             )
-            .persistent(crate::named_statements())
+            .persistent(self.named())
             .fetch_one(&mut *c)
             .await
             .map_err(storage_error)

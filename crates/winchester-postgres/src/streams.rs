@@ -23,9 +23,9 @@ use crate::PgStorage;
 #[async_trait]
 impl StreamStore for PgStorage {
     async fn ready_streams(&self, action: Action, now: DateTime<Utc>, limit: u32) -> Result<Vec<Stream>> {
-        on_conn!(&self.pool, |c| -> Vec<Stream> {
+        on_conn!(self, |c| -> Vec<Stream> {
             let rows = sqlx::query(&ready_sql(action, STREAM_COLUMNS, "$1", "$2"))
-                .persistent(crate::named_statements())
+                .persistent(self.named())
                 .bind(now)
                 .bind(limit as i64)
                 .fetch_all(&mut *c)
@@ -42,7 +42,7 @@ impl StreamStore for PgStorage {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<Option<Stream>> {
-        on_conn!(&self.pool, |c| -> Option<Stream> {
+        on_conn!(self, |c| -> Option<Stream> {
             let lease_end = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::days(1));
             // Still ready for `action` (an expire claim must not take a stream that
             // became ready to fire since it was read).
@@ -52,7 +52,7 @@ impl StreamStore for PgStorage {
                 ready_condition(action, "$3")
             );
             let row = sqlx::query(&sql)
-                .persistent(crate::named_statements())
+                .persistent(self.named())
                 .bind(stream.id)
                 .bind(stream.state_serial_no)
                 .bind(now)
@@ -72,12 +72,11 @@ impl StreamStore for PgStorage {
         limit: u32,
         triggers: TriggerScope<'_>,
     ) -> Result<Vec<Claimed>> {
-        on_conn!(&self.pool, |c| -> Vec<Claimed> {
+        on_conn!(self, |c| -> Vec<Claimed> {
             // Rows other workers are claiming are skipped, never waited for.
             let filter = trigger_condition(triggers, "trigger_name = ANY($4)");
             let sql = claim_ready_sql(action, STREAM_COLUMNS, "$1", "$2", "$3", &filter, " FOR UPDATE SKIP LOCKED");
-            let mut query =
-                sqlx::query(&sql).persistent(crate::named_statements()).bind(now).bind(lease_until).bind(limit as i64);
+            let mut query = sqlx::query(&sql).persistent(self.named()).bind(now).bind(lease_until).bind(limit as i64);
             if let Some(names) = triggers.names() {
                 query = query.bind(names);
             }
@@ -93,7 +92,7 @@ impl StreamStore for PgStorage {
             return Ok(vec![]);
         }
         // Partitions for the days of the pipelines' new events, before the transaction.
-        self.days.ensure_for(&self.pool, runs.iter().flat_map(|(_, f)| f.new_events())).await?;
+        self.days.ensure_for(self, runs.iter().flat_map(|(_, f)| f.new_events())).await?;
         let mut tx = self.pool.begin().await.map_err(storage_error)?;
         // Set-based compare-and-set: deletes for purged completions, one UPDATE for
         // the rest; each row only where its serial still matches.
@@ -108,7 +107,7 @@ impl StreamStore for PgStorage {
                 &ids,
                 &serials
             )
-            .persistent(crate::named_statements())
+            .persistent(self.named())
             .fetch_all(&mut *tx)
             .await
             .map_err(storage_error)?;
@@ -129,7 +128,7 @@ impl StreamStore for PgStorage {
                 &states,
                 &reasons as &[Option<&str>]
             )
-            .persistent(crate::named_statements())
+            .persistent(self.named())
             .fetch_all(&mut *tx)
             .await
             .map_err(storage_error)?;
@@ -141,7 +140,8 @@ impl StreamStore for PgStorage {
             .filter(|(s, _)| held.contains(&s.id))
             .flat_map(|(_, f)| f.new_events().iter().cloned())
             .collect();
-        let mut saved = one_for_one("finish: new events", plans.len(), ingest_in_tx(&mut tx, &plans, now).await?)?;
+        let mut saved =
+            one_for_one("finish: new events", plans.len(), ingest_in_tx(&mut tx, self.named(), &plans, now).await?)?;
         tx.commit().await.map_err(storage_error)?;
         let mut out = Vec::with_capacity(runs.len());
         for (s, f) in runs {
@@ -156,13 +156,13 @@ impl StreamStore for PgStorage {
     }
 
     async fn set_state(&self, id: i64, serial: i32, to: StreamState) -> Result<Option<Stream>> {
-        on_conn!(&self.pool, |c| -> Option<Stream> {
+        on_conn!(self, |c| -> Option<Stream> {
             let sql = format!(
                 "UPDATE stream SET state = $3, state_serial_no = state_serial_no + 1 \
              WHERE id = $1 AND state_serial_no = $2 RETURNING {STREAM_COLUMNS}"
             );
             let row = sqlx::query(&sql)
-                .persistent(crate::named_statements())
+                .persistent(self.named())
                 .bind(id)
                 .bind(serial)
                 .bind(to as i16)
@@ -174,7 +174,7 @@ impl StreamStore for PgStorage {
     }
 
     async fn renew_leases(&self, held: &[(i64, i32)], until: DateTime<Utc>) -> Result<Vec<i64>> {
-        on_conn!(&self.pool, |c| -> Vec<i64> {
+        on_conn!(self, |c| -> Vec<i64> {
             if held.is_empty() {
                 return Ok(vec![]);
             }
@@ -184,7 +184,7 @@ impl StreamStore for PgStorage {
              WHERE s.id = h.id AND s.state_serial_no = h.serial AND s.state IN ({FIRING}, {EXPIRING}) RETURNING s.id"
             );
             sqlx::query_scalar(&sql)
-                .persistent(crate::named_statements())
+                .persistent(self.named())
                 .bind(ids)
                 .bind(serials)
                 .bind(until)
@@ -195,10 +195,10 @@ impl StreamStore for PgStorage {
     }
 
     async fn get_stream(&self, id: i64) -> Result<Option<Stream>> {
-        on_conn!(&self.pool, |c| -> Option<Stream> {
+        on_conn!(self, |c| -> Option<Stream> {
             let sql = format!("SELECT {STREAM_COLUMNS} FROM stream WHERE id = $1");
             let row = sqlx::query(&sql)
-                .persistent(crate::named_statements())
+                .persistent(self.named())
                 .bind(id)
                 .fetch_optional(&mut *c)
                 .await
@@ -208,9 +208,9 @@ impl StreamStore for PgStorage {
     }
 
     async fn purge_stream(&self, id: i64) -> Result<bool> {
-        on_conn!(&self.pool, |c| -> bool {
+        on_conn!(self, |c| -> bool {
             let n = sqlx::query("DELETE FROM stream WHERE id = $1")
-                .persistent(crate::named_statements())
+                .persistent(self.named())
                 .bind(id)
                 .execute(&mut *c)
                 .await
@@ -221,9 +221,9 @@ impl StreamStore for PgStorage {
     }
 
     async fn next_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        on_conn!(&self.pool, |c| -> Option<DateTime<Utc>> {
+        on_conn!(self, |c| -> Option<DateTime<Utc>> {
             sqlx::query_scalar(&next_due_sql("$1"))
-                .persistent(crate::named_statements())
+                .persistent(self.named())
                 .bind(now)
                 .fetch_one(&mut *c)
                 .await
