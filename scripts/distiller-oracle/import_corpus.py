@@ -419,15 +419,52 @@ def import_edges(corpus):
         "payload.memory_mb = 'lots' (int trait conversion failure)"
         n["payload"]["memory_mb"] = "lots"
 
-    def float_int(n):
-        "payload.memory_mb = '512.5' and payload.vcpus = 2.7"
+    def int_from_float_string(n):
+        "payload.memory_mb = '512.5'"
         n["payload"]["memory_mb"] = "512.5"
+
+    def int_from_float(n):
+        "payload.vcpus = 2.7"
         n["payload"]["vcpus"] = 2.7
 
-    def bool_int(n):
-        "payload.disk_gb = true, payload.root_gb = '0x10'"
+    def int_from_bool(n):
+        "payload.disk_gb = true"
         n["payload"]["disk_gb"] = True
+
+    def int_from_hex_string(n):
+        "payload.root_gb = '0x10'"
         n["payload"]["root_gb"] = "0x10"
+
+    def int_from_padded_string(n):
+        "payload.root_gb = ' +40 ', payload.ephemeral_gb = '1_0'"
+        n["payload"]["root_gb"] = " +40 "
+        n["payload"]["ephemeral_gb"] = "1_0"
+
+    def datetime_from_int(n):
+        "payload.launched_at = 1412596800"
+        n["payload"]["launched_at"] = 1412596800
+
+    def datetime_forms(n):
+        "launched_at 7 fraction digits, deleted_at no seconds, "
+        "timestamp '+0000' offset"
+        n["payload"]["launched_at"] = "2014-10-06T12:00:00.1234567"
+        n["payload"]["deleted_at"] = "2014-10-06T12:00"
+        n["timestamp"] = "2014-10-06 12:00:00.5+0000"
+
+    def text_forms(n):
+        "payload.state = true, payload.instance_type = 1e16, "
+        "payload.host = 0.30000000000000004"
+        n["payload"]["state"] = True
+        n["payload"]["instance_type"] = 1e16
+        n["payload"]["host"] = 0.1 + 0.2
+
+    def priority_mixed_case(n):
+        "priority 'Info'"
+        n["priority"] = "Info"
+
+    def priority_missing(n):
+        "priority removed"
+        del n["priority"]
 
     def bad_datetime(n):
         "payload.launched_at = 'not a date'"
@@ -481,7 +518,10 @@ def import_edges(corpus):
 
     derive("image", "glance-timestamp-1541", glance_ts)
     for fn in (no_timestamp, no_timestamp_at_all, no_message_id, long_text,
-               bad_int, float_int, bool_int, bad_datetime, tz_datetime,
+               bad_int, int_from_float_string, int_from_float, int_from_bool,
+               int_from_hex_string, int_from_padded_string, datetime_from_int,
+               datetime_forms, text_forms, priority_mixed_case,
+               priority_missing, bad_datetime, tz_datetime,
                warn_priority, error_priority, unmatched_type,
                tenant_fallback, null_values, nonstring_text,
                publisher_no_dot, ctx_project):
