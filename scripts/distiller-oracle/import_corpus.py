@@ -270,11 +270,22 @@ FACTORIES = {
     "database/test_notifications.py": [
         ("_trove_notification_for", ("exists",), {}),
     ],
+    "dns/test_notifications.py": [
+        ("_dns_notification_for", ("create",), {}),
+        ("_dns_notification_for", ("exists",), {}),
+    ],
 }
+
+# (commit, path): test data taken from a later commit (designate/dns tests
+# arrived after CEILOMETER_TESTS_COMMIT)
+EXTRA_CEILOMETER_FILES = [
+    ("3bac98f1af5e5839559e85213a24032bcf049fc4",
+     "ceilometer/tests/unit/dns/test_notifications.py"),
+]
 
 SERVICE = {
     "identity": "identity", "orchestration": "orchestration",
-    "data_processing": "sahara", "database": "trove",
+    "data_processing": "sahara", "database": "trove", "dns": "dns",
 }
 
 
@@ -294,7 +305,7 @@ def exec_test_module(src, service):
             m = types.SimpleNamespace(timeutils=types.SimpleNamespace(
                 isotime=lambda *a, **k: FIXED_NOW.strftime(
                     "%Y-%m-%dT%H:%M:%SZ"),
-                utcnow=lambda: FIXED_NOW))
+                utcnow=lambda *a, **k: FIXED_NOW))
             return m
         top = _Stub()
         if fromlist and "notifications" in fromlist:
@@ -313,17 +324,19 @@ def exec_test_module(src, service):
 
 def import_ceilometer(corpus, gitdir):
     commit = git_rev(gitdir, CEILOMETER_TESTS_COMMIT)
-    files = [p for p in git_ls(gitdir, commit, "ceilometer/tests")
+    files = [(commit, p) for p in git_ls(gitdir, commit, "ceilometer/tests")
              if p.endswith(".py") and (
                  p.endswith("notifications.py")
                  or p.endswith("notifications/test_instance.py")
                  or p.endswith("notifications/test_cpu.py")
                  or p.endswith("ipmi_test_data.py"))]
-    for path in sorted(files):
+    for commit, path in sorted(files) + EXTRA_CEILOMETER_FILES:
         src = git_show(gitdir, commit, path).decode()
         if "event_type" not in src:
             continue
         rel = path[len("ceilometer/tests/"):]
+        if rel.startswith("unit/"):
+            rel = rel[len("unit/"):]
         area = rel.split("/")[0]
         g = exec_test_module(src, SERVICE.get(area, area))
         found = []
