@@ -67,3 +67,17 @@ fn generate_prints_notifications() {
     assert!(lines.iter().all(|n| n["event_type"].as_str().unwrap().starts_with("compute.instance.")
         && n["payload"]["instance_id"].is_string()));
 }
+
+/// `winchester generate --count N` prints exactly N notifications even when
+/// the given instances make fewer, and says on stderr how many it took.
+#[test]
+fn generate_count_is_exact() {
+    let (code, out, err) =
+        run(Command::new(bin("winchester")).args(["generate", "--count", "2000", "--instances", "10"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2000);
+    assert!(err.contains("instances to reach 2000 notifications"), "{err}");
+    let ids: std::collections::HashSet<&str> =
+        out.lines().map(|l| l.split("\"message_id\":").nth(1).unwrap_or(l)).collect();
+    assert_eq!(ids.len(), 2000, "message ids repeat");
+}

@@ -78,7 +78,8 @@ enum Command {
     Generate {
         #[command(flatten)]
         sim: SimArgs,
-        /// Stop after N notifications.
+        /// Print exactly N notifications (more instances than --instances when
+        /// it takes more to make N; stderr says how many).
         #[arg(long)]
         count: Option<usize>,
     },
@@ -345,7 +346,20 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
         Command::Generate { sim, count } => {
             use std::io::Write;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for n in winchester_demo::generate(&sim.generator()).iter().take(count.unwrap_or(usize::MAX)) {
+            let mut gen = sim.generator();
+            let mut notifications = winchester_demo::generate(&gen);
+            // `--count N`: exactly N, with as many more instances as it takes.
+            if let Some(n) = count {
+                while notifications.len() < n && !notifications.is_empty() {
+                    let per_instance = notifications.len() as f64 / gen.instances.max(1) as f64;
+                    gen.instances = ((n as f64 / per_instance).ceil() as usize).max(gen.instances + 1);
+                    notifications = winchester_demo::generate(&gen);
+                }
+                if gen.instances != sim.instances {
+                    eprintln!("generate: {} instances to reach {n} notifications", gen.instances);
+                }
+            }
+            for n in notifications.iter().take(count.unwrap_or(usize::MAX)) {
                 writeln!(out, "{n}")?;
             }
             out.flush()?;
