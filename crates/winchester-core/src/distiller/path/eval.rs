@@ -819,36 +819,48 @@ fn filter_expr(e: &Expr, v: Val<'_>) -> R<bool> {
         if value.is_null() {
             continue;
         }
-        let (value, want) = match lit {
-            Lit::Int(_) | Lit::Bool(_) => {
-                let want = match lit {
-                    Lit::Int(i) => i128::from(*i),
-                    Lit::Bool(b) => i128::from(*b),
-                    _ => 0,
-                };
-                match py_int(&value)? {
-                    Some(i) => (int_value(i)?, Value::from(want as i64)),
-                    None => continue,
-                }
-            }
-            Lit::Float(f) => (value, float_value(*f)?),
-            Lit::Str(s) => (value, Value::String(s.clone())),
+        // An integer or boolean value converts the field with int() first.
+        let int_want = match lit {
+            Lit::Int(i) => Some(i128::from(*i)),
+            Lit::Bool(b) => Some(i128::from(*b)),
+            _ => None,
         };
-        let hit = match op {
-            CmpOp::Eq => py_eq(&value, &want),
-            CmpOp::Ne => !py_eq(&value, &want),
-            CmpOp::Lt => py_order(&value, &want)? == Ordering::Less,
-            CmpOp::Le => py_order(&value, &want)? != Ordering::Greater,
-            CmpOp::Gt => py_order(&value, &want)? == Ordering::Greater,
-            CmpOp::Ge => py_order(&value, &want)? != Ordering::Less,
-            CmpOp::Match => {
-                let Some(re) = re else { return fail("first argument must be string or compiled pattern") };
-                let re = re.as_ref().map_err(|e| EvalError(e.clone()))?;
-                let Value::String(s) = &value else {
-                    return fail(format!("expected string or bytes-like object, got '{}'", py_type(&value)));
-                };
-                re.check_text(s).map_err(EvalError)?;
-                re.re.is_match(s)
+        let order = |ord: R<Ordering>| -> R<bool> {
+            let o = ord?;
+            Ok(match op {
+                CmpOp::Eq => o == Ordering::Equal,
+                CmpOp::Ne => o != Ordering::Equal,
+                CmpOp::Lt => o == Ordering::Less,
+                CmpOp::Le => o != Ordering::Greater,
+                CmpOp::Gt => o == Ordering::Greater,
+                _ => o != Ordering::Less,
+            })
+        };
+        let hit = if let Some(want) = int_want {
+            let Some(have) = py_int(&value)? else { continue };
+            if *op == CmpOp::Match {
+                return fail("first argument must be string or compiled pattern");
+            }
+            order(Ok(have.cmp(&want)))?
+        } else {
+            let want = match lit {
+                Lit::Float(f) => float_value(*f)?,
+                Lit::Str(s) => Value::String(s.clone()),
+                _ => Value::Null,
+            };
+            match op {
+                CmpOp::Eq => py_eq(&value, &want),
+                CmpOp::Ne => !py_eq(&value, &want),
+                CmpOp::Match => {
+                    let Some(re) = re else { return fail("first argument must be string or compiled pattern") };
+                    let re = re.as_ref().map_err(|e| EvalError(e.clone()))?;
+                    let Value::String(s) = &value else {
+                        return fail(format!("expected string or bytes-like object, got '{}'", py_type(&value)));
+                    };
+                    re.check_text(s).map_err(EvalError)?;
+                    re.re.is_match(s)
+                }
+                _ => order(py_order(&value, &want))?,
             }
         };
         any |= hit;
