@@ -437,6 +437,9 @@ def focused(r):
             recs = [r.choice([r.randint(0, 5), 2.5, True, "a", "b"]) for _ in range(r.randint(0, 8))]
         if r.random() < 0.1:
             recs = [[r.randint(0, 2), r.choice([1, "x"])] for _ in range(r.randint(0, 6))]
+        if r.random() < 0.1:
+            # long lists (CPython merges runs): consistent keys only
+            recs = [{"a": r.randint(0, 9), "b": r.choice("xyz")} for _ in range(r.randint(60, 140))]
         keys = ",".join(r.choice("/\\") + r.choice(["a", "b", "a.`len`", "@", "[0]"]) for _ in range(r.randint(1, 2)))
         path = r.choice(["list[%s]" % keys, "list.`sorted`", "list[%s][*]" % keys, "list[%s][0].a" % keys,
                          "$.`sorted`", "list[%s].`len`" % keys])

@@ -707,32 +707,15 @@ fn sort_cmp(keys: &[(Node, bool)], x: &Value, y: &Value) -> R<i32> {
 
 /// CPython's `list.sort` for lists under 64 items (a run, then binary
 /// insertion), which fixes the order even for inconsistent comparisons;
-/// longer lists use a stable merge sort (the same order for consistent ones).
+/// longer lists use a stable merge sort (the same order when the comparisons
+/// are consistent).
 fn py_sort(mut v: Vec<Value>, lt: &dyn Fn(&Value, &Value) -> R<bool>) -> R<Vec<Value>> {
     let n = v.len();
     if n < 2 {
         return Ok(v);
     }
     if n >= 64 {
-        let mut err = None;
-        v.sort_by(|a, b| {
-            if err.is_some() {
-                return Ordering::Equal;
-            }
-            match (lt(b, a), lt(a, b)) {
-                (Ok(true), _) => Ordering::Greater,
-                (Ok(false), Ok(true)) => Ordering::Less,
-                (Ok(false), Ok(false)) => Ordering::Equal,
-                (Err(e), _) | (_, Err(e)) => {
-                    err = Some(e);
-                    Ordering::Equal
-                }
-            }
-        });
-        return match err {
-            Some(e) => Err(e),
-            None => Ok(v),
-        };
+        return merge_sort(v, lt);
     }
     // count_run
     let mut run = 2;
@@ -761,6 +744,31 @@ fn py_sort(mut v: Vec<Value>, lt: &dyn Fn(&Value, &Value) -> R<bool>) -> R<Vec<V
         v[l..=start].rotate_right(1);
     }
     Ok(v)
+}
+
+/// A stable merge sort that only asks `lt` and never panics, whatever `lt`
+/// answers.
+fn merge_sort(v: Vec<Value>, lt: &dyn Fn(&Value, &Value) -> R<bool>) -> R<Vec<Value>> {
+    if v.len() < 2 {
+        return Ok(v);
+    }
+    let mut left = v;
+    let right = left.split_off(left.len() / 2);
+    let left = merge_sort(left, lt)?;
+    let right = merge_sort(right, lt)?;
+    let mut out = Vec::with_capacity(left.len() + right.len());
+    let mut l = left.into_iter().peekable();
+    let mut r = right.into_iter().peekable();
+    while let (Some(a), Some(b)) = (l.peek(), r.peek()) {
+        if lt(b, a)? {
+            out.extend(r.next());
+        } else {
+            out.extend(l.next());
+        }
+    }
+    out.extend(l);
+    out.extend(r);
+    Ok(out)
 }
 
 /// Python's `int(v)`: `Ok(None)` for a ValueError (the filter skips the
