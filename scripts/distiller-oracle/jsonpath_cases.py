@@ -168,6 +168,10 @@ NOTIFICATION = {
 }
 
 README_DOCS = [
+    {"cow": "foo", "fish": "bar"},
+    {"objects": [{"cow": 2, "cat": 3}, {"cow": 4, "cat": 6}]},
+    {"field": "foo+a+b+c", "objects": [{"some_field": 7, "other": 1}, {"some_field": "foobar", "other": 3},
+                                      {"some_field": 3, "other": 0}, {"some_field": "regexpz"}]},
     {"foo": 3, "bar": "x", "objects": [{"cow": 1, "cat": 2}, {"cow": 3, "cat": 4}]},
     {"foo": [{"baz": 1}, {"baz": 2}], "bar": {"baz": 3}},
     {"objects": ["alpha", "gamma", "beta"]},
@@ -292,6 +296,13 @@ def mutate(r, p):
 # ---------------------------------------------------------------- fixed paths
 
 FIXED_PATHS = [
+    # jsonpath-rw-ext README "Extensions" table and arithmetic examples (RST-escaped and not)
+    "$.objects.`len`", r"$.field.`sub(/foo\\\\+(.*)/, \\\\1)`", r"$.field.`sub(/foo\\+(.*)/, \\1)`",
+    "$.field.`split(+, 2, -1)`", "$.field.`split(sep, segement, maxsplit)`", "$.objects.`sorted`",
+    r"$.objects[\\some_field]", r"$.objects[\some_field]", r"$.objects[\some_field,/other_field]",
+    "$.objects[?(@some_field > 5)]", "$.objects[?(@.some_field > 5)]", '$.objects[?(some_field = "foobar")]',
+    '$.objects[?(some_field ~ "regexp")]', "$.objects[?(some_field > 5 & other < 2)]", "cow + fish",
+    "$.cow + $.fish", '$.cow + "_" + $.fish', '$.cow + "_" + fish',
     # jsonpath-rw-ext README
     "$.objects[0].cow", "$.objects[1].cat", "$.objects[*].cow", "$.foo * 12", "$.objects[*].cow + $.objects[*].cat",
     "$.foo + \"_\" + $.bar", "$.foo + \"_\" + $.fish", "objects[?cow]", "objects[?cow=\"moo\"]", "objects[?cow=moo]",
