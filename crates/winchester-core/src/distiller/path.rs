@@ -74,6 +74,8 @@ pub struct FieldPath {
     node: ast::Node,
     steps: Vec<Step>,
     simple: bool,
+    /// The full path of a match, for paths of single fields and indexes.
+    concrete: Option<String>,
 }
 
 impl PartialEq for FieldPath {
@@ -125,7 +127,11 @@ impl FieldPath {
         }
         let mut steps = Vec::new();
         let simple = simple_steps(&node, &mut steps);
-        Ok(FieldPath { source: src.to_string(), node, steps, simple })
+        let mut fp = FieldPath { source: src.to_string(), node, steps, simple, concrete: None };
+        if simple && !fp.steps.is_empty() && !fp.steps.contains(&Step::Wildcard) {
+            fp.concrete = Some(fp.canonical());
+        }
+        Ok(fp)
     }
 
     /// The text the path was parsed from.
@@ -179,10 +185,36 @@ impl FieldPath {
     /// Every match in `root`, or the error where jsonpath-rw raises an
     /// exception (e.g. `[0]` on a number, `<` between text and a number).
     pub fn try_find<'a>(&self, root: &'a Value) -> Result<Vec<FieldMatch<'a>>, EvalError> {
+        if let Some(found) = self.find_concrete(root) {
+            return Ok(found);
+        }
         Ok(eval::find_top(&self.node, root)?
             .into_iter()
             .map(|(path, v)| FieldMatch { path, value: v.into_cow() })
             .collect())
+    }
+}
+
+impl FieldPath {
+    /// The common case without the general evaluator: fields and indexes
+    /// into objects and lists. `None` where the general one must decide
+    /// (an index into text, an object or a scalar).
+    fn find_concrete<'a>(&self, root: &'a Value) -> Option<Vec<FieldMatch<'a>>> {
+        let path = self.concrete.as_ref()?;
+        let mut v = root;
+        for s in &self.steps {
+            let next = match (s, v) {
+                (Step::Key(k), Value::Object(m)) => m.get(k),
+                (Step::Key(_), _) => None,
+                (Step::Index(i), Value::Array(a)) => a.get(*i),
+                _ => return None,
+            };
+            match next {
+                Some(n) => v = n,
+                None => return Some(Vec::new()),
+            }
+        }
+        Some(vec![FieldMatch { path: path.clone(), value: Cow::Borrowed(v) }])
     }
 }
 
