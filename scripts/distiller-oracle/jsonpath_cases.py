@@ -559,7 +559,14 @@ def main():
         json.dump(data, sys.stdout, ensure_ascii=False)
     else:
         data = cases(a.seed, a.count, a.definitions)
-        json.dump(data, sys.stdout, ensure_ascii=False, indent=None, separators=(",", ":"))
+        # One document or case per line, so regenerating gives readable diffs.
+        line = lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":"))  # noqa: E731
+        head = {k: v for k, v in data.items() if k not in ("docs", "cases")}
+        sys.stdout.write(line(head)[:-1] + ',\n"docs":[\n')
+        sys.stdout.write(",\n".join(line(d) for d in data["docs"]))
+        sys.stdout.write('\n],\n"cases":[\n')
+        sys.stdout.write(",\n".join(line(c) for c in data["cases"]))
+        sys.stdout.write("\n]}")
     sys.stdout.write("\n")
 
 
