@@ -473,4 +473,23 @@ mod tests {
         let n = FieldPath::parse("list[/a].`len`").unwrap().try_find(&doc);
         assert!(n.is_err(), "ints and text compare like Python: an error");
     }
+
+    #[test]
+    fn runaway_evaluation_is_cut_short() {
+        fn tree(depth: u32) -> Value {
+            if depth == 0 {
+                json!(1)
+            } else {
+                json!({"a": tree(depth - 1), "b": tree(depth - 1)})
+            }
+        }
+        let doc = tree(12);
+        let e = FieldPath::parse("$..*..*..*..*..*").unwrap().try_find(&doc).unwrap_err();
+        assert!(e.0.contains("steps"), "{e}");
+        assert_eq!(FieldPath::parse("$..a").unwrap().try_find(&doc).unwrap().len(), 4095);
+        let p = FieldPath::parse("$.e * 1000000000000000000").unwrap();
+        let empty = json!({"e": []});
+        let found = p.try_find(&empty).unwrap();
+        assert_eq!(found[0].value.as_ref(), &json!([]));
+    }
 }
