@@ -49,10 +49,12 @@
 //! prefers an empty match where a non-empty one starts too (`x*|b`: Python's
 //! choice then follows its backtracking order) when that happens, integers
 //! beyond 64 bits, non-ASCII digits, paths nesting deeper than 100 levels or
-//! longer than 1000 tokens. Known remaining differences: Unicode details of `\w`, `\b` and
-//! `(?i)`; sorting 64 or more items with keys that do not order consistently
-//! (CPython's merge of runs is not reproduced); JSON objects are visited in
-//! key order (serde_json's map), Python in document order.
+//! longer than 1000 tokens, sorting 64 or more items some of which lack a
+//! sort key (CPython's merging is not reproduced; shorter lists are sorted
+//! exactly as CPython does), evaluations of more than a million steps. Known
+//! remaining differences: Unicode details of `\w`, `\b` and `(?i)`; JSON
+//! objects are visited in key order (serde_json's map), Python in document
+//! order.
 
 mod ast;
 mod eval;

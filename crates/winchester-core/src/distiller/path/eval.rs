@@ -340,6 +340,22 @@ fn find<'a>(node: &Node, input: &D<'a>, raw: bool) -> R<Found<'a>> {
                     one(datum(own(Value::Array(keys)), Seg::This, None))
                 }
                 Value::Array(a) => {
+                    if let Some(keys) = keys.as_ref().filter(|_| a.len() >= 64) {
+                        // Items without exactly one value for a key compare
+                        // equal to all others: when only some lack it, the
+                        // order depends on CPython's merge steps, which
+                        // merge_sort does not copy.
+                        for (key, _) in keys {
+                            let mut with = 0;
+                            for x in a {
+                                let got = find(key, &Some(datum(Val::Ref(x), Seg::This, None)), false)?;
+                                with += usize::from(matches!(&got, Found::List(v) if v.len() == 1));
+                            }
+                            if with != 0 && with != a.len() {
+                                return fail("sorting 64 or more items some of which lack a sort key is not supported");
+                            }
+                        }
+                    }
                     let sorted = py_sort(a.clone(), &|x, y| match keys {
                         None => Ok(py_order(x, y)? == Ordering::Less),
                         Some(keys) => Ok(sort_cmp(keys, x, y)? < 0),
