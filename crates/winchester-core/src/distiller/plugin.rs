@@ -279,7 +279,8 @@ impl Plugin {
     /// external plugin failed.
     pub fn apply(&self, matches: &[FieldMatch<'_>]) -> Result<Option<Json>, String> {
         if let Plugin::External { plugin, .. } = self {
-            let pairs: Vec<(String, Json)> = matches.iter().map(|m| (m.path.clone(), m.value.clone())).collect();
+            let pairs: Vec<(String, Json)> =
+                matches.iter().map(|m| (m.path.clone(), m.value.clone().into_owned())).collect();
             return plugin.0.trait_value(&pairs);
         }
         Ok(self.apply_builtin(matches))
@@ -289,7 +290,7 @@ impl Plugin {
         match self {
             Plugin::Split { separator, segment, max_split } => {
                 let first = matches.first()?;
-                let text = json_text(first.value);
+                let text = json_text(&first.value);
                 let parts: Vec<&str> = match max_split {
                     Some(n) => text.splitn(n.saturating_add(1), separator.as_str()).collect(),
                     None => text.split(separator.as_str()).collect(),
@@ -306,7 +307,7 @@ impl Plugin {
                 let mut bits = *initial_bitfield;
                 for flag in flags {
                     let hit = matches.iter().any(|m| {
-                        m.path == flag.path && flag.value.as_ref().is_none_or(|want| json_loose_eq(want, m.value))
+                        m.path == flag.path && flag.value.as_ref().is_none_or(|want| json_loose_eq(want, &m.value))
                     });
                     if hit {
                         bits |= 1i64 << flag.bit;

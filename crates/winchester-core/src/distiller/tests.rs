@@ -327,6 +327,7 @@ fn fields_lists_types_and_wildcards() {
     flag: {fields: payload.flag}
     num_text: {fields: payload.weight}
     any_tag: {fields: 'payload.tags.*'}
+    first_tag: {fields: 'payload.tags[*]'}
     second: {fields: '$.payload.list[1]'}
     obj: {fields: payload.obj}
 "#;
@@ -339,7 +340,9 @@ fn fields_lists_types_and_wildcards() {
     assert_eq!(e.traits["wstr"], TraitValue::Float(2.25));
     assert_eq!(e.traits["flag"], s("true"));
     assert_eq!(e.traits["num_text"], s("3.5"));
-    assert_eq!(e.traits["any_tag"], s("t0"));
+    // As in jsonpath-rw, `*` selects the fields of an object, nothing of a list; `[*]` the elements.
+    assert!(!e.traits.contains_key("any_tag"));
+    assert_eq!(e.traits["first_tag"], s("t0"));
     assert_eq!(e.traits["second"], s("2"));
     assert_eq!(e.traits["obj"], s(r#"{"k":1}"#));
 }
