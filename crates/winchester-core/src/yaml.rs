@@ -339,7 +339,7 @@ fn scalar(
             _ => return Err(bad("a boolean")),
         },
         Some("int") => int_value(&text).ok_or_else(|| bad("an integer"))?,
-        Some("float") => float_value(&text, true).ok_or_else(|| bad("a float"))?,
+        Some("float") => float_value(&text).ok_or_else(|| bad("a float"))?,
         Some("merge") if in_key => return Ok((Value::String(text), true)),
         Some("timestamp") => match timestamp(&text) {
             Some(true) => Value::String(text),
@@ -359,7 +359,7 @@ fn resolve_plain(text: String, mark: &Marker) -> Result<Value, ConfigError> {
         _ => {}
     }
     if is_float(&text) {
-        return float_value(&text, false).ok_or_else(|| error_at(mark, format!("{text:?} is not a float")));
+        return float_value(&text).ok_or_else(|| error_at(mark, format!("{text:?} is not a float")));
     }
     if is_int(&text) {
         return int_value(&text).ok_or_else(|| error_at(mark, format!("{text:?} is not an integer")));
@@ -579,9 +579,9 @@ fn big(s: &str, radix: u32) -> Option<u128> {
     u128::from_str_radix(s, radix).ok()
 }
 
-/// PyYAML's float constructor: `_` dropped, `.inf`, `.nan`, base 60; with
-/// `python`, also what Python's `float()` reads (an explicit `!!float`).
-fn float_value(s: &str, python: bool) -> Option<Value> {
+/// PyYAML's float constructor: `_` dropped, `.inf`, `.nan`, base 60, else
+/// what Python's `float()` reads (`1e3` too, under an explicit `!!float`).
+fn float_value(s: &str) -> Option<Value> {
     let v = s.replace('_', "").to_ascii_lowercase();
     let (neg, r) = sign(&v);
     let f = if r == ".inf" {
@@ -595,11 +595,7 @@ fn float_value(s: &str, python: bool) -> Option<Value> {
         }
         total
     } else {
-        let f: f64 = r.parse().ok()?;
-        if !python && !f.is_finite() && !r.contains(|c: char| c.is_ascii_digit()) {
-            return None;
-        }
-        f
+        r.parse().ok()?
     };
     Some(Value::Number(Number::from(if neg { -f } else { f })))
 }
