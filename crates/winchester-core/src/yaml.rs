@@ -28,7 +28,7 @@ use serde_yaml::{Mapping, Number, Value};
 use std::collections::HashMap;
 use std::path::Path;
 use yaml_rust2::parser::{Event, Parser, Tag};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use yaml_rust2::scanner::{Marker, Scanner, TScalarStyle, Token, TokenType};
 
 /// Deepest nesting of sequences and mappings read.
 pub const MAX_DEPTH: usize = 128;
@@ -48,10 +48,38 @@ pub fn load_file(file: &Path) -> Result<(Value, Vec<ConfigError>), ConfigError> 
 /// module's documentation); `file` names it in errors and warnings. Returns
 /// the value (null for an empty document) and warnings (duplicate keys).
 pub fn load(text: &str, file: &Path) -> Result<(Value, Vec<ConfigError>), ConfigError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut b = Builder::default();
-    b.run(text.strip_prefix('\u{feff}').unwrap_or(text)).map_err(|e| e.in_file(file))?;
+    b.run(text).map_err(|e| e.in_file(file))?;
+    if text.contains('&') {
+        b.warnings.extend(redefined_anchors(text));
+    }
+    b.warnings.sort_by_key(|w| w.line);
     let warnings = b.warnings.into_iter().map(|w| w.in_file(file)).collect();
     Ok((b.doc.unwrap_or(Value::Null), warnings))
+}
+
+/// Warnings for anchors defined twice: PyYAML refuses the file; here later
+/// aliases name the newest definition (YAML 1.2).
+fn redefined_anchors(text: &str) -> Vec<ConfigError> {
+    let mut first: HashMap<String, usize> = HashMap::new();
+    let mut warnings = Vec::new();
+    for Token(mark, token) in Scanner::new(text.chars()) {
+        let TokenType::Anchor(name) = token else { continue };
+        match first.get(&name) {
+            Some(line) => {
+                let mut w = ConfigError::new(format!(
+                    "anchor &{name} defined again (later aliases name this one; PyYAML refuses the file); first at line {line}"
+                ));
+                w.line = Some(mark.line());
+                warnings.push(w);
+            }
+            None => {
+                first.insert(name, mark.line());
+            }
+        }
+    }
+    warnings
 }
 
 /// A node being built: a sequence or mapping whose end has not been read.
@@ -643,6 +671,15 @@ mod tests {
         assert!(e.to_string().contains("column"), "{e}");
         let e = load("a: !foo 1\n", Path::new("x.yaml")).unwrap_err();
         assert!(e.to_string().contains("tag !foo is not supported"), "{e}");
+    }
+
+    #[test]
+    fn redefined_anchors_warn() {
+        let (v, w) = load("a: &x 1\nb: &x 2\nc: *x\n", Path::new("r.yaml")).unwrap();
+        assert_eq!(v["c"], Value::from(2));
+        assert_eq!(w.len(), 1);
+        assert!(w[0].to_string().starts_with("r.yaml:2: anchor &x defined again"), "{}", w[0]);
+        assert!(w[0].to_string().ends_with("first at line 1"), "{}", w[0]);
     }
 
     #[test]
