@@ -6,6 +6,7 @@
 //! [`Distiller::to_event`] picks the definition for a notification and builds
 //! an [`Event`].
 
+pub mod ceilometer;
 pub mod path;
 pub mod plugin;
 
@@ -22,6 +23,56 @@ use std::path::Path;
 
 pub use path::{FieldMatch, FieldPath, PathError, Step};
 pub use plugin::{BitFlag, ExternalPlugin, Plugin, PluginFactory, PluginRegistry, TraitPlugin};
+
+/// Whose rules a [`Distiller`] follows (`distiller:` in `winchester.yaml`).
+///
+/// The ceilometer flavour's rules are in [`ceilometer`]; docs/compatibility.md
+/// lists every difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavour {
+    /// `stackdistiller` (the default): StackDistiller, as the original Winchester uses it.
+    #[default]
+    StackDistiller,
+    /// `ceilometer`: ceilometer 27.0.0's event converter (definitions read
+    /// oslo.messaging's message: `ctxt.*`, `payload.*`, `metadata.*`).
+    Ceilometer,
+}
+
+impl Flavour {
+    /// The configuration names, in the order messages list them.
+    pub const NAMES: [&'static str; 2] = ["stackdistiller", "ceilometer"];
+
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::StackDistiller => "stackdistiller",
+            Flavour::Ceilometer => "ceilometer",
+        }
+    }
+
+    /// The flavour named `name` (as written in `winchester.yaml`).
+    pub fn from_name(name: &str) -> Option<Flavour> {
+        match name {
+            "stackdistiller" => Some(Flavour::StackDistiller),
+            "ceilometer" => Some(Flavour::Ceilometer),
+            _ => None,
+        }
+    }
+
+    /// The traits every definition has unless it defines traits of those names.
+    fn default_traits(self) -> Vec<TraitDefinition> {
+        match self {
+            Flavour::StackDistiller => default_traits(),
+            Flavour::Ceilometer => ceilometer::default_traits(),
+        }
+    }
+}
+
+impl fmt::Display for Flavour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// The type a trait's value is converted to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +117,9 @@ pub struct TraitDefinition {
 pub struct EventDefinition {
     /// Which event types it applies to.
     pub event_type: EventTypeFilter,
-    /// Its traits, default traits (`service`, `request_id`, `tenant_id`) first
-    /// unless the file defines traits of those names.
+    /// Its traits, default traits (`service`, `request_id`, `tenant_id`; see
+    /// [`Flavour`] for the ceilometer flavour's) first unless the file defines
+    /// traits of those names.
     pub traits: Vec<TraitDefinition>,
     /// 0-based position in the file; `None` for the implicit catch-all.
     pub index: Option<usize>,
@@ -190,6 +242,7 @@ fn mid(message_id: &Option<String>) -> String {
 pub struct Distiller {
     definitions: Vec<EventDefinition>,
     implicit_catch_all: Option<EventDefinition>,
+    flavour: Flavour,
 }
 
 const DEFINITION_KEYS: &str = "event_type, traits";
@@ -222,10 +275,20 @@ impl Distiller {
         catch_all: bool,
         plugins: &PluginRegistry,
     ) -> Result<Distiller, ConfigErrors> {
+        Distiller::load_flavoured(path, catch_all, Flavour::StackDistiller, plugins)
+    }
+
+    /// [`load_with`](Self::load_with) following `flavour`'s rules.
+    pub fn load_flavoured(
+        path: impl AsRef<Path>,
+        catch_all: bool,
+        flavour: Flavour,
+        plugins: &PluginRegistry,
+    ) -> Result<Distiller, ConfigErrors> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(format!("cannot read event definitions: {e}")).in_file(path))?;
-        Distiller::from_yaml_str_with(&text, path, catch_all, plugins)
+        Distiller::from_yaml_str_flavoured(&text, path, catch_all, flavour, plugins)
     }
 
     /// Parses `event_definitions.yaml` text; `file` is only used in messages.
@@ -243,6 +306,17 @@ impl Distiller {
         text: &str,
         file: &Path,
         catch_all: bool,
+        plugins: &PluginRegistry,
+    ) -> Result<Distiller, ConfigErrors> {
+        Distiller::from_yaml_str_flavoured(text, file, catch_all, Flavour::StackDistiller, plugins)
+    }
+
+    /// [`from_yaml_str_with`](Self::from_yaml_str_with) following `flavour`'s rules.
+    pub fn from_yaml_str_flavoured(
+        text: &str,
+        file: &Path,
+        catch_all: bool,
+        flavour: Flavour,
         plugins: &PluginRegistry,
     ) -> Result<Distiller, ConfigErrors> {
         let mut doc: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
@@ -263,7 +337,7 @@ impl Distiller {
         let mut errors = Vec::new();
         let mut definitions = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
-            if let Some(d) = parse_definition(item, i, plugins, &mut errors) {
+            if let Some(d) = parse_definition(item, i, plugins, flavour, &mut errors) {
                 definitions.push(d);
             }
         }
@@ -273,10 +347,15 @@ impl Distiller {
         let implicit_catch_all =
             (catch_all && !definitions.iter().any(|d| d.event_type.is_catch_all())).then(|| EventDefinition {
                 event_type: EventTypeFilter::new(&["*"]).expect("'*' is a valid pattern"),
-                traits: default_traits(),
+                traits: flavour.default_traits(),
                 index: None,
             });
-        Ok(Distiller { definitions, implicit_catch_all })
+        Ok(Distiller { definitions, implicit_catch_all, flavour })
+    }
+
+    /// The rules it follows.
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
     }
 
     /// Whether some trait uses a plugin whose calls may block (see
@@ -312,7 +391,12 @@ impl Distiller {
     ///
     /// Traits named like the envelope keys (`message_id`, `event_type`,
     /// `timestamp`) are skipped: they never override the envelope.
+    ///
+    /// The ceilometer flavour follows [`ceilometer`]'s rules instead.
     pub fn to_event(&self, notification: &Json) -> Result<Option<Event>, DistillError> {
+        if self.flavour == Flavour::Ceilometer {
+            return ceilometer::to_event(self, notification);
+        }
         let unwrapped;
         let mut n = notification;
         if let Some(obj) = n.as_object() {
@@ -542,6 +626,7 @@ fn parse_definition(
     v: &Value,
     index: usize,
     plugins: &PluginRegistry,
+    flavour: Flavour,
     errors: &mut Vec<ConfigError>,
 ) -> Option<EventDefinition> {
     let mut ctx = format!("event definition #{}", index + 1);
@@ -568,6 +653,10 @@ fn parse_definition(
         },
     }
     for k in raw.unknown.keys().chain(&odd_keys) {
+        if flavour == Flavour::Ceilometer {
+            tracing::warn!(definition = ctx, key = %show(k), "unknown definition key ignored");
+            continue;
+        }
         errors.push(
             ConfigError::new(format!("unknown key {} (expected {DEFINITION_KEYS})", show(k))).context(ctx.clone()),
         );
@@ -586,7 +675,7 @@ fn parse_definition(
                     );
                     continue;
                 };
-                match parse_trait(name, tv, plugins) {
+                match parse_trait(name, tv, plugins, flavour) {
                     Ok(t) => traits.push(t),
                     Err(es) => errors.extend(es.into_iter().map(|e| e.context(ctx.clone()))),
                 }
@@ -601,14 +690,46 @@ fn parse_definition(
     if errors.len() > before {
         return None;
     }
-    let mut all: Vec<TraitDefinition> =
-        default_traits().into_iter().filter(|d| !traits.iter().any(|t| t.name == d.name)).collect();
-    all.extend(traits);
+    let all: Vec<TraitDefinition> = match flavour {
+        Flavour::StackDistiller => {
+            let mut all: Vec<TraitDefinition> =
+                default_traits().into_iter().filter(|d| !traits.iter().any(|t| t.name == d.name)).collect();
+            all.extend(traits);
+            all
+        }
+        // A Python dict: a trait named like a default one takes its place.
+        Flavour::Ceilometer => {
+            let mut all = flavour.default_traits();
+            for t in traits {
+                match all.iter_mut().find(|d| d.name == t.name) {
+                    Some(slot) => *slot = t,
+                    None => all.push(t),
+                }
+            }
+            all
+        }
+    };
     Some(EventDefinition { event_type: filter?, traits: all, index: Some(index) })
 }
 
-fn parse_trait(name: &str, v: &Value, plugins: &PluginRegistry) -> Result<TraitDefinition, Vec<ConfigError>> {
+fn parse_trait(
+    name: &str,
+    v: &Value,
+    plugins: &PluginRegistry,
+    flavour: Flavour,
+) -> Result<TraitDefinition, Vec<ConfigError>> {
     let base = format!("traits.{name}");
+    // Ceilometer's short form: `name: <path or list of paths>`, a text trait.
+    let short;
+    let v = match v {
+        Value::String(_) | Value::Sequence(_) if flavour == Flavour::Ceilometer => {
+            let mut m = Mapping::new();
+            m.insert("fields".into(), v.clone());
+            short = Value::Mapping(m);
+            &short
+        }
+        _ => v,
+    };
     let (raw, odd_keys): (RawTrait, _) = read_map(v).map_err(|found| {
         vec![ConfigError::new(format!("a trait definition must be a map with {TRAIT_KEYS}, found {found}"))
             .key(base.clone())]
@@ -641,7 +762,16 @@ fn parse_trait(name: &str, v: &Value, plugins: &PluginRegistry) -> Result<TraitD
     }
     let trait_type = match raw.trait_type {
         None => TraitType::Text,
-        Some(t) => match t.parsed.as_deref() {
+        Some(t) => match t
+            .parsed
+            .as_deref()
+            .map(|n| match flavour {
+                // `getattr(Trait, name.upper() + '_TYPE')`
+                Flavour::Ceilometer => n.to_ascii_lowercase(),
+                Flavour::StackDistiller => n.to_string(),
+            })
+            .as_deref()
+        {
             Some("text") => TraitType::Text,
             Some("int") => TraitType::Int,
             Some("float") => TraitType::Float,
@@ -659,12 +789,16 @@ fn parse_trait(name: &str, v: &Value, plugins: &PluginRegistry) -> Result<TraitD
         },
     };
     if let Some(p) = &raw.plugin {
-        match Plugin::from_yaml_with(p, &format!("{base}.plugin"), plugins) {
+        match Plugin::from_yaml_flavoured(p, &format!("{base}.plugin"), plugins, flavour) {
             Ok(p) => plugin = Some(p),
             Err(mut es) => errors.append(&mut es),
         }
     }
     for k in raw.unknown.keys().chain(&odd_keys) {
+        if flavour == Flavour::Ceilometer {
+            tracing::warn!(key = base, unknown = %show(k), "unknown trait key ignored");
+            continue;
+        }
         errors.push(ConfigError::new(format!("unknown key {} (expected {TRAIT_KEYS})", show(k))).key(base.clone()));
     }
     if errors.is_empty() {

@@ -1,0 +1,762 @@
+//! The `ceilometer` flavour: the rules in which ceilometer 27.0.0's event
+//! converter (`ceilometer/event/converter.py`, `trait_plugins.py`) differs
+//! from StackDistiller, in one place.
+//!
+//! Ceilometer never sees the wire notification: oslo.messaging moves the
+//! `_context_*` keys into a context and hands the converter
+//! `{ctxt, publisher_id, event_type, payload, metadata: {message_id,
+//! timestamp}}` ([`body`]). Definitions' paths are evaluated against that body
+//! (`ctxt.user_id`, `payload.x`, `metadata.message_id`). Values are converted as
+//! Python's `int()`, `float()` and `str()` would ([`convert`]); text is cut at
+//! 255 characters; events without traits are kept.
+
+use super::path::FieldMatch;
+use super::plugin::{BitFlag, Plugin};
+use super::{parse_iso8601, DistillError, Distiller, TraitDefinition, TraitType};
+use crate::config_error::{show, ConfigError};
+use crate::event::{Event, TraitValue, ENVELOPE_KEYS};
+use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+
+/// Longest text trait ceilometer keeps, in characters (its `TraitText` column).
+pub const MAX_TEXT_LEN: usize = 255;
+
+/// Ceilometer's default traits, in its order: `service` (publisher_id),
+/// `request_id` (ctxt.request_id), `project_id` (payload.tenant_id, else
+/// ctxt.project_id), `user_id` (payload.user_id, else ctxt.user_id) and
+/// `tenant_id` (the same as `project_id`).
+pub(super) fn default_traits() -> Vec<TraitDefinition> {
+    let t = |name: &str, fields: &[&str]| TraitDefinition {
+        name: name.into(),
+        fields: fields.iter().map(|f| super::FieldPath::parse(f).expect("built-in default path parses")).collect(),
+        trait_type: TraitType::Text,
+        plugin: None,
+    };
+    vec![
+        t("service", &["publisher_id"]),
+        t("request_id", &["ctxt.request_id"]),
+        t("project_id", &["payload.tenant_id", "ctxt.project_id"]),
+        t("user_id", &["payload.user_id", "ctxt.user_id"]),
+        t("tenant_id", &["payload.tenant_id", "ctxt.project_id"]),
+    ]
+}
+
+/// The message ceilometer's converter is given for a wire notification, as
+/// oslo.messaging builds it: an oslo v2 envelope (both `oslo.version` and
+/// `oslo.message`) is unwrapped; every `_context_<k>` key becomes `ctxt.<k>`
+/// (`msg_id` and `reply_q` removed, `client_timeout` set from `_timeout`); the
+/// result is `{ctxt, publisher_id, event_type, payload, metadata:
+/// {message_id, timestamp}}`, absent keys null. Other top-level keys
+/// (`priority`, `_unique_id`, ...) are not visible to definitions.
+pub fn body(notification: &Json) -> Result<Json, DistillError> {
+    let unwrapped;
+    let mut n = notification;
+    if let Some(obj) = n.as_object() {
+        if obj.contains_key("oslo.message") && obj.contains_key("oslo.version") {
+            match obj.get("oslo.version") {
+                Some(Json::String(v)) if version_compatible(v) => {}
+                other => {
+                    return Err(DistillError::BadEnvelope {
+                        reason: format!(
+                            "\"oslo.version\" {} is not compatible with 2.0",
+                            other.map(Json::to_string).unwrap_or_default()
+                        ),
+                    })
+                }
+            }
+            let inner = obj
+                .get("oslo.message")
+                .and_then(Json::as_str)
+                .ok_or_else(|| DistillError::BadEnvelope { reason: "\"oslo.message\" is not a string".into() })?;
+            unwrapped = serde_json::from_str::<Json>(inner).map_err(|e| DistillError::BadEnvelope {
+                reason: format!("\"oslo.message\" is not valid JSON: {e}"),
+            })?;
+            n = &unwrapped;
+        }
+    }
+    let obj = n.as_object().ok_or(DistillError::NotAnObject)?;
+    let mut ctxt = Map::new();
+    for (k, v) in obj {
+        if let Some(name) = k.strip_prefix("_context_") {
+            ctxt.insert(name.to_string(), v.clone());
+        }
+    }
+    ctxt.remove("msg_id");
+    ctxt.remove("reply_q");
+    ctxt.insert("client_timeout".into(), obj.get("_timeout").cloned().unwrap_or(Json::Null));
+    let get = |k: &str| obj.get(k).cloned().unwrap_or(Json::Null);
+    let mut metadata = Map::new();
+    metadata.insert("message_id".into(), get("message_id"));
+    metadata.insert("timestamp".into(), get("timestamp"));
+    let mut b = Map::new();
+    b.insert("ctxt".into(), Json::Object(ctxt));
+    b.insert("publisher_id".into(), get("publisher_id"));
+    b.insert("event_type".into(), get("event_type"));
+    b.insert("payload".into(), get("payload"));
+    b.insert("metadata".into(), Json::Object(metadata));
+    Ok(Json::Object(b))
+}
+
+/// oslo.messaging's envelope check against its 2.0: same major, minor not above.
+fn version_compatible(v: &str) -> bool {
+    let mut it = v.split('.');
+    let major = it.next().and_then(|s| s.parse::<u64>().ok());
+    let minor = match it.next() {
+        None => Some(0),
+        Some(s) => s.parse::<u64>().ok(),
+    };
+    major == Some(2) && minor == Some(0) && it.all(|s| s.parse::<u64>().is_ok())
+}
+
+/// [`Distiller::to_event`] in the ceilometer flavour.
+pub(super) fn to_event(d: &Distiller, notification: &Json) -> Result<Option<Event>, DistillError> {
+    let body = body(notification)?;
+    let message_id = match &body["metadata"]["message_id"] {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(x) => Some(x.to_string()),
+        _ => None,
+    };
+    let m = || message_id.clone();
+    let event_type = match &body["event_type"] {
+        Json::Null => return Err(DistillError::MissingKey { key: "event_type", message_id: m() }),
+        Json::String(s) => s.clone(),
+        other => {
+            return Err(DistillError::InvalidKey {
+                key: "event_type",
+                reason: format!("must be a string, found {other}"),
+                message_id: m(),
+            })
+        }
+    };
+    let Some(def) = d.definition_for(&event_type) else {
+        tracing::debug!(event_type, message_id, "no event definition matches; notification dropped");
+        return Ok(None);
+    };
+    let when = match &body["metadata"]["timestamp"] {
+        Json::Null => return Err(DistillError::MissingKey { key: "timestamp", message_id: m() }),
+        Json::String(s) => parse_iso8601(s).ok_or_else(|| DistillError::InvalidKey {
+            key: "timestamp",
+            reason: format!("{s:?} is not an ISO-8601 date-time"),
+            message_id: m(),
+        })?,
+        other => {
+            return Err(DistillError::InvalidKey {
+                key: "timestamp",
+                reason: format!("must be an ISO-8601 date-time string, found {other}"),
+                message_id: m(),
+            })
+        }
+    };
+    let mut traits = BTreeMap::new();
+    for t in &def.traits {
+        let matches: Vec<FieldMatch<'_>> =
+            t.fields.iter().flat_map(|f| f.find(&body)).filter(|fm| !fm.value.is_null()).collect();
+        let (raw, path) = match &t.plugin {
+            Some(p) => {
+                let path = matches
+                    .first()
+                    .map(|fm| fm.path.clone())
+                    .or_else(|| t.fields.first().map(|f| f.source().to_string()))
+                    .unwrap_or_default();
+                match apply_plugin(p, &matches) {
+                    Ok(Some(v)) => (v, path),
+                    Ok(None) => continue,
+                    Err(reason) => {
+                        return Err(DistillError::Plugin {
+                            definition: def.describe(),
+                            trait_name: t.name.clone(),
+                            plugin: p.name().to_string(),
+                            reason,
+                            message_id: m(),
+                        })
+                    }
+                }
+            }
+            None => match matches.first() {
+                Some(fm) => (fm.value.clone(), fm.path.clone()),
+                None => continue,
+            },
+        };
+        if t.trait_type != TraitType::Text && raw.as_str() == Some("") {
+            continue;
+        }
+        let value = convert(&raw, t.trait_type).ok_or_else(|| DistillError::Conversion {
+            definition: def.describe(),
+            trait_name: t.name.clone(),
+            path,
+            value: raw.to_string(),
+            to: t.trait_type,
+            message_id: m(),
+        })?;
+        if ENVELOPE_KEYS.contains(&t.name.as_str()) {
+            tracing::debug!(trait_name = t.name, "trait named like an envelope key skipped");
+            continue;
+        }
+        traits.insert(t.name.clone(), value);
+    }
+    let Some(message_id) = message_id else {
+        return Err(match &body["metadata"]["message_id"] {
+            Json::Null => DistillError::MissingKey { key: "message_id", message_id: None },
+            other => DistillError::InvalidKey {
+                key: "message_id",
+                reason: format!("must be a string, found {other}"),
+                message_id: None,
+            },
+        });
+    };
+    Event::new(message_id.clone(), event_type, when, traits)
+        .map(Some)
+        .map_err(|source| DistillError::InvalidEvent { source, message_id: Some(message_id) })
+}
+
+/// A trait plugin as ceilometer runs it: the plugin yields a list of values
+/// (`split` and `map` one per match) and the first that is not null is the
+/// trait's value.
+pub(super) fn apply_plugin(p: &Plugin, matches: &[FieldMatch<'_>]) -> Result<Option<Json>, String> {
+    match p {
+        Plugin::Split { separator, segment, max_split } => Ok(matches.iter().find_map(|fm| {
+            let text = py_str(fm.value);
+            let parts = py_split(&text, (!separator.is_empty()).then_some(separator.as_str()), *max_split);
+            py_index(&parts, *segment).map(|s| Json::String(s.to_string()))
+        })),
+        Plugin::Bitfield { initial_bitfield, flags } => {
+            Ok(Some(Json::from(bitfield(*initial_bitfield, flags, matches))))
+        }
+        Plugin::Timedelta => Ok(timedelta(matches)),
+        Plugin::Map { values, default, case_sensitive } => {
+            for fm in matches {
+                let key = if *case_sensitive { fm.value.clone() } else { casefold_json(fm.value) };
+                if let Json::Array(_) | Json::Object(_) = key {
+                    return Err(format!(
+                        "unhashable type: '{}' (value of {})",
+                        if key.is_array() { "list" } else { "dict" },
+                        fm.path
+                    ));
+                }
+                // A Python dict keeps the last of equal keys.
+                let hit = values.iter().rev().find(|(k, _)| py_eq(k, &key)).map(|(_, v)| v);
+                let v = match hit {
+                    Some(v) => v,
+                    None => {
+                        tracing::warn!(value = %fm.value, path = fm.path, "map plugin: unknown value, using the default");
+                        default
+                    }
+                };
+                if !v.is_null() {
+                    return Ok(Some(v.clone()));
+                }
+            }
+            Ok(None)
+        }
+        Plugin::External { .. } => match p.apply(matches)? {
+            Some(Json::Array(items)) => Ok(items.into_iter().find(|v| !v.is_null())),
+            other => Ok(other),
+        },
+    }
+}
+
+/// `bitfield`: flags compare with the last match of their path (a Python dict
+/// of the matches), values with Python's `==` (`1 == 1.0 == true`).
+fn bitfield(initial: i64, flags: &[BitFlag], matches: &[FieldMatch<'_>]) -> i64 {
+    let mut bits = initial;
+    for flag in flags {
+        if let Some(m) = matches.iter().rev().find(|m| m.path == flag.path) {
+            if flag.value.as_ref().is_none_or(|want| py_eq(want, m.value)) {
+                bits |= 1i64 << flag.bit;
+            }
+        }
+    }
+    bits
+}
+
+/// `timedelta`: exactly two matches, both ISO-8601 date-times: the absolute
+/// difference in seconds (a float); otherwise no value.
+fn timedelta(matches: &[FieldMatch<'_>]) -> Option<Json> {
+    let [start, end] = matches else {
+        tracing::warn!("timedelta plugin needs exactly two timestamp fields");
+        return None;
+    };
+    let parse = |fm: &FieldMatch<'_>| fm.value.as_str().and_then(parse_iso8601);
+    let (Some(s), Some(e)) = (parse(start), parse(end)) else {
+        tracing::warn!(start = start.path, end = end.path, "timedelta plugin: both fields must be date-times");
+        return None;
+    };
+    let micros = (e - s).num_microseconds()?;
+    let secs = micros.unsigned_abs() as f64 / 1e6;
+    serde_json::Number::from_f64(secs).map(Json::Number)
+}
+
+/// Converts a trait's value as ceilometer's `Trait.convert_value` does:
+/// `int()`, `float()`, ISO-8601 for datetimes, `str()` cut at 255 characters
+/// for text. `None` when Python would raise.
+pub fn convert(raw: &Json, to: TraitType) -> Option<TraitValue> {
+    match to {
+        TraitType::Text => Some(TraitValue::String(py_str(raw).chars().take(MAX_TEXT_LEN).collect())),
+        TraitType::Int => py_int(raw).map(TraitValue::Int),
+        TraitType::Float => py_float(raw).map(TraitValue::Float),
+        TraitType::Datetime => raw.as_str().and_then(parse_iso8601).map(TraitValue::Datetime),
+    }
+}
+
+/// Python's `int(x)` for a JSON value (within 64 bits): booleans are 0 and 1,
+/// floats truncate toward zero, strings are optionally signed decimal integers
+/// with surrounding whitespace and `_` between digits.
+pub fn py_int(raw: &Json) -> Option<i64> {
+    match raw {
+        Json::Bool(b) => Some(i64::from(*b)),
+        Json::Number(x) => match x.as_i64() {
+            Some(i) => Some(i),
+            None => {
+                let f = x.as_f64()?.trunc();
+                (f.is_finite() && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
+            }
+        },
+        Json::String(s) => {
+            let s = py_strip(s);
+            let (neg, digits) = match s.as_bytes().first() {
+                Some(b'-') => (true, &s[1..]),
+                Some(b'+') => (false, &s[1..]),
+                _ => (false, s),
+            };
+            let digits = without_underscores(digits)?;
+            let n: i128 = digits.parse().ok()?;
+            i64::try_from(if neg { -n } else { n }).ok()
+        }
+        _ => None,
+    }
+}
+
+/// Python's `float(x)` for a JSON value: booleans are 0.0 and 1.0; strings may
+/// be surrounded by whitespace, use `_` between digits, or spell `inf`/`nan`.
+pub fn py_float(raw: &Json) -> Option<f64> {
+    match raw {
+        Json::Bool(b) => Some(f64::from(u8::from(*b))),
+        Json::Number(x) => x.as_f64(),
+        Json::String(s) => {
+            let s = py_strip(s);
+            let lower = s.to_ascii_lowercase();
+            let body = lower.trim_start_matches(['+', '-']);
+            if body.len() + 1 < lower.len() {
+                return None;
+            }
+            if matches!(body, "inf" | "infinity" | "nan") {
+                return s.parse().ok();
+            }
+            let plain = without_underscores(s)?;
+            if !plain.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-')) {
+                return None;
+            }
+            plain.parse().ok()
+        }
+        _ => None,
+    }
+}
+
+/// `s` without the `_` Python allows between two digits; `None` when an `_`
+/// is anywhere else.
+fn without_underscores(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.char_indices() {
+        if c == '_' {
+            let before = i > 0 && b[i - 1].is_ascii_digit();
+            let after = b.get(i + 1).is_some_and(u8::is_ascii_digit);
+            if !(before && after) {
+                return None;
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+/// Python's `str.strip()`: whitespace as `str.isspace` (including U+001C..U+001F).
+fn py_strip(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+}
+
+/// Python's `str(x)` for a JSON value: strings as themselves, `None`,
+/// `True`/`False`, integers in decimal, floats as Python's `repr`, lists and
+/// dicts as Python writes them (`{'a': [1, None]}`; keys in sorted order, as
+/// this engine holds JSON objects).
+pub fn py_str(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => {
+            let mut out = String::new();
+            py_repr(other, &mut out);
+            out
+        }
+    }
+}
+
+fn py_repr(v: &Json, out: &mut String) {
+    match v {
+        Json::Null => out.push_str("None"),
+        Json::Bool(true) => out.push_str("True"),
+        Json::Bool(false) => out.push_str("False"),
+        Json::Number(x) => match (x.as_i64(), x.as_u64()) {
+            (Some(i), _) => out.push_str(&i.to_string()),
+            (None, Some(u)) => out.push_str(&u.to_string()),
+            _ => out.push_str(&py_float_repr(x.as_f64().unwrap_or(f64::NAN))),
+        },
+        Json::String(s) => py_str_repr(s, out),
+        Json::Array(items) => {
+            out.push('[');
+            for (i, it) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                py_repr(it, out);
+            }
+            out.push(']');
+        }
+        Json::Object(m) => {
+            out.push('{');
+            for (i, (k, it)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                py_str_repr(k, out);
+                out.push_str(": ");
+                py_repr(it, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Python's `repr(float)`: the shortest digits that round-trip, positional
+/// when the decimal exponent is from -4 to 15, else `d.ddde+XX`.
+pub fn py_float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+    }
+    let e = format!("{:e}", f.abs());
+    let (mant, exp) = e.split_once('e').expect("LowerExp writes an exponent");
+    let exp: i32 = exp.parse().expect("LowerExp exponent is an integer");
+    let digits: String = mant.chars().filter(char::is_ascii_digit).collect();
+    let sign = if f < 0.0 { "-" } else { "" };
+    let decpt = exp + 1;
+    if -4 < decpt && decpt <= 16 {
+        let n = digits.len() as i32;
+        let s = if decpt <= 0 {
+            format!("0.{}{digits}", "0".repeat((-decpt) as usize))
+        } else if decpt >= n {
+            format!("{digits}{}.0", "0".repeat((decpt - n) as usize))
+        } else {
+            format!("{}.{}", &digits[..decpt as usize], &digits[decpt as usize..])
+        };
+        format!("{sign}{s}")
+    } else {
+        let m = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits };
+        format!("{sign}{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+    }
+}
+
+/// Python's `repr(str)`: single quotes unless the text holds `'` and no `"`;
+/// backslash escapes for the quote, `\\`, `\t`, `\n`, `\r` and characters
+/// Python does not print (controls, non-space separators, common format
+/// characters, private use).
+fn py_str_repr(s: &str, out: &mut String) {
+    let q = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    out.push(q);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c == q => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if !py_printable(c) => {
+                let n = c as u32;
+                if n < 0x100 {
+                    out.push_str(&format!("\\x{n:02x}"));
+                } else if n < 0x10000 {
+                    out.push_str(&format!("\\u{n:04x}"));
+                } else {
+                    out.push_str(&format!("\\U{n:08x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(q);
+}
+
+/// An approximation of Python's `str.isprintable` for one character.
+fn py_printable(c: char) -> bool {
+    let n = c as u32;
+    !(c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(n, 0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E
+            | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB | 0xE000..=0xF8FF | 0xF0000..)
+        || (0xD800..=0xDFFF).contains(&n))
+}
+
+/// Python's `str.split(sep, maxsplit)`; `sep` `None` splits on runs of
+/// whitespace, ignoring it at both ends.
+pub fn py_split<'a>(s: &'a str, sep: Option<&str>, max_split: Option<usize>) -> Vec<&'a str> {
+    match sep {
+        Some(sep) => match max_split {
+            Some(n) => s.splitn(n.saturating_add(1), sep).collect(),
+            None => s.split(sep).collect(),
+        },
+        None => {
+            let is_ws = |c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c);
+            let mut parts = Vec::new();
+            let mut rest = s;
+            loop {
+                rest = rest.trim_start_matches(is_ws);
+                if rest.is_empty() {
+                    break;
+                }
+                if max_split.is_some_and(|n| parts.len() >= n) {
+                    parts.push(rest);
+                    break;
+                }
+                let end = rest.find(is_ws).unwrap_or(rest.len());
+                parts.push(&rest[..end]);
+                rest = &rest[end..];
+            }
+            parts
+        }
+    }
+}
+
+/// Python's `list[i]`: negative counts from the end.
+fn py_index<'a>(parts: &[&'a str], i: i64) -> Option<&'a str> {
+    let idx = if i < 0 {
+        parts.len().checked_sub(usize::try_from(i.unsigned_abs()).ok()?)?
+    } else {
+        usize::try_from(i).ok()?
+    };
+    parts.get(idx).copied()
+}
+
+/// Python's `==` between JSON values: numbers and booleans by numeric value
+/// (`1 == 1.0 == True`), containers element by element.
+pub fn py_eq(a: &Json, b: &Json) -> bool {
+    fn num(v: &Json) -> Option<(Option<i128>, f64)> {
+        match v {
+            Json::Bool(b) => Some((Some(i128::from(*b)), f64::from(u8::from(*b)))),
+            Json::Number(x) => match (x.as_i64(), x.as_u64()) {
+                (Some(i), _) => Some((Some(i128::from(i)), i as f64)),
+                (None, Some(u)) => Some((Some(i128::from(u)), u as f64)),
+                _ => Some((None, x.as_f64()?)),
+            },
+            _ => None,
+        }
+    }
+    match (a, b) {
+        (Json::Array(x), Json::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| py_eq(p, q)),
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, p)| y.get(k).is_some_and(|q| py_eq(p, q)))
+        }
+        _ => match (num(a), num(b)) {
+            (Some((Some(i), _)), Some((Some(j), _))) => i == j,
+            (Some((None, f)), Some((None, g))) => f == g,
+            (Some((Some(i), _)), Some((None, f))) | (Some((None, f)), Some((Some(i), _))) => {
+                f.fract() == 0.0 && f.is_finite() && (f as i128) == i && (i as f64) == f
+            }
+            (None, None) => a == b,
+            _ => false,
+        },
+    }
+}
+
+/// Python's truth value of a YAML value.
+pub(super) fn py_truthy(v: &serde_yaml::Value) -> bool {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Null => false,
+        Y::Bool(b) => *b,
+        Y::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Y::String(s) => !s.is_empty(),
+        Y::Sequence(s) => !s.is_empty(),
+        Y::Mapping(m) => !m.is_empty(),
+        Y::Tagged(t) => py_truthy(&t.value),
+    }
+}
+
+/// Python's `str.casefold()` (lower case, with the common full foldings such
+/// as `ß` to `ss`) of a string value; other values unchanged.
+pub(super) fn casefold_json(v: &Json) -> Json {
+    match v {
+        Json::String(s) => Json::String(casefold(s)),
+        other => other.clone(),
+    }
+}
+
+fn casefold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            'ß' | 'ẞ' => out.push_str("ss"),
+            'ſ' => out.push('s'),
+            'ς' => out.push('σ'),
+            'ﬀ' => out.push_str("ff"),
+            'ﬁ' => out.push_str("fi"),
+            'ﬂ' => out.push_str("fl"),
+            'ﬃ' => out.push_str("ffi"),
+            'ﬄ' => out.push_str("ffl"),
+            'ﬅ' | 'ﬆ' => out.push_str("st"),
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+    out
+}
+
+/// Parses a built-in plugin's parameters as ceilometer's plugin classes take
+/// them; `None` when `name` is not one of them. Unknown parameters are
+/// ignored (logged), as the classes' `**kw` does; values ceilometer would
+/// only fail on when a notification arrives (a non-integer `segment`, an
+/// empty separator, a flag without `path`) are errors here.
+pub(super) fn parse_plugin(
+    name: &str,
+    params: &[(&serde_yaml::Value, &serde_yaml::Value)],
+    pkey: &str,
+) -> Option<Result<Plugin, Vec<ConfigError>>> {
+    use serde_yaml::Value as Y;
+    let mut errors = Vec::new();
+    let mut flag_errors = Vec::new();
+    let mut e = |k: &str, m: String| errors.push(ConfigError::new(m).key(format!("{pkey}.{k}")));
+    let ignored = |k: &Y| tracing::warn!(plugin = name, parameter = %show(k), "unknown plugin parameter ignored");
+    let plugin = match name {
+        "split" => {
+            let (mut separator, mut segment, mut max_split) = (".".to_string(), 0i64, None);
+            for (k, v) in params {
+                match k.as_str() {
+                    Some("separator") => match v {
+                        Y::Null => separator = String::new(),
+                        Y::String(s) if !s.is_empty() => separator = s.clone(),
+                        _ => e("separator", format!("separator must be a non-empty string or null, found {}", show(v))),
+                    },
+                    Some("segment") => match v.as_i64() {
+                        Some(i) => segment = i,
+                        None => e("segment", format!("segment must be an integer, found {}", show(v))),
+                    },
+                    Some("max_split") => match (v, v.as_i64()) {
+                        (Y::Null, _) => max_split = None,
+                        (_, Some(i)) => max_split = usize::try_from(i).ok(),
+                        _ => e("max_split", format!("max_split must be an integer or null, found {}", show(v))),
+                    },
+                    _ => ignored(k),
+                }
+            }
+            Plugin::Split { separator, segment, max_split }
+        }
+        "bitfield" => {
+            let (mut initial_bitfield, mut flags) = (0i64, Vec::new());
+            for (k, v) in params {
+                match k.as_str() {
+                    Some("initial_bitfield") => match v.as_i64() {
+                        Some(i) => initial_bitfield = i,
+                        None => {
+                            e("initial_bitfield", format!("initial_bitfield must be an integer, found {}", show(v)))
+                        }
+                    },
+                    Some("flags") => match v {
+                        Y::Null => {}
+                        Y::Sequence(items) => {
+                            for (i, item) in items.iter().enumerate() {
+                                match parse_flag(item, &format!("{pkey}.flags[{i}]")) {
+                                    Ok(f) => flags.push(f),
+                                    Err(mut es) => flag_errors.append(&mut es),
+                                }
+                            }
+                        }
+                        other => e("flags", format!("flags must be a list, found {}", show(other))),
+                    },
+                    _ => ignored(k),
+                }
+            }
+            Plugin::Bitfield { initial_bitfield, flags }
+        }
+        "timedelta" => {
+            params.iter().for_each(|(k, _)| ignored(k));
+            Plugin::Timedelta
+        }
+        "map" => {
+            let (mut values, mut default, mut case_sensitive) = (None, Json::Null, true);
+            for (k, v) in params {
+                match k.as_str() {
+                    Some("values") => values = Some(*v),
+                    Some("default") => match serde_json::to_value(v) {
+                        Ok(j) => default = j,
+                        Err(err) => e("default", format!("default is not plain data: {err}")),
+                    },
+                    Some("case_sensitive") => case_sensitive = py_truthy(v),
+                    _ => ignored(k),
+                }
+            }
+            let mut pairs = Vec::new();
+            match values {
+                None | Some(Y::Null) => {
+                    e("values", "the 'values' parameter is required for the map trait plugin".into())
+                }
+                Some(Y::Mapping(m)) if m.is_empty() => {
+                    e("values", "the 'values' parameter is required for the map trait plugin".into())
+                }
+                Some(Y::Mapping(m)) => {
+                    for (k, v) in m {
+                        let key = match k {
+                            Y::String(s) => Some(Json::String(s.clone())),
+                            Y::Bool(b) => Some(Json::Bool(*b)),
+                            Y::Number(_) => serde_json::to_value(k).ok(),
+                            _ => None,
+                        };
+                        let Some(key) = key else {
+                            e("values", format!("map keys must be strings, numbers or booleans, found {}", show(k)));
+                            continue;
+                        };
+                        let key = if case_sensitive { key } else { casefold_json(&key) };
+                        match serde_json::to_value(v) {
+                            Ok(val) => pairs.push((key, val)),
+                            Err(err) => e("values", format!("mapped value is not plain data: {err}")),
+                        }
+                    }
+                }
+                Some(other) => e("values", format!("the 'values' parameter needs to be a map, found {}", show(other))),
+            }
+            Plugin::Map { values: pairs, default, case_sensitive }
+        }
+        _ => return None,
+    };
+    errors.append(&mut flag_errors);
+    Some(if errors.is_empty() { Ok(plugin) } else { Err(errors) })
+}
+
+/// A `bitfield` flag: as [`super::plugin::parse_flag`], but `bit` may be an
+/// integer string (`int(flag['bit'])`) and unknown keys are ignored.
+fn parse_flag(v: &serde_yaml::Value, key: &str) -> Result<BitFlag, Vec<ConfigError>> {
+    use serde_yaml::Value as Y;
+    let Y::Mapping(m) = v else { return super::plugin::parse_flag(v, key) };
+    let mut kept = serde_yaml::Mapping::new();
+    for (k, val) in m {
+        match k.as_str() {
+            Some("bit") => {
+                let bit = match val {
+                    Y::String(s) => py_int(&Json::String(s.clone())).map(Y::from).unwrap_or_else(|| val.clone()),
+                    _ => val.clone(),
+                };
+                kept.insert(k.clone(), bit);
+            }
+            Some("path" | "value") => {
+                kept.insert(k.clone(), val.clone());
+            }
+            _ => tracing::warn!(flag = key, key = %show(k), "unknown bitfield flag key ignored"),
+        }
+    }
+    super::plugin::parse_flag(&Y::Mapping(kept), key)
+}
