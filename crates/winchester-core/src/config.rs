@@ -671,6 +671,23 @@ pipeline_handlers: {a: [b]}
         assert_eq!((c.log_level.as_str(), c.handler_timeout), ("info", Duration::from_secs(60)));
     }
 
+    /// `distiller` picks the flavour; anything else is an error naming the key.
+    #[test]
+    fn distiller_flavour() {
+        use crate::distiller::Flavour;
+        let (c, _) = WinchesterConfig::from_yaml_str("", Path::new("w.yaml")).unwrap();
+        assert_eq!(c.distiller, Flavour::StackDistiller);
+        let (c, _) = WinchesterConfig::from_yaml_str("distiller: ceilometer\n", Path::new("w.yaml")).unwrap();
+        assert_eq!(c.distiller, Flavour::Ceilometer);
+        let (c, _) = WinchesterConfig::from_yaml_str("distiller: stackdistiller\n", Path::new("w.yaml")).unwrap();
+        assert_eq!(c.distiller, Flavour::StackDistiller);
+        assert_eq!(
+            errors("distiller: panko\n"),
+            ["/etc/w/winchester.yaml: key \"distiller\": must be stackdistiller or ceilometer, found \"panko\""]
+        );
+        assert!(errors("distiller: [ceilometer]\n")[0].contains("key \"distiller\""));
+    }
+
     /// A Python class path the registry cannot run names the feature that
     /// would; `distiller_trait_plugins` and `python_path` are read.
     #[test]

@@ -760,3 +760,7 @@ fn parse_flag(v: &serde_yaml::Value, key: &str) -> Result<BitFlag, Vec<ConfigErr
     }
     super::plugin::parse_flag(&Y::Mapping(kept), key)
 }
+
+#[cfg(test)]
+#[path = "ceilometer_tests.rs"]
+mod tests;
