@@ -49,6 +49,11 @@ pub(super) fn default_traits() -> Vec<TraitDefinition> {
 /// {message_id, timestamp}}`, absent keys null. Other top-level keys
 /// (`priority`, `_unique_id`, ...) are not visible to definitions.
 pub fn body(notification: &Json) -> Result<Json, DistillError> {
+    dispatch(notification).map(|(body, _)| body)
+}
+
+/// [`body`] and the notification's `priority`.
+fn dispatch(notification: &Json) -> Result<(Json, Option<Json>), DistillError> {
     let unwrapped;
     let mut n = notification;
     if let Some(obj) = n.as_object() {
@@ -94,7 +99,7 @@ pub fn body(notification: &Json) -> Result<Json, DistillError> {
     b.insert("event_type".into(), get("event_type"));
     b.insert("payload".into(), get("payload"));
     b.insert("metadata".into(), Json::Object(metadata));
-    Ok(Json::Object(b))
+    Ok((Json::Object(b), obj.get("priority").cloned()))
 }
 
 /// oslo.messaging's envelope check against its 2.0: same major, minor not above.
@@ -110,13 +115,30 @@ fn version_compatible(v: &str) -> bool {
 
 /// [`Distiller::to_event`] in the ceilometer flavour.
 pub(super) fn to_event(d: &Distiller, notification: &Json) -> Result<Option<Event>, DistillError> {
-    let body = body(notification)?;
+    let (body, priority) = dispatch(notification)?;
     let message_id = match &body["metadata"]["message_id"] {
         Json::String(s) => Some(s.clone()),
         Json::Number(x) => Some(x.to_string()),
         _ => None,
     };
     let m = || message_id.clone();
+    // oslo.messaging hands ceilometer's event endpoint only `info` and
+    // `error` notifications (any case); others, and those without a
+    // priority, never reach the converter.
+    match &priority {
+        Some(Json::String(p)) if matches!(p.to_lowercase().as_str(), "info" | "error") => {}
+        None | Some(Json::String(_)) => {
+            tracing::debug!(?priority, message_id, "priority other than info or error; notification dropped");
+            return Ok(None);
+        }
+        Some(other) => {
+            return Err(DistillError::InvalidKey {
+                key: "priority",
+                reason: format!("must be a string, found {other}"),
+                message_id: m(),
+            })
+        }
+    }
     let event_type = match &body["event_type"] {
         Json::Null => return Err(DistillError::MissingKey { key: "event_type", message_id: m() }),
         Json::String(s) => s.clone(),

@@ -147,7 +147,7 @@ fn definitions_read_the_context_not_the_wire_keys() {
 #[test]
 fn events_without_traits_are_kept() {
     let d = load("- event_type: '*'\n  traits: {}\n");
-    let n = json!({"message_id": "m", "event_type": "a.b", "timestamp": "2024-01-01T00:00:00Z"});
+    let n = json!({"message_id": "m", "event_type": "a.b", "timestamp": "2024-01-01T00:00:00Z", "priority": "info"});
     let e = d.to_event(&n).unwrap().unwrap();
     assert!(e.traits.is_empty());
     assert_eq!(e.timestamp.to_rfc3339(), "2024-01-01T00:00:00+00:00");
@@ -412,4 +412,22 @@ fn python_equality() {
         py_eq(&json!(1), &json!(1.0)) && py_eq(&json!(true), &json!(1)) && py_eq(&json!([1, "a"]), &json!([1.0, "a"]))
     );
     assert!(!py_eq(&json!("1"), &json!(1)) && !py_eq(&json!(1.5), &json!(1)) && !py_eq(&json!(null), &json!(false)));
+}
+
+#[test]
+fn only_info_and_error_notifications_reach_the_converter() {
+    let d = load_catch_all("[]", true);
+    let mut n = wire();
+    for p in ["info", "ERROR", "Info"] {
+        n["priority"] = json!(p);
+        assert!(d.to_event(&n).unwrap().is_some(), "{p}");
+    }
+    for p in ["WARN", "warn", "sample", "audit", "critical", "debug", ""] {
+        n["priority"] = json!(p);
+        assert_eq!(d.to_event(&n).unwrap(), None, "{p}");
+    }
+    n.as_object_mut().unwrap().remove("priority");
+    assert_eq!(d.to_event(&n).unwrap(), None);
+    n["priority"] = json!(null);
+    assert!(matches!(d.to_event(&n).unwrap_err(), DistillError::InvalidKey { key: "priority", .. }));
 }
