@@ -175,7 +175,7 @@ impl WinchesterConfig {
     /// Parses the text of a `winchester.yaml` located at `file`. Returns the
     /// config and warnings, or every error.
     pub fn from_yaml_str(text: &str, file: &Path) -> Result<(WinchesterConfig, Vec<ConfigError>), ConfigErrors> {
-        let doc: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
+        let (doc, yaml_warnings) = crate::yaml::load(text, file)?;
         let raw: RawConfig = match doc {
             Value::Mapping(_) => {
                 serde_yaml::from_value(doc).map_err(|e| ConfigError::new(e.to_string()).in_file(file))?
@@ -189,7 +189,7 @@ impl WinchesterConfig {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors.into_iter().map(|e| e.in_file(file)).collect()));
         }
-        Ok((cfg, warnings.into_iter().map(|e| e.in_file(file)).collect()))
+        Ok((cfg, yaml_warnings.into_iter().chain(warnings.into_iter().map(|e| e.in_file(file))).collect()))
     }
 
     /// The settings of a parsed `winchester.yaml`, its warnings and its errors.
@@ -452,8 +452,11 @@ impl LoadedConfig {
         match &main.pipeline_config {
             Some(name) => match main.resolve("pipeline_config", name) {
                 Ok(path) => {
-                    match PipelineConfig::load(&path) {
-                        Ok(p) => pipelines = p,
+                    match PipelineConfig::load_warned(&path) {
+                        Ok((p, w)) => {
+                            pipelines = p;
+                            warnings.extend(w);
+                        }
                         Err(ConfigErrors(e)) => errors.extend(e),
                     }
                     pipelines_file = Some(path);
@@ -468,7 +471,14 @@ impl LoadedConfig {
         let mut distiller_file = None;
         if let Some(name) = &main.distiller_config {
             match main.resolve("distiller_config", name) {
-                Ok(p) => distiller_file = Some(p),
+                Ok(p) => {
+                    // The distiller is built later (with its trait plugins); its
+                    // YAML warnings are gathered here, its errors when it is built.
+                    if let Ok((_, w)) = crate::yaml::load_file(&p) {
+                        warnings.extend(w);
+                    }
+                    distiller_file = Some(p)
+                }
                 Err(e) => errors.push(e),
             }
         }

@@ -27,6 +27,7 @@ pub mod pipeline_config;
 pub mod timex;
 pub mod trigger;
 pub mod version;
+pub mod yaml;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{LoadedConfig, WinchesterConfig};

@@ -49,7 +49,18 @@ impl PipelineConfig {
     /// entries are a handler name or `{name: .., params: {..}}`. Each pipeline is
     /// read into [`RawPipeline`] (serde), then validated; every error is returned.
     pub fn from_yaml_str(text: &str, file: &Path) -> Result<PipelineConfig, ConfigErrors> {
-        let doc: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
+        PipelineConfig::from_yaml_str_warned(text, file).map(|(p, _)| p)
+    }
+
+    /// [`from_yaml_str`](Self::from_yaml_str) with the YAML's warnings
+    /// (duplicate keys, see [`crate::yaml`]).
+    pub fn from_yaml_str_warned(text: &str, file: &Path) -> Result<(PipelineConfig, Vec<ConfigError>), ConfigErrors> {
+        let (doc, warnings) = crate::yaml::load(text, file)?;
+        PipelineConfig::from_value(doc, file).map(|p| (p, warnings))
+    }
+
+    /// The pipelines of a parsed document; `file` names it in errors.
+    pub fn from_value(doc: Value, file: &Path) -> Result<PipelineConfig, ConfigErrors> {
         let map = match doc {
             Value::Mapping(m) => m,
             Value::Null => Default::default(),
@@ -140,6 +151,13 @@ impl PipelineConfig {
         let text =
             std::fs::read_to_string(file).map_err(|e| ConfigError::new(format!("cannot read: {e}")).in_file(file))?;
         PipelineConfig::from_yaml_str(&text, file)
+    }
+
+    /// [`load`](Self::load) with the YAML's warnings.
+    pub fn load_warned(file: &Path) -> Result<(PipelineConfig, Vec<ConfigError>), ConfigErrors> {
+        let text =
+            std::fs::read_to_string(file).map_err(|e| ConfigError::new(format!("cannot read: {e}")).in_file(file))?;
+        PipelineConfig::from_yaml_str_warned(&text, file)
     }
 
     /// The handlers of a pipeline.

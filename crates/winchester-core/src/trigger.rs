@@ -610,7 +610,7 @@ impl TriggerSet {
 
     /// Parses a `triggers.yaml` document. Returns the set and warnings.
     pub fn from_yaml_str(text: &str, file: &Path) -> Result<(TriggerSet, Vec<ConfigError>), ConfigErrors> {
-        let doc: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
+        let (doc, yaml_warnings) = crate::yaml::load(text, file)?;
         let items = match doc {
             Value::Sequence(items) => items,
             Value::Null => vec![],
@@ -620,7 +620,7 @@ impl TriggerSet {
                     .into())
             }
         };
-        let (mut errors, mut warnings) = (vec![], vec![]);
+        let (mut errors, mut warnings) = (vec![], yaml_warnings);
         let defs: Vec<_> = items
             .iter()
             .enumerate()

@@ -90,8 +90,9 @@ impl DefinitionVersion {
         let doc: Value = serde_yaml::from_str(&self.text).map_err(|e| bad(format!("stored definition: {e}")))?;
         let (mut errors, mut warnings) = (vec![], vec![]);
         let trigger = TriggerDefinition::from_yaml(&doc["trigger"], 0, &mut errors, &mut warnings);
-        let pipelines_text = serde_json::to_string(&doc["pipelines"]).map_err(|e| bad(e.to_string()))?;
-        let pipelines = PipelineConfig::from_yaml_str(&pipelines_text, Path::new(&origin))?;
+        // The stored text is JSON this program wrote, not a config file: read
+        // as written (serde_yaml), not re-resolved by PyYAML's YAML 1.1 rules.
+        let pipelines = PipelineConfig::from_value(doc["pipelines"].clone(), Path::new(&origin))?;
         let mut handler_types = BTreeMap::new();
         if let Value::Mapping(m) = &doc["handlers"] {
             for (k, v) in m {

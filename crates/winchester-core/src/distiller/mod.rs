@@ -319,9 +319,9 @@ impl Distiller {
         flavour: Flavour,
         plugins: &PluginRegistry,
     ) -> Result<Distiller, ConfigErrors> {
-        let mut doc: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
-        doc.apply_merge()
-            .map_err(|e| ConfigError::new(format!("cannot resolve YAML merge keys: {e}")).in_file(file))?;
+        // Merge keys are resolved by the loader, as PyYAML does; duplicate
+        // keys' warnings are gathered by `LoadedConfig`.
+        let (doc, _) = crate::yaml::load(text, file)?;
         let items = match &doc {
             Value::Null => Vec::new(),
             Value::Sequence(items) => items.iter().collect(),

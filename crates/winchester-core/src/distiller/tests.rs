@@ -395,7 +395,7 @@ fn bitfield_plugin() {
             - {path: payload.b, bit: 4, value: 7}
             - {path: payload.c, bit: 5, value: nope}
             - {path: payload.zz, bit: 6}
-            - {path: "payload.'e.f'", bit: 0, value: yes}
+            - {path: "payload.'e.f'", bit: 0, value: "yes"}
     empty:
       type: int
       fields: payload.none
