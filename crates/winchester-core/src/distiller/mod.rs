@@ -9,6 +9,7 @@
 pub mod ceilometer;
 pub mod path;
 pub mod plugin;
+pub mod python;
 
 use crate::config_error::{present, read_map, show, ConfigError, ConfigErrors, Raw};
 use crate::criteria::EventTypeFilter;
