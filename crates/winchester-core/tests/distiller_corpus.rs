@@ -71,7 +71,7 @@ fn show(v: &TraitValue) -> String {
         TraitValue::String(s) => format!("text {s:?}"),
         TraitValue::Int(i) => format!("int {i}"),
         TraitValue::Float(f) => format!("float {f:?}"),
-        TraitValue::Datetime(d) => format!("datetime {}", d.format("%Y-%m-%dT%H:%M:%S%.6fZ")),
+        TraitValue::Datetime(d) => format!("datetime {}", d.format("%Y-%m-%dT%H:%M:%S%.fZ")),
         TraitValue::Bool(b) => format!("bool {b}"),
     }
 }
@@ -141,7 +141,7 @@ fn compare(ours: &Result<Option<Event>, String>, want: &Json) -> Vec<String> {
     if want_obj.get("timestamp").and_then(Json::as_str).and_then(parse_time) != Some(e.timestamp) {
         diffs.push(format!(
             "timestamp: ours {}, oracle {}",
-            e.timestamp.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+            e.timestamp.format("%Y-%m-%dT%H:%M:%S%.fZ"),
             want_obj["timestamp"]
         ));
     }

@@ -78,11 +78,12 @@ impl fmt::Display for Flavour {
 /// The type a trait's value is converted to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TraitType {
-    /// `text` (the default): a string; numbers and booleans in their JSON form.
+    /// `text` (the default): Python's `str()` of the value (`True`, `1.0`,
+    /// `{'a': 1}`); the ceilometer flavour cuts it at 255 characters.
     Text,
-    /// `int`: from integer numbers, floats with an integral value, or integer strings.
+    /// `int`: Python's `int()` (booleans, floats truncated, integer strings).
     Int,
-    /// `float`: from numbers or numeric strings.
+    /// `float`: Python's `float()` (numbers, booleans, numeric strings).
     Float,
     /// `datetime`: from ISO-8601 strings (see [`parse_iso8601`]), converted to UTC.
     Datetime,
@@ -519,29 +520,14 @@ impl Distiller {
     }
 }
 
+/// Converts a trait's value as StackDistiller's `Trait.convert_value` does:
+/// Python's `str()`, `int()`, `float()` (see [`python`]); ISO-8601 for
+/// datetimes. `None` when Python would raise (or the float is not finite).
 fn convert(raw: &Json, to: TraitType) -> Option<TraitValue> {
     match to {
-        TraitType::Text => Some(TraitValue::String(plugin::json_text(raw))),
-        TraitType::Int => match raw {
-            Json::Number(x) => match x.as_i64() {
-                Some(i) => Some(TraitValue::Int(i)),
-                None => {
-                    let f = x.as_f64()?;
-                    (f.is_finite() && f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64)
-                        .then_some(TraitValue::Int(f as i64))
-                }
-            },
-            Json::String(s) => s.trim().parse::<i64>().ok().map(TraitValue::Int),
-            _ => None,
-        },
-        TraitType::Float => {
-            let f = match raw {
-                Json::Number(x) => x.as_f64()?,
-                Json::String(s) => s.trim().parse::<f64>().ok()?,
-                _ => return None,
-            };
-            f.is_finite().then_some(TraitValue::Float(f))
-        }
+        TraitType::Text => Some(TraitValue::String(python::py_str(raw))),
+        TraitType::Int => python::py_int(raw).map(TraitValue::Int),
+        TraitType::Float => python::py_float(raw).filter(|f| f.is_finite()).map(TraitValue::Float),
         TraitType::Datetime => raw.as_str().and_then(parse_iso8601).map(TraitValue::Datetime),
     }
 }

@@ -3,7 +3,7 @@
 //! in `distiller_trait_plugins`) through a [`PluginRegistry`].
 
 use super::path::{FieldMatch, FieldPath};
-use super::Flavour;
+use super::{python, Flavour};
 use crate::config_error::{show, ConfigError};
 use serde_json::Value as Json;
 use serde_yaml::Value;
@@ -326,31 +326,13 @@ impl Plugin {
     fn apply_builtin(&self, matches: &[FieldMatch<'_>]) -> Option<Json> {
         match self {
             Plugin::Split { separator, segment, max_split } => {
-                let first = matches.first()?;
-                let text = json_text(first.value);
-                let parts: Vec<&str> = match max_split {
-                    Some(n) => text.splitn(n.saturating_add(1), separator.as_str()).collect(),
-                    None => text.split(separator.as_str()).collect(),
-                };
-                let idx = if *segment < 0 {
-                    let back = usize::try_from(segment.unsigned_abs()).ok()?;
-                    parts.len().checked_sub(back)?
-                } else {
-                    usize::try_from(*segment).ok()?
-                };
-                parts.get(idx).map(|s| Json::String((*s).to_string()))
+                let text = python::py_str(matches.first()?.value);
+                let sep = (!separator.is_empty()).then_some(separator.as_str());
+                let parts = python::py_split(&text, sep, *max_split);
+                python::py_index(&parts, *segment).map(|s| Json::String(s.to_string()))
             }
             Plugin::Bitfield { initial_bitfield, flags } => {
-                let mut bits = *initial_bitfield;
-                for flag in flags {
-                    let hit = matches.iter().any(|m| {
-                        m.path == flag.path && flag.value.as_ref().is_none_or(|want| json_loose_eq(want, m.value))
-                    });
-                    if hit {
-                        bits |= 1i64 << flag.bit;
-                    }
-                }
-                Some(Json::from(bits))
+                Some(Json::from(python::bitfield(*initial_bitfield, flags, matches)))
             }
             Plugin::Timedelta | Plugin::Map { .. } | Plugin::External { .. } => None,
         }
@@ -415,25 +397,5 @@ pub(super) fn parse_flag(v: &Value, key: &str) -> Result<BitFlag, Vec<ConfigErro
     match (path, bit) {
         (Some(path), Some(bit)) if errors.is_empty() => Ok(BitFlag { path, bit, value }),
         _ => Err(errors),
-    }
-}
-
-/// A JSON value as text: strings as themselves, other scalars in their JSON
-/// form, arrays and objects as compact JSON.
-pub(crate) fn json_text(v: &Json) -> String {
-    match v {
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Equality where numbers compare by value (`1` equals `1.0`).
-fn json_loose_eq(a: &Json, b: &Json) -> bool {
-    match (a, b) {
-        (Json::Number(x), Json::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(i), Some(j)) => i == j,
-            _ => x.as_f64() == y.as_f64(),
-        },
-        _ => a == b,
     }
 }
