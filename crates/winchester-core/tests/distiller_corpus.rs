@@ -10,7 +10,9 @@
 //!
 //! The oracles ran with each original's defaults: StackDistiller without a
 //! catch-all, ceilometer with one (`drop_unmatched_notifications = False`).
-//! `WINCHESTER_DISTILLER_CORPUS` names another corpus directory.
+//! Definitions the original could not load (`expected/INDEX.json`) must not
+//! load here either. `WINCHESTER_DISTILLER_CORPUS` names another corpus
+//! directory.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
@@ -225,6 +227,31 @@ fn distiller_matches_the_oracles() {
         let _ =
             writeln!(summary, "{label}: {} samples, {matched} match, {mismatched} mismatch {by_kind:?}", samples.len());
         total_mismatches += mismatched;
+    }
+    // Definitions the original could not load must not load here either.
+    let index: Json = std::fs::read_to_string(dir.join("expected/INDEX.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Json::Null);
+    for (pair, info) in index["pairs"].as_object().into_iter().flatten() {
+        let Some(error) = info.get("error").and_then(Json::as_str) else { continue };
+        let Some((defs, flavour_name)) = pair.split_once(" under ") else { continue };
+        let Some(flavour) = Flavour::from_name(flavour_name) else { continue };
+        let label = format!("{}.{flavour_name}", defs.trim_end_matches(".yaml"));
+        let catch_all = flavour == Flavour::Ceilometer;
+        let loaded = Distiller::load_flavoured(
+            dir.join("definitions").join(defs),
+            catch_all,
+            flavour,
+            &PluginRegistry::default(),
+        );
+        if loaded.is_ok() {
+            let _ = writeln!(summary, "{label}: loads, the original does not ({error})");
+            let _ = writeln!(details, "== {label}: loads, the original does not: {error}");
+            total_mismatches += 1;
+        } else {
+            let _ = writeln!(summary, "{label}: does not load, as in the original");
+        }
     }
     if total_mismatches > 0 {
         panic!("{details}\n{summary}{total_mismatches} mismatches in all");
