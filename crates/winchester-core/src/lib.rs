@@ -12,6 +12,7 @@
 //! - [`clock`]: where "now" comes from.
 //! - [`version`]: trigger definition versions (hash and stored text, for hot reload).
 //! - [`distiller`]: StackDistiller, notifications to events via `event_definitions.yaml`.
+//! - [`iso8601`]: notification date-times, read as Python's `iso8601` 2.1.0 reads them.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod config_error;
 pub mod criteria;
 pub mod distiller;
 pub mod event;
+pub mod iso8601;
 pub mod pipeline_config;
 pub mod timex;
 pub mod trigger;

@@ -14,7 +14,7 @@ pub mod python;
 use crate::config_error::{present, read_map, show, ConfigError, ConfigErrors, Raw};
 use crate::criteria::EventTypeFilter;
 use crate::event::{Event, EventError, TraitValue, ENVELOPE_KEYS};
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value as Json;
 use serde_yaml::{Mapping, Value};
@@ -85,7 +85,8 @@ pub enum TraitType {
     Int,
     /// `float`: Python's `float()` (numbers, booleans, numeric strings).
     Float,
-    /// `datetime`: from ISO-8601 strings (see [`parse_iso8601`]), converted to UTC.
+    /// `datetime`: from ISO-8601 strings, read as the original's Python `iso8601`
+    /// 2.1.0 reads them (see [`crate::iso8601`]), converted to UTC.
     Datetime,
 }
 
@@ -532,57 +533,13 @@ fn convert(raw: &Json, to: TraitType) -> Option<TraitValue> {
     }
 }
 
-/// Parses an ISO-8601 date-time as notifications carry them and converts it to
-/// UTC: `YYYY-MM-DD`, then `T` or a space and `HH:MM[:SS[.fraction]]`, then an
-/// optional zone (`Z`, `±HH:MM`, `±HHMM`, `±HH`; none means UTC). A bare date
-/// is midnight UTC. Examples: `2013-08-08 21:06:37.803826`,
-/// `2014-08-01T20:04:00Z`, `2014-08-01T20:04:00.123+02:00`.
+/// Parses a notification date-time as the original StackDistiller does
+/// (Python's `iso8601` 2.1.0, then UTC; no zone means UTC): see
+/// [`crate::iso8601`]. Examples: `2013-08-08 21:06:37.803826`,
+/// `2014-08-01T20:04:00Z`, `2014-08-01T20:04:00.123+02:00`, and glance's
+/// `2015-09-25 1541:14.634363` (15:41:14.634363).
 pub fn parse_iso8601(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    if !s.is_ascii() || s.len() < 10 {
-        return None;
-    }
-    let date = NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d").ok()?;
-    let rest = &s[10..];
-    if rest.is_empty() {
-        return Some(Utc.from_utc_datetime(&date.and_time(NaiveTime::MIN)));
-    }
-    let rest = rest.strip_prefix(['T', 't', ' '])?;
-    // Split off the zone: `Z`, or the first `+`/`-` (times contain neither).
-    let (time, offset_secs) = if let Some(t) = rest.strip_suffix(['Z', 'z']) {
-        (t, 0)
-    } else if let Some(pos) = rest.find(['+', '-']) {
-        let (t, zone) = rest.split_at(pos);
-        (t, parse_offset(zone)?)
-    } else {
-        (rest, 0)
-    };
-    let time =
-        NaiveTime::parse_from_str(time, "%H:%M:%S%.f").or_else(|_| NaiveTime::parse_from_str(time, "%H:%M")).ok()?;
-    let offset = FixedOffset::east_opt(offset_secs)?;
-    let local = NaiveDateTime::new(date, time);
-    offset.from_local_datetime(&local).single().map(|d| d.with_timezone(&Utc))
-}
-
-fn parse_offset(zone: &str) -> Option<i32> {
-    let sign = match zone.as_bytes().first()? {
-        b'+' => 1,
-        b'-' => -1,
-        _ => return None,
-    };
-    let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
-    if !digits.bytes().all(|b| b.is_ascii_digit()) || zone[1..].matches(':').count() > 1 {
-        return None;
-    }
-    let (h, mi) = match digits.len() {
-        2 => (digits.parse::<i32>().ok()?, 0),
-        4 => (digits[..2].parse::<i32>().ok()?, digits[2..].parse::<i32>().ok()?),
-        _ => return None,
-    };
-    if h > 23 || mi > 59 {
-        return None;
-    }
-    Some(sign * (h * 3600 + mi * 60))
+    crate::iso8601::parse(s)
 }
 
 /// A definition as written (serde); [`parse_definition`] validates it.
