@@ -177,6 +177,8 @@ fn missing_message_id_or_event_type_is_an_error() {
     let mut n = wire();
     n.as_object_mut().unwrap().remove("event_type");
     assert!(matches!(d.to_event(&n).unwrap_err(), DistillError::MissingKey { key: "event_type", .. }));
+    // No definition at all: nothing looks at the event type.
+    assert_eq!(load("[]").to_event(&n).unwrap(), None);
 }
 
 #[test]
