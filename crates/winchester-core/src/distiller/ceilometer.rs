@@ -201,7 +201,7 @@ pub(super) fn to_event(d: &Distiller, notification: &Json) -> Result<Option<Even
                 }
             }
             None => match matches.first() {
-                Some(fm) => (fm.value.clone(), fm.path.clone()),
+                Some(fm) => (fm.value.clone().into_owned(), fm.path.clone()),
                 None => continue,
             },
         };
@@ -243,7 +243,7 @@ pub(super) fn to_event(d: &Distiller, notification: &Json) -> Result<Option<Even
 pub(super) fn apply_plugin(p: &Plugin, matches: &[FieldMatch<'_>]) -> Result<Option<Json>, String> {
     match p {
         Plugin::Split { separator, segment, max_split } => Ok(matches.iter().find_map(|fm| {
-            let text = py_str(fm.value);
+            let text = py_str(&fm.value);
             let parts = py_split(&text, (!separator.is_empty()).then_some(separator.as_str()), *max_split);
             py_index(&parts, *segment).map(|s| Json::String(s.to_string()))
         })),
@@ -253,7 +253,7 @@ pub(super) fn apply_plugin(p: &Plugin, matches: &[FieldMatch<'_>]) -> Result<Opt
         Plugin::Timedelta => Ok(timedelta(matches)),
         Plugin::Map { values, default, case_sensitive } => {
             for fm in matches {
-                let key = if *case_sensitive { fm.value.clone() } else { casefold_json(fm.value) };
+                let key = if *case_sensitive { fm.value.clone().into_owned() } else { casefold_json(&fm.value) };
                 if let Json::Array(_) | Json::Object(_) = key {
                     return Err(format!(
                         "unhashable type: '{}' (value of {})",

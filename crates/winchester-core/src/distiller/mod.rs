@@ -495,7 +495,7 @@ impl Distiller {
                     }
                 }
                 None => match matches.first() {
-                    Some(fm) => (fm.value.clone(), fm.path.clone()),
+                    Some(fm) => (fm.value.clone().into_owned(), fm.path.clone()),
                     None => continue,
                 },
             };

@@ -1,17 +1,62 @@
-//! The JSONPath subset used by `fields` in `event_definitions.yaml`.
+//! Field paths of `event_definitions.yaml` (`fields:`), parsed and evaluated
+//! as ceilometer does it: jsonpath-rw 1.4.0 extended by jsonpath-rw-ext 1.2.2
+//! (`ExtentedJsonPathParser`). Same syntax, same matches in the same order,
+//! same full paths (`str(match.full_path)`), and a path the Python parser
+//! refuses is refused here, with the character position.
 //!
-//! Accepted syntax (that of jsonpath-rw as StackDistiller definitions use it):
-//! an optional leading `$.`; dotted keys `payload.instance_id`; bracketed keys
-//! `payload[host]`, `payload['a.b']`, `payload["a.b"]`; quoted keys containing
-//! dots `payload.image_meta.'org.openstack__1__architecture'` (single or double
-//! quotes, `\` escapes the next character); the wildcard `*` (every child of an
-//! object, every element of an array), as a step or in brackets `[*]`; and
-//! numeric indexes `[0]` (also written `.[0]`).
+//! Syntax (binding, loosest first, is described in [`parse`]):
+//!
+//! * `$` the document, `@` or `` `this` `` the current value, `` `parent` ``
+//!   the value a match was found in;
+//! * field names: bare (`payload`, `_context_user`, `a-b`, `@id`: a letter or
+//!   `_` first) or quoted (`'org.openstack__1__os_distro'`, `"a b"`, `\`
+//!   escapes the next character); several at once: `a,b` or `['a','b']`;
+//!   `*` every field of an object;
+//! * `a.b` child, `a..b` descendants (`b` anywhere below `a`), `a|b` union
+//!   (matches of both, left first), `a where b` (matches of `a` that have a
+//!   `b`), `(...)` grouping, `a & b` parses but fails when evaluated (as in
+//!   jsonpath-rw);
+//! * brackets: `[0]`, `[-1]` index; `[*]`, `[1:]`, `[:2]`, `[1:3]` slices
+//!   (a single value that is not a list counts as a list of one); `[a]`,
+//!   `['a.b']` fields; `[?filter]`; `[/key]`, `[\key]`, `[/a,\b]` sorting
+//!   (ascending `/`, descending `\`);
+//! * filters: `[?key]` (has a `key`), `[?key = value]` with `=`/`==`, `!=`,
+//!   `<`, `<=`, `>`, `>=`, or `~` (Python regex matched at the start),
+//!   several joined by `&`; the value is a word or quoted string (text), an
+//!   integer or `true`/`false` (the field is then converted with Python's
+//!   `int()`), or a decimal: `[?key=image_id]` compares with the text
+//!   "image_id";
+//! * back-quoted operators: `` `len` ``, `` `sorted` ``,
+//!   `` `split(c, segment, max_split)` `` (`max_split` -1: no limit; a space
+//!   after each comma), `` `sub(/regex/, replacement)` `` (Python `re.sub`;
+//!   gives nothing when nothing changes); `` `str()` `` and others do not
+//!   exist in jsonpath-rw-ext 1.2.2 and are refused;
+//! * arithmetic `+ - *` on matches and numbers: `$.foo * 12`,
+//!   `$.a[*].x + $.a[*].y` (pairwise, same count), `$.foo + "_" + $.bar`; a
+//!   lone word or quoted string operand is text (`foo * 2` is "foofoo"); `/`
+//!   always reads as a sort direction, so there is no division.
+//!
+//! Quirks kept from the original: `true`/`false` are read as booleans even
+//! at the start of a longer word (`$.trueish` does not parse; quote it);
+//! only space, tab and newline separate tokens. Values computed by
+//! operators have the full path `` `this` `` (`` `len` `` for `len`).
+//!
+//! Not reproduced (refused with a "not supported" error rather than matched
+//! differently): Python regex features the `regex` crate lacks, integers
+//! beyond 64 bits, non-ASCII digits.
 
+mod ast;
+mod eval;
+mod lex;
+mod parse;
+mod pyre;
+
+pub use eval::EvalError;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::fmt;
 
-/// One step of a [`FieldPath`].
+/// One step of a simple path (see [`FieldPath::steps`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// An object key.
@@ -23,19 +68,31 @@ pub enum Step {
 }
 
 /// A parsed field path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct FieldPath {
     source: String,
+    node: ast::Node,
     steps: Vec<Step>,
+    simple: bool,
 }
+
+impl PartialEq for FieldPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for FieldPath {}
 
 /// One value found by a [`FieldPath`]: where it is and what it is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldMatch<'a> {
-    /// The concrete path of the value in canonical form (see [`FieldPath::canonical`]).
+    /// The full path of the match as jsonpath-rw prints it
+    /// (`str(match.full_path)`): `payload.list.[1]`, `` `this` `` for a
+    /// computed value.
     pub path: String,
-    /// The value.
-    pub value: &'a Value,
+    /// The value: borrowed from the document, or computed by an operator.
+    pub value: Cow<'a, Value>,
 }
 
 /// Why a path did not parse.
@@ -50,151 +107,25 @@ pub struct PathError {
     pub reason: String,
 }
 
-fn is_ident_char(c: char) -> bool {
-    !(c.is_whitespace() || matches!(c, '.' | '[' | ']' | '\'' | '"' | '*' | ',' | '(' | ')' | '|' | '&' | '$' | '`'))
-}
-
-fn is_plain_key(k: &str) -> bool {
-    !k.is_empty() && k.chars().all(is_ident_char)
-}
-
-struct Parser<'s> {
-    src: &'s str,
-    chars: Vec<char>,
-    pos: usize,
-}
-
-impl Parser<'_> {
-    fn err(&self, reason: impl Into<String>) -> PathError {
-        PathError { path: self.src.to_string(), position: self.pos, reason: reason.into() }
-    }
-    fn peek(&self) -> Option<char> {
-        self.chars.get(self.pos).copied()
-    }
-    fn quoted(&mut self) -> Result<String, PathError> {
-        let quote = self.chars[self.pos];
-        let start = self.pos;
-        self.pos += 1;
-        let mut out = String::new();
-        loop {
-            match self.peek() {
-                None => {
-                    self.pos = start;
-                    return Err(self.err(format!("unterminated {quote} quote")));
-                }
-                Some('\\') => {
-                    self.pos += 1;
-                    match self.peek() {
-                        Some(c) => {
-                            out.push(c);
-                            self.pos += 1;
-                        }
-                        None => return Err(self.err("path ends after an escape character")),
-                    }
-                }
-                Some(c) if c == quote => {
-                    self.pos += 1;
-                    return Ok(out);
-                }
-                Some(c) => {
-                    out.push(c);
-                    self.pos += 1;
-                }
-            }
-        }
-    }
-    fn ident(&mut self) -> String {
-        let start = self.pos;
-        while self.peek().is_some_and(is_ident_char) {
-            self.pos += 1;
-        }
-        self.chars[start..self.pos].iter().collect()
-    }
-    /// A step after a `.` or at the start.
-    fn dotted_step(&mut self) -> Result<Step, PathError> {
-        match self.peek() {
-            None => Err(self.err("expected a key, found the end of the path")),
-            Some('*') => {
-                self.pos += 1;
-                Ok(Step::Wildcard)
-            }
-            Some('\'') | Some('"') => Ok(Step::Key(self.quoted()?)),
-            Some(c) if is_ident_char(c) => Ok(Step::Key(self.ident())),
-            Some(c) => Err(self.err(format!("expected a key, found {c:?}"))),
-        }
-    }
-    /// A bracketed step; `pos` is at `[`.
-    fn bracket_step(&mut self) -> Result<Step, PathError> {
-        self.pos += 1;
-        let step = match self.peek() {
-            None => return Err(self.err("unterminated '['")),
-            Some('*') => {
-                self.pos += 1;
-                Step::Wildcard
-            }
-            Some('\'') | Some('"') => Step::Key(self.quoted()?),
-            Some(c) if c.is_ascii_digit() => {
-                let start = self.pos;
-                let text = self.ident();
-                match text.parse::<usize>() {
-                    Ok(i) => Step::Index(i),
-                    Err(_) => {
-                        self.pos = start;
-                        return Err(self.err(format!("bad index {text:?} (slices and lists are not supported)")));
-                    }
-                }
-            }
-            Some(c) if is_ident_char(c) => Step::Key(self.ident()),
-            Some(c) => return Err(self.err(format!("unexpected {c:?} in brackets"))),
-        };
-        match self.peek() {
-            Some(']') => {
-                self.pos += 1;
-                Ok(step)
-            }
-            None => Err(self.err("unterminated '['")),
-            Some(c) => Err(self.err(format!("expected ']', found {c:?}"))),
-        }
-    }
-}
+/// Longest path accepted, in tokens.
+const MAX_TOKENS: usize = 1000;
 
 impl FieldPath {
     /// Parses a path.
     pub fn parse(src: &str) -> Result<FieldPath, PathError> {
-        let mut p = Parser { src, chars: src.trim().chars().collect(), pos: 0 };
-        if p.chars.is_empty() {
-            return Err(p.err("empty path"));
+        let chars: Vec<char> = src.chars().collect();
+        let err = |(position, reason): (usize, String)| PathError { path: src.to_string(), position, reason };
+        let toks = lex::tokenize(&chars).map_err(err)?;
+        if toks.len() > MAX_TOKENS {
+            return Err(err((toks[MAX_TOKENS].pos, format!("path longer than {MAX_TOKENS} tokens"))));
+        }
+        let node = parse::Parser::new(&toks, chars.len()).parse().map_err(err)?;
+        if node.depth() > parse::MAX_DEPTH {
+            return Err(err((0, format!("path nests deeper than {} levels", parse::MAX_DEPTH))));
         }
         let mut steps = Vec::new();
-        if p.peek() == Some('$') {
-            p.pos += 1;
-            match p.peek() {
-                Some('.') => p.pos += 1,
-                Some('[') => {}
-                None => return Err(p.err("a path of only '$' selects the whole notification; name a field")),
-                Some(c) => return Err(p.err(format!("expected '.' or '[' after '$', found {c:?}"))),
-            }
-        }
-        if p.peek() == Some('[') {
-            steps.push(p.bracket_step()?);
-        } else {
-            steps.push(p.dotted_step()?);
-        }
-        while let Some(c) = p.peek() {
-            match c {
-                '.' => {
-                    p.pos += 1;
-                    if p.peek() == Some('[') {
-                        steps.push(p.bracket_step()?);
-                    } else {
-                        steps.push(p.dotted_step()?);
-                    }
-                }
-                '[' => steps.push(p.bracket_step()?),
-                other => return Err(p.err(format!("expected '.' or '[', found {other:?}"))),
-            }
-        }
-        Ok(FieldPath { source: src.to_string(), steps })
+        let simple = simple_steps(&node, &mut steps);
+        Ok(FieldPath { source: src.to_string(), node, steps, simple })
     }
 
     /// The text the path was parsed from.
@@ -202,96 +133,87 @@ impl FieldPath {
         &self.source
     }
 
-    /// The parsed steps.
+    /// The steps of a simple path (fields, indexes and `*` joined by `.`
+    /// or brackets, optionally after `$`); empty for other paths.
     pub fn steps(&self) -> &[Step] {
         &self.steps
     }
 
-    /// Whether the path contains a wildcard.
+    /// Whether the path can match more than one place (anything but single
+    /// fields and non-negative indexes after one another).
     pub fn has_wildcard(&self) -> bool {
-        self.steps.contains(&Step::Wildcard)
+        !self.simple || self.steps.iter().any(|s| matches!(s, Step::Wildcard))
     }
 
-    /// Canonical text of the path: keys joined by `.`, keys that are not plain
-    /// identifiers in single quotes, indexes as `[n]`, wildcards as `*`, no `$.`.
-    /// [`FieldMatch::path`] uses this form, so a path without wildcards equals
-    /// the path of what it matches.
+    /// For a path of single fields and indexes, the full path of what it
+    /// matches (`$.payload['a.b']` -> `payload.a.b`, `a[0]` -> `a.[0]`);
+    /// otherwise the source text.
     pub fn canonical(&self) -> String {
-        render(&self.steps)
+        if !self.simple || self.steps.is_empty() {
+            return self.source.clone();
+        }
+        let parts: Vec<String> = self
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Key(k) => k.clone(),
+                Step::Index(i) => format!("[{i}]"),
+                Step::Wildcard => "*".into(),
+            })
+            .collect();
+        parts.join(".")
     }
 
-    /// Every value the path selects in `root`, in document order, nulls included.
+    /// Every match in `root`, in jsonpath-rw's order, nulls included; empty
+    /// where Python would raise (see [`try_find`](Self::try_find)).
     pub fn find<'a>(&self, root: &'a Value) -> Vec<FieldMatch<'a>> {
-        let mut cur: Vec<(Vec<Step>, &'a Value)> = vec![(Vec::new(), root)];
-        for step in &self.steps {
-            let mut next = Vec::new();
-            for (path, v) in cur {
-                let mut push = |s: Step, child: &'a Value| {
-                    let mut p = path.clone();
-                    p.push(s);
-                    next.push((p, child));
-                };
-                match (step, v) {
-                    (Step::Key(k), Value::Object(m)) => {
-                        if let Some(child) = m.get(k) {
-                            push(Step::Key(k.clone()), child);
-                        }
-                    }
-                    (Step::Index(i), Value::Array(a)) => {
-                        if let Some(child) = a.get(*i) {
-                            push(Step::Index(*i), child);
-                        }
-                    }
-                    (Step::Wildcard, Value::Object(m)) => {
-                        for (k, child) in m {
-                            push(Step::Key(k.clone()), child);
-                        }
-                    }
-                    (Step::Wildcard, Value::Array(a)) => {
-                        for (i, child) in a.iter().enumerate() {
-                            push(Step::Index(i), child);
-                        }
-                    }
-                    _ => {}
-                }
+        match self.try_find(root) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(path = %self.source, error = %e.0, "field path evaluation failed");
+                Vec::new()
             }
-            cur = next;
         }
-        cur.into_iter().map(|(p, value)| FieldMatch { path: render(&p), value }).collect()
+    }
+
+    /// Every match in `root`, or the error where jsonpath-rw raises an
+    /// exception (e.g. `[0]` on a number, `<` between text and a number).
+    pub fn try_find<'a>(&self, root: &'a Value) -> Result<Vec<FieldMatch<'a>>, EvalError> {
+        Ok(eval::find_top(&self.node, root)?
+            .into_iter()
+            .map(|(path, v)| FieldMatch { path, value: v.into_cow() })
+            .collect())
     }
 }
 
-fn render(steps: &[Step]) -> String {
-    let mut out = String::new();
-    for s in steps {
-        match s {
-            Step::Index(i) => out.push_str(&format!("[{i}]")),
-            Step::Wildcard => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push('*');
-            }
-            Step::Key(k) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                if is_plain_key(k) {
-                    out.push_str(k);
-                } else {
-                    out.push('\'');
-                    for c in k.chars() {
-                        if c == '\'' || c == '\\' {
-                            out.push('\\');
-                        }
-                        out.push(c);
-                    }
-                    out.push('\'');
-                }
-            }
-        }
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
-    out
+}
+
+impl std::error::Error for EvalError {}
+
+/// Collects the steps of a simple path; false when the path is not simple.
+fn simple_steps(n: &ast::Node, out: &mut Vec<Step>) -> bool {
+    use ast::Node;
+    match n {
+        Node::Root if out.is_empty() => true,
+        Node::Fields(f) if f.len() == 1 => {
+            out.push(if f[0] == "*" { Step::Wildcard } else { Step::Key(f[0].clone()) });
+            true
+        }
+        Node::Index(i) if *i >= 0 => {
+            out.push(Step::Index(*i as usize));
+            true
+        }
+        Node::Slice(None, None) => {
+            out.push(Step::Wildcard);
+            true
+        }
+        Node::Child(a, b) => simple_steps(a, out) && simple_steps(b, out),
+        _ => false,
+    }
 }
 
 impl fmt::Display for FieldPath {
@@ -328,39 +250,77 @@ mod tests {
         assert_eq!(keys("a[*]"), vec![k("a"), Step::Wildcard]);
         assert_eq!(keys("_context_request_id"), vec![k("_context_request_id")]);
         assert_eq!(keys("publisher-id"), vec![k("publisher-id")]);
+        // jsonpath-rw-ext accepts these (the old subset refused them).
+        for ok in [
+            "$",
+            "a[1:2]",
+            "payload.glance_metadata[?key=image_id].value",
+            "a..b",
+            "a|b",
+            "publisher_id.`split(., 1, 1)`",
+        ] {
+            assert!(FieldPath::parse(ok).is_ok(), "{ok:?} should parse");
+        }
         for bad in [
             "",
             "payload.",
-            "payload..x",
+            "payload..",
             "payload[",
             "payload[x",
             "payload['x]",
             "a b",
-            "$",
-            "a[1:2]",
             "a]",
             "$x",
             ".a",
+            "a[1:2:3]",
+            "x.`str()`",
+            "$.trueish",
+            "$.a / 2",
+            "1 + 2.5",
+            "a\rb",
         ] {
             assert!(FieldPath::parse(bad).is_err(), "{bad:?} should fail");
         }
         let e = FieldPath::parse("payload.'oops").unwrap_err();
         assert!(e.to_string().contains("unterminated"), "{e}");
+        assert_eq!(e.position, 8);
+        let e = FieldPath::parse("a.b c").unwrap_err();
+        assert_eq!(e.position, 4, "{e}");
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!("{}a{}", "(".repeat(300), ")".repeat(300));
+        assert!(FieldPath::parse(&deep).unwrap_err().reason.contains("deeper"));
+        let long = vec!["a"; 2000].join(".");
+        assert!(FieldPath::parse(&long).is_err());
+        let chain = vec!["a"; 60].join(".");
+        assert!(FieldPath::parse(&chain).is_ok());
     }
 
     #[test]
     fn finding() {
-        let doc = json!({"payload": {"a.b": 1, "x": {"y": 2, "z": null}, "list": [10, 20]}});
+        let doc = json!({"payload": {"a.b": 1, "x": {"y": 2, "z": null}, "list": [10, 20],
+            "meta": [{"key": "image_id", "value": "i-1"}, {"key": "other", "value": "o"}]},
+            "publisher_id": "compute.host-1"});
         let found = |p: &str| -> Vec<(String, Value)> {
-            FieldPath::parse(p).unwrap().find(&doc).into_iter().map(|m| (m.path, m.value.clone())).collect()
+            FieldPath::parse(p).unwrap().find(&doc).into_iter().map(|m| (m.path, m.value.into_owned())).collect()
         };
-        assert_eq!(found("payload.'a.b'"), vec![("payload.'a.b'".into(), json!(1))]);
+        assert_eq!(found("payload.'a.b'"), vec![("payload.a.b".into(), json!(1))]);
         assert_eq!(found("payload.x.*"), vec![("payload.x.y".into(), json!(2)), ("payload.x.z".into(), json!(null))]);
-        assert_eq!(found("payload.list[1]"), vec![("payload.list[1]".into(), json!(20))]);
-        assert_eq!(found("payload.list.*").len(), 2);
+        assert_eq!(found("payload.list[1]"), vec![("payload.list.[1]".into(), json!(20))]);
+        assert_eq!(found("payload.list.*").len(), 0, "`*` selects object fields only");
+        assert_eq!(found("payload.list[*]").len(), 2);
         assert!(found("payload.list[5]").is_empty());
         assert!(found("payload.missing.x").is_empty());
         assert!(found("payload.list.x").is_empty());
-        assert_eq!(FieldPath::parse("$.payload['a.b']").unwrap().canonical(), "payload.'a.b'");
+        assert_eq!(found("payload.meta[?key=image_id].value"), vec![("payload.meta.[0].value".into(), json!("i-1"))]);
+        assert_eq!(found("publisher_id.`split(., 1, 1)`"), vec![("`this`".into(), json!("host-1"))]);
+        assert_eq!(found("publisher_id.`split(., 0, -1)`"), vec![("`this`".into(), json!("compute"))]);
+        assert_eq!(found("payload.list.`len`"), vec![("`len`".into(), json!(2))]);
+        assert_eq!(found("$"), vec![("$".into(), doc.clone())]);
+        assert_eq!(FieldPath::parse("$.payload['a.b']").unwrap().canonical(), "payload.a.b");
+        let e = FieldPath::parse("payload.x.y[0]").unwrap().try_find(&doc).unwrap_err();
+        assert!(e.0.contains("len"), "{e}");
     }
 }

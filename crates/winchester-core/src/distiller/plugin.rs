@@ -315,7 +315,8 @@ impl Plugin {
     pub fn apply(&self, matches: &[FieldMatch<'_>]) -> Result<Option<Json>, String> {
         match self {
             Plugin::External { plugin, .. } => {
-                let pairs: Vec<(String, Json)> = matches.iter().map(|m| (m.path.clone(), m.value.clone())).collect();
+                let pairs: Vec<(String, Json)> =
+                    matches.iter().map(|m| (m.path.clone(), m.value.clone().into_owned())).collect();
                 plugin.0.trait_value(&pairs)
             }
             Plugin::Timedelta | Plugin::Map { .. } => super::ceilometer::apply_plugin(self, matches),
@@ -326,7 +327,7 @@ impl Plugin {
     fn apply_builtin(&self, matches: &[FieldMatch<'_>]) -> Option<Json> {
         match self {
             Plugin::Split { separator, segment, max_split } => {
-                let text = python::py_str(matches.first()?.value);
+                let text = python::py_str(&matches.first()?.value);
                 let sep = (!separator.is_empty()).then_some(separator.as_str());
                 let parts = python::py_split(&text, sep, *max_split);
                 python::py_index(&parts, *segment).map(|s| Json::String(s.to_string()))

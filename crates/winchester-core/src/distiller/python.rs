@@ -332,7 +332,7 @@ pub(super) fn bitfield(initial: i64, flags: &[BitFlag], matches: &[FieldMatch<'_
     let mut bits = initial;
     for flag in flags {
         if let Some(m) = matches.iter().rev().find(|m| m.path == flag.path) {
-            if flag.value.as_ref().is_none_or(|want| py_eq(want, m.value)) {
+            if flag.value.as_ref().is_none_or(|want| py_eq(want, &m.value)) {
                 bits |= 1i64 << flag.bit;
             }
         }

@@ -332,6 +332,7 @@ fn fields_lists_types_and_wildcards() {
     flag: {fields: payload.flag}
     num_text: {fields: payload.weight}
     any_tag: {fields: 'payload.tags.*'}
+    first_tag: {fields: 'payload.tags[*]'}
     second: {fields: '$.payload.list[1]'}
     obj: {fields: payload.obj}
 "#;
@@ -345,7 +346,9 @@ fn fields_lists_types_and_wildcards() {
     // Text is Python's str() of the value, as in StackDistiller.
     assert_eq!(e.traits["flag"], s("True"));
     assert_eq!(e.traits["num_text"], s("3.5"));
-    assert_eq!(e.traits["any_tag"], s("t0"));
+    // As in jsonpath-rw, `*` selects the fields of an object, nothing of a list; `[*]` the elements.
+    assert!(!e.traits.contains_key("any_tag"));
+    assert_eq!(e.traits["first_tag"], s("t0"));
     assert_eq!(e.traits["second"], s("2"));
     assert_eq!(e.traits["obj"], s("{'k': 1}"));
 }
