@@ -177,8 +177,7 @@ pub(super) fn to_event(d: &Distiller, notification: &Json) -> Result<Option<Even
     };
     let mut traits = BTreeMap::new();
     for t in &def.traits {
-        let matches: Vec<FieldMatch<'_>> =
-            t.fields.iter().flat_map(|f| f.find(&body)).filter(|fm| !fm.value.is_null()).collect();
+        let matches = super::find_all(def, t, &body, m)?;
         let (raw, path) = match &t.plugin {
             Some(p) => {
                 let path = matches

@@ -434,3 +434,23 @@ fn only_info_and_error_notifications_reach_the_converter() {
     n["priority"] = json!(null);
     assert!(matches!(d.to_event(&n).unwrap_err(), DistillError::InvalidKey { key: "priority", .. }));
 }
+
+#[test]
+fn a_path_that_raises_fails_the_notification_in_both_flavours() {
+    let yaml = "- event_type: '*'\n  traits: {host: {fields: ['payload.hosts[0]']}}\n";
+    let mut n = wire();
+    n["payload"]["hosts"] = json!(null);
+    for flavour in [Flavour::StackDistiller, Flavour::Ceilometer] {
+        let d =
+            Distiller::from_yaml_str_flavoured(yaml, Path::new("d.yaml"), false, flavour, &PluginRegistry::default())
+                .unwrap();
+        match d.to_event(&n).unwrap_err() {
+            DistillError::Path { trait_name, path, .. } => {
+                assert_eq!((trait_name.as_str(), path.as_str()), ("host", "payload.hosts[0]"))
+            }
+            other => panic!("{flavour}: {other}"),
+        }
+    }
+    n["payload"]["hosts"] = json!(["h1"]);
+    assert_eq!(traits(&load(yaml), &n)["host"], s("h1"));
+}

@@ -192,6 +192,25 @@ pub enum DistillError {
         /// The message_id.
         message_id: Option<String>,
     },
+    /// Evaluating a trait's field path failed where the Python original
+    /// raises (jsonpath-rw's `[0]` on null, a comparison between text and a
+    /// number): the whole notification fails, as there.
+    #[error(
+        "definition for event_type {definition:?}: trait {trait_name:?}: field path {path:?} failed: {reason}{}",
+        mid(message_id)
+    )]
+    Path {
+        /// The definition's event_type patterns.
+        definition: String,
+        /// The trait.
+        trait_name: String,
+        /// The field path.
+        path: String,
+        /// What failed.
+        reason: String,
+        /// The message_id.
+        message_id: Option<String>,
+    },
     /// An external trait plugin failed.
     #[error(
         "definition for event_type {definition:?}: trait {trait_name:?}: plugin {plugin:?} failed: {reason}{}",
@@ -227,6 +246,7 @@ impl DistillError {
             DistillError::MissingKey { message_id, .. }
             | DistillError::InvalidKey { message_id, .. }
             | DistillError::Conversion { message_id, .. }
+            | DistillError::Path { message_id, .. }
             | DistillError::Plugin { message_id, .. }
             | DistillError::InvalidEvent { message_id, .. } => message_id.as_deref(),
         }
@@ -471,8 +491,7 @@ impl Distiller {
                 tracing::debug!(trait_name = t.name, "trait named like an envelope key skipped");
                 continue;
             }
-            let matches: Vec<FieldMatch<'_>> =
-                t.fields.iter().flat_map(|f| f.find(n)).filter(|fm| !fm.value.is_null()).collect();
+            let matches = find_all(def, t, n, m)?;
             let (raw, path) = match &t.plugin {
                 Some(p) => {
                     let path = matches
@@ -524,6 +543,28 @@ impl Distiller {
 /// Converts a trait's value as StackDistiller's `Trait.convert_value` does:
 /// Python's `str()`, `int()`, `float()` (see [`python`]); ISO-8601 for
 /// datetimes. `None` when Python would raise (or the float is not finite).
+/// The non-null matches of a trait's paths, in order; an error where a path's
+/// evaluation raises in Python.
+fn find_all<'a>(
+    def: &EventDefinition,
+    t: &TraitDefinition,
+    doc: &'a Json,
+    message_id: impl Fn() -> Option<String>,
+) -> Result<Vec<FieldMatch<'a>>, DistillError> {
+    let mut out = Vec::new();
+    for f in &t.fields {
+        let found = f.try_find(doc).map_err(|e| DistillError::Path {
+            definition: def.describe(),
+            trait_name: t.name.clone(),
+            path: f.source().to_string(),
+            reason: e.to_string(),
+            message_id: message_id(),
+        })?;
+        out.extend(found.into_iter().filter(|fm| !fm.value.is_null()));
+    }
+    Ok(out)
+}
+
 fn convert(raw: &Json, to: TraitType) -> Option<TraitValue> {
     match to {
         TraitType::Text => Some(TraitValue::String(python::py_str(raw))),
