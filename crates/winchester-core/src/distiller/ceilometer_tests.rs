@@ -454,3 +454,14 @@ fn a_path_that_raises_fails_the_notification_in_both_flavours() {
     n["payload"]["hosts"] = json!(["h1"]);
     assert_eq!(traits(&load(yaml), &n)["host"], s("h1"));
 }
+
+#[test]
+fn jsonpath_rw_ext_additions_are_ceilometers_only() {
+    let yaml = "- event_type: '*'\n  traits: {host: {fields: 'publisher_id.`split(., 1, 1)`'}}\n";
+    assert_eq!(traits(&load(yaml), &wire())["host"], s("host-1"));
+    let e = Distiller::from_yaml_str(yaml, Path::new("d.yaml"), false).unwrap_err().to_string();
+    assert!(e.contains("`split(...)`, a jsonpath-rw-ext addition StackDistiller does not have"), "{e}");
+    let filter = "- event_type: '*'\n  traits: {x: {fields: 'payload.list[?key=a].value'}}\n";
+    assert!(Distiller::from_yaml_str(filter, Path::new("d.yaml"), false).unwrap_err().to_string().contains("filter"));
+    load(filter);
+}

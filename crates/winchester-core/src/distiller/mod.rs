@@ -723,6 +723,15 @@ fn parse_trait(
     let mut fields = Vec::new();
     let mut plugin = None;
     let mut parse_path = |p: &str, key: String, errors: &mut Vec<ConfigError>| match FieldPath::parse(p) {
+        // StackDistiller's jsonpath-rw has none of jsonpath-rw-ext's additions.
+        Ok(fp) if flavour == Flavour::StackDistiller && fp.ext_feature().is_some() => errors.push(
+            ConfigError::new(format!(
+                "field path {p:?} uses {}, a jsonpath-rw-ext addition StackDistiller does not have \
+                 (`distiller: ceilometer` reads it)",
+                fp.ext_feature().unwrap_or_default()
+            ))
+            .key(key),
+        ),
         Ok(fp) => fields.push(fp),
         Err(e) => errors.push(ConfigError::new(e.to_string()).key(key)),
     };

@@ -46,6 +46,7 @@
 //! beyond 64 bits, non-ASCII digits.
 
 mod ast;
+mod dialect;
 mod eval;
 mod lex;
 mod parse;
