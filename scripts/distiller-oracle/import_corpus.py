@@ -395,14 +395,20 @@ def import_edges(corpus):
     with open(os.path.join(corpus.outdir, img_name + ".json")) as f:
         img_text = f.read()
 
+    vol_name = ("ceilometer-tests--volume.test_notifications--"
+                "NOTIFICATION_VOLUME_CREATE_END")
+    with open(os.path.join(corpus.outdir, vol_name + ".json")) as f:
+        vol_text = f.read()
+    bases = {"nova": (EDGE_BASE, base_text), "image": (img_name, img_text),
+             "volume": (vol_name, vol_text)}
+
     def derive(base, what, mutate):
-        n = json.loads(base_text if base == "nova" else img_text)
+        n = json.loads(bases[base][1])
         n["message_id"] = det_uuid("edge", what)
         mutate(n)
         corpus.add("edge--" + what, n, {
             "synthetic": True,
-            "derived_from": (EDGE_BASE if base == "nova" else img_name)
-            + ".json",
+            "derived_from": bases[base][0] + ".json",
             "changes": ["message_id replaced (uuid5)", mutate.__doc__],
         })
 
@@ -529,7 +535,15 @@ def import_edges(corpus):
         n["_context_project_id"] = "ctx-project"
         del n["payload"]["tenant_id"]
 
+    def glance_metadata(n):
+        "payload.glance_metadata list of key/value pairs (as cinder sends)"
+        n["payload"]["glance_metadata"] = [
+            {"key": "image_name", "value": "cirros"},
+            {"key": "image_id",
+             "value": "0b2f5f08-1e5c-4f66-9d4c-0a8c61b6b3c1"}]
+
     derive("image", "glance-timestamp-1541", glance_ts)
+    derive("volume", "volume-glance-metadata", glance_metadata)
     for fn in (no_timestamp, no_timestamp_at_all, no_message_id, long_text,
                bad_int, int_from_float_string, int_from_float, int_from_bool,
                int_from_hex_string, int_from_padded_string, datetime_from_int,

@@ -44,7 +44,8 @@ from ceilometer.pipeline import event as event_pipeline  # noqa: E402
 
 logging.basicConfig(level=logging.CRITICAL)
 
-TYPE_NAMES = {models.Trait.TEXT_TYPE: "text", models.Trait.INT_TYPE: "int",
+TYPE_NAMES = {models.Trait.NONE_TYPE: "none",  # `type: none` is accepted
+              models.Trait.TEXT_TYPE: "text", models.Trait.INT_TYPE: "int",
               models.Trait.FLOAT_TYPE: "float",
               models.Trait.DATETIME_TYPE: "datetime"}
 

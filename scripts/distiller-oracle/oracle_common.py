@@ -9,7 +9,8 @@ import json
 import math
 import os
 
-TYPE_NAMES = ("text", "int", "float", "datetime")
+# "none" only arises from ceilometer's `type: none` (edges-ceilometer.yaml)
+TYPE_NAMES = ("text", "int", "float", "datetime", "none")
 
 
 def load_corpus(notifications_dir):
