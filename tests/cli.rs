@@ -453,6 +453,52 @@ fn check_reports_every_error() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// Duplicate keys in every config file are read as PyYAML reads them (the
+/// last one wins) and warned about with file and lines: `check` prints the
+/// warnings and exits 0, `check --strict` exits 2.
+#[test]
+fn check_warns_on_duplicate_keys() {
+    let dir = ConfigDir::new(&[
+        (
+            "winchester.yaml",
+            "trigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\ndistiller_config: event_definitions.yaml\nlog_level: debug\nlog_level: info\n",
+        ),
+        (
+            "triggers.yaml",
+            "- name: one\n  expiration: \"$last + 1h\"\n  fire_pipeline: p\n  fire_pipeline: q\n  match_criteria: [{event_type: a.b}]\n  fire_criteria: [{event_type: a.b}]\n",
+        ),
+        ("pipelines.yaml", "p: [logger]\nq: [logger]\nq: [logger, logger]\n"),
+        (
+            "event_definitions.yaml",
+            "- event_type: trove.*\n  traits: &trove_base_traits\n    state:\n      fields: payload.state_description\n    instance_type:\n      fields: payload.instance_type\n    state:\n      fields: payload.state\n- event_type: trove.instance.exists\n  traits:\n    <<: *trove_base_traits\n    display_name:\n      fields: payload.display_name\n",
+        ),
+    ]);
+    let (code, out, err) = run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).arg("check"));
+    assert_eq!(code, 0, "{out}{err}");
+    let last_wins = "in a mapping (the last one wins, as PyYAML reads it)";
+    for needle in [
+        format!("winchester.yaml:5: duplicate key \"log_level\" {last_wins}; first at line 4"),
+        format!("triggers.yaml:4: duplicate key \"fire_pipeline\" {last_wins}; first at line 3"),
+        format!("pipelines.yaml:3: duplicate key \"q\" {last_wins}; first at line 2"),
+        format!("event_definitions.yaml:7: duplicate key \"state\" {last_wins}; first at line 3"),
+        "warnings: 4".to_string(),
+        "one: 1 match criteria, 1 fire criteria, distinguished by [], expiration \"$last + 1h\", fire_pipeline q"
+            .into(),
+        "q: logger -> logger".into(),
+    ] {
+        assert!(out.contains(&needle), "missing {needle:?} in:\n{out}");
+    }
+    let (code, out, err) =
+        run(Command::new(bin("winchester")).arg("-c").arg(dir.config()).arg("check").arg("--strict"));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("warnings: 4") && err.contains("4 warnings (--strict)"), "{out}{err}");
+    // Without warnings, --strict passes.
+    let clean = ConfigDir::new(&[("winchester.yaml", "log_level: info\n")]);
+    let (code, out, err) =
+        run(Command::new(bin("winchester")).arg("-c").arg(clean.config()).arg("check").arg("--strict"));
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 /// Cross-file problems: a trigger naming a missing pipeline, handlers that do
 /// not resolve, bad handler params.
 #[test]

@@ -3,8 +3,9 @@
 use crate::common::{load_config_quietly, ConfigArgs};
 use winchester::pipeline::HandlerRegistry;
 
-/// Validates the configuration and prints a summary; `Err` lists every problem.
-pub fn run(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<String> {
+/// Validates the configuration: the summary to print and the number of
+/// warnings in it; `Err` lists every problem.
+pub fn run(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<(String, usize)> {
     let cfg = load_config_quietly(args, registry)?;
     let mut out = String::new();
     out.push_str(&format!("{}: OK\n", args.config.display()));
@@ -49,5 +50,5 @@ pub fn run(args: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<Stri
             out.push_str(&format!("  - {w}\n"));
         }
     }
-    Ok(out)
+    Ok((out, cfg.warnings.len()))
 }

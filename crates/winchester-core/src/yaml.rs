@@ -49,7 +49,7 @@ pub fn load_file(file: &Path) -> Result<(Value, Vec<ConfigError>), ConfigError> 
 /// the value (null for an empty document) and warnings (duplicate keys).
 pub fn load(text: &str, file: &Path) -> Result<(Value, Vec<ConfigError>), ConfigError> {
     let mut b = Builder::default();
-    b.run(text).map_err(|e| e.in_file(file))?;
+    b.run(text.strip_prefix('\u{feff}').unwrap_or(text)).map_err(|e| e.in_file(file))?;
     let warnings = b.warnings.into_iter().map(|w| w.in_file(file)).collect();
     Ok((b.doc.unwrap_or(Value::Null), warnings))
 }
@@ -341,6 +341,10 @@ fn scalar(
         Some("int") => int_value(&text).ok_or_else(|| bad("an integer"))?,
         Some("float") => float_value(&text, true).ok_or_else(|| bad("a float"))?,
         Some("merge") if in_key => return Ok((Value::String(text), true)),
+        Some("timestamp") => match timestamp(&text) {
+            Some(true) => Value::String(text),
+            _ => return Err(bad("a timestamp")),
+        },
         _ => return Err(unsupported(&tag, mark)),
     };
     Ok((value, false))
@@ -360,10 +364,80 @@ fn resolve_plain(text: String, mark: &Marker) -> Result<Value, ConfigError> {
     if is_int(&text) {
         return int_value(&text).ok_or_else(|| error_at(mark, format!("{text:?} is not an integer")));
     }
+    if timestamp(&text) == Some(false) {
+        return Err(error_at(mark, format!("{text:?} is not a valid date or time (PyYAML reads it as a timestamp)")));
+    }
     Ok(Value::String(text))
 }
 
-/// `[-+]?`: the sign and the rest.
+/// PyYAML's timestamp resolver: `None` when `s` is not a timestamp, else
+/// whether it is a valid date and time (PyYAML makes a datetime of it; it
+/// stays a string here).
+fn timestamp(s: &str) -> Option<bool> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    // `n` to `m` ASCII digits at `i`, as a number.
+    let digits = |n: usize, m: usize, i: &mut usize| -> Option<(u32, usize)> {
+        let start = *i;
+        while *i < b.len() && *i - start < m && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        let len = *i - start;
+        (len >= n).then(|| (s[start..*i].parse().unwrap_or(u32::MAX), len))
+    };
+    let expect = |c: u8, i: &mut usize| -> Option<()> { (b.get(*i) == Some(&c)).then(|| *i += 1) };
+    let (year, _) = digits(4, 4, &mut i)?;
+    expect(b'-', &mut i)?;
+    let (month, ml) = digits(1, 2, &mut i)?;
+    expect(b'-', &mut i)?;
+    let (day, dl) = digits(1, 2, &mut i)?;
+    let date = chrono::NaiveDate::from_ymd_opt(year as i32, month, day).is_some();
+    if i == b.len() {
+        return (ml == 2 && dl == 2).then_some(date);
+    }
+    match b[i] {
+        b'T' | b't' => i += 1,
+        b' ' | b'\t' => {
+            while i < b.len() && matches!(b[i], b' ' | b'\t') {
+                i += 1;
+            }
+        }
+        _ => return None,
+    }
+    let (hour, _) = digits(1, 2, &mut i)?;
+    expect(b':', &mut i)?;
+    let (minute, _) = digits(2, 2, &mut i)?;
+    expect(b':', &mut i)?;
+    let (second, _) = digits(2, 2, &mut i)?;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+    }
+    while i < b.len() && matches!(b[i], b' ' | b'\t') {
+        i += 1;
+    }
+    match b.get(i) {
+        None if b[i - 1].is_ascii_digit() || b[i - 1] == b'.' => {}
+        Some(b'Z') if i + 1 == b.len() => {}
+        Some(b'-' | b'+') => {
+            i += 1;
+            digits(1, 2, &mut i)?;
+            if i < b.len() {
+                expect(b':', &mut i)?;
+                digits(2, 2, &mut i)?;
+            }
+            if i != b.len() {
+                return None;
+            }
+        }
+        _ => return None,
+    }
+    Some(date && hour < 24 && minute < 60 && second < 60)
+}
+
+/// `[-+]?`: whether negative, and the rest.
 fn sign(s: &str) -> (bool, &str) {
     match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
@@ -429,7 +503,8 @@ fn exponent(s: &str) -> bool {
 
 /// PyYAML's float resolver.
 fn is_float(s: &str) -> bool {
-    let (signed, r) = sign(s);
+    let (_, r) = sign(s);
+    let signed = r.len() < s.len();
     if matches!(r, ".inf" | ".Inf" | ".INF") {
         return true;
     }
@@ -463,7 +538,8 @@ fn int_value(s: &str) -> Option<Value> {
     } else if let Some(x) = r.strip_prefix("0x") {
         big(x, 16)
     } else if r.starts_with('0') {
-        big(r, 8)
+        // Python's int(value, 8), which also takes a `0o` prefix.
+        big(r.strip_prefix("0o").or_else(|| r.strip_prefix("0O")).unwrap_or(r), 8)
     } else if r.contains(':') {
         let mut total: u128 = 0;
         for part in r.split(':') {

@@ -33,8 +33,14 @@ enum TriggersCommand {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate winchester.yaml and every file it names; print a summary.
-    Check,
+    /// Validate winchester.yaml and every file it names; print a summary
+    /// with the warnings. Exit 1 on errors; with --strict, exit 2 when there
+    /// are warnings (and no errors).
+    Check {
+        /// Fail (exit 2) on warnings too: unknown keys, duplicate keys, ...
+        #[arg(long)]
+        strict: bool,
+    },
     /// Ingest JSON lines of events (or, with --notifications, raw OpenStack
     /// notifications) from FILE (or - for stdin).
     Ingest {
@@ -276,8 +282,13 @@ enum StreamsCommand {
 async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
     let registry = winchester_cli::common::registry();
     match opts.command {
-        Command::Check => {
-            print!("{}", check::run(&opts.config, &registry)?);
+        Command::Check { strict } => {
+            let (summary, warnings) = check::run(&opts.config, &registry)?;
+            print!("{summary}");
+            if strict && warnings > 0 {
+                eprintln!("error: {warnings} warning{} (--strict)", if warnings == 1 { "" } else { "s" });
+                return Ok(ExitCode::from(2));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest { file, batch_size, notifications, event_time, flush_after_ms } => {
