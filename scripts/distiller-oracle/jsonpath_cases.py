@@ -76,13 +76,28 @@ def bad(v):
 
 
 _PARSED = {}
+_LR = None
+
+
+def parse_uncached(path):
+    """ExtentedJsonPathParser().parse(path), with PLY's tables built once
+    (parse() rebuilds them on every call, the same tables each time)."""
+    global _LR
+    import logging
+    import ply.yacc
+    from jsonpath_rw.parser import IteratorToTokenStream
+    if _LR is None:
+        _LR = ply.yacc.yacc(module=ext_parser.ExtentedJsonPathParser(), debug=False, write_tables=0,
+                            start="jsonpath", errorlog=logging.getLogger("ply-quiet"))
+    tokens = ext_parser.ExtendedJsonPathLexer().tokenize(path)
+    return _LR.parse(lexer=IteratorToTokenStream(tokens))
 
 
 def parse(path):
     if path not in _PARSED:
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                _PARSED[path] = ext_parser.ExtentedJsonPathParser().parse(path)
+                _PARSED[path] = parse_uncached(path)
         except Exception:
             _PARSED[path] = None
     return _PARSED[path]
@@ -153,6 +168,10 @@ NOTIFICATION = {
 }
 
 README_DOCS = [
+    {"cow": "foo", "fish": "bar"},
+    {"objects": [{"cow": 2, "cat": 3}, {"cow": 4, "cat": 6}]},
+    {"field": "foo+a+b+c", "objects": [{"some_field": 7, "other": 1}, {"some_field": "foobar", "other": 3},
+                                      {"some_field": 3, "other": 0}, {"some_field": "regexpz"}]},
     {"foo": 3, "bar": "x", "objects": [{"cow": 1, "cat": 2}, {"cow": 3, "cat": 4}]},
     {"foo": [{"baz": 1}, {"baz": 2}], "bar": {"baz": 3}},
     {"objects": ["alpha", "gamma", "beta"]},
@@ -179,19 +198,27 @@ def rand_scalar(r):
     return None
 
 
+HOT_KEYS = ["a", "b", "c", "id", "key", "value", "name", "list"]
+
+
 def rand_doc(r, depth=0):
     k = r.random()
     if depth >= 4 or (depth > 0 and k < 0.3):
         return rand_scalar(r)
     if k < 0.65:
-        keys = r.sample(KEYS, r.randint(0 if depth else 1, 5))
+        pool = HOT_KEYS if r.random() < 0.8 else KEYS
+        keys = r.sample(pool, r.randint(0 if depth else 1, 5))
         return {key: rand_doc(r, depth + 1) for key in keys}
+    if k < 0.85:
+        # a list of similar records (what filters and sorting are for)
+        keys = r.sample(HOT_KEYS, r.randint(1, 3))
+        return [{key: rand_scalar(r) for key in keys if r.random() < 0.85} for _ in range(r.randint(0, 5))]
     return [rand_doc(r, depth + 1) for _ in range(r.randint(0, 4))]
 
 
 # ---------------------------------------------------------------- paths
 
-NAMES = ["a", "b", "c", "id", "key", "value", "name", "list", "payload", "foo", "cow", "cat", "'a.b'", '"x y"',
+NAMES = ["a", "b", "c", "id", "key", "value", "name", "list", "a", "b", "c", "list", "'a.b'", '"x y"',
          "'true'", "*", "@", "`this`", "$"]
 
 
@@ -269,6 +296,13 @@ def mutate(r, p):
 # ---------------------------------------------------------------- fixed paths
 
 FIXED_PATHS = [
+    # jsonpath-rw-ext README "Extensions" table and arithmetic examples (RST-escaped and not)
+    "$.objects.`len`", r"$.field.`sub(/foo\\\\+(.*)/, \\\\1)`", r"$.field.`sub(/foo\\+(.*)/, \\1)`",
+    "$.field.`split(+, 2, -1)`", "$.field.`split(sep, segement, maxsplit)`", "$.objects.`sorted`",
+    r"$.objects[\\some_field]", r"$.objects[\some_field]", r"$.objects[\some_field,/other_field]",
+    "$.objects[?(@some_field > 5)]", "$.objects[?(@.some_field > 5)]", '$.objects[?(some_field = "foobar")]',
+    '$.objects[?(some_field ~ "regexp")]', "$.objects[?(some_field > 5 & other < 2)]", "cow + fish",
+    "$.cow + $.fish", '$.cow + "_" + $.fish', '$.cow + "_" + fish',
     # jsonpath-rw-ext README
     "$.objects[0].cow", "$.objects[1].cat", "$.objects[*].cow", "$.foo * 12", "$.objects[*].cow + $.objects[*].cat",
     "$.foo + \"_\" + $.bar", "$.foo + \"_\" + $.fish", "objects[?cow]", "objects[?cow=\"moo\"]", "objects[?cow=moo]",
@@ -381,6 +415,87 @@ def test_scenarios():
     return out
 
 
+REGEXES = ["a", "^a", "a$", "b+", "[a-c]+", "[^a]", "\\d+", "\\w+", "\\s", "x*", "(a|b)c", "(?i)A", "a.c",
+           "\\.", "^$", "[.]", "a{2}", "a{,2}", "a{", "(?P<n>b)", "\\bb", "[\\d-]+", ".*", "\\Ac", "c\\Z",
+           "[]a]", "[^]]", "(?s).", "(?m)^b", "\\x61", "\\u0062", "\\101", "[\\s\\S]", "(", "a**", "[z-a]",
+           "(?x) a", "a++", "(?=a)", "\\1", "*", "a|", "()", "\\n", "é+", "[[]", "a&&b"]
+REPLS = ["X", "", "<\\g<0>>", "\\1", "\\g<1>", "\\g<n>", "[\\n]", "\\\\", "\\0", "\\q", "\\&", "-\\2-",
+         "x\\101", "\\g<9>"]
+TEXTS = ["abc", "aabbcc", "a.b.c", "", "b", "xxabxx", "a\nb", "ab\n", "c\n", "AbC", "1.2.3", "x y  z", "éé",
+         "compute.host-1.example.org", "aaa", "\n", "a\tb"]
+
+
+def focused(r):
+    """A (path, document) pair aimed at one feature, likely to match."""
+    k = r.randrange(8)
+    if k == 0:  # filters
+        recs = [{key: rand_scalar(r) for key in r.sample(HOT_KEYS[:4], r.randint(1, 3))} for _ in range(r.randint(1, 5))]
+        if r.random() < 0.2:
+            recs.append(r.choice([3, "s", None, [1], {"a": [1, 2]}]))
+        exprs = []
+        for _ in range(r.randint(1, 2)):
+            t = r.choice(["a", "b", "c", "id", "@.a", "a.`len`", "`this`", "(a)"])
+            if r.random() < 0.2:
+                exprs.append(t)
+            else:
+                exprs.append(t + sp(r) + r.choice(["=", "==", "!=", "<", "<=", ">", ">=", "~"]) + sp(r) + rand_value(r))
+        tail = r.choice(["", "", ".a", "[0]", ".`len`", "[*]"])
+        return "list[?" + " & ".join(exprs) + "]" + tail, {"list": recs}
+    if k == 1:  # sorting
+        recs = [{key: r.choice([r.randint(0, 3), r.choice("abc"), 1.5, None, True, [1], [r.randint(0, 2), "x"]])
+                 for key in r.sample(["a", "b"], r.randint(0, 2))} for _ in range(r.randint(0, 8))]
+        if r.random() < 0.3:
+            recs = [r.choice([r.randint(0, 5), 2.5, True, "a", "b"]) for _ in range(r.randint(0, 8))]
+        if r.random() < 0.1:
+            recs = [[r.randint(0, 2), r.choice([1, "x"])] for _ in range(r.randint(0, 6))]
+        if r.random() < 0.1:
+            # long lists (CPython merges runs): consistent keys only
+            recs = [{"a": r.randint(0, 9), "b": r.choice("xyz")} for _ in range(r.randint(60, 140))]
+        keys = ",".join(r.choice("/\\") + r.choice(["a", "b", "a.`len`", "@", "[0]"]) for _ in range(r.randint(1, 2)))
+        path = r.choice(["list[%s]" % keys, "list.`sorted`", "list[%s][*]" % keys, "list[%s][0].a" % keys,
+                         "$.`sorted`", "list[%s].`len`" % keys])
+        return path, {"list": recs, "a": {"b": 1}}
+    if k == 2:  # arithmetic
+        vals = [r.randint(-5, 5), 2.5, -0.5, "ab", "", True, None, [1], [], {"x": 1}, 3, 0]
+        doc = {"a": r.choice(vals), "b": r.choice(vals), "list": [{"x": r.choice(vals), "y": r.choice(vals)}
+                                                                   for _ in range(r.randint(0, 3))]}
+        a = r.choice(["$.a", "$.b", "a", "$.list[*].x", "list[*].y", "2", "1.5", '"s"', "$.list[0].x", "$.nope"])
+        b = r.choice(["$.a", "$.b", "b", "$.list[*].y", "3", "0.25", '"_"', "$.list[*].x", "$.nope", "-2"])
+        ops = [r.choice(["+", "-", "*"]) for _ in range(2)]
+        path = a + sp(r) + ops[0] + sp(r) + b
+        if r.random() < 0.3:
+            path += " " + ops[1] + " " + r.choice(["$.a", "1", "2.5", '"x"'])
+        return path, doc
+    if k == 3:  # indexes and slices
+        target = r.choice([[1, 2, 3, 4], [], "hello", {"a": 1, "b": 2}, 7, 2.5, True, None, [[1, 2], [3]]])
+        sel = r.choice(["[%d]" % r.randint(-5, 5), "[%s:%s]" % (r.choice(["", str(r.randint(-5, 5))]),
+                                                                r.choice(["", str(r.randint(-5, 5))])), "[*]", ".*",
+                        "[*][*]", "[0][0]", ".`len`"])
+        return "x" + sel + r.choice(["", "", ".a", "[0]"]), {"x": target}
+    if k == 4:  # structure operators
+        doc = rand_doc(r)
+        a = r.choice(["a", "b", "list", "$", "*", "a.b", "list[*]"])
+        b = r.choice(["a", "b", "c", "id", "*", "[0]", "`parent`", "`this`", "$", "name", "value"])
+        op = r.choice(["..", ".", "|", " where ", ".", ".."])
+        return a + op + b + r.choice(["", "", ".`parent`", ".a", "[0]", ".`len`", "..a"]), doc
+    if k == 5:  # split and sub
+        text = r.choice(TEXTS)
+        if r.random() < 0.5:
+            op = "`split(%s, %d, %s)`" % (r.choice([".", "-", "a", " ", "\\", ","]), r.randint(0, 3),
+                                          r.choice(["-1", "0", "1", "2"]))
+        else:
+            op = "`sub(/%s/, %s)`" % (r.choice(REGEXES), r.choice(REPLS))
+        return "t." + op, {"t": r.choice([text, text, 5, None, ["a"]])}
+    if k == 6:  # regex filters
+        recs = [{"n": r.choice(TEXTS + [1, None, True])} for _ in range(r.randint(1, 4))]
+        return "list[?n ~ \"%s\"]" % r.choice(REGEXES).replace('"', ''), {"list": recs}
+    # token soup (lexer and grammar corners)
+    pieces = ["a", "b", ".", "..", "[", "]", "(", ")", "*", "$", "@", ",", ":", "|", "&", "?", "+", "-", "/", "\\",
+              "=", "==", "~", ">", "<=", "!=", "'q.r'", '"s"', "`len`", "`this`", "`parent`", "`sorted`", "true",
+              "false", "where", "1", "-1", "2.5", " ", "[0]", "[*]", "[?a]", "[/a]", "trueish", "@a", "a-b", "\n"]
+    return "".join(r.choice(pieces) for _ in range(r.randint(1, 7))), rand_doc(r)
+
+
 def cases(seed, count, definitions, fixed=True):
     r = random.Random(seed)
     docs = []
@@ -416,6 +531,11 @@ def cases(seed, count, definitions, fixed=True):
     rand_docs = [rand_doc(r) for _ in range(60)] + [NOTIFICATION] + README_DOCS
     n = 0
     while n < count:
+        if r.random() < 0.6:
+            p, d = focused(r)
+            add(p, d)
+            n += 1
+            continue
         p = rand_path(r)
         if r.random() < 0.25:
             p = mutate(r, p)

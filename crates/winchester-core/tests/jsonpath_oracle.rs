@@ -112,6 +112,20 @@ fn recorded_cases_agree_with_jsonpath_rw_ext() {
     assert!(o.mismatches.is_empty(), "{} of {} cases differ from jsonpath-rw-ext", o.mismatches.len(), o.total);
 }
 
+/// `WINCHESTER_ORACLE_CASES=file.json`: check a file the script wrote (e.g. with `--live`).
+#[test]
+fn cases_file_agrees_with_jsonpath_rw_ext() {
+    let Ok(file) = std::env::var("WINCHESTER_ORACLE_CASES") else {
+        println!("skipped: set WINCHESTER_ORACLE_CASES to a cases file to check it");
+        return;
+    };
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let data: Value = serde_json::from_str(&text).expect("cases file is JSON");
+    let o = compare(&data);
+    report(&file, &o);
+    assert!(o.mismatches.is_empty(), "{} of {} cases differ", o.mismatches.len(), o.total);
+}
+
 #[test]
 fn live_random_cases_agree_with_jsonpath_rw_ext() {
     let Ok(python) = std::env::var("WINCHESTER_ORACLE_PYTHON") else {

@@ -75,6 +75,8 @@ pub struct FieldPath {
     node: ast::Node,
     steps: Vec<Step>,
     simple: bool,
+    /// The full path of a match, for paths of single fields and indexes.
+    concrete: Option<String>,
 }
 
 impl PartialEq for FieldPath {
@@ -126,7 +128,11 @@ impl FieldPath {
         }
         let mut steps = Vec::new();
         let simple = simple_steps(&node, &mut steps);
-        Ok(FieldPath { source: src.to_string(), node, steps, simple })
+        let mut fp = FieldPath { source: src.to_string(), node, steps, simple, concrete: None };
+        if simple && !fp.steps.is_empty() && !fp.steps.contains(&Step::Wildcard) {
+            fp.concrete = Some(fp.canonical());
+        }
+        Ok(fp)
     }
 
     /// The text the path was parsed from.
@@ -180,10 +186,36 @@ impl FieldPath {
     /// Every match in `root`, or the error where jsonpath-rw raises an
     /// exception (e.g. `[0]` on a number, `<` between text and a number).
     pub fn try_find<'a>(&self, root: &'a Value) -> Result<Vec<FieldMatch<'a>>, EvalError> {
+        if let Some(found) = self.find_concrete(root) {
+            return Ok(found);
+        }
         Ok(eval::find_top(&self.node, root)?
             .into_iter()
             .map(|(path, v)| FieldMatch { path, value: v.into_cow() })
             .collect())
+    }
+}
+
+impl FieldPath {
+    /// The common case without the general evaluator: fields and indexes
+    /// into objects and lists. `None` where the general one must decide
+    /// (an index into text, an object or a scalar).
+    fn find_concrete<'a>(&self, root: &'a Value) -> Option<Vec<FieldMatch<'a>>> {
+        let path = self.concrete.as_ref()?;
+        let mut v = root;
+        for s in &self.steps {
+            let next = match (s, v) {
+                (Step::Key(k), Value::Object(m)) => m.get(k),
+                (Step::Key(_), _) => None,
+                (Step::Index(i), Value::Array(a)) => a.get(*i),
+                _ => return None,
+            };
+            match next {
+                Some(n) => v = n,
+                None => return Some(Vec::new()),
+            }
+        }
+        Some(vec![FieldMatch { path: path.clone(), value: Cow::Borrowed(v) }])
     }
 }
 
@@ -323,5 +355,114 @@ mod tests {
         assert_eq!(FieldPath::parse("$.payload['a.b']").unwrap().canonical(), "payload.a.b");
         let e = FieldPath::parse("payload.x.y[0]").unwrap().try_find(&doc).unwrap_err();
         assert!(e.0.contains("len"), "{e}");
+    }
+
+    fn hostile_doc() -> Value {
+        let recs: Vec<Value> = (0..70)
+            .map(|i| match i % 5 {
+                0 => json!({"a": i, "b": "x"}),
+                1 => json!({"b": i}),
+                2 => json!({"a": format!("s{i}"), "c": [i, "y"]}),
+                3 => json!(i),
+                _ => json!(null),
+            })
+            .collect();
+        json!({"list": recs, "a": {"b": [1, 2.5, "t\nu", true, null, {"a": "a.b.c"}]}, "s": "x.y-z\n",
+               "n": 9_223_372_036_854_775_807i64, "u": u64::MAX, "f": 1e308, "e": [], "o": {}})
+    }
+
+    const PIECES: &[&str] = &[
+        "a",
+        "b",
+        "list",
+        "s",
+        "n",
+        "u",
+        "f",
+        ".",
+        "..",
+        "[",
+        "]",
+        "(",
+        ")",
+        "*",
+        "$",
+        "@",
+        ",",
+        ":",
+        "|",
+        "&",
+        "?",
+        "+",
+        "-",
+        "/",
+        "\\",
+        "=",
+        "~",
+        ">",
+        "<=",
+        "!=",
+        "'q.r'",
+        "\"s\"",
+        "`len`",
+        "`this`",
+        "`parent`",
+        "`sorted`",
+        "`split(., 1, -1)`",
+        "`sub(/a|$/, \\g<0>\\0)`",
+        "`sub(/(x*)/, [\\1])`",
+        "true",
+        "where",
+        "1",
+        "-1",
+        "2.5",
+        " ",
+        "[0]",
+        "[-3]",
+        "[*]",
+        "[?a]",
+        "[?a~\"^s\"]",
+        "[?a>1]",
+        "[/a]",
+        "[\\b,/a]",
+        "[1:-1]",
+        "* 3",
+        "+ $.a",
+        "9223372036854775807",
+        "\n",
+        "\u{e9}",
+        "\u{1f600}",
+        "\r",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+        /// Any text parses or is refused, and evaluation never panics.
+        #[test]
+        fn never_panics(
+            pieces in proptest::collection::vec(proptest::sample::select(PIECES), 0..12),
+            raw in "\\PC{0,20}",
+        ) {
+            let doc = hostile_doc();
+            for text in [pieces.concat(), raw] {
+                if let Ok(p) = FieldPath::parse(&text) {
+                    let _ = p.try_find(&doc);
+                    let _ = p.find(&json!([1, "a", {"a": []}]));
+                    let _ = (p.canonical(), p.has_wildcard());
+                } else if let Err(e) = FieldPath::parse(&text) {
+                    proptest::prop_assert!(e.position <= text.chars().count());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn inconsistent_sorts_of_long_lists_do_not_panic() {
+        let doc = hostile_doc();
+        for p in ["list[/a]", "list[\\a,/b]", "list.`sorted`", "list[/c][0]", "list[/a].`len`"] {
+            let _ = FieldPath::parse(p).unwrap().try_find(&doc);
+        }
+        let n = FieldPath::parse("list[/a].`len`").unwrap().try_find(&doc);
+        assert!(n.is_err(), "ints and text compare like Python: an error");
     }
 }

@@ -707,32 +707,15 @@ fn sort_cmp(keys: &[(Node, bool)], x: &Value, y: &Value) -> R<i32> {
 
 /// CPython's `list.sort` for lists under 64 items (a run, then binary
 /// insertion), which fixes the order even for inconsistent comparisons;
-/// longer lists use a stable merge sort (the same order for consistent ones).
+/// longer lists use a stable merge sort (the same order when the comparisons
+/// are consistent).
 fn py_sort(mut v: Vec<Value>, lt: &dyn Fn(&Value, &Value) -> R<bool>) -> R<Vec<Value>> {
     let n = v.len();
     if n < 2 {
         return Ok(v);
     }
     if n >= 64 {
-        let mut err = None;
-        v.sort_by(|a, b| {
-            if err.is_some() {
-                return Ordering::Equal;
-            }
-            match (lt(b, a), lt(a, b)) {
-                (Ok(true), _) => Ordering::Greater,
-                (Ok(false), Ok(true)) => Ordering::Less,
-                (Ok(false), Ok(false)) => Ordering::Equal,
-                (Err(e), _) | (_, Err(e)) => {
-                    err = Some(e);
-                    Ordering::Equal
-                }
-            }
-        });
-        return match err {
-            Some(e) => Err(e),
-            None => Ok(v),
-        };
+        return merge_sort(v, lt);
     }
     // count_run
     let mut run = 2;
@@ -761,6 +744,31 @@ fn py_sort(mut v: Vec<Value>, lt: &dyn Fn(&Value, &Value) -> R<bool>) -> R<Vec<V
         v[l..=start].rotate_right(1);
     }
     Ok(v)
+}
+
+/// A stable merge sort that only asks `lt` and never panics, whatever `lt`
+/// answers.
+fn merge_sort(v: Vec<Value>, lt: &dyn Fn(&Value, &Value) -> R<bool>) -> R<Vec<Value>> {
+    if v.len() < 2 {
+        return Ok(v);
+    }
+    let mut left = v;
+    let right = left.split_off(left.len() / 2);
+    let left = merge_sort(left, lt)?;
+    let right = merge_sort(right, lt)?;
+    let mut out = Vec::with_capacity(left.len() + right.len());
+    let mut l = left.into_iter().peekable();
+    let mut r = right.into_iter().peekable();
+    while let (Some(a), Some(b)) = (l.peek(), r.peek()) {
+        if lt(b, a)? {
+            out.extend(r.next());
+        } else {
+            out.extend(l.next());
+        }
+    }
+    out.extend(l);
+    out.extend(r);
+    Ok(out)
 }
 
 /// Python's `int(v)`: `Ok(None)` for a ValueError (the filter skips the
@@ -819,36 +827,48 @@ fn filter_expr(e: &Expr, v: Val<'_>) -> R<bool> {
         if value.is_null() {
             continue;
         }
-        let (value, want) = match lit {
-            Lit::Int(_) | Lit::Bool(_) => {
-                let want = match lit {
-                    Lit::Int(i) => i128::from(*i),
-                    Lit::Bool(b) => i128::from(*b),
-                    _ => 0,
-                };
-                match py_int(&value)? {
-                    Some(i) => (int_value(i)?, Value::from(want as i64)),
-                    None => continue,
-                }
-            }
-            Lit::Float(f) => (value, float_value(*f)?),
-            Lit::Str(s) => (value, Value::String(s.clone())),
+        // An integer or boolean value converts the field with int() first.
+        let int_want = match lit {
+            Lit::Int(i) => Some(i128::from(*i)),
+            Lit::Bool(b) => Some(i128::from(*b)),
+            _ => None,
         };
-        let hit = match op {
-            CmpOp::Eq => py_eq(&value, &want),
-            CmpOp::Ne => !py_eq(&value, &want),
-            CmpOp::Lt => py_order(&value, &want)? == Ordering::Less,
-            CmpOp::Le => py_order(&value, &want)? != Ordering::Greater,
-            CmpOp::Gt => py_order(&value, &want)? == Ordering::Greater,
-            CmpOp::Ge => py_order(&value, &want)? != Ordering::Less,
-            CmpOp::Match => {
-                let Some(re) = re else { return fail("first argument must be string or compiled pattern") };
-                let re = re.as_ref().map_err(|e| EvalError(e.clone()))?;
-                let Value::String(s) = &value else {
-                    return fail(format!("expected string or bytes-like object, got '{}'", py_type(&value)));
-                };
-                re.check_text(s).map_err(EvalError)?;
-                re.re.is_match(s)
+        let order = |ord: R<Ordering>| -> R<bool> {
+            let o = ord?;
+            Ok(match op {
+                CmpOp::Eq => o == Ordering::Equal,
+                CmpOp::Ne => o != Ordering::Equal,
+                CmpOp::Lt => o == Ordering::Less,
+                CmpOp::Le => o != Ordering::Greater,
+                CmpOp::Gt => o == Ordering::Greater,
+                _ => o != Ordering::Less,
+            })
+        };
+        let hit = if let Some(want) = int_want {
+            let Some(have) = py_int(&value)? else { continue };
+            if *op == CmpOp::Match {
+                return fail("first argument must be string or compiled pattern");
+            }
+            order(Ok(have.cmp(&want)))?
+        } else {
+            let want = match lit {
+                Lit::Float(f) => float_value(*f)?,
+                Lit::Str(s) => Value::String(s.clone()),
+                _ => Value::Null,
+            };
+            match op {
+                CmpOp::Eq => py_eq(&value, &want),
+                CmpOp::Ne => !py_eq(&value, &want),
+                CmpOp::Match => {
+                    let Some(re) = re else { return fail("first argument must be string or compiled pattern") };
+                    let re = re.as_ref().map_err(|e| EvalError(e.clone()))?;
+                    let Value::String(s) = &value else {
+                        return fail(format!("expected string or bytes-like object, got '{}'", py_type(&value)));
+                    };
+                    re.check_text(s).map_err(EvalError)?;
+                    re.re.is_match(s)
+                }
+                _ => order(py_order(&value, &want))?,
             }
         };
         any |= hit;
