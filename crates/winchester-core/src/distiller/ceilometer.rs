@@ -32,6 +32,7 @@ pub(super) fn default_traits() -> Vec<TraitDefinition> {
         fields: fields.iter().map(|f| super::FieldPath::parse(f).expect("built-in default path parses")).collect(),
         trait_type: TraitType::Text,
         plugin: None,
+        constant: None,
     };
     vec![
         t("service", &["publisher_id"]),
@@ -177,6 +178,21 @@ pub(super) fn to_event(d: &Distiller, notification: &Json) -> Result<Option<Even
     };
     let mut traits = BTreeMap::new();
     for t in &def.traits {
+        if let Some(c) = &t.constant {
+            // `Definition.parse` returns an integer `fields` as it is.
+            let value = convert(c, t.trait_type).ok_or_else(|| DistillError::Conversion {
+                definition: def.describe(),
+                trait_name: t.name.clone(),
+                path: c.to_string(),
+                value: c.to_string(),
+                to: t.trait_type,
+                message_id: m(),
+            })?;
+            if !ENVELOPE_KEYS.contains(&t.name.as_str()) {
+                traits.insert(t.name.clone(), value);
+            }
+            continue;
+        }
         let matches = super::find_all(def, t, &body, m)?;
         let (raw, path) = match &t.plugin {
             Some(p) => {
@@ -304,7 +320,9 @@ fn timedelta(matches: &[FieldMatch<'_>]) -> Option<Json> {
 /// for text. `None` when Python would raise.
 pub fn convert(raw: &Json, to: TraitType) -> Option<TraitValue> {
     match to {
-        TraitType::Text => Some(TraitValue::String(py_str(raw).chars().take(MAX_TEXT_LEN).collect())),
+        TraitType::Text | TraitType::NoneType => {
+            Some(TraitValue::String(py_str(raw).chars().take(MAX_TEXT_LEN).collect()))
+        }
         TraitType::Int => py_int(raw).map(TraitValue::Int),
         TraitType::Float => py_float(raw).map(TraitValue::Float),
         TraitType::Datetime => raw.as_str().and_then(parse_iso8601).map(TraitValue::Datetime),

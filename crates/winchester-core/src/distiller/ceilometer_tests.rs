@@ -465,3 +465,32 @@ fn jsonpath_rw_ext_additions_are_ceilometers_only() {
     assert!(Distiller::from_yaml_str(filter, Path::new("d.yaml"), false).unwrap_err().to_string().contains("filter"));
     load(filter);
 }
+
+#[test]
+fn integer_fields_are_constants_and_none_is_text_without_empty_strings() {
+    let d = load(
+        "- event_type: '*'
+  traits:
+    answer: {fields: 42}
+    seven: {type: int, fields: 7, plugin: {name: split}}
+    flag: true
+    untyped: {type: none, fields: payload.v}
+",
+    );
+    let mut n = wire();
+    n["payload"]["v"] = json!(1.5);
+    let t = traits(&d, &n);
+    assert_eq!((&t["answer"], &t["seven"], &t["flag"]), (&s("42"), &TraitValue::Int(7), &s("True")));
+    assert_eq!(t["untyped"], s("1.5"));
+    n["payload"]["v"] = json!("");
+    assert!(!traits(&d, &n).contains_key("untyped"));
+    // StackDistiller has neither.
+    let e = Distiller::from_yaml_str(
+        "- event_type: '*'\n  traits: {a: {fields: 42}, b: {type: none, fields: x}}\n",
+        Path::new("d"),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("found 42") && e.contains("unknown trait type \"none\""), "{e}");
+}

@@ -88,6 +88,10 @@ pub enum TraitType {
     /// `datetime`: from ISO-8601 strings, read as the original's Python `iso8601`
     /// 2.1.0 reads them (see [`crate::iso8601`]), converted to UTC.
     Datetime,
+    /// `none` (ceilometer flavour only): ceilometer's `NONE_TYPE`, converted
+    /// like `text` except that an empty string gives no trait. Stored as text
+    /// (events have no untyped traits).
+    NoneType,
 }
 
 impl TraitType {
@@ -98,6 +102,7 @@ impl TraitType {
             TraitType::Int => "int",
             TraitType::Float => "float",
             TraitType::Datetime => "datetime",
+            TraitType::NoneType => "none",
         }
     }
 }
@@ -113,6 +118,9 @@ pub struct TraitDefinition {
     pub trait_type: TraitType,
     /// Optional plugin that computes the value from the matches.
     pub plugin: Option<Plugin>,
+    /// Ceilometer flavour: an integer (or boolean) `fields` is the trait's
+    /// value itself, whatever the notification (no paths, no plugin).
+    pub constant: Option<Json>,
 }
 
 /// One entry of `event_definitions.yaml`.
@@ -278,6 +286,7 @@ fn default_traits() -> Vec<TraitDefinition> {
         fields,
         trait_type: TraitType::Text,
         plugin: None,
+        constant: None,
     };
     vec![
         t("service", vec![p("publisher_id")]),
@@ -567,7 +576,7 @@ fn find_all<'a>(
 
 fn convert(raw: &Json, to: TraitType) -> Option<TraitValue> {
     match to {
-        TraitType::Text => Some(TraitValue::String(python::py_str(raw))),
+        TraitType::Text | TraitType::NoneType => Some(TraitValue::String(python::py_str(raw))),
         TraitType::Int => python::py_int(raw).map(TraitValue::Int),
         TraitType::Float => python::py_float(raw).filter(|f| f.is_finite()).map(TraitValue::Float),
         TraitType::Datetime => raw.as_str().and_then(parse_iso8601).map(TraitValue::Datetime),
@@ -707,7 +716,7 @@ fn parse_trait(
     // Ceilometer's short form: `name: <path or list of paths>`, a text trait.
     let short;
     let v = match v {
-        Value::String(_) | Value::Sequence(_) if flavour == Flavour::Ceilometer => {
+        Value::String(_) | Value::Sequence(_) | Value::Number(_) | Value::Bool(_) if flavour == Flavour::Ceilometer => {
             let mut m = Mapping::new();
             m.insert("fields".into(), v.clone());
             short = Value::Mapping(m);
@@ -735,8 +744,14 @@ fn parse_trait(
         Ok(fp) => fields.push(fp),
         Err(e) => errors.push(ConfigError::new(e.to_string()).key(key)),
     };
+    let mut constant = None;
     match &raw.fields {
         None => errors.push(ConfigError::new("missing required key fields").key(base.clone())),
+        // Ceilometer: `isinstance(fields, int)` (booleans included) is a constant.
+        Some(Value::Bool(b)) if flavour == Flavour::Ceilometer => constant = Some(Json::Bool(*b)),
+        Some(Value::Number(n)) if flavour == Flavour::Ceilometer && (n.is_i64() || n.is_u64()) => {
+            constant = serde_json::to_value(n).ok()
+        }
         Some(Value::String(s)) => parse_path(s, format!("{base}.fields"), &mut errors),
         Some(Value::Sequence(items)) if !items.is_empty() => {
             for (i, it) in items.iter().enumerate() {
@@ -770,6 +785,7 @@ fn parse_trait(
             Some("int") => TraitType::Int,
             Some("float") => TraitType::Float,
             Some("datetime") => TraitType::Datetime,
+            Some("none") if flavour == Flavour::Ceilometer => TraitType::NoneType,
             _ => {
                 errors.push(
                     ConfigError::new(format!(
@@ -796,7 +812,7 @@ fn parse_trait(
         errors.push(ConfigError::new(format!("unknown key {} (expected {TRAIT_KEYS})", show(k))).key(base.clone()));
     }
     if errors.is_empty() {
-        Ok(TraitDefinition { name: name.to_string(), fields, trait_type, plugin })
+        Ok(TraitDefinition { name: name.to_string(), fields, trait_type, plugin, constant })
     } else {
         Err(errors)
     }
