@@ -418,7 +418,7 @@ def test_scenarios():
 REGEXES = ["a", "^a", "a$", "b+", "[a-c]+", "[^a]", "\\d+", "\\w+", "\\s", "x*", "(a|b)c", "(?i)A", "a.c",
            "\\.", "^$", "[.]", "a{2}", "a{,2}", "a{", "(?P<n>b)", "\\bb", "[\\d-]+", ".*", "\\Ac", "c\\Z",
            "[]a]", "[^]]", "(?s).", "(?m)^b", "\\x61", "\\u0062", "\\101", "[\\s\\S]", "(", "a**", "[z-a]",
-           "(?x) a", "a++", "(?=a)", "\\1", "*", "a|", "()", "\\n", "é+", "[[]", "a&&b"]
+           "(?x) a", "a++", "(?=a)", "\\1", "*", "a|", "()", "\\n", "é+", "[[]", "a&&b", "x*|b", "a*?", "|a", "b??"]
 REPLS = ["X", "", "<\\g<0>>", "\\1", "\\g<1>", "\\g<n>", "[\\n]", "\\\\", "\\0", "\\q", "\\&", "-\\2-",
          "x\\101", "\\g<9>"]
 TEXTS = ["abc", "aabbcc", "a.b.c", "", "b", "xxabxx", "a\nb", "ab\n", "c\n", "AbC", "1.2.3", "x y  z", "éé",
@@ -559,7 +559,14 @@ def main():
         json.dump(data, sys.stdout, ensure_ascii=False)
     else:
         data = cases(a.seed, a.count, a.definitions)
-        json.dump(data, sys.stdout, ensure_ascii=False, indent=None, separators=(",", ":"))
+        # One document or case per line, so regenerating gives readable diffs.
+        line = lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":"))  # noqa: E731
+        head = {k: v for k, v in data.items() if k not in ("docs", "cases")}
+        sys.stdout.write(line(head)[:-1] + ',\n"docs":[\n')
+        sys.stdout.write(",\n".join(line(d) for d in data["docs"]))
+        sys.stdout.write('\n],\n"cases":[\n')
+        sys.stdout.write(",\n".join(line(c) for c in data["cases"]))
+        sys.stdout.write("\n]}")
     sys.stdout.write("\n")
 
 

@@ -4,7 +4,7 @@
 //! same full paths (`str(match.full_path)`), and a path the Python parser
 //! refuses is refused here, with the character position.
 //!
-//! Syntax (binding, loosest first, is described in [`parse`]):
+//! Syntax (how operators bind is described in `path/parse.rs`):
 //!
 //! * `$` the document, `@` or `` `this` `` the current value, `` `parent` ``
 //!   the value a match was found in;
@@ -42,8 +42,17 @@
 //! operators have the full path `` `this` `` (`` `len` `` for `len`).
 //!
 //! Not reproduced (refused with a "not supported" error rather than matched
-//! differently): Python regex features the `regex` crate lacks, integers
-//! beyond 64 bits, non-ASCII digits.
+//! differently): Python regex features the `regex` crate lacks
+//! (backreferences, look-around, atomic groups, possessive quantifiers,
+//! `(?x)`/`(?a)`/`(?L)` flags, `\N{...}`), a `$` (outside multi-line mode)
+//! applied to text with a newline before its end, a `sub` pattern that
+//! prefers an empty match where a non-empty one starts too (`x*|b`: Python's
+//! choice then follows its backtracking order) when that happens, integers
+//! beyond 64 bits, non-ASCII digits, paths nesting deeper than 100 levels or
+//! longer than 1000 tokens. Known remaining differences: Unicode details of `\w`, `\b` and
+//! `(?i)`; sorting 64 or more items with keys that do not order consistently
+//! (CPython's merge of runs is not reproduced); JSON objects are visited in
+//! key order (serde_json's map), Python in document order.
 
 mod ast;
 mod dialect;
@@ -464,5 +473,24 @@ mod tests {
         }
         let n = FieldPath::parse("list[/a].`len`").unwrap().try_find(&doc);
         assert!(n.is_err(), "ints and text compare like Python: an error");
+    }
+
+    #[test]
+    fn runaway_evaluation_is_cut_short() {
+        fn tree(depth: u32) -> Value {
+            if depth == 0 {
+                json!(1)
+            } else {
+                json!({"a": tree(depth - 1), "b": tree(depth - 1)})
+            }
+        }
+        let doc = tree(12);
+        let e = FieldPath::parse("$..*..*..*..*..*").unwrap().try_find(&doc).unwrap_err();
+        assert!(e.0.contains("steps"), "{e}");
+        assert_eq!(FieldPath::parse("$..a").unwrap().try_find(&doc).unwrap().len(), 4095);
+        let p = FieldPath::parse("$.e * 1000000000000000000").unwrap();
+        let empty = json!({"e": []});
+        let found = p.try_find(&empty).unwrap();
+        assert_eq!(found[0].value.as_ref(), &json!([]));
     }
 }

@@ -151,8 +151,29 @@ pub(super) fn full_path_string(d: &Datum<'_>) -> String {
     }
 }
 
+/// Most steps (values visited) one evaluation may take: `$..*..*..*` on a
+/// large document would otherwise run for hours (as it does in Python).
+const MAX_STEPS: usize = 1_000_000;
+
+thread_local! {
+    static STEPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn tick() -> R<()> {
+    STEPS.with(|s| {
+        let n = s.get() + 1;
+        s.set(n);
+        if n > MAX_STEPS {
+            fail(format!("evaluation takes more than {MAX_STEPS} steps (not supported)"))
+        } else {
+            Ok(())
+        }
+    })
+}
+
 /// Evaluates `node` on a document.
 pub(super) fn find_top<'a>(node: &Node, doc: &'a Value) -> R<Vec<(String, Val<'a>)>> {
+    STEPS.with(|s| s.set(0));
     let input = Some(datum(Val::Ref(doc), Seg::This, None));
     let found = find(node, &input, true)?.list("the path")?;
     found
@@ -185,6 +206,7 @@ fn int_of(v: &Value) -> Option<i128> {
 }
 
 fn find<'a>(node: &Node, input: &D<'a>, raw: bool) -> R<Found<'a>> {
+    tick()?;
     let one = |d: Rc<Datum<'a>>| Ok(Found::List(vec![Some(d)]));
     match node {
         Node::Root => {
@@ -209,6 +231,7 @@ fn find<'a>(node: &Node, input: &D<'a>, raw: bool) -> R<Found<'a>> {
             };
             if fields.iter().any(|f| f == "*") {
                 for k in m.keys() {
+                    tick()?;
                     field(k);
                 }
             } else {
@@ -401,6 +424,7 @@ fn slice_bounds(len: usize, start: Option<i64>, end: Option<i64>) -> (usize, usi
 }
 
 fn descend<'a>(r: &Node, m: D<'a>, out: &mut Vec<D<'a>>) -> R<()> {
+    tick()?;
     let Some(m) = m else { return fail("'..' on None") };
     let here = find(r, &Some(m.clone()), false)?.list("'..'")?;
     out.extend(here);
@@ -542,6 +566,9 @@ fn repeat(v: &Value, n: i128) -> R<Value> {
         Value::Array(a) => {
             if a.len().saturating_mul(n) > MAX_TEXT {
                 return fail("repeated list too large");
+            }
+            if a.is_empty() {
+                return Ok(Value::Array(Vec::new()));
             }
             let mut out = Vec::new();
             for _ in 0..n {

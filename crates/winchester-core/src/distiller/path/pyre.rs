@@ -7,6 +7,8 @@
 //! gives a "not supported" evaluation error.
 
 use regex::Regex;
+use regex_automata::nfa::thompson::pikevm::PikeVM;
+use regex_automata::{Anchored, Input, MatchKind};
 use std::fmt::Write;
 
 /// A compiled Python pattern.
@@ -15,6 +17,9 @@ pub(crate) struct PyRegex {
     pub re: Regex,
     /// The pattern has a `$` outside multi-line mode.
     pub plain_dollar: bool,
+    /// For `sub`: the same pattern matching as much as it can, to tell
+    /// whether a non-empty match starts where an empty one did.
+    longest: Option<PikeVM>,
 }
 
 fn lit(out: &mut String, c: char) {
@@ -31,7 +36,16 @@ impl PyRegex {
         let full = if anchored { format!(r"\A(?:{body})") } else { body };
         let re = Regex::new(&full)
             .map_err(|e| format!("regex {pat:?} cannot be used (its syntax {UNSUPPORTED} here): {e}"))?;
-        Ok(PyRegex { re, plain_dollar })
+        let longest = if anchored {
+            None
+        } else {
+            let vm = PikeVM::builder()
+                .configure(PikeVM::config().match_kind(MatchKind::All))
+                .build(&full)
+                .map_err(|e| format!("regex {pat:?} cannot be used (its syntax {UNSUPPORTED} here): {e}"))?;
+            Some(vm)
+        };
+        Ok(PyRegex { re, plain_dollar, longest })
     }
 
     /// Whether matching `text` would differ from Python's (see the module docs).
@@ -546,7 +560,18 @@ impl Template {
             let Some(caps) = re.re.captures_at(text, pos) else { break };
             let m = caps.get(0).map_or(0..0, |m| m.range());
             if m.is_empty() && after_empty && m.start == pos {
-                // Python does not take an empty match where the previous one ended empty.
+                // Python does not take an empty match where the previous one
+                // ended empty; it takes a non-empty one there if the pattern
+                // has one (which one depends on backtracking order).
+                if let Some(vm) = &re.longest {
+                    let mut cache = vm.create_cache();
+                    let input = Input::new(text).range(pos..).anchored(Anchored::Yes);
+                    if vm.find(&mut cache, input).is_some_and(|l| l.end() > pos) {
+                        return Err(format!(
+                            "a regex preferring an empty match where a non-empty one also starts {UNSUPPORTED} by sub"
+                        ));
+                    }
+                }
                 match text[pos..].chars().next() {
                     Some(ch) => {
                         pos += ch.len_utf8();
