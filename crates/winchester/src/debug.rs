@@ -119,7 +119,7 @@ mod tests {
     fn levels_and_format() {
         let yaml = "- {name: one, debug_level: 1, expiration: \"$last + 1h\", fire_pipeline: p, match_criteria: [{}], fire_criteria: [{}]}\n\
                     - {name: two, debug_level: 2, expiration: \"$last + 1h\", fire_pipeline: p, match_criteria: [{}], fire_criteria: [{}]}\n\
-                    - {name: off, expiration: \"$last + 1h\", fire_pipeline: p, match_criteria: [{}], fire_criteria: [{}]}\n";
+                    - {name: 'off', expiration: \"$last + 1h\", fire_pipeline: p, match_criteria: [{}], fire_criteria: [{}]}\n";
         let (set, _) = TriggerSet::from_yaml_str(yaml, Path::new("t.yaml")).unwrap();
         let d = TriggerDebug::new(&set);
         for t in ["one", "two", "off"] {
