@@ -206,7 +206,8 @@ pub async fn trigger_manager(
 pub fn load_distiller(cfg: &LoadedConfig) -> anyhow::Result<Option<Arc<Distiller>>> {
     let Some(file) = &cfg.distiller_file else { return Ok(None) };
     let plugins = trait_plugins(cfg)?;
-    let d = Distiller::load_with(file, cfg.main.catch_all_notifications, &plugins).map_err(|e| anyhow!("{e}"))?;
+    let d = Distiller::load_flavoured(file, cfg.main.catch_all_notifications, cfg.main.distiller, &plugins)
+        .map_err(|e| anyhow!("{e}"))?;
     Ok(Some(Arc::new(d)))
 }
 

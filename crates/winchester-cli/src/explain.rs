@@ -172,8 +172,13 @@ pub async fn command(
             .distiller_file
             .as_ref()
             .ok_or_else(|| anyhow!("--notification needs distiller_config (an event_definitions.yaml)"))?;
-        let distiller = winchester_core::distiller::Distiller::load(d, cfg.main.catch_all_notifications)
-            .map_err(|e| anyhow!("{e}"))?;
+        let distiller = winchester_core::distiller::Distiller::load_flavoured(
+            d,
+            cfg.main.catch_all_notifications,
+            cfg.main.distiller,
+            &Default::default(),
+        )
+        .map_err(|e| anyhow!("{e}"))?;
         match distiller.to_event(&value).map_err(|e| anyhow!("{file}: {e}"))? {
             Some(e) => e,
             None => bail!(

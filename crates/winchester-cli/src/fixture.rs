@@ -732,7 +732,10 @@ pub async fn run_files(
     opts: &RunOptions,
 ) -> Result<Report, Vec<ConfigError>> {
     let distiller = match &cfg.distiller_file {
-        Some(f) => Some(Arc::new(Distiller::load(f, cfg.main.catch_all_notifications).map_err(|e| e.0)?)),
+        Some(f) => Some(Arc::new(
+            Distiller::load_flavoured(f, cfg.main.catch_all_notifications, cfg.main.distiller, &Default::default())
+                .map_err(|e| e.0)?,
+        )),
         None => None,
     };
     let files = expand(paths).map_err(|e| vec![e])?;

@@ -51,6 +51,9 @@ pub struct WinchesterConfig {
     pub distiller_config: Option<String>,
     /// `catch_all_notifications`.
     pub catch_all_notifications: bool,
+    /// `distiller` (new): whose rules turn notifications into events,
+    /// `stackdistiller` (default) or `ceilometer`.
+    pub distiller: crate::distiller::Flavour,
     /// `pipeline_handlers`: handler name -> type (built-in name, registered type or original class path).
     pub pipeline_handlers: BTreeMap<String, String>,
     /// `distiller_trait_plugins`: extra trait plugin name -> class path
@@ -104,6 +107,7 @@ struct RawConfig {
     pipeline_config: Option<Raw<String>>,
     distiller_config: Option<Raw<String>>,
     catch_all_notifications: Option<Raw<bool>>,
+    distiller: Option<Raw<String>>,
     pipeline_handlers: Option<Raw<Mapping>>,
     pipeline_worker_batch_size: Option<Raw<u64>>,
     pipeline_worker_concurrency: Option<Raw<u64>>,
@@ -202,6 +206,12 @@ impl WinchesterConfig {
         let distiller_config = c.string("distiller_config", raw.distiller_config);
         let log_level = c.string("log_level", raw.log_level).unwrap_or_else(|| "info".into());
         let catch_all_notifications = c.boolean("catch_all_notifications", raw.catch_all_notifications, false);
+        let distiller = c
+            .get("distiller", raw.distiller, "must be stackdistiller or ceilometer", |n| {
+                crate::distiller::Flavour::from_name(n).is_some()
+            })
+            .and_then(|n| crate::distiller::Flavour::from_name(&n))
+            .unwrap_or_default();
         let purge_completed_streams = c.boolean("purge_completed_streams", raw.purge_completed_streams, true);
         let trim_events = c.boolean("trim_events", raw.trim_events, false);
         let pipeline_worker_batch_size = c.count("pipeline_worker_batch_size", raw.pipeline_worker_batch_size, 1000);
@@ -323,6 +333,7 @@ impl WinchesterConfig {
             pipeline_config,
             distiller_config,
             catch_all_notifications,
+            distiller,
             pipeline_handlers,
             distiller_trait_plugins,
             python_path,
@@ -668,6 +679,23 @@ pipeline_handlers: {a: [b]}
         assert_eq!(c.pipeline_handlers.get("n").map(String::as_str), Some("logger"));
         let (c, _) = WinchesterConfig::from_yaml_str("", Path::new("w.yaml")).unwrap();
         assert_eq!((c.log_level.as_str(), c.handler_timeout), ("info", Duration::from_secs(60)));
+    }
+
+    /// `distiller` picks the flavour; anything else is an error naming the key.
+    #[test]
+    fn distiller_flavour() {
+        use crate::distiller::Flavour;
+        let (c, _) = WinchesterConfig::from_yaml_str("", Path::new("w.yaml")).unwrap();
+        assert_eq!(c.distiller, Flavour::StackDistiller);
+        let (c, _) = WinchesterConfig::from_yaml_str("distiller: ceilometer\n", Path::new("w.yaml")).unwrap();
+        assert_eq!(c.distiller, Flavour::Ceilometer);
+        let (c, _) = WinchesterConfig::from_yaml_str("distiller: stackdistiller\n", Path::new("w.yaml")).unwrap();
+        assert_eq!(c.distiller, Flavour::StackDistiller);
+        assert_eq!(
+            errors("distiller: panko\n"),
+            ["/etc/w/winchester.yaml: key \"distiller\": must be stackdistiller or ceilometer, found \"panko\""]
+        );
+        assert!(errors("distiller: [ceilometer]\n")[0].contains("key \"distiller\""));
     }
 
     /// A Python class path the registry cannot run names the feature that

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::Value as Json;
 use std::path::Path;
-use winchester_core::distiller::Distiller;
+use winchester_core::distiller::{Distiller, Flavour};
 use winchester_core::pipeline_config::PipelineConfig;
 use winchester_core::timex::{TimeExpr, Vars};
 use winchester_core::{Event, TraitValue, TriggerSet, WinchesterConfig};
@@ -335,7 +335,12 @@ proptest! {
         let mut typed = match n.clone() { Json::Object(o) => o, other => [("payload".to_string(), other)].into_iter().collect() };
         typed.insert("event_type".into(), Json::from("compute.instance.exists"));
         typed.insert("message_id".into(), Json::from("m-1"));
-        for d in loaded.iter().chain([&etc]) {
+        typed.insert("priority".into(), Json::from("INFO"));
+        let flavoured = |f| Distiller::from_yaml_str_flavoured(&defs, file, catch_all, f, &Default::default()).ok();
+        let ceilometer = flavoured(Flavour::Ceilometer);
+        let etc_ceilometer = Distiller::from_yaml_str_flavoured(ETC_DEFINITIONS, file, catch_all, Flavour::Ceilometer, &Default::default())
+            .expect("etc/event_definitions.yaml loads as ceilometer");
+        for d in loaded.iter().chain(ceilometer.iter()).chain([&etc, &etc_ceilometer]) {
             for notification in [&n, &Json::Object(wrapped.clone()), &Json::Object(typed.clone())] {
                 let _ = d.to_event(notification);
             }

@@ -188,7 +188,13 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
     let clock = Arc::new(ManualClock::new(first));
     let mut tm = TriggerManager::new(storage, Arc::new(cfg.triggers.clone()), clock.clone() as Arc<dyn Clock>);
     let distiller_file = cfg.distiller_file.clone().ok_or_else(|| anyhow!("the config names no distiller_config"))?;
-    let distiller = Distiller::load(&distiller_file, cfg.main.catch_all_notifications).map_err(|e| anyhow!("{e}"))?;
+    let distiller = Distiller::load_flavoured(
+        &distiller_file,
+        cfg.main.catch_all_notifications,
+        cfg.main.distiller,
+        &Default::default(),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
     tm = tm.with_distiller(Arc::new(distiller));
     let runner = PipelineRunner::new(winchester_handlers::registry(), cfg.clone());
     runner.validate().map_err(|e| anyhow!("{e}"))?;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use winchester_core::distiller::TraitPlugin;
 
 /// An instance of a Python trait plugin class (the original's
-/// `TraitPluginBase` interface: `trait_value(match_list)`).
+/// `TraitPluginBase` interface: `trait_value(match_list)`, or ceilometer's
+/// `trait_values(match_list)` when the class has no `trait_value`).
 #[derive(Debug)]
 pub struct PythonPlugin {
     class_path: Arc<str>,
@@ -35,6 +36,14 @@ impl PythonPlugin {
 impl TraitPlugin for PythonPlugin {
     fn trait_value(&self, matches: &[(String, serde_json::Value)]) -> Result<Option<serde_json::Value>, String> {
         Python::attach(|py| {
+            // StackDistiller's interface is `trait_value` (one value);
+            // ceilometer's is `trait_values` (a list, whose first non-null
+            // element the ceilometer flavour takes).
+            let instance = self.instance.bind(py);
+            let method = match instance.hasattr("trait_value") {
+                Ok(false) => "trait_values",
+                _ => "trait_value",
+            };
             let run = || -> PyResult<serde_json::Value> {
                 let list = PyList::empty(py);
                 for (path, value) in matches {
@@ -43,13 +52,13 @@ impl TraitPlugin for PythonPlugin {
                         [path.into_pyobject(py)?.into_any(), convert::json_to_py(py, value)?],
                     )?)?;
                 }
-                let ret = self.instance.bind(py).call_method1("trait_value", (list,))?;
+                let ret = instance.call_method1(method, (list,))?;
                 convert::py_to_json(&ret)
             };
             match run() {
                 Ok(serde_json::Value::Null) => Ok(None),
                 Ok(v) => Ok(Some(v)),
-                Err(e) => Err(format!("{}.trait_value: {}", self.class_path, convert::describe(py, &e))),
+                Err(e) => Err(format!("{}.{method}: {}", self.class_path, convert::describe(py, &e))),
             }
         })
     }

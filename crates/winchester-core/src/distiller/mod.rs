@@ -6,8 +6,10 @@
 //! [`Distiller::to_event`] picks the definition for a notification and builds
 //! an [`Event`].
 
+pub mod ceilometer;
 pub mod path;
 pub mod plugin;
+pub mod python;
 
 use crate::config_error::{present, read_map, show, ConfigError, ConfigErrors, Raw};
 use crate::criteria::EventTypeFilter;
@@ -23,18 +25,73 @@ use std::path::Path;
 pub use path::{FieldMatch, FieldPath, PathError, Step};
 pub use plugin::{BitFlag, ExternalPlugin, Plugin, PluginFactory, PluginRegistry, TraitPlugin};
 
+/// Whose rules a [`Distiller`] follows (`distiller:` in `winchester.yaml`).
+///
+/// The ceilometer flavour's rules are in [`ceilometer`]; docs/compatibility.md
+/// lists every difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavour {
+    /// `stackdistiller` (the default): StackDistiller, as the original Winchester uses it.
+    #[default]
+    StackDistiller,
+    /// `ceilometer`: ceilometer 27.0.0's event converter (definitions read
+    /// oslo.messaging's message: `ctxt.*`, `payload.*`, `metadata.*`).
+    Ceilometer,
+}
+
+impl Flavour {
+    /// The configuration names, in the order messages list them.
+    pub const NAMES: [&'static str; 2] = ["stackdistiller", "ceilometer"];
+
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::StackDistiller => "stackdistiller",
+            Flavour::Ceilometer => "ceilometer",
+        }
+    }
+
+    /// The flavour named `name` (as written in `winchester.yaml`).
+    pub fn from_name(name: &str) -> Option<Flavour> {
+        match name {
+            "stackdistiller" => Some(Flavour::StackDistiller),
+            "ceilometer" => Some(Flavour::Ceilometer),
+            _ => None,
+        }
+    }
+
+    /// The traits every definition has unless it defines traits of those names.
+    fn default_traits(self) -> Vec<TraitDefinition> {
+        match self {
+            Flavour::StackDistiller => default_traits(),
+            Flavour::Ceilometer => ceilometer::default_traits(),
+        }
+    }
+}
+
+impl fmt::Display for Flavour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The type a trait's value is converted to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TraitType {
-    /// `text` (the default): a string; numbers and booleans in their JSON form.
+    /// `text` (the default): Python's `str()` of the value (`True`, `1.0`,
+    /// `{'a': 1}`); the ceilometer flavour cuts it at 255 characters.
     Text,
-    /// `int`: from integer numbers, floats with an integral value, or integer strings.
+    /// `int`: Python's `int()` (booleans, floats truncated, integer strings).
     Int,
-    /// `float`: from numbers or numeric strings.
+    /// `float`: Python's `float()` (numbers, booleans, numeric strings).
     Float,
     /// `datetime`: from ISO-8601 strings, read as the original's Python `iso8601`
     /// 2.1.0 reads them (see [`crate::iso8601`]), converted to UTC.
     Datetime,
+    /// `none` (ceilometer flavour only): ceilometer's `NONE_TYPE`, converted
+    /// like `text` except that an empty string gives no trait. Stored as text
+    /// (events have no untyped traits).
+    NoneType,
 }
 
 impl TraitType {
@@ -45,6 +102,7 @@ impl TraitType {
             TraitType::Int => "int",
             TraitType::Float => "float",
             TraitType::Datetime => "datetime",
+            TraitType::NoneType => "none",
         }
     }
 }
@@ -60,6 +118,9 @@ pub struct TraitDefinition {
     pub trait_type: TraitType,
     /// Optional plugin that computes the value from the matches.
     pub plugin: Option<Plugin>,
+    /// Ceilometer flavour: an integer (or boolean) `fields` is the trait's
+    /// value itself, whatever the notification (no paths, no plugin).
+    pub constant: Option<Json>,
 }
 
 /// One entry of `event_definitions.yaml`.
@@ -67,8 +128,9 @@ pub struct TraitDefinition {
 pub struct EventDefinition {
     /// Which event types it applies to.
     pub event_type: EventTypeFilter,
-    /// Its traits, default traits (`service`, `request_id`, `tenant_id`) first
-    /// unless the file defines traits of those names.
+    /// Its traits, default traits (`service`, `request_id`, `tenant_id`; see
+    /// [`Flavour`] for the ceilometer flavour's) first unless the file defines
+    /// traits of those names.
     pub traits: Vec<TraitDefinition>,
     /// 0-based position in the file; `None` for the implicit catch-all.
     pub index: Option<usize>,
@@ -138,6 +200,25 @@ pub enum DistillError {
         /// The message_id.
         message_id: Option<String>,
     },
+    /// Evaluating a trait's field path failed where the Python original
+    /// raises (jsonpath-rw's `[0]` on null, a comparison between text and a
+    /// number): the whole notification fails, as there.
+    #[error(
+        "definition for event_type {definition:?}: trait {trait_name:?}: field path {path:?} failed: {reason}{}",
+        mid(message_id)
+    )]
+    Path {
+        /// The definition's event_type patterns.
+        definition: String,
+        /// The trait.
+        trait_name: String,
+        /// The field path.
+        path: String,
+        /// What failed.
+        reason: String,
+        /// The message_id.
+        message_id: Option<String>,
+    },
     /// An external trait plugin failed.
     #[error(
         "definition for event_type {definition:?}: trait {trait_name:?}: plugin {plugin:?} failed: {reason}{}",
@@ -173,6 +254,7 @@ impl DistillError {
             DistillError::MissingKey { message_id, .. }
             | DistillError::InvalidKey { message_id, .. }
             | DistillError::Conversion { message_id, .. }
+            | DistillError::Path { message_id, .. }
             | DistillError::Plugin { message_id, .. }
             | DistillError::InvalidEvent { message_id, .. } => message_id.as_deref(),
         }
@@ -191,6 +273,7 @@ fn mid(message_id: &Option<String>) -> String {
 pub struct Distiller {
     definitions: Vec<EventDefinition>,
     implicit_catch_all: Option<EventDefinition>,
+    flavour: Flavour,
 }
 
 const DEFINITION_KEYS: &str = "event_type, traits";
@@ -203,6 +286,7 @@ fn default_traits() -> Vec<TraitDefinition> {
         fields,
         trait_type: TraitType::Text,
         plugin: None,
+        constant: None,
     };
     vec![
         t("service", vec![p("publisher_id")]),
@@ -223,10 +307,20 @@ impl Distiller {
         catch_all: bool,
         plugins: &PluginRegistry,
     ) -> Result<Distiller, ConfigErrors> {
+        Distiller::load_flavoured(path, catch_all, Flavour::StackDistiller, plugins)
+    }
+
+    /// [`load_with`](Self::load_with) following `flavour`'s rules.
+    pub fn load_flavoured(
+        path: impl AsRef<Path>,
+        catch_all: bool,
+        flavour: Flavour,
+        plugins: &PluginRegistry,
+    ) -> Result<Distiller, ConfigErrors> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(format!("cannot read event definitions: {e}")).in_file(path))?;
-        Distiller::from_yaml_str_with(&text, path, catch_all, plugins)
+        Distiller::from_yaml_str_flavoured(&text, path, catch_all, flavour, plugins)
     }
 
     /// Parses `event_definitions.yaml` text; `file` is only used in messages.
@@ -244,6 +338,17 @@ impl Distiller {
         text: &str,
         file: &Path,
         catch_all: bool,
+        plugins: &PluginRegistry,
+    ) -> Result<Distiller, ConfigErrors> {
+        Distiller::from_yaml_str_flavoured(text, file, catch_all, Flavour::StackDistiller, plugins)
+    }
+
+    /// [`from_yaml_str_with`](Self::from_yaml_str_with) following `flavour`'s rules.
+    pub fn from_yaml_str_flavoured(
+        text: &str,
+        file: &Path,
+        catch_all: bool,
+        flavour: Flavour,
         plugins: &PluginRegistry,
     ) -> Result<Distiller, ConfigErrors> {
         // Merge keys are resolved by the loader, as PyYAML does; duplicate
@@ -264,7 +369,7 @@ impl Distiller {
         let mut errors = Vec::new();
         let mut definitions = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
-            if let Some(d) = parse_definition(item, i, plugins, &mut errors) {
+            if let Some(d) = parse_definition(item, i, plugins, flavour, &mut errors) {
                 definitions.push(d);
             }
         }
@@ -274,10 +379,15 @@ impl Distiller {
         let implicit_catch_all =
             (catch_all && !definitions.iter().any(|d| d.event_type.is_catch_all())).then(|| EventDefinition {
                 event_type: EventTypeFilter::new(&["*"]).expect("'*' is a valid pattern"),
-                traits: default_traits(),
+                traits: flavour.default_traits(),
                 index: None,
             });
-        Ok(Distiller { definitions, implicit_catch_all })
+        Ok(Distiller { definitions, implicit_catch_all, flavour })
+    }
+
+    /// The rules it follows.
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
     }
 
     /// Whether some trait uses a plugin whose calls may block (see
@@ -313,7 +423,12 @@ impl Distiller {
     ///
     /// Traits named like the envelope keys (`message_id`, `event_type`,
     /// `timestamp`) are skipped: they never override the envelope.
+    ///
+    /// The ceilometer flavour follows [`ceilometer`]'s rules instead.
     pub fn to_event(&self, notification: &Json) -> Result<Option<Event>, DistillError> {
+        if self.flavour == Flavour::Ceilometer {
+            return ceilometer::to_event(self, notification);
+        }
         let unwrapped;
         let mut n = notification;
         if let Some(obj) = n.as_object() {
@@ -385,8 +500,7 @@ impl Distiller {
                 tracing::debug!(trait_name = t.name, "trait named like an envelope key skipped");
                 continue;
             }
-            let matches: Vec<FieldMatch<'_>> =
-                t.fields.iter().flat_map(|f| f.find(n)).filter(|fm| !fm.value.is_null()).collect();
+            let matches = find_all(def, t, n, m)?;
             let (raw, path) = match &t.plugin {
                 Some(p) => {
                     let path = matches
@@ -435,29 +549,36 @@ impl Distiller {
     }
 }
 
+/// Converts a trait's value as StackDistiller's `Trait.convert_value` does:
+/// Python's `str()`, `int()`, `float()` (see [`python`]); ISO-8601 for
+/// datetimes. `None` when Python would raise (or the float is not finite).
+/// The non-null matches of a trait's paths, in order; an error where a path's
+/// evaluation raises in Python.
+fn find_all<'a>(
+    def: &EventDefinition,
+    t: &TraitDefinition,
+    doc: &'a Json,
+    message_id: impl Fn() -> Option<String>,
+) -> Result<Vec<FieldMatch<'a>>, DistillError> {
+    let mut out = Vec::new();
+    for f in &t.fields {
+        let found = f.try_find(doc).map_err(|e| DistillError::Path {
+            definition: def.describe(),
+            trait_name: t.name.clone(),
+            path: f.source().to_string(),
+            reason: e.to_string(),
+            message_id: message_id(),
+        })?;
+        out.extend(found.into_iter().filter(|fm| !fm.value.is_null()));
+    }
+    Ok(out)
+}
+
 fn convert(raw: &Json, to: TraitType) -> Option<TraitValue> {
     match to {
-        TraitType::Text => Some(TraitValue::String(plugin::json_text(raw))),
-        TraitType::Int => match raw {
-            Json::Number(x) => match x.as_i64() {
-                Some(i) => Some(TraitValue::Int(i)),
-                None => {
-                    let f = x.as_f64()?;
-                    (f.is_finite() && f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64)
-                        .then_some(TraitValue::Int(f as i64))
-                }
-            },
-            Json::String(s) => s.trim().parse::<i64>().ok().map(TraitValue::Int),
-            _ => None,
-        },
-        TraitType::Float => {
-            let f = match raw {
-                Json::Number(x) => x.as_f64()?,
-                Json::String(s) => s.trim().parse::<f64>().ok()?,
-                _ => return None,
-            };
-            f.is_finite().then_some(TraitValue::Float(f))
-        }
+        TraitType::Text | TraitType::NoneType => Some(TraitValue::String(python::py_str(raw))),
+        TraitType::Int => python::py_int(raw).map(TraitValue::Int),
+        TraitType::Float => python::py_float(raw).filter(|f| f.is_finite()).map(TraitValue::Float),
         TraitType::Datetime => raw.as_str().and_then(parse_iso8601).map(TraitValue::Datetime),
     }
 }
@@ -499,6 +620,7 @@ fn parse_definition(
     v: &Value,
     index: usize,
     plugins: &PluginRegistry,
+    flavour: Flavour,
     errors: &mut Vec<ConfigError>,
 ) -> Option<EventDefinition> {
     let mut ctx = format!("event definition #{}", index + 1);
@@ -525,6 +647,10 @@ fn parse_definition(
         },
     }
     for k in raw.unknown.keys().chain(&odd_keys) {
+        if flavour == Flavour::Ceilometer {
+            tracing::warn!(definition = ctx, key = %show(k), "unknown definition key ignored");
+            continue;
+        }
         errors.push(
             ConfigError::new(format!("unknown key {} (expected {DEFINITION_KEYS})", show(k))).context(ctx.clone()),
         );
@@ -543,7 +669,7 @@ fn parse_definition(
                     );
                     continue;
                 };
-                match parse_trait(name, tv, plugins) {
+                match parse_trait(name, tv, plugins, flavour) {
                     Ok(t) => traits.push(t),
                     Err(es) => errors.extend(es.into_iter().map(|e| e.context(ctx.clone()))),
                 }
@@ -558,14 +684,46 @@ fn parse_definition(
     if errors.len() > before {
         return None;
     }
-    let mut all: Vec<TraitDefinition> =
-        default_traits().into_iter().filter(|d| !traits.iter().any(|t| t.name == d.name)).collect();
-    all.extend(traits);
+    let all: Vec<TraitDefinition> = match flavour {
+        Flavour::StackDistiller => {
+            let mut all: Vec<TraitDefinition> =
+                default_traits().into_iter().filter(|d| !traits.iter().any(|t| t.name == d.name)).collect();
+            all.extend(traits);
+            all
+        }
+        // A Python dict: a trait named like a default one takes its place.
+        Flavour::Ceilometer => {
+            let mut all = flavour.default_traits();
+            for t in traits {
+                match all.iter_mut().find(|d| d.name == t.name) {
+                    Some(slot) => *slot = t,
+                    None => all.push(t),
+                }
+            }
+            all
+        }
+    };
     Some(EventDefinition { event_type: filter?, traits: all, index: Some(index) })
 }
 
-fn parse_trait(name: &str, v: &Value, plugins: &PluginRegistry) -> Result<TraitDefinition, Vec<ConfigError>> {
+fn parse_trait(
+    name: &str,
+    v: &Value,
+    plugins: &PluginRegistry,
+    flavour: Flavour,
+) -> Result<TraitDefinition, Vec<ConfigError>> {
     let base = format!("traits.{name}");
+    // Ceilometer's short form: `name: <path or list of paths>`, a text trait.
+    let short;
+    let v = match v {
+        Value::String(_) | Value::Sequence(_) | Value::Number(_) | Value::Bool(_) if flavour == Flavour::Ceilometer => {
+            let mut m = Mapping::new();
+            m.insert("fields".into(), v.clone());
+            short = Value::Mapping(m);
+            &short
+        }
+        _ => v,
+    };
     let (raw, odd_keys): (RawTrait, _) = read_map(v).map_err(|found| {
         vec![ConfigError::new(format!("a trait definition must be a map with {TRAIT_KEYS}, found {found}"))
             .key(base.clone())]
@@ -574,11 +732,26 @@ fn parse_trait(name: &str, v: &Value, plugins: &PluginRegistry) -> Result<TraitD
     let mut fields = Vec::new();
     let mut plugin = None;
     let mut parse_path = |p: &str, key: String, errors: &mut Vec<ConfigError>| match FieldPath::parse(p) {
+        // StackDistiller's jsonpath-rw has none of jsonpath-rw-ext's additions.
+        Ok(fp) if flavour == Flavour::StackDistiller && fp.ext_feature().is_some() => errors.push(
+            ConfigError::new(format!(
+                "field path {p:?} uses {}, a jsonpath-rw-ext addition StackDistiller does not have \
+                 (`distiller: ceilometer` reads it)",
+                fp.ext_feature().unwrap_or_default()
+            ))
+            .key(key),
+        ),
         Ok(fp) => fields.push(fp),
         Err(e) => errors.push(ConfigError::new(e.to_string()).key(key)),
     };
+    let mut constant = None;
     match &raw.fields {
         None => errors.push(ConfigError::new("missing required key fields").key(base.clone())),
+        // Ceilometer: `isinstance(fields, int)` (booleans included) is a constant.
+        Some(Value::Bool(b)) if flavour == Flavour::Ceilometer => constant = Some(Json::Bool(*b)),
+        Some(Value::Number(n)) if flavour == Flavour::Ceilometer && (n.is_i64() || n.is_u64()) => {
+            constant = serde_json::to_value(n).ok()
+        }
         Some(Value::String(s)) => parse_path(s, format!("{base}.fields"), &mut errors),
         Some(Value::Sequence(items)) if !items.is_empty() => {
             for (i, it) in items.iter().enumerate() {
@@ -598,11 +771,21 @@ fn parse_trait(name: &str, v: &Value, plugins: &PluginRegistry) -> Result<TraitD
     }
     let trait_type = match raw.trait_type {
         None => TraitType::Text,
-        Some(t) => match t.parsed.as_deref() {
+        Some(t) => match t
+            .parsed
+            .as_deref()
+            .map(|n| match flavour {
+                // `getattr(Trait, name.upper() + '_TYPE')`
+                Flavour::Ceilometer => n.to_ascii_lowercase(),
+                Flavour::StackDistiller => n.to_string(),
+            })
+            .as_deref()
+        {
             Some("text") => TraitType::Text,
             Some("int") => TraitType::Int,
             Some("float") => TraitType::Float,
             Some("datetime") => TraitType::Datetime,
+            Some("none") if flavour == Flavour::Ceilometer => TraitType::NoneType,
             _ => {
                 errors.push(
                     ConfigError::new(format!(
@@ -616,16 +799,20 @@ fn parse_trait(name: &str, v: &Value, plugins: &PluginRegistry) -> Result<TraitD
         },
     };
     if let Some(p) = &raw.plugin {
-        match Plugin::from_yaml_with(p, &format!("{base}.plugin"), plugins) {
+        match Plugin::from_yaml_flavoured(p, &format!("{base}.plugin"), plugins, flavour) {
             Ok(p) => plugin = Some(p),
             Err(mut es) => errors.append(&mut es),
         }
     }
     for k in raw.unknown.keys().chain(&odd_keys) {
+        if flavour == Flavour::Ceilometer {
+            tracing::warn!(key = base, unknown = %show(k), "unknown trait key ignored");
+            continue;
+        }
         errors.push(ConfigError::new(format!("unknown key {} (expected {TRAIT_KEYS})", show(k))).key(base.clone()));
     }
     if errors.is_empty() {
-        Ok(TraitDefinition { name: name.to_string(), fields, trait_type, plugin })
+        Ok(TraitDefinition { name: name.to_string(), fields, trait_type, plugin, constant })
     } else {
         Err(errors)
     }

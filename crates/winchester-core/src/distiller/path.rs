@@ -57,6 +57,7 @@
 //! order.
 
 mod ast;
+mod dialect;
 mod eval;
 mod lex;
 mod parse;

@@ -3,6 +3,7 @@
 //! in `distiller_trait_plugins`) through a [`PluginRegistry`].
 
 use super::path::{FieldMatch, FieldPath};
+use super::{python, Flavour};
 use crate::config_error::{show, ConfigError};
 use serde_json::Value as Json;
 use serde_yaml::Value;
@@ -67,14 +68,30 @@ impl PartialEq for ExternalPlugin {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Plugin {
-    /// `split`: splits the first match (as text) and keeps one segment.
+    /// `split`: splits the first match (as text) and keeps one segment (in the
+    /// ceilometer flavour: the first match that has that segment).
     Split {
-        /// Separator (`.` by default; never empty).
+        /// Separator (`.` by default). Empty only in the ceilometer flavour, for
+        /// `separator: null`: split on runs of whitespace.
         separator: String,
         /// Segment to keep (0 by default; negative counts from the end).
         segment: i64,
         /// Split at most this many times (`None`, the default: no limit).
         max_split: Option<usize>,
+    },
+    /// `timedelta` (ceilometer flavour): the absolute difference in seconds
+    /// between exactly two date-time matches.
+    Timedelta,
+    /// `map` (ceilometer flavour): each match looked up in `values`, else `default`.
+    Map {
+        /// `values`: (key, mapped value) in file order; for a key written
+        /// twice (or equal as Python compares them) the last one counts.
+        /// Keys are case-folded when `case_sensitive` is false.
+        values: Vec<(Json, Json)>,
+        /// `default` (null by default: no value).
+        default: Json,
+        /// `case_sensitive` (true by default).
+        case_sensitive: bool,
     },
     /// `bitfield`: an integer with a bit set for each flag whose path matched.
     Bitfield {
@@ -109,6 +126,8 @@ impl Plugin {
         match self {
             Plugin::Split { .. } => "split",
             Plugin::Bitfield { .. } => "bitfield",
+            Plugin::Timedelta => "timedelta",
+            Plugin::Map { .. } => "map",
             Plugin::External { name, .. } => name,
         }
     }
@@ -126,6 +145,19 @@ impl Plugin {
 
     /// [`from_yaml`](Self::from_yaml) with plugins beyond the built-ins.
     pub fn from_yaml_with(v: &Value, key: &str, registry: &PluginRegistry) -> Result<Plugin, Vec<ConfigError>> {
+        Plugin::from_yaml_flavoured(v, key, registry, Flavour::StackDistiller)
+    }
+
+    /// [`from_yaml_with`](Self::from_yaml_with) for a distiller flavour: the
+    /// ceilometer flavour has ceilometer's built-ins (`split`, `bitfield`,
+    /// `timedelta`, `map`) with its parameters, and ignores unknown keys as
+    /// ceilometer does (logging them).
+    pub fn from_yaml_flavoured(
+        v: &Value,
+        key: &str,
+        registry: &PluginRegistry,
+        flavour: Flavour,
+    ) -> Result<Plugin, Vec<ConfigError>> {
         let err = |k: &str, m: String| vec![ConfigError::new(m).key(k)];
         let (name, params) = match v {
             Value::String(s) => (s.as_str(), None),
@@ -144,6 +176,9 @@ impl Plugin {
                             }
                         },
                         Some("parameters") => params = Some(val),
+                        _ if flavour == Flavour::Ceilometer => {
+                            tracing::warn!(key, plugin_key = %show(k), "unknown plugin key ignored");
+                        }
                         _ => {
                             return Err(err(key, format!("unknown plugin key {} (expected name, parameters)", show(k))))
                         }
@@ -180,6 +215,10 @@ impl Plugin {
             Some(Value::Mapping(m)) => m.iter().collect(),
             Some(other) => return Err(err(&pkey, format!("plugin parameters must be a map, found {}", show(other)))),
         };
+        if flavour == Flavour::Ceilometer {
+            return super::ceilometer::parse_plugin(name, &params, &pkey)
+                .unwrap_or_else(|| Err(err(key, unknown_plugin(name, registry, flavour))));
+        }
         let mut errors = Vec::new();
         let plugin = match name {
             "split" => {
@@ -262,11 +301,7 @@ impl Plugin {
                 }
                 Plugin::Bitfield { initial_bitfield, flags }
             }
-            other => {
-                let mut known = vec!["split", "bitfield"];
-                known.extend(registry.names().filter(|n| !matches!(*n, "split" | "bitfield")));
-                return Err(err(key, format!("unknown plugin {other:?} (known plugins: {})", known.join(", "))));
-            }
+            other => return Err(err(key, unknown_plugin(other, registry, flavour))),
         };
         if errors.is_empty() {
             Ok(plugin)
@@ -278,49 +313,45 @@ impl Plugin {
     /// Runs the plugin on a trait's matches (possibly none); `Err` when an
     /// external plugin failed.
     pub fn apply(&self, matches: &[FieldMatch<'_>]) -> Result<Option<Json>, String> {
-        if let Plugin::External { plugin, .. } = self {
-            let pairs: Vec<(String, Json)> =
-                matches.iter().map(|m| (m.path.clone(), m.value.clone().into_owned())).collect();
-            return plugin.0.trait_value(&pairs);
+        match self {
+            Plugin::External { plugin, .. } => {
+                let pairs: Vec<(String, Json)> =
+                    matches.iter().map(|m| (m.path.clone(), m.value.clone().into_owned())).collect();
+                plugin.0.trait_value(&pairs)
+            }
+            Plugin::Timedelta | Plugin::Map { .. } => super::ceilometer::apply_plugin(self, matches),
+            _ => Ok(self.apply_builtin(matches)),
         }
-        Ok(self.apply_builtin(matches))
     }
 
     fn apply_builtin(&self, matches: &[FieldMatch<'_>]) -> Option<Json> {
         match self {
             Plugin::Split { separator, segment, max_split } => {
-                let first = matches.first()?;
-                let text = json_text(&first.value);
-                let parts: Vec<&str> = match max_split {
-                    Some(n) => text.splitn(n.saturating_add(1), separator.as_str()).collect(),
-                    None => text.split(separator.as_str()).collect(),
-                };
-                let idx = if *segment < 0 {
-                    let back = usize::try_from(segment.unsigned_abs()).ok()?;
-                    parts.len().checked_sub(back)?
-                } else {
-                    usize::try_from(*segment).ok()?
-                };
-                parts.get(idx).map(|s| Json::String((*s).to_string()))
+                let text = python::py_str(&matches.first()?.value);
+                let sep = (!separator.is_empty()).then_some(separator.as_str());
+                let parts = python::py_split(&text, sep, *max_split);
+                python::py_index(&parts, *segment).map(|s| Json::String(s.to_string()))
             }
             Plugin::Bitfield { initial_bitfield, flags } => {
-                let mut bits = *initial_bitfield;
-                for flag in flags {
-                    let hit = matches.iter().any(|m| {
-                        m.path == flag.path && flag.value.as_ref().is_none_or(|want| json_loose_eq(want, &m.value))
-                    });
-                    if hit {
-                        bits |= 1i64 << flag.bit;
-                    }
-                }
-                Some(Json::from(bits))
+                Some(Json::from(python::bitfield(*initial_bitfield, flags, matches)))
             }
-            Plugin::External { .. } => None,
+            Plugin::Timedelta | Plugin::Map { .. } | Plugin::External { .. } => None,
         }
     }
 }
 
-fn parse_flag(v: &Value, key: &str) -> Result<BitFlag, Vec<ConfigError>> {
+/// The message for a plugin name that is neither built in (for `flavour`) nor registered.
+fn unknown_plugin(name: &str, registry: &PluginRegistry, flavour: Flavour) -> String {
+    let builtin: &[&str] = match flavour {
+        Flavour::StackDistiller => &["split", "bitfield"],
+        Flavour::Ceilometer => &["split", "bitfield", "timedelta", "map"],
+    };
+    let mut known: Vec<&str> = builtin.to_vec();
+    known.extend(registry.names().filter(|n| !builtin.contains(n)));
+    format!("unknown plugin {name:?} (known plugins: {})", known.join(", "))
+}
+
+pub(super) fn parse_flag(v: &Value, key: &str) -> Result<BitFlag, Vec<ConfigError>> {
     let Value::Mapping(m) = v else {
         return Err(vec![ConfigError::new(format!(
             "a flag must be a map with path, bit and optional value, found {}",
@@ -367,25 +398,5 @@ fn parse_flag(v: &Value, key: &str) -> Result<BitFlag, Vec<ConfigError>> {
     match (path, bit) {
         (Some(path), Some(bit)) if errors.is_empty() => Ok(BitFlag { path, bit, value }),
         _ => Err(errors),
-    }
-}
-
-/// A JSON value as text: strings as themselves, other scalars in their JSON
-/// form, arrays and objects as compact JSON.
-pub(crate) fn json_text(v: &Json) -> String {
-    match v {
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Equality where numbers compare by value (`1` equals `1.0`).
-fn json_loose_eq(a: &Json, b: &Json) -> bool {
-    match (a, b) {
-        (Json::Number(x), Json::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(i), Some(j)) => i == j,
-            _ => x.as_f64() == y.as_f64(),
-        },
-        _ => a == b,
     }
 }

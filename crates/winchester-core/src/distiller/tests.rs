@@ -201,8 +201,13 @@ fn bad_int_names_trait_and_path() {
     p["launched_at"] = json!("yesterday");
     let err = d.to_event(&notification("compute.instance.create.end", p)).unwrap_err();
     assert!(matches!(err, DistillError::Conversion { ref trait_name, .. } if trait_name == "launched_at"));
+    // Python's int(): a float truncates, a decimal string does not convert.
     let mut p = instance_payload();
     p["memory_mb"] = json!(1.5);
+    let e = d.to_event(&notification("compute.instance.create.end", p)).unwrap().unwrap();
+    assert_eq!(e.traits["memory_mb"], TraitValue::Int(1));
+    let mut p = instance_payload();
+    p["memory_mb"] = json!("1.5");
     assert!(d.to_event(&notification("compute.instance.create.end", p)).is_err());
 }
 
@@ -338,13 +343,14 @@ fn fields_lists_types_and_wildcards() {
     assert_eq!(e.traits["first"], s("B"));
     assert_eq!(e.traits["weight"], TraitValue::Float(3.5));
     assert_eq!(e.traits["wstr"], TraitValue::Float(2.25));
-    assert_eq!(e.traits["flag"], s("true"));
+    // Text is Python's str() of the value, as in StackDistiller.
+    assert_eq!(e.traits["flag"], s("True"));
     assert_eq!(e.traits["num_text"], s("3.5"));
     // As in jsonpath-rw, `*` selects the fields of an object, nothing of a list; `[*]` the elements.
     assert!(!e.traits.contains_key("any_tag"));
     assert_eq!(e.traits["first_tag"], s("t0"));
     assert_eq!(e.traits["second"], s("2"));
-    assert_eq!(e.traits["obj"], s(r#"{"k":1}"#));
+    assert_eq!(e.traits["obj"], s("{'k': 1}"));
 }
 
 #[test]

@@ -1,0 +1,478 @@
+//! The `ceilometer` flavour: the rules in which ceilometer 27.0.0's event
+//! converter (`ceilometer/event/converter.py`, `trait_plugins.py`) differs
+//! from StackDistiller, in one place.
+//!
+//! Ceilometer never sees the wire notification: oslo.messaging moves the
+//! `_context_*` keys into a context and hands the converter
+//! `{ctxt, publisher_id, event_type, payload, metadata: {message_id,
+//! timestamp}}` ([`body`]). Definitions' paths are evaluated against that body
+//! (`ctxt.user_id`, `payload.x`, `metadata.message_id`). Values are converted as
+//! Python's `int()`, `float()` and `str()` would ([`convert`]); text is cut at
+//! 255 characters; events without traits are kept.
+
+use super::path::FieldMatch;
+use super::plugin::{BitFlag, Plugin};
+use super::python::{bitfield, casefold_json, py_eq, py_float, py_index, py_int, py_split, py_str, py_truthy};
+use super::{parse_iso8601, DistillError, Distiller, TraitDefinition, TraitType};
+use crate::config_error::{show, ConfigError};
+use crate::event::{Event, TraitValue, ENVELOPE_KEYS};
+use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+
+/// Longest text trait ceilometer keeps, in characters (its `TraitText` column).
+pub const MAX_TEXT_LEN: usize = 255;
+
+/// Ceilometer's default traits, in its order: `service` (publisher_id),
+/// `request_id` (ctxt.request_id), `project_id` (payload.tenant_id, else
+/// ctxt.project_id), `user_id` (payload.user_id, else ctxt.user_id) and
+/// `tenant_id` (the same as `project_id`).
+pub(super) fn default_traits() -> Vec<TraitDefinition> {
+    let t = |name: &str, fields: &[&str]| TraitDefinition {
+        name: name.into(),
+        fields: fields.iter().map(|f| super::FieldPath::parse(f).expect("built-in default path parses")).collect(),
+        trait_type: TraitType::Text,
+        plugin: None,
+        constant: None,
+    };
+    vec![
+        t("service", &["publisher_id"]),
+        t("request_id", &["ctxt.request_id"]),
+        t("project_id", &["payload.tenant_id", "ctxt.project_id"]),
+        t("user_id", &["payload.user_id", "ctxt.user_id"]),
+        t("tenant_id", &["payload.tenant_id", "ctxt.project_id"]),
+    ]
+}
+
+/// The message ceilometer's converter is given for a wire notification, as
+/// oslo.messaging builds it: an oslo v2 envelope (both `oslo.version` and
+/// `oslo.message`) is unwrapped; every `_context_<k>` key becomes `ctxt.<k>`
+/// (`msg_id` and `reply_q` removed, `client_timeout` set from `_timeout`); the
+/// result is `{ctxt, publisher_id, event_type, payload, metadata:
+/// {message_id, timestamp}}`, absent keys null. Other top-level keys
+/// (`priority`, `_unique_id`, ...) are not visible to definitions.
+pub fn body(notification: &Json) -> Result<Json, DistillError> {
+    dispatch(notification).map(|(body, _)| body)
+}
+
+/// [`body`] and the notification's `priority`.
+fn dispatch(notification: &Json) -> Result<(Json, Option<Json>), DistillError> {
+    let unwrapped;
+    let mut n = notification;
+    if let Some(obj) = n.as_object() {
+        if obj.contains_key("oslo.message") && obj.contains_key("oslo.version") {
+            match obj.get("oslo.version") {
+                Some(Json::String(v)) if version_compatible(v) => {}
+                other => {
+                    return Err(DistillError::BadEnvelope {
+                        reason: format!(
+                            "\"oslo.version\" {} is not compatible with 2.0",
+                            other.map(Json::to_string).unwrap_or_default()
+                        ),
+                    })
+                }
+            }
+            let inner = obj
+                .get("oslo.message")
+                .and_then(Json::as_str)
+                .ok_or_else(|| DistillError::BadEnvelope { reason: "\"oslo.message\" is not a string".into() })?;
+            unwrapped = serde_json::from_str::<Json>(inner).map_err(|e| DistillError::BadEnvelope {
+                reason: format!("\"oslo.message\" is not valid JSON: {e}"),
+            })?;
+            n = &unwrapped;
+        }
+    }
+    let obj = n.as_object().ok_or(DistillError::NotAnObject)?;
+    let mut ctxt = Map::new();
+    for (k, v) in obj {
+        if let Some(name) = k.strip_prefix("_context_") {
+            ctxt.insert(name.to_string(), v.clone());
+        }
+    }
+    ctxt.remove("msg_id");
+    ctxt.remove("reply_q");
+    ctxt.insert("client_timeout".into(), obj.get("_timeout").cloned().unwrap_or(Json::Null));
+    let get = |k: &str| obj.get(k).cloned().unwrap_or(Json::Null);
+    let mut metadata = Map::new();
+    metadata.insert("message_id".into(), get("message_id"));
+    metadata.insert("timestamp".into(), get("timestamp"));
+    let mut b = Map::new();
+    b.insert("ctxt".into(), Json::Object(ctxt));
+    b.insert("publisher_id".into(), get("publisher_id"));
+    b.insert("event_type".into(), get("event_type"));
+    b.insert("payload".into(), get("payload"));
+    b.insert("metadata".into(), Json::Object(metadata));
+    Ok((Json::Object(b), obj.get("priority").cloned()))
+}
+
+/// oslo.messaging's envelope check against its 2.0: same major, minor not above.
+fn version_compatible(v: &str) -> bool {
+    let mut it = v.split('.');
+    let major = it.next().and_then(|s| s.parse::<u64>().ok());
+    let minor = match it.next() {
+        None => Some(0),
+        Some(s) => s.parse::<u64>().ok(),
+    };
+    major == Some(2) && minor == Some(0) && it.all(|s| s.parse::<u64>().is_ok())
+}
+
+/// [`Distiller::to_event`] in the ceilometer flavour.
+pub(super) fn to_event(d: &Distiller, notification: &Json) -> Result<Option<Event>, DistillError> {
+    let (body, priority) = dispatch(notification)?;
+    let message_id = match &body["metadata"]["message_id"] {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(x) => Some(x.to_string()),
+        _ => None,
+    };
+    let m = || message_id.clone();
+    // oslo.messaging hands ceilometer's event endpoint only `info` and
+    // `error` notifications (any case); others, and those without a
+    // priority, never reach the converter.
+    match &priority {
+        Some(Json::String(p)) if matches!(p.to_lowercase().as_str(), "info" | "error") => {}
+        None | Some(Json::String(_)) => {
+            tracing::debug!(?priority, message_id, "priority other than info or error; notification dropped");
+            return Ok(None);
+        }
+        Some(other) => {
+            return Err(DistillError::InvalidKey {
+                key: "priority",
+                reason: format!("must be a string, found {other}"),
+                message_id: m(),
+            })
+        }
+    }
+    // Without any definition nothing reads the event type (ceilometer's
+    // fnmatch is what fails on a missing one).
+    if d.definitions().is_empty() && d.implicit_catch_all().is_none() {
+        return Ok(None);
+    }
+    let event_type = match &body["event_type"] {
+        Json::Null => return Err(DistillError::MissingKey { key: "event_type", message_id: m() }),
+        Json::String(s) => s.clone(),
+        other => {
+            return Err(DistillError::InvalidKey {
+                key: "event_type",
+                reason: format!("must be a string, found {other}"),
+                message_id: m(),
+            })
+        }
+    };
+    let Some(def) = d.definition_for(&event_type) else {
+        tracing::debug!(event_type, message_id, "no event definition matches; notification dropped");
+        return Ok(None);
+    };
+    let when = match &body["metadata"]["timestamp"] {
+        Json::Null => return Err(DistillError::MissingKey { key: "timestamp", message_id: m() }),
+        Json::String(s) => parse_iso8601(s).ok_or_else(|| DistillError::InvalidKey {
+            key: "timestamp",
+            reason: format!("{s:?} is not an ISO-8601 date-time"),
+            message_id: m(),
+        })?,
+        other => {
+            return Err(DistillError::InvalidKey {
+                key: "timestamp",
+                reason: format!("must be an ISO-8601 date-time string, found {other}"),
+                message_id: m(),
+            })
+        }
+    };
+    let mut traits = BTreeMap::new();
+    for t in &def.traits {
+        if let Some(c) = &t.constant {
+            // `Definition.parse` returns an integer `fields` as it is.
+            let value = convert(c, t.trait_type).ok_or_else(|| DistillError::Conversion {
+                definition: def.describe(),
+                trait_name: t.name.clone(),
+                path: c.to_string(),
+                value: c.to_string(),
+                to: t.trait_type,
+                message_id: m(),
+            })?;
+            if !ENVELOPE_KEYS.contains(&t.name.as_str()) {
+                traits.insert(t.name.clone(), value);
+            }
+            continue;
+        }
+        let matches = super::find_all(def, t, &body, m)?;
+        let (raw, path) = match &t.plugin {
+            Some(p) => {
+                let path = matches
+                    .first()
+                    .map(|fm| fm.path.clone())
+                    .or_else(|| t.fields.first().map(|f| f.source().to_string()))
+                    .unwrap_or_default();
+                match apply_plugin(p, &matches) {
+                    Ok(Some(v)) => (v, path),
+                    Ok(None) => continue,
+                    Err(reason) => {
+                        return Err(DistillError::Plugin {
+                            definition: def.describe(),
+                            trait_name: t.name.clone(),
+                            plugin: p.name().to_string(),
+                            reason,
+                            message_id: m(),
+                        })
+                    }
+                }
+            }
+            None => match matches.first() {
+                Some(fm) => (fm.value.clone().into_owned(), fm.path.clone()),
+                None => continue,
+            },
+        };
+        if t.trait_type != TraitType::Text && raw.as_str() == Some("") {
+            continue;
+        }
+        let value = convert(&raw, t.trait_type).ok_or_else(|| DistillError::Conversion {
+            definition: def.describe(),
+            trait_name: t.name.clone(),
+            path,
+            value: raw.to_string(),
+            to: t.trait_type,
+            message_id: m(),
+        })?;
+        if ENVELOPE_KEYS.contains(&t.name.as_str()) {
+            tracing::debug!(trait_name = t.name, "trait named like an envelope key skipped");
+            continue;
+        }
+        traits.insert(t.name.clone(), value);
+    }
+    let Some(message_id) = message_id else {
+        return Err(match &body["metadata"]["message_id"] {
+            Json::Null => DistillError::MissingKey { key: "message_id", message_id: None },
+            other => DistillError::InvalidKey {
+                key: "message_id",
+                reason: format!("must be a string, found {other}"),
+                message_id: None,
+            },
+        });
+    };
+    Event::new(message_id.clone(), event_type, when, traits)
+        .map(Some)
+        .map_err(|source| DistillError::InvalidEvent { source, message_id: Some(message_id) })
+}
+
+/// A trait plugin as ceilometer runs it: the plugin yields a list of values
+/// (`split` and `map` one per match) and the first that is not null is the
+/// trait's value.
+pub(super) fn apply_plugin(p: &Plugin, matches: &[FieldMatch<'_>]) -> Result<Option<Json>, String> {
+    match p {
+        Plugin::Split { separator, segment, max_split } => Ok(matches.iter().find_map(|fm| {
+            let text = py_str(&fm.value);
+            let parts = py_split(&text, (!separator.is_empty()).then_some(separator.as_str()), *max_split);
+            py_index(&parts, *segment).map(|s| Json::String(s.to_string()))
+        })),
+        Plugin::Bitfield { initial_bitfield, flags } => {
+            Ok(Some(Json::from(bitfield(*initial_bitfield, flags, matches))))
+        }
+        Plugin::Timedelta => Ok(timedelta(matches)),
+        Plugin::Map { values, default, case_sensitive } => {
+            for fm in matches {
+                let key = if *case_sensitive { fm.value.clone().into_owned() } else { casefold_json(&fm.value) };
+                if let Json::Array(_) | Json::Object(_) = key {
+                    return Err(format!(
+                        "unhashable type: '{}' (value of {})",
+                        if key.is_array() { "list" } else { "dict" },
+                        fm.path
+                    ));
+                }
+                // A Python dict keeps the last of equal keys.
+                let hit = values.iter().rev().find(|(k, _)| py_eq(k, &key)).map(|(_, v)| v);
+                let v = match hit {
+                    Some(v) => v,
+                    None => {
+                        tracing::warn!(value = %fm.value, path = fm.path, "map plugin: unknown value, using the default");
+                        default
+                    }
+                };
+                if !v.is_null() {
+                    return Ok(Some(v.clone()));
+                }
+            }
+            Ok(None)
+        }
+        Plugin::External { .. } => match p.apply(matches)? {
+            Some(Json::Array(items)) => Ok(items.into_iter().find(|v| !v.is_null())),
+            other => Ok(other),
+        },
+    }
+}
+
+/// `timedelta`: exactly two matches, both ISO-8601 date-times: the absolute
+/// difference in seconds (a float); otherwise no value.
+fn timedelta(matches: &[FieldMatch<'_>]) -> Option<Json> {
+    let [start, end] = matches else {
+        tracing::warn!("timedelta plugin needs exactly two timestamp fields");
+        return None;
+    };
+    let parse = |fm: &FieldMatch<'_>| fm.value.as_str().and_then(parse_iso8601);
+    let (Some(s), Some(e)) = (parse(start), parse(end)) else {
+        tracing::warn!(start = start.path, end = end.path, "timedelta plugin: both fields must be date-times");
+        return None;
+    };
+    let micros = (e - s).num_microseconds()?;
+    let secs = micros.unsigned_abs() as f64 / 1e6;
+    serde_json::Number::from_f64(secs).map(Json::Number)
+}
+
+/// Converts a trait's value as ceilometer's `Trait.convert_value` does:
+/// `int()`, `float()`, ISO-8601 for datetimes, `str()` cut at 255 characters
+/// for text. `None` when Python would raise.
+pub fn convert(raw: &Json, to: TraitType) -> Option<TraitValue> {
+    match to {
+        TraitType::Text | TraitType::NoneType => {
+            Some(TraitValue::String(py_str(raw).chars().take(MAX_TEXT_LEN).collect()))
+        }
+        TraitType::Int => py_int(raw).map(TraitValue::Int),
+        TraitType::Float => py_float(raw).map(TraitValue::Float),
+        TraitType::Datetime => raw.as_str().and_then(parse_iso8601).map(TraitValue::Datetime),
+    }
+}
+
+/// Parses a built-in plugin's parameters as ceilometer's plugin classes take
+/// them; `None` when `name` is not one of them. Unknown parameters are
+/// ignored (logged), as the classes' `**kw` does; values ceilometer would
+/// only fail on when a notification arrives (a non-integer `segment`, an
+/// empty separator, a flag without `path`) are errors here.
+pub(super) fn parse_plugin(
+    name: &str,
+    params: &[(&serde_yaml::Value, &serde_yaml::Value)],
+    pkey: &str,
+) -> Option<Result<Plugin, Vec<ConfigError>>> {
+    use serde_yaml::Value as Y;
+    let mut errors = Vec::new();
+    let mut flag_errors = Vec::new();
+    let mut e = |k: &str, m: String| errors.push(ConfigError::new(m).key(format!("{pkey}.{k}")));
+    let ignored = |k: &Y| tracing::warn!(plugin = name, parameter = %show(k), "unknown plugin parameter ignored");
+    let plugin = match name {
+        "split" => {
+            let (mut separator, mut segment, mut max_split) = (".".to_string(), 0i64, None);
+            for (k, v) in params {
+                match k.as_str() {
+                    Some("separator") => match v {
+                        Y::Null => separator = String::new(),
+                        Y::String(s) if !s.is_empty() => separator = s.clone(),
+                        _ => e("separator", format!("separator must be a non-empty string or null, found {}", show(v))),
+                    },
+                    Some("segment") => match v.as_i64() {
+                        Some(i) => segment = i,
+                        None => e("segment", format!("segment must be an integer, found {}", show(v))),
+                    },
+                    Some("max_split") => match (v, v.as_i64()) {
+                        (Y::Null, _) => max_split = None,
+                        (_, Some(i)) => max_split = usize::try_from(i).ok(),
+                        _ => e("max_split", format!("max_split must be an integer or null, found {}", show(v))),
+                    },
+                    _ => ignored(k),
+                }
+            }
+            Plugin::Split { separator, segment, max_split }
+        }
+        "bitfield" => {
+            let (mut initial_bitfield, mut flags) = (0i64, Vec::new());
+            for (k, v) in params {
+                match k.as_str() {
+                    Some("initial_bitfield") => match v.as_i64() {
+                        Some(i) => initial_bitfield = i,
+                        None => {
+                            e("initial_bitfield", format!("initial_bitfield must be an integer, found {}", show(v)))
+                        }
+                    },
+                    Some("flags") => match v {
+                        Y::Null => {}
+                        Y::Sequence(items) => {
+                            for (i, item) in items.iter().enumerate() {
+                                match parse_flag(item, &format!("{pkey}.flags[{i}]")) {
+                                    Ok(f) => flags.push(f),
+                                    Err(mut es) => flag_errors.append(&mut es),
+                                }
+                            }
+                        }
+                        other => e("flags", format!("flags must be a list, found {}", show(other))),
+                    },
+                    _ => ignored(k),
+                }
+            }
+            Plugin::Bitfield { initial_bitfield, flags }
+        }
+        "timedelta" => {
+            params.iter().for_each(|(k, _)| ignored(k));
+            Plugin::Timedelta
+        }
+        "map" => {
+            let (mut values, mut default, mut case_sensitive) = (None, Json::Null, true);
+            for (k, v) in params {
+                match k.as_str() {
+                    Some("values") => values = Some(*v),
+                    Some("default") => match serde_json::to_value(v) {
+                        Ok(j) => default = j,
+                        Err(err) => e("default", format!("default is not plain data: {err}")),
+                    },
+                    Some("case_sensitive") => case_sensitive = py_truthy(v),
+                    _ => ignored(k),
+                }
+            }
+            let mut pairs = Vec::new();
+            match values {
+                None | Some(Y::Null) => {
+                    e("values", "the 'values' parameter is required for the map trait plugin".into())
+                }
+                Some(Y::Mapping(m)) if m.is_empty() => {
+                    e("values", "the 'values' parameter is required for the map trait plugin".into())
+                }
+                Some(Y::Mapping(m)) => {
+                    for (k, v) in m {
+                        let key = match k {
+                            Y::String(s) => Some(Json::String(s.clone())),
+                            Y::Bool(b) => Some(Json::Bool(*b)),
+                            Y::Number(_) => serde_json::to_value(k).ok(),
+                            _ => None,
+                        };
+                        let Some(key) = key else {
+                            e("values", format!("map keys must be strings, numbers or booleans, found {}", show(k)));
+                            continue;
+                        };
+                        let key = if case_sensitive { key } else { casefold_json(&key) };
+                        match serde_json::to_value(v) {
+                            Ok(val) => pairs.push((key, val)),
+                            Err(err) => e("values", format!("mapped value is not plain data: {err}")),
+                        }
+                    }
+                }
+                Some(other) => e("values", format!("the 'values' parameter needs to be a map, found {}", show(other))),
+            }
+            Plugin::Map { values: pairs, default, case_sensitive }
+        }
+        _ => return None,
+    };
+    errors.append(&mut flag_errors);
+    Some(if errors.is_empty() { Ok(plugin) } else { Err(errors) })
+}
+
+/// A `bitfield` flag: as [`super::plugin::parse_flag`], but `bit` may be an
+/// integer string (`int(flag['bit'])`) and unknown keys are ignored.
+fn parse_flag(v: &serde_yaml::Value, key: &str) -> Result<BitFlag, Vec<ConfigError>> {
+    use serde_yaml::Value as Y;
+    let Y::Mapping(m) = v else { return super::plugin::parse_flag(v, key) };
+    let mut kept = serde_yaml::Mapping::new();
+    for (k, val) in m {
+        match k.as_str() {
+            Some("bit") => {
+                let bit = match val {
+                    Y::String(s) => py_int(&Json::String(s.clone())).map(Y::from).unwrap_or_else(|| val.clone()),
+                    _ => val.clone(),
+                };
+                kept.insert(k.clone(), bit);
+            }
+            Some("path" | "value") => {
+                kept.insert(k.clone(), val.clone());
+            }
+            _ => tracing::warn!(flag = key, key = %show(k), "unknown bitfield flag key ignored"),
+        }
+    }
+    super::plugin::parse_flag(&Y::Mapping(kept), key)
+}
+
+#[cfg(test)]
+#[path = "ceilometer_tests.rs"]
+mod tests;
