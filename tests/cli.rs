@@ -537,3 +537,44 @@ fn check_reports_pipeline_problems() {
     assert_eq!(code, 1);
     assert!(err.contains("pipeline \"p\": key \"[0] (logger)\": unknown param \"verbose\""), "{err}");
 }
+
+/// The definitions files clouds really run load unchanged in `winchester
+/// check`, each under the flavour its original reads it with (issue 26):
+/// StackDistiller's example, ceilometer's file of 2015-2018 (a duplicate key:
+/// a warning, exit 0; `--strict` exit 2) and ceilometer 27.0.0's
+/// (jsonpath-rw-ext paths). Under the default flavour the current
+/// ceilometer file is refused with a message that names the fix.
+#[test]
+fn check_loads_the_upstream_definitions_files() {
+    let defs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/distiller/definitions");
+    let check = |file: &str, flavour: Option<&str>, strict: bool| {
+        let main = format!(
+            "distiller_config: {}\n{}",
+            defs.join(file).display(),
+            flavour.map(|f| format!("distiller: {f}\n")).unwrap_or_default()
+        );
+        let dir = ConfigDir::new(&[("winchester.yaml", &main)]);
+        let mut cmd = Command::new(bin("winchester"));
+        cmd.arg("-c").arg(dir.config()).arg("check");
+        if strict {
+            cmd.arg("--strict");
+        }
+        run(&mut cmd)
+    };
+    for (file, flavour) in [
+        ("stackdistiller.yaml", None),
+        ("ceilometer-2015.yaml", None),
+        ("ceilometer-2015.yaml", Some("ceilometer")),
+        ("ceilometer-current.yaml", Some("ceilometer")),
+    ] {
+        let (code, out, err) = check(file, flavour, false);
+        assert_eq!(code, 0, "{file} ({flavour:?}): {out}{err}");
+    }
+    let (_, out, _) = check("ceilometer-2015.yaml", Some("ceilometer"), false);
+    assert!(out.contains("ceilometer-2015.yaml:435: duplicate key \"state\""), "{out}");
+    let (code, out, err) = check("ceilometer-2015.yaml", Some("ceilometer"), true);
+    assert_eq!(code, 2, "{out}{err}");
+    let (code, out, err) = check("ceilometer-current.yaml", None, false);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(format!("{out}{err}").contains("`distiller: ceilometer` reads it"), "{out}{err}");
+}
