@@ -76,6 +76,45 @@ fn spawn_worker(dir: &ConfigDir, db: &TestDb, name: &str) -> Child {
         .expect("spawn worker")
 }
 
+/// JSON lines of `orders` orders, each `order.created` then `order.paid`
+/// (a stream per order that fires on payment), timestamped just before now.
+fn order_lines(orders: usize) -> String {
+    let now = chrono::Utc::now();
+    let mut lines = String::new();
+    for i in 0..orders {
+        for (kind, secs) in [("created", 2), ("paid", 1)] {
+            let ts = winchester_core::event::format_datetime(&(now - chrono::Duration::seconds(secs)));
+            lines.push_str(&format!(
+                "{{\"message_id\": \"{kind}-{i}\", \"event_type\": \"order.{kind}\", \"timestamp\": \"{ts}\", \"order_id\": \"o{i}\"}}\n"
+            ));
+        }
+    }
+    lines
+}
+
+/// Waits until every stream is completed (none of `workers` may exit
+/// meanwhile), then stops the workers with SIGTERM; each must exit cleanly.
+async fn complete_and_stop(db: &TestDb, workers: &mut [KillOnDrop], within: Duration, what: &str) {
+    let start = Instant::now();
+    loop {
+        let left = db.count("SELECT count(*) FROM stream WHERE state <> 6").await;
+        if left == 0 {
+            break;
+        }
+        for w in workers.iter_mut() {
+            assert!(w.0.try_wait().unwrap().is_none(), "{what}: a worker exited early");
+        }
+        assert!(start.elapsed() < within, "{what}: {left} streams not completed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for w in workers.iter() {
+        assert!(Command::new("kill").arg("-TERM").arg(w.0.id().to_string()).status().unwrap().success());
+    }
+    for w in workers.iter_mut() {
+        assert!(w.0.wait().unwrap().success(), "{what}: a worker failed");
+    }
+}
+
 /// `database.pooler: transaction` through a real PgBouncer in transaction
 /// mode with fewer server connections than clients: `winchester ingest`
 /// (twice: the second run is all duplicates) while two workers poll and fire;
@@ -98,16 +137,7 @@ async fn ingest_and_two_workers_through_pgbouncer_transaction_pooling() {
         ("pipelines.yaml", "count_it:\n  - {name: counting, params: {sleep_ms: 0}}\n"),
     ]);
     const ORDERS: usize = 1000;
-    let now = chrono::Utc::now();
-    let mut lines = String::new();
-    for i in 0..ORDERS {
-        for (kind, secs) in [("created", 2), ("paid", 1)] {
-            let ts = winchester_core::event::format_datetime(&(now - chrono::Duration::seconds(secs)));
-            lines.push_str(&format!(
-                "{{\"message_id\": \"{kind}-{i}\", \"event_type\": \"order.{kind}\", \"timestamp\": \"{ts}\", \"order_id\": \"o{i}\"}}\n"
-            ));
-        }
-    }
+    let lines = order_lines(ORDERS);
     std::fs::write(dir.path("orders.jsonl"), lines).unwrap();
     let mut workers: Vec<KillOnDrop> = (0..2).map(|i| KillOnDrop(spawn_worker(&dir, &db, &format!("w{i}")))).collect();
     let ingest = || {
@@ -124,24 +154,7 @@ async fn ingest_and_two_workers_through_pgbouncer_transaction_pooling() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with(&format!("ingested: 0\nduplicates: {}\n", 2 * ORDERS)), "{out}");
 
-    let start = Instant::now();
-    loop {
-        let left = db.count("SELECT count(*) FROM stream WHERE state <> 6").await;
-        if left == 0 {
-            break;
-        }
-        for w in &mut workers {
-            assert!(w.0.try_wait().unwrap().is_none(), "a worker exited early");
-        }
-        assert!(start.elapsed() < Duration::from_secs(180), "{left} streams not completed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for w in &workers {
-        assert!(Command::new("kill").arg("-TERM").arg(w.0.id().to_string()).status().unwrap().success());
-    }
-    for w in &mut workers {
-        assert!(w.0.wait().unwrap().success(), "worker failed");
-    }
+    complete_and_stop(&db, &mut workers, Duration::from_secs(180), "ingest and two workers").await;
     assert_eq!(db.count("SELECT count(*) FROM event").await, 2 * ORDERS as i64);
     assert_eq!(db.count("SELECT count(*) FROM stream").await, ORDERS as i64);
     assert_eq!(db.count("SELECT count(*) FROM handler_commits").await, ORDERS as i64);
@@ -191,16 +204,7 @@ async fn every_program_starts_through_pgbouncer_round_after_round() {
             assert_eq!(code, 0, "round {round}: winchester-db {args:?}: {out}{err}");
         }
 
-        let now = chrono::Utc::now();
-        let mut lines = String::new();
-        for i in 0..ORDERS {
-            for (kind, secs) in [("created", 2), ("paid", 1)] {
-                let ts = winchester_core::event::format_datetime(&(now - chrono::Duration::seconds(secs)));
-                lines.push_str(&format!(
-                    "{{\"message_id\": \"{kind}-{i}\", \"event_type\": \"order.{kind}\", \"timestamp\": \"{ts}\", \"order_id\": \"o{i}\"}}\n"
-                ));
-            }
-        }
+        let lines = order_lines(ORDERS);
         std::fs::write(dir.path("orders.jsonl"), lines).unwrap();
         let (code, out, err) =
             run(program("winchester").arg("-c").arg(dir.config()).arg("ingest").arg(dir.path("orders.jsonl")));
@@ -213,24 +217,7 @@ async fn every_program_starts_through_pgbouncer_round_after_round() {
         let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
         assert_eq!(ready.status(), 200, "round {round}: /readyz: {}", ready.text().await.unwrap_or_default());
 
-        let start = Instant::now();
-        loop {
-            let left = db.count("SELECT count(*) FROM stream WHERE state <> 6").await;
-            if left == 0 {
-                break;
-            }
-            for w in &mut workers {
-                assert!(w.0.try_wait().unwrap().is_none(), "round {round}: a worker exited early");
-            }
-            assert!(start.elapsed() < Duration::from_secs(60), "round {round}: {left} streams not completed");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        for w in &workers {
-            assert!(Command::new("kill").arg("-TERM").arg(w.0.id().to_string()).status().unwrap().success());
-        }
-        for w in &mut workers {
-            assert!(w.0.wait().unwrap().success(), "round {round}: a worker failed");
-        }
+        complete_and_stop(&db, &mut workers, Duration::from_secs(60), &format!("round {round}")).await;
         assert_eq!(db.count("SELECT count(*) FROM stream").await, ORDERS as i64, "round {round}");
         assert_eq!(db.count("SELECT count(*) FROM handler_commits").await, ORDERS as i64, "round {round}");
         assert_eq!(

@@ -193,44 +193,8 @@ pub(super) fn to_event(d: &Distiller, notification: &Json) -> Result<Option<Even
             }
             continue;
         }
-        let matches = super::find_all(def, t, &body, m)?;
-        let (raw, path) = match &t.plugin {
-            Some(p) => {
-                let path = matches
-                    .first()
-                    .map(|fm| fm.path.clone())
-                    .or_else(|| t.fields.first().map(|f| f.source().to_string()))
-                    .unwrap_or_default();
-                match apply_plugin(p, &matches) {
-                    Ok(Some(v)) => (v, path),
-                    Ok(None) => continue,
-                    Err(reason) => {
-                        return Err(DistillError::Plugin {
-                            definition: def.describe(),
-                            trait_name: t.name.clone(),
-                            plugin: p.name().to_string(),
-                            reason,
-                            message_id: m(),
-                        })
-                    }
-                }
-            }
-            None => match matches.first() {
-                Some(fm) => (fm.value.clone().into_owned(), fm.path.clone()),
-                None => continue,
-            },
-        };
-        if t.trait_type != TraitType::Text && raw.as_str() == Some("") {
-            continue;
-        }
-        let value = convert(&raw, t.trait_type).ok_or_else(|| DistillError::Conversion {
-            definition: def.describe(),
-            trait_name: t.name.clone(),
-            path,
-            value: raw.to_string(),
-            to: t.trait_type,
-            message_id: m(),
-        })?;
+        let Some(raw) = super::raw_value(def, t, &body, m, apply_plugin)? else { continue };
+        let Some(value) = super::typed(def, t, raw, m, convert)? else { continue };
         if ENVELOPE_KEYS.contains(&t.name.as_str()) {
             tracing::debug!(trait_name = t.name, "trait named like an envelope key skipped");
             continue;

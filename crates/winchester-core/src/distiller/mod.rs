@@ -500,47 +500,8 @@ impl Distiller {
                 tracing::debug!(trait_name = t.name, "trait named like an envelope key skipped");
                 continue;
             }
-            let matches = find_all(def, t, n, m)?;
-            let (raw, path) = match &t.plugin {
-                Some(p) => {
-                    let path = matches
-                        .first()
-                        .map(|fm| fm.path.clone())
-                        .or_else(|| t.fields.first().map(|f| f.source().to_string()))
-                        .unwrap_or_default();
-                    match p.apply(&matches) {
-                        Ok(Some(v)) => (v, path),
-                        Ok(None) => continue,
-                        Err(reason) => {
-                            return Err(DistillError::Plugin {
-                                definition: def.describe(),
-                                trait_name: t.name.clone(),
-                                plugin: p.name().to_string(),
-                                reason,
-                                message_id: m(),
-                            })
-                        }
-                    }
-                }
-                None => match matches.first() {
-                    Some(fm) => (fm.value.clone().into_owned(), fm.path.clone()),
-                    None => continue,
-                },
-            };
-            if raw.is_null() {
-                continue;
-            }
-            if t.trait_type != TraitType::Text && raw.as_str() == Some("") {
-                continue;
-            }
-            let value = convert(&raw, t.trait_type).ok_or_else(|| DistillError::Conversion {
-                definition: def.describe(),
-                trait_name: t.name.clone(),
-                path,
-                value: raw.to_string(),
-                to: t.trait_type,
-                message_id: m(),
-            })?;
+            let Some(raw) = raw_value(def, t, n, m, Plugin::apply)?.filter(|(v, _)| !v.is_null()) else { continue };
+            let Some(value) = typed(def, t, raw, m, convert)? else { continue };
             traits.insert(t.name.clone(), value);
         }
         Event::new(message_id.clone(), event_type, when, traits)
@@ -549,9 +510,61 @@ impl Distiller {
     }
 }
 
-/// Converts a trait's value as StackDistiller's `Trait.convert_value` does:
-/// Python's `str()`, `int()`, `float()` (see [`python`]); ISO-8601 for
-/// datetimes. `None` when Python would raise (or the float is not finite).
+/// A trait's raw value, found by its paths and made by its plugin (run by
+/// `apply`, as the flavour runs plugins), with the path it came from (the
+/// first match's; the trait's first path when a plugin made it from none);
+/// `None` when there is nothing.
+fn raw_value(
+    def: &EventDefinition,
+    t: &TraitDefinition,
+    doc: &Json,
+    message_id: impl Fn() -> Option<String> + Copy,
+    apply: impl Fn(&Plugin, &[FieldMatch<'_>]) -> Result<Option<Json>, String>,
+) -> Result<Option<(Json, String)>, DistillError> {
+    let matches = find_all(def, t, doc, message_id)?;
+    let Some(p) = &t.plugin else {
+        return Ok(matches.first().map(|fm| (fm.value.clone().into_owned(), fm.path.clone())));
+    };
+    let path = matches
+        .first()
+        .map(|fm| fm.path.clone())
+        .or_else(|| t.fields.first().map(|f| f.source().to_string()))
+        .unwrap_or_default();
+    match apply(p, &matches) {
+        Ok(v) => Ok(v.map(|v| (v, path))),
+        Err(reason) => Err(DistillError::Plugin {
+            definition: def.describe(),
+            trait_name: t.name.clone(),
+            plugin: p.name().to_string(),
+            reason,
+            message_id: message_id(),
+        }),
+    }
+}
+
+/// `raw` (found at `path`) as a value of the trait's type, converted by the
+/// flavour's `convert`; `None` for `''` and a type other than text; an error
+/// naming definition, trait and path when it does not convert.
+fn typed(
+    def: &EventDefinition,
+    t: &TraitDefinition,
+    (raw, path): (Json, String),
+    message_id: impl Fn() -> Option<String>,
+    convert: fn(&Json, TraitType) -> Option<TraitValue>,
+) -> Result<Option<TraitValue>, DistillError> {
+    if t.trait_type != TraitType::Text && raw.as_str() == Some("") {
+        return Ok(None);
+    }
+    convert(&raw, t.trait_type).map(Some).ok_or_else(|| DistillError::Conversion {
+        definition: def.describe(),
+        trait_name: t.name.clone(),
+        path,
+        value: raw.to_string(),
+        to: t.trait_type,
+        message_id: message_id(),
+    })
+}
+
 /// The non-null matches of a trait's paths, in order; an error where a path's
 /// evaluation raises in Python.
 fn find_all<'a>(
@@ -574,6 +587,9 @@ fn find_all<'a>(
     Ok(out)
 }
 
+/// Converts a trait's value as StackDistiller's `Trait.convert_value` does:
+/// Python's `str()`, `int()`, `float()` (see [`python`]); ISO-8601 for
+/// datetimes. `None` when Python would raise (or the float is not finite).
 fn convert(raw: &Json, to: TraitType) -> Option<TraitValue> {
     match to {
         TraitType::Text | TraitType::NoneType => Some(TraitValue::String(python::py_str(raw))),
