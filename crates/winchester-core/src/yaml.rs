@@ -25,6 +25,7 @@
 
 use crate::config_error::{show, ConfigError};
 use serde_yaml::{Mapping, Number, Value};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use yaml_rust2::parser::{Event, Parser, Tag};
@@ -48,9 +49,22 @@ pub fn load_file(file: &Path) -> Result<(Value, Vec<ConfigError>), ConfigError> 
 /// module's documentation); `file` names it in errors and warnings. Returns
 /// the value (null for an empty document) and warnings (duplicate keys).
 pub fn load(text: &str, file: &Path) -> Result<(Value, Vec<ConfigError>), ConfigError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut text = Cow::Borrowed(text.strip_prefix('\u{feff}').unwrap_or(text));
     let mut b = Builder::default();
-    b.run(text).map_err(|e| e.in_file(file))?;
+    while let Err(e) = b.run(&text) {
+        // PyYAML (like libyaml) reads a lone `-` before a flow indicator
+        // (`{mode: -, x: y}`, `[-]`) as the plain scalar "-"; YAML 1.2, and so
+        // the parser here, refuses it. Quoting it gives the same string (a
+        // plain `-` resolves to no other type) and keeps every line number.
+        match b.lone_dash.take().and_then(|at| quote_dash(&text, at)) {
+            Some(fixed) => {
+                text = Cow::Owned(fixed);
+                b = Builder::default();
+            }
+            None => return Err(e.in_file(file)),
+        }
+    }
+    let text = &*text;
     if text.contains('&') {
         b.warnings.extend(redefined_anchors(text));
     }
@@ -113,6 +127,19 @@ struct Builder {
     doc: Option<Value>,
     documents: usize,
     warnings: Vec<ConfigError>,
+    /// Where the parser refused a lone `-` before a flow indicator.
+    lone_dash: Option<usize>,
+}
+
+/// `text` with the lone `-` the parser refused at `at` (a character or byte
+/// index) written `'-'`; `None` when there is no `-` there.
+fn quote_dash(text: &str, at: usize) -> Option<String> {
+    let byte = match text.char_indices().nth(at) {
+        Some((b, '-')) => b,
+        _ if text.as_bytes().get(at) == Some(&b'-') => at,
+        _ => return None,
+    };
+    Some(format!("{}'-'{}", &text[..byte], &text[byte + 1..]))
 }
 
 fn error_at(mark: &Marker, message: impl Into<String>) -> ConfigError {
@@ -133,7 +160,12 @@ impl Builder {
     fn run(&mut self, text: &str) -> Result<(), ConfigError> {
         let mut parser = Parser::new_from_str(text);
         loop {
-            let (event, mark) = parser.next_token().map_err(|e| error_at(e.marker(), e.info()))?;
+            let (event, mark) = parser.next_token().map_err(|e| {
+                if e.info().starts_with("plain scalar cannot start with '-' followed by") {
+                    self.lone_dash = Some(e.marker().index());
+                }
+                error_at(e.marker(), e.info())
+            })?;
             match event {
                 Event::StreamEnd => return Ok(()),
                 Event::DocumentStart => {
@@ -652,6 +684,18 @@ mod tests {
         let v = read("[yes, No, on, OFF, y, 1e3, 1.0e+3, 1.5, .5, -.5, 0x1f, 017, 09, 0b11, 1_000, 1:20, 1:20.5, ~, null, '', .inf, -.Inf, 2015-01-01]");
         let want = read("[true, false, true, false, 'y', '1e3', 1000.0, 1.5, 0.5, '-.5', 31, 15, '09', 3, 1000, 80, 80.5, null, null, '', .inf, -.inf, '2015-01-01']");
         assert_eq!(format!("{v:?}"), format!("{want:?}"));
+    }
+
+    #[test]
+    fn a_lone_dash_before_a_flow_indicator_is_a_string() {
+        let (v, _) = load("env: {MODE: -, LOG: x}\nlist: [-, a, -]\nnested:\n  - [-]\n", Path::new("f.yaml")).unwrap();
+        assert_eq!(v["env"]["MODE"], Value::from("-"));
+        assert_eq!(v["env"]["LOG"], Value::from("x"));
+        assert_eq!(v["list"], read("['-', a, '-']"));
+        assert_eq!(v["nested"][0], read("['-']"));
+        // Other errors on the same line still name it.
+        let e = load("a: [-, {]\n", Path::new("f.yaml")).unwrap_err().to_string();
+        assert!(e.starts_with("f.yaml:1: invalid YAML"), "{e}");
     }
 
     #[test]
