@@ -61,7 +61,10 @@ fn crates_in(cell: &str) -> BTreeSet<String> {
 
 /// The "Crate dependencies" table of docs/architecture.md.
 fn from_doc(doc: &str) -> Graph {
-    let section = doc.split("\n## Crate dependencies\n").nth(1).expect("docs/architecture.md has a \"## Crate dependencies\" section");
+    let section = doc
+        .split("\n## Crate dependencies\n")
+        .nth(1)
+        .expect("docs/architecture.md has a \"## Crate dependencies\" section");
     let section = section.split("\n## ").next().unwrap_or(section);
     let mut graph = Graph::new();
     for line in section.lines().filter(|l| l.starts_with("| `")) {
@@ -101,7 +104,7 @@ fn architecture_md_crate_table_matches_cargo_metadata() {
                 for d in deps.difference(allowed) {
                     problems.push(format!("{name} depends on {d}, which docs/architecture.md does not allow"));
                 }
-                for d in allowed.difference(deps) {
+                for d in allowed.difference(deps).filter(|d| actual.contains_key(*d)) {
                     problems.push(format!("docs/architecture.md lets {name} depend on {d}, but it does not"));
                 }
             }
