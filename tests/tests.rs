@@ -7,6 +7,7 @@ mod support;
 
 mod amqp_ingest;
 mod api;
+mod architecture;
 mod authoring;
 mod bench;
 mod cli;
