@@ -6,7 +6,8 @@
 //! Layout:
 //! - [`common`]: shared flags, config loading, database connection, error reporting.
 //! - [`check`], [`ingest`], [`streams`], [`events`] (and tail), [`serve`]: `winchester` subcommands.
-//! - [`fixture`] (`winchester test`) and [`explain`]: trigger authoring.
+//! - [`authoring`]: trigger authoring, [`authoring::fixture`] (`winchester test`)
+//!   and [`authoring::explain`].
 //! - [`db`]: the `winchester-db` program.
 //! - [`worker`]: the `pipeline-worker` program.
 //! - [`amqp_ingest`]: `winchester-ingest`, the AMQP ingest daemon.
@@ -20,12 +21,11 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod amqp_ingest;
+pub mod authoring;
 pub mod check;
 pub mod common;
 pub mod db;
 pub mod events;
-pub mod explain;
-pub mod fixture;
 pub mod ingest;
 pub mod serve;
 pub mod streams;

@@ -447,14 +447,21 @@ async fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Test { files, json, live_handlers } => {
-            let run = winchester_cli::fixture::RunOptions { live_handlers };
-            Ok(winchester_cli::fixture::command(&opts.config, &registry, &files, json, &run).await)
+            let run = winchester_cli::authoring::fixture::RunOptions { live_handlers };
+            Ok(winchester_cli::authoring::fixture::command(&opts.config, &registry, &files, json, &run).await)
         }
         Command::Explain { file, notification, json, no_database } => {
             print!(
                 "{}",
-                winchester_cli::explain::command(&opts.config, &registry, &file, notification, json, no_database)
-                    .await?
+                winchester_cli::authoring::explain::command(
+                    &opts.config,
+                    &registry,
+                    &file,
+                    notification,
+                    json,
+                    no_database
+                )
+                .await?
             );
             Ok(ExitCode::SUCCESS)
         }
