@@ -21,12 +21,17 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod amqp_ingest;
+pub mod app;
 pub mod authoring;
+pub mod bench;
 pub mod check;
 pub mod common;
 pub mod db;
+pub mod demo;
 pub mod events;
 pub mod ingest;
+pub mod publish;
 pub mod serve;
 pub mod streams;
+pub mod triggers;
 pub mod worker;

@@ -149,18 +149,42 @@ pub fn render(explanations: &[Explanation], database: bool) -> String {
     out
 }
 
-/// `winchester explain`: reads the event (or notification) from `file` (`-`:
-/// standard input) and returns the text (or JSON) to print.
+/// `winchester explain` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExplainArgs {
+    /// A JSON event (or raw notification, with --notification), or - for standard input.
+    pub file: String,
+    /// The input is a raw notification, distilled through distiller_config.
+    #[arg(long)]
+    pub notification: bool,
+    /// Print a JSON array.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not look up open streams in the configured database.
+    #[arg(long)]
+    pub no_database: bool,
+}
+
+/// `winchester explain`: prints what [`render_command`] returns.
 pub async fn command(
-    args: &crate::common::ConfigArgs,
+    config: &crate::common::ConfigArgs,
     registry: &winchester::pipeline::HandlerRegistry,
-    file: &str,
-    notification: bool,
-    json: bool,
-    no_database: bool,
+    args: &ExplainArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    print!("{}", render_command(config, registry, args).await?);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Reads the event (or notification) from `args.file` (`-`: standard input)
+/// and returns the text (or JSON) to print.
+pub async fn render_command(
+    config: &crate::common::ConfigArgs,
+    registry: &winchester::pipeline::HandlerRegistry,
+    args: &ExplainArgs,
 ) -> anyhow::Result<String> {
     use anyhow::{anyhow, bail, Context};
-    let cfg = crate::common::load_config(args, registry)?;
+    let (file, notification, json, no_database) = (args.file.as_str(), args.notification, args.json, args.no_database);
+    let cfg = crate::common::load_config(config, registry)?;
     let text = if file == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading standard input")?
     } else {
