@@ -1,11 +1,19 @@
-//! The command-line programs: `winchester` (check, ingest, streams),
-//! `winchester-db` (migrations) and `pipeline-worker`. The binaries in `bin/`
-//! parse arguments and call into these modules; `winchester bench`, `demo`
-//! and `generate` call into the crates winchester-bench and winchester-demo.
+//! The command-line programs: `winchester` (check, ingest, streams, ...),
+//! `winchester-db` (migrations), `pipeline-worker` and `winchester-ingest`.
+//! Each binary in `bin/` only parses its top-level flags, calls one `run` of
+//! this library and reports an error with [`common::report`]; every
+//! subcommand's flags (clap derives, with the `--help` text) and work live in
+//! a module here. `winchester bench`, `demo` and `generate` call into the
+//! crates winchester-bench and winchester-demo.
 //!
 //! Layout:
 //! - [`common`]: shared flags, config loading, database connection, error reporting.
-//! - [`check`], [`ingest`], [`streams`], [`events`] (and tail), [`serve`]: `winchester` subcommands.
+//! - [`app`]: the `winchester` program: its flags ([`app::Opts`]), its
+//!   subcommands ([`app::Command`]) and [`app::run`], which dispatches them to
+//!   the modules below.
+//! - `winchester` subcommands: [`check`], [`ingest`], [`bench`], [`demo`]
+//!   (`demo` and `generate`), [`publish`], [`streams`], [`triggers`],
+//!   [`events`] (`events` and `tail`), [`serve`].
 //! - [`authoring`]: trigger authoring, [`authoring::fixture`] (`winchester test`)
 //!   and [`authoring::explain`].
 //! - [`db`]: the `winchester-db` program.
