@@ -11,7 +11,7 @@
 //! - [`app`]: the `winchester` program: its flags ([`app::Opts`]), its
 //!   subcommands ([`app::Command`]) and [`app::run`], which dispatches them to
 //!   the modules below.
-//! - `winchester` subcommands: [`check`], [`ingest`], [`bench`], [`demo`]
+//! - `winchester` subcommands: [`check`], [`ingest`], [`bench`](mod@bench), [`demo`]
 //!   (`demo` and `generate`), [`publish`], [`streams`], [`triggers`],
 //!   [`events`] (`events` and `tail`), [`serve`].
 //! - [`authoring`]: trigger authoring, [`authoring::fixture`] (`winchester test`)

@@ -6,7 +6,9 @@ use anyhow::Context;
 use std::process::ExitCode;
 use winchester_amqp::publish::{publish_lines, PublishTarget};
 
-/// `winchester publish` flags.
+/// `winchester publish` flags. (The `[default: ...]` notes are `--help`
+/// text, not links.)
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Clone, clap::Args)]
 pub struct PublishArgs {
     /// Input file, or - for standard input.
