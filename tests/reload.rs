@@ -189,7 +189,7 @@ async fn fire_criteria_changed(backend: Backend) {
         let storage = f.db.storage.clone();
         async move {
             let e = event("e2", "order.paid", t(2026, 1, 1, 12, 0, 0), &[("order_id", s("o1"))]);
-            winchester_cli::explain::explain(&triggers, Some(&*storage), &e).await.unwrap()[0].stream_id
+            winchester_cli::authoring::explain::explain(&triggers, Some(&*storage), &e).await.unwrap()[0].stream_id
         }
     };
     assert_eq!(explain(&f).await, Some(s1), "same version: explain names the stream it joins");

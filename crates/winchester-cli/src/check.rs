@@ -1,7 +1,28 @@
 //! `winchester check`: validate every file the config names.
 
 use crate::common::{load_config_quietly, ConfigArgs};
+use std::process::ExitCode;
 use winchester::pipeline::HandlerRegistry;
+
+/// `winchester check` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// Fail (exit 2) on warnings too: unknown keys, duplicate keys, ...
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// `winchester check`: prints the summary; with `--strict`, exit 2 when there
+/// are warnings.
+pub fn command(config: &ConfigArgs, registry: &HandlerRegistry, args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let (summary, warnings) = run(config, registry)?;
+    print!("{summary}");
+    if args.strict && warnings > 0 {
+        eprintln!("error: {warnings} warning{} (--strict)", if warnings == 1 { "" } else { "s" });
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 /// Validates the configuration: the summary to print and the number of
 /// warnings in it; `Err` lists every problem.

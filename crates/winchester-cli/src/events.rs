@@ -1,8 +1,11 @@
 //! `winchester events list|count|show` and `winchester tail`.
 
+use crate::common::{load_config, trigger_manager, ConfigArgs};
 use anyhow::anyhow;
 use std::io::Write;
+use std::process::ExitCode;
 use std::sync::Arc;
+use winchester::pipeline::HandlerRegistry;
 use winchester::tail::{Tail, TailFilter, TailItem};
 use winchester_api::params::parse_time;
 use winchester_core::event::format_datetime;
@@ -23,6 +26,92 @@ pub struct EventArgs {
     /// Only events with this trait value, as NAME=VALUE (typed: memory_mb=4096 matches an int). Repeatable.
     #[arg(long = "trait", value_name = "NAME=VALUE")]
     pub traits: Vec<String>,
+}
+
+/// `winchester events` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum EventsCommand {
+    /// Events matching the filters, newest first.
+    List {
+        #[command(flatten)]
+        /// Which events.
+        filter: EventArgs,
+        /// At most this many.
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+        /// Continue after this mark (printed at the end of a full page; + for oldest first).
+        #[arg(long)]
+        mark: Option<String>,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// How many events match the filters.
+    Count {
+        #[command(flatten)]
+        /// Which events.
+        filter: EventArgs,
+    },
+    /// One event and the streams it belongs to.
+    Show {
+        /// The event's message_id.
+        message_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a `winchester events` subcommand and prints what it returns.
+pub async fn command(
+    config: &ConfigArgs,
+    registry: &HandlerRegistry,
+    command: EventsCommand,
+) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(config, registry)?;
+    let tm = trigger_manager(&cfg, config, 2).await?;
+    let storage = tm.storage().as_ref();
+    let out = match command {
+        EventsCommand::List { filter, limit, mark, json } => {
+            list(storage, &filter, limit, mark.as_deref(), json).await?
+        }
+        EventsCommand::Count { filter } => count(storage, &filter).await?,
+        EventsCommand::Show { message_id, json } => show(storage, &message_id, json).await?,
+    };
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `winchester tail` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TailArgs {
+    /// Only events of this type (exact, or a glob with * and ?).
+    #[arg(long = "event-name")]
+    pub event_name: Option<String>,
+    /// Only events with this trait value, as NAME=VALUE. Repeatable.
+    #[arg(long = "trait", value_name = "NAME=VALUE")]
+    pub traits: Vec<String>,
+    /// Also print stream transitions (fired, expired, failed, reset, purged).
+    #[arg(long)]
+    pub streams: bool,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `winchester tail`: [`tail`] with the flags' filter, until SIGINT/SIGTERM.
+pub async fn tail_command(config: &ConfigArgs, registry: &HandlerRegistry, args: TailArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(config, registry)?;
+    let tm = trigger_manager(&cfg, config, 2).await?;
+    let filter = TailFilter {
+        event_name: args.event_name.map(NamePattern),
+        traits: trait_filters(&args.traits)?,
+        trigger: None,
+        events: true,
+        streams: args.streams,
+    };
+    tail(tm.storage().clone(), filter, args.json, crate::worker::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn time(flag: &str, v: &Option<String>) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {

@@ -2,11 +2,14 @@
 //! (`--notifications`), into the engine; optionally with "now" following the
 //! events' own timestamps (`--event-time`, replay).
 
+use crate::common::ConfigArgs;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::VecDeque;
 use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use winchester::storage::RetryPolicy;
@@ -15,6 +18,75 @@ use winchester_core::{Event, ManualClock};
 
 /// How long [`run_pipe`] waits for more lines before saving a partial batch.
 pub const DEFAULT_FLUSH_AFTER: Duration = Duration::from_millis(200);
+
+/// `winchester ingest` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    /// Input file, or - for standard input.
+    pub file: String,
+    /// Events per transaction.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    /// Lines are raw notifications (oslo envelopes included), distilled
+    /// through distiller_config.
+    #[arg(long)]
+    pub notifications: bool,
+    /// Replay: "now" follows the events' timestamps instead of the wall clock.
+    #[arg(long)]
+    pub event_time: bool,
+    /// Standard input or another pipe: save what was read once no line
+    /// has arrived for this many milliseconds, without waiting for a full batch.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub flush_after_ms: u64,
+}
+
+/// `winchester ingest`: prints the report (and the counters of triggers with
+/// a `debug_level`); exit 2 if a line was rejected.
+pub async fn command(config: &ConfigArgs, args: &IngestArgs) -> anyhow::Result<ExitCode> {
+    let cfg = crate::common::load_ingest_config(config)?;
+    let mut tm = crate::common::trigger_manager(&cfg, config, 2).await?.with_source("cli");
+    crate::common::record_versions(&tm, &cfg).await?;
+    if args.notifications && cfg.distiller_file.is_none() {
+        anyhow::bail!(
+            "{}: --notifications needs distiller_config (an event_definitions.yaml)",
+            config.config.display()
+        );
+    }
+    let mut opts = IngestOptions::new(args.batch_size);
+    opts.notifications = args.notifications;
+    if args.event_time {
+        let clock = Arc::new(ManualClock::new(replay_epoch()));
+        tm = tm.with_clock(clock.clone());
+        opts.event_time = Some(clock);
+    }
+    opts.flush_after = Duration::from_millis(args.flush_after_ms);
+    let report = ingest_file(&tm, &args.file, opts).await?;
+    print!("{}", report.render());
+    // Triggers with a debug_level asked for their counters.
+    for line in tm.debug().dump() {
+        eprintln!("{line}");
+    }
+    Ok(if report.rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// Ingests `file` (`-`: standard input) with a progress bar: a regular file
+/// in place, standard input, a named pipe or a device as input that may pause.
+async fn ingest_file(tm: &TriggerManager, file: &str, mut opts: IngestOptions) -> anyhow::Result<IngestReport> {
+    if file == "-" {
+        opts.progress = progress_bar(None);
+        return run_pipe(tm, std::io::BufReader::new(std::io::stdin()), &opts).await;
+    }
+    let path = PathBuf::from(file);
+    let f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let regular = f.metadata().ok().filter(|m| m.is_file());
+    opts.progress = progress_bar(regular.as_ref().map(|m| m.len()));
+    if regular.is_some() {
+        run_with(tm, std::io::BufReader::new(f), &opts).await
+    } else {
+        // A named pipe or a device: it may pause like stdin.
+        run_pipe(tm, std::io::BufReader::new(f), &opts).await
+    }
+}
 
 /// Counts from an ingest run.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

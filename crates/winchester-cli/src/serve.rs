@@ -32,6 +32,16 @@ fn token(api: &winchester_core::api_config::ApiConfig) -> anyhow::Result<Option<
     Ok(Some(t.to_string()))
 }
 
+/// `winchester serve`: [`run`], exit 0 once stopped.
+pub async fn command(
+    config: &ConfigArgs,
+    registry: &HandlerRegistry,
+    args: &ServeArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    run(args, config, registry).await?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 /// Serves until SIGINT/SIGTERM.
 pub async fn run(args: &ServeArgs, config: &ConfigArgs, registry: &HandlerRegistry) -> anyhow::Result<()> {
     let cfg = load_config(config, registry)?;

@@ -1,7 +1,10 @@
 //! `winchester streams`: list, show, retry and purge streams.
 
+use crate::common::{load_config, trigger_manager, ConfigArgs};
 use anyhow::anyhow;
 use serde_json::Value;
+use std::process::ExitCode;
+use winchester::pipeline::HandlerRegistry;
 use winchester_core::event::format_datetime;
 use winchester_storage::{Storage, Stream, StreamFilter, StreamState};
 
@@ -20,6 +23,73 @@ fn dist_text(s: &Stream) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `winchester streams` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum StreamsCommand {
+    /// One row per stream.
+    List {
+        /// Only this trigger's streams.
+        #[arg(long)]
+        trigger: Option<String>,
+        /// Only streams in this state (active, firing, expiring, error, expire_error, completed, retry_fire, retry_expire).
+        #[arg(long)]
+        state: Option<String>,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One stream with its events.
+    Show {
+        /// Stream id.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a failed stream again: error -> retry_fire, expire_error -> retry_expire.
+    Retry {
+        /// Stream id.
+        id: Option<i64>,
+        /// Every stream in error or expire_error.
+        #[arg(long)]
+        all_errors: bool,
+    },
+    /// Delete a stream (its events stay).
+    Purge {
+        /// Stream id.
+        id: i64,
+    },
+    /// How many streams match.
+    Count {
+        /// Only this trigger's streams.
+        #[arg(long)]
+        trigger: Option<String>,
+        /// Only streams in this state.
+        #[arg(long)]
+        state: Option<String>,
+    },
+}
+
+/// Runs a `winchester streams` subcommand and prints what it returns.
+pub async fn command(
+    config: &ConfigArgs,
+    registry: &HandlerRegistry,
+    command: StreamsCommand,
+) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(config, registry)?;
+    let tm = trigger_manager(&cfg, config, 2).await?;
+    let storage = tm.storage().as_ref();
+    let out = match command {
+        StreamsCommand::List { trigger, state, json } => list(storage, trigger, state, json).await?,
+        StreamsCommand::Show { id, json } => show(storage, id, json).await?,
+        StreamsCommand::Retry { id, all_errors } => retry(storage, id, all_errors).await?,
+        StreamsCommand::Purge { id } => purge(storage, id).await?,
+        StreamsCommand::Count { trigger, state } => count(storage, trigger, state).await?,
+    };
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Renders streams as a table.
@@ -144,50 +214,4 @@ pub async fn purge(storage: &dyn Storage, id: i64) -> anyhow::Result<String> {
     } else {
         Err(anyhow!("no stream with id {id}"))
     }
-}
-
-/// `triggers history`: every recorded definition version, oldest first per
-/// trigger, and which one the configuration in force uses.
-pub async fn history(
-    storage: &dyn Storage,
-    cfg: &winchester_core::LoadedConfig,
-    trigger: Option<&str>,
-    json_out: bool,
-) -> anyhow::Result<String> {
-    let versions = storage.trigger_versions(trigger).await?;
-    let current = |v: &winchester_storage::TriggerVersion| {
-        cfg.versions.get(&v.definition.trigger).is_some_and(|c| c.version == v.definition.version)
-    };
-    if json_out {
-        let out: Vec<Value> = versions
-            .iter()
-            .map(|v| {
-                serde_json::json!({
-                    "trigger": v.definition.trigger,
-                    "version": v.definition.version,
-                    "first_used": format_datetime(&v.first_used),
-                    "current": current(v),
-                    "definition": serde_json::from_str::<Value>(&v.definition.text).unwrap_or(Value::Null),
-                })
-            })
-            .collect();
-        return Ok(format!("{}\n", serde_json::to_string_pretty(&out)?));
-    }
-    let mut rows = vec![["TRIGGER", "VERSION", "FIRST USED", "CURRENT"].map(String::from)];
-    for v in &versions {
-        rows.push([
-            v.definition.trigger.clone(),
-            v.definition.version.clone(),
-            format_datetime(&v.first_used),
-            if current(v) { "yes" } else { "" }.to_string(),
-        ]);
-    }
-    let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    Ok(out)
 }

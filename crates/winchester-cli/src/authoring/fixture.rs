@@ -759,15 +759,28 @@ pub async fn run_files(
     Ok(report)
 }
 
+/// `winchester test` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TestArgs {
+    /// Fixture files, or directories of *.yaml fixture files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print the results as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Call network handlers (webhook, amqp) instead of recording their calls.
+    #[arg(long)]
+    pub live_handlers: bool,
+}
+
 /// `winchester test`: exit 0 when every test passed, 1 when one failed, 2
 /// when the configuration or a fixture file is bad.
 pub async fn command(
     args: &crate::common::ConfigArgs,
     registry: &HandlerRegistry,
-    files: &[PathBuf],
-    json: bool,
-    opts: &RunOptions,
+    test: &TestArgs,
 ) -> std::process::ExitCode {
+    let (files, json, opts) = (&test.files, test.json, &RunOptions { live_handlers: test.live_handlers });
     let bad = |errors: Vec<Value>, text: Vec<String>| {
         if json {
             println!("{}", json!({ "errors": errors }));

@@ -4,6 +4,7 @@
 //! given) and whether that stream's fire criteria would be met after it.
 
 use serde_json::{json, Value};
+use std::sync::Arc;
 use winchester_backends::DatabaseOptions;
 use winchester_core::{DistTraits, DistValue, Event, TraitValue, TriggerDefinition, TriggerSet};
 use winchester_storage::{Storage, Stream, StreamFilter, StreamState, TraitFilter};
@@ -149,18 +150,45 @@ pub fn render(explanations: &[Explanation], database: bool) -> String {
     out
 }
 
-/// `winchester explain`: reads the event (or notification) from `file` (`-`:
-/// standard input) and returns the text (or JSON) to print.
+/// `winchester explain` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExplainArgs {
+    /// A JSON event (or raw notification, with --notification), or - for standard input.
+    pub file: String,
+    /// The input is a raw notification, distilled through distiller_config.
+    #[arg(long)]
+    pub notification: bool,
+    /// Print a JSON array.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not look up open streams in the configured database.
+    #[arg(long)]
+    pub no_database: bool,
+}
+
+/// `winchester explain`: reads the event (or notification) from `args.file`
+/// (`-`: standard input) and prints the explanations as text (or JSON).
 pub async fn command(
-    args: &crate::common::ConfigArgs,
+    config: &crate::common::ConfigArgs,
     registry: &winchester::pipeline::HandlerRegistry,
-    file: &str,
-    notification: bool,
-    json: bool,
-    no_database: bool,
-) -> anyhow::Result<String> {
+    args: &ExplainArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    let cfg = crate::common::load_config(config, registry)?;
+    let event = read_event(&cfg, &args.file, args.notification)?;
+    let storage = if args.no_database { None } else { open_read_only(&cfg).await? };
+    let xs = explain(&cfg.triggers, storage.as_deref(), &event).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&Value::Array(xs.iter().map(Explanation::to_json).collect()))?);
+    } else {
+        print!("{}", render(&xs, storage.is_some()));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The event in `file` (`-`: standard input), validated; with
+/// `notification`, a raw notification distilled through distiller_config.
+fn read_event(cfg: &winchester_core::LoadedConfig, file: &str, notification: bool) -> anyhow::Result<Event> {
     use anyhow::{anyhow, bail, Context};
-    let cfg = crate::common::load_config(args, registry)?;
     let text = if file == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading standard input")?
     } else {
@@ -190,23 +218,18 @@ pub async fn command(
         Event::from_json(&value).map_err(|e| anyhow!("{file}: {e}"))?
     };
     event.validate().map_err(|e| anyhow!("{file}: {e}"))?;
-    let storage = match (&cfg.main.database_url, no_database) {
-        (Some(url), false) => {
-            // Read only: never create an SQLite file that is not there.
-            if let Some(path) = url.strip_prefix("sqlite://") {
-                let path = path.split('?').next().unwrap_or(path);
-                if !std::path::Path::new(path).exists() {
-                    bail!("no SQLite database at {path}");
-                }
-            }
-            Some(crate::common::open_storage(&DatabaseOptions::new(url.as_str(), cfg.main.pooler), 1).await?)
+    Ok(event)
+}
+
+/// The configured database, if there is one, opened to read: an SQLite file
+/// that is not there is an error, never created.
+async fn open_read_only(cfg: &winchester_core::LoadedConfig) -> anyhow::Result<Option<Arc<dyn Storage>>> {
+    let Some(url) = &cfg.main.database_url else { return Ok(None) };
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or(path);
+        if !std::path::Path::new(path).exists() {
+            anyhow::bail!("no SQLite database at {path}");
         }
-        _ => None,
-    };
-    let xs = explain(&cfg.triggers, storage.as_deref(), &event).await?;
-    Ok(if json {
-        format!("{}\n", serde_json::to_string_pretty(&Value::Array(xs.iter().map(Explanation::to_json).collect()))?)
-    } else {
-        render(&xs, storage.is_some())
-    })
+    }
+    Ok(Some(crate::common::open_storage(&DatabaseOptions::new(url.as_str(), cfg.main.pooler), 1).await?))
 }
