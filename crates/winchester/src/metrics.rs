@@ -187,18 +187,33 @@ pub fn events_received(source: &'static str, n: u64) {
     counter!(EVENTS_RECEIVED, "source" => source).increment(n);
 }
 
-/// Counts a batch handed to [`TriggerManager::add_events`](crate::TriggerManager::add_events) and its outcomes.
-pub fn ingested<'a>(source: &'static str, outcomes: impl IntoIterator<Item = &'a crate::EventOutcome>) {
-    use crate::EventOutcome;
+/// How one event (or notification) handed to the engine ended, as the
+/// ingest counters see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// Saved.
+    Saved,
+    /// Already stored.
+    Duplicate,
+    /// Invalid, or a notification that could not be distilled.
+    Invalid,
+    /// Refused by the database.
+    Failed,
+    /// A notification no event definition covers.
+    Undistilled,
+}
+
+/// Counts a batch handed to the engine from `source` and its outcomes.
+pub fn ingested(source: &'static str, outcomes: impl IntoIterator<Item = Ingested>) {
     let (mut n, mut saved, mut dup, mut invalid, mut failed, mut undistilled) = (0, 0, 0, 0, 0, 0);
     for o in outcomes {
         n += 1;
         match o {
-            EventOutcome::Saved { .. } => saved += 1,
-            EventOutcome::Duplicate => dup += 1,
-            EventOutcome::Rejected(_) | EventOutcome::DistillFailed(_) => invalid += 1,
-            EventOutcome::Failed(_) => failed += 1,
-            EventOutcome::Undistilled { .. } => undistilled += 1,
+            Ingested::Saved => saved += 1,
+            Ingested::Duplicate => dup += 1,
+            Ingested::Invalid => invalid += 1,
+            Ingested::Failed => failed += 1,
+            Ingested::Undistilled => undistilled += 1,
         }
     }
     if n == 0 {
@@ -284,16 +299,10 @@ impl RunTimer {
         RunTimer { started: Instant::now(), trigger: claimed.trigger.clone(), action, due }
     }
 
-    /// Records how the run ended (`completed`, `failed` or `lost_lease`) at
-    /// `now` (the worker's clock, for the delay since the stream was due).
-    pub fn finish(self, outcome: &crate::worker::ProcessOutcome, now: chrono::DateTime<chrono::Utc>) {
-        use crate::worker::ProcessOutcome;
-        let outcome = match outcome {
-            ProcessOutcome::Completed => "completed",
-            ProcessOutcome::Failed(_) => "failed",
-            ProcessOutcome::LostLease => "lost_lease",
-            ProcessOutcome::Locked => return,
-        };
+    /// Records how the run ended (`outcome`: `completed`, `failed` or
+    /// `lost_lease`) at `now` (the worker's clock, for the delay since the
+    /// stream was due).
+    pub fn finish(self, outcome: &'static str, now: chrono::DateTime<chrono::Utc>) {
         let labels = [("trigger", self.trigger), ("action", self.action.as_str().to_string())];
         counter!(STREAMS_FINISHED, "trigger" => labels[0].1.clone(), "action" => labels[1].1.clone(), "outcome" => outcome)
             .increment(1);

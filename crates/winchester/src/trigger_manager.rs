@@ -39,6 +39,20 @@ pub enum EventOutcome {
     DistillFailed(DistillError),
 }
 
+impl EventOutcome {
+    /// How the ingest counters count it.
+    pub fn metric(&self) -> crate::metrics::Ingested {
+        use crate::metrics::Ingested;
+        match self {
+            EventOutcome::Saved { .. } => Ingested::Saved,
+            EventOutcome::Duplicate => Ingested::Duplicate,
+            EventOutcome::Rejected(_) | EventOutcome::DistillFailed(_) => Ingested::Invalid,
+            EventOutcome::Failed(_) => Ingested::Failed,
+            EventOutcome::Undistilled { .. } => Ingested::Undistilled,
+        }
+    }
+}
+
 /// What a manager matches with: the trigger definitions, the distiller and
 /// the debug counters of those triggers. A reload swaps it whole.
 #[derive(Debug)]
@@ -186,7 +200,7 @@ impl TriggerManager {
             }
         }
         // add_events counts the events; count the notifications that never became one.
-        crate::metrics::ingested(self.source, outcomes.iter().flatten());
+        crate::metrics::ingested(self.source, outcomes.iter().flatten().map(EventOutcome::metric));
         let n = events.len();
         let events = events.into_iter().map(|e| (e, None)).collect();
         let added = one_for_one("add_events", n, self.add_events_in(&defs, events).await?)?;
@@ -261,7 +275,7 @@ impl TriggerManager {
 
     /// Counts one outcome in the metrics and hands it back.
     fn counted(&self, o: EventOutcome) -> EventOutcome {
-        crate::metrics::ingested(self.source, std::iter::once(&o));
+        crate::metrics::ingested(self.source, [o.metric()]);
         o
     }
 
@@ -331,7 +345,7 @@ impl TriggerManager {
         }
         free_elsewhere(plans);
         let outcomes = filled(outcomes)?;
-        crate::metrics::ingested(self.source, &outcomes);
+        crate::metrics::ingested(self.source, outcomes.iter().map(EventOutcome::metric));
         Ok(outcomes)
     }
 }

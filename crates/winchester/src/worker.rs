@@ -128,6 +128,19 @@ pub enum ProcessOutcome {
     LostLease,
 }
 
+impl ProcessOutcome {
+    /// The `outcome` label of `winchester_streams_finished_total`; none for a
+    /// stream another worker holds (nothing ran).
+    pub fn metric_label(&self) -> Option<&'static str> {
+        match self {
+            ProcessOutcome::Completed => Some("completed"),
+            ProcessOutcome::Failed(_) => Some("failed"),
+            ProcessOutcome::LostLease => Some("lost_lease"),
+            ProcessOutcome::Locked => None,
+        }
+    }
+}
+
 /// A stream this worker holds while its pipeline runs: what the heartbeat renews.
 #[derive(Debug)]
 struct Held {
@@ -766,7 +779,9 @@ impl Worker {
                     Some(FinishOutcome::LostLease) | None => self.lost_lease(s, action),
                 },
             };
-            timer.finish(&outcome, now);
+            if let Some(label) = outcome.metric_label() {
+                timer.finish(label, now);
+            }
             out.push(outcome);
         }
         Ok(out)
