@@ -10,11 +10,8 @@
 //! Python's `int()`, `float()` and `str()` would ([`convert`]); text is cut at
 //! 255 characters; events without traits are kept.
 
-use super::path::FieldMatch;
-use super::plugin::{BitFlag, Plugin};
-use super::python::{bitfield, casefold_json, py_eq, py_float, py_index, py_int, py_split, py_str, py_truthy};
+use super::python::{py_float, py_int, py_str};
 use super::{parse_iso8601, DistillError, Distiller, TraitDefinition, TraitType};
-use crate::config_error::{show, ConfigError};
 use crate::event::{Event, TraitValue, ENVELOPE_KEYS};
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
@@ -193,7 +190,7 @@ pub(super) fn to_event(d: &Distiller, notification: &Json) -> Result<Option<Even
             }
             continue;
         }
-        let Some(raw) = super::raw_value(def, t, &body, m, apply_plugin)? else { continue };
+        let Some(raw) = super::raw_value(def, t, &body, m, super::plugin::ceilometer_apply)? else { continue };
         let Some(value) = super::typed(def, t, raw, m, convert)? else { continue };
         if ENVELOPE_KEYS.contains(&t.name.as_str()) {
             tracing::debug!(trait_name = t.name, "trait named like an envelope key skipped");
@@ -216,69 +213,6 @@ pub(super) fn to_event(d: &Distiller, notification: &Json) -> Result<Option<Even
         .map_err(|source| DistillError::InvalidEvent { source, message_id: Some(message_id) })
 }
 
-/// A trait plugin as ceilometer runs it: the plugin yields a list of values
-/// (`split` and `map` one per match) and the first that is not null is the
-/// trait's value.
-pub(super) fn apply_plugin(p: &Plugin, matches: &[FieldMatch<'_>]) -> Result<Option<Json>, String> {
-    match p {
-        Plugin::Split { separator, segment, max_split } => Ok(matches.iter().find_map(|fm| {
-            let text = py_str(&fm.value);
-            let parts = py_split(&text, (!separator.is_empty()).then_some(separator.as_str()), *max_split);
-            py_index(&parts, *segment).map(|s| Json::String(s.to_string()))
-        })),
-        Plugin::Bitfield { initial_bitfield, flags } => {
-            Ok(Some(Json::from(bitfield(*initial_bitfield, flags, matches))))
-        }
-        Plugin::Timedelta => Ok(timedelta(matches)),
-        Plugin::Map { values, default, case_sensitive } => {
-            for fm in matches {
-                let key = if *case_sensitive { fm.value.clone().into_owned() } else { casefold_json(&fm.value) };
-                if let Json::Array(_) | Json::Object(_) = key {
-                    return Err(format!(
-                        "unhashable type: '{}' (value of {})",
-                        if key.is_array() { "list" } else { "dict" },
-                        fm.path
-                    ));
-                }
-                // A Python dict keeps the last of equal keys.
-                let hit = values.iter().rev().find(|(k, _)| py_eq(k, &key)).map(|(_, v)| v);
-                let v = match hit {
-                    Some(v) => v,
-                    None => {
-                        tracing::warn!(value = %fm.value, path = fm.path, "map plugin: unknown value, using the default");
-                        default
-                    }
-                };
-                if !v.is_null() {
-                    return Ok(Some(v.clone()));
-                }
-            }
-            Ok(None)
-        }
-        Plugin::External { .. } => match p.apply(matches)? {
-            Some(Json::Array(items)) => Ok(items.into_iter().find(|v| !v.is_null())),
-            other => Ok(other),
-        },
-    }
-}
-
-/// `timedelta`: exactly two matches, both ISO-8601 date-times: the absolute
-/// difference in seconds (a float); otherwise no value.
-fn timedelta(matches: &[FieldMatch<'_>]) -> Option<Json> {
-    let [start, end] = matches else {
-        tracing::warn!("timedelta plugin needs exactly two timestamp fields");
-        return None;
-    };
-    let parse = |fm: &FieldMatch<'_>| fm.value.as_str().and_then(parse_iso8601);
-    let (Some(s), Some(e)) = (parse(start), parse(end)) else {
-        tracing::warn!(start = start.path, end = end.path, "timedelta plugin: both fields must be date-times");
-        return None;
-    };
-    let micros = (e - s).num_microseconds()?;
-    let secs = micros.unsigned_abs() as f64 / 1e6;
-    serde_json::Number::from_f64(secs).map(Json::Number)
-}
-
 /// Converts a trait's value as ceilometer's `Trait.convert_value` does:
 /// `int()`, `float()`, ISO-8601 for datetimes, `str()` cut at 255 characters
 /// for text. `None` when Python would raise.
@@ -291,150 +225,6 @@ pub fn convert(raw: &Json, to: TraitType) -> Option<TraitValue> {
         TraitType::Float => py_float(raw).map(TraitValue::Float),
         TraitType::Datetime => raw.as_str().and_then(parse_iso8601).map(TraitValue::Datetime),
     }
-}
-
-/// Parses a built-in plugin's parameters as ceilometer's plugin classes take
-/// them; `None` when `name` is not one of them. Unknown parameters are
-/// ignored (logged), as the classes' `**kw` does; values ceilometer would
-/// only fail on when a notification arrives (a non-integer `segment`, an
-/// empty separator, a flag without `path`) are errors here.
-pub(super) fn parse_plugin(
-    name: &str,
-    params: &[(&serde_yaml::Value, &serde_yaml::Value)],
-    pkey: &str,
-) -> Option<Result<Plugin, Vec<ConfigError>>> {
-    use serde_yaml::Value as Y;
-    let mut errors = Vec::new();
-    let mut flag_errors = Vec::new();
-    let mut e = |k: &str, m: String| errors.push(ConfigError::new(m).key(format!("{pkey}.{k}")));
-    let ignored = |k: &Y| tracing::warn!(plugin = name, parameter = %show(k), "unknown plugin parameter ignored");
-    let plugin = match name {
-        "split" => {
-            let (mut separator, mut segment, mut max_split) = (".".to_string(), 0i64, None);
-            for (k, v) in params {
-                match k.as_str() {
-                    Some("separator") => match v {
-                        Y::Null => separator = String::new(),
-                        Y::String(s) if !s.is_empty() => separator = s.clone(),
-                        _ => e("separator", format!("separator must be a non-empty string or null, found {}", show(v))),
-                    },
-                    Some("segment") => match v.as_i64() {
-                        Some(i) => segment = i,
-                        None => e("segment", format!("segment must be an integer, found {}", show(v))),
-                    },
-                    Some("max_split") => match (v, v.as_i64()) {
-                        (Y::Null, _) => max_split = None,
-                        (_, Some(i)) => max_split = usize::try_from(i).ok(),
-                        _ => e("max_split", format!("max_split must be an integer or null, found {}", show(v))),
-                    },
-                    _ => ignored(k),
-                }
-            }
-            Plugin::Split { separator, segment, max_split }
-        }
-        "bitfield" => {
-            let (mut initial_bitfield, mut flags) = (0i64, Vec::new());
-            for (k, v) in params {
-                match k.as_str() {
-                    Some("initial_bitfield") => match v.as_i64() {
-                        Some(i) => initial_bitfield = i,
-                        None => {
-                            e("initial_bitfield", format!("initial_bitfield must be an integer, found {}", show(v)))
-                        }
-                    },
-                    Some("flags") => match v {
-                        Y::Null => {}
-                        Y::Sequence(items) => {
-                            for (i, item) in items.iter().enumerate() {
-                                match parse_flag(item, &format!("{pkey}.flags[{i}]")) {
-                                    Ok(f) => flags.push(f),
-                                    Err(mut es) => flag_errors.append(&mut es),
-                                }
-                            }
-                        }
-                        other => e("flags", format!("flags must be a list, found {}", show(other))),
-                    },
-                    _ => ignored(k),
-                }
-            }
-            Plugin::Bitfield { initial_bitfield, flags }
-        }
-        "timedelta" => {
-            params.iter().for_each(|(k, _)| ignored(k));
-            Plugin::Timedelta
-        }
-        "map" => {
-            let (mut values, mut default, mut case_sensitive) = (None, Json::Null, true);
-            for (k, v) in params {
-                match k.as_str() {
-                    Some("values") => values = Some(*v),
-                    Some("default") => match serde_json::to_value(v) {
-                        Ok(j) => default = j,
-                        Err(err) => e("default", format!("default is not plain data: {err}")),
-                    },
-                    Some("case_sensitive") => case_sensitive = py_truthy(v),
-                    _ => ignored(k),
-                }
-            }
-            let mut pairs = Vec::new();
-            match values {
-                None | Some(Y::Null) => {
-                    e("values", "the 'values' parameter is required for the map trait plugin".into())
-                }
-                Some(Y::Mapping(m)) if m.is_empty() => {
-                    e("values", "the 'values' parameter is required for the map trait plugin".into())
-                }
-                Some(Y::Mapping(m)) => {
-                    for (k, v) in m {
-                        let key = match k {
-                            Y::String(s) => Some(Json::String(s.clone())),
-                            Y::Bool(b) => Some(Json::Bool(*b)),
-                            Y::Number(_) => serde_json::to_value(k).ok(),
-                            _ => None,
-                        };
-                        let Some(key) = key else {
-                            e("values", format!("map keys must be strings, numbers or booleans, found {}", show(k)));
-                            continue;
-                        };
-                        let key = if case_sensitive { key } else { casefold_json(&key) };
-                        match serde_json::to_value(v) {
-                            Ok(val) => pairs.push((key, val)),
-                            Err(err) => e("values", format!("mapped value is not plain data: {err}")),
-                        }
-                    }
-                }
-                Some(other) => e("values", format!("the 'values' parameter needs to be a map, found {}", show(other))),
-            }
-            Plugin::Map { values: pairs, default, case_sensitive }
-        }
-        _ => return None,
-    };
-    errors.append(&mut flag_errors);
-    Some(if errors.is_empty() { Ok(plugin) } else { Err(errors) })
-}
-
-/// A `bitfield` flag: as [`super::plugin::parse_flag`], but `bit` may be an
-/// integer string (`int(flag['bit'])`) and unknown keys are ignored.
-fn parse_flag(v: &serde_yaml::Value, key: &str) -> Result<BitFlag, Vec<ConfigError>> {
-    use serde_yaml::Value as Y;
-    let Y::Mapping(m) = v else { return super::plugin::parse_flag(v, key) };
-    let mut kept = serde_yaml::Mapping::new();
-    for (k, val) in m {
-        match k.as_str() {
-            Some("bit") => {
-                let bit = match val {
-                    Y::String(s) => py_int(&Json::String(s.clone())).map(Y::from).unwrap_or_else(|| val.clone()),
-                    _ => val.clone(),
-                };
-                kept.insert(k.clone(), bit);
-            }
-            Some("path" | "value") => {
-                kept.insert(k.clone(), val.clone());
-            }
-            _ => tracing::warn!(flag = key, key = %show(k), "unknown bitfield flag key ignored"),
-        }
-    }
-    super::plugin::parse_flag(&Y::Mapping(kept), key)
 }
 
 #[cfg(test)]

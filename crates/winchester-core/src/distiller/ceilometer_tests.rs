@@ -1,6 +1,6 @@
 //! The ceilometer flavour's rules, one test each.
 
-use super::super::python::py_float_repr;
+use super::super::python::{py_eq, py_float_repr, py_split};
 use super::super::{Distiller, Flavour, PluginRegistry};
 use super::*;
 use serde_json::json;

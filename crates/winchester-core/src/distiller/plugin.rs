@@ -1,6 +1,9 @@
-//! Trait plugins: the built-in `split` and `bitfield` (spec 9.3), and plugins
-//! the embedding program supplies ([`TraitPlugin`], e.g. Python classes named
-//! in `distiller_trait_plugins`) through a [`PluginRegistry`].
+//! Trait plugins: the built-in `split` and `bitfield` (spec 9.3), ceilometer's
+//! `timedelta` and `map`, and plugins the embedding program supplies
+//! ([`TraitPlugin`], e.g. Python classes named in `distiller_trait_plugins`)
+//! through a [`PluginRegistry`]. Each flavour's way of reading and running
+//! them is here (`ceilometer_parse`, `ceilometer_apply` for the ceilometer
+//! flavour), so the flavours depend on this module and not the reverse.
 
 use super::path::{FieldMatch, FieldPath};
 use super::{python, Flavour};
@@ -216,7 +219,7 @@ impl Plugin {
             Some(other) => return Err(err(&pkey, format!("plugin parameters must be a map, found {}", show(other)))),
         };
         if flavour == Flavour::Ceilometer {
-            return super::ceilometer::parse_plugin(name, &params, &pkey)
+            return ceilometer_parse(name, &params, &pkey)
                 .unwrap_or_else(|| Err(err(key, unknown_plugin(name, registry, flavour))));
         }
         let mut errors = Vec::new();
@@ -319,7 +322,7 @@ impl Plugin {
                     matches.iter().map(|m| (m.path.clone(), m.value.clone().into_owned())).collect();
                 plugin.0.trait_value(&pairs)
             }
-            Plugin::Timedelta | Plugin::Map { .. } => super::ceilometer::apply_plugin(self, matches),
+            Plugin::Timedelta | Plugin::Map { .. } => ceilometer_apply(self, matches),
             _ => Ok(self.apply_builtin(matches)),
         }
     }
@@ -333,11 +336,236 @@ impl Plugin {
                 python::py_index(&parts, *segment).map(|s| Json::String(s.to_string()))
             }
             Plugin::Bitfield { initial_bitfield, flags } => {
-                Some(Json::from(python::bitfield(*initial_bitfield, flags, matches)))
+                Some(Json::from(bitfield(*initial_bitfield, flags, matches)))
             }
             Plugin::Timedelta | Plugin::Map { .. } | Plugin::External { .. } => None,
         }
     }
+}
+
+/// A trait plugin as ceilometer runs it: the plugin yields a list of values
+/// (`split` and `map` one per match) and the first that is not null is the
+/// trait's value.
+pub(super) fn ceilometer_apply(p: &Plugin, matches: &[FieldMatch<'_>]) -> Result<Option<Json>, String> {
+    match p {
+        Plugin::Split { separator, segment, max_split } => Ok(matches.iter().find_map(|fm| {
+            let text = python::py_str(&fm.value);
+            let parts = python::py_split(&text, (!separator.is_empty()).then_some(separator.as_str()), *max_split);
+            python::py_index(&parts, *segment).map(|s| Json::String(s.to_string()))
+        })),
+        Plugin::Bitfield { initial_bitfield, flags } => {
+            Ok(Some(Json::from(bitfield(*initial_bitfield, flags, matches))))
+        }
+        Plugin::Timedelta => Ok(timedelta(matches)),
+        Plugin::Map { values, default, case_sensitive } => {
+            for fm in matches {
+                let key =
+                    if *case_sensitive { fm.value.clone().into_owned() } else { python::casefold_json(&fm.value) };
+                if let Json::Array(_) | Json::Object(_) = key {
+                    return Err(format!(
+                        "unhashable type: '{}' (value of {})",
+                        if key.is_array() { "list" } else { "dict" },
+                        fm.path
+                    ));
+                }
+                // A Python dict keeps the last of equal keys.
+                let hit = values.iter().rev().find(|(k, _)| python::py_eq(k, &key)).map(|(_, v)| v);
+                let v = match hit {
+                    Some(v) => v,
+                    None => {
+                        tracing::warn!(value = %fm.value, path = fm.path, "map plugin: unknown value, using the default");
+                        default
+                    }
+                };
+                if !v.is_null() {
+                    return Ok(Some(v.clone()));
+                }
+            }
+            Ok(None)
+        }
+        Plugin::External { .. } => match p.apply(matches)? {
+            Some(Json::Array(items)) => Ok(items.into_iter().find(|v| !v.is_null())),
+            other => Ok(other),
+        },
+    }
+}
+
+/// `timedelta`: exactly two matches, both ISO-8601 date-times: the absolute
+/// difference in seconds (a float); otherwise no value.
+fn timedelta(matches: &[FieldMatch<'_>]) -> Option<Json> {
+    let [start, end] = matches else {
+        tracing::warn!("timedelta plugin needs exactly two timestamp fields");
+        return None;
+    };
+    let parse = |fm: &FieldMatch<'_>| fm.value.as_str().and_then(crate::iso8601::parse);
+    let (Some(s), Some(e)) = (parse(start), parse(end)) else {
+        tracing::warn!(start = start.path, end = end.path, "timedelta plugin: both fields must be date-times");
+        return None;
+    };
+    let micros = (e - s).num_microseconds()?;
+    let secs = micros.unsigned_abs() as f64 / 1e6;
+    serde_json::Number::from_f64(secs).map(Json::Number)
+}
+
+/// Parses a built-in plugin's parameters as ceilometer's plugin classes take
+/// them; `None` when `name` is not one of them. Unknown parameters are
+/// ignored (logged), as the classes' `**kw` does; values ceilometer would
+/// only fail on when a notification arrives (a non-integer `segment`, an
+/// empty separator, a flag without `path`) are errors here.
+pub(super) fn ceilometer_parse(
+    name: &str,
+    params: &[(&serde_yaml::Value, &serde_yaml::Value)],
+    pkey: &str,
+) -> Option<Result<Plugin, Vec<ConfigError>>> {
+    use serde_yaml::Value as Y;
+    let mut errors = Vec::new();
+    let mut flag_errors = Vec::new();
+    let mut e = |k: &str, m: String| errors.push(ConfigError::new(m).key(format!("{pkey}.{k}")));
+    let ignored = |k: &Y| tracing::warn!(plugin = name, parameter = %show(k), "unknown plugin parameter ignored");
+    let plugin = match name {
+        "split" => {
+            let (mut separator, mut segment, mut max_split) = (".".to_string(), 0i64, None);
+            for (k, v) in params {
+                match k.as_str() {
+                    Some("separator") => match v {
+                        Y::Null => separator = String::new(),
+                        Y::String(s) if !s.is_empty() => separator = s.clone(),
+                        _ => e("separator", format!("separator must be a non-empty string or null, found {}", show(v))),
+                    },
+                    Some("segment") => match v.as_i64() {
+                        Some(i) => segment = i,
+                        None => e("segment", format!("segment must be an integer, found {}", show(v))),
+                    },
+                    Some("max_split") => match (v, v.as_i64()) {
+                        (Y::Null, _) => max_split = None,
+                        (_, Some(i)) => max_split = usize::try_from(i).ok(),
+                        _ => e("max_split", format!("max_split must be an integer or null, found {}", show(v))),
+                    },
+                    _ => ignored(k),
+                }
+            }
+            Plugin::Split { separator, segment, max_split }
+        }
+        "bitfield" => {
+            let (mut initial_bitfield, mut flags) = (0i64, Vec::new());
+            for (k, v) in params {
+                match k.as_str() {
+                    Some("initial_bitfield") => match v.as_i64() {
+                        Some(i) => initial_bitfield = i,
+                        None => {
+                            e("initial_bitfield", format!("initial_bitfield must be an integer, found {}", show(v)))
+                        }
+                    },
+                    Some("flags") => match v {
+                        Y::Null => {}
+                        Y::Sequence(items) => {
+                            for (i, item) in items.iter().enumerate() {
+                                match ceilometer_flag(item, &format!("{pkey}.flags[{i}]")) {
+                                    Ok(f) => flags.push(f),
+                                    Err(mut es) => flag_errors.append(&mut es),
+                                }
+                            }
+                        }
+                        other => e("flags", format!("flags must be a list, found {}", show(other))),
+                    },
+                    _ => ignored(k),
+                }
+            }
+            Plugin::Bitfield { initial_bitfield, flags }
+        }
+        "timedelta" => {
+            params.iter().for_each(|(k, _)| ignored(k));
+            Plugin::Timedelta
+        }
+        "map" => {
+            let (mut values, mut default, mut case_sensitive) = (None, Json::Null, true);
+            for (k, v) in params {
+                match k.as_str() {
+                    Some("values") => values = Some(*v),
+                    Some("default") => match serde_json::to_value(v) {
+                        Ok(j) => default = j,
+                        Err(err) => e("default", format!("default is not plain data: {err}")),
+                    },
+                    Some("case_sensitive") => case_sensitive = python::py_truthy(v),
+                    _ => ignored(k),
+                }
+            }
+            let mut pairs = Vec::new();
+            match values {
+                None | Some(Y::Null) => {
+                    e("values", "the 'values' parameter is required for the map trait plugin".into())
+                }
+                Some(Y::Mapping(m)) if m.is_empty() => {
+                    e("values", "the 'values' parameter is required for the map trait plugin".into())
+                }
+                Some(Y::Mapping(m)) => {
+                    for (k, v) in m {
+                        let key = match k {
+                            Y::String(s) => Some(Json::String(s.clone())),
+                            Y::Bool(b) => Some(Json::Bool(*b)),
+                            Y::Number(_) => serde_json::to_value(k).ok(),
+                            _ => None,
+                        };
+                        let Some(key) = key else {
+                            e("values", format!("map keys must be strings, numbers or booleans, found {}", show(k)));
+                            continue;
+                        };
+                        let key = if case_sensitive { key } else { python::casefold_json(&key) };
+                        match serde_json::to_value(v) {
+                            Ok(val) => pairs.push((key, val)),
+                            Err(err) => e("values", format!("mapped value is not plain data: {err}")),
+                        }
+                    }
+                }
+                Some(other) => e("values", format!("the 'values' parameter needs to be a map, found {}", show(other))),
+            }
+            Plugin::Map { values: pairs, default, case_sensitive }
+        }
+        _ => return None,
+    };
+    errors.append(&mut flag_errors);
+    Some(if errors.is_empty() { Ok(plugin) } else { Err(errors) })
+}
+
+/// A `bitfield` flag: as [`parse_flag`], but `bit` may be an
+/// integer string (`int(flag['bit'])`) and unknown keys are ignored.
+fn ceilometer_flag(v: &serde_yaml::Value, key: &str) -> Result<BitFlag, Vec<ConfigError>> {
+    use serde_yaml::Value as Y;
+    let Y::Mapping(m) = v else { return parse_flag(v, key) };
+    let mut kept = serde_yaml::Mapping::new();
+    for (k, val) in m {
+        match k.as_str() {
+            Some("bit") => {
+                let bit = match val {
+                    Y::String(s) => {
+                        python::py_int(&Json::String(s.clone())).map(Y::from).unwrap_or_else(|| val.clone())
+                    }
+                    _ => val.clone(),
+                };
+                kept.insert(k.clone(), bit);
+            }
+            Some("path" | "value") => {
+                kept.insert(k.clone(), val.clone());
+            }
+            _ => tracing::warn!(flag = key, key = %show(k), "unknown bitfield flag key ignored"),
+        }
+    }
+    parse_flag(&Y::Mapping(kept), key)
+}
+
+/// `bitfield` (both flavours: StackDistiller and ceilometer run the same
+/// code): flags compare with the last match of their path (a Python dict
+/// of the matches), values with Python's `==` (`1 == 1.0 == true`).
+fn bitfield(initial: i64, flags: &[BitFlag], matches: &[FieldMatch<'_>]) -> i64 {
+    let mut bits = initial;
+    for flag in flags {
+        if let Some(m) = matches.iter().rev().find(|m| m.path == flag.path) {
+            if flag.value.as_ref().is_none_or(|want| python::py_eq(want, &m.value)) {
+                bits |= 1i64 << flag.bit;
+            }
+        }
+    }
+    bits
 }
 
 /// The message for a plugin name that is neither built in (for `flavour`) nor registered.

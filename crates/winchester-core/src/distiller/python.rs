@@ -2,8 +2,6 @@
 //! ceilometer run on Python) rely on them: `str()`, `int()`, `float()`, `==`,
 //! `str.split`, list indexing, truth values, `str.casefold()`.
 
-use super::path::FieldMatch;
-use super::plugin::BitFlag;
 use serde_json::Value as Json;
 
 /// Python's `int(x)` for a JSON value (within 64 bits): booleans are 0 and 1,
@@ -323,19 +321,4 @@ pub(super) fn casefold(s: &str) -> String {
         }
     }
     out
-}
-
-/// `bitfield` (both flavours: StackDistiller and ceilometer run the same
-/// code): flags compare with the last match of their path (a Python dict
-/// of the matches), values with Python's `==` (`1 == 1.0 == true`).
-pub(super) fn bitfield(initial: i64, flags: &[BitFlag], matches: &[FieldMatch<'_>]) -> i64 {
-    let mut bits = initial;
-    for flag in flags {
-        if let Some(m) = matches.iter().rev().find(|m| m.path == flag.path) {
-            if flag.value.as_ref().is_none_or(|want| py_eq(want, &m.value)) {
-                bits |= 1i64 << flag.bit;
-            }
-        }
-    }
-    bits
 }

@@ -8,13 +8,11 @@
 //! `&`, `` `parent` `` of the root...) are [`EvalError`]s.
 
 use super::ast::{ArithOp, CmpOp, Expr, Lit, Node, Operand};
+use super::pyre::MAX_TEXT;
 use serde_json::{Number, Value};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::rc::Rc;
-
-/// Longest text or list an operator may build (Python would try anything).
-pub(crate) const MAX_TEXT: usize = 1 << 24;
 
 /// Why evaluating a path failed (where Python raises an exception).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,9 @@ use regex_automata::nfa::thompson::pikevm::PikeVM;
 use regex_automata::{Anchored, Input, MatchKind};
 use std::fmt::Write;
 
+/// Longest text or list an operator may build (Python would try anything).
+pub(crate) const MAX_TEXT: usize = 1 << 24;
+
 /// A compiled Python pattern.
 #[derive(Debug, Clone)]
 pub(crate) struct PyRegex {
@@ -591,7 +594,7 @@ impl Template {
             last = m.end;
             after_empty = m.is_empty();
             pos = m.end;
-            if out.len() > super::eval::MAX_TEXT {
+            if out.len() > MAX_TEXT {
                 return Err("replacement result too large".into());
             }
         }
