@@ -63,13 +63,7 @@ impl PgOptions {
     /// Whether statements may be named (prepared once per connection and
     /// reused): not behind a transaction pooler.
     pub fn named_statements(&self) -> bool {
-        self.pooler != Pooler::Transaction
-    }
-
-    /// sqlx's options for one connection (statement cache off behind a
-    /// transaction pooler).
-    pub fn connect_options(&self) -> &PgConnectOptions {
-        &self.connect
+        named_statements(self.pooler)
     }
 
     /// One connection of its own.
@@ -80,17 +74,18 @@ impl PgOptions {
     /// A pool of at most `max_connections`, waiting at most [`ACQUIRE_TIMEOUT`]
     /// for a connection.
     pub async fn pool(&self, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-        self.pool_options(max_connections).connect_with(self.connect.clone()).await
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(self.connect.clone())
+            .await
     }
+}
 
-    /// A pool that connects on first use.
-    pub fn pool_lazy(&self, max_connections: u32) -> PgPool {
-        self.pool_options(max_connections).connect_lazy_with(self.connect.clone())
-    }
-
-    fn pool_options(&self, max_connections: u32) -> PgPoolOptions {
-        PgPoolOptions::new().max_connections(max_connections).acquire_timeout(ACQUIRE_TIMEOUT)
-    }
+/// Whether statements may be named through `pooler`: not behind a
+/// transaction pooler. The one rule for [`PgOptions`] and the storage.
+pub(crate) fn named_statements(pooler: Pooler) -> bool {
+    pooler != Pooler::Transaction
 }
 
 /// A URL reached directly (see [`PgOptions::direct`]).

@@ -144,7 +144,7 @@ impl PgStorage {
     /// Whether statements may be named (prepared once per connection and
     /// reused): not behind a transaction pooler (see [`connect`]).
     pub(crate) fn named(&self) -> bool {
-        self.pooler != Pooler::Transaction
+        connect::named_statements(self.pooler)
     }
 }
 
