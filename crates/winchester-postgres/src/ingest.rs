@@ -36,40 +36,32 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
 use winchester_storage::decode;
 use winchester_storage::fold::{assign_streams, fold_group, group_by_key, outcomes, FoldedGroup, StreamDraft};
-use winchester_storage::{expect_written, EventPlan, IngestOutcome, IngestStore, Membership, Result, StorageError};
+use winchester_storage::{
+    expect_written, EventPlan, IngestOutcome, IngestStore, Membership, Result, RetryPolicy, StorageError,
+};
 
 use crate::errors::storage_error;
 use crate::rows::Pg;
 use crate::{PgStorage, READY_CHANNEL};
 
-/// How often a batch is retried after a transient conflict (deadlock, lost race).
-const MAX_ATTEMPTS: u32 = 8;
+/// How often a batch is tried in all when it meets transient conflicts
+/// (deadlock, lost race).
+const MAX_TRIES: u32 = 8;
 
 #[async_trait]
 impl IngestStore for PgStorage {
     async fn ingest(&self, batch: &[EventPlan], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>> {
         self.days.ensure_for(self, batch).await?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = async {
+        RetryPolicy::conflicts(MAX_TRIES)
+            .retry("ingest", || async {
                 let mut tx = self.pool.begin().await.map_err(storage_error)?;
                 let out = ingest_in_tx(&mut tx, self.named(), batch, now).await?;
                 tx.commit().await.map_err(storage_error)?;
                 Ok(out)
-            }
-            .await;
-            match result {
-                Err(e @ StorageError::Conflict(_)) if attempt < MAX_ATTEMPTS => {
-                    tracing::debug!(attempt, error = %e, "Ingest conflict, retrying batch.");
-                    tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
-                }
-                other => return other,
-            }
-        }
+            })
+            .await
     }
 }
 
@@ -200,7 +192,7 @@ fn counts_literal(counts: &[i64]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
-/// Columns of new stream rows, one Vec per column.
+/// Columns of new stream rows, one Vec per column, and the key each is for.
 #[derive(Default)]
 struct NewRows<'a> {
     trigger: Vec<&'a str>,
@@ -214,21 +206,26 @@ struct NewRows<'a> {
     count: Vec<i64>,
     counts: Vec<String>,
     version: Vec<Option<&'a str>>,
+    /// Each row's key (its index in the batch's sorted keys) and draft.
+    slot: Vec<(usize, usize)>,
 }
 
 impl<'a> NewRows<'a> {
+    /// A new row for draft `n` of key `k`, whose first entry is membership
+    /// `m`; a claim is inserted `open` whatever the draft says (step (d)
+    /// closes it).
     fn push(
         &mut self,
-        trigger: &'a str,
-        trigger_version: Option<&'a str>,
-        key: &'a str,
-        dist: &'a winchester_core::DistTraits,
-        open: bool,
+        keys: &[(&'a str, &'a str)],
+        (k, n): (usize, usize),
+        m: &'a Membership,
         d: &StreamDraft,
+        open: bool,
     ) {
+        let (trigger, key) = keys[k];
         self.trigger.push(trigger);
         self.key.push(key);
-        self.dist.push(Json(dist));
+        self.dist.push(Json(&m.dist));
         self.open.push(open);
         self.first.push(d.first);
         self.last.push(d.last);
@@ -237,7 +234,34 @@ impl<'a> NewRows<'a> {
         self.count.push(d.count);
         self.counts.push(counts_literal(&d.counts));
         // A batch opens streams under the current definition version only.
-        self.version.push(trigger_version);
+        self.version.push(m.trigger.version.as_deref());
+        self.slot.push((k, n));
+    }
+}
+
+/// Columns of existing streams to write back, one Vec per column.
+#[derive(Default)]
+struct Updates {
+    id: Vec<i64>,
+    first: Vec<DateTime<Utc>>,
+    last: Vec<DateTime<Utc>>,
+    expire: Vec<DateTime<Utc>>,
+    fire: Vec<Option<DateTime<Utc>>>,
+    count: Vec<i64>,
+    counts: Vec<String>,
+    open: Vec<bool>,
+}
+
+impl Updates {
+    fn push(&mut self, id: i64, d: &StreamDraft) {
+        self.id.push(id);
+        self.first.push(d.first);
+        self.last.push(d.last);
+        self.expire.push(d.expire);
+        self.fire.push(d.fire);
+        self.count.push(d.count);
+        self.counts.push(counts_literal(&d.counts));
+        self.open.push(d.open);
     }
 }
 
@@ -245,234 +269,259 @@ impl<'a> NewRows<'a> {
 /// is given up as a transient conflict (and retried whole).
 const MAX_CLAIM_ROUNDS: u32 = 8;
 
-/// Writes every stream the batch touches (step 2). Returns the stream id of
-/// each (event, membership) entry and whether any stream became ready to fire.
+/// The streams a batch writes: the stream id of each (event, membership)
+/// entry, the entries that opened their stream, and whether any stream
+/// became ready to fire.
+type Written = (HashMap<(usize, usize), i64>, HashSet<(usize, usize)>, bool);
+
+/// The batch's keys and entries (step 2's input).
+struct Keyed<'a> {
+    batch: &'a [EventPlan],
+    groups: &'a BTreeMap<(&'a str, &'a str), Vec<(usize, usize)>>,
+    /// The keys in sorted order; a key is named by its index here.
+    keys: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Keyed<'a> {
+    /// The first membership of key `k` (its trigger, distinguishing traits and version).
+    fn first_membership(&self, k: usize) -> &'a Membership {
+        let (i, j) = self.groups[&self.keys[k]][0];
+        &self.batch[i].memberships[j]
+    }
+}
+
+/// Writes every stream the batch touches (step 2).
 async fn write_streams(
     conn: &mut PgConnection,
     named: bool,
     batch: &[EventPlan],
     groups: &BTreeMap<(&str, &str), Vec<(usize, usize)>>,
     now: DateTime<Utc>,
-) -> Result<(HashMap<(usize, usize), i64>, HashSet<(usize, usize)>, bool)> {
-    let keys: Vec<(&str, &str)> = groups.keys().copied().collect();
-    let mut plans: Vec<Option<KeyPlan>> = (0..keys.len()).map(|_| None).collect();
-    let mut pending: Vec<usize> = (0..keys.len()).collect();
-    let mut rounds = 0;
-    while !pending.is_empty() {
-        rounds += 1;
-        if rounds > MAX_CLAIM_ROUNDS {
-            return Err(StorageError::Conflict("streams kept being opened by other ingesters".into()));
-        }
-        // a. Lock the open streams of the pending keys, in key order.
-        let names: Vec<&str> = pending.iter().map(|&k| keys[k].0).collect();
-        let dist_keys: Vec<&str> = pending.iter().map(|&k| keys[k].1).collect();
-        let rows = sqlx::query(
-            "SELECT s.id, s.trigger_name, s.dist_key, s.first_event, s.last_event, s.expire_timestamp, s.fire_timestamp, \
-               s.event_count, s.fire_counts, s.version \
-             FROM stream s JOIN UNNEST($1::text[], $2::text[]) AS k(trigger_name, dist_key) \
-               ON s.trigger_name = k.trigger_name AND s.dist_key = k.dist_key \
-             WHERE s.open \
-             ORDER BY s.trigger_name COLLATE \"C\", s.dist_key COLLATE \"C\" \
-             FOR UPDATE OF s",
-        ).persistent(named)
-        .bind(&names)
-        .bind(&dist_keys)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(storage_error)?;
-        let mut existing: HashMap<(String, String), StreamDraft> = HashMap::with_capacity(rows.len());
-        for r in &rows {
-            let (key, draft) = decode::open_stream::<Pg>(r)?;
-            existing.insert(key, draft);
-        }
-        // b. Fold.
-        let mut claims = NewRows::default();
-        let mut claim_of: HashMap<(&str, &str), usize> = HashMap::new();
-        for &k in &pending {
-            let (trigger_name, dist_key) = keys[k];
-            let entries = &groups[&keys[k]];
-            let found = existing.remove(&(trigger_name.to_string(), dist_key.to_string()));
-            let plan = fold(batch, entries, found, now);
-            if !plan.had_existing {
-                let (i, j) = entries[0];
-                let m = &batch[i].memberships[j];
-                claims.push(
-                    trigger_name,
-                    m.trigger.version.as_deref(),
-                    dist_key,
-                    &m.dist,
-                    true,
-                    &plan.folded.drafts[0],
-                );
-                claim_of.insert(keys[k], k);
-            }
-            plans[k] = Some(plan);
-        }
-        // c. Claim the keys that had no open stream.
-        let mut lost: Vec<usize> = Vec::new();
-        if !claims.trigger.is_empty() {
-            let rows = sqlx::query(
-                "INSERT INTO stream (trigger_name, dist_key, dist_traits, open, first_event, last_event, \
-                   expire_timestamp, fire_timestamp, event_count, fire_counts, version) \
-                 SELECT u.trigger_name, u.dist_key, u.dist_traits, u.open, u.first_event, u.last_event, u.expire_timestamp, \
-                   u.fire_timestamp, u.event_count, u.fire_counts::bigint[], u.version \
-                 FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::bool[], $5::timestamptz[], $6::timestamptz[], \
-                   $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[], $11::text[]) \
-                   AS u(trigger_name, dist_key, dist_traits, open, first_event, last_event, expire_timestamp, \
-                   fire_timestamp, event_count, fire_counts, version) \
-                 ON CONFLICT (trigger_name, dist_key) WHERE open DO NOTHING \
-                 RETURNING id, trigger_name, dist_key",
-            ).persistent(named)
-            .bind(&claims.trigger)
-            .bind(&claims.key)
-            .bind(&claims.dist)
-            .bind(&claims.open)
-            .bind(&claims.first)
-            .bind(&claims.last)
-            .bind(&claims.expire)
-            .bind(&claims.fire)
-            .bind(&claims.count)
-            .bind(&claims.counts)
-            .bind(&claims.version)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(storage_error)?;
-            let mut won: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
-            for r in rows {
-                won.insert(
-                    (r.try_get("trigger_name").map_err(storage_error)?, r.try_get("dist_key").map_err(storage_error)?),
-                    r.try_get("id").map_err(storage_error)?,
-                );
-            }
-            for (key, k) in claim_of {
-                match won.get(&(key.0.to_string(), key.1.to_string())) {
-                    Some(id) => {
-                        if let Some(p) = plans[k].as_mut() {
-                            p.folded.drafts[0].id = Some(*id);
-                        }
-                    }
-                    // Another ingester opened this key's stream first; redo the key.
-                    None => lost.push(k),
-                }
-            }
-        }
-        lost.sort_unstable();
-        for &k in &lost {
-            plans[k] = None;
-        }
-        pending = lost;
-    }
-    let plans: Vec<KeyPlan> = plans.into_iter().map(|p| p.expect("every key planned")).collect();
-
-    // d. Write back existing streams and claims (claims only when they must close).
-    let mut ids = Vec::new();
-    let mut firsts = Vec::new();
-    let mut lasts = Vec::new();
-    let mut expires = Vec::new();
-    let mut fires: Vec<Option<DateTime<Utc>>> = Vec::new();
-    let mut counts = Vec::new();
-    let mut fire_counts = Vec::new();
-    let mut opens = Vec::new();
-    // e. Further new streams.
-    let mut more = NewRows::default();
-    let mut more_slots: Vec<(usize, usize)> = Vec::new();
-    for (k, p) in plans.iter().enumerate() {
-        for (n, d) in p.folded.drafts.iter().enumerate() {
-            let is_claim = n == 0 && !p.had_existing;
-            match d.id {
-                Some(id) if p.had_existing || (is_claim && !d.open) => {
-                    ids.push(id);
-                    firsts.push(d.first);
-                    lasts.push(d.last);
-                    expires.push(d.expire);
-                    fires.push(d.fire);
-                    counts.push(d.count);
-                    fire_counts.push(counts_literal(&d.counts));
-                    opens.push(d.open);
-                }
-                Some(_) => {}
-                None => {
-                    let (trigger_name, dist_key) = keys[k];
-                    let (i, j) = groups[&keys[k]][0];
-                    let m = &batch[i].memberships[j];
-                    more.push(trigger_name, m.trigger.version.as_deref(), dist_key, &m.dist, d.open, d);
-                    more_slots.push((k, n));
-                }
-            }
-        }
-    }
-    if !ids.is_empty() {
-        sqlx::query(
-            "UPDATE stream s SET first_event = u.first_event, last_event = u.last_event, expire_timestamp = u.expire_timestamp, \
-               fire_timestamp = u.fire_timestamp, event_count = u.event_count, fire_counts = u.fire_counts::bigint[], open = u.open \
-             FROM UNNEST($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], \
-               $6::bigint[], $7::text[], $8::bool[]) \
-               AS u(id, first_event, last_event, expire_timestamp, fire_timestamp, event_count, fire_counts, open) \
-             WHERE s.id = u.id",
-        ).persistent(named)
-        .bind(&ids)
-        .bind(&firsts)
-        .bind(&lasts)
-        .bind(&expires)
-        .bind(&fires)
-        .bind(&counts)
-        .bind(&fire_counts)
-        .bind(&opens)
-        .execute(&mut *conn)
-        .await
-        .map_err(storage_error)?;
-    }
-    let mut plans = plans;
-    if !more.trigger.is_empty() {
-        // Ids come from the sequence in input order, so each draft learns its own.
-        let rows = sqlx::query(
-            "WITH src AS MATERIALIZED ( \
-               SELECT nextval(pg_get_serial_sequence('stream', 'id')) AS id, u.* \
-               FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::bool[], $5::timestamptz[], $6::timestamptz[], \
-                 $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[], $11::text[]) WITH ORDINALITY \
-                 AS u(trigger_name, dist_key, dist_traits, open, first_event, last_event, expire_timestamp, \
-                 fire_timestamp, event_count, fire_counts, version, ord)), \
-             ins AS ( \
-               INSERT INTO stream (id, trigger_name, dist_key, dist_traits, open, first_event, last_event, \
-                 expire_timestamp, fire_timestamp, event_count, fire_counts, version) OVERRIDING SYSTEM VALUE \
-               SELECT id, trigger_name, dist_key, dist_traits, open, first_event, last_event, expire_timestamp, \
-                 fire_timestamp, event_count, fire_counts::bigint[], version FROM src ORDER BY ord \
-               ON CONFLICT (trigger_name, dist_key) WHERE open DO NOTHING RETURNING id) \
-             SELECT src.id, src.id IN (SELECT id FROM ins) AS inserted FROM src ORDER BY src.ord",
-        )
-        .persistent(named)
-        .bind(&more.trigger)
-        .bind(&more.key)
-        .bind(&more.dist)
-        .bind(&more.open)
-        .bind(&more.first)
-        .bind(&more.last)
-        .bind(&more.expire)
-        .bind(&more.fire)
-        .bind(&more.count)
-        .bind(&more.counts)
-        .bind(&more.version)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(storage_error)?;
-        expect_written(rows.len(), more_slots.len(), "new streams")?;
-        for (r, (k, n)) in rows.iter().zip(&more_slots) {
-            let inserted: bool = r.try_get("inserted").map_err(storage_error)?;
-            if !inserted {
-                let (t, d) = keys[*k];
-                return Err(StorageError::Conflict(format!("open stream for {t} {d} appeared while locked").into()));
-            }
-            plans[*k].folded.drafts[*n].id = Some(r.try_get("id").map_err(storage_error)?);
-        }
-    }
-
+) -> Result<Written> {
+    let keyed = Keyed { batch, groups, keys: groups.keys().copied().collect() };
+    let mut plans = plan_and_claim(conn, named, &keyed, now).await?;
+    let (updates, more) = further_writes(&keyed, &plans);
+    update_streams(conn, named, &updates).await?;
+    insert_streams(conn, named, &keyed, &more, &mut plans).await?;
     let mut stream_of: HashMap<(usize, usize), i64> = HashMap::new();
     let mut opened: HashSet<(usize, usize)> = HashSet::new();
     let mut notify = false;
     for (k, p) in plans.iter().enumerate() {
         notify |= p.folded.ready;
         let id_of = |n: usize| p.folded.drafts[n].id.expect("every draft written");
-        assign_streams(&groups[&keys[k]], &p.folded, id_of, &mut stream_of, &mut opened);
+        assign_streams(&groups[&keyed.keys[k]], &p.folded, id_of, &mut stream_of, &mut opened);
     }
     Ok((stream_of, opened, notify))
+}
+
+/// Steps (a) to (c), in rounds until every key is planned: lock the pending
+/// keys' open streams, fold the batch into them, claim the keys without one;
+/// the keys whose claim another ingester won are pending again.
+async fn plan_and_claim(
+    conn: &mut PgConnection,
+    named: bool,
+    keyed: &Keyed<'_>,
+    now: DateTime<Utc>,
+) -> Result<Vec<KeyPlan>> {
+    let mut plans: Vec<Option<KeyPlan>> = (0..keyed.keys.len()).map(|_| None).collect();
+    let mut pending: Vec<usize> = (0..keyed.keys.len()).collect();
+    let mut rounds = 0;
+    while !pending.is_empty() {
+        rounds += 1;
+        if rounds > MAX_CLAIM_ROUNDS {
+            return Err(StorageError::Conflict("streams kept being opened by other ingesters".into()));
+        }
+        let mut existing = lock_open_streams(conn, named, keyed, &pending).await?;
+        let mut claims = NewRows::default();
+        for &k in &pending {
+            let (trigger_name, dist_key) = keyed.keys[k];
+            let found = existing.remove(&(trigger_name.to_string(), dist_key.to_string()));
+            let plan = fold(keyed.batch, &keyed.groups[&keyed.keys[k]], found, now);
+            if !plan.had_existing {
+                claims.push(&keyed.keys, (k, 0), keyed.first_membership(k), &plan.folded.drafts[0], true);
+            }
+            plans[k] = Some(plan);
+        }
+        let won = claim_keys(conn, named, &claims).await?;
+        pending = Vec::new();
+        for &(k, _) in &claims.slot {
+            let plan = &mut plans[k];
+            match (won.get(&k), plan.as_mut()) {
+                (Some(id), Some(p)) => p.folded.drafts[0].id = Some(*id),
+                // Another ingester opened this key's stream first; redo the key.
+                _ => {
+                    *plan = None;
+                    pending.push(k);
+                }
+            }
+        }
+        pending.sort_unstable();
+    }
+    Ok(plans.into_iter().map(|p| p.expect("every key planned")).collect())
+}
+
+/// (a) Locks the open streams of the `pending` keys, in key order.
+async fn lock_open_streams(
+    conn: &mut PgConnection,
+    named: bool,
+    keyed: &Keyed<'_>,
+    pending: &[usize],
+) -> Result<HashMap<(String, String), StreamDraft>> {
+    let names: Vec<&str> = pending.iter().map(|&k| keyed.keys[k].0).collect();
+    let dist_keys: Vec<&str> = pending.iter().map(|&k| keyed.keys[k].1).collect();
+    let rows = sqlx::query(
+        "SELECT s.id, s.trigger_name, s.dist_key, s.first_event, s.last_event, s.expire_timestamp, s.fire_timestamp, \
+           s.event_count, s.fire_counts, s.version \
+         FROM stream s JOIN UNNEST($1::text[], $2::text[]) AS k(trigger_name, dist_key) \
+           ON s.trigger_name = k.trigger_name AND s.dist_key = k.dist_key \
+         WHERE s.open \
+         ORDER BY s.trigger_name COLLATE \"C\", s.dist_key COLLATE \"C\" \
+         FOR UPDATE OF s",
+    )
+    .persistent(named)
+    .bind(&names)
+    .bind(&dist_keys)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(storage_error)?;
+    rows.iter().map(decode::open_stream::<Pg>).collect()
+}
+
+/// (c) Inserts the first stream of each key that had none, open; returns
+/// the new stream's id per key index. A key another ingester claimed first
+/// is missing.
+async fn claim_keys(conn: &mut PgConnection, named: bool, claims: &NewRows<'_>) -> Result<HashMap<usize, i64>> {
+    if claims.trigger.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(
+        "INSERT INTO stream (trigger_name, dist_key, dist_traits, open, first_event, last_event, \
+           expire_timestamp, fire_timestamp, event_count, fire_counts, version) \
+         SELECT u.trigger_name, u.dist_key, u.dist_traits, u.open, u.first_event, u.last_event, u.expire_timestamp, \
+           u.fire_timestamp, u.event_count, u.fire_counts::bigint[], u.version \
+         FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::bool[], $5::timestamptz[], $6::timestamptz[], \
+           $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[], $11::text[]) \
+           AS u(trigger_name, dist_key, dist_traits, open, first_event, last_event, expire_timestamp, \
+           fire_timestamp, event_count, fire_counts, version) \
+         ON CONFLICT (trigger_name, dist_key) WHERE open DO NOTHING \
+         RETURNING id, trigger_name, dist_key",
+    );
+    let rows = bind_new_rows(rows.persistent(named), claims).fetch_all(&mut *conn).await.map_err(storage_error)?;
+    let slot_of: HashMap<(&str, &str), usize> =
+        claims.trigger.iter().zip(&claims.key).zip(&claims.slot).map(|((t, d), (k, _))| ((*t, *d), *k)).collect();
+    let mut won = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let trigger: String = r.try_get("trigger_name").map_err(storage_error)?;
+        let dist_key: String = r.try_get("dist_key").map_err(storage_error)?;
+        let k = slot_of.get(&(trigger.as_str(), dist_key.as_str())).copied();
+        let k =
+            k.ok_or_else(|| StorageError::Corrupt(format!("claimed a stream for {trigger} {dist_key} not asked for")))?;
+        won.insert(k, r.try_get("id").map_err(storage_error)?);
+    }
+    Ok(won)
+}
+
+/// Binds the eleven columns of new stream rows, `$1` to `$11`.
+fn bind_new_rows<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    rows: &'q NewRows<'_>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    q.bind(&rows.trigger)
+        .bind(&rows.key)
+        .bind(&rows.dist)
+        .bind(&rows.open)
+        .bind(&rows.first)
+        .bind(&rows.last)
+        .bind(&rows.expire)
+        .bind(&rows.fire)
+        .bind(&rows.count)
+        .bind(&rows.counts)
+        .bind(&rows.version)
+}
+
+/// What (d) and (e) write: existing streams and claims to write back
+/// (claims only when they must close), and further new streams.
+fn further_writes<'a>(keyed: &Keyed<'a>, plans: &[KeyPlan]) -> (Updates, NewRows<'a>) {
+    let mut updates = Updates::default();
+    let mut more = NewRows::default();
+    for (k, p) in plans.iter().enumerate() {
+        for (n, d) in p.folded.drafts.iter().enumerate() {
+            let is_claim = n == 0 && !p.had_existing;
+            match d.id {
+                Some(id) if p.had_existing || (is_claim && !d.open) => updates.push(id, d),
+                Some(_) => {}
+                None => more.push(&keyed.keys, (k, n), keyed.first_membership(k), d, d.open),
+            }
+        }
+    }
+    (updates, more)
+}
+
+/// (d) Writes back existing streams (this also closes expired streams before
+/// (e) opens their successors).
+async fn update_streams(conn: &mut PgConnection, named: bool, u: &Updates) -> Result<()> {
+    if u.id.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE stream s SET first_event = u.first_event, last_event = u.last_event, expire_timestamp = u.expire_timestamp, \
+           fire_timestamp = u.fire_timestamp, event_count = u.event_count, fire_counts = u.fire_counts::bigint[], open = u.open \
+         FROM UNNEST($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], \
+           $6::bigint[], $7::text[], $8::bool[]) \
+           AS u(id, first_event, last_event, expire_timestamp, fire_timestamp, event_count, fire_counts, open) \
+         WHERE s.id = u.id",
+    )
+    .persistent(named)
+    .bind(&u.id)
+    .bind(&u.first)
+    .bind(&u.last)
+    .bind(&u.expire)
+    .bind(&u.fire)
+    .bind(&u.count)
+    .bind(&u.counts)
+    .bind(&u.open)
+    .execute(&mut *conn)
+    .await
+    .map_err(storage_error)?;
+    Ok(())
+}
+
+/// (e) Inserts further new streams (a key whose stream expired), with ids
+/// drawn from the sequence in input order, so each draft learns its own.
+async fn insert_streams(
+    conn: &mut PgConnection,
+    named: bool,
+    keyed: &Keyed<'_>,
+    more: &NewRows<'_>,
+    plans: &mut [KeyPlan],
+) -> Result<()> {
+    if more.trigger.is_empty() {
+        return Ok(());
+    }
+    let rows = sqlx::query(
+        "WITH src AS MATERIALIZED ( \
+           SELECT nextval(pg_get_serial_sequence('stream', 'id')) AS id, u.* \
+           FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::bool[], $5::timestamptz[], $6::timestamptz[], \
+             $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[], $11::text[]) WITH ORDINALITY \
+             AS u(trigger_name, dist_key, dist_traits, open, first_event, last_event, expire_timestamp, \
+             fire_timestamp, event_count, fire_counts, version, ord)), \
+         ins AS ( \
+           INSERT INTO stream (id, trigger_name, dist_key, dist_traits, open, first_event, last_event, \
+             expire_timestamp, fire_timestamp, event_count, fire_counts, version) OVERRIDING SYSTEM VALUE \
+           SELECT id, trigger_name, dist_key, dist_traits, open, first_event, last_event, expire_timestamp, \
+             fire_timestamp, event_count, fire_counts::bigint[], version FROM src ORDER BY ord \
+           ON CONFLICT (trigger_name, dist_key) WHERE open DO NOTHING RETURNING id) \
+         SELECT src.id, src.id IN (SELECT id FROM ins) AS inserted FROM src ORDER BY src.ord",
+    );
+    let rows = bind_new_rows(rows.persistent(named), more).fetch_all(&mut *conn).await.map_err(storage_error)?;
+    expect_written(rows.len(), more.slot.len(), "new streams")?;
+    for (r, &(k, n)) in rows.iter().zip(&more.slot) {
+        let inserted: bool = r.try_get("inserted").map_err(storage_error)?;
+        if !inserted {
+            let (t, d) = keyed.keys[k];
+            return Err(StorageError::Conflict(format!("open stream for {t} {d} appeared while locked").into()));
+        }
+        plans[k].folded.drafts[n].id = Some(r.try_get("id").map_err(storage_error)?);
+    }
+    Ok(())
 }

@@ -6,16 +6,13 @@
 //!   setup and the LISTEN wake-ups ([`Wakeups`]).
 //! - `ingest`: saving events and stream memberships (set-based, one
 //!   transaction per batch; [`IngestStore`](winchester_storage::IngestStore)).
-//! - `streams`: stream queries and compare-and-set state changes
-//!   ([`StreamStore`](winchester_storage::StreamStore)).
-//! - `events`: reading events ([`EventStore`](winchester_storage::EventStore));
-//!   trimming is [`partitions`]'s.
+//! - `dialect`: PostgreSQL as a [`SqlBackend`](winchester_storage::sql::SqlBackend):
+//!   how statements run and bind, the SQL that is PostgreSQL's own, and the
+//!   set-based claims, finishes and lease renewals; the statements both
+//!   backends share (and with them the stream, event, query and version
+//!   stores) are [`winchester_storage::sql`]'s.
 //! - [`partitions`]: the daily partitions of events and memberships: created
 //!   ahead, trimmed by dropping whole days.
-//! - `query`: the operations queries: filters, counts, the transition log
-//!   ([`QueryStore`](winchester_storage::QueryStore)).
-//! - `versions`: recorded trigger definition versions
-//!   ([`VersionStore`](winchester_storage::VersionStore)).
 //! - `rows`: how this backend reads typed columns
 //!   ([`Columns`](winchester_storage::decode::Columns)); the decoders are the storage crate's.
 //! - `errors`: mapping sqlx errors to [`StorageError`](winchester_storage::StorageError).
@@ -38,15 +35,12 @@ macro_rules! on_conn {
 }
 
 pub mod connect;
+mod dialect;
 mod errors;
-mod events;
 mod ingest;
 pub mod migrate;
 pub mod partitions;
-mod query;
 mod rows;
-mod streams;
-mod versions;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgListener, PgPool};
@@ -58,6 +52,7 @@ use winchester_storage::{PollingListener, ReadyListener, Result, Wakeups};
 pub use connect::{PgOptions, ACQUIRE_TIMEOUT};
 pub use errors::storage_error;
 pub use migrate::MIGRATOR;
+pub use rows::Pg;
 
 /// The NOTIFY channel an ingester signals when a stream becomes ready to fire.
 pub const READY_CHANNEL: &str = "winchester_ready";

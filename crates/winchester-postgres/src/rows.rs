@@ -13,7 +13,7 @@ use winchester_storage::{Result, StorageError};
 use crate::errors::storage_error;
 
 /// PostgreSQL's columns.
-pub(crate) struct Pg;
+pub struct Pg;
 
 /// A column of a type sqlx decodes as it is.
 fn get<'r, T: Decode<'r, Postgres> + Type<Postgres>>(row: &'r PgRow, col: &str) -> Result<T> {

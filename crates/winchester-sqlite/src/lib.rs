@@ -9,9 +9,12 @@
 //!
 //! Layout:
 //! - [`SqliteStorage`]: a [`Storage`](winchester_storage::Storage): each module
-//!   implements one part of it in SQLite's dialect, as in the PostgreSQL
-//!   backend (`ingest`, `streams`, `events`, `query`, `versions`); here, the
-//!   connection setup and the polling wake-ups ([`Wakeups`]).
+//!   ingest (`ingest`) and SQLite as a
+//!   [`SqlBackend`](winchester_storage::sql::SqlBackend) (`dialect`: how
+//!   statements run and bind, the SQL that is SQLite's own, claims, finishes
+//!   and lease renewals); the statements both backends share are
+//!   [`winchester_storage::sql`]'s. Here, the connection setup and the polling
+//!   wake-ups ([`Wakeups`]).
 //! - `rows`: how this backend stores typed columns (times as INTEGER
 //!   microseconds since the epoch, JSON as text;
 //!   [`Columns`](winchester_storage::decode::Columns)); the decoders are the storage crate's.
@@ -23,13 +26,10 @@
 #![forbid(unsafe_code)]
 
 pub mod checkpointer;
-mod events;
+mod dialect;
 mod ingest;
 pub mod migrate;
-mod query;
 mod rows;
-mod streams;
-mod versions;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -39,6 +39,7 @@ use std::time::Duration;
 use winchester_storage::{PollingListener, ReadyListener, Result, StorageError, Wakeups};
 
 pub use migrate::MIGRATOR;
+pub use rows::Lite;
 
 /// How often an idle worker looks for ready streams (there is no NOTIFY).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);

@@ -23,7 +23,7 @@ pub(crate) fn time(v: i64) -> Result<DateTime<Utc>> {
 }
 
 /// SQLite's columns.
-pub(crate) struct Lite;
+pub struct Lite;
 
 /// A column of a type sqlx decodes as it is.
 fn get<'r, T: Decode<'r, Sqlite> + Type<Sqlite>>(row: &'r SqliteRow, col: &str) -> Result<T> {

@@ -19,6 +19,7 @@
 //!   backend implements [`decode::Columns`] for its row type).
 //! - [`fold`]: folding a batch's events into a key's streams (shared by backends).
 //! - [`rules`]: the state machine's readiness and finish rules (shared by backends).
+//! - [`sql`]: the statements the SQL backends share ([`sql::SqlBackend`]: what a backend supplies).
 //! - `conformance` (feature `conformance`): the checks every backend must pass.
 //! - [`StorageError`]: errors, classified retryable or not.
 #![deny(missing_docs)]
@@ -32,6 +33,7 @@ pub mod fold;
 pub mod plan;
 pub mod query;
 pub mod rules;
+pub mod sql;
 pub mod stream;
 
 use async_trait::async_trait;
@@ -82,9 +84,20 @@ pub enum StorageError {
 /// the database together do not come back in step). [`failed`](Self::failed)
 /// and [`succeeded`](Self::succeeded) log an outage once when it starts and
 /// once when it ends.
+///
+/// [`RetryPolicy::conflicts`] is the same loop for one operation that may
+/// lose a race (a deadlock, a unique key another writer took first): short
+/// waits, a bounded number of tries, and only [`StorageError::Conflict`]
+/// retried (an outage is the caller's policy's to wait out).
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
+    first: Duration,
+    max: Duration,
     next: Duration,
+    /// Tries left before the error is returned (`None`: unbounded).
+    tries_left: Option<u32>,
+    /// Retry only conflicts, quietly.
+    conflicts_only: bool,
     /// When the current outage started and how many tries failed in it.
     outage: Option<(std::time::Instant, u32)>,
 }
@@ -97,20 +110,43 @@ impl RetryPolicy {
 
     /// A fresh policy (next wait: [`RetryPolicy::FIRST`]).
     pub fn new() -> RetryPolicy {
-        RetryPolicy { next: RetryPolicy::FIRST, outage: None }
+        RetryPolicy {
+            first: RetryPolicy::FIRST,
+            max: RetryPolicy::MAX,
+            next: RetryPolicy::FIRST,
+            tries_left: None,
+            conflicts_only: false,
+            outage: None,
+        }
+    }
+
+    /// A policy for transient conflicts within one operation: at most
+    /// `tries` tries in all, waits from 5 ms doubling up to 80 ms (jittered
+    /// as [`next_delay`](Self::next_delay) says), nothing but conflicts
+    /// retried, each retry logged at debug level.
+    pub fn conflicts(tries: u32) -> RetryPolicy {
+        let first = Duration::from_millis(5);
+        RetryPolicy {
+            first,
+            max: Duration::from_millis(80),
+            next: first,
+            tries_left: Some(tries.max(1)),
+            conflicts_only: true,
+            outage: None,
+        }
     }
 
     /// How long to wait before the next try: the current step, jittered into
     /// its upper half; each call doubles the step after, up to [`RetryPolicy::MAX`].
     pub fn next_delay(&mut self) -> Duration {
         let step = self.next;
-        self.next = (self.next * 2).min(RetryPolicy::MAX);
+        self.next = (self.next * 2).min(self.max);
         step / 2 + step.mul_f64(rand::random::<f64>() / 2.0)
     }
 
     /// After a success: the next failure waits about [`RetryPolicy::FIRST`] again.
     pub fn reset(&mut self) {
-        self.next = RetryPolicy::FIRST;
+        self.next = self.first;
     }
 
     /// A try of `what` failed with a retryable `error`: logs the start of the
@@ -118,6 +154,10 @@ impl RetryPolicy {
     /// how long to wait.
     pub fn failed(&mut self, what: &str, error: &dyn std::fmt::Display) -> Duration {
         let wait = self.next_delay();
+        if self.conflicts_only {
+            tracing::debug!(%error, "Conflict in {what}; trying again in {wait:?}.");
+            return wait;
+        }
         match &mut self.outage {
             None => {
                 tracing::warn!(%error, "Database unavailable ({what}); retrying with backoff until it is back.");
@@ -158,11 +198,26 @@ impl RetryPolicy {
                     self.succeeded();
                     return Ok(v);
                 }
-                Err(e) if e.is_retryable() => {
+                Err(e) if self.may_retry(&e) => {
                     let wait = self.failed(what, &e);
                     tokio::time::sleep(wait).await;
                 }
                 Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Whether `e` is retried by this policy, counting the try.
+    fn may_retry<E: Retryable>(&mut self, e: &E) -> bool {
+        let kind = if self.conflicts_only { e.is_conflict() } else { e.is_retryable() };
+        match &mut self.tries_left {
+            _ if !kind => false,
+            None => true,
+            Some(left) => {
+                *left = left.saturating_sub(1);
+                *left > 0
             }
         }
     }
@@ -173,11 +228,21 @@ impl RetryPolicy {
 pub trait Retryable {
     /// Whether trying again may help (a lost connection, a restarting server, a transient conflict).
     fn is_retryable(&self) -> bool;
+
+    /// Whether it is a transient conflict with another writer (what
+    /// [`RetryPolicy::conflicts`] retries).
+    fn is_conflict(&self) -> bool {
+        false
+    }
 }
 
 impl Retryable for StorageError {
     fn is_retryable(&self) -> bool {
         StorageError::is_retryable(self)
+    }
+
+    fn is_conflict(&self) -> bool {
+        matches!(self, StorageError::Conflict(_))
     }
 }
 
@@ -643,5 +708,25 @@ mod tests {
             .await;
         assert!(matches!(got, Err(StorageError::Corrupt(_))));
         assert_eq!(tries, 1, "not retried");
+
+        // Conflicts: bounded, and an outage is not a conflict.
+        let mut tries = 0;
+        let got: Result<()> = RetryPolicy::conflicts(3)
+            .retry("test", || {
+                tries += 1;
+                async { Err(StorageError::Conflict("deadlock detected".into())) }
+            })
+            .await;
+        assert!(matches!(got, Err(StorageError::Conflict(_))));
+        assert_eq!(tries, 3, "three tries in all");
+        let mut tries = 0;
+        let got: Result<()> = RetryPolicy::conflicts(3)
+            .retry("test", || {
+                tries += 1;
+                async { Err(unavailable()) }
+            })
+            .await;
+        assert!(matches!(got, Err(StorageError::Unavailable(_))));
+        assert_eq!(tries, 1, "an outage is the caller's to wait out");
     }
 }

@@ -188,12 +188,12 @@ pub fn all_ready_rules() -> impl Iterator<Item = &'static ReadyRule> {
 
 /// One query (the same text on both backends, which share column names)
 /// giving the earliest future moment any stream becomes ready, with `now` as
-/// bind parameter `now`: what an idle worker sleeps until.
+/// bind parameter `now`, as column `due`: what an idle worker sleeps until.
 pub fn next_due_sql(now: &str) -> String {
     let parts: Vec<String> = all_ready_rules()
         .map(|r| format!("SELECT min({col}) AS t FROM stream WHERE {}", r.condition(">", now), col = r.due.column()))
         .collect();
-    format!("SELECT min(t) FROM ({}) AS due", parts.join(" UNION ALL "))
+    format!("SELECT min(t) AS due FROM ({}) AS due_times", parts.join(" UNION ALL "))
 }
 
 impl Finish<'_> {
