@@ -113,11 +113,11 @@ impl Kind {
         let (backend, bookkeeping_table, bytes_literal): (_, _, fn(&[u8]) -> String) = match self {
             Kind::Postgres => (
                 "postgres",
-                winchester_postgres::migrate::BOOKKEEPING_TABLE,
+                winchester_postgres::migrate::bookkeeping_table(),
                 winchester_postgres::migrate::bytes_literal,
             ),
             Kind::Sqlite => {
-                ("sqlite", winchester_sqlite::migrate::BOOKKEEPING_TABLE, winchester_sqlite::migrate::bytes_literal)
+                ("sqlite", winchester_sqlite::migrate::bookkeeping_table(), winchester_sqlite::migrate::bytes_literal)
             }
         };
         Schema { backend, migrations: migrations_of(self.migrator()), bookkeeping_table, bytes_literal }

@@ -19,11 +19,9 @@ use std::collections::HashSet;
 use winchester_core::DefinitionVersion;
 use winchester_storage::decode::{self, Columns, STREAM_COLUMNS};
 use winchester_storage::rules::{claim_ready_sql, trigger_condition};
-use winchester_storage::sql::{Arg, SqlBackend, Stmt, TraitColumn};
+use winchester_storage::sql::{Arg, ClaimBatch, SqlBackend, Stmt, TraitColumn};
 use winchester_storage::stream::state_no::{EXPIRING, FIRING};
-use winchester_storage::{
-    one_for_one, Action, Claimed, Finish, FinishOutcome, NamePattern, Result, Stream, TraitFilter, TriggerScope,
-};
+use winchester_storage::{one_for_one, Claimed, Finish, FinishOutcome, NamePattern, Result, Stream, TraitFilter};
 
 use crate::errors::storage_error;
 use crate::ingest::ingest_in_tx;
@@ -91,14 +89,8 @@ impl SqlBackend for PgStorage {
 
     const VERSION_ORDER: &'static str = "trigger_name COLLATE \"C\", first_used, version";
 
-    async fn claim_ready_among(
-        &self,
-        action: Action,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: u32,
-        triggers: TriggerScope<'_>,
-    ) -> Result<Vec<Claimed>> {
+    async fn claim_batch(&self, batch: ClaimBatch<'_>) -> Result<Vec<Claimed>> {
+        let ClaimBatch { action, now, lease_until, limit, triggers } = batch;
         on_conn!(self, |c| -> Vec<Claimed> {
             // Rows other workers are claiming are skipped, never waited for.
             let filter = trigger_condition(triggers, "trigger_name = ANY($4)");

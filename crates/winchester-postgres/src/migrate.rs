@@ -13,14 +13,9 @@ use std::time::Instant;
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
 /// sqlx's bookkeeping table on PostgreSQL.
-pub const BOOKKEEPING_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
-    version BIGINT PRIMARY KEY,
-    description TEXT NOT NULL,
-    installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
-    success BOOLEAN NOT NULL,
-    checksum BYTEA NOT NULL,
-    execution_time BIGINT NOT NULL
-);";
+pub fn bookkeeping_table() -> String {
+    winchester_storage::backend::bookkeeping_table("TIMESTAMPTZ NOT NULL DEFAULT now()", "BYTEA")
+}
 
 /// Bytes as a `bytea` literal (`'\x0a1b…'`).
 pub fn bytes_literal(bytes: &[u8]) -> String {
@@ -47,7 +42,7 @@ async fn locked(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::E
         .bind(lock_key(&database))
         .execute(&mut *tx)
         .await?;
-    tx.execute(BOOKKEEPING_TABLE).await?;
+    tx.execute(bookkeeping_table().as_str()).await?;
     Ok(tx)
 }
 

@@ -13,22 +13,21 @@ use std::collections::{HashMap, HashSet};
 use winchester_core::{DefinitionVersion, TraitValue};
 use winchester_storage::decode::{self, STREAM_COLUMNS};
 use winchester_storage::rules::{claim_assignments, pick_ready_sql, trigger_condition};
-use winchester_storage::sql::{Arg, SqlBackend, Stmt, TraitColumn};
+use winchester_storage::sql::{Arg, ClaimBatch, SqlBackend, Stmt, TraitColumn};
 use winchester_storage::stream::state_no::{COMPLETED, EXPIRING, FIRING};
-use winchester_storage::{
-    one_for_one, Action, Claimed, Finish, FinishOutcome, NamePattern, Result, Stream, TraitFilter, TriggerScope,
-};
+use winchester_storage::{one_for_one, Claimed, Finish, FinishOutcome, NamePattern, Result, Stream, TraitFilter};
 
 use crate::ingest::{begin, ingest_in_tx};
 use crate::rows::{micros, Lite};
 use crate::{storage_error, SqliteStorage};
 
-/// Binds one argument as this schema stores it.
+/// Binds one argument as this schema stores it (booleans and times as
+/// INTEGER, lists as JSON text).
 fn bind<'q>(q: Query<'q, Sqlite, SqliteArguments<'q>>, arg: Arg) -> Query<'q, Sqlite, SqliteArguments<'q>> {
     match arg {
         Arg::Int(v) => q.bind(v),
+        Arg::Bool(v) => q.bind(i64::from(v)),
         Arg::Float(v) => q.bind(v),
-        Arg::Bool(v) => q.bind(v),
         Arg::Text(v) => q.bind(v),
         Arg::Time(v) => q.bind(v.map(micros)),
         Arg::Ids(v) => q.bind(json(&v)),
@@ -111,14 +110,8 @@ impl SqlBackend for SqliteStorage {
     /// BEGIN IMMEDIATE already excludes every other writer: no row locks
     /// needed. SQLite's RETURNING cannot see an UPDATE's FROM list, so the
     /// streams are picked first and claimed by id, in the same transaction.
-    async fn claim_ready_among(
-        &self,
-        action: Action,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: u32,
-        triggers: TriggerScope<'_>,
-    ) -> Result<Vec<Claimed>> {
+    async fn claim_batch(&self, batch: ClaimBatch<'_>) -> Result<Vec<Claimed>> {
+        let ClaimBatch { action, now, lease_until, limit, triggers } = batch;
         let mut tx = begin(&self.pool).await?;
         let filter = trigger_condition(triggers, "trigger_name IN (SELECT value FROM json_each(?3))");
         let sql = pick_ready_sql(action, "?1", "?2", &filter);

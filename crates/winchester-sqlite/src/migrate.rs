@@ -9,14 +9,9 @@ use sqlx::migrate::Migrator;
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// sqlx's bookkeeping table on SQLite.
-pub const BOOKKEEPING_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
-    version BIGINT PRIMARY KEY,
-    description TEXT NOT NULL,
-    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    success BOOLEAN NOT NULL,
-    checksum BLOB NOT NULL,
-    execution_time BIGINT NOT NULL
-);";
+pub fn bookkeeping_table() -> String {
+    winchester_storage::backend::bookkeeping_table("TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP", "BLOB")
+}
 
 /// Bytes as a blob literal (`X'0a1b…'`).
 pub fn bytes_literal(bytes: &[u8]) -> String {

@@ -63,8 +63,9 @@ pub struct Schema {
     pub backend: &'static str,
     /// Every migration, oldest first.
     pub migrations: Vec<Migration>,
-    /// `CREATE TABLE IF NOT EXISTS _sqlx_migrations (…)` in this dialect.
-    pub bookkeeping_table: &'static str,
+    /// `CREATE TABLE IF NOT EXISTS _sqlx_migrations (…)` in this dialect
+    /// (see [`bookkeeping_table`]).
+    pub bookkeeping_table: String,
     /// Writes bytes as a literal of this dialect (for the checksum column).
     pub bytes_literal: fn(&[u8]) -> String,
 }
@@ -147,6 +148,22 @@ impl Schema {
     }
 }
 
+/// sqlx's bookkeeping table of applied migrations, `_sqlx_migrations`, with
+/// the dialect's column type (and default) of `installed_on` and type of
+/// `checksum`.
+pub fn bookkeeping_table(installed_on: &str, checksum: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on {installed_on},
+    success BOOLEAN NOT NULL,
+    checksum {checksum} NOT NULL,
+    execution_time BIGINT NOT NULL
+);"
+    )
+}
+
 /// Lower-case hex digits of `bytes` (for the dialects' byte literals).
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -227,7 +244,7 @@ mod tests {
         Schema {
             backend: "test",
             migrations: Schema::migrations_from(entries),
-            bookkeeping_table: "CREATE TABLE IF NOT EXISTS _sqlx_migrations ();\n",
+            bookkeeping_table: "CREATE TABLE IF NOT EXISTS _sqlx_migrations ();\n".to_string(),
             bytes_literal: |b| format!("X'{}'", hex(b)),
         }
     }

@@ -133,6 +133,22 @@ pub enum TraitColumn {
     DistTraits,
 }
 
+/// What [`SqlBackend::claim_batch`] claims: the oldest `limit` streams of
+/// `triggers` ready for `action` at `now`, leased until `lease_until`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimBatch<'a> {
+    /// Fire or expire.
+    pub action: Action,
+    /// The time readiness is judged at.
+    pub now: DateTime<Utc>,
+    /// The claims' lease end.
+    pub lease_until: DateTime<Utc>,
+    /// At most this many streams.
+    pub limit: u32,
+    /// The triggers whose streams may be claimed.
+    pub triggers: TriggerScope<'a>,
+}
+
 /// A SQL database the engine stores in: how statements run and what of the
 /// dialect differs. [`StreamStore`], [`EventStore`], [`QueryStore`] and
 /// [`VersionStore`] follow for it.
@@ -167,15 +183,8 @@ pub trait SqlBackend: Send + Sync + std::fmt::Debug + 'static {
     /// `ORDER BY` of the version listing (trigger names in byte order).
     const VERSION_ORDER: &'static str;
 
-    /// See [`StreamStore::claim_ready_among`].
-    async fn claim_ready_among(
-        &self,
-        action: Action,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: u32,
-        triggers: TriggerScope<'_>,
-    ) -> Result<Vec<Claimed>>;
+    /// Claims a batch of ready streams (see [`StreamStore::claim_ready_among`]).
+    async fn claim_batch(&self, batch: ClaimBatch<'_>) -> Result<Vec<Claimed>>;
 
     /// See [`StreamStore::finish_many`].
     async fn finish_many(&self, runs: &[(&Stream, Finish<'_>)], now: DateTime<Utc>) -> Result<Vec<FinishOutcome>>;
@@ -311,7 +320,7 @@ impl<B: SqlBackend> StreamStore for B {
         limit: u32,
         triggers: TriggerScope<'_>,
     ) -> Result<Vec<Claimed>> {
-        SqlBackend::claim_ready_among(self, action, now, lease_until, limit, triggers).await
+        self.claim_batch(ClaimBatch { action, now, lease_until, limit, triggers }).await
     }
 
     async fn finish_many(&self, runs: &[(&Stream, Finish<'_>)], now: DateTime<Utc>) -> Result<Vec<FinishOutcome>> {
