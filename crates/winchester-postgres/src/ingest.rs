@@ -44,7 +44,7 @@ use winchester_storage::{
 
 use crate::errors::storage_error;
 use crate::rows::Pg;
-use crate::{PgStorage, READY_CHANNEL};
+use crate::PgStorage;
 
 /// How often a batch is tried in all when it meets transient conflicts
 /// (deadlock, lost race).
@@ -94,6 +94,8 @@ pub(crate) async fn ingest_in_tx(
     }
     // The key table is the global dedup (a partitioned table has no unique
     // index on message_id alone); each key draws its event's id.
+    // (sqlx's checked macros cannot leave a statement that returns rows of
+    // several columns unnamed, which a transaction pooler needs.)
     let rows = sqlx::query(
         "WITH u AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[]) \
            AS u(message_id, event_type, generated, traits)), \
@@ -143,26 +145,22 @@ pub(crate) async fn ingest_in_tx(
             eids.push(eid);
             times.push(batch[i].event.timestamp);
         }
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO stream_event (stream_id, event_id, generated) \
              SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::timestamptz[])",
+            &sids,
+            &eids,
+            &times
         )
         .persistent(named)
-        .bind(&sids)
-        .bind(&eids)
-        .bind(&times)
         .execute(&mut *conn)
         .await
         .map_err(storage_error)?;
     }
     // 4. Wake idle workers (delivered on commit).
     if notify {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .persistent(named)
-            .bind(READY_CHANNEL)
-            .execute(&mut *conn)
-            .await
-            .map_err(storage_error)?;
+        // The channel is `READY_CHANNEL` (a test holds the two together).
+        sqlx::query!("NOTIFY winchester_ready").persistent(named).execute(&mut *conn).await.map_err(storage_error)?;
     }
     Ok(outcomes(batch, &event_ids, &stream_of, &opened))
 }
@@ -463,23 +461,23 @@ async fn update_streams(conn: &mut PgConnection, named: bool, u: &Updates) -> Re
     if u.id.is_empty() {
         return Ok(());
     }
-    sqlx::query(
+    sqlx::query!(
         "UPDATE stream s SET first_event = u.first_event, last_event = u.last_event, expire_timestamp = u.expire_timestamp, \
            fire_timestamp = u.fire_timestamp, event_count = u.event_count, fire_counts = u.fire_counts::bigint[], open = u.open \
          FROM UNNEST($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], \
            $6::bigint[], $7::text[], $8::bool[]) \
            AS u(id, first_event, last_event, expire_timestamp, fire_timestamp, event_count, fire_counts, open) \
          WHERE s.id = u.id",
+        &u.id,
+        &u.first,
+        &u.last,
+        &u.expire,
+        &u.fire as &[Option<DateTime<Utc>>],
+        &u.count,
+        &u.counts,
+        &u.open
     )
     .persistent(named)
-    .bind(&u.id)
-    .bind(&u.first)
-    .bind(&u.last)
-    .bind(&u.expire)
-    .bind(&u.fire)
-    .bind(&u.count)
-    .bind(&u.counts)
-    .bind(&u.open)
     .execute(&mut *conn)
     .await
     .map_err(storage_error)?;
@@ -524,4 +522,13 @@ async fn insert_streams(
         plans[k].folded.drafts[n].id = Some(r.try_get("id").map_err(storage_error)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ingest_notifies_the_ready_channel() {
+        let source = include_str!("ingest.rs");
+        assert!(source.contains(&format!("\"NOTIFY {}\"", crate::READY_CHANNEL)));
+    }
 }

@@ -35,12 +35,11 @@ fn lock_key(database: &str) -> i64 {
 /// the bookkeeping table in place.
 async fn locked(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let database: String =
-        sqlx::query_scalar("SELECT current_database()").persistent(false).fetch_one(&mut *tx).await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+    let database =
+        sqlx::query_scalar!(r#"SELECT current_database() AS "name!""#).persistent(false).fetch_one(&mut *tx).await?;
+    sqlx::query_scalar!("SELECT pg_advisory_xact_lock($1)", lock_key(&database))
         .persistent(false)
-        .bind(lock_key(&database))
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
     tx.execute(bookkeeping_table().as_str()).await?;
     Ok(tx)
@@ -48,6 +47,8 @@ async fn locked(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::E
 
 /// The bookkeeping rows: (version, checksum, success), oldest first.
 async fn bookkeeping(tx: &mut PgConnection) -> Result<Vec<(i64, Vec<u8>, bool)>, sqlx::Error> {
+    // Unchecked: sqlx's checked macros cannot leave a statement returning
+    // several columns unnamed.
     sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version")
         .persistent(false)
         .fetch_all(tx)
@@ -63,7 +64,7 @@ async fn bookkeeping(tx: &mut PgConnection) -> Result<Vec<(i64, Vec<u8>, bool)>,
 /// session lock).
 pub async fn applied_versions(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+    let exists = sqlx::query_scalar!(r#"SELECT to_regclass('_sqlx_migrations') IS NOT NULL AS "exists!""#)
         .persistent(false)
         .fetch_one(&mut *tx)
         .await?;
@@ -116,15 +117,16 @@ pub async fn apply_pending(pool: &PgPool, migrator: &Migrator) -> Result<Vec<i64
         let start = Instant::now();
         // Unprepared (simple query protocol): a migration is many statements.
         tx.execute(&*m.sql).await.map_err(|e| MigrateError::ExecuteMigration(e, m.version))?;
-        sqlx::query(
+        let took = i64::try_from(start.elapsed().as_nanos()).unwrap_or(i64::MAX);
+        sqlx::query!(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
              VALUES ($1, $2, TRUE, $3, $4)",
+            m.version,
+            &*m.description,
+            &*m.checksum,
+            took
         )
         .persistent(false)
-        .bind(m.version)
-        .bind(&*m.description)
-        .bind(&*m.checksum)
-        .bind(i64::try_from(start.elapsed().as_nanos()).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -149,9 +151,8 @@ pub async fn revert_to(pool: &PgPool, migrator: &Migrator, target: i64) -> Resul
             .find(|m| m.version == *version && m.migration_type.is_down_migration())
             .ok_or(MigrateError::VersionNotPresent(*version))?;
         tx.execute(&*down.sql).await.map_err(|e| MigrateError::ExecuteMigration(e, *version))?;
-        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+        sqlx::query!("DELETE FROM _sqlx_migrations WHERE version = $1", version)
             .persistent(false)
-            .bind(version)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

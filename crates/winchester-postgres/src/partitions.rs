@@ -30,10 +30,13 @@ pub const AHEAD: u64 = 7;
 /// How many dedup keys of dropped days one trim deletes.
 pub const KEY_BATCH: i64 = 10_000;
 
-/// How long creating or dropping a partition waits for its table locks
-/// before giving up until the next time (ingest and reads are queued behind
-/// a waiting `DROP`/`CREATE`, so this stays short).
-const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
+/// Sets how long creating or dropping a partition waits for its table locks
+/// (5 s) before giving up until the next time: ingest and reads are queued
+/// behind a waiting `DROP`/`CREATE`, so this stays short.
+async fn lock_timeout(tx: &mut PgConnection) -> Result<()> {
+    sqlx::query!("SET LOCAL lock_timeout = '5s'").persistent(false).execute(tx).await.map_err(storage_error)?;
+    Ok(())
+}
 
 /// The UTC day of a time.
 pub fn day_of(t: DateTime<Utc>) -> NaiveDate {
@@ -112,13 +115,11 @@ impl Days {
 /// many days got new partitions.
 async fn create(db: &PgStorage, ranges: &[(NaiveDate, NaiveDate)]) -> Result<i64> {
     let mut tx = db.pool().begin().await.map_err(storage_error)?;
-    sqlx::query(LOCK_TIMEOUT).persistent(false).execute(&mut *tx).await.map_err(storage_error)?;
+    lock_timeout(&mut tx).await?;
     let mut created = 0;
     for (first, last) in ranges {
-        let n: i32 = sqlx::query_scalar("SELECT winchester_event_partitions($1, $2)")
+        let n = sqlx::query_scalar!(r#"SELECT winchester_event_partitions($1, $2) AS "created!""#, first, last)
             .persistent(db.named())
-            .bind(first)
-            .bind(last)
             .fetch_one(&mut *tx)
             .await
             .map_err(storage_error)?;
@@ -164,7 +165,7 @@ async fn drop_day(db: &PgStorage, day: NaiveDate) -> Result<Option<u64>> {
     let (events, members) = (partition_name("event", day), partition_name("stream_event", day));
     let next = day.succ_opt().unwrap_or(day);
     let mut tx = db.pool().begin().await.map_err(storage_error)?;
-    sqlx::query(LOCK_TIMEOUT).persistent(false).execute(&mut *tx).await.map_err(storage_error)?;
+    lock_timeout(&mut tx).await?;
     // No event or membership joins the day while it is checked (reads go on;
     // only the DROP itself holds the parent tables, briefly).
     // Statements naming a day are never prepared (one per day would fill the
@@ -200,9 +201,8 @@ async fn drop_day(db: &PgStorage, day: NaiveDate) -> Result<Option<u64>> {
         .execute(&mut *tx)
         .await
         .map_err(storage_error)?;
-    sqlx::query("INSERT INTO event_key_cleanup (day) VALUES ($1) ON CONFLICT DO NOTHING")
+    sqlx::query!("INSERT INTO event_key_cleanup (day) VALUES ($1) ON CONFLICT DO NOTHING", day)
         .persistent(db.named())
-        .bind(day)
         .execute(&mut *tx)
         .await
         .map_err(storage_error)?;
@@ -213,31 +213,31 @@ async fn drop_day(db: &PgStorage, day: NaiveDate) -> Result<Option<u64>> {
 /// Deletes up to `limit` events older than `cutoff` that no unfinished
 /// stream needs, with their memberships and dedup keys.
 async fn trim_rows(c: &mut PgConnection, named: bool, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
-    let sql = format!(
-        "WITH doomed AS ( \
-           SELECT e.id, e.generated, e.message_id FROM event e WHERE e.generated < $1 AND NOT EXISTS ( \
-             SELECT 1 FROM stream_event se JOIN stream s ON s.id = se.stream_id \
-             WHERE se.event_id = e.id AND se.generated = e.generated AND s.state <> {COMPLETED}) \
-           ORDER BY e.generated LIMIT $2), \
-         members AS (DELETE FROM stream_event se USING doomed d WHERE se.event_id = d.id AND se.generated = d.generated), \
-         keys AS (DELETE FROM event_key k USING doomed d WHERE k.message_id = d.message_id AND k.event_id = d.id), \
-         gone AS (DELETE FROM event e USING doomed d WHERE e.id = d.id AND e.generated = d.generated RETURNING 1) \
-         SELECT count(*) FROM gone"
-    );
-    let n: i64 = sqlx::query_scalar(&sql)
-        .persistent(named)
-        .bind(cutoff)
-        .bind(i64::from(limit))
-        .fetch_one(&mut *c)
-        .await
-        .map_err(storage_error)?;
+    let n = sqlx::query_scalar!(
+        r#"WITH doomed AS (
+           SELECT e.id, e.generated, e.message_id FROM event e WHERE e.generated < $1 AND NOT EXISTS (
+             SELECT 1 FROM stream_event se JOIN stream s ON s.id = se.stream_id
+             WHERE se.event_id = e.id AND se.generated = e.generated AND s.state <> $3)
+           ORDER BY e.generated LIMIT $2),
+         members AS (DELETE FROM stream_event se USING doomed d WHERE se.event_id = d.id AND se.generated = d.generated),
+         keys AS (DELETE FROM event_key k USING doomed d WHERE k.message_id = d.message_id AND k.event_id = d.id),
+         gone AS (DELETE FROM event e USING doomed d WHERE e.id = d.id AND e.generated = d.generated RETURNING 1)
+         SELECT count(*) AS "n!" FROM gone"#,
+        cutoff,
+        i64::from(limit),
+        COMPLETED
+    )
+    .persistent(named)
+    .fetch_one(&mut *c)
+    .await
+    .map_err(storage_error)?;
     Ok(n as u64)
 }
 
 /// Deletes up to `limit` dedup keys of the oldest dropped day whose events
 /// are gone; a day done is struck off `event_key_cleanup`. Returns how many.
 async fn delete_dropped_keys(c: &mut PgConnection, named: bool, limit: i64) -> Result<u64> {
-    let Some(day): Option<NaiveDate> = sqlx::query_scalar("SELECT min(day) FROM event_key_cleanup")
+    let Some(day) = sqlx::query_scalar!("SELECT min(day) FROM event_key_cleanup")
         .persistent(named)
         .fetch_one(&mut *c)
         .await
@@ -251,9 +251,8 @@ async fn delete_dropped_keys(c: &mut PgConnection, named: bool, limit: i64) -> R
     // those two are probed (a probe through `event` would cost one index
     // probe per partition, or a hash of every partition).
     let again = partition_name("event", day);
-    let recreated: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+    let recreated = sqlx::query_scalar!(r#"SELECT to_regclass($1) IS NOT NULL AS "exists!""#, &again)
         .persistent(named)
-        .bind(&again)
         .fetch_one(&mut *c)
         .await
         .map_err(storage_error)?;
@@ -277,9 +276,8 @@ async fn delete_dropped_keys(c: &mut PgConnection, named: bool, limit: i64) -> R
     .map_err(storage_error)?
     .rows_affected();
     if (n as i64) < limit {
-        sqlx::query("DELETE FROM event_key_cleanup WHERE day = $1")
+        sqlx::query!("DELETE FROM event_key_cleanup WHERE day = $1", day)
             .persistent(named)
-            .bind(day)
             .execute(&mut *c)
             .await
             .map_err(storage_error)?;
@@ -290,9 +288,9 @@ async fn delete_dropped_keys(c: &mut PgConnection, named: bool, limit: i64) -> R
 /// The day of every daily partition `event` has, oldest first.
 pub async fn partition_days(db: &PgStorage) -> Result<Vec<NaiveDate>> {
     let names: Vec<String> = on_conn!(db, |c| -> Vec<String> {
-        sqlx::query_scalar(
-            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-             WHERE i.inhparent = 'event'::regclass AND c.relname ~ '^event_p[0-9]{8}$' ORDER BY 1",
+        sqlx::query_scalar!(
+            r#"SELECT c.relname::text AS "name!" FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'event'::regclass AND c.relname ~ '^event_p[0-9]{8}$' ORDER BY 1"#
         )
         .persistent(db.named())
         .fetch_all(&mut *c)

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::query_builder::Separated;
 use sqlx::sqlite::SqliteQueryResult;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use std::collections::{HashMap, HashSet};
 use winchester_storage::decode;
 use winchester_storage::fold::{assign_streams, fold_group, group_by_key, outcomes, Entry, FoldedGroup, StreamDraft};
@@ -131,11 +131,11 @@ pub(crate) async fn ingest_in_tx(
 /// The id the next stream inserted gets (AUTOINCREMENT: one past the
 /// largest ever used, which `sqlite_sequence` keeps).
 async fn next_stream_id(conn: &mut SqliteConnection) -> Result<i64> {
-    let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'stream'")
+    let seq = sqlx::query_scalar!(r#"SELECT seq AS "seq: i64" FROM sqlite_sequence WHERE name = 'stream'"#)
         .fetch_optional(&mut *conn)
         .await
         .map_err(storage_error)?;
-    Ok(seq.unwrap_or(0) + 1)
+    Ok(seq.flatten().unwrap_or(0) + 1)
 }
 
 /// A batch's memberships: `(stream_id, event_id)` pairs in key order, each
@@ -505,17 +505,14 @@ async fn insert_event_rows(
         return Ok(vec![None; chunk.len()]);
     }
     let ids = inserted_ids(&done);
-    let rows = sqlx::query("SELECT id, message_id FROM event WHERE id BETWEEN ? AND ?")
-        .bind(ids.start())
-        .bind(ids.end())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(storage_error)?;
+    let (first, last) = (*ids.start(), *ids.end());
+    let rows =
+        sqlx::query!(r#"SELECT id AS "id!: i64", message_id FROM event WHERE id BETWEEN ?1 AND ?2"#, first, last)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(storage_error)?;
     expect_written(rows.len(), inserted, "new events")?;
-    let mut ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
-    for r in rows {
-        ids.insert(r.try_get("message_id").map_err(storage_error)?, r.try_get("id").map_err(storage_error)?);
-    }
+    let mut ids: HashMap<String, i64> = rows.into_iter().map(|r| (r.message_id, r.id)).collect();
     // The first occurrence of an inserted message_id is the saved one.
     Ok(chunk.iter().map(|p| ids.remove(&p.event.message_id)).collect())
 }
