@@ -76,8 +76,24 @@ pub(crate) async fn ingest_in_tx(
     if batch.is_empty() {
         return Ok(vec![]);
     }
-    // 1. Events, in message_id order so concurrent batches lock alike; a
-    // message_id repeated in the batch is sent once (its first occurrence).
+    // 1. Events; 2. their streams; 3. memberships; 4. the wake-up.
+    let event_ids = insert_events(conn, named, batch).await?;
+    // 2. Streams, grouped by key, keys in sorted order.
+    let groups = group_by_key(batch, &event_ids);
+    let (stream_of, opened, notify) = write_streams(conn, named, batch, &groups, now).await?;
+    insert_memberships(conn, named, batch, &event_ids, &stream_of).await?;
+    // 4. Wake idle workers (delivered on commit).
+    if notify {
+        // The channel is `READY_CHANNEL` (a test holds the two together).
+        sqlx::query!("NOTIFY winchester_ready").persistent(named).execute(&mut *conn).await.map_err(storage_error)?;
+    }
+    Ok(outcomes(batch, &event_ids, &stream_of, &opened))
+}
+
+/// Step 1: inserts the batch's events, in message_id order so concurrent batches
+/// lock alike; a message_id repeated in the batch is sent once (its first
+/// occurrence). Returns each entry's event id, `None` for a duplicate.
+async fn insert_events(conn: &mut PgConnection, named: bool, batch: &[EventPlan]) -> Result<Vec<Option<i64>>> {
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by(|a, b| batch[*a].event.message_id.cmp(&batch[*b].event.message_id));
     order.dedup_by(|a, b| batch[*a].event.message_id == batch[*b].event.message_id);
@@ -124,45 +140,46 @@ pub(crate) async fn ingest_in_tx(
     for p in batch {
         event_ids.push(inserted.remove(&p.event.message_id));
     }
+    Ok(event_ids)
+}
 
-    // 2. Streams, grouped by key, keys in sorted order.
-    let groups = group_by_key(batch, &event_ids);
-    let (stream_of, opened, notify) = write_streams(conn, named, batch, &groups, now).await?;
-
-    // 3. Memberships, in key order (the `(stream_id, event_id)` index then
-    // takes them page by page instead of at random).
-    if !stream_of.is_empty() {
-        let mut rows: Vec<(i64, i64, usize)> = Vec::with_capacity(stream_of.len());
-        for ((i, _), sid) in &stream_of {
-            rows.push((*sid, event_ids[*i].expect("grouped events were saved"), *i));
-        }
-        rows.sort_unstable();
-        let mut sids = Vec::with_capacity(rows.len());
-        let mut eids = Vec::with_capacity(rows.len());
-        let mut times = Vec::with_capacity(rows.len());
-        for (sid, eid, i) in rows {
-            sids.push(sid);
-            eids.push(eid);
-            times.push(batch[i].event.timestamp);
-        }
-        sqlx::query!(
-            "INSERT INTO stream_event (stream_id, event_id, generated) \
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::timestamptz[])",
-            &sids,
-            &eids,
-            &times
-        )
-        .persistent(named)
-        .execute(&mut *conn)
-        .await
-        .map_err(storage_error)?;
+/// Step 3: inserts the memberships, in key order (the `(stream_id, event_id)`
+/// index then takes them page by page instead of at random).
+async fn insert_memberships(
+    conn: &mut PgConnection,
+    named: bool,
+    batch: &[EventPlan],
+    event_ids: &[Option<i64>],
+    stream_of: &HashMap<(usize, usize), i64>,
+) -> Result<()> {
+    if stream_of.is_empty() {
+        return Ok(());
     }
-    // 4. Wake idle workers (delivered on commit).
-    if notify {
-        // The channel is `READY_CHANNEL` (a test holds the two together).
-        sqlx::query!("NOTIFY winchester_ready").persistent(named).execute(&mut *conn).await.map_err(storage_error)?;
+    let mut rows: Vec<(i64, i64, usize)> = Vec::with_capacity(stream_of.len());
+    for ((i, _), sid) in stream_of {
+        rows.push((*sid, event_ids[*i].expect("grouped events were saved"), *i));
     }
-    Ok(outcomes(batch, &event_ids, &stream_of, &opened))
+    rows.sort_unstable();
+    let mut sids = Vec::with_capacity(rows.len());
+    let mut eids = Vec::with_capacity(rows.len());
+    let mut times = Vec::with_capacity(rows.len());
+    for (sid, eid, i) in rows {
+        sids.push(sid);
+        eids.push(eid);
+        times.push(batch[i].event.timestamp);
+    }
+    sqlx::query!(
+        "INSERT INTO stream_event (stream_id, event_id, generated) \
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::timestamptz[])",
+        &sids,
+        &eids,
+        &times
+    )
+    .persistent(named)
+    .execute(&mut *conn)
+    .await
+    .map_err(storage_error)?;
+    Ok(())
 }
 
 /// One key's streams as the batch leaves them.
