@@ -207,6 +207,28 @@ fn counts_literal(counts: &[i64]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
+/// The folded columns of stream rows (a draft's), one Vec per column.
+#[derive(Default)]
+struct DraftColumns {
+    first: Vec<DateTime<Utc>>,
+    last: Vec<DateTime<Utc>>,
+    expire: Vec<DateTime<Utc>>,
+    fire: Vec<Option<DateTime<Utc>>>,
+    count: Vec<i64>,
+    counts: Vec<String>,
+}
+
+impl DraftColumns {
+    fn push(&mut self, d: &StreamDraft) {
+        self.first.push(d.first);
+        self.last.push(d.last);
+        self.expire.push(d.expire);
+        self.fire.push(d.fire);
+        self.count.push(d.count);
+        self.counts.push(counts_literal(&d.counts));
+    }
+}
+
 /// Columns of new stream rows, one Vec per column, and the key each is for.
 #[derive(Default)]
 struct NewRows<'a> {
@@ -214,12 +236,7 @@ struct NewRows<'a> {
     key: Vec<&'a str>,
     dist: Vec<Json<&'a winchester_core::DistTraits>>,
     open: Vec<bool>,
-    first: Vec<DateTime<Utc>>,
-    last: Vec<DateTime<Utc>>,
-    expire: Vec<DateTime<Utc>>,
-    fire: Vec<Option<DateTime<Utc>>>,
-    count: Vec<i64>,
-    counts: Vec<String>,
+    draft: DraftColumns,
     version: Vec<Option<&'a str>>,
     /// Each row's key (its index in the batch's sorted keys) and draft.
     slot: Vec<(usize, usize)>,
@@ -242,12 +259,7 @@ impl<'a> NewRows<'a> {
         self.key.push(key);
         self.dist.push(Json(&m.dist));
         self.open.push(open);
-        self.first.push(d.first);
-        self.last.push(d.last);
-        self.expire.push(d.expire);
-        self.fire.push(d.fire);
-        self.count.push(d.count);
-        self.counts.push(counts_literal(&d.counts));
+        self.draft.push(d);
         // A batch opens streams under the current definition version only.
         self.version.push(m.trigger.version.as_deref());
         self.slot.push((k, n));
@@ -258,24 +270,14 @@ impl<'a> NewRows<'a> {
 #[derive(Default)]
 struct Updates {
     id: Vec<i64>,
-    first: Vec<DateTime<Utc>>,
-    last: Vec<DateTime<Utc>>,
-    expire: Vec<DateTime<Utc>>,
-    fire: Vec<Option<DateTime<Utc>>>,
-    count: Vec<i64>,
-    counts: Vec<String>,
+    draft: DraftColumns,
     open: Vec<bool>,
 }
 
 impl Updates {
     fn push(&mut self, id: i64, d: &StreamDraft) {
         self.id.push(id);
-        self.first.push(d.first);
-        self.last.push(d.last);
-        self.expire.push(d.expire);
-        self.fire.push(d.fire);
-        self.count.push(d.count);
-        self.counts.push(counts_literal(&d.counts));
+        self.draft.push(d);
         self.open.push(d.open);
     }
 }
@@ -445,12 +447,12 @@ fn bind_new_rows<'q>(
         .bind(&rows.key)
         .bind(&rows.dist)
         .bind(&rows.open)
-        .bind(&rows.first)
-        .bind(&rows.last)
-        .bind(&rows.expire)
-        .bind(&rows.fire)
-        .bind(&rows.count)
-        .bind(&rows.counts)
+        .bind(&rows.draft.first)
+        .bind(&rows.draft.last)
+        .bind(&rows.draft.expire)
+        .bind(&rows.draft.fire)
+        .bind(&rows.draft.count)
+        .bind(&rows.draft.counts)
         .bind(&rows.version)
 }
 
@@ -486,12 +488,12 @@ async fn update_streams(conn: &mut PgConnection, named: bool, u: &Updates) -> Re
            AS u(id, first_event, last_event, expire_timestamp, fire_timestamp, event_count, fire_counts, open) \
          WHERE s.id = u.id",
         &u.id,
-        &u.first,
-        &u.last,
-        &u.expire,
-        &u.fire as &[Option<DateTime<Utc>>],
-        &u.count,
-        &u.counts,
+        &u.draft.first,
+        &u.draft.last,
+        &u.draft.expire,
+        &u.draft.fire as &[Option<DateTime<Utc>>],
+        &u.draft.count,
+        &u.draft.counts,
         &u.open
     )
     .persistent(named)
