@@ -43,9 +43,10 @@ use winchester_core::{DefinitionVersion, Event};
 
 pub use plan::{EventPlan, IngestOutcome, Membership, ReplayAt};
 pub use query::{
-    BulkOutcome, EventFilter, NamePattern, Page, StoredEvent, StreamCount, TraitFilter, Transition, TransitionKind,
+    BulkOutcome, EventFilter, NamePattern, Page, StoredEvent, StreamCount, StreamFilter, TraitFilter, Transition,
+    TransitionKind,
 };
-pub use stream::{Action, Stream, StreamFilter, StreamState, TriggerScope};
+pub use stream::{Action, Stream, StreamState, TriggerScope};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]

@@ -301,3 +301,30 @@ mod tests {
         assert!(NamePattern("a?c".into()).matches("abc"));
     }
 }
+
+/// Selects streams for listing, counting and bulk actions.
+#[derive(Debug, Clone, Default)]
+pub struct StreamFilter {
+    /// Only this trigger's streams.
+    pub trigger: Option<String>,
+    /// Only streams in this state.
+    pub state: Option<StreamState>,
+    /// At most this many (default: all); listing only.
+    pub limit: Option<u32>,
+    /// Only streams whose first event is before this time.
+    pub older_than: Option<DateTime<Utc>>,
+    /// Only streams whose last event is after this time.
+    pub younger_than: Option<DateTime<Utc>>,
+    /// Only streams with these distinguishing trait values (typed comparison).
+    pub dist_traits: Vec<TraitFilter>,
+    /// Paging: after this id; ascending (oldest first) instead of newest first.
+    /// The page's own limit, when set, is used instead of [`StreamFilter::limit`].
+    pub page: Page,
+}
+
+impl StreamFilter {
+    /// The row limit in force.
+    pub fn row_limit(&self) -> Option<u32> {
+        self.page.limit.or(self.limit)
+    }
+}
