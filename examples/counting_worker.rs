@@ -87,7 +87,7 @@ async fn main() -> ExitCode {
         }
     };
     let mut registry = winchester_handlers::registry();
-    registry.register("counting", move |params| {
+    registry.register("counting", move |params, _| {
         let sleep_ms = params.get("sleep_ms").and_then(|v| v.as_u64()).unwrap_or(0);
         let fail = params.get("fail").and_then(|v| v.as_bool()).unwrap_or(false);
         Ok(Box::new(Counting { pool: pool.clone(), sleep: Duration::from_millis(sleep_ms), fail }) as Box<dyn Handler>)

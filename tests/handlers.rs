@@ -221,7 +221,7 @@ async fn pipelines_that_may_add_events_are_told_apart() {
     assert!(may_add(command, "", shipped()).await);
     // The same type registered again without the promise loses it.
     let mut plain = shipped();
-    plain.register("logger", |_| Err("never built here".into()));
+    plain.register("logger", |_, _| Err("never built here".into()));
     assert!(may_add("fire_p: [logger]\nreceipt_p: [logger]\n", "", plain).await);
 }
 
