@@ -62,6 +62,9 @@ pub enum AmqpError {
         /// What went wrong.
         message: String,
     },
+    /// The pool's runtime could not be started, so nothing was published.
+    #[error("cannot start the AMQP runtime: {0}")]
+    Runtime(String),
     /// Some notifications were not published (the others were).
     #[error("{} of {total} notifications not published to exchange {exchange:?}: {}", failures.len(), failures.join("; "))]
     Publish {
@@ -263,14 +266,14 @@ impl std::fmt::Debug for AmqpPool {
 
 impl AmqpPool {
     /// `context`'s pool, made (with its runtime) on first use.
-    pub fn of(context: &HandlerContext) -> Result<Arc<AmqpPool>, String> {
+    pub fn of(context: &HandlerContext) -> Result<Arc<AmqpPool>, AmqpError> {
         context.resource(|| {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .thread_name("winchester-amqp")
                 .enable_all()
                 .build()
-                .map_err(|e| format!("cannot start the AMQP runtime: {e}"))?;
+                .map_err(|e| AmqpError::Runtime(e.to_string()))?;
             let handle = runtime.handle().clone();
             Ok(AmqpPool { runtime: Mutex::new(Some(runtime)), handle, connections: Default::default() })
         })
@@ -489,10 +492,30 @@ impl AmqpHandler {
     pub fn pending(&self) -> &[serde_json::Value] {
         &self.pending
     }
+
+    /// Publishes the pending notifications on the pool's runtime (pooled
+    /// connections live there, whatever runtime calls us).
+    async fn publish(&mut self, env: &Env) -> Result<(), AmqpError> {
+        let pool = AmqpPool::of(&self.context)?;
+        let handle = pool.handle.clone();
+        let (cfg, pending, env) = (self.config.clone(), std::mem::take(&mut self.pending), env.clone());
+        let job = async move { (publish_all(&pool, &cfg, &pending, &env).await, pending) };
+        let (result, pending) = handle.spawn(job).await.map_err(|e| AmqpError::Connect {
+            broker: self.config.broker(),
+            message: format!("publisher task failed: {e}"),
+        })?;
+        self.pending = pending;
+        result
+    }
 }
 
 /// Publishes `pending` as `cfg` says, on a channel of one of `pool`'s connections.
-async fn publish(pool: &AmqpPool, cfg: &AmqpConfig, pending: &[serde_json::Value], env: &Env) -> Result<(), AmqpError> {
+async fn publish_all(
+    pool: &AmqpPool,
+    cfg: &AmqpConfig,
+    pending: &[serde_json::Value],
+    env: &Env,
+) -> Result<(), AmqpError> {
     let (conn, ch) = open_channel(pool, cfg).await?;
     let declared = declare(pool, cfg, &conn, &ch).await;
     if let Err(e) = declared {
@@ -554,26 +577,7 @@ impl Handler for AmqpHandler {
         if self.pending.is_empty() {
             return Ok(());
         }
-        // Pooled connections live on the pool's runtime, whatever runtime calls us.
-        let (cfg, pending, job_env) = (self.config.clone(), std::mem::take(&mut self.pending), env.clone());
-        let result = match AmqpPool::of(&self.context) {
-            Ok(pool) => {
-                let handle = pool.handle.clone();
-                let job = async move { (publish(&pool, &cfg, &pending, &job_env).await, pending) };
-                match handle.spawn(job).await {
-                    Ok((result, pending)) => {
-                        self.pending = pending;
-                        result
-                    }
-                    Err(e) => Err(AmqpError::Connect {
-                        broker: self.config.broker(),
-                        message: format!("publisher task failed: {e}"),
-                    }),
-                }
-            }
-            Err(e) => Err(AmqpError::Connect { broker: self.config.broker(), message: e }),
-        };
-        result.map_err(|e| {
+        self.publish(env).await.map_err(|e| {
             tracing::error!(stream_id = env.stream_id, "{e}");
             Box::new(e) as HandlerError
         })

@@ -643,6 +643,24 @@ mod tests {
         assert!(err("url: http://x/\nevent_types: ['[']").contains("\"event_types\""));
     }
 
+    #[tokio::test]
+    async fn handlers_of_a_context_share_its_client() {
+        let (a, b) = (HandlerContext::new(), HandlerContext::new());
+        let client = HttpClient::of(&a).unwrap();
+        assert!(Arc::ptr_eq(&client, &HttpClient::of(&a.clone()).unwrap()));
+        assert!(!Arc::ptr_eq(&client, &HttpClient::of(&b).unwrap()));
+        // A delivery uses its context's client (made on first use).
+        let (url, srv) = serve(vec![reply(200)]).await;
+        let c = HandlerContext::new();
+        let mut h = WebhookHandler::from_params(&params(&format!("url: {url}")), &c).unwrap();
+        assert!(c.get::<HttpClient>().is_none());
+        run(&mut h, &mut env(), vec![event("m1", "a")]).await.unwrap();
+        assert!(c.get::<HttpClient>().is_some());
+        assert_eq!(srv.count(), 1);
+        c.shutdown().await;
+        assert!(c.get::<HttpClient>().is_none());
+    }
+
     #[test]
     fn snippet_is_bounded() {
         let long = "x".repeat(1000);

@@ -77,6 +77,9 @@ pub enum HandlerConfigError {
     /// Anything else: a class that cannot be loaded, a registered factory's own reason.
     #[error("{0}")]
     Other(String),
+    /// Several params are wrong: each error, in the order found (see [`finish`]).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<HandlerConfigError>),
 }
 
 fn expected(known: &[&str]) -> String {
@@ -97,9 +100,15 @@ impl HandlerConfigError {
     pub fn key(&self) -> Option<&str> {
         match self {
             HandlerConfigError::Missing(k) | HandlerConfigError::Invalid { key: k, .. } => Some(k),
-            HandlerConfigError::UnknownParam { .. }
-            | HandlerConfigError::UnknownType(_)
-            | HandlerConfigError::Other(_) => None,
+            _ => None,
+        }
+    }
+
+    /// Each error: those of [`HandlerConfigError::Several`], else this one.
+    pub fn each(&self) -> &[HandlerConfigError] {
+        match self {
+            HandlerConfigError::Several(all) => all,
+            one => std::slice::from_ref(one),
         }
     }
 }
@@ -157,9 +166,15 @@ pub fn require<T>(
     raw.expect(expected, ok).map_err(|e| HandlerConfigError::invalid(key, e.message))
 }
 
-/// The end of a validation: the first error [`Checked`] recorded, if any.
+/// The end of a validation: the error [`Checked`] recorded, if one, or
+/// [`HandlerConfigError::Several`] with each, if more.
 pub fn finish(checked: Checked) -> Result<(), HandlerConfigError> {
-    checked.0.into_iter().next().map_or(Ok(()), |e| Err(e.into()))
+    let mut errors: Vec<HandlerConfigError> = checked.0.into_iter().map(Into::into).collect();
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(HandlerConfigError::Several(errors)),
+    }
 }
 
 /// A scalar param value used as text (a string, a number or a boolean, as
@@ -274,8 +289,16 @@ mod tests {
         assert_eq!(e.key(), Some("a"));
         let mut c = Checked::default();
         c.push("x", "is wrong");
+        let one = finish(c).unwrap_err();
+        assert_eq!(one, HandlerConfigError::invalid("x", "is wrong"));
+        assert_eq!(one.each(), [one.clone()]);
+        let mut c = Checked::default();
+        c.push("x", "is wrong");
         c.push("y", "is wrong too");
-        assert_eq!(finish(c), Err(HandlerConfigError::invalid("x", "is wrong")));
+        let both = finish(c).unwrap_err();
+        assert_eq!(both.to_string(), "param \"x\" is wrong; param \"y\" is wrong too");
+        assert_eq!(both.each(), [one, HandlerConfigError::invalid("y", "is wrong too")]);
+        assert_eq!(both.key(), None);
         assert_eq!(finish(Checked::default()), Ok(()));
     }
 

@@ -133,8 +133,9 @@ impl PipelineRunner {
         let config = self.config();
         for (name, entries) in &config.pipelines.pipelines {
             for (i, entry) in entries.iter().enumerate() {
-                if let Err(error) = self.build_one(entry, &config.main.pipeline_handlers) {
-                    let mut e = ConfigError::new(error.to_string())
+                let Err(error) = self.build_one(entry, &config.main.pipeline_handlers) else { continue };
+                for one in error.each() {
+                    let mut e = ConfigError::new(one.to_string())
                         .context(format!("pipeline {name:?}"))
                         .key(format!("[{i}] ({})", entry.name));
                     if let Some(f) = &config.pipelines_file {
