@@ -291,7 +291,7 @@ mod tests {
         c.push("x", "is wrong");
         let one = finish(c).unwrap_err();
         assert_eq!(one, HandlerConfigError::invalid("x", "is wrong"));
-        assert_eq!(one.each(), [one.clone()]);
+        assert_eq!(one.each(), std::slice::from_ref(&one));
         let mut c = Checked::default();
         c.push("x", "is wrong");
         c.push("y", "is wrong too");
