@@ -748,6 +748,19 @@ mod tests {
         out
     }
 
+    /// A fresh exchange and queue name for one test.
+    fn topology() -> (String, String) {
+        let id = uuid::Uuid::new_v4();
+        (format!("winchester-test-x-{id}"), format!("winchester-test-q-{id}"))
+    }
+
+    /// One stream's run on a new handler of `ctx`: collect `events`, then commit.
+    async fn fire(yaml: &str, ctx: &HandlerContext, env: &mut Env, events: Vec<Event>) -> Result<(), HandlerError> {
+        let mut h = handler(yaml, ctx);
+        h.handle_events(events, env).await.unwrap();
+        h.commit(env).await
+    }
+
     async fn cleanup(ch: &Channel, exchange: &str, queue: &str) {
         ch.queue_delete(queue.into(), QueueDeleteOptions::default()).await.unwrap();
         ch.exchange_delete(exchange.into(), ExchangeDeleteOptions::default()).await.unwrap();
@@ -758,8 +771,7 @@ mod tests {
         if !rabbit_up().await {
             return;
         }
-        let id = uuid::Uuid::new_v4();
-        let (exchange, queue) = (format!("winchester-test-x-{id}"), format!("winchester-test-q-{id}"));
+        let (exchange, queue) = topology();
         let yaml = format!(
             "exchange: {exchange}\nqueue_name: {queue}\nhost: 127.0.0.1\nenv_keys: [first, second]\nlibrary: librabbitmq"
         );
@@ -770,9 +782,7 @@ mod tests {
         // Two handler instances (two streams): the second reuses the pooled connection.
         let ctx = HandlerContext::new();
         for _ in 0..2 {
-            let mut h = handler(&yaml, &ctx);
-            h.handle_events(vec![event("m1")], &mut env).await.unwrap();
-            h.commit(&env).await.unwrap();
+            fire(&yaml, &ctx, &mut env, vec![event("m1")]).await.unwrap();
         }
         let pool = ctx.get::<AmqpPool>().unwrap();
         assert_eq!(pool.connections().await.len(), 1, "one connection for both streams");
@@ -803,16 +813,13 @@ mod tests {
         if !rabbit_up().await {
             return;
         }
-        let id = uuid::Uuid::new_v4();
-        let (exchange, queue) = (format!("winchester-test-x-{id}"), format!("winchester-test-q-{id}"));
+        let (exchange, queue) = topology();
         let yaml = format!(
             "exchange: {exchange}\nexchange_type: direct\nqueue_name: {queue}\nhost: 127.0.0.1\npublish_events: true"
         );
         let mut env = env();
         let ctx = HandlerContext::new();
-        let mut h = handler(&yaml, &ctx);
-        h.handle_events(vec![event("m1"), event("m2")], &mut env).await.unwrap();
-        h.commit(&env).await.unwrap();
+        fire(&yaml, &ctx, &mut env, vec![event("m1"), event("m2")]).await.unwrap();
 
         let (conn, ch) = consumer_channel().await;
         let got = drain(&ch, &queue).await;
@@ -822,14 +829,10 @@ mod tests {
 
         // Someone deletes the queue: publishing reports the unroutable messages instead of losing them silently.
         cleanup(&ch, &exchange, &queue).await;
-        let mut h = handler(&yaml, &ctx);
-        h.handle_events(vec![event("m3")], &mut env).await.unwrap();
-        let err = h.commit(&env).await.unwrap_err().to_string();
+        let err = fire(&yaml, &ctx, &mut env, vec![event("m3")]).await.unwrap_err().to_string();
         assert!(err.contains("1 of 1") && err.contains("m3"), "{err}");
         // The next stream declares them again and gets through.
-        let mut h = handler(&yaml, &ctx);
-        h.handle_events(vec![event("m4")], &mut env).await.unwrap();
-        h.commit(&env).await.unwrap();
+        fire(&yaml, &ctx, &mut env, vec![event("m4")]).await.unwrap();
         let got = drain(&ch, &queue).await;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].properties.message_id().as_ref().map(|s| s.as_str()), Some("m4"));
@@ -846,16 +849,13 @@ mod tests {
         if !rabbit_up().await {
             return;
         }
-        let id = uuid::Uuid::new_v4();
-        let (exchange, queue) = (format!("winchester-test-x-{id}"), format!("winchester-test-q-{id}"));
+        let (exchange, queue) = topology();
         let yaml = format!("exchange: {exchange}\nqueue_name: {queue}\nhost: 127.0.0.1\npublish_events: true");
         let (a, b) = (HandlerContext::new(), HandlerContext::new());
         let mut env = env();
         for ctx in [&a, &b] {
             assert!(ctx.get::<AmqpPool>().is_none(), "no pool before the first publish");
-            let mut h = handler(&yaml, ctx);
-            h.handle_events(vec![event("m1")], &mut env).await.unwrap();
-            h.commit(&env).await.unwrap();
+            fire(&yaml, ctx, &mut env, vec![event("m1")]).await.unwrap();
         }
         let (pa, pb) = (a.get::<AmqpPool>().unwrap(), b.get::<AmqpPool>().unwrap());
         assert!(!Arc::ptr_eq(&pa, &pb));
@@ -869,9 +869,7 @@ mod tests {
         assert!(a.get::<AmqpPool>().is_none() && pa.connections().await.is_empty());
         assert!(cb[0].status().connected(), "the other context's connection stays open");
         // The other context still publishes.
-        let mut h = handler(&yaml, &b);
-        h.handle_events(vec![event("m2")], &mut env).await.unwrap();
-        h.commit(&env).await.unwrap();
+        fire(&yaml, &b, &mut env, vec![event("m2")]).await.unwrap();
 
         let (conn, ch) = consumer_channel().await;
         assert_eq!(drain(&ch, &queue).await.len(), 3);
