@@ -15,6 +15,7 @@ use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{PgPool, SqlitePool};
 use std::process::ExitCode;
 use std::time::Duration;
+use winchester::pipeline::params::{self, Checked, Raw};
 use winchester::pipeline::{Env, Handler, HandlerError};
 use winchester_cli::common::{init_tracing, report};
 use winchester_cli::worker::{run, WorkerOpts};
@@ -25,6 +26,13 @@ use winchester_core::Event;
 enum Sink {
     Pg(PgPool),
     Sqlite(SqlitePool),
+}
+
+/// The `counting` handler's params as written (checked in `main`).
+#[derive(serde::Deserialize)]
+struct CountingParams {
+    sleep_ms: Option<Raw<u64>>,
+    fail: Option<Raw<bool>>,
 }
 
 struct Counting {
@@ -87,10 +95,14 @@ async fn main() -> ExitCode {
         }
     };
     let mut registry = winchester_handlers::registry();
-    registry.register("counting", move |params| {
-        let sleep_ms = params.get("sleep_ms").and_then(|v| v.as_u64()).unwrap_or(0);
-        let fail = params.get("fail").and_then(|v| v.as_bool()).unwrap_or(false);
-        Ok(Box::new(Counting { pool: pool.clone(), sleep: Duration::from_millis(sleep_ms), fail }) as Box<dyn Handler>)
+    registry.register("counting", move |p, _context| {
+        let p: CountingParams = params::read(p)?;
+        let mut c = Checked::default();
+        let sleep_ms = c.get("sleep_ms", p.sleep_ms, "must be a number of milliseconds", |_| true);
+        let fail = c.boolean("fail", p.fail, false);
+        params::finish(c)?;
+        let sleep = Duration::from_millis(sleep_ms.unwrap_or(0));
+        Ok(Box::new(Counting { pool: pool.clone(), sleep, fail }) as Box<dyn Handler>)
     });
     match run(&opts, registry).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn amqp_url() -> String {
+pub(crate) fn amqp_url() -> String {
     std::env::var("WINCHESTER_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
@@ -37,7 +37,7 @@ const TRIGGERS: &str = r#"
 pub(crate) struct Broker {
     conn: Connection,
     ch: Channel,
-    exchange: String,
+    pub(crate) exchange: String,
     pub(crate) queue: String,
     dead_exchange: String,
     pub(crate) dead_queue: String,

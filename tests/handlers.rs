@@ -7,6 +7,7 @@ use std::sync::Arc;
 use winchester::pipeline::{HandlerRegistry, PipelineRunner};
 use winchester::{EventOutcome, TriggerManager, Worker, WorkerOptions};
 use winchester_core::{Clock, LoadedConfig, ManualClock};
+use winchester_handlers::amqp::AmqpPool;
 use winchester_storage::{StreamFilter, StreamState};
 
 pub(crate) const TRIGGERS: &str = r#"
@@ -221,11 +222,44 @@ async fn pipelines_that_may_add_events_are_told_apart() {
     assert!(may_add(command, "", shipped()).await);
     // The same type registered again without the promise loses it.
     let mut plain = shipped();
-    plain.register("logger", |_| Err("never built here".into()));
+    plain.register("logger", |_, _| Err("never built here".into()));
     assert!(may_add("fire_p: [logger]\nreceipt_p: [logger]\n", "", plain).await);
 }
 
+/// The `amqp` handlers of a worker share its context's connection, which the
+/// worker closes when it stops; another worker's context is its own.
+async fn stopping_worker_closes_its_amqp_connections() {
+    let broker = crate::amqp_ingest::Broker::new().await;
+    let uri: lapin::uri::AMQPUri = crate::amqp_ingest::amqp_url().parse().unwrap();
+    let a = &uri.authority;
+    let params = format!(
+        "{{exchange: '{}', queue_name: '{}', host: '{}', port: {}, user: '{}', password: '{}', vhost: '{}', publish_events: true}}",
+        broker.exchange, broker.queue, a.host, a.port, a.userinfo.username, a.userinfo.password, uri.vhost
+    );
+    let p = format!("fire_p:\n  - {{name: amqp, params: {params}}}\nreceipt_p: [logger]\n");
+    let f = Fixture::new(&p, "", winchester_handlers::registry()).await;
+    let (first, second) = (f.worker(), f.worker());
+    for order in ["o1", "o2"] {
+        f.order(&format!("{order}-created"), "order.created", order).await;
+        f.order(&format!("{order}-paid"), "order.paid", order).await;
+    }
+    assert_eq!(first.run_once().await.unwrap(), 2);
+    let pool = first.handler_context().get::<AmqpPool>().expect("publishing made the pool");
+    let conns = pool.connections().await;
+    assert_eq!(conns.len(), 1, "both streams published on one connection");
+    assert!(conns[0].status().connected());
+    assert!(second.handler_context().get::<AmqpPool>().is_none(), "another worker's context is its own");
+    assert_eq!(broker.ready(&broker.queue).await, 4);
+    // Asked to stop before it starts: run returns and closes the context.
+    first.run(std::future::ready(())).await.unwrap();
+    assert!(conns[0].status().closed(), "{:?}", conns[0].status());
+    assert!(first.handler_context().get::<AmqpPool>().is_none());
+    broker.cleanup().await;
+    f.db.drop_db().await;
+}
+
 crate::postgres_tests!(
+    stopping_worker_closes_its_amqp_connections,
     pipelines_that_may_add_events_are_told_apart,
     command_filters_adds_and_commits,
     command_failure_rolls_back_with_stderr,

@@ -69,7 +69,7 @@ impl Fx {
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut registry = HandlerRegistry::with_builtins();
         let l = log.clone();
-        registry.register("recording", move |p| {
+        registry.register("recording", move |p, _| {
             let name = p.get("name").and_then(|v| v.as_str()).unwrap_or("h").to_string();
             Ok(Box::new(Recording { name, log: l.clone() }) as Box<dyn Handler>)
         });

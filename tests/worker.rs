@@ -118,7 +118,7 @@ impl Fixture {
         let log = Arc::new(Log::default());
         let mut registry = HandlerRegistry::with_builtins();
         let l = log.clone();
-        registry.register("recording", move |p| {
+        registry.register("recording", move |p, _| {
             let name = p.get("name").and_then(|v| v.as_str()).unwrap_or("h").to_string();
             let mode = p.get("mode").and_then(|v| v.as_str()).unwrap_or("ok").to_string();
             Ok(Box::new(Recording { name, mode, log: l.clone() }) as Box<dyn Handler>)

@@ -302,7 +302,7 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
     let worker_cfg = cfg_dir.dir.join("winchester.yaml");
     let registry = {
         let mut r = winchester_handlers::registry();
-        r.register("bench_probe", |_| Err("registered by the latency measurement".into()));
+        r.register("bench_probe", |_, _| Err("registered by the latency measurement".into()));
         r
     };
     let known = |t: &str| registry.knows(t);

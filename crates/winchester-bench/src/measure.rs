@@ -228,7 +228,7 @@ pub async fn fire_latency(
         let tm = manager(storage.clone(), &triggers);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut registry = winchester_handlers::registry();
-        registry.register("bench_probe", move |_| Ok(Box::new(Probe { tx: tx.clone() }) as Box<dyn Handler>));
+        registry.register("bench_probe", move |_, _| Ok(Box::new(Probe { tx: tx.clone() }) as Box<dyn Handler>));
         let runner = PipelineRunner::new(registry, cfg.clone());
         let mut opts = WorkerOptions::from_config(&cfg.main);
         opts.trim = None;

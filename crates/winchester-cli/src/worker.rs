@@ -74,6 +74,7 @@ pub async fn run(opts: &WorkerOpts, registry: HandlerRegistry) -> anyhow::Result
     tracing::info!(name = %opts.name, "Pipeline worker started.");
     if opts.once {
         while worker.run_once().await? > 0 {}
+        worker.close().await;
     } else {
         worker.run(shutdown_signal()).await?;
     }

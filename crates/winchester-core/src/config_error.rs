@@ -1,4 +1,8 @@
-//! Configuration errors that say where: file, line, definition and key.
+//! Configuration errors that say where: file, line, definition and key, and
+//! the validation every config file goes through: read with serde into
+//! structs of [`Raw`] values, then checked into settings with [`Checked`],
+//! which names the key and what was found. Pipeline handlers validate their
+//! `params` with the same two (see `winchester::pipeline::params`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -92,8 +96,9 @@ impl From<ConfigError> for ConfigErrors {
     }
 }
 
-/// Renders a YAML scalar or structure briefly for messages.
-pub(crate) fn show(v: &serde_yaml::Value) -> String {
+/// Renders a YAML scalar or structure briefly for messages: a string quoted,
+/// anything else as YAML on one line.
+pub fn show(v: &serde_yaml::Value) -> String {
     match v {
         serde_yaml::Value::String(s) => format!("{s:?}"),
         other => serde_yaml::to_string(other).map(|s| s.trim().replace('\n', " ")).unwrap_or_else(|_| "?".into()),
@@ -102,10 +107,11 @@ pub(crate) fn show(v: &serde_yaml::Value) -> String {
 
 /// A value as a config file wrote it: parsed into the type it should have when
 /// it fits, and always the YAML found, so validation can say what it found
-/// where (`key "x": must be a string, found 5`). Config files are first read
-/// into structs of these (serde), then validated into the settings.
+/// where (`key "x": must be a string, found 5`). Config files (and pipeline
+/// handlers' `params`) are first read into serde structs of `Option<Raw<T>>`
+/// fields, then validated into the settings with [`Checked`].
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Raw<T> {
+pub struct Raw<T> {
     /// The value, when the YAML has the right shape.
     pub parsed: Option<T>,
     /// The YAML as written.
@@ -114,8 +120,14 @@ pub(crate) struct Raw<T> {
 
 impl<'de, T: serde::de::DeserializeOwned> serde::Deserialize<'de> for Raw<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let found = serde_yaml::Value::deserialize(d)?;
-        Ok(Raw { parsed: serde_yaml::from_value(found.clone()).ok(), found })
+        serde_yaml::Value::deserialize(d).map(Raw::from)
+    }
+}
+
+/// A value found inside one already read (e.g. an entry of a `Raw<Mapping>`).
+impl<T: serde::de::DeserializeOwned> From<serde_yaml::Value> for Raw<T> {
+    fn from(found: serde_yaml::Value) -> Self {
+        Raw { parsed: serde_yaml::from_value(found.clone()).ok(), found }
     }
 }
 
@@ -160,10 +172,12 @@ where
     serde::Deserialize::deserialize(d).map(Some)
 }
 
-/// Collects the errors of validating one config file (or section), each under
-/// its key.
+/// Collects the errors of validating one config file (or section, or a
+/// handler's params), each under its key. Each getter returns the value when
+/// it fits and records the error (`{expected}, found {what was written}`)
+/// when it does not, so validation goes on and every problem is reported.
 #[derive(Debug, Default)]
-pub(crate) struct Checked(pub Vec<ConfigError>);
+pub struct Checked(pub Vec<ConfigError>);
 
 impl Checked {
     /// `raw`'s value if it fits and passes `ok`; `None` when absent, or (with
@@ -193,12 +207,29 @@ impl Checked {
     pub fn strings<T: From<String>>(&mut self, key: &str, raw: Option<Raw<Strings>>, expected: &str) -> Option<Vec<T>> {
         Some(match self.get(key, raw, expected, |_| true)? {
             Strings::One(s) => vec![s.into()],
-            Strings::Many(items) => items
-                .into_iter()
-                .filter_map(|i| self.get(key, Some(i), "entries must be strings", |_| true))
-                .map(T::from)
-                .collect(),
+            Strings::Many(items) => self.entries(key, items),
         })
+    }
+
+    /// A list of strings (`expected` names it; one string alone is not a
+    /// list); each entry that is not a string is an error of its own.
+    pub fn string_list<T: From<String>>(
+        &mut self,
+        key: &str,
+        raw: Option<Raw<Vec<Raw<String>>>>,
+        expected: &str,
+    ) -> Option<Vec<T>> {
+        let items = self.get(key, raw, expected, |_| true)?;
+        Some(self.entries(key, items))
+    }
+
+    /// The entries of a list of strings that are strings; an error for each other.
+    fn entries<T: From<String>>(&mut self, key: &str, items: Vec<Raw<String>>) -> Vec<T> {
+        items
+            .into_iter()
+            .filter_map(|i| self.get(key, Some(i), "entries must be strings", |_| true))
+            .map(T::from)
+            .collect()
     }
 
     /// An error under `key`.
@@ -207,10 +238,10 @@ impl Checked {
     }
 }
 
-/// One string or a list of them, as written.
+/// One string or a list of them, as written (see [`Checked::strings`]).
 #[derive(Debug, serde::Deserialize)]
 #[serde(untagged)]
-pub(crate) enum Strings {
+pub enum Strings {
     /// `key: value`.
     One(String),
     /// `key: [a, b]`.

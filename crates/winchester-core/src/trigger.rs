@@ -196,6 +196,172 @@ enum RawDistinguishedBy {
     Range(serde_yaml::Mapping),
 }
 
+/// Reads definition #`index + 1` into its [`RawTrigger`] and the keys that
+/// are not strings; `None` (and an error) when it is not a map.
+fn read_trigger(v: &Value, index: usize, errors: &mut Vec<ConfigError>) -> Option<(RawTrigger, Vec<Value>)> {
+    match read_map(v) {
+        Ok(read) => Some(read),
+        Err(_) => {
+            let found = show(v);
+            errors.push(ConfigError::new(format!("trigger definition #{} must be a map, found {found}", index + 1)));
+            None
+        }
+    }
+}
+
+/// The trigger's name: required, a non-empty string.
+fn trigger_name(raw: Option<Raw<String>>, index: usize, errors: &mut Vec<ConfigError>) -> Option<String> {
+    let at = || format!("trigger #{}", index + 1);
+    match raw.map(|n| n.expect("name must be a non-empty string", |s| !s.trim().is_empty())) {
+        Some(Ok(name)) => Some(name),
+        Some(Err(e)) => {
+            errors.push(e.context(at()).key("name"));
+            None
+        }
+        None => {
+            errors.push(ConfigError::new("missing required key").context(at()).key("name"));
+            None
+        }
+    }
+}
+
+/// An error for each key that is not one of [`TRIGGER_KEYS`].
+fn unknown_trigger_keys(unknown: &serde_yaml::Mapping, odd_keys: &[Value]) -> Vec<ConfigError> {
+    let expected = format!("unknown key; expected one of {}", TRIGGER_KEYS.join(", "));
+    unknown.keys().chain(odd_keys).map(|k| ConfigError::new(&expected).key(show(k).trim_matches('"'))).collect()
+}
+
+/// A number (or a string holding one) that `convert` accepts; `None` when
+/// absent or (with the error `{expected}, found …` under `key`) when not.
+fn number<N: std::str::FromStr, T>(
+    local: &mut Vec<ConfigError>,
+    key: &str,
+    raw: Option<Raw<NumberOrText<N>>>,
+    expected: &str,
+    convert: impl FnOnce(N) -> Option<T>,
+) -> Option<T> {
+    let raw = raw?;
+    let value = raw.parsed.and_then(NumberOrText::number).and_then(convert);
+    if value.is_none() {
+        local.push(ConfigError::new(format!("{expected}, found {}", show(&raw.found))).key(key));
+    }
+    value
+}
+
+/// `distinguished_by`: trait names and `{trait: expression}` maps, each name once.
+fn distinguished_by(
+    raw: Option<Raw<Vec<Raw<RawDistinguishedBy>>>>,
+    local: &mut Vec<ConfigError>,
+) -> Vec<DistinguishedBy> {
+    let items = match raw.map(|d| d.expect("must be a list", |_| true)) {
+        None => return Vec::new(),
+        Some(Err(e)) => {
+            local.push(e.key("distinguished_by"));
+            return Vec::new();
+        }
+        Some(Ok(items)) => items,
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match distinguished_by_entry(item) {
+            Ok(d) => out.push(d),
+            Err(e) => local.push(e.key(format!("distinguished_by[{i}]"))),
+        }
+    }
+    let mut seen = HashSet::new();
+    for d in &out {
+        if !seen.insert(d.name().to_string()) {
+            local.push(ConfigError::new(format!("{:?} is listed twice", d.name())).key("distinguished_by"));
+        }
+    }
+    out
+}
+
+/// One `distinguished_by` entry (its error has no key yet).
+fn distinguished_by_entry(item: Raw<RawDistinguishedBy>) -> Result<DistinguishedBy, ConfigError> {
+    let found = item.found.clone();
+    match item.expect("must be a trait name or a {trait: expression} map", |_| true)? {
+        RawDistinguishedBy::Trait(name) => Ok(DistinguishedBy::Trait(name)),
+        RawDistinguishedBy::Range(mm) if mm.len() == 1 => {
+            let (k, v) = mm.iter().next().expect("len 1");
+            match (k.as_str(), v.as_str()) {
+                (Some(n), Some(expr)) => match TimeExpr::parse(expr) {
+                    Ok(expr) => Ok(DistinguishedBy::Range { name: n.to_string(), expr }),
+                    Err(e) => Err(ConfigError::new(e.to_string())),
+                },
+                _ => {
+                    Err(ConfigError::new(format!("must map a trait name to a time expression, found {}", show(&found))))
+                }
+            }
+        }
+        RawDistinguishedBy::Range(mm) => {
+            Err(ConfigError::new(format!("a map entry must have exactly one key, found {}", mm.len())))
+        }
+    }
+}
+
+/// `expiration`: required, a time expression of `$first` and `$last`.
+fn expiration(raw: Option<Raw<String>>, local: &mut Vec<ConfigError>) -> Option<TimeExpr> {
+    let checked = match raw.map(|e| e.expect("must be a time expression string", |_| true)) {
+        None => Err(ConfigError::new("missing required key")),
+        Some(Err(e)) => Err(e),
+        Some(Ok(s)) => TimeExpr::parse(&s).map_err(|e| ConfigError::new(e.to_string())).and_then(|e| {
+            let bad: Vec<String> = e.variables().into_iter().filter(|v| v != "first" && v != "last").collect();
+            if bad.is_empty() {
+                Ok(e)
+            } else {
+                Err(ConfigError::new(format!("{s:?} uses ${}; only $first and $last are defined", bad.join(", $"))))
+            }
+        }),
+    };
+    checked.map_err(|e| local.push(e.key("expiration"))).ok()
+}
+
+/// A pipeline name (empty: none).
+fn pipeline(key: &str, raw: Option<Raw<String>>, local: &mut Vec<ConfigError>) -> Option<String> {
+    match raw?.expect("must be a pipeline name", |_| true) {
+        Ok(p) => Some(p).filter(|p| !p.is_empty()),
+        Err(e) => {
+            local.push(e.key(key));
+            None
+        }
+    }
+}
+
+/// `fire_criteria` or `match_criteria`: required, a non-empty list of criteria.
+fn criteria_list(
+    key: &str,
+    raw: Option<Raw<Vec<Value>>>,
+    local: &mut Vec<ConfigError>,
+    local_warn: &mut Vec<ConfigError>,
+) -> Vec<Criteria> {
+    match raw.map(|r| r.expect("must be a list of criteria", |_| true)) {
+        None => local.push(ConfigError::new("missing required key").key(key)),
+        Some(Err(e)) => local.push(e.key(key)),
+        Some(Ok(items)) if items.is_empty() => local.push(ConfigError::new("must list at least one criteria").key(key)),
+        Some(Ok(items)) => {
+            return items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, it)| Criteria::from_yaml(it, &format!("{key}[{i}]"), local, local_warn))
+                .collect()
+        }
+    }
+    vec![]
+}
+
+/// `load_criteria`: checked like criteria, then a warning that it has no effect.
+fn load_criteria(raw: Option<Raw<Vec<Value>>>, local: &mut Vec<ConfigError>, local_warn: &mut Vec<ConfigError>) {
+    if let Some(items) = raw.and_then(|r| r.parsed) {
+        for (i, it) in items.iter().enumerate() {
+            let _ = Criteria::from_yaml(it, &format!("load_criteria[{i}]"), local, local_warn);
+        }
+        local_warn.push(
+            ConfigError::new("load_criteria is parsed but has no effect (as in the original)").key("load_criteria"),
+        );
+    }
+}
+
 impl TriggerDefinition {
     /// Parses and validates one definition. All problems go to `errors`.
     pub fn from_yaml(
@@ -204,217 +370,44 @@ impl TriggerDefinition {
         errors: &mut Vec<ConfigError>,
         warnings: &mut Vec<ConfigError>,
     ) -> Option<TriggerDefinition> {
-        let (raw, odd_keys): (RawTrigger, _) = match read_map(v) {
-            Ok(read) => read,
-            Err(_) => {
-                errors.push(ConfigError::new(format!(
-                    "trigger definition #{} must be a map, found {}",
-                    index + 1,
-                    show(v)
-                )));
-                return None;
-            }
-        };
-        let name = match raw.name.map(|n| n.expect("name must be a non-empty string", |s| !s.trim().is_empty())) {
-            Some(Ok(name)) => name,
-            Some(Err(e)) => {
-                errors.push(e.context(format!("trigger #{}", index + 1)).key("name"));
-                return None;
-            }
-            None => {
-                errors.push(
-                    ConfigError::new("missing required key").context(format!("trigger #{}", index + 1)).key("name"),
-                );
-                return None;
-            }
-        };
-        let ctx = format!("trigger {name:?}");
-        let mut local: Vec<ConfigError> = raw
-            .unknown
-            .keys()
-            .chain(&odd_keys)
-            .map(|k| {
-                ConfigError::new(format!("unknown key; expected one of {}", TRIGGER_KEYS.join(", ")))
-                    .key(show(k).trim_matches('"').to_string())
-            })
-            .collect();
+        let (mut raw, odd_keys) = read_trigger(v, index, errors)?;
+        let name = trigger_name(raw.name.take(), index, errors)?;
+        let mut local = unknown_trigger_keys(&raw.unknown, &odd_keys);
         let mut local_warn = Vec::new();
-        let debug_level = match raw.debug_level.map(|d| {
-            let found = d.found;
-            d.parsed.and_then(NumberOrText::number).filter(|n| *n <= 2).ok_or(found)
-        }) {
-            None => 0,
-            Some(Ok(n)) => n as u8,
-            Some(Err(found)) => {
-                local.push(ConfigError::new(format!("must be 0, 1 or 2, found {}", show(&found))).key("debug_level"));
-                0
-            }
-        };
-        let mut distinguished_by = Vec::new();
-        match raw.distinguished_by.map(|d| d.expect("must be a list", |_| true)) {
-            None => {}
-            Some(Err(e)) => local.push(e.key("distinguished_by")),
-            Some(Ok(items)) => {
-                for (i, item) in items.into_iter().enumerate() {
-                    let key = format!("distinguished_by[{i}]");
-                    let found = item.found.clone();
-                    match item.expect("must be a trait name or a {trait: expression} map", |_| true) {
-                        Err(e) => local.push(e.key(key)),
-                        Ok(RawDistinguishedBy::Trait(name)) => distinguished_by.push(DistinguishedBy::Trait(name)),
-                        Ok(RawDistinguishedBy::Range(mm)) if mm.len() == 1 => {
-                            let (k, v) = mm.iter().next().expect("len 1");
-                            match (k.as_str(), v.as_str()) {
-                                (Some(n), Some(expr)) => match TimeExpr::parse(expr) {
-                                    Ok(expr) => {
-                                        distinguished_by.push(DistinguishedBy::Range { name: n.to_string(), expr })
-                                    }
-                                    Err(e) => local.push(ConfigError::new(e.to_string()).key(key)),
-                                },
-                                _ => local.push(
-                                    ConfigError::new(format!(
-                                        "must map a trait name to a time expression, found {}",
-                                        show(&found)
-                                    ))
-                                    .key(key),
-                                ),
-                            }
-                        }
-                        Ok(RawDistinguishedBy::Range(mm)) => local.push(
-                            ConfigError::new(format!("a map entry must have exactly one key, found {}", mm.len()))
-                                .key(key),
-                        ),
-                    }
-                }
-                let mut seen = HashSet::new();
-                for d in &distinguished_by {
-                    if !seen.insert(d.name().to_string()) {
-                        local.push(ConfigError::new(format!("{:?} is listed twice", d.name())).key("distinguished_by"));
-                    }
-                }
-            }
-        }
-        let expiration = match raw.expiration.map(|e| e.expect("must be a time expression string", |_| true)) {
-            None => {
-                local.push(ConfigError::new("missing required key").key("expiration"));
-                None
-            }
-            Some(Err(e)) => {
-                local.push(e.key("expiration"));
-                None
-            }
-            Some(Ok(s)) => match TimeExpr::parse(&s) {
-                Ok(e) => {
-                    let bad: Vec<String> = e.variables().into_iter().filter(|v| v != "first" && v != "last").collect();
-                    if bad.is_empty() {
-                        Some(e)
-                    } else {
-                        local.push(
-                            ConfigError::new(format!(
-                                "{s:?} uses ${}; only $first and $last are defined",
-                                bad.join(", $")
-                            ))
-                            .key("expiration"),
-                        );
-                        None
-                    }
-                }
-                Err(e) => {
-                    local.push(ConfigError::new(e.to_string()).key("expiration"));
-                    None
-                }
-            },
-        };
-        let mut pipeline = |key: &str, raw: Option<Raw<String>>| -> Option<String> {
-            match raw.map(|p| p.expect("must be a pipeline name", |_| true)) {
-                None => None,
-                Some(Ok(p)) => Some(p).filter(|p| !p.is_empty()),
-                Some(Err(e)) => {
-                    local.push(e.key(key));
-                    None
-                }
-            }
-        };
-        let fire_pipeline = pipeline("fire_pipeline", raw.fire_pipeline);
-        let expire_pipeline = pipeline("expire_pipeline", raw.expire_pipeline);
+        let debug_level =
+            number(&mut local, "debug_level", raw.debug_level, "must be 0, 1 or 2", |n| (n <= 2).then_some(n as u8));
+        let distinguished_by = distinguished_by(raw.distinguished_by, &mut local);
+        let expiration = expiration(raw.expiration, &mut local);
+        let fire_pipeline = pipeline("fire_pipeline", raw.fire_pipeline, &mut local);
+        let expire_pipeline = pipeline("expire_pipeline", raw.expire_pipeline, &mut local);
         if fire_pipeline.is_none() && expire_pipeline.is_none() {
             local.push(
                 ConfigError::new("at least one of fire_pipeline and expire_pipeline is required").key("fire_pipeline"),
             );
         }
-        let criteria_list = |key: &str,
-                             raw: Option<Raw<Vec<Value>>>,
-                             local: &mut Vec<ConfigError>,
-                             local_warn: &mut Vec<ConfigError>|
-         -> Vec<Criteria> {
-            match raw.map(|r| r.expect("must be a list of criteria", |_| true)) {
-                None => {
-                    local.push(ConfigError::new("missing required key").key(key));
-                    vec![]
-                }
-                Some(Err(e)) => {
-                    local.push(e.key(key));
-                    vec![]
-                }
-                Some(Ok(items)) if items.is_empty() => {
-                    local.push(ConfigError::new("must list at least one criteria").key(key));
-                    vec![]
-                }
-                Some(Ok(items)) => items
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, it)| Criteria::from_yaml(it, &format!("{key}[{i}]"), local, local_warn))
-                    .collect(),
-            }
-        };
         let fire_criteria = criteria_list("fire_criteria", raw.fire_criteria, &mut local, &mut local_warn);
         let match_criteria = criteria_list("match_criteria", raw.match_criteria, &mut local, &mut local_warn);
-        if let Some(items) = raw.load_criteria.and_then(|r| r.parsed) {
-            for (i, it) in items.iter().enumerate() {
-                let _ = Criteria::from_yaml(it, &format!("load_criteria[{i}]"), &mut local, &mut local_warn);
-            }
-            local_warn.push(
-                ConfigError::new("load_criteria is parsed but has no effect (as in the original)").key("load_criteria"),
-            );
-        }
-        let fire_delay = match raw.fire_delay.map(|d| {
-            let found = d.found;
-            d.parsed.and_then(NumberOrText::number).filter(|n| *n >= 0).ok_or(found)
-        }) {
-            None => 0,
-            Some(Ok(n)) => n,
-            Some(Err(found)) => {
-                local.push(
-                    ConfigError::new(format!("must be a non-negative number of seconds, found {}", show(&found)))
-                        .key("fire_delay"),
-                );
-                0
-            }
-        };
-        let priority = match raw.priority.map(|d| {
-            let found = d.found;
-            d.parsed.and_then(NumberOrText::number).and_then(|n| i32::try_from(n).ok()).ok_or(found)
-        }) {
-            None => 0,
-            Some(Ok(n)) => n,
-            Some(Err(found)) => {
-                local.push(ConfigError::new(format!("must be an integer, found {}", show(&found))).key("priority"));
-                0
-            }
-        };
-        let ok = local.is_empty();
-        errors.extend(local.into_iter().map(|e| e.context(ctx.clone())));
+        load_criteria(raw.load_criteria, &mut local, &mut local_warn);
+        let delay = "must be a non-negative number of seconds";
+        let fire_delay = number(&mut local, "fire_delay", raw.fire_delay, delay, |n: i64| (n >= 0).then_some(n));
+        let priority = number(&mut local, "priority", raw.priority, "must be an integer", |n| i32::try_from(n).ok());
+        let ctx = format!("trigger {name:?}");
         warnings.extend(local_warn.into_iter().map(|e| e.context(ctx.clone())));
-        ok.then(|| TriggerDefinition {
+        let Some(expiration) = expiration.filter(|_| local.is_empty()) else {
+            errors.extend(local.into_iter().map(|e| e.context(ctx.clone())));
+            return None;
+        };
+        Some(TriggerDefinition {
             name,
-            debug_level,
+            debug_level: debug_level.unwrap_or(0),
             distinguished_by,
-            expiration: expiration.expect("checked"),
+            expiration,
             fire_pipeline,
             expire_pipeline,
             fire_criteria,
             match_criteria,
-            fire_delay,
-            priority,
+            fire_delay: fire_delay.unwrap_or(0),
+            priority: priority.unwrap_or(0),
             source: v.clone(),
             version: None,
         })

@@ -260,6 +260,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoSummary> {
     // Let the last quiet streams time out.
     replay.work_at(clock.now() + Duration::days(2)).await?;
     let worker = replay.worker().ok_or_else(|| anyhow!("the demo's replay has a worker"))?;
+    worker.close().await;
     bar.finish_and_clear();
     let s = worker.stats();
     summary.streams_created = streams.len() as u64;

@@ -6,11 +6,13 @@
 //! and publishes them in `commit`, each as a persistent JSON message, with
 //! publisher confirms.
 //!
-//! Connections are shared process-wide, one per (host, port, user, password,
-//! vhost); a connection that has closed is replaced on next use. The first
-//! time an exchange is used on a connection it is declared (durable), and a
-//! durable queue named `queue_name` is declared and bound to it with routing
-//! key `queue_name`, so messages are kept until a consumer shows up.
+//! Connections are shared by the handlers of one [`HandlerContext`] (one
+//! worker), one per (host, port, user, password, vhost), in its [`AmqpPool`];
+//! a connection that has closed is replaced on next use, and the worker closes
+//! them all when it stops. The first time an exchange is used on a connection
+//! it is declared (durable), and a durable queue named `queue_name` is
+//! declared and bound to it with routing key `queue_name`, so messages are
+//! kept until a consumer shows up.
 
 use async_trait::async_trait;
 use lapin::options::{
@@ -19,28 +21,14 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use serde_yaml::{Mapping, Value};
+use serde::Deserialize;
+use serde_yaml::Mapping;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use winchester::pipeline::handlers::check_params;
-use winchester::pipeline::{Env, Handler, HandlerError};
+use winchester::pipeline::params::{self, Checked, Raw, Scalar};
+use winchester::pipeline::{Env, Handler, HandlerConfigError, HandlerContext, HandlerError, SharedResource};
 use winchester_core::Event;
-
-/// Params the `amqp` handler accepts.
-pub const PARAMS: &[&str] = &[
-    "exchange",
-    "exchange_type",
-    "queue_name",
-    "host",
-    "port",
-    "user",
-    "password",
-    "vhost",
-    "env_keys",
-    "publish_events",
-    "library",
-];
 
 /// How long connecting to the broker may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,6 +62,9 @@ pub enum AmqpError {
         /// What went wrong.
         message: String,
     },
+    /// The pool's runtime could not be started, so nothing was published.
+    #[error("cannot start the AMQP runtime: {0}")]
+    Runtime(String),
     /// Some notifications were not published (the others were).
     #[error("{} of {total} notifications not published to exchange {exchange:?}: {}", failures.len(), failures.join("; "))]
     Publish {
@@ -128,75 +119,75 @@ impl std::fmt::Debug for AmqpConfig {
     }
 }
 
+/// The params of an `amqp` handler as written (see [`params::read`]).
+#[derive(Deserialize)]
+struct AmqpParams {
+    exchange: Option<Raw<Scalar>>,
+    exchange_type: Option<Raw<Scalar>>,
+    queue_name: Option<Raw<Scalar>>,
+    host: Option<Raw<Scalar>>,
+    port: Option<Raw<Scalar>>,
+    user: Option<Raw<Scalar>>,
+    password: Option<Raw<Scalar>>,
+    vhost: Option<Raw<Scalar>>,
+    env_keys: Option<Raw<Vec<Raw<String>>>>,
+    publish_events: Option<Raw<bool>>,
+    /// The original's kombu transport: accepted for compatibility and ignored.
+    library: Option<Raw<String>>,
+}
+
+/// A string param (a number is taken as its text), `default` when absent.
+fn text(c: &mut Checked, key: &str, raw: Option<Raw<Scalar>>, non_empty: bool, default: &str) -> String {
+    let expected = if non_empty { "must be a non-empty string" } else { "must be a string" };
+    let ok = |s: &Scalar| is_text(s) && !(non_empty && s.text().is_empty());
+    c.get(key, raw, expected, ok).map_or_else(|| default.to_string(), |s| s.text())
+}
+
+/// A string or a number (taken as its text), not a boolean.
+fn is_text(s: &Scalar) -> bool {
+    !matches!(s, Scalar::Bool(_))
+}
+
+/// A port: an integer from 1 to 65535, or a string holding one.
+fn port_number(s: &Scalar) -> Option<u16> {
+    match s {
+        Scalar::Number(n) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
+        Scalar::Text(t) => t.trim().parse().ok(),
+        Scalar::Bool(_) => None,
+    }
+    .filter(|p| *p > 0)
+}
+
 impl AmqpConfig {
     /// Validates `params`; an `Err` names the param at fault.
-    pub fn from_params(params: &Mapping) -> Result<AmqpConfig, String> {
-        check_params(params, PARAMS)?;
-        let exchange = str_param(params, "exchange", None)?;
-        let queue_name = str_param(params, "queue_name", None)?;
-        if queue_name.is_empty() {
-            return Err("param \"queue_name\" must not be empty".into());
-        }
-        if exchange.len() > 255 || queue_name.len() > 255 {
-            return Err("params \"exchange\" and \"queue_name\" must be at most 255 bytes".into());
-        }
-        let exchange_type = str_param(params, "exchange_type", Some("topic"))?;
-        if exchange_type.is_empty() {
-            return Err("param \"exchange_type\" must not be empty".into());
-        }
-        let port = match params.get("port") {
-            None | Some(Value::Null) => 5672,
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .and_then(|p| u16::try_from(p).ok())
-                .filter(|p| *p > 0)
-                .ok_or_else(|| format!("param \"port\" must be an integer from 1 to 65535, found {n}"))?,
-            Some(Value::String(s)) => s
-                .trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| format!("param \"port\" must be an integer from 1 to 65535, found {s:?}"))?,
-            Some(other) => {
-                return Err(format!("param \"port\" must be an integer from 1 to 65535, found {}", show(other)))
-            }
+    pub fn from_params(params: &Mapping) -> Result<AmqpConfig, HandlerConfigError> {
+        let p: AmqpParams = params::read(params)?;
+        let short = |non_empty: bool| {
+            move |s: &Scalar| is_text(s) && s.text().len() <= 255 && !(non_empty && s.text().is_empty())
         };
-        let env_keys = match params.get("env_keys") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Sequence(items)) => items
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => Ok(s.clone()),
-                    other => Err(format!("param \"env_keys\" entries must be strings, found {}", show(other))),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => return Err(format!("param \"env_keys\" must be a list of strings, found {}", show(other))),
-        };
-        let publish_events = match params.get("publish_events") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                return Err(format!("param \"publish_events\" must be true or false, found {}", show(other)))
-            }
-        };
-        // `library` (the original's kombu transport) is accepted for compatibility and ignored.
-        match params.get("library") {
-            None | Some(Value::Null) | Some(Value::String(_)) => {}
-            Some(other) => return Err(format!("param \"library\" must be a string, found {}", show(other))),
-        }
-        let host = str_param(params, "host", Some("localhost"))?;
-        if host.is_empty() {
-            return Err("param \"host\" must not be empty".into());
-        }
+        let exchange = params::require("exchange", p.exchange, "must be a string of at most 255 bytes", short(false))?;
+        let queue = "must be a non-empty string of at most 255 bytes";
+        let queue_name = params::require("queue_name", p.queue_name, queue, short(true))?;
+        let mut c = Checked::default();
+        let exchange_type = text(&mut c, "exchange_type", p.exchange_type, true, "topic");
+        let port = c.get("port", p.port, "must be an integer from 1 to 65535", |s| port_number(s).is_some());
+        let env_keys = c.string_list("env_keys", p.env_keys, "must be a list of strings").unwrap_or_default();
+        let publish_events = c.boolean("publish_events", p.publish_events, false);
+        c.string("library", p.library);
+        let host = text(&mut c, "host", p.host, true, "localhost");
+        let user = text(&mut c, "user", p.user, false, "guest");
+        let password = text(&mut c, "password", p.password, false, "guest");
+        let vhost = text(&mut c, "vhost", p.vhost, false, "/");
+        params::finish(c)?;
         Ok(AmqpConfig {
-            exchange,
+            exchange: exchange.text(),
             exchange_type,
-            queue_name,
+            queue_name: queue_name.text(),
             host,
-            port,
-            user: str_param(params, "user", Some("guest"))?,
-            password: str_param(params, "password", Some("guest"))?,
-            vhost: str_param(params, "vhost", Some("/"))?,
+            port: port.as_ref().and_then(port_number).unwrap_or(5672),
+            user,
+            password,
+            vhost,
             env_keys,
             publish_events,
         })
@@ -242,29 +233,6 @@ impl AmqpConfig {
     }
 }
 
-fn show(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => format!("bool {b}"),
-        Value::Number(n) => format!("number {n}"),
-        Value::String(s) => format!("string {s:?}"),
-        Value::Sequence(_) => "a list".into(),
-        Value::Mapping(_) => "a map".into(),
-        Value::Tagged(_) => "a tagged value".into(),
-    }
-}
-
-/// A string param; `default` None means required.
-fn str_param(params: &Mapping, name: &str, default: Option<&str>) -> Result<String, String> {
-    match (params.get(name), default) {
-        (None | Some(Value::Null), Some(d)) => Ok(d.to_string()),
-        (None | Some(Value::Null), None) => Err(format!("missing required param {name:?}")),
-        (Some(Value::String(s)), _) => Ok(s.clone()),
-        (Some(Value::Number(n)), _) => Ok(n.to_string()),
-        (Some(other), _) => Err(format!("param {name:?} must be a string, found {}", show(other))),
-    }
-}
-
 /// (host, port, user, password, vhost).
 type PoolKey = (String, u16, String, String, String);
 
@@ -274,26 +242,76 @@ struct Pooled {
     declared: HashSet<(String, String, String)>,
 }
 
-/// The runtime that owns the pooled connections. A connection's I/O is driven by
-/// the runtime that opened it, and callers may come from several runtimes (one
-/// per test, or short-lived ones in tools), so all AMQP work runs here.
-fn amqp_runtime() -> Result<&'static tokio::runtime::Runtime, String> {
-    static RT: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("winchester-amqp")
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the AMQP runtime: {e}"))
-    })
-    .as_ref()
-    .map_err(Clone::clone)
+/// How long closing one connection may take when the pool shuts down.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The AMQP connections the `amqp` handlers of one [`HandlerContext`] share,
+/// and the runtime that drives them. A connection's I/O is driven by the
+/// runtime that opened it, and callers may come from several runtimes (one
+/// per test, or short-lived ones in tools), so all AMQP work runs on the
+/// pool's own (one thread). Shutting the context down closes the connections
+/// and stops the runtime; dropping the pool stops the runtime too (safe in
+/// async context).
+pub struct AmqpPool {
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+    connections: tokio::sync::Mutex<HashMap<PoolKey, Pooled>>,
 }
 
-fn pool() -> &'static tokio::sync::Mutex<HashMap<PoolKey, Pooled>> {
-    static POOL: OnceLock<tokio::sync::Mutex<HashMap<PoolKey, Pooled>>> = OnceLock::new();
-    POOL.get_or_init(Default::default)
+impl std::fmt::Debug for AmqpPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpPool").finish_non_exhaustive()
+    }
+}
+
+impl AmqpPool {
+    /// `context`'s pool, made (with its runtime) on first use.
+    pub fn of(context: &HandlerContext) -> Result<Arc<AmqpPool>, AmqpError> {
+        context.resource(|| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("winchester-amqp")
+                .enable_all()
+                .build()
+                .map_err(|e| AmqpError::Runtime(e.to_string()))?;
+            let handle = runtime.handle().clone();
+            Ok(AmqpPool { runtime: Mutex::new(Some(runtime)), handle, connections: Default::default() })
+        })
+    }
+
+    /// The pooled connections (open or not).
+    pub async fn connections(&self) -> Vec<Arc<Connection>> {
+        self.connections.lock().await.values().map(|p| p.conn.clone()).collect()
+    }
+
+    /// Stops the runtime without waiting for its tasks (it may be dropped
+    /// from inside another runtime, where blocking is not allowed).
+    fn stop_runtime(&self) {
+        if let Some(rt) = self.runtime.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+#[async_trait]
+impl SharedResource for AmqpPool {
+    /// Closes every pooled connection (on the pool's runtime), then stops it.
+    async fn shutdown(&self) {
+        let pooled: Vec<Arc<Connection>> = self.connections.lock().await.drain().map(|(_, p)| p.conn).collect();
+        let closing = self.handle.spawn(async move {
+            for conn in pooled.iter().filter(|c| c.status().connected()) {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.close(200, "winchester worker stopping".into())).await;
+            }
+        });
+        let _ = closing.await;
+        self.stop_runtime();
+    }
+}
+
+impl Drop for AmqpPool {
+    fn drop(&mut self) {
+        self.stop_runtime();
+    }
 }
 
 async fn timed<T>(what: &str, fut: impl std::future::Future<Output = lapin::Result<T>>) -> Result<T, String> {
@@ -306,9 +324,9 @@ async fn timed<T>(what: &str, fut: impl std::future::Future<Output = lapin::Resu
 
 /// A pooled connection for `cfg`, connecting (or reconnecting) as needed.
 /// `fresh` forces a new connection.
-async fn connection(cfg: &AmqpConfig, fresh: bool) -> Result<Arc<Connection>, AmqpError> {
+async fn connection(pool: &AmqpPool, cfg: &AmqpConfig, fresh: bool) -> Result<Arc<Connection>, AmqpError> {
     let key = cfg.pool_key();
-    let mut pool = pool().lock().await;
+    let mut pool = pool.connections.lock().await;
     if let Some(p) = pool.get(&key) {
         if !fresh && p.conn.status().connected() {
             return Ok(p.conn.clone());
@@ -333,10 +351,10 @@ async fn connection(cfg: &AmqpConfig, fresh: bool) -> Result<Arc<Connection>, Am
 
 /// Opens a channel with publisher confirms, reconnecting once if the pooled
 /// connection turns out to be dead.
-async fn open_channel(cfg: &AmqpConfig) -> Result<(Arc<Connection>, Channel), AmqpError> {
+async fn open_channel(pool: &AmqpPool, cfg: &AmqpConfig) -> Result<(Arc<Connection>, Channel), AmqpError> {
     let mut last = String::new();
     for fresh in [false, true] {
-        let conn = connection(cfg, fresh).await?;
+        let conn = connection(pool, cfg, fresh).await?;
         let opened = async {
             let ch = timed("channel.open", conn.create_channel()).await?;
             timed("confirm.select", ch.confirm_select(ConfirmSelectOptions::default())).await?;
@@ -355,11 +373,11 @@ async fn open_channel(cfg: &AmqpConfig) -> Result<(Arc<Connection>, Channel), Am
 }
 
 /// Declares the exchange, the queue and the binding, once per connection.
-async fn declare(cfg: &AmqpConfig, conn: &Arc<Connection>, ch: &Channel) -> Result<(), AmqpError> {
+async fn declare(pool: &AmqpPool, cfg: &AmqpConfig, conn: &Arc<Connection>, ch: &Channel) -> Result<(), AmqpError> {
     let key = cfg.pool_key();
     let topo = (cfg.exchange.clone(), cfg.exchange_type.clone(), cfg.queue_name.clone());
     let already = {
-        let pool = pool().lock().await;
+        let pool = pool.connections.lock().await;
         pool.get(&key).is_some_and(|p| Arc::ptr_eq(&p.conn, conn) && p.declared.contains(&topo))
     };
     if already {
@@ -399,7 +417,7 @@ async fn declare(cfg: &AmqpConfig, conn: &Arc<Connection>, ch: &Channel) -> Resu
         .await
         .map_err(err)?;
     }
-    let mut pool = pool().lock().await;
+    let mut pool = pool.connections.lock().await;
     if let Some(p) = pool.get_mut(&key) {
         if Arc::ptr_eq(&p.conn, conn) {
             p.declared.insert(topo);
@@ -410,9 +428,9 @@ async fn declare(cfg: &AmqpConfig, conn: &Arc<Connection>, ch: &Channel) -> Resu
 }
 
 /// Makes the next commit declare `cfg`'s exchange and queue again.
-async fn forget_declared(cfg: &AmqpConfig) {
+async fn forget_declared(pool: &AmqpPool, cfg: &AmqpConfig) {
     let topo = (cfg.exchange.clone(), cfg.exchange_type.clone(), cfg.queue_name.clone());
-    if let Some(p) = pool().lock().await.get_mut(&cfg.pool_key()) {
+    if let Some(p) = pool.connections.lock().await.get_mut(&cfg.pool_key()) {
         p.declared.remove(&topo);
     }
 }
@@ -450,22 +468,24 @@ fn message_id(n: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// The `amqp` handler.
+/// The `amqp` handler: collects notifications, publishes them in `commit`
+/// through its context's [`AmqpPool`].
 #[derive(Debug)]
 pub struct AmqpHandler {
     config: Arc<AmqpConfig>,
+    context: HandlerContext,
     pending: Vec<serde_json::Value>,
 }
 
 impl AmqpHandler {
     /// Builds a handler from its YAML params.
-    pub fn from_params(params: &Mapping) -> Result<AmqpHandler, String> {
-        Ok(AmqpHandler::new(Arc::new(AmqpConfig::from_params(params)?)))
+    pub fn from_params(params: &Mapping, context: &HandlerContext) -> Result<AmqpHandler, HandlerConfigError> {
+        Ok(AmqpHandler::new(Arc::new(AmqpConfig::from_params(params)?), context))
     }
 
     /// Builds a handler from an already validated configuration.
-    pub fn new(config: Arc<AmqpConfig>) -> AmqpHandler {
-        AmqpHandler { config, pending: Vec::new() }
+    pub fn new(config: Arc<AmqpConfig>, context: &HandlerContext) -> AmqpHandler {
+        AmqpHandler { config, context: context.clone(), pending: Vec::new() }
     }
 
     /// The notifications that `commit` will publish.
@@ -473,45 +493,65 @@ impl AmqpHandler {
         &self.pending
     }
 
-    async fn publish(&self, env: &Env) -> Result<(), AmqpError> {
-        let cfg = &*self.config;
-        let (conn, ch) = open_channel(cfg).await?;
-        let declared = declare(cfg, &conn, &ch).await;
-        if let Err(e) = declared {
-            let _ = ch.close(200, "declare failed".into()).await;
-            return Err(e);
+    /// Publishes the pending notifications on the pool's runtime (pooled
+    /// connections live there, whatever runtime calls us).
+    async fn publish(&mut self, env: &Env) -> Result<(), AmqpError> {
+        let pool = AmqpPool::of(&self.context)?;
+        let handle = pool.handle.clone();
+        let (cfg, pending, env) = (self.config.clone(), std::mem::take(&mut self.pending), env.clone());
+        let job = async move { (publish_all(&pool, &cfg, &pending, &env).await, pending) };
+        let (result, pending) = handle.spawn(job).await.map_err(|e| AmqpError::Connect {
+            broker: self.config.broker(),
+            message: format!("publisher task failed: {e}"),
+        })?;
+        self.pending = pending;
+        result
+    }
+}
+
+/// Publishes `pending` as `cfg` says, on a channel of one of `pool`'s connections.
+async fn publish_all(
+    pool: &AmqpPool,
+    cfg: &AmqpConfig,
+    pending: &[serde_json::Value],
+    env: &Env,
+) -> Result<(), AmqpError> {
+    let (conn, ch) = open_channel(pool, cfg).await?;
+    let declared = declare(pool, cfg, &conn, &ch).await;
+    if let Err(e) = declared {
+        let _ = ch.close(200, "declare failed".into()).await;
+        return Err(e);
+    }
+    let mut failures = Vec::new();
+    for (i, n) in pending.iter().enumerate() {
+        if let Err(e) = publish_one(cfg, &ch, n).await {
+            let id = message_id(n).unwrap_or_else(|| format!("#{i}"));
+            tracing::error!(
+                stream_id = env.stream_id,
+                exchange = %cfg.exchange,
+                routing_key = %cfg.queue_name,
+                "failed to publish notification {id}: {e}"
+            );
+            failures.push(format!("{id}: {e}"));
         }
-        let mut failures = Vec::new();
-        for (i, n) in self.pending.iter().enumerate() {
-            if let Err(e) = publish_one(cfg, &ch, n).await {
-                let id = message_id(n).unwrap_or_else(|| format!("#{i}"));
-                tracing::error!(
-                    stream_id = env.stream_id,
-                    exchange = %cfg.exchange,
-                    routing_key = %cfg.queue_name,
-                    "failed to publish notification {id}: {e}"
-                );
-                failures.push(format!("{id}: {e}"));
-            }
-        }
-        if ch.status().connected() {
-            let _ = ch.close(200, "done".into()).await;
-        }
-        tracing::info!(
-            stream_id = env.stream_id,
-            exchange = %cfg.exchange,
-            routing_key = %cfg.queue_name,
-            published = self.pending.len() - failures.len(),
-            failed = failures.len(),
-            "published notifications"
-        );
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            // The exchange or queue may have been deleted behind our back: declare again next time.
-            forget_declared(cfg).await;
-            Err(AmqpError::Publish { exchange: cfg.exchange.clone(), total: self.pending.len(), failures })
-        }
+    }
+    if ch.status().connected() {
+        let _ = ch.close(200, "done".into()).await;
+    }
+    tracing::info!(
+        stream_id = env.stream_id,
+        exchange = %cfg.exchange,
+        routing_key = %cfg.queue_name,
+        published = pending.len() - failures.len(),
+        failed = failures.len(),
+        "published notifications"
+    );
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        // The exchange or queue may have been deleted behind our back: declare again next time.
+        forget_declared(pool, cfg).await;
+        Err(AmqpError::Publish { exchange: cfg.exchange.clone(), total: pending.len(), failures })
     }
 }
 
@@ -537,23 +577,7 @@ impl Handler for AmqpHandler {
         if self.pending.is_empty() {
             return Ok(());
         }
-        // Pooled connections live on the AMQP runtime, whatever runtime calls us.
-        let job = AmqpHandler { config: self.config.clone(), pending: std::mem::take(&mut self.pending) };
-        let job_env = env.clone();
-        let result = match amqp_runtime() {
-            Ok(rt) => match rt.spawn(async move { (job.publish(&job_env).await, job.pending) }).await {
-                Ok((result, pending)) => {
-                    self.pending = pending;
-                    result
-                }
-                Err(e) => Err(AmqpError::Connect {
-                    broker: self.config.broker(),
-                    message: format!("publisher task failed: {e}"),
-                }),
-            },
-            Err(e) => Err(AmqpError::Connect { broker: self.config.broker(), message: e }),
-        };
-        result.map_err(|e| {
+        self.publish(env).await.map_err(|e| {
             tracing::error!(stream_id = env.stream_id, "{e}");
             Box::new(e) as HandlerError
         })
@@ -575,6 +599,10 @@ mod tests {
 
     fn params(yaml: &str) -> Mapping {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn handler(yaml: &str, ctx: &HandlerContext) -> AmqpHandler {
+        AmqpHandler::from_params(&params(yaml), ctx).unwrap()
     }
 
     fn env() -> Env {
@@ -635,7 +663,7 @@ mod tests {
 
     #[test]
     fn bad_params_rejected() {
-        let err = |y: &str| AmqpConfig::from_params(&params(y)).unwrap_err();
+        let err = |y: &str| AmqpConfig::from_params(&params(y)).unwrap_err().to_string();
         assert!(err("queue_name: q").contains("missing required param \"exchange\""));
         assert!(err("exchange: x").contains("missing required param \"queue_name\""));
         assert!(err("exchange: x\nqueue_name: ''").contains("\"queue_name\""));
@@ -649,8 +677,7 @@ mod tests {
 
     #[tokio::test]
     async fn handle_events_collects_in_env_keys_order() {
-        let mut h =
-            AmqpHandler::from_params(&params("exchange: x\nqueue_name: q\nenv_keys: [b, missing, a, single]")).unwrap();
+        let mut h = handler("exchange: x\nqueue_name: q\nenv_keys: [b, missing, a, single]", &HandlerContext::new());
         let mut env = env();
         env.values.insert("a".into(), serde_json::json!([{"n": 3}]));
         env.values.insert("b".into(), serde_json::json!([{"n": 1}, {"n": 2}]));
@@ -672,7 +699,7 @@ mod tests {
 
     #[tokio::test]
     async fn publish_events_adds_events() {
-        let mut h = AmqpHandler::from_params(&params("exchange: x\nqueue_name: q\npublish_events: true")).unwrap();
+        let mut h = handler("exchange: x\nqueue_name: q\npublish_events: true", &HandlerContext::new());
         let mut env = env();
         h.handle_events(vec![event("m1")], &mut env).await.unwrap();
         assert_eq!(h.pending(), &[event("m1").to_json()]);
@@ -684,15 +711,14 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let mut h = AmqpHandler::from_params(&params(&format!(
-            "exchange: x\nqueue_name: q\nhost: 127.0.0.1\nport: {port}\nenv_keys: [n]"
-        )))
-        .unwrap();
+        let ctx = HandlerContext::new();
+        let mut h = handler(&format!("exchange: x\nqueue_name: q\nhost: 127.0.0.1\nport: {port}\nenv_keys: [n]"), &ctx);
         let mut env = env();
         env.values.insert("n".into(), serde_json::json!([{"a": 1}]));
         h.handle_events(vec![], &mut env).await.unwrap();
         let err = h.commit(&env).await.unwrap_err().to_string();
         assert!(err.contains("cannot reach AMQP broker") && err.contains(&port.to_string()), "{err}");
+        ctx.shutdown().await;
     }
 
     async fn rabbit_up() -> bool {
@@ -722,6 +748,19 @@ mod tests {
         out
     }
 
+    /// A fresh exchange and queue name for one test.
+    fn topology() -> (String, String) {
+        let id = uuid::Uuid::new_v4();
+        (format!("winchester-test-x-{id}"), format!("winchester-test-q-{id}"))
+    }
+
+    /// One stream's run on a new handler of `ctx`: collect `events`, then commit.
+    async fn fire(yaml: &str, ctx: &HandlerContext, env: &mut Env, events: Vec<Event>) -> Result<(), HandlerError> {
+        let mut h = handler(yaml, ctx);
+        h.handle_events(events, env).await.unwrap();
+        h.commit(env).await
+    }
+
     async fn cleanup(ch: &Channel, exchange: &str, queue: &str) {
         ch.queue_delete(queue.into(), QueueDeleteOptions::default()).await.unwrap();
         ch.exchange_delete(exchange.into(), ExchangeDeleteOptions::default()).await.unwrap();
@@ -732,8 +771,7 @@ mod tests {
         if !rabbit_up().await {
             return;
         }
-        let id = uuid::Uuid::new_v4();
-        let (exchange, queue) = (format!("winchester-test-x-{id}"), format!("winchester-test-q-{id}"));
+        let (exchange, queue) = topology();
         let yaml = format!(
             "exchange: {exchange}\nqueue_name: {queue}\nhost: 127.0.0.1\nenv_keys: [first, second]\nlibrary: librabbitmq"
         );
@@ -742,11 +780,13 @@ mod tests {
         env.values.insert("second".into(), serde_json::json!([{"message_id": "n3", "event_type": "c"}]));
 
         // Two handler instances (two streams): the second reuses the pooled connection.
+        let ctx = HandlerContext::new();
         for _ in 0..2 {
-            let mut h = AmqpHandler::from_params(&params(&yaml)).unwrap();
-            h.handle_events(vec![event("m1")], &mut env).await.unwrap();
-            h.commit(&env).await.unwrap();
+            fire(&yaml, &ctx, &mut env, vec![event("m1")]).await.unwrap();
         }
+        let pool = ctx.get::<AmqpPool>().unwrap();
+        assert_eq!(pool.connections().await.len(), 1, "one connection for both streams");
+        ctx.shutdown().await;
 
         let (conn, ch) = consumer_channel().await;
         let got = drain(&ch, &queue).await;
@@ -773,15 +813,13 @@ mod tests {
         if !rabbit_up().await {
             return;
         }
-        let id = uuid::Uuid::new_v4();
-        let (exchange, queue) = (format!("winchester-test-x-{id}"), format!("winchester-test-q-{id}"));
+        let (exchange, queue) = topology();
         let yaml = format!(
             "exchange: {exchange}\nexchange_type: direct\nqueue_name: {queue}\nhost: 127.0.0.1\npublish_events: true"
         );
         let mut env = env();
-        let mut h = AmqpHandler::from_params(&params(&yaml)).unwrap();
-        h.handle_events(vec![event("m1"), event("m2")], &mut env).await.unwrap();
-        h.commit(&env).await.unwrap();
+        let ctx = HandlerContext::new();
+        fire(&yaml, &ctx, &mut env, vec![event("m1"), event("m2")]).await.unwrap();
 
         let (conn, ch) = consumer_channel().await;
         let got = drain(&ch, &queue).await;
@@ -791,19 +829,53 @@ mod tests {
 
         // Someone deletes the queue: publishing reports the unroutable messages instead of losing them silently.
         cleanup(&ch, &exchange, &queue).await;
-        let mut h = AmqpHandler::from_params(&params(&yaml)).unwrap();
-        h.handle_events(vec![event("m3")], &mut env).await.unwrap();
-        let err = h.commit(&env).await.unwrap_err().to_string();
+        let err = fire(&yaml, &ctx, &mut env, vec![event("m3")]).await.unwrap_err().to_string();
         assert!(err.contains("1 of 1") && err.contains("m3"), "{err}");
         // The next stream declares them again and gets through.
-        let mut h = AmqpHandler::from_params(&params(&yaml)).unwrap();
-        h.handle_events(vec![event("m4")], &mut env).await.unwrap();
-        h.commit(&env).await.unwrap();
+        fire(&yaml, &ctx, &mut env, vec![event("m4")]).await.unwrap();
         let got = drain(&ch, &queue).await;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].properties.message_id().as_ref().map(|s| s.as_str()), Some("m4"));
         let _ = ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
         let _ = ch.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await;
         let _ = conn.close(200, "bye".into()).await;
+        ctx.shutdown().await;
+    }
+
+    /// Each context has its own pool; shutting one down closes its
+    /// connections and leaves the other's open.
+    #[tokio::test]
+    async fn shutdown_closes_the_contexts_connections_only() {
+        if !rabbit_up().await {
+            return;
+        }
+        let (exchange, queue) = topology();
+        let yaml = format!("exchange: {exchange}\nqueue_name: {queue}\nhost: 127.0.0.1\npublish_events: true");
+        let (a, b) = (HandlerContext::new(), HandlerContext::new());
+        let mut env = env();
+        for ctx in [&a, &b] {
+            assert!(ctx.get::<AmqpPool>().is_none(), "no pool before the first publish");
+            fire(&yaml, ctx, &mut env, vec![event("m1")]).await.unwrap();
+        }
+        let (pa, pb) = (a.get::<AmqpPool>().unwrap(), b.get::<AmqpPool>().unwrap());
+        assert!(!Arc::ptr_eq(&pa, &pb));
+        let (ca, cb) = (pa.connections().await, pb.connections().await);
+        assert_eq!((ca.len(), cb.len()), (1, 1));
+        assert!(!Arc::ptr_eq(&ca[0], &cb[0]), "each context connects on its own");
+        assert!(ca[0].status().connected() && cb[0].status().connected());
+
+        a.shutdown().await;
+        assert!(ca[0].status().closed(), "shutdown closes the connection: {:?}", ca[0].status());
+        assert!(a.get::<AmqpPool>().is_none() && pa.connections().await.is_empty());
+        assert!(cb[0].status().connected(), "the other context's connection stays open");
+        // The other context still publishes.
+        fire(&yaml, &b, &mut env, vec![event("m2")]).await.unwrap();
+
+        let (conn, ch) = consumer_channel().await;
+        assert_eq!(drain(&ch, &queue).await.len(), 3);
+        cleanup(&ch, &exchange, &queue).await;
+        let _ = conn.close(200, "bye".into()).await;
+        b.shutdown().await;
+        assert!(cb[0].status().closed());
     }
 }

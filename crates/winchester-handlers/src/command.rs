@@ -20,17 +20,15 @@
 //! worker's).
 
 use async_trait::async_trait;
-use serde_yaml::{Mapping, Value};
+use serde::Deserialize;
+use serde_yaml::Mapping;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
-use winchester::pipeline::handlers::check_params;
-use winchester::pipeline::{Env, Handler, HandlerError};
+use winchester::pipeline::params::{self, Checked, Raw, Scalar};
+use winchester::pipeline::{Env, Handler, HandlerConfigError, HandlerError};
 use winchester_core::Event;
-
-/// Params the `command` handler accepts.
-pub const PARAMS: &[&str] = &["command", "env", "cwd", "commit_arg", "rollback_arg"];
 
 /// How many of the last lines of standard error a failure reports.
 pub const STDERR_TAIL_LINES: usize = 10;
@@ -54,70 +52,78 @@ pub struct CommandConfig {
     pub rollback_arg: String,
 }
 
-fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
+/// The params of a `command` handler as written (see [`params::read`]).
+#[derive(Deserialize)]
+struct CommandParams {
+    command: Option<Raw<Argv>>,
+    env: Option<Raw<Mapping>>,
+    cwd: Option<Raw<String>>,
+    commit_arg: Option<Raw<String>>,
+    rollback_arg: Option<Raw<String>>,
+}
+
+/// `command` as written: a program, or a list of the program and its arguments.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Argv {
+    Program(String),
+    List(Vec<Raw<Scalar>>),
 }
 
 impl CommandConfig {
     /// Validates `params`; an `Err` names the param at fault.
-    pub fn from_params(params: &Mapping) -> Result<CommandConfig, String> {
-        check_params(params, PARAMS)?;
-        let mut argv: Vec<String> = match params.get("command") {
-            None | Some(Value::Null) => return Err("missing required param \"command\"".into()),
-            Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Sequence(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| scalar(v).ok_or_else(|| format!("param \"command\"[{i}] must be a string, found {v:?}")))
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(format!(
-                    "param \"command\" must be a program or a list [program, args...], found {other:?}"
-                ))
+    pub fn from_params(params: &Mapping) -> Result<CommandConfig, HandlerConfigError> {
+        let p: CommandParams = params::read(params)?;
+        let argv = params::require("command", p.command, "must be a program or a list [program, args...]", |_| true)?;
+        let mut c = Checked::default();
+        let argv: Vec<String> = match argv {
+            Argv::Program(program) => vec![program],
+            Argv::List(items) => (items.into_iter().enumerate())
+                .filter_map(|(i, a)| c.get(&format!("command[{i}]"), Some(a), "must be a string", |_| true))
+                .map(|a| a.text())
+                .collect(),
+        };
+        let (program, args) = match argv.split_first() {
+            Some((program, args)) if !program.trim().is_empty() => (program.clone(), args.to_vec()),
+            _ => {
+                c.push("command", "must name a program");
+                Default::default()
             }
         };
-        if argv.first().is_none_or(|p| p.trim().is_empty()) {
-            return Err("param \"command\" must name a program".into());
-        }
-        let program = argv.remove(0);
-        let env = match params.get("env") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Mapping(m)) => m
-                .iter()
-                .map(|(k, v)| match (k.as_str(), scalar(v)) {
-                    (Some(k), Some(v)) if !k.is_empty() && !k.contains('=') && !k.contains('\0') => {
-                        Ok((k.to_string(), v))
-                    }
-                    _ => Err(format!("param \"env\": entries map a variable name to a string, found {k:?}: {v:?}")),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => return Err(format!("param \"env\" must be a map of variable to value, found {other:?}")),
-        };
-        let cwd = match params.get("cwd") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => {
-                let p = PathBuf::from(s);
-                if !p.is_dir() {
-                    return Err(format!("param \"cwd\": {s:?} is not a directory"));
-                }
-                Some(p)
-            }
-            Some(other) => return Err(format!("param \"cwd\" must be a directory, found {other:?}")),
-        };
-        let arg = |name: &str, default: &str| match params.get(name) {
-            None | Some(Value::Null) => Ok(default.to_string()),
-            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-            Some(other) => Err(format!("param {name:?} must be a non-empty string, found {other:?}")),
-        };
-        let commit_arg = arg("commit_arg", "--commit")?;
-        let rollback_arg = arg("rollback_arg", "--rollback")?;
-        Ok(CommandConfig { program, args: argv, env, cwd, commit_arg, rollback_arg })
+        let env = c.get("env", p.env, "must be a map of variable to value", |_| true);
+        let env = env.map(|m| variables(&mut c, &m)).unwrap_or_default();
+        let cwd = c.get("cwd", p.cwd, "must be a directory", |d| std::path::Path::new(d).is_dir()).map(PathBuf::from);
+        let arg = "must be a non-empty string";
+        let commit_arg = c.get("commit_arg", p.commit_arg, arg, |a| !a.is_empty());
+        let rollback_arg = c.get("rollback_arg", p.rollback_arg, arg, |a| !a.is_empty());
+        params::finish(c)?;
+        Ok(CommandConfig {
+            program,
+            args,
+            env,
+            cwd,
+            commit_arg: commit_arg.unwrap_or_else(|| "--commit".into()),
+            rollback_arg: rollback_arg.unwrap_or_else(|| "--rollback".into()),
+        })
     }
+}
+
+/// The `env` map: variable names to values (scalars), each bad entry an error under `env`.
+fn variables(c: &mut Checked, m: &Mapping) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (k, v) in m {
+        let value = serde_yaml::from_value::<Scalar>(v.clone()).ok();
+        match (k.as_str(), value) {
+            (Some(k), Some(v)) if !k.is_empty() && !k.contains('=') && !k.contains('\0') => {
+                out.push((k.to_string(), v.text()))
+            }
+            _ => c.push(
+                "env",
+                format!("must map variable names to strings, found {}: {}", params::show(k), params::show(v)),
+            ),
+        }
+    }
+    out
 }
 
 /// Why a program run failed.
@@ -199,7 +205,7 @@ pub struct CommandHandler {
 
 impl CommandHandler {
     /// Builds a handler from its YAML params.
-    pub fn from_params(params: &Mapping) -> Result<CommandHandler, String> {
+    pub fn from_params(params: &Mapping) -> Result<CommandHandler, HandlerConfigError> {
         Ok(CommandHandler::new(Arc::new(CommandConfig::from_params(params)?)))
     }
 
@@ -332,7 +338,7 @@ mod tests {
         assert_eq!((c.program.as_str(), c.args.clone()), ("python3", vec!["h.py".to_string(), "-v".into()]));
         assert_eq!(c.env, vec![("A".to_string(), "1".to_string())]);
         assert_eq!((c.commit_arg.as_str(), c.rollback_arg.as_str()), ("--commit", "--rollback"));
-        let err = |y: &str| CommandConfig::from_params(&params(y)).unwrap_err();
+        let err = |y: &str| CommandConfig::from_params(&params(y)).unwrap_err().to_string();
         assert!(err("env: {}").contains("missing required param \"command\""));
         assert!(err("command: ''").contains("must name a program"));
         assert!(err("command: x\nenv: [a]").contains("\"env\""));

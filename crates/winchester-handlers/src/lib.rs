@@ -8,7 +8,10 @@
 //! - `usage`: OpenStack instance-usage audit (the original's UsageHandler).
 //!
 //! [`registry`] returns a [`HandlerRegistry`] with these and the engine's own
-//! (`logger`).
+//! (`logger`). Each reads its `params` into a serde struct and validates it
+//! with `winchester::pipeline::params`; webhook and amqp share an HTTP client
+//! ([`webhook::HttpClient`]) and broker connections ([`amqp::AmqpPool`])
+//! through the worker's `HandlerContext`, which closes them when it stops.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -28,9 +31,8 @@ pub fn registry() -> HandlerRegistry {
 
 /// Registers this crate's handler types on `r`.
 pub fn register(r: &mut HandlerRegistry) {
-    r.register("usage", |p| usage::UsageHandler::from_params(p).map(|h| Box::new(h) as _));
-    r.register_never_adding("webhook", |p| webhook::WebhookHandler::from_params(p).map(|h| Box::new(h) as _));
-    r.register("command", |p| command::CommandHandler::from_params(p).map(|h| Box::new(h) as _));
-    r.register_never_adding("amqp", |p| amqp::AmqpHandler::from_params(p).map(|h| Box::new(h) as _));
-    let _ = r;
+    r.register("usage", |p, _| usage::UsageHandler::from_params(p).map(|h| Box::new(h) as _));
+    r.register_never_adding("webhook", |p, ctx| webhook::WebhookHandler::from_params(p, ctx).map(|h| Box::new(h) as _));
+    r.register("command", |p, _| command::CommandHandler::from_params(p).map(|h| Box::new(h) as _));
+    r.register_never_adding("amqp", |p, ctx| amqp::AmqpHandler::from_params(p, ctx).map(|h| Box::new(h) as _));
 }

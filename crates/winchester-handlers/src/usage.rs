@@ -41,7 +41,7 @@ use chrono::{DateTime, NaiveTime, Utc};
 use std::collections::BTreeMap;
 use std::fmt;
 use uuid::Uuid;
-use winchester::pipeline::{Env, Handler, HandlerError};
+use winchester::pipeline::{Env, Handler, HandlerConfigError, HandlerError};
 use winchester_core::event::{parse_rfc3339, MAX_STRING_LEN};
 use winchester_core::{Event, TraitValue};
 
@@ -94,8 +94,8 @@ pub struct UsageHandler;
 
 impl UsageHandler {
     /// Takes no params; unknown ones are rejected (the original ignored them).
-    pub fn from_params(params: &serde_yaml::Mapping) -> Result<UsageHandler, String> {
-        winchester::pipeline::handlers::check_params(params, &[])?;
+    pub fn from_params(params: &serde_yaml::Mapping) -> Result<UsageHandler, HandlerConfigError> {
+        winchester::pipeline::params::none(params)?;
         Ok(UsageHandler)
     }
 }
@@ -805,6 +805,6 @@ mod tests {
         assert!(UsageHandler::from_params(&serde_yaml::Mapping::new()).is_ok());
         let mut m = serde_yaml::Mapping::new();
         m.insert("foo".into(), 1.into());
-        assert!(UsageHandler::from_params(&m).unwrap_err().contains("foo"));
+        assert!(UsageHandler::from_params(&m).unwrap_err().to_string().contains("foo"));
     }
 }

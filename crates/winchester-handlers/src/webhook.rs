@@ -8,16 +8,14 @@
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
+use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
-use winchester::pipeline::handlers::check_params;
-use winchester::pipeline::{Env, Handler, HandlerError};
+use winchester::pipeline::params::{self, Checked, Raw, Scalar};
+use winchester::pipeline::{Env, Handler, HandlerConfigError, HandlerContext, HandlerError, SharedResource};
 use winchester_core::criteria::EventTypeFilter;
 use winchester_core::Event;
-
-/// Params the `webhook` handler accepts.
-pub const PARAMS: &[&str] = &["url", "timeout", "max_retries", "backoff", "headers", "event_types"];
 
 /// Default per-attempt timeout, in seconds.
 pub const DEFAULT_TIMEOUT_SECS: f64 = 10.0;
@@ -91,40 +89,33 @@ pub struct WebhookConfig {
     pub event_types: EventTypeFilter,
 }
 
+/// The params of a `webhook` handler as written (see [`params::read`]).
+#[derive(Deserialize)]
+struct WebhookParams {
+    url: Option<Raw<String>>,
+    timeout: Option<Raw<f64>>,
+    max_retries: Option<Raw<u32>>,
+    backoff: Option<Raw<f64>>,
+    headers: Option<Raw<Mapping>>,
+    event_types: Option<Raw<Value>>,
+}
+
 impl WebhookConfig {
     /// Validates `params`; an `Err` names the param at fault.
-    pub fn from_params(params: &Mapping) -> Result<WebhookConfig, String> {
-        check_params(params, PARAMS)?;
-        let url = match params.get("url") {
-            None | Some(Value::Null) => return Err("missing required param \"url\"".into()),
-            Some(Value::String(s)) => parse_url(s)?,
-            Some(other) => return Err(format!("param \"url\" must be a string, found {}", show(other))),
-        };
-        let timeout = secs_param(params, "timeout", DEFAULT_TIMEOUT_SECS, false)?;
-        let backoff = secs_param(params, "backoff", DEFAULT_BACKOFF_SECS, true)?;
-        let max_retries = match params.get("max_retries") {
-            None | Some(Value::Null) => DEFAULT_MAX_RETRIES,
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .filter(|n| *n <= 100)
-                .ok_or_else(|| format!("param \"max_retries\" must be an integer from 0 to 100, found {n}"))?,
-            Some(other) => {
-                return Err(format!("param \"max_retries\" must be an integer from 0 to 100, found {}", show(other)))
-            }
-        };
-        let headers = match params.get("headers") {
-            None | Some(Value::Null) => HeaderMap::new(),
-            Some(Value::Mapping(m)) => parse_headers(m)?,
-            Some(other) => {
-                return Err(format!("param \"headers\" must be a map of header name to value, found {}", show(other)))
-            }
-        };
-        let event_types = match params.get("event_types") {
-            None | Some(Value::Null) => EventTypeFilter::new(&["*"]),
-            Some(v) => EventTypeFilter::from_yaml(v),
-        }
-        .map_err(|e| format!("param \"event_types\": {e}"))?;
+    pub fn from_params(params: &Mapping) -> Result<WebhookConfig, HandlerConfigError> {
+        let p: WebhookParams = params::read(params)?;
+        let url = parse_url(&params::require("url", p.url, "must be a string", |_| true)?)?;
+        let mut c = Checked::default();
+        let timeout = seconds(&mut c, "timeout", p.timeout, DEFAULT_TIMEOUT_SECS, false);
+        let backoff = seconds(&mut c, "backoff", p.backoff, DEFAULT_BACKOFF_SECS, true);
+        let retries = "must be an integer from 0 to 100";
+        let max_retries = c.get("max_retries", p.max_retries, retries, |n| *n <= 100).unwrap_or(DEFAULT_MAX_RETRIES);
+        let headers = c.get("headers", p.headers, "must be a map of header name to value", |_| true);
+        let headers = headers.map(|m| parse_headers(&mut c, &m)).unwrap_or_default();
+        let event_types =
+            p.event_types.and_then(|r| EventTypeFilter::from_yaml(&r.found).map_err(|e| c.push("event_types", e)).ok());
+        params::finish(c)?;
+        let event_types = event_types.map_or_else(|| EventTypeFilter::new(&["*"]), Ok)?;
         Ok(WebhookConfig { url, timeout, max_retries, backoff, headers, event_types })
     }
 
@@ -136,87 +127,73 @@ impl WebhookConfig {
     }
 }
 
-fn show(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => format!("bool {b}"),
-        Value::Number(n) => format!("number {n}"),
-        Value::String(s) => format!("string {s:?}"),
-        Value::Sequence(_) => "a list".into(),
-        Value::Mapping(_) => "a map".into(),
-        Value::Tagged(_) => "a tagged value".into(),
-    }
-}
-
-fn parse_url(s: &str) -> Result<Url, String> {
-    let url = Url::parse(s.trim()).map_err(|e| format!("param \"url\" is not a valid URL ({s:?}): {e}"))?;
+fn parse_url(s: &str) -> Result<Url, HandlerConfigError> {
+    let invalid = |message: String| HandlerConfigError::invalid("url", message);
+    let url = Url::parse(s.trim()).map_err(|e| invalid(format!("is not a valid URL ({s:?}): {e}")))?;
     if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(format!("param \"url\" must be an http or https URL, found scheme {:?}", url.scheme()));
+        return Err(invalid(format!("must be an http or https URL, found scheme {:?}", url.scheme())));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("param \"url\" has no host: {s:?}"));
+        return Err(invalid(format!("has no host: {s:?}")));
     }
     Ok(url)
 }
 
-/// A non-negative (or, unless `allow_zero`, positive) number of seconds.
-fn secs_param(params: &Mapping, name: &str, default: f64, allow_zero: bool) -> Result<Duration, String> {
-    let secs = match params.get(name) {
-        None | Some(Value::Null) => default,
-        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
-        Some(other) => return Err(format!("param {name:?} must be a number of seconds, found {}", show(other))),
-    };
-    let ok = secs.is_finite() && secs <= 3600.0 && if allow_zero { secs >= 0.0 } else { secs > 0.0 };
-    if !ok {
-        let range = if allow_zero { "from 0 to 3600" } else { "greater than 0 and at most 3600" };
-        return Err(format!("param {name:?} must be a number of seconds {range}, found {secs}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+/// A number of seconds up to an hour, positive (or, with `allow_zero`,
+/// non-negative); `default` when absent.
+fn seconds(c: &mut Checked, key: &str, raw: Option<Raw<f64>>, default: f64, allow_zero: bool) -> Duration {
+    let range = if allow_zero { "from 0 to 3600" } else { "greater than 0 and at most 3600" };
+    let ok = |s: &f64| s.is_finite() && *s <= 3600.0 && if allow_zero { *s >= 0.0 } else { *s > 0.0 };
+    let secs = c.get(key, raw, &format!("must be a number of seconds {range}"), ok);
+    Duration::from_secs_f64(secs.unwrap_or(default))
 }
 
-fn parse_headers(m: &Mapping) -> Result<HeaderMap, String> {
+/// The `headers` map; each bad entry is an error under `headers.NAME`.
+fn parse_headers(c: &mut Checked, m: &Mapping) -> HeaderMap {
     let mut out = HeaderMap::new();
     for (k, v) in m {
-        let Value::String(name) = k else {
-            return Err(format!("param \"headers\": header names must be strings, found {}", show(k)));
+        let Some(name) = k.as_str() else {
+            c.push("headers", format!("must have strings as header names, found {}", params::show(k)));
+            continue;
         };
-        let value = match v {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            other => {
-                return Err(format!(
-                    "param \"headers\": header {name:?} must have a string value, found {}",
-                    show(other)
-                ))
+        let key = format!("headers.{name}");
+        let value = c.get(&key, Some(Raw::from(v.clone())), "must have a string value", |_| true);
+        match (HeaderName::from_bytes(name.as_bytes()), value.map(|v: Scalar| HeaderValue::from_str(&v.text()))) {
+            (Err(_), _) => c.push(&key, "is not a valid header name"),
+            (Ok(n), _) if RESERVED_HEADERS.contains(&n.as_str()) => {
+                c.push(&key, "is set by the handler and cannot be configured")
             }
-        };
-        let hn = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("param \"headers\": {name:?} is not a valid header name"))?;
-        if RESERVED_HEADERS.contains(&hn.as_str()) {
-            return Err(format!("param \"headers\": header {name:?} is set by the handler and cannot be configured"));
+            (Ok(_), Some(Err(_))) => c.push(&key, "has an invalid value"),
+            (Ok(n), Some(Ok(mut value))) => {
+                // They may carry credentials: keep them out of Debug output.
+                value.set_sensitive(true);
+                out.append(n, value);
+            }
+            (Ok(_), None) => {}
         }
-        let mut hv = HeaderValue::from_str(&value)
-            .map_err(|_| format!("param \"headers\": header {name:?} has an invalid value"))?;
-        // They may carry credentials: keep them out of Debug output.
-        hv.set_sensitive(true);
-        out.append(hn, hv);
     }
-    Ok(out)
+    out
 }
 
-/// The process-wide HTTP client (connection pool shared by every handler instance).
-fn client() -> Result<&'static reqwest::Client, WebhookError> {
-    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
+/// The HTTP client (and its connection pool) the `webhook` handlers of one
+/// [`HandlerContext`] share.
+#[derive(Debug)]
+pub struct HttpClient(pub reqwest::Client);
+
+/// Dropping the client closes its idle connections.
+impl SharedResource for HttpClient {}
+
+impl HttpClient {
+    /// `context`'s client, built on first use.
+    pub fn of(context: &HandlerContext) -> Result<Arc<HttpClient>, WebhookError> {
+        context.resource(|| {
             reqwest::Client::builder()
                 .user_agent(concat!("winchester-rs/", env!("CARGO_PKG_VERSION")))
                 .build()
-                .map_err(|e| e.to_string())
+                .map(HttpClient)
+                .map_err(|e| WebhookError::Client(e.to_string()))
         })
-        .as_ref()
-        .map_err(|e| WebhookError::Client(e.clone()))
+    }
 }
 
 /// The JSON document POSTed for a stream.
@@ -230,22 +207,24 @@ pub fn stream_document(env: &Env, events: &[Event]) -> serde_json::Value {
     })
 }
 
-/// The `webhook` handler: remembers matching events, POSTs them in `commit`.
+/// The `webhook` handler: remembers matching events, POSTs them in `commit`
+/// with its context's [`HttpClient`].
 #[derive(Debug)]
 pub struct WebhookHandler {
     config: Arc<WebhookConfig>,
+    context: HandlerContext,
     pending: Vec<Event>,
 }
 
 impl WebhookHandler {
     /// Builds a handler from its YAML params.
-    pub fn from_params(params: &Mapping) -> Result<WebhookHandler, String> {
-        Ok(WebhookHandler::new(Arc::new(WebhookConfig::from_params(params)?)))
+    pub fn from_params(params: &Mapping, context: &HandlerContext) -> Result<WebhookHandler, HandlerConfigError> {
+        Ok(WebhookHandler::new(Arc::new(WebhookConfig::from_params(params)?), context))
     }
 
     /// Builds a handler from an already validated configuration.
-    pub fn new(config: Arc<WebhookConfig>) -> WebhookHandler {
-        WebhookHandler { config, pending: Vec::new() }
+    pub fn new(config: Arc<WebhookConfig>, context: &HandlerContext) -> WebhookHandler {
+        WebhookHandler { config, context: context.clone(), pending: Vec::new() }
     }
 
     /// The events that `commit` will send.
@@ -262,7 +241,7 @@ impl WebhookHandler {
             url: url.to_string(),
             message: "the idempotency key is not a valid header value".into(),
         })?;
-        let client = client()?;
+        let client = &HttpClient::of(&self.context)?.0;
         let attempts_allowed = cfg.max_retries.saturating_add(1);
         let mut attempt = 0u32;
         loop {
@@ -452,7 +431,8 @@ mod tests {
     }
 
     fn handler(url: &str, extra: &str) -> WebhookHandler {
-        WebhookHandler::from_params(&params(&format!("url: {url}\nbackoff: 0.01\n{extra}"))).unwrap()
+        WebhookHandler::from_params(&params(&format!("url: {url}\nbackoff: 0.01\n{extra}")), &HandlerContext::new())
+            .unwrap()
     }
 
     fn env() -> Env {
@@ -645,7 +625,7 @@ mod tests {
 
     #[test]
     fn bad_params_rejected() {
-        let err = |y: &str| WebhookConfig::from_params(&params(y)).unwrap_err();
+        let err = |y: &str| WebhookConfig::from_params(&params(y)).unwrap_err().to_string();
         assert!(err("timeout: 5").contains("missing required param \"url\""));
         assert!(err("url: not a url").contains("\"url\""));
         assert!(err("url: ftp://example.com/").contains("http or https"));
@@ -661,6 +641,24 @@ mod tests {
         assert!(err("url: http://x/\nheaders: {Idempotency-Key: x}").contains("set by the handler"));
         assert!(err("url: http://x/\nevent_types: [1]").contains("\"event_types\""));
         assert!(err("url: http://x/\nevent_types: ['[']").contains("\"event_types\""));
+    }
+
+    #[tokio::test]
+    async fn handlers_of_a_context_share_its_client() {
+        let (a, b) = (HandlerContext::new(), HandlerContext::new());
+        let client = HttpClient::of(&a).unwrap();
+        assert!(Arc::ptr_eq(&client, &HttpClient::of(&a.clone()).unwrap()));
+        assert!(!Arc::ptr_eq(&client, &HttpClient::of(&b).unwrap()));
+        // A delivery uses its context's client (made on first use).
+        let (url, srv) = serve(vec![reply(200)]).await;
+        let c = HandlerContext::new();
+        let mut h = WebhookHandler::from_params(&params(&format!("url: {url}")), &c).unwrap();
+        assert!(c.get::<HttpClient>().is_none());
+        run(&mut h, &mut env(), vec![event("m1", "a")]).await.unwrap();
+        assert!(c.get::<HttpClient>().is_some());
+        assert_eq!(srv.count(), 1);
+        c.shutdown().await;
+        assert!(c.get::<HttpClient>().is_none());
     }
 
     #[test]

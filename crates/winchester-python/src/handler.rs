@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use winchester::pipeline::{Env, Handler, HandlerError};
+use winchester::pipeline::{Env, Handler, HandlerConfigError, HandlerError};
 use winchester_core::Event;
 
 /// Env keys the engine fills in; what a handler leaves under other keys is
@@ -61,11 +61,15 @@ impl Drop for InterruptOnDrop {
 
 impl PythonHandler {
     /// A handler of `class` with `params` (checked to be plain data with string keys).
-    pub fn new(class_path: Arc<str>, class: Arc<Py<PyAny>>, params: &serde_yaml::Mapping) -> Result<Self, String> {
+    pub fn new(
+        class_path: Arc<str>,
+        class: Arc<Py<PyAny>>,
+        params: &serde_yaml::Mapping,
+    ) -> Result<Self, HandlerConfigError> {
         let params = match serde_json::to_value(params) {
             Ok(serde_json::Value::Object(m)) => m,
             Ok(_) => return Err("params must be a map".into()),
-            Err(e) => return Err(format!("params are not plain data (they become keyword arguments): {e}")),
+            Err(e) => return Err(format!("params are not plain data (they become keyword arguments): {e}").into()),
         };
         Ok(PythonHandler { class_path, class, params: Arc::new(params), instance: Arc::default() })
     }

@@ -31,7 +31,7 @@ use pyo3::types::PyModule;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::sync::{Arc, Mutex, Once, OnceLock};
-use winchester::pipeline::HandlerRegistry;
+use winchester::pipeline::{HandlerContext, HandlerRegistry};
 use winchester_core::config::WinchesterConfig;
 use winchester_core::distiller::PluginRegistry;
 use winchester_core::{ConfigError, ConfigErrors};
@@ -111,7 +111,7 @@ pub fn register(registry: &mut HandlerRegistry) {
     registry.set_class_loader(Arc::new(|class_path: &str| {
         let class = import_class(class_path)?;
         let class_path: Arc<str> = class_path.into();
-        Ok(Arc::new(move |params: &serde_yaml::Mapping| {
+        Ok(Arc::new(move |params: &serde_yaml::Mapping, _: &HandlerContext| {
             PythonHandler::new(class_path.clone(), class.clone(), params)
                 .map(|h| Box::new(h) as Box<dyn winchester::pipeline::Handler>)
         }) as winchester::pipeline::HandlerFactory)

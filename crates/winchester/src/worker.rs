@@ -6,7 +6,7 @@
 use crate::error::EngineError;
 use crate::event_clock::StoredEventClock;
 use crate::metrics::RunTimer;
-use crate::pipeline::{Env, LeaseLostSwitch, LeaseWatch, PipelineError, PipelineRunner};
+use crate::pipeline::{Env, HandlerContext, LeaseLostSwitch, LeaseWatch, PipelineError, PipelineRunner};
 use crate::trigger_manager::TriggerManager;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -164,7 +164,7 @@ const BATCHES_PER_PASS: usize = 4;
 struct Batch {
     streams: Vec<Stream>,
     /// Each stream's definition (of its own version), or why it has none.
-    defs: Vec<Result<StreamDefinition, String>>,
+    defs: Vec<Result<StreamDefinition, DefinitionError>>,
     events: HashMap<i64, Vec<Event>>,
     watches: Vec<LeaseWatch>,
 }
@@ -177,6 +177,20 @@ enum RunResult {
     Failed(String),
     /// The lease was lost; everything was rolled back.
     LeaseLost,
+}
+
+/// Why a stream has no definition to run: its run fails with this reason.
+#[derive(Debug, Clone, thiserror::Error)]
+enum DefinitionError {
+    /// Its version is not in `trigger_version`.
+    #[error("trigger {trigger:?} version {version} is not recorded in the database")]
+    NotRecorded { trigger: String, version: String },
+    /// Its stored version cannot be parsed.
+    #[error("stored definition cannot be read: {0}")]
+    Unreadable(String),
+    /// Its definition has no trigger of its name.
+    #[error("unknown trigger definition {0:?}")]
+    UnknownTrigger(String),
 }
 
 /// Where a stream's definition comes from: the configuration in force (the
@@ -211,9 +225,9 @@ impl StreamDefinition {
 
     /// The pipeline for `action`: `Err` when the trigger is unknown, `Ok(None)`
     /// when it has no such pipeline.
-    fn pipeline_of(&self, stream: &Stream, action: Action) -> Result<Option<String>, String> {
+    fn pipeline_of(&self, stream: &Stream, action: Action) -> Result<Option<String>, DefinitionError> {
         let Some(trigger) = self.trigger(&stream.trigger) else {
-            return Err(format!("unknown trigger definition {:?}", stream.trigger));
+            return Err(DefinitionError::UnknownTrigger(stream.trigger.clone()));
         };
         Ok(match action {
             Action::Fire => trigger.fire_pipeline.clone(),
@@ -291,7 +305,7 @@ impl Worker {
         &self,
         current: &Arc<LoadedConfig>,
         stream: &Stream,
-    ) -> Result<Result<StreamDefinition, String>, EngineError> {
+    ) -> Result<Result<StreamDefinition, DefinitionError>, EngineError> {
         let Some(version) = &stream.version else { return Ok(Ok(StreamDefinition::Current(current.clone()))) };
         let in_force = current.triggers.get(&stream.trigger).and_then(|t| t.version.as_ref());
         if in_force == Some(version) {
@@ -302,7 +316,7 @@ impl Worker {
             return Ok(Ok(StreamDefinition::Version(v.clone())));
         }
         let Some(stored) = self.tm.storage().trigger_version(&stream.trigger, version).await? else {
-            return Ok(Err(format!("trigger {:?} version {version} is not recorded in the database", stream.trigger)));
+            return Ok(Err(DefinitionError::NotRecorded { trigger: stream.trigger.clone(), version: version.clone() }));
         };
         match stored.definition.parse() {
             Ok(v) => {
@@ -310,7 +324,7 @@ impl Worker {
                 self.versions.lock().unwrap_or_else(|e| e.into_inner()).insert(key, v.clone());
                 Ok(Ok(StreamDefinition::Version(v)))
             }
-            Err(e) => Ok(Err(format!("stored definition cannot be read: {e}"))),
+            Err(e) => Ok(Err(DefinitionError::Unreadable(e.to_string()))),
         }
     }
 
@@ -328,7 +342,8 @@ impl Worker {
     }
 
     /// Runs until `shutdown` completes: then takes no new stream, finishes the one
-    /// in hand, and returns the counters.
+    /// in hand, releases the handlers' shared resources ([`Worker::close`]) and
+    /// returns the counters.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<WorkerStats, EngineError> {
         let stopping = self.stopping.clone();
         let wake = self.wake.clone();
@@ -340,7 +355,21 @@ impl Worker {
         });
         let result = self.with_heartbeat(self.run_loop()).await;
         watcher.abort();
+        self.close().await;
         result.map(|_| self.stats())
+    }
+
+    /// The resources this worker's handlers share (its runner's context).
+    pub fn handler_context(&self) -> &HandlerContext {
+        self.runner.context()
+    }
+
+    /// Releases the resources the handlers share (closes their connections,
+    /// stops their threads): [`Worker::run`] does when it returns; call it
+    /// after driving the worker with [`Worker::run_once`]. A later run makes
+    /// them again.
+    pub async fn close(&self) {
+        self.runner.context().shutdown().await;
     }
 
     async fn run_loop(&self) -> Result<(), EngineError> {
@@ -681,7 +710,7 @@ impl Worker {
     async fn run_and_record(
         &self,
         claimed: &[Stream],
-        defs: Vec<Result<StreamDefinition, String>>,
+        defs: Vec<Result<StreamDefinition, DefinitionError>>,
         events: &mut HashMap<i64, Vec<Event>>,
         watches: Vec<LeaseWatch>,
         action: Action,
@@ -833,17 +862,17 @@ impl Worker {
     async fn run_pipeline(
         &self,
         stream: &Stream,
-        def: Result<StreamDefinition, String>,
+        def: Result<StreamDefinition, DefinitionError>,
         action: Action,
         events: Vec<Event>,
         lease: &LeaseWatch,
     ) -> Result<RunResult, EngineError> {
         let def = match def {
             Ok(d) => d,
-            Err(reason) => return Ok(RunResult::Failed(reason)),
+            Err(reason) => return Ok(RunResult::Failed(reason.to_string())),
         };
         let pipeline = match def.pipeline_of(stream, action) {
-            Err(reason) => return Ok(RunResult::Failed(reason)),
+            Err(reason) => return Ok(RunResult::Failed(reason.to_string())),
             Ok(None) => {
                 tracing::debug!(stream_id = stream.id, trigger = %stream.trigger, "No {} pipeline.", action.as_str());
                 return Ok(RunResult::Done(vec![]));

@@ -362,8 +362,8 @@ fn recording_registry(registry: &HandlerRegistry, log: &Arc<Mutex<Vec<Recorded>>
         }
         let live = registry.clone();
         let log = log.clone();
-        out.register(ty, move |params| {
-            let inner = live.build(ty, params)?;
+        out.register(ty, move |params, context| {
+            let inner = live.build(ty, params, context)?;
             Ok(Box::new(RecordingHandler { inner, handler: ty.to_string(), events: 0, log: log.clone() }) as _)
         });
     }
@@ -574,6 +574,7 @@ async fn run_events(
     let last = test.events.iter().map(|e| e.timestamp).max().unwrap_or(start);
     clock.advance_to(test.until.unwrap_or(last + Duration::days(1)));
     settle().await?;
+    worker.close().await;
     Ok((streams_of(storage.as_ref()).await?, runs_of(storage.as_ref()).await?))
 }
 

@@ -3,15 +3,23 @@
 //! - [`Handler`]: what a handler implements.
 //! - [`HandlerRegistry`]: handler type name -> constructor; built-ins plus
 //!   whatever the embedding program registers.
+//! - [`params`]: how a constructor reads its YAML params (the configuration's
+//!   `Raw`/`Checked` validation) and [`HandlerConfigError`], why it refused them.
+//! - [`HandlerContext`]: resources the handlers of one worker share (an HTTP
+//!   client, broker connections), released when the worker stops.
 //! - [`PipelineRunner`]: builds fresh handlers for each stream and runs them with
 //!   the original's semantics: `handle_events` in order, then `commit` on each if
 //!   all succeeded, else `rollback` on each.
 //! - [`handlers`]: the built-in handlers.
 
+mod context;
 pub mod handlers;
+pub mod params;
 mod registry;
 mod runner;
 
+pub use context::{HandlerContext, SharedResource};
+pub use params::HandlerConfigError;
 pub use registry::{is_class_path, ClassLoader, HandlerFactory, HandlerRegistry};
 pub use runner::{PipelineError, PipelineRunner};
 

@@ -1,17 +1,18 @@
 //! Handler type name -> constructor.
 
-use super::handlers;
-use super::Handler;
+use super::{handlers, Handler, HandlerConfigError, HandlerContext};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// Builds a handler from its YAML `params`; an `Err` names what is wrong with them.
-pub type HandlerFactory = Arc<dyn Fn(&serde_yaml::Mapping) -> Result<Box<dyn Handler>, String> + Send + Sync>;
+/// Builds a handler from its YAML `params`, with the resources the handlers
+/// of its worker share; an `Err` names what is wrong with the params.
+pub type HandlerFactory =
+    Arc<dyn Fn(&serde_yaml::Mapping, &HandlerContext) -> Result<Box<dyn Handler>, HandlerConfigError> + Send + Sync>;
 
 /// Resolves a class path (`module.path:ClassName`) that is neither built in
 /// nor registered to a handler factory (e.g. a Python class); an `Err` says why
 /// the class cannot be loaded.
-pub type ClassLoader = Arc<dyn Fn(&str) -> Result<HandlerFactory, String> + Send + Sync>;
+pub type ClassLoader = Arc<dyn Fn(&str) -> Result<HandlerFactory, HandlerConfigError> + Send + Sync>;
 
 /// Known handler types. `pipeline_handlers` in `winchester.yaml` maps each
 /// handler name used in `pipelines.yaml` to one of these type names (or to an
@@ -72,7 +73,10 @@ impl HandlerRegistry {
     /// Registers (or replaces) a handler type.
     pub fn register<F>(&mut self, type_name: impl Into<String>, factory: F) -> &mut Self
     where
-        F: Fn(&serde_yaml::Mapping) -> Result<Box<dyn Handler>, String> + Send + Sync + 'static,
+        F: Fn(&serde_yaml::Mapping, &HandlerContext) -> Result<Box<dyn Handler>, HandlerConfigError>
+            + Send
+            + Sync
+            + 'static,
     {
         let type_name = type_name.into();
         self.adding_none.remove(&type_name);
@@ -85,7 +89,10 @@ impl HandlerRegistry {
     /// its next batch while such pipelines run (see `winchester::replay`).
     pub fn register_never_adding<F>(&mut self, type_name: impl Into<String>, factory: F) -> &mut Self
     where
-        F: Fn(&serde_yaml::Mapping) -> Result<Box<dyn Handler>, String> + Send + Sync + 'static,
+        F: Fn(&serde_yaml::Mapping, &HandlerContext) -> Result<Box<dyn Handler>, HandlerConfigError>
+            + Send
+            + Sync
+            + 'static,
     {
         let type_name = type_name.into();
         self.register(type_name.clone(), factory);
@@ -121,14 +128,19 @@ impl HandlerRegistry {
         self.types.keys().map(String::as_str)
     }
 
-    /// Builds a handler of `type_name` from `params`.
-    pub fn build(&self, type_name: &str, params: &serde_yaml::Mapping) -> Result<Box<dyn Handler>, String> {
+    /// Builds a handler of `type_name` from `params`, sharing `context`'s resources.
+    pub fn build(
+        &self,
+        type_name: &str,
+        params: &serde_yaml::Mapping,
+        context: &HandlerContext,
+    ) -> Result<Box<dyn Handler>, HandlerConfigError> {
         if let Some(f) = self.types.get(self.canonical(type_name)) {
-            return f(params);
+            return f(params, context);
         }
         match &self.class_loader {
-            Some(load) if is_class_path(type_name) => load(type_name)?(params),
-            _ => Err(format!("unknown handler type {type_name:?}")),
+            Some(load) if is_class_path(type_name) => load(type_name)?(params, context),
+            _ => Err(HandlerConfigError::UnknownType(type_name.to_string())),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Running a pipeline over a stream's events.
 
-use super::{Env, Handler, HandlerError, HandlerRegistry, LeaseWatch};
+use super::{Env, Handler, HandlerConfigError, HandlerContext, HandlerError, HandlerRegistry, LeaseWatch};
 use crate::live::Live;
 use futures::FutureExt;
 use std::collections::{BTreeMap, HashSet};
@@ -20,14 +20,14 @@ pub enum PipelineError {
     #[error("unknown pipeline {0:?}")]
     UnknownPipeline(String),
     /// A handler could not be built from its params.
-    #[error("pipeline {pipeline:?}: handler {handler:?} could not be built: {reason}")]
+    #[error("pipeline {pipeline:?}: handler {handler:?} could not be built: {error}")]
     Build {
         /// Pipeline name.
         pipeline: String,
         /// Handler name.
         handler: String,
         /// Why.
-        reason: String,
+        error: HandlerConfigError,
     },
     /// `handle_events` failed, panicked or timed out; every handler was rolled back.
     #[error("pipeline {pipeline:?}: handler #{position} {handler:?} failed in handle_events: {reason}")]
@@ -60,12 +60,14 @@ pub enum PipelineError {
 }
 
 /// Builds and runs pipelines. Clones share the configuration, so
-/// [`PipelineRunner::set_config`] reaches all.
+/// [`PipelineRunner::set_config`] reaches all, and the [`HandlerContext`]
+/// the handlers are built with.
 #[derive(Debug, Clone)]
 pub struct PipelineRunner {
     registry: HandlerRegistry,
     config: Live<LoadedConfig>,
     handler_timeout: Duration,
+    context: HandlerContext,
 }
 
 enum CallError {
@@ -99,10 +101,18 @@ fn handler_type<'a>(entry: &'a HandlerEntry, handler_types: &'a BTreeMap<String,
 }
 
 impl PipelineRunner {
-    /// A runner for the pipelines of `config`, building handlers from `registry`.
+    /// A runner for the pipelines of `config`, building handlers from
+    /// `registry` with a context of their own (see [`PipelineRunner::context`]).
     pub fn new(registry: HandlerRegistry, config: LoadedConfig) -> PipelineRunner {
         let handler_timeout = config.main.handler_timeout;
-        PipelineRunner { registry, config: Live::new(Arc::new(config)), handler_timeout }
+        let context = HandlerContext::new();
+        PipelineRunner { registry, config: Live::new(Arc::new(config)), handler_timeout, context }
+    }
+
+    /// The resources this runner's handlers share; the worker that owns the
+    /// runner shuts it down when it stops.
+    pub fn context(&self) -> &HandlerContext {
+        &self.context
     }
 
     /// The configuration in force (a snapshot).
@@ -123,8 +133,9 @@ impl PipelineRunner {
         let config = self.config();
         for (name, entries) in &config.pipelines.pipelines {
             for (i, entry) in entries.iter().enumerate() {
-                if let Err(reason) = self.build_one(entry, &config.main.pipeline_handlers) {
-                    let mut e = ConfigError::new(reason)
+                let Err(error) = self.build_one(entry, &config.main.pipeline_handlers) else { continue };
+                for one in error.each() {
+                    let mut e = ConfigError::new(one.to_string())
                         .context(format!("pipeline {name:?}"))
                         .key(format!("[{i}] ({})", entry.name));
                     if let Some(f) = &config.pipelines_file {
@@ -155,8 +166,8 @@ impl PipelineRunner {
         &self,
         entry: &HandlerEntry,
         handler_types: &BTreeMap<String, String>,
-    ) -> Result<Box<dyn Handler>, String> {
-        self.registry.build(handler_type(entry, handler_types), &entry.params)
+    ) -> Result<Box<dyn Handler>, HandlerConfigError> {
+        self.registry.build(handler_type(entry, handler_types), &entry.params, &self.context)
     }
 
     /// Runs pipeline `name` over `events`. On success returns the events the
@@ -194,10 +205,10 @@ impl PipelineRunner {
     ) -> Result<Vec<Event>, PipelineError> {
         let mut handlers = Vec::with_capacity(entries.len());
         for entry in entries {
-            let h = self.build_one(entry, handler_types).map_err(|reason| PipelineError::Build {
+            let h = self.build_one(entry, handler_types).map_err(|error| PipelineError::Build {
                 pipeline: name.to_string(),
                 handler: entry.name.clone(),
-                reason,
+                error,
             })?;
             handlers.push((entry.name.as_str(), h));
         }

@@ -1,6 +1,6 @@
 //! `logger`: logs one line per stream with its events; passes them through.
 
-use crate::pipeline::{Env, Handler, HandlerError};
+use crate::pipeline::{params, Env, Handler, HandlerConfigError, HandlerError};
 use async_trait::async_trait;
 use winchester_core::Event;
 
@@ -10,8 +10,8 @@ pub struct LoggingHandler;
 
 impl LoggingHandler {
     /// Takes no params.
-    pub fn from_params(params: &serde_yaml::Mapping) -> Result<LoggingHandler, String> {
-        super::check_params(params, &[])?;
+    pub fn from_params(params: &serde_yaml::Mapping) -> Result<LoggingHandler, HandlerConfigError> {
+        params::none(params)?;
         Ok(LoggingHandler)
     }
 }
