@@ -34,8 +34,9 @@ pub enum Backend {
 }
 
 /// Generates, for each listed `async fn name(backend: Backend)`, one test per
-/// backend: `postgres::name` and `sqlite::name`. The conformance suite: a
-/// behaviour cannot differ between the backends without a red test.
+/// backend: `postgres::name` and `sqlite::name`, so a behaviour of the engine
+/// cannot differ between the backends without a red test. (The storage
+/// rules themselves are the conformance suite: tests/conformance.rs.)
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
