@@ -5,17 +5,8 @@
 //! (`winchester_storage::conformance`, run by tests/conformance.rs).
 
 use crate::support::*;
-use chrono::Duration;
 use winchester::EventOutcome;
-use winchester_core::{Clock, TraitValue};
-use winchester_storage::{Action, StreamFilter, StreamState};
-
-fn stream_ids(o: &EventOutcome) -> Vec<i64> {
-    match o {
-        EventOutcome::Saved { stream_ids, .. } => stream_ids.clone(),
-        other => panic!("not saved: {other:?}"),
-    }
-}
+use winchester_core::TraitValue;
 
 /// Group commit: 64 concurrent `add_event` callers share transactions; each
 /// gets its own outcome, duplicates (also within one shared transaction) are

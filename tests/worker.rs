@@ -8,7 +8,7 @@ use winchester::pipeline::{Env, Handler, HandlerError, HandlerRegistry, Pipeline
 use winchester::worker::ProcessOutcome;
 use winchester::{EventOutcome, TriggerManager, Worker, WorkerOptions};
 use winchester_core::{Clock, Event, LoadedConfig, ManualClock};
-use winchester_storage::{Action, Finish, FinishOutcome, StreamFilter, StreamState};
+use winchester_storage::{Action, StreamFilter, StreamState};
 
 const TRIGGERS: &str = r#"
 - name: orders
