@@ -4,13 +4,14 @@
 
 use super::*;
 use crate::query::NamePattern;
-use crate::{Action, EventFilter, Finish, FinishOutcome, Page, ReplayAt, StreamFilter, StreamState, TraitFilter};
+use crate::{Action, EventFilter, Finish, Page, ReplayAt, StreamFilter, StreamState, TraitFilter};
 
 use std::collections::{HashMap, HashSet};
 
-/// Instance streams per day, fired by the audit event (`.exists`), which
-/// joins the day its audit period begins (`map_distinguished_by`).
-const INSTANCES: &str = r#"
+/// The example triggers' shape: instance streams per day, fired by the
+/// audit event (`.exists`), which joins the day its audit period begins
+/// (`map_distinguished_by`).
+pub const INSTANCE_TRIGGERS: &str = r#"
 - name: instance_day
   distinguished_by: [instance_id, {timestamp: day}]
   expiration: "$last + 1h"
@@ -73,7 +74,7 @@ async fn ingest_racing(storage: Arc<dyn Storage>, batch: Vec<EventPlan>, now: Da
 /// saved event gets its own row's id.
 pub async fn duplicate_message_id_changes_nothing(h: &dyn Harness) {
     let storage = h.storage();
-    let set = triggers_from(INSTANCES);
+    let set = triggers_from(INSTANCE_TRIGGERS);
     let now = at(2014, 8, 1, 20, 30, 0);
     let i1 = [("instance_id", text("i-1"))];
     let e = event("m1", "compute.instance.update", at(2014, 8, 1, 20, 4, 0), &i1);
@@ -129,8 +130,7 @@ pub async fn duplicates_amid_new_events_keep_their_places(h: &dyn Harness) {
         plan(&set, "m4", "thing.start", "k4", now),
         plan(&set, "m6", "thing.start", "k6", now),
     ];
-    let out = storage.finish(&claimed, Finish::Completed { purge: false, new_events: &made }, now).await;
-    let FinishOutcome::Done(out) = out.expect("finish") else { panic!("lost the stream") };
+    let out = finish(&*storage, &claimed, Finish::Completed { purge: false, new_events: &made }, now).await;
     assert_eq!(out[1], IngestOutcome::Duplicate);
     for (o, message_id) in [(&out[0], "m5"), (&out[2], "m6")] {
         let stored = storage.get_event(message_id).await.expect("get_event").expect("saved");
@@ -146,7 +146,7 @@ pub async fn event_and_memberships_commit_together(h: &dyn Harness) {
     let storage = h.storage();
     // A database-side failure for one key's streams only.
     h.refuse_stream_inserts_containing("i-bad").await;
-    let set = triggers_from(&format!("{INSTANCES}{EVERY_INSTANCE_EVENT}"));
+    let set = triggers_from(&format!("{INSTANCE_TRIGGERS}{EVERY_INSTANCE_EVENT}"));
     let now = at(2014, 8, 1, 20, 30, 0);
     let when = at(2014, 8, 1, 20, 4, 0);
     let bad = plan_event(&set, event("bad", "compute.instance.update", when, &[("instance_id", text("i-bad"))]));
@@ -356,7 +356,7 @@ pub async fn racing_batches_share_one_stream_per_key(h: &dyn Harness) {
 /// position, and each saved event's id is its own row's.
 pub async fn long_batch_outcomes_in_order(h: &dyn Harness) {
     let storage = h.storage();
-    let set = triggers_from(INSTANCES);
+    let set = triggers_from(INSTANCE_TRIGGERS);
     let when = at(2014, 8, 1, 20, 4, 0);
     let batch: Vec<EventPlan> = (0..1000)
         .map(|i| {
@@ -393,7 +393,7 @@ pub async fn long_batch_outcomes_in_order(h: &dyn Harness) {
 /// period begins (map_distinguished_by); the fire time is set when it arrives.
 pub async fn distinguishing_and_fire_criteria(h: &dyn Harness) {
     let storage = h.storage();
-    let set = triggers_from(INSTANCES);
+    let set = triggers_from(INSTANCE_TRIGGERS);
     let now = at(2014, 8, 2, 0, 30, 0);
     let i1 = [("instance_id", text("i-1"))];
     let batch: Vec<EventPlan> = [
@@ -475,7 +475,7 @@ pub async fn fire_delay_and_number(h: &dyn Harness) {
 /// next event for its key opens a new stream while the old one waits to expire.
 pub async fn expired_stream_takes_no_more_events(h: &dyn Harness) {
     let storage = h.storage();
-    let set = triggers_from(INSTANCES);
+    let set = triggers_from(INSTANCE_TRIGGERS);
     let i1 = [("instance_id", text("i-1"))];
     let one = |id: &str, when| [plan_event(&set, event(id, "compute.instance.update", when, &i1))];
     let a = stream_of(&ingest(&*storage, &one("a", at(2014, 8, 1, 20, 0, 0)), at(2014, 8, 1, 20, 30, 0)).await[0]);

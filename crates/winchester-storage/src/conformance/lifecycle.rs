@@ -5,18 +5,6 @@ use super::*;
 use crate::{BulkOutcome, Finish, FinishOutcome, StreamFilter, StreamState, TriggerScope};
 use std::collections::HashSet;
 
-fn completed() -> Finish<'static> {
-    Finish::Completed { purge: false, new_events: &[] }
-}
-
-/// Finishes a claimed stream, which must still be held.
-async fn finish(storage: &dyn Storage, claimed: &Stream, how: Finish<'_>, now: DateTime<Utc>) -> Vec<IngestOutcome> {
-    match storage.finish(claimed, how, now).await.expect("finish") {
-        FinishOutcome::Done(saved) => saved,
-        FinishOutcome::LostLease => panic!("stream {} was no longer held", claimed.id),
-    }
-}
-
 /// A stream that failed its fire pipeline (`error`) and one that failed its
 /// expire pipeline (`expire_error`), failed at `t0 + 2h`.
 pub(super) async fn failed_streams(storage: &dyn Storage) -> (Stream, Stream) {
@@ -273,37 +261,37 @@ pub async fn failed_runs_record_their_reason(h: &dyn Harness) {
     assert_eq!((done.state, done.last_error), (StreamState::Completed, None), "success clears the last failure");
 }
 
+/// The claimed stream `c` was completed by one run: serial bumped once, no failure recorded.
+async fn completed_once(storage: &dyn Storage, c: &Stream) {
+    let s = stream(storage, c.id).await;
+    assert_eq!((s.state, s.last_error, s.state_serial_no), (StreamState::Completed, None, c.state_serial_no + 1));
+}
+
 /// A run is recorded once: a second finish with the same claimed copy loses
 /// and changes nothing.
 pub async fn a_run_finishes_once(h: &dyn Harness) {
     let storage = h.storage();
-    let id = streams(&*storage, 1, true).await[0];
-    let now = t0() + secs(5);
-    let c = claim_all(&*storage, Action::Fire, now).await.remove(0);
+    let (c, now) = (one_claimed(&*storage).await, claimed_at());
     finish(&*storage, &c, completed(), now).await;
     for late in [Finish::Failed { reason: "late" }, completed(), Finish::Completed { purge: true, new_events: &[] }] {
         let out = storage.finish(&c, late, now).await.expect("finish");
         assert!(matches!(out, FinishOutcome::LostLease), "{out:?}");
     }
-    let s = stream(&*storage, id).await;
-    assert_eq!((s.state, s.last_error, s.state_serial_no), (StreamState::Completed, None, c.state_serial_no + 1));
+    completed_once(&*storage, &c).await;
 }
 
 /// Two runs of one claim in the same batch of finishes: the first is
 /// recorded, the second loses (each run is its own compare-and-set).
 pub async fn one_claim_twice_in_a_batch_finishes_once(h: &dyn Harness) {
     let storage = h.storage();
-    let id = streams(&*storage, 1, true).await[0];
-    let now = t0() + secs(5);
-    let c = claim_all(&*storage, Action::Fire, now).await.remove(0);
+    let (c, now) = (one_claimed(&*storage).await, claimed_at());
     let twice = [(&c, completed()), (&c, Finish::Failed { reason: "twice" })];
     let out = storage.finish_many(&twice, now).await.expect("finish_many");
     assert!(
         matches!(out.as_slice(), [FinishOutcome::Done(_), FinishOutcome::LostLease]),
         "the second run of one claim in a batch loses: {out:?}"
     );
-    let s = stream(&*storage, id).await;
-    assert_eq!((s.state, s.last_error, s.state_serial_no), (StreamState::Completed, None, c.state_serial_no + 1));
+    completed_once(&*storage, &c).await;
 }
 
 /// A completed run's new events are ingested like any others in the same
@@ -387,8 +375,8 @@ pub async fn retry_leaves_other_states_alone(h: &dyn Harness) {
 /// it; a stale serial or a missing stream changes nothing.
 pub async fn set_state_is_a_compare_and_set(h: &dyn Harness) {
     let storage = h.storage();
-    let id = streams(&*storage, 1, true).await[0];
-    let s = claim_all(&*storage, Action::Fire, t0() + secs(5)).await.remove(0);
+    let s = one_claimed(&*storage).await;
+    let id = s.id;
     for serial in [s.state_serial_no + 1, s.state_serial_no - 1] {
         assert!(storage.set_state(id, serial, StreamState::Error).await.expect("cas").is_none(), "serial {serial}");
     }
@@ -429,10 +417,8 @@ pub async fn bulk_retry_by_filter(h: &dyn Harness) {
 pub async fn next_due_is_none_when_nothing_waits(h: &dyn Harness) {
     let storage = h.storage();
     assert_eq!(storage.next_due(t0()).await.expect("next_due"), None, "empty");
-    streams(&*storage, 1, true).await;
-    let now = t0() + secs(5);
-    let c = claim_all(&*storage, Action::Fire, now).await;
-    finish(&*storage, &c[0], completed(), now).await;
+    let c = one_claimed(&*storage).await;
+    finish(&*storage, &c, completed(), claimed_at()).await;
     assert_eq!(storage.next_due(t0() - Duration::days(1)).await.expect("next_due"), None, "only a completed stream");
 }
 
@@ -484,9 +470,8 @@ pub async fn lease_expiry_reclaims_and_old_owner_loses(h: &dyn Harness) {
 /// renewals are refused.
 pub async fn renewed_lease_defers_reclaim(h: &dyn Harness) {
     let storage = h.storage();
-    let id = streams(&*storage, 1, true).await[0];
-    let now = t0() + secs(5);
-    let c = claim_all(&*storage, Action::Fire, now).await.remove(0);
+    let (c, now) = (one_claimed(&*storage).await, claimed_at());
+    let id = c.id;
     let held = [(id, c.state_serial_no)];
     assert_eq!(storage.renew_leases(&held, now + secs(120)).await.expect("renew"), vec![id]);
     let s = stream(&*storage, id).await;

@@ -6,10 +6,6 @@ use super::lifecycle::failed_streams;
 use super::*;
 use crate::{Finish, StreamState, Transition, TransitionKind};
 
-fn completed(purge: bool) -> Finish<'static> {
-    Finish::Completed { purge, new_events: &[] }
-}
-
 /// `(stream, from, to, kind)` of logged transitions.
 fn rows(log: &[Transition]) -> Vec<(i64, StreamState, Option<StreamState>, TransitionKind)> {
     log.iter().map(|t| (t.stream_id, t.from, t.to, t.kind)).collect()
@@ -20,11 +16,6 @@ async fn claim_one(storage: &dyn Storage, action: Action, now: DateTime<Utc>) ->
     let mut c = claim_all(storage, action, now).await;
     assert_eq!(c.len(), 1, "{action:?} at {now}: {c:?}");
     c.remove(0)
-}
-
-async fn finish(storage: &dyn Storage, claimed: &Stream, how: Finish<'_>) {
-    let out = storage.finish(claimed, how, t0()).await.expect("finish");
-    assert!(matches!(out, crate::FinishOutcome::Done(_)), "{out:?}");
 }
 
 /// Each finish, failure, reset and delete logs one row, in order, with the
@@ -44,20 +35,17 @@ pub async fn transitions_logged_for_each_end_and_reset(h: &dyn Harness) {
     let out = ingest(&*storage, &batch, t0()).await;
     let [f1, f2, q1, q2, a] = [0, 1, 2, 3, 4].map(|i| stream_of(&out[i]));
     let now = t0() + Duration::hours(2);
-    let mut fired = claim_all(&*storage, Action::Fire, now).await;
-    fired.sort_by_key(|s| s.id);
-    assert_eq!(ids(&fired), [f1, f2]);
-    finish(&*storage, &fired[0], completed(false)).await;
-    finish(&*storage, &fired[1], Finish::Failed { reason: "x" }).await;
-    storage.retry_stream(f2).await.expect("retry");
-    let mut quiet = claim_all(&*storage, Action::Expire, now).await;
-    quiet.sort_by_key(|s| s.id);
-    assert_eq!(ids(&quiet), [q1, q2]);
-    finish(&*storage, &quiet[0], completed(false)).await;
-    finish(&*storage, &quiet[1], Finish::Failed { reason: "x" }).await;
-    storage.retry_stream(q2).await.expect("retry");
+    // For each action: one run completes, one fails and is retried.
+    for (action, claimed) in [(Action::Fire, [f1, f2]), (Action::Expire, [q1, q2])] {
+        let mut c = claim_all(&*storage, action, now).await;
+        c.sort_by_key(|s| s.id);
+        assert_eq!(ids(&c), claimed, "{action:?}");
+        finish(&*storage, &c[0], completed(), now).await;
+        finish(&*storage, &c[1], Finish::Failed { reason: "x" }, now).await;
+        storage.retry_stream(c[1].id).await.expect("retry");
+    }
     let again = claim_one(&*storage, Action::Fire, now).await;
-    finish(&*storage, &again, completed(true)).await;
+    finish(&*storage, &again, Finish::Completed { purge: true, new_events: &[] }, now).await;
     assert!(storage.purge_stream(a).await.expect("purge"));
     let ended = Utc::now();
 

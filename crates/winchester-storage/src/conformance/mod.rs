@@ -67,7 +67,7 @@
 //! making its database. The workspace runs it for PostgreSQL and SQLite in
 //! `tests/conformance.rs`.
 
-use crate::{Action, Claimed, EventPlan, IngestOutcome, Membership, Storage, Stream};
+use crate::{Action, Claimed, EventPlan, Finish, FinishOutcome, IngestOutcome, Membership, Storage, Stream};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -365,6 +365,33 @@ fn key_of(s: &Stream) -> String {
         Some(winchester_core::DistValue::Value(TraitValue::String(k))) => k.clone(),
         other => panic!("stream {} has key {other:?}", s.id),
     }
+}
+
+/// A run that completed without new events.
+fn completed() -> Finish<'static> {
+    Finish::Completed { purge: false, new_events: &[] }
+}
+
+/// Finishes a claimed stream, which must still be held; the outcomes of the
+/// run's new events.
+async fn finish(storage: &dyn Storage, claimed: &Stream, how: Finish<'_>, now: DateTime<Utc>) -> Vec<IngestOutcome> {
+    match storage.finish(claimed, how, now).await.expect("finish") {
+        FinishOutcome::Done(saved) => saved,
+        FinishOutcome::LostLease => panic!("stream {} was no longer held", claimed.id),
+    }
+}
+
+/// The moment [`one_claimed`] claims its stream.
+fn claimed_at() -> DateTime<Utc> {
+    t0() + secs(5)
+}
+
+/// One stream, fired at `t0` and claimed at [`claimed_at`] (leased for a minute).
+async fn one_claimed(storage: &dyn Storage) -> Stream {
+    streams(storage, 1, true).await;
+    let mut claimed = claim_all(storage, Action::Fire, claimed_at()).await;
+    assert_eq!(claimed.len(), 1, "one stream claimed");
+    claimed.remove(0)
 }
 
 /// The streams of a claimed batch.

@@ -278,10 +278,8 @@ pub async fn latest_event_time_and_ids(h: &dyn Harness) {
     assert_eq!(storage.latest_event_time().await.expect("latest"), Some(t0() + mins(5)));
     let highest = *ids.iter().max().expect("ids");
     assert_eq!(storage.latest_ids().await.expect("latest"), (highest, 0));
-    streams(&*storage, 1, true).await;
-    let now = t0() + secs(5);
-    let c = claim_all(&*storage, Action::Fire, now).await;
-    storage.finish(&c[0], Finish::Failed { reason: "x" }, now).await.expect("finish");
+    let c = one_claimed(&*storage).await;
+    finish(&*storage, &c, Finish::Failed { reason: "x" }, claimed_at()).await;
     let log = storage.transitions_since(0, &[], 10).await.expect("log");
     assert_eq!(log.len(), 1);
     let (events, transitions) = storage.latest_ids().await.expect("latest");
@@ -306,7 +304,7 @@ pub async fn stream_filter_by_trigger_state_and_age(h: &dyn Harness) {
     let s: Vec<Vec<i64>> = out.iter().map(|o| saved(o).1).collect();
     let now = t0() - mins(90);
     let c = storage.claim(&stream(&*storage, s[0][0]).await, Action::Expire, now, MINUTE).await.expect("claim");
-    storage.finish(&c.expect("claimed"), Finish::Failed { reason: "x" }, now).await.expect("finish");
+    finish(&*storage, &c.expect("claimed"), Finish::Failed { reason: "x" }, now).await;
     let now = times[1] + Duration::days(1);
     let c = storage.claim(&stream(&*storage, s[1][1]).await, Action::Expire, now, MINUTE).await.expect("claim");
     assert!(c.is_some());
@@ -426,7 +424,7 @@ pub async fn stream_counts_per_trigger_and_state(h: &dyn Harness) {
     // things/k0 fails to expire, tally/k1 is expiring.
     let now = t0() + Duration::hours(2);
     let c = storage.claim(&stream(&*storage, saved(&out[0]).1[0]).await, Action::Expire, now, MINUTE).await;
-    storage.finish(&c.expect("claim").expect("claimed"), Finish::Failed { reason: "x" }, now).await.expect("finish");
+    finish(&*storage, &c.expect("claim").expect("claimed"), Finish::Failed { reason: "x" }, now).await;
     let now = t0() + Duration::days(2);
     let c = storage.claim(&stream(&*storage, saved(&out[1]).1[1]).await, Action::Expire, now, MINUTE).await;
     assert!(c.expect("claim").is_some());

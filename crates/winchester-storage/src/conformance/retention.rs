@@ -5,11 +5,6 @@ use super::ingest::TALLY;
 use super::*;
 use crate::{BulkOutcome, EventFilter, Finish, StreamFilter, StreamState, TraitFilter};
 
-async fn complete(storage: &dyn Storage, claimed: &Stream, how: Finish<'_>) {
-    let out = storage.finish(claimed, how, t0()).await.expect("finish");
-    assert!(matches!(out, crate::FinishOutcome::Done(_)), "{out:?}");
-}
-
 /// The message ids of every stored event, sorted.
 async fn stored_ids(storage: &dyn Storage) -> Vec<String> {
     let mut ids: Vec<String> = storage
@@ -91,10 +86,10 @@ pub async fn trim_keeps_events_of_unfinished_streams(h: &dyn Harness) {
     ingest(&*storage, &batch, old).await;
     let fired = claim_all(&*storage, Action::Fire, old + secs(1)).await;
     assert_eq!(fired.len(), 1);
-    complete(&*storage, &fired[0], Finish::Completed { purge: false, new_events: &[] }).await;
+    finish(&*storage, &fired[0], completed(), old).await;
     let expiring = claim_all(&*storage, Action::Expire, old + Duration::hours(2)).await;
     assert_eq!(expiring.len(), 1);
-    complete(&*storage, &expiring[0], Finish::Failed { reason: "x" }).await;
+    finish(&*storage, &expiring[0], Finish::Failed { reason: "x" }, old).await;
     ingest(&*storage, &[loose("new-loose", t0())], t0()).await;
     assert_eq!(storage.trim_events(t0() - Duration::days(1), 10).await.expect("trim"), 2);
     assert_eq!(stored_ids(&*storage).await, ["new-loose", "old-active"]);
@@ -131,7 +126,7 @@ pub async fn trim_until_done_removes_every_old_finished_event(h: &dyn Harness) {
     let s = stream_of(&ingest(&*storage, &done, day(4)).await[0]);
     let c = claim_all(&*storage, Action::Fire, day(4) + secs(1)).await;
     assert_eq!(ids(&c), vec![s]);
-    complete(&*storage, &c[0], Finish::Completed { purge: false, new_events: &[] }).await;
+    finish(&*storage, &c[0], completed(), day(4)).await;
     let u = stream_of(&ingest(&*storage, &[plan(&set, "u-start", "thing.start", "open", day(3))], day(3)).await[0]);
     ingest(&*storage, &[loose("b1", day(2))], day(2)).await;
     ingest(&*storage, &[loose("recent", t0())], t0()).await;
