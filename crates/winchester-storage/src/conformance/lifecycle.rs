@@ -2,7 +2,7 @@
 //! the other compare-and-sets, `next_due`, lease renewal and reclaim.
 
 use super::*;
-use crate::{BulkOutcome, Finish, FinishOutcome, StreamFilter, StreamState, TriggerScope};
+use crate::{BulkOutcome, Finish, FinishOutcome, ReplayAt, StreamFilter, StreamState, TriggerScope};
 use std::collections::HashSet;
 
 /// A stream that failed its fire pipeline (`error`) and one that failed its
@@ -160,6 +160,30 @@ pub async fn ready_streams_come_oldest_due_first(h: &dyn Harness) {
     let ready = storage.ready_streams(Action::Expire, t0() + Duration::hours(2), 10).await.expect("ready");
     let expiries: Vec<_> = ready.iter().map(|s| s.expire_timestamp - Duration::hours(1)).collect();
     assert_eq!(expiries, [t0() + mins(1), t0() + mins(3), t0() + mins(5)]);
+}
+
+/// A claim answers its streams oldest due first, as it picked them (the order
+/// a worker starts their runs in).
+pub async fn claims_come_oldest_due_first(h: &dyn Harness) {
+    let storage = h.storage();
+    let set = triggers();
+    // Fired at shuffled minutes (each event's arrival is its fire time).
+    let minutes: Vec<i64> = (0..60).map(|i| (i * 37) % 60).collect();
+    let batch: Vec<EventPlan> = minutes
+        .iter()
+        .map(|m| EventPlan {
+            replay: Some(ReplayAt { now: t0() + mins(*m), worker_ran: None }),
+            ..plan(&set, &format!("done-{m}"), "thing.done", &format!("k{m}"), t0())
+        })
+        .collect();
+    ingest(&*storage, &batch, t0()).await;
+    let now = t0() + Duration::hours(2);
+    for (limit, first) in [(25, 0), (35, 25)] {
+        let claimed = storage.claim_ready(Action::Fire, now, now + mins(1), limit).await.expect("claim");
+        let got: Vec<DateTime<Utc>> = claimed.iter().map(|c| c.stream.fire_timestamp.expect("fired")).collect();
+        let want: Vec<DateTime<Utc>> = (first..first + i64::from(limit)).map(|m| t0() + mins(m)).collect();
+        assert_eq!(got, want, "claimed oldest due first, in that order");
+    }
 }
 
 /// Completed and failed streams are never ready, however late.
