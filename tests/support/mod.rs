@@ -34,8 +34,9 @@ pub enum Backend {
 }
 
 /// Generates, for each listed `async fn name(backend: Backend)`, one test per
-/// backend: `postgres::name` and `sqlite::name`. The conformance suite: a
-/// behaviour cannot differ between the backends without a red test.
+/// backend: `postgres::name` and `sqlite::name`, so a behaviour of the engine
+/// cannot differ between the backends without a red test. (The storage
+/// rules themselves are the conformance suite: tests/conformance.rs.)
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
@@ -273,20 +274,9 @@ pub fn manager(db: &TestDb, yaml: &str, now: DateTime<Utc>) -> (TriggerManager, 
     (tm, clock)
 }
 
-/// The example triggers: instance streams per day, fired by `.exists`.
-pub const INSTANCE_TRIGGERS: &str = r#"
-- name: instance_day
-  distinguished_by: [instance_id, {timestamp: day}]
-  expiration: "$last + 1h"
-  fire_pipeline: fire_p
-  expire_pipeline: expire_p
-  match_criteria:
-    - event_type: [compute.instance.*, "!compute.instance.exists"]
-    - event_type: compute.instance.exists
-      map_distinguished_by: {timestamp: audit_period_beginning}
-  fire_criteria:
-    - event_type: compute.instance.exists
-"#;
+/// The example triggers: instance streams per day, fired by `.exists` (the
+/// storage conformance suite uses them too).
+pub use winchester_storage::conformance::INSTANCE_TRIGGERS;
 
 /// A temp dir holding a winchester.yaml (plus whatever files are given).
 pub struct ConfigDir {
