@@ -14,8 +14,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
+use sqlx::PgConnection;
 use sqlx::Postgres;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use winchester_core::DefinitionVersion;
 use winchester_storage::decode::{self, Columns, STREAM_COLUMNS};
 use winchester_storage::rules::{claim_ready_sql, trigger_condition};
@@ -100,16 +101,23 @@ impl SqlBackend for PgStorage {
                 query = query.bind(names);
             }
             let rows = query.fetch_all(&mut *c).await.map_err(storage_error)?;
-            rows.iter()
-                .map(|r| Ok(Claimed { stream: decode::stream::<Pg>(r)?, reclaimed: Pg::bool(r, "picked_reclaim")? }))
-                .collect()
+            let mut ranked = rows
+                .iter()
+                .map(|r| {
+                    let claimed =
+                        Claimed { stream: decode::stream::<Pg>(r)?, reclaimed: Pg::bool(r, "picked_reclaim")? };
+                    Ok((Pg::i64(r, "picked_rank")?, claimed))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            // Oldest due first, as picked.
+            ranked.sort_unstable_by_key(|(rank, _)| *rank);
+            Ok(ranked.into_iter().map(|(_, c)| c).collect())
         })
     }
 
-    /// Set-based compare-and-set: deletes for purged completions, one UPDATE
-    /// for the rest; each row only where its serial still matches. The new
-    /// events of the runs whose compare-and-set held are saved in one ingest,
-    /// in the same transaction.
+    /// Set-based compare-and-set ([`compare_and_set`]); the new events of
+    /// the runs whose compare-and-set held are saved in one ingest, in the
+    /// same transaction.
     async fn finish_many(&self, runs: &[(&Stream, Finish<'_>)], now: DateTime<Utc>) -> Result<Vec<FinishOutcome>> {
         if runs.is_empty() {
             return Ok(vec![]);
@@ -117,55 +125,37 @@ impl SqlBackend for PgStorage {
         // Partitions for the days of the pipelines' new events, before the transaction.
         self.days.ensure_for(self, runs.iter().flat_map(|(_, f)| f.new_events())).await?;
         let mut tx = self.pool.begin().await.map_err(storage_error)?;
-        let (purge, keep): (Vec<_>, Vec<_>) = runs.iter().partition(|(s, f)| f.target(s.state).is_none());
-        let mut held: HashSet<i64> = HashSet::with_capacity(runs.len());
-        if !purge.is_empty() {
-            let ids: Vec<i64> = purge.iter().map(|(s, _)| s.id).collect();
-            let serials: Vec<i32> = purge.iter().map(|(s, _)| s.state_serial_no).collect();
-            let done = sqlx::query_scalar!(
-                "DELETE FROM stream AS s USING unnest($1::bigint[], $2::int[]) AS f(id, serial) \
-                 WHERE s.id = f.id AND s.state_serial_no = f.serial RETURNING s.id",
-                &ids,
-                &serials
-            )
-            .persistent(self.named())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(storage_error)?;
-            held.extend(done);
-        }
-        if !keep.is_empty() {
-            let ids: Vec<i64> = keep.iter().map(|(s, _)| s.id).collect();
-            let serials: Vec<i32> = keep.iter().map(|(s, _)| s.state_serial_no).collect();
-            let states: Vec<i16> = keep.iter().map(|(s, f)| f.target(s.state).map_or(0, |t| t as i16)).collect();
-            let reasons: Vec<Option<&str>> = keep.iter().map(|(_, f)| f.reason()).collect();
-            let done = sqlx::query_scalar!(
-                "UPDATE stream AS s SET state = f.state, state_serial_no = s.state_serial_no + 1, \
-                 lease_expires_at = NULL, last_error = f.reason \
-                 FROM unnest($1::bigint[], $2::int[], $3::smallint[], $4::text[]) AS f(id, serial, state, reason) \
-                 WHERE s.id = f.id AND s.state_serial_no = f.serial RETURNING s.id",
-                &ids,
-                &serials,
-                &states,
-                &reasons as &[Option<&str>]
-            )
-            .persistent(self.named())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(storage_error)?;
-            held.extend(done);
+        // The n-th run of a stream in this batch is compared-and-set in
+        // round n, after the ones before it, as if each came alone.
+        let mut seen: HashMap<i64, usize> = HashMap::with_capacity(runs.len());
+        let rounds: Vec<usize> = runs
+            .iter()
+            .map(|(s, _)| {
+                let n = seen.entry(s.id).or_default();
+                *n += 1;
+                *n - 1
+            })
+            .collect();
+        let mut held = vec![false; runs.len()];
+        for round in 0..=rounds.iter().copied().max().unwrap_or(0) {
+            let of_round: Vec<usize> = (0..runs.len()).filter(|&i| rounds[i] == round).collect();
+            let done = compare_and_set(&mut tx, self.named(), of_round.iter().map(|&i| &runs[i]).collect()).await?;
+            for i in of_round {
+                held[i] = done.contains(&runs[i].0.id);
+            }
         }
         let plans: Vec<_> = runs
             .iter()
-            .filter(|(s, _)| held.contains(&s.id))
-            .flat_map(|(_, f)| f.new_events().iter().cloned())
+            .zip(&held)
+            .filter(|(_, held)| **held)
+            .flat_map(|((_, f), _)| f.new_events().iter().cloned())
             .collect();
         let mut saved =
             one_for_one("finish: new events", plans.len(), ingest_in_tx(&mut tx, self.named(), &plans, now).await?)?;
         tx.commit().await.map_err(storage_error)?;
         let mut out = Vec::with_capacity(runs.len());
-        for (s, f) in runs {
-            if held.contains(&s.id) {
+        for ((_, f), held) in runs.iter().zip(held) {
+            if held {
                 let rest = saved.split_off(f.new_events().len());
                 out.push(FinishOutcome::Done(std::mem::replace(&mut saved, rest)));
             } else {
@@ -219,4 +209,54 @@ impl SqlBackend for PgStorage {
             Ok(())
         })
     }
+}
+
+/// One round of [`SqlBackend::finish_many`] (each stream at most once):
+/// deletes for purged completions, one UPDATE for the rest, each row only
+/// where its serial still matches. Returns the streams whose
+/// compare-and-set held.
+async fn compare_and_set(
+    tx: &mut PgConnection,
+    named: bool,
+    runs: Vec<&(&Stream, Finish<'_>)>,
+) -> Result<HashSet<i64>> {
+    let (purge, keep): (Vec<_>, Vec<_>) = runs.into_iter().partition(|(s, f)| f.target(s.state).is_none());
+    let mut held: HashSet<i64> = HashSet::with_capacity(purge.len() + keep.len());
+    if !purge.is_empty() {
+        let ids: Vec<i64> = purge.iter().map(|(s, _)| s.id).collect();
+        let serials: Vec<i32> = purge.iter().map(|(s, _)| s.state_serial_no).collect();
+        let done = sqlx::query_scalar!(
+            "DELETE FROM stream AS s USING unnest($1::bigint[], $2::int[]) AS f(id, serial) \
+             WHERE s.id = f.id AND s.state_serial_no = f.serial RETURNING s.id",
+            &ids,
+            &serials
+        )
+        .persistent(named)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        held.extend(done);
+    }
+    if !keep.is_empty() {
+        let ids: Vec<i64> = keep.iter().map(|(s, _)| s.id).collect();
+        let serials: Vec<i32> = keep.iter().map(|(s, _)| s.state_serial_no).collect();
+        let states: Vec<i16> = keep.iter().map(|(s, f)| f.target(s.state).map_or(0, |t| t as i16)).collect();
+        let reasons: Vec<Option<&str>> = keep.iter().map(|(_, f)| f.reason()).collect();
+        let done = sqlx::query_scalar!(
+            "UPDATE stream AS s SET state = f.state, state_serial_no = s.state_serial_no + 1, \
+             lease_expires_at = NULL, last_error = f.reason \
+             FROM unnest($1::bigint[], $2::int[], $3::smallint[], $4::text[]) AS f(id, serial, state, reason) \
+             WHERE s.id = f.id AND s.state_serial_no = f.serial RETURNING s.id",
+            &ids,
+            &serials,
+            &states,
+            &reasons as &[Option<&str>]
+        )
+        .persistent(named)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        held.extend(done);
+    }
+    Ok(held)
 }

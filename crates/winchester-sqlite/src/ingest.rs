@@ -479,7 +479,8 @@ async fn insert_events(
 /// Inserts one statement's events (see [`insert_events`]).
 ///
 /// When every row was inserted, [`inserted_ids`] are theirs in order;
-/// otherwise that range is read back to tell which message_ids it holds.
+/// otherwise the newest rows are read back to tell which message_ids were
+/// inserted (skipped duplicates leave gaps in the ids).
 async fn insert_event_rows(
     conn: &mut SqliteConnection,
     chunk: &[EventPlan],
@@ -504,13 +505,18 @@ async fn insert_event_rows(
     if inserted == 0 {
         return Ok(vec![None; chunk.len()]);
     }
-    let ids = inserted_ids(&done);
-    let (first, last) = (*ids.start(), *ids.end());
-    let rows =
-        sqlx::query!(r#"SELECT id AS "id!: i64", message_id FROM event WHERE id BETWEEN ?1 AND ?2"#, first, last)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(storage_error)?;
+    // A row skipped as a duplicate still used up an AUTOINCREMENT id, so the
+    // new rows' ids have gaps. Under the write lock they are still the
+    // newest rows, the last of them `last_insert_rowid`.
+    let (last, n) = (done.last_insert_rowid(), inserted as i64);
+    let rows = sqlx::query!(
+        r#"SELECT id AS "id!: i64", message_id FROM event WHERE id <= ?1 ORDER BY id DESC LIMIT ?2"#,
+        last,
+        n
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(storage_error)?;
     expect_written(rows.len(), inserted, "new events")?;
     let mut ids: HashMap<String, i64> = rows.into_iter().map(|r| (r.message_id, r.id)).collect();
     // The first occurrence of an inserted message_id is the saved one.
