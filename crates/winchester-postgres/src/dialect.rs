@@ -101,17 +101,9 @@ impl SqlBackend for PgStorage {
                 query = query.bind(names);
             }
             let rows = query.fetch_all(&mut *c).await.map_err(storage_error)?;
-            let mut ranked = rows
-                .iter()
-                .map(|r| {
-                    let claimed =
-                        Claimed { stream: decode::stream::<Pg>(r)?, reclaimed: Pg::bool(r, "picked_reclaim")? };
-                    Ok((Pg::i64(r, "picked_rank")?, claimed))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            // Oldest due first, as picked.
-            ranked.sort_unstable_by_key(|(rank, _)| *rank);
-            Ok(ranked.into_iter().map(|(_, c)| c).collect())
+            rows.iter()
+                .map(|r| Ok(Claimed { stream: decode::stream::<Pg>(r)?, reclaimed: Pg::bool(r, "picked_reclaim")? }))
+                .collect()
         })
     }
 

@@ -379,7 +379,8 @@ pub trait StreamStore: Send + Sync {
     ) -> Result<Option<Stream>>;
 
     /// Claims up to `limit` streams ready for `action` at `now` (see
-    /// [`Action::ready_rules`]), oldest due first, in one statement: each is
+    /// [`Action::ready_rules`]), the oldest due (answered in no particular
+    /// order), in one statement: each is
     /// moved to its working state (serial bumped), closed to new events and
     /// leased until `lease_until`. Streams another worker is claiming at the same
     /// moment are skipped, never waited for.

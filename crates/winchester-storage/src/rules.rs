@@ -140,14 +140,13 @@ pub fn ready_sql(action: Action, columns: &str, now: &str, limit: &str) -> Strin
 }
 
 /// `WITH ..., picked AS (...)`: the oldest `limit` streams ready for `action`,
-/// as `picked_id`, `picked_reclaim` (the stream was already in its working
-/// state: the lease of the worker holding it ran out) and `picked_rank` (1
-/// for the oldest due).
+/// as `picked_id` and `picked_reclaim` (the stream was already in its working
+/// state: the lease of the worker holding it ran out).
 fn picked_cte(action: Action, now: &str, limit: &str, filter: &str, lock: &str) -> String {
     let scans = rule_scans(action, "id, state", now, limit, filter, lock);
     format!(
-        "WITH {}, picked AS (SELECT id AS picked_id, state = {} AS picked_reclaim, \
-         row_number() OVER (ORDER BY due) AS picked_rank FROM ({}) AS ready ORDER BY due LIMIT {limit})",
+        "WITH {}, picked AS (SELECT id AS picked_id, state = {} AS picked_reclaim FROM ({}) AS ready \
+         ORDER BY due LIMIT {limit})",
         scans.join(", "),
         action.working_state() as i16,
         union_of(scans.len()),
@@ -155,8 +154,8 @@ fn picked_cte(action: Action, now: &str, limit: &str, filter: &str, lock: &str) 
 }
 
 /// Claims the oldest `limit` streams ready for `action` in one statement and
-/// returns them (`columns`), `picked_reclaim` and `picked_rank` (see
-/// `picked_cte`; `RETURNING` keeps no order, so sort by the rank).
+/// returns them (`columns`) and `picked_reclaim` (see [`pick_ready_sql`]), in
+/// no particular order.
 /// `filter` and `lock` as for the per-rule scans. Needs a dialect whose `RETURNING` sees
 /// the `FROM` list (PostgreSQL); elsewhere use [`pick_ready_sql`] then
 /// [`claim_assignments`] in one transaction.
@@ -170,7 +169,7 @@ pub fn claim_ready_sql(
     lock: &str,
 ) -> String {
     format!(
-        "{} UPDATE stream SET {} FROM picked WHERE id = picked_id RETURNING {columns}, picked_reclaim, picked_rank",
+        "{} UPDATE stream SET {} FROM picked WHERE id = picked_id RETURNING {columns}, picked_reclaim",
         picked_cte(action, now, limit, filter, lock),
         claim_assignments(action, lease)
     )

@@ -181,7 +181,7 @@ macro_rules! storage_conformance_tests {
             fire_wins_over_expire,
             claim_needs_readiness_and_the_current_serial,
             ready_streams_come_oldest_due_first,
-            claims_come_oldest_due_first,
+            claims_take_the_oldest_due,
             finished_and_failed_streams_are_never_ready,
             renew_and_finish_many,
             failed_runs_record_their_reason,
