@@ -337,7 +337,8 @@ pub async fn list_triggers(State(st): State<ApiState>) -> Result<Json<Value>, Ap
 }
 
 /// Server-sent events: `event` (a new event, flat JSON) and `stream` (a
-/// transition: fired, expired, failed, reset, purged) as they are committed.
+/// transition: fired, expired, failed, reset, purged, completed) as they are
+/// committed.
 /// A client that falls behind is disconnected.
 #[utoipa::path(get, path = "/v1/tail", tag = "tail", params(TailQuery),
     responses((status = 200, description = "text/event-stream", content_type = "text/event-stream"), (status = 400, body = ErrorBody)))]

@@ -201,10 +201,13 @@ pub enum TransitionKind {
     Reset,
     /// The stream was deleted by an operator.
     Purged,
+    /// The stream was marked completed outside a pipeline run (its state set
+    /// by hand, e.g. an operator's SQL on a failed stream).
+    Completed,
 }
 
 impl TransitionKind {
-    /// `fired`, `expired`, `failed`, `reset`, `purged`.
+    /// `fired`, `expired`, `failed`, `reset`, `purged`, `completed`.
     pub fn as_str(self) -> &'static str {
         match self {
             TransitionKind::Fired => "fired",
@@ -212,6 +215,7 @@ impl TransitionKind {
             TransitionKind::Failed => "failed",
             TransitionKind::Reset => "reset",
             TransitionKind::Purged => "purged",
+            TransitionKind::Completed => "completed",
         }
     }
 
@@ -226,6 +230,7 @@ impl TransitionKind {
             (_, Some(Error | ExpireError)) => TransitionKind::Failed,
             (_, Some(RetryFire | RetryExpire)) => TransitionKind::Reset,
             (_, None) => TransitionKind::Purged,
+            (_, Some(Completed)) => TransitionKind::Completed,
             _ => return None,
         })
     }

@@ -51,7 +51,7 @@ pub async fn transitions_logged_for_each_end_and_reset(h: &dyn Harness) {
 
     let log = storage.transitions_since(0, &[], 100).await.expect("log");
     use StreamState::*;
-    use TransitionKind::*;
+    use TransitionKind::{Expired, Failed, Fired, Purged, Reset};
     assert_eq!(
         rows(&log),
         [
@@ -126,4 +126,17 @@ pub async fn transition_log_reads_by_id_and_time(h: &dyn Harness) {
     assert!(last.contains(&all[3]) && last.iter().all(|t| t.at >= all[3].at), "at or after the moment");
     assert!(storage.transitions_from(Utc::now() + Duration::hours(1), 10).await.expect("from").is_empty());
     assert_eq!(storage.latest_ids().await.expect("latest").1, all[3].id);
+}
+
+/// A failed stream whose state is set by hand to completed (an operator's
+/// SQL) is logged as `completed`, and the log reads on past it.
+pub async fn a_completion_by_hand_is_logged_and_read(h: &dyn Harness) {
+    let storage = h.storage();
+    let (fired, _) = failed_streams(&*storage).await;
+    let done = storage.set_state(fired.id, fired.state_serial_no, StreamState::Completed).await.expect("cas");
+    assert_eq!(done.expect("moved").state, StreamState::Completed);
+    let log = storage.transitions_since(0, &[], 100).await.expect("the log reads past it");
+    let last = rows(&log).pop().expect("logged");
+    assert_eq!(last, (fired.id, StreamState::Error, Some(StreamState::Completed), TransitionKind::Completed));
+    assert_eq!(TransitionKind::Completed.as_str(), "completed");
 }

@@ -200,6 +200,7 @@ macro_rules! storage_conformance_tests {
             expiring_stream_is_reclaimed_for_expiry_only,
             // log
             transitions_logged_for_each_end_and_reset,
+            a_completion_by_hand_is_logged_and_read,
             claims_renewals_and_ingest_log_nothing,
             transition_log_reads_by_id_and_time,
             // queries
