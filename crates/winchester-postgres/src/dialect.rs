@@ -42,6 +42,12 @@ fn bind(q: Query<'_, Postgres, PgArguments>, arg: Arg) -> Query<'_, Postgres, Pg
     }
 }
 
+/// The query of a statement's SQL, its arguments bound, named or not (see
+/// [`PgStorage::named`]).
+fn query(sql: &str, args: Vec<Arg>, named: bool) -> Query<'_, Postgres, PgArguments> {
+    args.into_iter().fold(sqlx::query(sql).persistent(named), bind)
+}
+
 #[async_trait]
 impl SqlBackend for PgStorage {
     type Columns = Pg;
@@ -49,16 +55,14 @@ impl SqlBackend for PgStorage {
     async fn rows(&self, stmt: Stmt) -> Result<Vec<PgRow>> {
         let Stmt { sql, args, .. } = stmt;
         on_conn!(self, |c| -> Vec<PgRow> {
-            let q = args.into_iter().fold(sqlx::query(&sql).persistent(self.named()), bind);
-            q.fetch_all(&mut *c).await.map_err(storage_error)
+            query(&sql, args, self.named()).fetch_all(&mut *c).await.map_err(storage_error)
         })
     }
 
     async fn execute(&self, stmt: Stmt) -> Result<u64> {
         let Stmt { sql, args, .. } = stmt;
         on_conn!(self, |c| -> u64 {
-            let q = args.into_iter().fold(sqlx::query(&sql).persistent(self.named()), bind);
-            Ok(q.execute(&mut *c).await.map_err(storage_error)?.rows_affected())
+            Ok(query(&sql, args, self.named()).execute(&mut *c).await.map_err(storage_error)?.rows_affected())
         })
     }
 

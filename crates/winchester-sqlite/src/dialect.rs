@@ -30,19 +30,20 @@ fn bind<'q>(q: Query<'q, Sqlite, SqliteArguments<'q>>, arg: Arg) -> Query<'q, Sq
         Arg::Float(v) => q.bind(v),
         Arg::Text(v) => q.bind(v),
         Arg::Time(v) => q.bind(v.map(micros)),
-        Arg::Ids(v) => q.bind(json(&v)),
-        Arg::Json(v) => q.bind(json(&v)),
+        Arg::Ids(v) => q.bind(json(v)),
+        Arg::Json(v) => q.bind(json(v)),
     }
 }
 
-/// A list as JSON text (for `json_each`).
-fn json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "[]".to_string())
+/// A list as JSON text (for `json_each`); building the JSON value first
+/// makes writing it infallible.
+fn json(v: impl Into<serde_json::Value>) -> String {
+    v.into().to_string()
 }
 
-/// The query of a statement, its arguments bound.
-fn query(stmt: &Stmt) -> Query<'_, Sqlite, SqliteArguments<'_>> {
-    stmt.args.iter().cloned().fold(sqlx::query(&stmt.sql), bind)
+/// The query of a statement's SQL, its arguments bound.
+fn query(sql: &str, args: Vec<Arg>) -> Query<'_, Sqlite, SqliteArguments<'_>> {
+    args.into_iter().fold(sqlx::query(sql), bind)
 }
 
 #[async_trait]
@@ -50,18 +51,20 @@ impl SqlBackend for SqliteStorage {
     type Columns = Lite;
 
     async fn rows(&self, stmt: Stmt) -> Result<Vec<SqliteRow>> {
-        if !stmt.writes {
-            return query(&stmt).fetch_all(&self.pool).await.map_err(storage_error);
+        let Stmt { sql, args, writes } = stmt;
+        if !writes {
+            return query(&sql, args).fetch_all(&self.pool).await.map_err(storage_error);
         }
         let mut tx = begin(&self.pool).await?;
-        let rows = query(&stmt).fetch_all(&mut *tx).await.map_err(storage_error)?;
+        let rows = query(&sql, args).fetch_all(&mut *tx).await.map_err(storage_error)?;
         tx.commit().await.map_err(storage_error)?;
         Ok(rows)
     }
 
     async fn execute(&self, stmt: Stmt) -> Result<u64> {
+        let Stmt { sql, args, .. } = stmt;
         let mut tx = begin(&self.pool).await?;
-        let n = query(&stmt).execute(&mut *tx).await.map_err(storage_error)?.rows_affected();
+        let n = query(&sql, args).execute(&mut *tx).await.map_err(storage_error)?.rows_affected();
         tx.commit().await.map_err(storage_error)?;
         Ok(n)
     }
@@ -117,11 +120,11 @@ impl SqlBackend for SqliteStorage {
         let sql = pick_ready_sql(action, "?1", "?2", &filter);
         let mut pick = sqlx::query_as(&sql).bind(micros(now)).bind(limit as i64);
         if let Some(names) = triggers.names() {
-            pick = pick.bind(json(&names));
+            pick = pick.bind(json(names.to_vec()));
         }
         let picked: Vec<(i64, bool)> = pick.fetch_all(&mut *tx).await.map_err(storage_error)?;
         let reclaimed: HashSet<i64> = picked.iter().filter(|(_, r)| *r).map(|(id, _)| *id).collect();
-        let ids = json(&picked.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+        let ids = json(picked.iter().map(|(id, _)| *id).collect::<Vec<_>>());
         let sql = format!(
             "UPDATE stream SET {} WHERE id IN (SELECT value FROM json_each(?2)) RETURNING {STREAM_COLUMNS}",
             claim_assignments(action, "?1")
@@ -184,7 +187,8 @@ impl SqlBackend for SqliteStorage {
     }
 
     async fn renew_leases(&self, held: &[(i64, i32)], until: DateTime<Utc>) -> Result<Vec<i64>> {
-        let (until, pairs) = (micros(until), json(&held));
+        let pairs: Vec<serde_json::Value> = held.iter().map(|&(id, serial)| serde_json::json!([id, serial])).collect();
+        let (until, pairs) = (micros(until), json(pairs));
         let (firing, expiring) = (FIRING as i64, EXPIRING as i64);
         let mut tx = begin(&self.pool).await?;
         let ids = sqlx::query_scalar!(

@@ -95,9 +95,9 @@ impl Stmt {
         Stmt { sql: sql.into(), args: Vec::new(), writes: false }
     }
 
-    /// A statement that writes.
-    pub fn write(sql: impl Into<String>) -> Stmt {
-        Stmt { writes: true, ..Stmt::new(sql) }
+    /// The same statement, marked as one that writes.
+    pub fn writing(self) -> Stmt {
+        Stmt { writes: true, ..self }
     }
 
     /// Appends SQL text.
@@ -299,7 +299,7 @@ impl<B: SqlBackend> StreamStore for B {
     ) -> Result<Option<Stream>> {
         // Still ready for `action` (an expire claim must not take a stream that
         // became ready to fire since it was read).
-        let mut s = Stmt::write("");
+        let mut s = Stmt::default().writing();
         let args =
             [s.arg(stream.id), s.arg(i64::from(stream.state_serial_no)), s.arg(now), s.arg(lease_end(now, lease))];
         s.push(&format!(
@@ -328,16 +328,14 @@ impl<B: SqlBackend> StreamStore for B {
     }
 
     async fn set_state(&self, id: i64, serial: i32, to: StreamState) -> Result<Option<Stream>> {
-        let s = Stmt {
-            writes: true,
-            ..Stmt::with(
-                format!(
-                    "UPDATE stream SET state = $3, state_serial_no = state_serial_no + 1 \
-                     WHERE id = $1 AND state_serial_no = $2 RETURNING {STREAM_COLUMNS}"
-                ),
-                [Arg::Int(id), Arg::Int(serial.into()), to.into()],
-            )
-        };
+        let s = Stmt::with(
+            format!(
+                "UPDATE stream SET state = $3, state_serial_no = state_serial_no + 1 \
+                 WHERE id = $1 AND state_serial_no = $2 RETURNING {STREAM_COLUMNS}"
+            ),
+            [Arg::Int(id), Arg::Int(serial.into()), to.into()],
+        )
+        .writing();
         first(self, s, decode::stream::<B::Columns>).await
     }
 
@@ -354,7 +352,7 @@ impl<B: SqlBackend> StreamStore for B {
     }
 
     async fn purge_stream(&self, id: i64) -> Result<bool> {
-        let s = Stmt { writes: true, ..Stmt::with("DELETE FROM stream WHERE id = $1", [Arg::Int(id)]) };
+        let s = Stmt::with("DELETE FROM stream WHERE id = $1", [Arg::Int(id)]).writing();
         Ok(self.execute(s).await? == 1)
     }
 
@@ -523,7 +521,7 @@ mod tests {
         assert_eq!(p, "$3");
         assert_eq!(s.sql, "SELECT 1 WHERE a = $1 AND b = $2");
         assert_eq!(s.args, vec![Arg::Int(1), Arg::Text(Some("x".into())), Arg::Ids(vec![1, 2])]);
-        assert!(!s.writes && Stmt::write("DELETE").writes);
+        assert!(!s.writes && Stmt::new("DELETE").writing().writes);
     }
 
     #[test]
