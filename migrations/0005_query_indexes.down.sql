@@ -1,6 +1,8 @@
 DROP INDEX stream_last_event_idx;
 DROP INDEX stream_first_event_idx;
 DROP INDEX stream_dist_traits_idx;
+DROP INDEX stream_trigger_state_idx;
+CREATE INDEX stream_trigger_state_idx ON stream (trigger_name, state);
 DROP INDEX stream_trigger_idx;
 DROP INDEX stream_state_idx;
 DROP INDEX event_traits_idx;

@@ -9,8 +9,9 @@
 -- - event_types: every event type ever stored (written at ingest, one row
 --   per new type), so that a glob such as `compute.*` becomes the list of
 --   types it matches, each read through event_type_idx.
--- - stream_state_idx, stream_trigger_idx: streams of one state or one
---   trigger, newest or oldest first.
+-- - stream_state_idx, stream_trigger_idx, stream_trigger_state_idx (now with
+--   id): streams of one state, one trigger or both, newest or oldest first;
+--   the per-trigger state counts skip through stream_trigger_state_idx.
 -- - stream_dist_traits_idx: streams by distinguishing trait.
 -- - stream_first_event_idx, stream_last_event_idx: streams by time.
 --
@@ -28,6 +29,8 @@ CREATE INDEX event_traits_idx ON event USING gin (traits jsonb_path_ops);
 
 CREATE INDEX stream_state_idx ON stream (state, id);
 CREATE INDEX stream_trigger_idx ON stream (trigger_name, id);
+DROP INDEX stream_trigger_state_idx;
+CREATE INDEX stream_trigger_state_idx ON stream (trigger_name, state, id);
 CREATE INDEX stream_dist_traits_idx ON stream USING gin (dist_traits jsonb_path_ops);
 CREATE INDEX stream_first_event_idx ON stream (first_event);
 CREATE INDEX stream_last_event_idx ON stream (last_event);

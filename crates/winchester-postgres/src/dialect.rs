@@ -68,13 +68,23 @@ impl SqlBackend for PgStorage {
 
     /// `traits -> name` (or `dist_traits -> name -> 'value'`) equal to one of
     /// the candidates as `jsonb`.
+    /// Containment (`@>`), which the GIN indexes of `traits` and
+    /// `dist_traits` answer (migration 0005): the column holds
+    /// `{name: candidate}` (`{name: {"value": candidate}}` for a stream's
+    /// distinguishing traits) for one of the typed candidates.
     fn push_trait(stmt: &mut Stmt, column: TraitColumn, f: &TraitFilter) {
-        let candidates = f.candidates().iter().filter_map(|v| serde_json::to_value(v).ok()).collect();
-        let (name, values) = (stmt.arg(f.name.as_str()), stmt.arg(Arg::Json(candidates)));
-        stmt.push(&match column {
-            TraitColumn::EventTraits => format!(" AND traits -> {name} = ANY({values}::jsonb[])"),
-            TraitColumn::DistTraits => format!(" AND dist_traits -> {name} -> 'value' = ANY({values}::jsonb[])"),
-        });
+        let name = f.name.as_str();
+        let contained = |v: serde_json::Value| match column {
+            TraitColumn::EventTraits => serde_json::json!({ name: v }),
+            TraitColumn::DistTraits => serde_json::json!({ name: { "value": v } }),
+        };
+        let candidates = f.candidates().iter().filter_map(|v| serde_json::to_value(v).ok()).map(contained).collect();
+        let values = stmt.arg(Arg::Json(candidates));
+        let column = match column {
+            TraitColumn::EventTraits => "traits",
+            TraitColumn::DistTraits => "dist_traits",
+        };
+        stmt.push(&format!(" AND {column} @> ANY({values}::jsonb[])"));
     }
 
     fn push_event_type_glob(stmt: &mut Stmt, p: &NamePattern) {

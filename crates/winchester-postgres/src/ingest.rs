@@ -7,7 +7,7 @@
 //! 1. all events in one statement: their dedup keys `INSERT .. SELECT FROM
 //!    UNNEST .. ON CONFLICT DO NOTHING` into `event_key` (duplicates are the
 //!    rows that come back missing), the events of the keys inserted into the
-//!    partitioned `event` with the ids the keys drew;
+//!    partitioned `event` with the ids the keys drew, and types not seen before into `event_types`;
 //! 2. streams, for every (trigger, distinguishing key) of the batch at once:
 //!    - (a) one `SELECT .. FOR UPDATE` locks the keys' open streams, in sorted
 //!      key order (`COLLATE "C"`, the same byte order as the batch's own sort)
@@ -109,7 +109,8 @@ async fn insert_events(conn: &mut PgConnection, named: bool, batch: &[EventPlan]
         traits.push(Json(&e.traits));
     }
     // The key table is the global dedup (a partitioned table has no unique
-    // index on message_id alone); each key draws its event's id.
+    // index on message_id alone); each key draws its event's id. A type not
+    // seen before joins the catalog that globs are resolved against.
     // (sqlx's checked macros cannot leave a statement that returns rows of
     // several columns unnamed, which a transaction pooler needs.)
     let rows = sqlx::query(
@@ -117,7 +118,9 @@ async fn insert_events(conn: &mut PgConnection, named: bool, batch: &[EventPlan]
            AS u(message_id, event_type, generated, traits)), \
          k AS (INSERT INTO event_key (message_id, generated, event_id) \
            SELECT message_id, generated, nextval('event_id_seq') FROM u \
-           ON CONFLICT (message_id) DO NOTHING RETURNING event_id, message_id) \
+           ON CONFLICT (message_id) DO NOTHING RETURNING event_id, message_id), \
+         t AS (INSERT INTO event_types (event_type) SELECT DISTINCT event_type FROM u ORDER BY 1 \
+           ON CONFLICT (event_type) DO NOTHING) \
          INSERT INTO event (id, message_id, event_type, generated, traits) \
          SELECT k.event_id, u.message_id, u.event_type, u.generated, u.traits FROM k JOIN u USING (message_id) \
          RETURNING id, message_id",

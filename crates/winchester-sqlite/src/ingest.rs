@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use sqlx::query_builder::Separated;
 use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use winchester_storage::decode;
 use winchester_storage::fold::{assign_streams, fold_group, group_by_key, outcomes, Entry, FoldedGroup, StreamDraft};
 use winchester_storage::{expect_written, EventPlan, IngestOutcome, IngestStore, Result, StorageError};
@@ -473,6 +473,14 @@ async fn insert_events(
     for (chunk, traits) in batch.chunks(EVENT_ROWS).zip(traits.chunks(EVENT_ROWS)) {
         event_ids.extend(insert_event_rows(conn, chunk, traits).await?);
     }
+    // Types not seen before join the catalog globs are resolved against.
+    let types: BTreeSet<&str> = batch.iter().map(|p| p.event.event_type.as_str()).collect();
+    let types = serde_json::Value::from(types.into_iter().collect::<Vec<_>>()).to_string();
+    sqlx::query("INSERT OR IGNORE INTO event_types (event_type) SELECT value FROM json_each(?1)")
+        .bind(types)
+        .execute(&mut *conn)
+        .await
+        .map_err(storage_error)?;
     Ok(event_ids)
 }
 

@@ -177,12 +177,16 @@ pub fn transition<C: Columns>(row: &C::Row) -> Result<Transition> {
     })
 }
 
-/// The number of streams of a trigger in a state (`trigger_name, state, n`).
-pub fn stream_count<C: Columns>(row: &C::Row) -> Result<StreamCount> {
+/// The number of streams of a trigger in a state (`trigger_name, state, n`),
+/// counted up to `cap`.
+pub fn stream_count<C: Columns>(row: &C::Row, cap: Option<u64>) -> Result<StreamCount> {
+    let n = C::i64(row, "n")?.max(0) as u64;
+    let exact = cap.is_none_or(|cap| n <= cap);
     Ok(StreamCount {
         trigger: C::text(row, "trigger_name")?,
         state: state(C::i16(row, "state")?)?,
-        count: C::i64(row, "n")? as u64,
+        count: cap.map_or(n, |cap| n.min(cap)),
+        exact,
     })
 }
 

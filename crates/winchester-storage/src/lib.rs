@@ -43,8 +43,8 @@ use winchester_core::{DefinitionVersion, Event};
 
 pub use plan::{EventPlan, IngestOutcome, Membership, ReplayAt};
 pub use query::{
-    BulkOutcome, EventFilter, NamePattern, Page, StoredEvent, StreamCount, StreamFilter, TraitFilter, Transition,
-    TransitionKind,
+    BulkOutcome, Count, EventFilter, NamePattern, Page, StoredEvent, StreamCount, StreamFilter, TraitFilter,
+    Transition, TransitionKind, COUNT_CAP,
 };
 pub use stream::{Action, Stream, StreamState, TriggerScope};
 
@@ -485,17 +485,35 @@ pub trait QueryStore: Send + Sync {
     /// Streams matching a filter, newest first.
     async fn list_streams(&self, filter: &StreamFilter) -> Result<Vec<Stream>>;
 
-    /// How many streams match a filter (its page is ignored).
-    async fn count_streams(&self, filter: &StreamFilter) -> Result<u64>;
+    /// How many streams match a filter (its page is ignored), exactly.
+    async fn count_streams(&self, filter: &StreamFilter) -> Result<u64> {
+        Ok(self.count_streams_upto(filter, None).await?.n)
+    }
 
-    /// The number of streams per (trigger, state), for every pair that has any.
-    async fn stream_counts(&self) -> Result<Vec<StreamCount>>;
+    /// How many streams match a filter, counting at most `cap` (`None`: exact).
+    async fn count_streams_upto(&self, filter: &StreamFilter, cap: Option<u64>) -> Result<Count>;
+
+    /// The number of streams per (trigger, state), for every pair that has
+    /// any, exactly.
+    async fn stream_counts(&self) -> Result<Vec<StreamCount>> {
+        self.stream_counts_upto(None).await
+    }
+
+    /// The number of streams per (trigger, state), each counted up to `cap`
+    /// (`None`: exact); the pairs are found by a skip scan of an index, not by
+    /// reading every stream.
+    async fn stream_counts_upto(&self, cap: Option<u64>) -> Result<Vec<StreamCount>>;
 
     /// Events matching a filter, a page at a time (newest first unless ascending).
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>>;
 
-    /// How many events match a filter (its page is ignored).
-    async fn count_events(&self, filter: &EventFilter) -> Result<u64>;
+    /// How many events match a filter (its page is ignored), exactly.
+    async fn count_events(&self, filter: &EventFilter) -> Result<u64> {
+        Ok(self.count_events_upto(filter, None).await?.n)
+    }
+
+    /// How many events match a filter, counting at most `cap` (`None`: exact).
+    async fn count_events_upto(&self, filter: &EventFilter, cap: Option<u64>) -> Result<Count>;
 
     /// One event by its `message_id`.
     async fn get_event(&self, message_id: &str) -> Result<Option<StoredEvent>>;

@@ -184,9 +184,25 @@ pub struct StreamCount {
     pub trigger: String,
     /// State.
     pub state: StreamState,
-    /// Number of streams.
+    /// Number of streams (the cap when not `exact`).
     pub count: u64,
+    /// False when there are more than `count` (a capped count).
+    pub exact: bool,
 }
+
+/// A count that may have been capped: counting stops after `cap` rows, so
+/// that a count over millions costs what counting `cap` costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count {
+    /// The number counted (the cap when not `exact`).
+    pub n: u64,
+    /// False when there are more than `n`.
+    pub exact: bool,
+}
+
+/// The cap of the counts the API and the console show (`"exact": false`
+/// beyond it).
+pub const COUNT_CAP: u64 = 10_000;
 
 /// What happened to a stream, as logged by the database (migration 0002).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

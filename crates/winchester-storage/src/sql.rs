@@ -22,9 +22,9 @@ use winchester_core::{DefinitionVersion, Event};
 use crate::decode::{self, Columns, IdLog, EVENT_COLUMNS, STREAM_COLUMNS, TRANSITION_COLUMNS, VERSION_COLUMNS};
 use crate::rules::{claim_assignments, next_due_sql, ready_condition, ready_sql};
 use crate::{
-    Action, Claimed, Cursor, EventFilter, EventStore, Finish, FinishOutcome, NamePattern, Page, QueryStore, Result,
-    StoredEvent, Stream, StreamCount, StreamFilter, StreamState, StreamStore, TraitFilter, Transition, TriggerScope,
-    TriggerVersion, VersionStore,
+    Action, Claimed, Count, Cursor, EventFilter, EventStore, Finish, FinishOutcome, NamePattern, Page, QueryStore,
+    Result, StoredEvent, Stream, StreamCount, StreamFilter, StreamState, StreamStore, TraitFilter, Transition,
+    TriggerScope, TriggerVersion, VersionStore,
 };
 
 /// A value bound to a statement, in the engine's terms; each backend encodes
@@ -241,7 +241,39 @@ fn push_stream_filter<B: SqlBackend>(s: &mut Stmt, f: &StreamFilter) {
     }
 }
 
-fn push_event_filter<B: SqlBackend>(s: &mut Stmt, f: &EventFilter) {
+/// The event types an [`EventFilter`]'s `event_name` stands for.
+#[derive(Debug, Clone, PartialEq)]
+enum EventTypes {
+    /// No condition on the type.
+    All,
+    /// One type.
+    Exact(String),
+    /// The stored types a glob matches (from the `event_types` catalog).
+    Among(Vec<String>),
+}
+
+/// At most this many types of a glob are read one by one (each through the
+/// type index, newest first, then merged); a glob matching more reads them
+/// together, as a broad filter does.
+const MERGED_TYPES: usize = 32;
+
+/// What `f.event_name` stands for: a glob is resolved against the catalog of
+/// the types ever stored, so that every type it matches is read through the
+/// type index instead of testing the pattern on every event.
+async fn event_types<B: SqlBackend>(db: &B, f: &EventFilter) -> Result<EventTypes> {
+    Ok(match &f.event_name {
+        None => EventTypes::All,
+        Some(p) if !p.is_glob() => EventTypes::Exact(p.0.clone()),
+        Some(p) => {
+            let mut s = Stmt::new("SELECT event_type FROM event_types WHERE TRUE");
+            B::push_event_type_glob(&mut s, p);
+            s.push(" ORDER BY event_type");
+            EventTypes::Among(all(db, s, |r| B::Columns::text(r, "event_type")).await?)
+        }
+    })
+}
+
+fn push_event_filter<B: SqlBackend>(s: &mut Stmt, f: &EventFilter, types: &EventTypes) {
     s.push(" WHERE TRUE");
     if let Some(t) = f.from {
         s.push(" AND generated >= ").bind(t);
@@ -249,23 +281,81 @@ fn push_event_filter<B: SqlBackend>(s: &mut Stmt, f: &EventFilter) {
     if let Some(t) = f.to {
         s.push(" AND generated < ").bind(t);
     }
-    match &f.event_name {
-        Some(p) if p.is_glob() => B::push_event_type_glob(s, p),
-        Some(p) => {
-            s.push(" AND event_type = ").bind(p.0.as_str());
+    match types {
+        EventTypes::All => {}
+        EventTypes::Exact(t) => {
+            s.push(" AND event_type = ").bind(t.as_str());
         }
-        None => {}
+        EventTypes::Among(ts) if ts.is_empty() => {
+            s.push(" AND FALSE");
+        }
+        EventTypes::Among(ts) => {
+            s.push(" AND event_type IN (");
+            for (i, t) in ts.iter().enumerate() {
+                s.push(if i > 0 { ", " } else { "" }).bind(t.as_str());
+            }
+            s.push(")");
+        }
     }
     for t in &f.traits {
         B::push_trait(s, TraitColumn::EventTraits, t);
     }
 }
 
-/// `SELECT count(*) AS n` of a filtered statement.
-async fn count<B: SqlBackend>(db: &B, stmt: Stmt) -> Result<u64> {
-    let n = first(db, stmt, |r| B::Columns::i64(r, "n")).await?.unwrap_or(0);
-    Ok(n.max(0) as u64)
+/// A page of events: one statement, or for a glob matching a few types, one
+/// page per type (each read in id order through the type index) merged.
+fn events_page<B: SqlBackend>(f: &EventFilter, types: &EventTypes) -> Stmt {
+    let page = |s: &mut Stmt, t: &EventTypes| {
+        s.push(&format!("SELECT {EVENT_COLUMNS} FROM event"));
+        push_event_filter::<B>(s, f, t);
+        push_page(s, &f.page, f.page.limit);
+    };
+    let mut s = Stmt::default();
+    match types {
+        EventTypes::Among(ts) if ts.len() > 1 && ts.len() <= MERGED_TYPES => {
+            s.push(&format!("SELECT {EVENT_COLUMNS} FROM ("));
+            for (i, t) in ts.iter().enumerate() {
+                s.push(if i > 0 { " UNION ALL SELECT * FROM (" } else { "SELECT * FROM (" });
+                page(&mut s, &EventTypes::Exact(t.clone()));
+                s.push(&format!(") AS t{i}"));
+            }
+            s.push(") AS merged WHERE TRUE");
+            push_page(&mut s, &Page { after: None, ..f.page }, f.page.limit);
+        }
+        _ => page(&mut s, types),
+    }
+    s
 }
+
+/// `SELECT count(*) AS n` of the rows `rows` selects, stopping after `cap`.
+async fn count_upto<B: SqlBackend>(db: &B, rows: Stmt, cap: Option<u64>) -> Result<Count> {
+    let mut s = Stmt { sql: format!("SELECT count(*) AS n FROM ({}", rows.sql), ..rows };
+    if let Some(cap) = cap {
+        s.push(" LIMIT ").bind(i64::try_from(cap.saturating_add(1)).unwrap_or(i64::MAX));
+    }
+    s.push(") AS counted");
+    let n = first(db, s, |r| B::Columns::i64(r, "n")).await?.unwrap_or(0).max(0) as u64;
+    Ok(match cap {
+        Some(cap) if n > cap => Count { n: cap, exact: false },
+        _ => Count { n, exact: true },
+    })
+}
+
+/// The streams per (trigger, state) pair, each pair's count stopping after
+/// `$1`. The pairs are found by skipping through the `(trigger_name, state,
+/// id)` index, one probe per pair, not by reading every stream.
+const CAPPED_STREAM_COUNTS: &str = "WITH RECURSIVE pairs(trigger_name, state) AS (\
+    SELECT trigger_name, state FROM (SELECT trigger_name, state FROM stream \
+      ORDER BY trigger_name, state LIMIT 1) AS lowest \
+    UNION ALL \
+    SELECT (SELECT s.trigger_name FROM stream s WHERE (s.trigger_name, s.state) > (p.trigger_name, p.state) \
+              ORDER BY s.trigger_name, s.state LIMIT 1), \
+           (SELECT s.state FROM stream s WHERE (s.trigger_name, s.state) > (p.trigger_name, p.state) \
+              ORDER BY s.trigger_name, s.state LIMIT 1) \
+    FROM pairs p WHERE p.trigger_name IS NOT NULL) \
+  SELECT p.trigger_name, p.state, (SELECT count(*) FROM (SELECT 1 FROM stream s \
+      WHERE s.trigger_name = p.trigger_name AND s.state = p.state LIMIT $1) AS c) AS n \
+  FROM pairs p WHERE p.trigger_name IS NOT NULL ORDER BY p.trigger_name, p.state";
 
 /// The rows of a log with an id above `after` or in `also`, ascending.
 async fn since<B: SqlBackend, T: IdLog>(db: &B, after: i64, also: &[i64], limit: u32) -> Result<Vec<T>> {
@@ -416,31 +506,39 @@ impl<B: SqlBackend> QueryStore for B {
         all(self, s, decode::stream::<B::Columns>).await
     }
 
-    async fn count_streams(&self, f: &StreamFilter) -> Result<u64> {
-        let mut s = Stmt::new("SELECT count(*) AS n FROM stream");
+    async fn count_streams_upto(&self, f: &StreamFilter, cap: Option<u64>) -> Result<Count> {
+        let mut s = Stmt::new("SELECT 1 FROM stream");
         push_stream_filter::<B>(&mut s, f);
-        count(self, s).await
+        count_upto(self, s, cap).await
     }
 
-    async fn stream_counts(&self) -> Result<Vec<StreamCount>> {
-        let s = Stmt::new(
-            "SELECT trigger_name, state, count(*) AS n FROM stream GROUP BY trigger_name, state \
-             ORDER BY trigger_name, state",
-        );
-        all(self, s, decode::stream_count::<B::Columns>).await
+    async fn stream_counts_upto(&self, cap: Option<u64>) -> Result<Vec<StreamCount>> {
+        let rows = match cap {
+            None => {
+                self.rows(Stmt::new(
+                    "SELECT trigger_name, state, count(*) AS n FROM stream GROUP BY trigger_name, state \
+                     ORDER BY trigger_name, state",
+                ))
+                .await?
+            }
+            Some(cap) => {
+                let over = i64::try_from(cap.saturating_add(1)).unwrap_or(i64::MAX);
+                self.rows(Stmt::with(CAPPED_STREAM_COUNTS, [Arg::Int(over)])).await?
+            }
+        };
+        rows.iter().map(|r| decode::stream_count::<B::Columns>(r, cap)).collect()
     }
 
     async fn list_events(&self, f: &EventFilter) -> Result<Vec<StoredEvent>> {
-        let mut s = Stmt::new(format!("SELECT {EVENT_COLUMNS} FROM event"));
-        push_event_filter::<B>(&mut s, f);
-        push_page(&mut s, &f.page, f.page.limit);
-        all(self, s, decode::stored_event::<B::Columns>).await
+        let types = event_types(self, f).await?;
+        all(self, events_page::<B>(f, &types), decode::stored_event::<B::Columns>).await
     }
 
-    async fn count_events(&self, f: &EventFilter) -> Result<u64> {
-        let mut s = Stmt::new("SELECT count(*) AS n FROM event");
-        push_event_filter::<B>(&mut s, f);
-        count(self, s).await
+    async fn count_events_upto(&self, f: &EventFilter, cap: Option<u64>) -> Result<Count> {
+        let types = event_types(self, f).await?;
+        let mut s = Stmt::new("SELECT 1 FROM event");
+        push_event_filter::<B>(&mut s, f, &types);
+        count_upto(self, s, cap).await
     }
 
     async fn get_event(&self, message_id: &str) -> Result<Option<StoredEvent>> {

@@ -208,6 +208,8 @@ macro_rules! storage_conformance_tests {
             event_filter_by_name,
             event_filter_by_typed_traits,
             event_paging_both_directions_with_marks,
+            glob_pages_in_id_order_across_types,
+            counts_stop_at_a_cap,
             get_event_and_its_streams,
             events_since_takes_skipped_ids,
             latest_event_time_and_ids,

@@ -6,7 +6,8 @@ use super::ingest::TALLY;
 use super::*;
 use crate::query::NamePattern;
 use crate::{
-    all_stream_events, EventFilter, Finish, Page, StoredEvent, StreamCount, StreamFilter, StreamState, TraitFilter,
+    all_stream_events, Count, EventFilter, Finish, Page, StoredEvent, StreamCount, StreamFilter, StreamState,
+    TraitFilter,
 };
 
 use std::collections::BTreeSet;
@@ -228,6 +229,74 @@ pub async fn event_paging_both_directions_with_marks(h: &dyn Harness) {
     assert_eq!(storage.count_events(&paged).await.expect("count"), 6, "a count ignores the page");
 }
 
+/// A glob matching several types pages in id order across them, both ways,
+/// with marks, as one type does; with a trait condition too; a type first
+/// stored by a later batch is matched.
+pub async fn glob_pages_in_id_order_across_types(h: &dyn Harness) {
+    let storage = h.storage();
+    let types = ["a.start", "a.end", "b.start", "a.error"];
+    let events: Vec<Event> = (0..15)
+        .map(|i| {
+            let key = if i % 3 == 0 { "x" } else { "y" };
+            event(&format!("e{i}"), types[i % 3], t0() + secs(i as i64), &[("key", text(key))])
+        })
+        .collect();
+    let mut stored = save(&*storage, events).await;
+    // A fourth type, first seen now.
+    stored.extend(save(&*storage, vec![event("late", types[3], t0(), &[("key", text("x"))])]).await);
+    let list = |filter: EventFilter| {
+        let storage = storage.clone();
+        move |page: Page| {
+            let (storage, filter) = (storage.clone(), EventFilter { page, ..filter.clone() });
+            async move { storage.list_events(&filter).await.expect("list").iter().map(|e| e.id).collect::<Vec<_>>() }
+        }
+    };
+    let cases = [("a.*", None), ("a.*", Some("x")), ("?.start", None), ("*", Some("y")), ("c.*", None)];
+    for (glob, key) in cases {
+        let pattern = NamePattern(glob.into());
+        let want: Vec<i64> = stored
+            .iter()
+            .filter(|e| pattern.matches(&e.event.event_type))
+            .filter(|e| key.is_none_or(|k| e.event.traits.get("key") == Some(&text(k))))
+            .map(|e| e.id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let traits = key.map(|k| vec![trait_is("key", k)]).unwrap_or_default();
+        let filter = EventFilter { event_name: Some(pattern), traits, ..EventFilter::default() };
+        let (up, _) = walk(Some("+"), 2, list(filter.clone())).await;
+        assert_eq!(up, want, "{glob} {key:?}, oldest first");
+        let (down, _) = walk(None, 3, list(filter.clone())).await;
+        assert_eq!(down, want.iter().rev().copied().collect::<Vec<_>>(), "{glob} {key:?}, newest first");
+        let n = want.len() as u64;
+        assert_eq!(storage.count_events(&filter).await.expect("count"), n, "{glob} {key:?}");
+    }
+}
+
+/// A capped count stops at its cap and says so; at or under the cap it is
+/// exact. Streams per trigger and state are capped alike.
+pub async fn counts_stop_at_a_cap(h: &dyn Harness) {
+    let storage = h.storage();
+    let set = triggers();
+    let batch: Vec<EventPlan> =
+        (0..5).map(|i| plan(&set, &format!("e{i}"), "thing.start", &format!("k{i}"), t0())).collect();
+    ingest(&*storage, &batch, t0()).await;
+    let events = EventFilter::default();
+    let streams = StreamFilter::default();
+    for (cap, n, exact) in
+        [(Some(3), 3, false), (Some(4), 4, false), (Some(5), 5, true), (Some(9), 5, true), (None, 5, true)]
+    {
+        let want = Count { n, exact };
+        assert_eq!(storage.count_events_upto(&events, cap).await.expect("count"), want, "events, cap {cap:?}");
+        assert_eq!(storage.count_streams_upto(&streams, cap).await.expect("count"), want, "streams, cap {cap:?}");
+        let counts = storage.stream_counts_upto(cap).await.expect("counts");
+        let one = counts.iter().map(|c| (c.trigger.as_str(), c.state, c.count, c.exact)).collect::<Vec<_>>();
+        assert_eq!(one, [("things", StreamState::Active, n, exact)], "stream counts, cap {cap:?}");
+    }
+    let none = EventFilter { event_name: Some(NamePattern("nothing".into())), ..EventFilter::default() };
+    assert_eq!(storage.count_events_upto(&none, Some(3)).await.expect("count"), Count { n: 0, exact: true });
+}
+
 /// One event by its message_id, with its row id; the streams an event
 /// belongs to, ascending, without purged ones.
 pub async fn get_event_and_its_streams(h: &dyn Harness) {
@@ -430,7 +499,7 @@ pub async fn stream_counts_per_trigger_and_state(h: &dyn Harness) {
     assert!(c.expect("claim").is_some());
     let mut counts = storage.stream_counts().await.expect("counts");
     counts.sort_by_key(|c| (c.trigger.clone(), c.state as i16));
-    let count = |trigger: &str, state, count| StreamCount { trigger: trigger.into(), state, count };
+    let count = |trigger: &str, state, count| StreamCount { trigger: trigger.into(), state, count, exact: true };
     assert_eq!(
         counts,
         [
@@ -440,6 +509,12 @@ pub async fn stream_counts_per_trigger_and_state(h: &dyn Harness) {
             count("things", StreamState::ExpireError, 1),
         ]
     );
+    // Capped: the same pairs, in the same order, from a skip scan.
+    let capped = storage.stream_counts_upto(Some(1)).await.expect("counts");
+    let flags: Vec<(u64, bool)> = capped.iter().map(|c| (c.count, c.exact)).collect();
+    assert_eq!(flags, [(1, false), (1, true), (1, false), (1, true)]);
+    let pairs = |cs: &[StreamCount]| cs.iter().map(|c| (c.trigger.clone(), c.state)).collect::<Vec<_>>();
+    assert_eq!(pairs(&capped), pairs(&counts));
 }
 
 /// A stream's events come a page at a time in (timestamp, row id) order,
