@@ -174,7 +174,7 @@ async fn streams_endpoints(backend: Backend) {
     assert_eq!(all.len(), 8);
     assert!(all.iter().all(|s| s["name"] == "api_orders" && s["trigger"] == "api_orders"), "quincy's name field");
     let (_, _, count) = api.get("/v1/streams/count").await;
-    assert_eq!(count, json!([{"count": 8}]));
+    assert_eq!(count, json!([{"count": 8, "exact": true}]));
 
     // Paging: 3 + 3 + 2, newest first; ascending with a + mark.
     let desc = pages(&api, "/v1/streams?limit=3", "id", None).await;
@@ -296,7 +296,7 @@ async fn events_endpoints(backend: Backend) {
     let (_, _, all) = api.get("/v1/events?limit=1000").await;
     assert_eq!(all.as_array().unwrap().len(), 12);
     let (_, _, c) = api.get("/v1/events/count").await;
-    assert_eq!(c, json!([{"count": 12}]));
+    assert_eq!(c, json!([{"count": 12, "exact": true}]));
     let p = pages(&api, "/v1/events?limit=5", "message_id", None).await;
     assert_eq!(p.iter().map(Vec::len).collect::<Vec<_>>(), [5, 5, 2]);
     let p = pages(&api, "/v1/events?limit=5", "message_id", Some("+")).await;

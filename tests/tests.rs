@@ -25,6 +25,7 @@ mod pooler;
 mod processes;
 #[cfg(feature = "python")]
 mod python_handlers;
+mod query_plans;
 mod reload;
 mod replay;
 mod worker;

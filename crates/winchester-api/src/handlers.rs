@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use utoipa::{IntoParams, ToSchema};
 use winchester::json;
 use winchester::tail::TailFilter;
-use winchester_storage::{all_stream_events, NamePattern, Page, Stream, StreamState};
+use winchester_storage::{all_stream_events, Count, NamePattern, Page, Stream, StreamState, COUNT_CAP};
 
 use crate::error::ApiError;
 use crate::params::{Params, EVENT_FILTER_PARAMS, PAGE_PARAMS, STREAM_FILTER_PARAMS};
@@ -33,11 +33,21 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// `{"count": N}`.
+/// `{"count": N, "exact": true}`: counting stops at 10,000 (then `"count":
+/// 10000, "exact": false`), so that a count costs the same however much is
+/// stored.
 #[derive(Serialize, ToSchema)]
 pub struct CountBody {
-    /// Matching rows.
+    /// Matching rows (the cap when not exact).
     pub count: u64,
+    /// False when more rows than `count` match.
+    pub exact: bool,
+}
+
+impl From<Count> for CountBody {
+    fn from(c: Count) -> CountBody {
+        CountBody { count: c.n, exact: c.exact }
+    }
 }
 
 /// What a bulk action did.
@@ -164,11 +174,14 @@ pub async fn list_streams(State(st): State<ApiState>, RawQuery(q): RawQuery) -> 
 
 /// How many streams match the filters.
 #[utoipa::path(get, path = "/v1/streams/count", tag = "streams", params(StreamQuery),
-    responses((status = 200, description = "`[{\"count\": N}]`", body = Vec<CountBody>), (status = 400, body = ErrorBody)))]
-pub async fn count_streams(State(st): State<ApiState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "`[{\"count\": N, \"exact\": true}]`", body = Vec<CountBody>), (status = 400, body = ErrorBody)))]
+pub async fn count_streams(
+    State(st): State<ApiState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Vec<CountBody>>, ApiError> {
     let p = Params::from_query(q.as_deref(), &[STREAM_FILTER_PARAMS])?;
-    let n = st.storage.count_streams(&p.stream_filter()?).await?;
-    Ok(Json(json!([{ "count": n }])))
+    let n = st.storage.count_streams_upto(&p.stream_filter()?, Some(COUNT_CAP)).await?;
+    Ok(Json(vec![n.into()]))
 }
 
 /// One stream (a one-element array), with its events when `details=true`.
@@ -281,10 +294,10 @@ pub async fn list_events(State(st): State<ApiState>, RawQuery(q): RawQuery) -> R
 /// How many events match the filters.
 #[utoipa::path(get, path = "/v1/events/count", tag = "events", params(EventQuery),
     responses((status = 200, body = Vec<CountBody>), (status = 400, body = ErrorBody)))]
-pub async fn count_events(State(st): State<ApiState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn count_events(State(st): State<ApiState>, RawQuery(q): RawQuery) -> Result<Json<Vec<CountBody>>, ApiError> {
     let p = Params::from_query(q.as_deref(), &[EVENT_FILTER_PARAMS])?;
-    let n = st.storage.count_events(&p.event_filter()?).await?;
-    Ok(Json(json!([{ "count": n }])))
+    let n = st.storage.count_events_upto(&p.event_filter()?, Some(COUNT_CAP)).await?;
+    Ok(Json(vec![n.into()]))
 }
 
 /// One event by message_id; the ids of the streams it belongs to are in the
@@ -307,10 +320,11 @@ pub async fn get_event(State(st): State<ApiState>, Path(message_id): Path<String
     Ok(r)
 }
 
-/// The loaded trigger definitions with their stream counts per state.
+/// The loaded trigger definitions with their stream counts per state (each
+/// counted up to 10,000; `streams_exact` is false when one stopped there).
 #[utoipa::path(get, path = "/v1/triggers", tag = "triggers", responses((status = 200, body = Vec<JsonObject>)))]
 pub async fn list_triggers(State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let counts = st.storage.stream_counts().await?;
+    let counts = st.storage.stream_counts_upto(Some(COUNT_CAP)).await?;
     let out: Vec<Value> = st
         .triggers
         .get()
@@ -330,6 +344,7 @@ pub async fn list_triggers(State(st): State<ApiState>) -> Result<Json<Value>, Ap
                 "expire_pipeline": t.expire_pipeline,
                 "debug_level": t.debug_level,
                 "streams": states,
+                "streams_exact": counts.iter().filter(|c| c.trigger == t.name).all(|c| c.exact),
             })
         })
         .collect();

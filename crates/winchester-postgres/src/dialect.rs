@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
-use sqlx::PgConnection;
 use sqlx::Postgres;
+use sqlx::{PgConnection, Row};
 use std::collections::{HashMap, HashSet};
 use winchester_core::DefinitionVersion;
 use winchester_storage::decode::{self, Columns, STREAM_COLUMNS};
@@ -53,8 +53,13 @@ impl SqlBackend for PgStorage {
     type Columns = Pg;
 
     async fn rows(&self, stmt: Stmt) -> Result<Vec<PgRow>> {
-        let Stmt { sql, args, .. } = stmt;
+        let Stmt { sql, args, writes } = stmt;
         on_conn!(self, |c| -> Vec<PgRow> {
+            if let (Some(log), false) = (&self.plans, writes) {
+                let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}");
+                let row = query(&explain, args.clone(), false).fetch_one(&mut *c).await.map_err(storage_error)?;
+                log.record(&sql, row.try_get(0).map_err(storage_error)?);
+            }
             query(&sql, args, self.named()).fetch_all(&mut *c).await.map_err(storage_error)
         })
     }
@@ -66,8 +71,6 @@ impl SqlBackend for PgStorage {
         })
     }
 
-    /// `traits -> name` (or `dist_traits -> name -> 'value'`) equal to one of
-    /// the candidates as `jsonb`.
     /// Containment (`@>`), which the GIN indexes of `traits` and
     /// `dist_traits` answer (migration 0005): the column holds
     /// `{name: candidate}` (`{name: {"value": candidate}}` for a stream's

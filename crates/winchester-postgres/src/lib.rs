@@ -47,6 +47,7 @@ use sqlx::postgres::{PgListener, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
 use winchester_core::config::Pooler;
+use winchester_storage::sql::PlanLog;
 use winchester_storage::{PollingListener, ReadyListener, Result, Wakeups};
 
 pub use connect::{PgOptions, ACQUIRE_TIMEOUT};
@@ -110,6 +111,8 @@ pub struct PgStorage {
     pooler: Pooler,
     /// The event days known to have partitions.
     days: Arc<partitions::Days>,
+    /// Where the plans of read statements are recorded, if anywhere.
+    plans: Option<Arc<PlanLog>>,
 }
 
 impl PgStorage {
@@ -118,12 +121,20 @@ impl PgStorage {
     /// statement cache, unnamed statements, no LISTEN).
     pub async fn connect(options: &PgOptions, max_connections: u32) -> std::result::Result<PgStorage, sqlx::Error> {
         let pool = options.pool(max_connections).await?;
-        Ok(PgStorage { pool, pooler: options.pooler(), days: Arc::default() })
+        Ok(PgStorage { pool, pooler: options.pooler(), days: Arc::default(), plans: None })
     }
 
     /// Uses an existing pool (direct connections).
     pub fn from_pool(pool: PgPool) -> PgStorage {
-        PgStorage { pool, pooler: Pooler::None, days: Arc::default() }
+        PgStorage { pool, pooler: Pooler::None, days: Arc::default(), plans: None }
+    }
+
+    /// The same storage, running every read statement once more under
+    /// `EXPLAIN (ANALYZE)` before it runs and recording the plan, with the
+    /// rows each step really read, in `log` (for the plan tests and for
+    /// diagnosis; each read costs twice).
+    pub fn with_plan_log(self, log: Arc<PlanLog>) -> PgStorage {
+        PgStorage { plans: Some(log), ..self }
     }
 
     /// The pool (for migrations and tools).

@@ -200,6 +200,33 @@ pub struct Count {
     pub exact: bool,
 }
 
+/// Zero, exactly.
+impl Default for Count {
+    fn default() -> Count {
+        Count { n: 0, exact: true }
+    }
+}
+
+impl Count {
+    /// The sum of several counts (exact when all are).
+    pub fn sum(counts: impl IntoIterator<Item = Count>) -> Count {
+        counts.into_iter().fold(Count::default(), |a, b| Count { n: a.n + b.n, exact: a.exact && b.exact })
+    }
+}
+
+/// `N`, or `N+` when there are more.
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.n, if self.exact { "" } else { "+" })
+    }
+}
+
+impl From<&StreamCount> for Count {
+    fn from(c: &StreamCount) -> Count {
+        Count { n: c.count, exact: c.exact }
+    }
+}
+
 /// The cap of the counts the API and the console show (`"exact": false`
 /// beyond it).
 pub const COUNT_CAP: u64 = 10_000;

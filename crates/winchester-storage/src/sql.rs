@@ -133,6 +133,33 @@ pub enum TraitColumn {
     DistTraits,
 }
 
+/// A statement's plan, as the backend explained it.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The statement.
+    pub sql: String,
+    /// Its plan (PostgreSQL: `EXPLAIN (ANALYZE, FORMAT JSON)`).
+    pub plan: serde_json::Value,
+}
+
+/// The plans of the read statements a backend ran, when it is asked to
+/// record them (`PgStorage::with_plan_log`): what the plan tests check, and a
+/// way to see why a query is slow.
+#[derive(Debug, Default)]
+pub struct PlanLog(std::sync::Mutex<Vec<Planned>>);
+
+impl PlanLog {
+    /// Records one statement's plan.
+    pub fn record(&self, sql: &str, plan: serde_json::Value) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(Planned { sql: sql.to_string(), plan });
+    }
+
+    /// The plans recorded since the last call, oldest first.
+    pub fn take(&self) -> Vec<Planned> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 /// What [`SqlBackend::claim_batch`] claims: the oldest `limit` streams of
 /// `triggers` ready for `action` at `now`, leased until `lease_until`.
 #[derive(Debug, Clone, Copy)]
@@ -213,13 +240,54 @@ async fn first<B: SqlBackend, T>(db: &B, stmt: Stmt, decode: fn(&RowOf<B>) -> Re
 
 /// ` AND id >/< mark ORDER BY id … LIMIT n`.
 fn push_page(s: &mut Stmt, page: &Page, limit: Option<u32>) {
+    push_mark(s, page);
+    push_order(s, page, limit);
+}
+
+/// ` AND id >/< mark`: the rows after the page's mark.
+fn push_mark(s: &mut Stmt, page: &Page) {
     if let Some(after) = page.after {
         s.push(if page.ascending { " AND id > " } else { " AND id < " }).bind(after);
     }
+}
+
+/// ` ORDER BY id … LIMIT n`.
+fn push_order(s: &mut Stmt, page: &Page, limit: Option<u32>) {
     s.push(if page.ascending { " ORDER BY id ASC" } else { " ORDER BY id DESC" });
     if let Some(limit) = limit {
         s.push(" LIMIT ").bind(i64::from(limit));
     }
+}
+
+/// A page of `columns` of `table` whose `WHERE` clause `push_filter` writes.
+///
+/// `by_match`: the filter has a condition whose index cannot read rows in id
+/// order (trait containment, a stream's times). Then every match is read
+/// through that index first (a materialized step, so the planner cannot
+/// choose instead to walk the primary key testing each row, hoping a match
+/// comes soon; with a rare value, none does) and the page is cut from the
+/// matches. Its cost follows the number of matches, not the table's size.
+fn filtered_page(
+    table: &str,
+    columns: &str,
+    page: &Page,
+    limit: Option<u32>,
+    by_match: bool,
+    push_filter: impl FnOnce(&mut Stmt),
+) -> Stmt {
+    let mut s = Stmt::default();
+    if by_match {
+        s.push(&format!("WITH matched AS MATERIALIZED (SELECT {columns} FROM {table}"));
+        push_filter(&mut s);
+        push_mark(&mut s, page);
+        s.push(&format!(") SELECT {columns} FROM matched"));
+        push_order(&mut s, page, limit);
+    } else {
+        s.push(&format!("SELECT {columns} FROM {table}"));
+        push_filter(&mut s);
+        push_page(&mut s, page, limit);
+    }
+    s
 }
 
 fn push_stream_filter<B: SqlBackend>(s: &mut Stmt, f: &StreamFilter) {
@@ -302,29 +370,48 @@ fn push_event_filter<B: SqlBackend>(s: &mut Stmt, f: &EventFilter, types: &Event
     }
 }
 
-/// A page of events: one statement, or for a glob matching a few types, one
-/// page per type (each read in id order through the type index) merged.
+/// A page of events: one statement, or for a glob matching a few types (and
+/// no trait condition), one page per type (each read in id order through the
+/// type index) merged.
 fn events_page<B: SqlBackend>(f: &EventFilter, types: &EventTypes) -> Stmt {
-    let page = |s: &mut Stmt, t: &EventTypes| {
-        s.push(&format!("SELECT {EVENT_COLUMNS} FROM event"));
-        push_event_filter::<B>(s, f, t);
-        push_page(s, &f.page, f.page.limit);
+    let by_match = !f.traits.is_empty();
+    let page = |t: &EventTypes| {
+        filtered_page("event", EVENT_COLUMNS, &f.page, f.page.limit, by_match, |s| push_event_filter::<B>(s, f, t))
     };
-    let mut s = Stmt::default();
     match types {
-        EventTypes::Among(ts) if ts.len() > 1 && ts.len() <= MERGED_TYPES => {
-            s.push(&format!("SELECT {EVENT_COLUMNS} FROM ("));
+        EventTypes::Among(ts) if ts.len() > 1 && ts.len() <= MERGED_TYPES && !by_match => {
+            let mut s = Stmt::new(format!("SELECT {EVENT_COLUMNS} FROM ("));
             for (i, t) in ts.iter().enumerate() {
                 s.push(if i > 0 { " UNION ALL SELECT * FROM (" } else { "SELECT * FROM (" });
-                page(&mut s, &EventTypes::Exact(t.clone()));
+                let one = page(&EventTypes::Exact(t.clone()));
+                s.push(&renumber(&one.sql, s.args.len()));
+                s.args.extend(one.args);
                 s.push(&format!(") AS t{i}"));
             }
             s.push(") AS merged WHERE TRUE");
-            push_page(&mut s, &Page { after: None, ..f.page }, f.page.limit);
+            push_order(&mut s, &f.page, f.page.limit);
+            s
         }
-        _ => page(&mut s, types),
+        _ => page(types),
     }
-    s
+}
+
+/// `sql` with its placeholders `$N` shifted by `by` (to follow `by`
+/// arguments already bound).
+fn renumber(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let digits: String = rest[at + 1..].chars().take_while(char::is_ascii_digit).collect();
+        match digits.parse::<usize>() {
+            Ok(n) => out.push_str(&format!("${}", n + by)),
+            Err(_) => out.push('$'),
+        }
+        rest = &rest[at + 1 + digits.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `SELECT count(*) AS n` of the rows `rows` selects, stopping after `cap`.
@@ -357,12 +444,19 @@ const CAPPED_STREAM_COUNTS: &str = "WITH RECURSIVE pairs(trigger_name, state) AS
       WHERE s.trigger_name = p.trigger_name AND s.state = p.state LIMIT $1) AS c) AS n \
   FROM pairs p WHERE p.trigger_name IS NOT NULL ORDER BY p.trigger_name, p.state";
 
-/// The rows of a log with an id above `after` or in `also`, ascending.
+/// The rows of a log with an id above `after` or in `also`, ascending: the
+/// first `limit` above `after` (a primary-key range) and those listed (one
+/// probe each), merged.
 async fn since<B: SqlBackend, T: IdLog>(db: &B, after: i64, also: &[i64], limit: u32) -> Result<Vec<T>> {
-    let mut s = Stmt::new(format!("SELECT {} FROM {} WHERE id > ", T::COLUMNS, T::TABLE));
-    s.bind(after).push(" OR ");
+    let mut s = Stmt::default();
+    let (after, limit) = (s.arg(after), s.arg(i64::from(limit)));
     let listed = B::in_ids(&mut s, "id", also);
-    s.push(&listed).push(" ORDER BY id LIMIT ").bind(i64::from(limit));
+    let (columns, table) = (T::COLUMNS, T::TABLE);
+    s.push(&format!(
+        "SELECT * FROM (SELECT * FROM (SELECT {columns} FROM {table} WHERE id > {after} ORDER BY id LIMIT {limit}) \
+         AS above UNION ALL SELECT {columns} FROM {table} WHERE {listed} AND id <= {after}) AS rows \
+         ORDER BY id LIMIT {limit}"
+    ));
     all(db, s, T::decode::<B::Columns>).await
 }
 
@@ -500,9 +594,10 @@ impl<B: SqlBackend> EventStore for B {
 #[async_trait]
 impl<B: SqlBackend> QueryStore for B {
     async fn list_streams(&self, f: &StreamFilter) -> Result<Vec<Stream>> {
-        let mut s = Stmt::new(format!("SELECT {STREAM_COLUMNS} FROM stream"));
-        push_stream_filter::<B>(&mut s, f);
-        push_page(&mut s, &f.page, f.row_limit());
+        let by_match = !f.dist_traits.is_empty() || f.older_than.is_some() || f.younger_than.is_some();
+        let s = filtered_page("stream", STREAM_COLUMNS, &f.page, f.row_limit(), by_match, |s| {
+            push_stream_filter::<B>(s, f)
+        });
         all(self, s, decode::stream::<B::Columns>).await
     }
 
@@ -630,5 +725,19 @@ mod tests {
         let mut s = Stmt::new("");
         push_page(&mut s, &Page { after: None, ascending: false, limit: None }, None);
         assert_eq!(s.sql, " ORDER BY id DESC");
+    }
+
+    #[test]
+    fn a_page_by_match_is_cut_from_the_materialized_matches() {
+        let page = Page { after: Some(9), ascending: false, limit: None };
+        let s = filtered_page("t", "id", &page, Some(3), true, |s| {
+            s.push(" WHERE a = ").bind(1);
+        });
+        assert_eq!(
+            s.sql,
+            "WITH matched AS MATERIALIZED (SELECT id FROM t WHERE a = $1 AND id < $2) \
+             SELECT id FROM matched ORDER BY id DESC LIMIT $3"
+        );
+        assert_eq!(renumber("a = $1 AND b < $12 AND c = '$x'", 3), "a = $4 AND b < $15 AND c = '$x'");
     }
 }

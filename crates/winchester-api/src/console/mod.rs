@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use chrono::{Duration, Utc};
 use maud::Markup;
-use winchester_storage::{all_stream_events, Action, StreamFilter};
+use winchester_storage::{all_stream_events, Action, Count, StreamFilter, COUNT_CAP};
 
 use crate::error::ApiError;
 use crate::params::{Params, EVENT_FILTER_PARAMS, PAGE_PARAMS, STREAM_FILTER_PARAMS};
@@ -95,7 +95,7 @@ fn redirect(ctx: &Ctx, to: &str) -> Response {
 async fn overview(State(st): State<ApiState>, ctx: Ctx) -> Response {
     let body = async {
         let now = Utc::now();
-        let counts = st.storage.stream_counts().await?;
+        let counts = st.storage.stream_counts_upto(Some(COUNT_CAP)).await?;
         let since = now - Duration::hours(1);
         let transitions = st.storage.transitions_from(since, CHART_ROWS).await?;
         let oldest_fire = st.storage.ready_streams(Action::Fire, now, 1).await?.into_iter().next();
@@ -135,11 +135,20 @@ async fn streams(State(st): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) ->
         let (p, filter) = match stream_query(q.as_deref()) {
             Ok(v) => v,
             Err(e) => {
-                return Ok(pages::streams(&ctx, &st, &Params::default(), q.as_deref(), &[], 0, None, Some(&e.message)))
+                return Ok(pages::streams(
+                    &ctx,
+                    &st,
+                    &Params::default(),
+                    q.as_deref(),
+                    &[],
+                    Count::default(),
+                    None,
+                    Some(&e.message),
+                ))
             }
         };
         let rows = st.storage.list_streams(&filter).await?;
-        let total = st.storage.count_streams(&filter).await?;
+        let total = st.storage.count_streams_upto(&filter, Some(COUNT_CAP)).await?;
         let next = (rows.len() as u32 == filter.page.limit.unwrap_or(PAGE_ROWS))
             .then(|| rows.last().map(|s| filter.page.next_mark(s.id)))
             .flatten();
@@ -196,8 +205,8 @@ async fn stream_action(State(st): State<ApiState>, ctx: Ctx, Form(form): Form<Ve
         };
         if (action == "purge" || matching) && !confirmed {
             let n = match &filter {
-                Some(f) => st.storage.count_streams(f).await?,
-                None => ids.len() as u64,
+                Some(f) => st.storage.count_streams_upto(f, Some(COUNT_CAP)).await?,
+                None => Count { n: ids.len() as u64, exact: true },
             };
             return Ok(Err(pages::confirm(&ctx, &form, action, n)));
         }
@@ -261,10 +270,19 @@ async fn events(State(st): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) -> 
         });
         let (p, filter) = match parsed {
             Ok(v) => v,
-            Err(e) => return Ok(pages::events(&Params::default(), q.as_deref(), &[], 0, None, Some(&e.message))),
+            Err(e) => {
+                return Ok(pages::events(
+                    &Params::default(),
+                    q.as_deref(),
+                    &[],
+                    Count::default(),
+                    None,
+                    Some(&e.message),
+                ))
+            }
         };
         let rows = st.storage.list_events(&filter).await?;
-        let total = st.storage.count_events(&filter).await?;
+        let total = st.storage.count_events_upto(&filter, Some(COUNT_CAP)).await?;
         let next = (rows.len() as u32 == filter.page.limit.unwrap_or(PAGE_ROWS))
             .then(|| rows.last().map(|e| filter.page.next_mark(e.id)))
             .flatten();

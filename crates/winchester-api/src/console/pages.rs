@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 use winchester_core::{DistValue, Event};
-use winchester_storage::{StoredEvent, Stream, StreamCount, StreamState, Transition, TransitionKind};
+use winchester_storage::{Count, StoredEvent, Stream, StreamCount, StreamState, Transition, TransitionKind};
 
 use super::Ctx;
 use crate::params::{Params, STREAM_FILTER_PARAMS};
@@ -122,8 +122,9 @@ pub fn overview(o: &Overview) -> Markup {
             triggers.push(c.trigger.clone());
         }
     }
-    let count =
-        |t: &str, s: StreamState| o.counts.iter().find(|c| c.trigger == t && c.state == s).map_or(0, |c| c.count);
+    let count = |t: &str, s: StreamState| {
+        o.counts.iter().find(|c| c.trigger == t && c.state == s).map_or(Count { n: 0, exact: true }, Count::from)
+    };
     let waiting = |label: &str, s: &Option<Stream>, due: fn(&Stream) -> DateTime<Utc>| {
         html! {
             div.card {
@@ -169,10 +170,10 @@ pub fn overview(o: &Overview) -> Markup {
                                 @for s in StreamState::ALL {
                                     @let n = count(t, s);
                                     td.num data-state=(s.as_str()) {
-                                        @if n > 0 { a href={"/streams?trigger_name=" (enc(t)) "&state=" (s.as_str())} { (n) } } @else { span.muted { "0" } }
+                                        @if n.n > 0 { a href={"/streams?trigger_name=" (enc(t)) "&state=" (s.as_str())} { (n) } } @else { span.muted { "0" } }
                                     }
                                 }
-                                td.num data-state="total" { (StreamState::ALL.iter().map(|s| count(t, *s)).sum::<u64>()) }
+                                td.num data-state="total" { (Count::sum(StreamState::ALL.iter().map(|s| count(t, *s)))) }
                             }
                         }
                         @if triggers.is_empty() { tr { td colspan="10" { "No triggers are loaded." } } }
@@ -259,7 +260,7 @@ pub fn streams(
     p: &Params,
     raw: Option<&str>,
     rows: &[Stream],
-    total: u64,
+    total: Count,
     next: Option<&str>,
     err: Option<&str>,
 ) -> Markup {
@@ -302,9 +303,9 @@ pub fn streams(
                 input type="hidden" name="filter" value=(filter);
                 input type="hidden" name="back" value=(here);
                 input type="hidden" name="confirmed" value="";
-                button #retry-all type="submit" name="action" value="retry" disabled[disabled || total == 0]
+                button #retry-all type="submit" name="action" value="retry" disabled[disabled || total.n == 0]
                     data-confirm={"Retry all " (total) " streams matching this filter? Only error and expire_error streams change." } { "Retry all " (total) " matching" }
-                button #purge-all .danger type="submit" name="action" value="purge" disabled[disabled || total == 0]
+                button #purge-all .danger type="submit" name="action" value="purge" disabled[disabled || total.n == 0]
                     data-confirm={"Purge all " (total) " streams matching this filter? This cannot be undone."} { "Purge all " (total) " matching" }
             }
         }
@@ -454,7 +455,7 @@ pub fn events(
     p: &Params,
     _raw: Option<&str>,
     rows: &[StoredEvent],
-    total: u64,
+    total: Count,
     next: Option<&str>,
     err: Option<&str>,
 ) -> Markup {
@@ -537,7 +538,7 @@ pub fn login(ctx: &Ctx, next: &str, err: Option<&str>) -> Markup {
 }
 
 /// A confirmation page for posts without JavaScript's confirm dialog.
-pub fn confirm(ctx: &Ctx, form: &[(String, String)], action: &str, n: u64) -> Markup {
+pub fn confirm(ctx: &Ctx, form: &[(String, String)], action: &str, n: Count) -> Markup {
     let back = form.iter().find(|(k, _)| k == "back").map_or("/streams", |(_, v)| v.as_str());
     html! {
         p.confirm { strong { (if action == "purge" { "Purge" } else { "Retry" }) " " (n) " streams?" }
