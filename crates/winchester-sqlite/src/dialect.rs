@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::Sqlite;
+use sqlx::{Row, Sqlite};
 use std::collections::{HashMap, HashSet};
 use winchester_core::{DefinitionVersion, TraitValue};
 use winchester_storage::decode::{self, STREAM_COLUMNS};
@@ -53,6 +53,14 @@ impl SqlBackend for SqliteStorage {
     async fn rows(&self, stmt: Stmt) -> Result<Vec<SqliteRow>> {
         let Stmt { sql, args, writes } = stmt;
         if !writes {
+            if let Some(log) = &self.plans {
+                let steps = query(&format!("EXPLAIN QUERY PLAN {sql}"), args.clone())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(storage_error)?;
+                let detail = |r: &SqliteRow| r.try_get::<String, _>("detail").map_err(storage_error);
+                log.record(&sql, steps.iter().map(detail).collect::<Result<serde_json::Value>>()?);
+            }
             return query(&sql, args).fetch_all(&self.pool).await.map_err(storage_error);
         }
         let mut tx = begin(&self.pool).await?;

@@ -36,6 +36,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+use winchester_storage::sql::PlanLog;
 use winchester_storage::{PollingListener, ReadyListener, Result, StorageError, Wakeups};
 
 pub use migrate::MIGRATOR;
@@ -105,9 +106,18 @@ pub struct SqliteStorage {
     /// Held by every clone; the background checkpointer stops when the last
     /// one is dropped.
     _alive: Arc<()>,
+    /// Where the plans of read statements are recorded, if anywhere.
+    plans: Option<Arc<PlanLog>>,
 }
 
 impl SqliteStorage {
+    /// The same storage, recording the plan of every read statement
+    /// (`EXPLAIN QUERY PLAN`: one line per step) in `log` before it runs (for
+    /// the plan tests and for diagnosis).
+    pub fn with_plan_log(self, log: Arc<PlanLog>) -> SqliteStorage {
+        SqliteStorage { plans: Some(log), ..self }
+    }
+
     /// Opens (creating if needed) the database at `url` (`sqlite://path` or
     /// `sqlite::memory:`) in WAL mode with a generous busy timeout.
     pub async fn connect(url: &str, max_connections: u32) -> std::result::Result<SqliteStorage, sqlx::Error> {
@@ -130,7 +140,7 @@ impl SqliteStorage {
             checkpointer::spawn(opts, Arc::downgrade(&alive));
             ingest
         };
-        Ok(SqliteStorage { pool, ingest, _alive: alive })
+        Ok(SqliteStorage { pool, ingest, _alive: alive, plans: None })
     }
 
     /// The pool (for migrations and tools).
