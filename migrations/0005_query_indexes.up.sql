@@ -24,8 +24,10 @@ CREATE TABLE event_types (
 );
 INSERT INTO event_types (event_type) SELECT DISTINCT event_type FROM event;
 
-CREATE INDEX event_type_idx ON event (event_type, id);
-CREATE INDEX event_traits_idx ON event USING gin (traits jsonb_path_ops);
+-- IF NOT EXISTS: on a large database an operator may build these two
+-- beforehand without blocking ingest (docs/operations.md, "Query indexes").
+CREATE INDEX IF NOT EXISTS event_type_idx ON event (event_type, id);
+CREATE INDEX IF NOT EXISTS event_traits_idx ON event USING gin (traits jsonb_path_ops);
 
 CREATE INDEX stream_state_idx ON stream (state, id);
 CREATE INDEX stream_trigger_idx ON stream (trigger_name, id);
