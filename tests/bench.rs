@@ -23,6 +23,11 @@ fn bench_smoke_run_prints_every_figure() {
         "1",
         "--stored",
         "0,3000",
+        "--query-requests",
+        "64",
+        "--query-clients",
+        "4",
+        "--stored-without-query-indexes",
         "--json",
         "--database-url",
         &admin_url(),
@@ -49,9 +54,33 @@ fn bench_smoke_run_prints_every_figure() {
         "stored_growth_ratio",
         "trim_day_s",
         "trim_day_keys_s",
+        "ingest_vs_copy_ratio_without_query_indexes",
+        "query_index_ingest_cost",
+        "stored_growth_ratio_without_query_indexes",
+        "query_growth_ratio",
     ] {
         positive(&[key]);
     }
+    // The query stage, at every stored size: each query's p99 and all of them
+    // (every answer was checked to be 200, and non-empty where the seed has rows).
+    for size in ["0", "3000"] {
+        for q in [
+            "events_rare_type",
+            "events_common_type",
+            "events_trait",
+            "events_hour",
+            "streams_error",
+            "streams_dist_trait",
+            "console_overview",
+            "all",
+        ] {
+            positive(&["query_p99_ms", size, q]);
+            positive(&["query_p50_ms", size, q]);
+        }
+    }
+    positive(&["ingest_events_per_s_at_stored_without_query_indexes", "3000"]);
+    let indexes = v["sizes"]["query_indexes"].as_array().unwrap_or_else(|| panic!("no sizes.query_indexes in {out}"));
+    assert!(indexes.iter().any(|n| n == "event_type_idx"), "{indexes:?}");
     positive(&["ingest_events_per_s_at_stored", "0"]);
     positive(&["ingest_events_per_s_at_stored", "3000"]);
     positive(&["sizes", "trim_day_events"]);
