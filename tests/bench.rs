@@ -121,6 +121,12 @@ fn bench_on_sqlite_prints_its_figures() {
         "20",
         "--runs",
         "1",
+        "--stored",
+        "0,2000",
+        "--query-requests",
+        "32",
+        "--query-clients",
+        "4",
         "--json",
         "--database-url",
         &url,
@@ -140,9 +146,18 @@ fn bench_on_sqlite_prints_its_figures() {
         let n = v[key].as_f64().unwrap_or_else(|| panic!("{key} is not a number in {out}"));
         assert!(n > 0.0 && n.is_finite(), "{key} = {n}");
     }
+    // The query stage runs on SQLite too, at each stored size up to 1M.
+    for size in ["0", "2000"] {
+        for q in ["events_rare_type", "events_trait", "streams_error", "console_overview", "all"] {
+            let n = v["query_p99_ms"][size][q].as_f64().unwrap_or_else(|| panic!("query_p99_ms.{size}.{q} in {out}"));
+            assert!(n > 0.0 && n.is_finite(), "query_p99_ms.{size}.{q} = {n}");
+        }
+    }
+    assert!(v["query_growth_ratio"].as_f64().is_some_and(|r| r > 0.0), "{out}");
     // PostgreSQL-only figures are absent, not made up.
     assert!(v["worker_limit_streams_per_s"].is_null(), "{out}");
     assert!(v["stored_growth_ratio"].is_null() && v["trim_day_s"].is_null(), "{out}");
+    assert!(v["query_index_ingest_cost"].is_null(), "{out}");
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert!(left.is_empty(), "scratch files left behind: {left:?}");
     std::fs::remove_dir_all(&dir).unwrap();

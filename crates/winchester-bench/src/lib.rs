@@ -69,6 +69,8 @@ pub struct BenchOpts {
     /// Events already stored (seeded by COPY over the 30 days before today)
     /// when the ingest rate against stored events is measured (PostgreSQL;
     /// measured once, in this order; the largest is also trimmed by a day).
+    /// The query stage runs at each size too (on SQLite only, at the sizes
+    /// up to 1,000,000, seeded alike).
     #[arg(long, value_delimiter = ',', default_value = "0,1000000,10000000")]
     pub stored: Vec<u64>,
     /// Concurrent HTTP clients of the query stage (PostgreSQL; at each
@@ -108,6 +110,10 @@ pub struct BenchOpts {
     #[arg(long, value_name = "DURATION", value_parser = soak::parse_duration, default_value = "1m", hide = true)]
     pub soak_interval: std::time::Duration,
 }
+
+/// Largest `--stored` size the query stage seeds on SQLite (issue 32 reports
+/// SQLite at 1M events).
+pub const SQLITE_QUERY_MAX: u64 = 1_000_000;
 
 /// The server used when neither `--database-url` nor `DATABASE_URL` is given.
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -485,6 +491,37 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
         }
     }
 
+    if !pg && sizes.query_requests > 0 {
+        if !exe_dir.join("winchester").exists() {
+            return Err(anyhow!(
+                "{} not found: the query stage runs the winchester program next to itself (--query-requests 0 skips it)",
+                exe_dir.join("winchester").display()
+            ));
+        }
+        let q = query::QueryOpts {
+            clients: sizes.query_clients,
+            requests: sizes.query_requests,
+            exe_dir: exe_dir.clone(),
+            config: worker_cfg.clone(),
+        };
+        for &size in sizes.stored.iter().filter(|n| **n <= SQLITE_QUERY_MAX) {
+            progress(&format!(
+                "queries at {size} events stored (SQLite, seeded by INSERT .. SELECT): {} queries, {} requests each, {} clients",
+                query::QUERIES.len(),
+                q.requests,
+                q.clients
+            ));
+            let q = &q;
+            let r = target::with_scratch(&target, |db| async move {
+                let seeded = stored::seed_sqlite(&db.url, size, chrono::Utc::now().date_naive())
+                    .await
+                    .context("seeding SQLite")?;
+                query::measure(&db.url, &seeded, q).await.context("query stage")
+            })
+            .await?;
+            s.stored.queries.push((size, r));
+        }
+    }
     let rows = table_rows(&s, &sizes, pg);
     let table = render_table(&rows, &s, &sizes, &machine, wl.days, pg);
     if let Some(path) = &opts.output {

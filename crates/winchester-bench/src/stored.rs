@@ -395,3 +395,102 @@ async fn trim_day(storage: &PgStorage, day: NaiveDate) -> anyhow::Result<(f64, u
     }
     Ok((day_s, n, day_s + keys_start.elapsed().as_secs_f64()))
 }
+
+/// Seeds `n` events into the migrated SQLite file at `url` as [`seed`] does
+/// on PostgreSQL (the same types, traits, streams and memberships; times in
+/// integer microseconds, JSON as text; message_ids `seed-<i>`), by one
+/// `INSERT .. SELECT` over a recursive CTE per table, in one transaction.
+/// The type mix is drawn from a multiplicative hash of the id, not
+/// [`seed`]'s, so the counts differ slightly; [`Seeded`] has this seed's.
+pub async fn seed_sqlite(url: &str, n: u64, today: NaiveDate) -> anyhow::Result<Seeded> {
+    use sqlx::SqliteConnection;
+    let first = today - ChronoDuration::days(i64::from(SEED_DAYS));
+    let start_us = start_of(first).timestamp_micros();
+    let step_us = i64::from(SEED_DAYS) * 86_400_000_000 / n.max(1) as i64;
+    let settled_us = start_of(first + ChronoDuration::days(1)).timestamp_micros();
+    let streams = n.div_ceil(EVENTS_PER_STREAM);
+    let mut conn = SqliteConnection::connect(url).await?;
+    sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL").execute(&mut conn).await?;
+    let mid: Vec<String> = MID_TYPES.iter().enumerate().map(|(k, t)| format!("WHEN {k} THEN '{t}'")).collect();
+    let ev_type = format!(
+        "CASE WHEN i % {RARE_EVERY} = 1 THEN '{RARE_TYPE}' WHEN (i * 2654435761) % 4294967291 % 100 < 70 \
+         THEN '{COMMON_TYPE}' ELSE CASE (i * 40503) % 65521 % {} {} END END",
+        MID_TYPES.len(),
+        mid.join(" ")
+    );
+    let inst = format!("(((i - 1) / {EVENTS_PER_STREAM}) % {SEED_INSTANCES})");
+    let mut tx = conn.begin().await?;
+    sqlx::query(&format!(
+        "WITH RECURSIVE g(i) AS (SELECT 1 WHERE ?1 > 0 UNION ALL SELECT i + 1 FROM g WHERE i < ?1) \
+         INSERT INTO event (id, message_id, event_type, generated, traits) \
+         SELECT i, 'seed-' || i, {ev_type}, ?2 + (i - 1) * ?3, \
+           json_object('instance_id', json_object('string', 'seed-' || {inst}), \
+             'tenant_id', json_object('string', 'tenant-' || ({inst} % {SEED_TENANTS})), \
+             'memory_mb', json_object('int', 512 << ({inst} % 5)), \
+             'host', json_object('string', 'compute-' || ({inst} % 50))) \
+         FROM g"
+    ))
+    .bind(n as i64)
+    .bind(start_us)
+    .bind(step_us)
+    .execute(&mut *tx)
+    .await
+    .context("seeding SQLite events")?;
+    // Stream k holds events (k-1)*10+1 ..= min(k*10, n), of instance (k-1) % 5000.
+    let (e_first, e_last) =
+        (format!("((k - 1) * {EVENTS_PER_STREAM} + 1)"), format!("min(k * {EVENTS_PER_STREAM}, ?1)"));
+    let first_us = format!("(?2 + ({e_first} - 1) * ?3)");
+    let last_us = format!("(?2 + ({e_last} - 1) * ?3)");
+    let done = format!("({first_us} < ?4 OR k % 10 = 3)");
+    let error = format!("(NOT {done} AND k % {ERROR_EVERY} = {})", ERROR_EVERY / 2);
+    let dist = format!("json_object('instance_id', json_object('value', json_object('string', 'seed-' || ((k - 1) % {SEED_INSTANCES}))))");
+    sqlx::query(&format!(
+        "WITH RECURSIVE g(k) AS (SELECT 1 WHERE ?5 > 0 UNION ALL SELECT k + 1 FROM g WHERE k < ?5) \
+         INSERT INTO stream (id, trigger_name, dist_key, dist_traits, open, state, state_serial_no, first_event, \
+           last_event, expire_timestamp, fire_timestamp, event_count, fire_counts, attempts, last_error) \
+         SELECT k, CASE k % 10 WHEN 8 THEN '{t1}' WHEN 9 THEN '{t2}' ELSE '{t0}' END, {dist}, {dist}, \
+           CASE WHEN NOT {done} AND NOT {error} AND ?5 - k < {SEED_INSTANCES} THEN 1 ELSE 0 END, \
+           CASE WHEN {done} THEN 6 WHEN {error} THEN 4 ELSE 1 END, \
+           CASE WHEN {done} OR {error} THEN 2 ELSE 0 END, \
+           {first_us}, {last_us}, {last_us} + 3600000000, \
+           CASE WHEN {done} OR {error} THEN {last_us} END, \
+           {e_last} - {e_first} + 1, \
+           CASE WHEN {done} OR {error} THEN '[1]' ELSE '[0]' END, \
+           CASE WHEN {done} OR {error} THEN 1 ELSE 0 END, \
+           CASE WHEN {error} THEN 'seed: the pipeline failed' END \
+         FROM g",
+        t0 = SEED_TRIGGERS[0],
+        t1 = SEED_TRIGGERS[1],
+        t2 = SEED_TRIGGERS[2],
+    ))
+    .bind(n as i64)
+    .bind(start_us)
+    .bind(step_us)
+    .bind(settled_us)
+    .bind(streams as i64)
+    .execute(&mut *tx)
+    .await
+    .context("seeding SQLite streams")?;
+    sqlx::query(&format!(
+        "WITH RECURSIVE g(i) AS (SELECT 1 WHERE ?1 > 0 UNION ALL SELECT i + 1 FROM g WHERE i < ?1) \
+         INSERT INTO stream_event (stream_id, event_id) SELECT (i - 1) / {EVENTS_PER_STREAM} + 1, i FROM g"
+    ))
+    .bind(n as i64)
+    .execute(&mut *tx)
+    .await
+    .context("seeding SQLite memberships")?;
+    let count = |sql: &'static str| sql;
+    let rare: i64 = sqlx::query_scalar(count("SELECT count(*) FROM event WHERE event_type = ?1"))
+        .bind(RARE_TYPE)
+        .fetch_one(&mut *tx)
+        .await?;
+    let common: i64 = sqlx::query_scalar(count("SELECT count(*) FROM event WHERE event_type = ?1"))
+        .bind(COMMON_TYPE)
+        .fetch_one(&mut *tx)
+        .await?;
+    let errors: i64 = sqlx::query_scalar("SELECT count(*) FROM stream WHERE state = 4").fetch_one(&mut *tx).await?;
+    tx.commit().await?;
+    sqlx::raw_sql("ANALYZE; PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await?;
+    conn.close().await?;
+    Ok(Seeded { first, events: n, streams, rare: rare as u64, common: common as u64, errors: errors as u64 })
+}
