@@ -194,9 +194,9 @@ pub async fn seed(url: &str, n: u64, today: NaiveDate, salt: u64, query_indexes:
             copy.send(data.as_slice()).await?;
             copy.finish().await?;
         }
-        // The streams these events belong to come first (foreign key).
-        let (s_first, s_last) = ((id - 1) / EVENTS_PER_STREAM + 1, (end - 2) / EVENTS_PER_STREAM + 1);
-        let s_first = if (id - 1) % EVENTS_PER_STREAM == 0 { s_first } else { s_first + 1 };
+        // The streams whose first event is in this chunk, before the
+        // memberships (foreign key).
+        let (s_first, s_last) = ((id - 1).div_ceil(EVENTS_PER_STREAM) + 1, (end - 2) / EVENTS_PER_STREAM + 1);
         let (streams, e) = stream_rows(s_first..=s_last, n, start_of(first + ChronoDuration::days(1)), &ts_of, &fmt_ts);
         errors += e;
         let mut copy = conn
@@ -479,12 +479,11 @@ pub async fn seed_sqlite(url: &str, n: u64, today: NaiveDate) -> anyhow::Result<
     .execute(&mut *tx)
     .await
     .context("seeding SQLite memberships")?;
-    let count = |sql: &'static str| sql;
-    let rare: i64 = sqlx::query_scalar(count("SELECT count(*) FROM event WHERE event_type = ?1"))
+    let rare: i64 = sqlx::query_scalar("SELECT count(*) FROM event WHERE event_type = ?1")
         .bind(RARE_TYPE)
         .fetch_one(&mut *tx)
         .await?;
-    let common: i64 = sqlx::query_scalar(count("SELECT count(*) FROM event WHERE event_type = ?1"))
+    let common: i64 = sqlx::query_scalar("SELECT count(*) FROM event WHERE event_type = ?1")
         .bind(COMMON_TYPE)
         .fetch_one(&mut *tx)
         .await?;
