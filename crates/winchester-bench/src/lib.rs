@@ -730,11 +730,16 @@ fn table_rows(s: &Samples, z: &Sizes, pg: bool) -> Vec<Row> {
             rows.push(row(
                 &format!("query_p99_ms_{n}_{}", f.name),
                 format!(
-                    "query p99, {} ({} clients, {n} events stored; p50 {}, {:.0} requests/s)",
+                    "query p99, {} ({} clients, {n} events stored; p50 {}, {:.0} requests/s{})",
                     f.name,
                     z.query_clients,
                     fmt(f.p50_ms),
-                    f.per_s
+                    f.per_s,
+                    if f.overloaded > 0 {
+                        format!("; {} of {} answered 503", f.overloaded, f.requests)
+                    } else {
+                        String::new()
+                    }
                 ),
                 &[f.p99_ms],
                 "ms",
@@ -919,6 +924,17 @@ fn to_json(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32, pg: boo
             .collect(),
     );
     v["query_growth_ratio"] = json!(query_growth_ratio(&s.stored));
+    v["query_overloaded"] = Value::Object(
+        s.stored
+            .queries
+            .iter()
+            .map(|(n, q)| {
+                let per: serde_json::Map<String, Value> =
+                    q.queries.iter().map(|f| (f.name.to_string(), json!(f.overloaded))).collect();
+                (n.to_string(), Value::Object(per))
+            })
+            .collect(),
+    );
     v["sizes"]["query_clients"] = json!(z.query_clients);
     v["sizes"]["query_requests"] = json!(z.query_requests);
     v["sizes"]["query_indexes"] = json!(db::query_index_names());

@@ -11,7 +11,10 @@
 //! [`WARMUP_PER_CLIENT`] requests of each client are not counted. Every
 //! answer must be 200, and non-empty where the seed holds matching data: a
 //! bench that measured errors or empty pages would be wrong, so either fails
-//! the stage.
+//! the stage. The one exception is 503 (the server overloaded: no database
+//! connection free in time, or the request timeout): that is what the query
+//! costs, so it is counted ([`QueryFigures::overloaded`]) and its latency
+//! kept among the samples.
 
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -152,6 +155,8 @@ pub struct QueryFigures {
     pub requests: usize,
     /// Requests per second while timed.
     pub per_s: f64,
+    /// Timed requests answered 503 (overloaded), included in the latencies.
+    pub overloaded: usize,
 }
 
 /// Every query's figures at one stored size.
@@ -220,14 +225,18 @@ pub async fn measure(url: &str, seed: &Seeded, opts: &QueryOpts) -> anyhow::Resu
     let mut all = Vec::new();
     for q in QUERIES {
         let samples = phase(&server.base, q, seed, opts).await?;
-        let (took_s, lat) = samples;
+        let (took_s, lat, overloaded) = samples;
         out.queries.push(QueryFigures {
             name: q.name(),
             p50_ms: percentile(&lat, 50.0),
             p99_ms: percentile(&lat, 99.0),
             requests: lat.len(),
             per_s: lat.len() as f64 / took_s.max(1e-9),
+            overloaded,
         });
+        if overloaded > 0 {
+            tracing::warn!(query = q.name(), overloaded, "Requests answered 503 (the server was overloaded).");
+        }
         all.extend(lat);
     }
     out.all_p50_ms = percentile(&all, 50.0);
@@ -236,8 +245,9 @@ pub async fn measure(url: &str, seed: &Seeded, opts: &QueryOpts) -> anyhow::Resu
     Ok(out)
 }
 
-/// One query by every client: (seconds timed, latencies in ms).
-async fn phase(base: &str, q: Query, seed: &Seeded, opts: &QueryOpts) -> anyhow::Result<(f64, Vec<f64>)> {
+/// One query by every client: (seconds timed, latencies in ms, how many
+/// answered 503).
+async fn phase(base: &str, q: Query, seed: &Seeded, opts: &QueryOpts) -> anyhow::Result<(f64, Vec<f64>, usize)> {
     let clients = opts.clients.max(1);
     let warmup = clients * WARMUP_PER_CLIENT;
     let total = warmup + opts.requests.max(1);
@@ -256,6 +266,7 @@ async fn phase(base: &str, q: Query, seed: &Seeded, opts: &QueryOpts) -> anyhow:
                 .context("making an HTTP client")?;
             let mut cookie: Option<String> = None;
             let mut lat = Vec::new();
+            let mut overloaded = 0;
             loop {
                 let k = issued.fetch_add(1, Ordering::Relaxed);
                 if k >= total || Instant::now() > deadline {
@@ -284,23 +295,32 @@ async fn phase(base: &str, q: Query, seed: &Seeded, opts: &QueryOpts) -> anyhow:
                 }
                 let body = resp.bytes().await.with_context(|| format!("GET {path}: reading the answer"))?;
                 let ms = start.elapsed().as_secs_f64() * 1000.0;
-                check(q, &path, status, &body, &seed)?;
+                if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                    overloaded += usize::from(k >= warmup);
+                } else {
+                    check(q, &path, status, &body, &seed)?;
+                }
                 if k >= warmup {
                     lat.push(ms);
                 }
             }
-            anyhow::Ok(lat)
+            anyhow::Ok((lat, overloaded))
         }));
     }
-    let mut lat = Vec::new();
+    let (mut lat, mut overloaded) = (Vec::new(), 0);
     for t in tasks {
-        lat.extend(t.await.map_err(|e| anyhow!("a query client panicked: {e}"))??);
+        let (l, o) = t.await.map_err(|e| anyhow!("a query client panicked: {e}"))??;
+        lat.extend(l);
+        overloaded += o;
     }
     let from = timed_from.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or_else(Instant::now);
     if lat.is_empty() {
         bail!("query {}: no request was timed within {} s", q.name(), PHASE_CAP.as_secs());
     }
-    Ok((from.elapsed().as_secs_f64(), lat))
+    if overloaded == lat.len() {
+        bail!("query {}: every timed request answered 503 (overloaded)", q.name());
+    }
+    Ok((from.elapsed().as_secs_f64(), lat, overloaded))
 }
 
 /// A measured answer must be 200; JSON listings an array, non-empty when
