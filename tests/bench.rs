@@ -23,6 +23,11 @@ fn bench_smoke_run_prints_every_figure() {
         "1",
         "--stored",
         "0,3000",
+        "--query-requests",
+        "64",
+        "--query-clients",
+        "4",
+        "--stored-without-query-indexes",
         "--json",
         "--database-url",
         &admin_url(),
@@ -49,9 +54,33 @@ fn bench_smoke_run_prints_every_figure() {
         "stored_growth_ratio",
         "trim_day_s",
         "trim_day_keys_s",
+        "ingest_vs_copy_ratio_without_query_indexes",
+        "query_index_ingest_cost",
+        "stored_growth_ratio_without_query_indexes",
+        "query_growth_ratio",
     ] {
         positive(&[key]);
     }
+    // The query stage, at every stored size: each query's p99 and all of them
+    // (every answer was checked to be 200, and non-empty where the seed has rows).
+    for size in ["0", "3000"] {
+        for q in [
+            "events_rare_type",
+            "events_common_type",
+            "events_trait",
+            "events_hour",
+            "streams_error",
+            "streams_dist_trait",
+            "console_overview",
+            "all",
+        ] {
+            positive(&["query_p99_ms", size, q]);
+            positive(&["query_p50_ms", size, q]);
+        }
+    }
+    positive(&["ingest_events_per_s_at_stored_without_query_indexes", "3000"]);
+    let indexes = v["sizes"]["query_indexes"].as_array().unwrap_or_else(|| panic!("no sizes.query_indexes in {out}"));
+    assert!(indexes.iter().any(|n| n == "event_type_idx"), "{indexes:?}");
     positive(&["ingest_events_per_s_at_stored", "0"]);
     positive(&["ingest_events_per_s_at_stored", "3000"]);
     positive(&["sizes", "trim_day_events"]);
@@ -92,6 +121,12 @@ fn bench_on_sqlite_prints_its_figures() {
         "20",
         "--runs",
         "1",
+        "--stored",
+        "0,2000",
+        "--query-requests",
+        "32",
+        "--query-clients",
+        "4",
         "--json",
         "--database-url",
         &url,
@@ -111,9 +146,18 @@ fn bench_on_sqlite_prints_its_figures() {
         let n = v[key].as_f64().unwrap_or_else(|| panic!("{key} is not a number in {out}"));
         assert!(n > 0.0 && n.is_finite(), "{key} = {n}");
     }
+    // The query stage runs on SQLite too, at each stored size up to 1M.
+    for size in ["0", "2000"] {
+        for q in ["events_rare_type", "events_trait", "streams_error", "console_overview", "all"] {
+            let n = v["query_p99_ms"][size][q].as_f64().unwrap_or_else(|| panic!("query_p99_ms.{size}.{q} in {out}"));
+            assert!(n > 0.0 && n.is_finite(), "query_p99_ms.{size}.{q} = {n}");
+        }
+    }
+    assert!(v["query_growth_ratio"].as_f64().is_some_and(|r| r > 0.0), "{out}");
     // PostgreSQL-only figures are absent, not made up.
     assert!(v["worker_limit_streams_per_s"].is_null(), "{out}");
     assert!(v["stored_growth_ratio"].is_null() && v["trim_day_s"].is_null(), "{out}");
+    assert!(v["query_index_ingest_cost"].is_null(), "{out}");
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert!(left.is_empty(), "scratch files left behind: {left:?}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -278,3 +278,74 @@ pub async fn finish_ready_set_based(pool: &PgPool) -> Result<u64, sqlx::Error> {
     tx.commit().await?;
     Ok(ids.len() as u64)
 }
+
+/// Migration 0005 (the query indexes of issue 32), as compiled in: the bench
+/// measures ingest with and without the indexes it creates.
+pub const QUERY_INDEXES_SQL: &str = include_str!("../../../migrations/0005_query_indexes.up.sql");
+
+/// The name of every index `sql` creates (`CREATE [UNIQUE] INDEX
+/// [CONCURRENTLY] [IF NOT EXISTS] name ...`), in order; `--` comments are
+/// skipped.
+pub fn created_index_names(sql: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in sql.lines() {
+        let code = line.split("--").next().unwrap_or("");
+        let words: Vec<String> = code.split_whitespace().map(str::to_ascii_uppercase).collect();
+        let original: Vec<&str> = code.split_whitespace().collect();
+        let mut i = 0;
+        while i < words.len() {
+            if words[i] == "CREATE" {
+                let mut j = i + 1;
+                if words.get(j).map(String::as_str) == Some("UNIQUE") {
+                    j += 1;
+                }
+                if words.get(j).map(String::as_str) == Some("INDEX") {
+                    j += 1;
+                    if words.get(j).map(String::as_str) == Some("CONCURRENTLY") {
+                        j += 1;
+                    }
+                    if words.get(j..j + 3).map(|w| w.join(" ")).as_deref() == Some("IF NOT EXISTS") {
+                        j += 3;
+                    }
+                    // `CREATE INDEX ON t (...)` has no name to drop.
+                    if let Some(name) = original.get(j).filter(|_| words.get(j).map(String::as_str) != Some("ON")) {
+                        names.push(name.trim_matches('"').to_string());
+                    }
+                    i = j;
+                }
+            }
+            i += 1;
+        }
+    }
+    names
+}
+
+/// The indexes migration 0005 creates ([`QUERY_INDEXES_SQL`]).
+pub fn query_index_names() -> Vec<String> {
+    created_index_names(QUERY_INDEXES_SQL)
+}
+
+/// Drops `names` (indexes) from the database at `url`; on a partitioned
+/// table the partitions' indexes go with their parent's.
+pub async fn drop_indexes(url: &str, names: &[String]) -> Result<(), sqlx::Error> {
+    let mut conn = PgConnection::connect(url).await?;
+    for name in names {
+        sqlx::query(&format!("DROP INDEX IF EXISTS \"{}\"", name.replace('"', "\"\""))).execute(&mut conn).await?;
+    }
+    conn.close().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_names_are_read_from_the_migration() {
+        let names = query_index_names();
+        assert!(names.contains(&"event_type_idx".to_string()), "{names:?}");
+        assert!(!names.iter().any(|n| n.eq_ignore_ascii_case("on") || n.contains('(')), "{names:?}");
+        let sql = "-- CREATE INDEX commented ON x (a);\nCREATE UNIQUE INDEX IF NOT EXISTS \"a_idx\" ON t (a);\n\
+                   create index concurrently b_idx on t (b); CREATE INDEX ON t (c);\nCREATE TABLE x (y INT);";
+        assert_eq!(created_index_names(sql), vec!["a_idx".to_string(), "b_idx".to_string()]);
+    }
+}

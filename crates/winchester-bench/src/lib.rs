@@ -14,6 +14,8 @@
 //! - [`soak`]: `--soak DURATION`, a long steady run watching for drift.
 //! - [`stored`]: ingest against events already stored (seeded by COPY) and
 //!   trimming a day of them (PostgreSQL).
+//! - [`query`]: query latency through `winchester serve` at each stored size
+//!   (issue 32).
 //!
 //! - [`db`]: the database side (scratch databases, the COPY limit, ready-made
 //!   streams for worker runs): the bench's own admin SQL, kept out of the
@@ -25,6 +27,7 @@
 
 pub mod db;
 pub mod measure;
+pub mod query;
 pub mod soak;
 pub mod stats;
 pub mod stored;
@@ -66,8 +69,26 @@ pub struct BenchOpts {
     /// Events already stored (seeded by COPY over the 30 days before today)
     /// when the ingest rate against stored events is measured (PostgreSQL;
     /// measured once, in this order; the largest is also trimmed by a day).
+    /// The query stage runs at each size too (on SQLite only, at the sizes
+    /// up to 1,000,000, seeded alike).
     #[arg(long, value_delimiter = ',', default_value = "0,1000000,10000000")]
     pub stored: Vec<u64>,
+    /// Concurrent HTTP clients of the query stage (PostgreSQL; at each
+    /// `--stored` size, through `winchester serve`).
+    #[arg(long, value_name = "N", default_value_t = query::CLIENTS)]
+    pub query_clients: usize,
+    /// Requests of each query at each stored size (0: no query stage).
+    #[arg(long, value_name = "N", default_value_t = query::DEFAULT_REQUESTS)]
+    pub query_requests: usize,
+    /// Also measure the stored-events ingest without migration 0005's query
+    /// indexes (seeds every `--stored` size once more), for
+    /// `stored_growth_ratio_without_query_indexes`.
+    #[arg(long)]
+    pub stored_without_query_indexes: bool,
+    /// Also measure each query index's own ingest cost: the batched ingest
+    /// with every query index but that one (once per run and index).
+    #[arg(long)]
+    pub query_index_cost: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -89,6 +110,10 @@ pub struct BenchOpts {
     #[arg(long, value_name = "DURATION", value_parser = soak::parse_duration, default_value = "1m", hide = true)]
     pub soak_interval: std::time::Duration,
 }
+
+/// Largest `--stored` size the query stage seeds on SQLite (issue 32 reports
+/// SQLite at 1M events).
+pub const SQLITE_QUERY_MAX: u64 = 1_000_000;
 
 /// The server used when neither `--database-url` nor `DATABASE_URL` is given.
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -131,6 +156,10 @@ pub struct Sizes {
     pub runs: usize,
     /// Stored-event sizes of the stored-growth measurement.
     pub stored: Vec<u64>,
+    /// Clients of the query stage.
+    pub query_clients: usize,
+    /// Requests per query and stored size (0: no query stage).
+    pub query_requests: usize,
 }
 
 impl Sizes {
@@ -138,6 +167,9 @@ impl Sizes {
     pub fn from_opts(o: &BenchOpts) -> anyhow::Result<Sizes> {
         if o.events == 0 || o.instances == 0 || o.runs == 0 {
             return Err(anyhow!("--events, --instances and --runs must be at least 1"));
+        }
+        if o.query_clients == 0 || o.query_clients > 1024 {
+            return Err(anyhow!("--query-clients must be between 1 and 1024"));
         }
         if o.workers.is_empty() || o.workers.iter().any(|w| *w == 0 || *w > 64) {
             return Err(anyhow!("--workers must list process counts between 1 and 64, e.g. 1,2,4"));
@@ -152,6 +184,8 @@ impl Sizes {
             workers: o.workers.clone(),
             runs: o.runs,
             stored: o.stored.clone(),
+            query_clients: o.query_clients,
+            query_requests: o.query_requests,
         })
     }
 }
@@ -217,6 +251,13 @@ struct Samples {
     worker_rss: f64,
     ingest_rss: f64,
     stored: stored::StoredResult,
+    /// The stored stage again without the query indexes (when asked).
+    stored_without: Option<stored::StoredResult>,
+    noidx_batched_s: Vec<f64>,
+    noidx_ratio: Vec<f64>,
+    index_cost: Vec<f64>,
+    /// Per query index: batched time with all / with all but that one.
+    per_index: Vec<(String, Vec<f64>)>,
 }
 
 /// One line of the table.
@@ -310,11 +351,17 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
         .map_err(|e| anyhow!("bench config: {e}"))?;
     let triggers = Arc::new(latency_cfg.triggers.clone());
 
+    let query_indexes = db::query_index_names();
     let wl = workload::generate(sizes.events, sizes.instances, opts.seed, workload::base_day(chrono::Utc::now()));
     let events = wl.events;
     let mut s = Samples {
         workers: sizes.workers.iter().map(|w| (*w, vec![])).collect(),
         growth: vec![vec![]; GROWTH_SIZES.len()],
+        per_index: if opts.query_index_cost && pg {
+            query_indexes.iter().map(|n| (n.clone(), vec![])).collect()
+        } else {
+            vec![]
+        },
         ..Default::default()
     };
     for run in 1..=sizes.runs {
@@ -335,7 +382,7 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
             events.len(),
             if pg { "COPY" } else { "bulk insert" }
         ));
-        let b = measure::ingest_batched(&target, &triggers, &events, BATCH).await?;
+        let b = measure::ingest_batched(&target, &triggers, &events, BATCH, &[]).await?;
         let rows = (b.rows.0 + b.rows.1 + b.rows.2) as f64;
         s.rows = b.rows;
         s.batched.push(events.len() as f64 / b.engine.as_secs_f64());
@@ -357,6 +404,22 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
         s.replay.push(measure::replay(&target, generator).await?);
         if !pg {
             continue;
+        }
+
+        progress(&format!(
+            "{tag}: the same batched ingest and COPY without migration 0005's query indexes ({})",
+            query_indexes.join(", ")
+        ));
+        let nb = measure::ingest_batched(&target, &triggers, &events, BATCH, &query_indexes).await?;
+        s.noidx_batched_s.push(nb.engine.as_secs_f64());
+        s.noidx_ratio.push(nb.engine.as_secs_f64() / nb.copy.as_secs_f64());
+        s.index_cost.push(b.engine.as_secs_f64() / nb.engine.as_secs_f64());
+        if opts.query_index_cost {
+            for (name, v) in s.per_index.iter_mut() {
+                progress(&format!("{tag}: the same batched ingest without {name} alone"));
+                let r = measure::ingest_batched(&target, &triggers, &events, BATCH, std::slice::from_ref(name)).await?;
+                v.push(b.engine.as_secs_f64() / r.engine.as_secs_f64());
+            }
         }
 
         progress(&format!("{tag}: fire latency ({} streams, one idle worker)", sizes.latency_samples));
@@ -410,9 +473,55 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
     if pg {
         progress(&format!("peak RSS of `winchester ingest` on the whole workload ({} events)", events.len()));
         s.ingest_rss = measure::ingest_rss(&admin, &worker_cfg, &exe_dir, &events).await?;
-        s.stored = stored::stored_growth(&admin, &triggers, &events, &sizes.stored, BATCH, opts.seed, progress).await?;
+        let queries = (sizes.query_requests > 0).then(|| query::QueryOpts {
+            clients: sizes.query_clients,
+            requests: sizes.query_requests,
+            exe_dir: exe_dir.clone(),
+            config: worker_cfg.clone(),
+        });
+        let with = stored::StoredOpts { query_indexes: true, trim: true, queries };
+        s.stored =
+            stored::stored_growth(&admin, &triggers, &events, &sizes.stored, BATCH, opts.seed, &with, progress).await?;
+        if opts.stored_without_query_indexes {
+            let without = stored::StoredOpts { query_indexes: false, trim: false, queries: None };
+            s.stored_without = Some(
+                stored::stored_growth(&admin, &triggers, &events, &sizes.stored, BATCH, opts.seed, &without, progress)
+                    .await?,
+            );
+        }
     }
 
+    if !pg && sizes.query_requests > 0 {
+        if !exe_dir.join("winchester").exists() {
+            return Err(anyhow!(
+                "{} not found: the query stage runs the winchester program next to itself (--query-requests 0 skips it)",
+                exe_dir.join("winchester").display()
+            ));
+        }
+        let q = query::QueryOpts {
+            clients: sizes.query_clients,
+            requests: sizes.query_requests,
+            exe_dir: exe_dir.clone(),
+            config: worker_cfg.clone(),
+        };
+        for &size in sizes.stored.iter().filter(|n| **n <= SQLITE_QUERY_MAX) {
+            progress(&format!(
+                "queries at {size} events stored (SQLite, seeded by INSERT .. SELECT): {} queries, {} requests each, {} clients",
+                query::QUERIES.len(),
+                q.requests,
+                q.clients
+            ));
+            let q = &q;
+            let r = target::with_scratch(&target, |db| async move {
+                let seeded = stored::seed_sqlite(&db.url, size, chrono::Utc::now().date_naive())
+                    .await
+                    .context("seeding SQLite")?;
+                query::measure(&db.url, &seeded, q).await.context("query stage")
+            })
+            .await?;
+            s.stored.queries.push((size, r));
+        }
+    }
     let rows = table_rows(&s, &sizes, pg);
     let table = render_table(&rows, &s, &sizes, &machine, wl.days, pg);
     if let Some(path) = &opts.output {
@@ -484,6 +593,24 @@ fn table_rows(s: &Samples, z: &Sizes, pg: bool) -> Vec<Row> {
         row("copy_limit_s", "limit: time".into(), &s.copy_s, "s"),
         row("ingest_vs_copy_ratio", "ratio: batched ingest time / limit time".into(), &s.ratio, "x"),
         row(
+            "ingest_batched_s_without_query_indexes",
+            "ingest, batched, without migration 0005's query indexes: time".into(),
+            &s.noidx_batched_s,
+            "s",
+        ),
+        row(
+            "ingest_vs_copy_ratio_without_query_indexes",
+            "ratio without the query indexes: batched ingest time / limit time (COPY, same schema)".into(),
+            &s.noidx_ratio,
+            "x",
+        ),
+        row(
+            "query_index_ingest_cost",
+            "query indexes' cost: batched ingest time with them / without them".into(),
+            &s.index_cost,
+            "x",
+        ),
+        row(
             "fire_latency_p50",
             "fire latency p50 (commit of completing event -> pipeline commit)".into(),
             &s.lat_p50,
@@ -521,6 +648,14 @@ fn table_rows(s: &Samples, z: &Sizes, pg: bool) -> Vec<Row> {
             format!("workers: {w} process(es), {} streams of {READY_STREAM_EVENTS} events", z.ready_streams),
             v,
             "streams/s",
+        ));
+    }
+    for (name, v) in &s.per_index {
+        rows.push(row(
+            &format!("query_index_ingest_cost_{name}"),
+            format!("cost of {name}: batched ingest time with every query index / with all but it"),
+            v,
+            "x",
         ));
     }
     for (k, size) in GROWTH_SIZES.iter().enumerate() {
@@ -567,13 +702,92 @@ fn table_rows(s: &Samples, z: &Sizes, pg: bool) -> Vec<Row> {
             "x",
         ));
     }
+    if let Some(w) = &s.stored_without {
+        for (n, rate) in &w.rates {
+            rows.push(row(
+                &format!("ingest_events_per_s_at_stored_{n}_without_query_indexes"),
+                format!("ingest, batched, with {n} events already stored, without the query indexes (measured once)"),
+                &[*rate],
+                "events/s",
+            ));
+        }
+        if let Some(ratio) = stored_growth_ratio(w) {
+            rows.push(row(
+                "stored_growth_ratio_without_query_indexes",
+                "stored growth without the query indexes".into(),
+                &[ratio],
+                "x",
+            ));
+        }
+    }
     if let (Some(day), Some(keys)) = (s.stored.trim_day_s, s.stored.trim_day_keys_s) {
         let events = s.stored.trim_day_events;
         rows.push(row("trim_day_s", format!("trim one day ({events} events): drop its partitions"), &[day], "s"));
         rows.push(row("trim_day_keys_s", "trim one day, until its dedup keys are deleted too".into(), &[keys], "s"));
     }
+    for (n, q) in &s.stored.queries {
+        for f in &q.queries {
+            rows.push(row(
+                &format!("query_p99_ms_{n}_{}", f.name),
+                format!(
+                    "query p99, {} ({} clients, {n} events stored; p50 {}, {:.0} requests/s{})",
+                    f.name,
+                    z.query_clients,
+                    fmt(f.p50_ms),
+                    f.per_s,
+                    if f.overloaded > 0 {
+                        format!("; {} of {} answered 503", f.overloaded, f.requests)
+                    } else {
+                        String::new()
+                    }
+                ),
+                &[f.p99_ms],
+                "ms",
+            ));
+        }
+        rows.push(row(
+            &format!("query_p99_ms_{n}_all"),
+            format!("query p99, every query's requests together ({n} events stored)"),
+            &[q.all_p99_ms],
+            "ms",
+        ));
+    }
+    if let Some(ratio) = query_growth_ratio(&s.stored) {
+        rows.push(row(
+            "query_growth_ratio",
+            "query growth: p99 at the largest stored size / at the second largest".into(),
+            &[ratio],
+            "x",
+        ));
+    }
     // Figures that do not apply to this backend were not measured.
     rows.into_iter().filter(|r| r.measured).collect()
+}
+
+/// The query stage's overall p99 at the largest stored size / at the second
+/// largest (None with fewer than two sizes).
+fn query_growth_ratio(r: &stored::StoredResult) -> Option<f64> {
+    let mut q: Vec<(u64, f64)> = r.queries.iter().map(|(n, q)| (*n, q.all_p99_ms)).collect();
+    q.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+    match q.as_slice() {
+        [(a, hi), (b, lo), ..] if a > b && *lo > 0.0 => Some(hi / lo),
+        _ => None,
+    }
+}
+
+/// `{size: {query: figure, ..., "all": figure}}` of the query stage.
+fn query_json(r: &stored::StoredResult, p99: bool) -> Value {
+    let per_size: serde_json::Map<String, Value> = r
+        .queries
+        .iter()
+        .map(|(n, q)| {
+            let mut m: serde_json::Map<String, Value> =
+                q.queries.iter().map(|f| (f.name.to_string(), json!(if p99 { f.p99_ms } else { f.p50_ms }))).collect();
+            m.insert("all".into(), json!(if p99 { q.all_p99_ms } else { q.all_p50_ms }));
+            (n.to_string(), Value::Object(m))
+        })
+        .collect();
+    Value::Object(per_size)
 }
 
 /// Ingest rate at the smallest stored size / at the largest.
@@ -637,7 +851,7 @@ fn to_json(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32, pg: boo
         .iter()
         .map(|r| json!({"key": r.key, "figure": r.figure, "median": r.s.median, "min": r.s.min, "max": r.s.max, "unit": r.unit}))
         .collect();
-    json!({
+    let mut v = json!({
         "backend": if pg { "postgres" } else { "sqlite" },
         "ingest_events_per_s_single": med(&s.single),
         "ingest_events_per_s_concurrent": med(&s.concurrent),
@@ -680,5 +894,49 @@ fn to_json(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32, pg: boo
         },
         "machine": {"cpu": m.cpu, "cores": m.cores, "memory_gib": m.memory_gib, "postgres": m.postgres},
         "figures": figures,
-    })
+    });
+    // The query stage's keys (issue 32), outside the macro above (its recursion limit).
+    v["ingest_vs_copy_ratio_without_query_indexes"] = json!(med(&s.noidx_ratio));
+    v["query_index_ingest_cost"] = json!(med(&s.index_cost));
+    v["query_index_ingest_cost_per_index"] = json!(s
+        .per_index
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(n, v)| (n.clone(), med(v)))
+        .collect::<serde_json::Map<_, _>>());
+    v["ingest_events_per_s_at_stored_without_query_indexes"] = json!(s.stored_without.as_ref().map(|w| w
+        .rates
+        .iter()
+        .map(|(n, r)| (n.to_string(), json!(r)))
+        .collect::<serde_json::Map<_, _>>()));
+    v["stored_growth_ratio_without_query_indexes"] = json!(s.stored_without.as_ref().and_then(stored_growth_ratio));
+    v["query_p99_ms"] = json!(query_json(&s.stored, true));
+    v["query_p50_ms"] = json!(query_json(&s.stored, false));
+    v["query_requests"] = Value::Object(
+        s.stored
+            .queries
+            .iter()
+            .map(|(n, q)| {
+                let per: serde_json::Map<String, Value> =
+                    q.queries.iter().map(|f| (f.name.to_string(), json!(f.requests))).collect();
+                (n.to_string(), Value::Object(per))
+            })
+            .collect(),
+    );
+    v["query_growth_ratio"] = json!(query_growth_ratio(&s.stored));
+    v["query_overloaded"] = Value::Object(
+        s.stored
+            .queries
+            .iter()
+            .map(|(n, q)| {
+                let per: serde_json::Map<String, Value> =
+                    q.queries.iter().map(|f| (f.name.to_string(), json!(f.overloaded))).collect();
+                (n.to_string(), Value::Object(per))
+            })
+            .collect(),
+    );
+    v["sizes"]["query_clients"] = json!(z.query_clients);
+    v["sizes"]["query_requests"] = json!(z.query_requests);
+    v["sizes"]["query_indexes"] = json!(db::query_index_names());
+    v
 }
