@@ -79,6 +79,7 @@ fn bench_smoke_run_prints_every_figure() {
         }
     }
     positive(&["ingest_events_per_s_at_stored_without_query_indexes", "3000"]);
+    assert!(v["query_overloaded"]["3000"]["events_trait"].is_u64(), "{out}");
     let indexes = v["sizes"]["query_indexes"].as_array().unwrap_or_else(|| panic!("no sizes.query_indexes in {out}"));
     assert!(indexes.iter().any(|n| n == "event_type_idx"), "{indexes:?}");
     positive(&["ingest_events_per_s_at_stored", "0"]);
