@@ -325,12 +325,28 @@ pub fn query_index_names() -> Vec<String> {
     created_index_names(QUERY_INDEXES_SQL)
 }
 
-/// Drops `names` (indexes) from the database at `url`; on a partitioned
-/// table the partitions' indexes go with their parent's.
+/// Migration 0005's revert: the indexes it recreates are those 0005 replaced.
+pub const QUERY_INDEXES_DOWN_SQL: &str = include_str!("../../../migrations/0005_query_indexes.down.sql");
+
+/// The statement of the revert that recreates index `name` as it was before
+/// migration 0005 (an index 0005 replaced), if any.
+fn index_before(name: &str) -> Option<&'static str> {
+    QUERY_INDEXES_DOWN_SQL
+        .split(';')
+        .map(str::trim)
+        .find(|stmt| created_index_names(stmt).first().map(String::as_str) == Some(name))
+}
+
+/// Drops `names` (indexes) from the database at `url`, leaving an index that
+/// migration 0005 replaced as it was before; on a partitioned table the
+/// partitions' indexes go with their parent's.
 pub async fn drop_indexes(url: &str, names: &[String]) -> Result<(), sqlx::Error> {
     let mut conn = PgConnection::connect(url).await?;
     for name in names {
         sqlx::query(&format!("DROP INDEX IF EXISTS \"{}\"", name.replace('"', "\"\""))).execute(&mut conn).await?;
+        if let Some(before) = index_before(name) {
+            sqlx::query(before).execute(&mut conn).await?;
+        }
     }
     conn.close().await
 }
@@ -338,6 +354,15 @@ pub async fn drop_indexes(url: &str, names: &[String]) -> Result<(), sqlx::Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replaced_index_is_restored_as_it_was() {
+        assert_eq!(
+            index_before("stream_trigger_state_idx"),
+            Some("CREATE INDEX stream_trigger_state_idx ON stream (trigger_name, state)")
+        );
+        assert_eq!(index_before("event_type_idx"), None);
+    }
 
     #[test]
     fn index_names_are_read_from_the_migration() {

@@ -122,14 +122,22 @@ pub struct Seeded {
     pub errors: u64,
 }
 
-/// The statements of `sql` (comments stripped) that create an index.
+/// The statements of `sql` (comments stripped) that create or drop an
+/// index, in order (a replaced index is dropped before its successor is
+/// made; the drops made harmless with `IF EXISTS`).
 fn create_index_statements(sql: &str) -> Vec<String> {
     let code: String = sql.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
     code.split(';')
         .map(|st| st.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|st| {
+        .filter_map(|st| {
             let up = st.to_ascii_uppercase();
-            up.starts_with("CREATE INDEX") || up.starts_with("CREATE UNIQUE INDEX")
+            if up.starts_with("CREATE INDEX") || up.starts_with("CREATE UNIQUE INDEX") {
+                Some(st)
+            } else if up.starts_with("DROP INDEX ") && !up.starts_with("DROP INDEX IF EXISTS") {
+                Some(format!("DROP INDEX IF EXISTS {}", &st["DROP INDEX ".len()..]))
+            } else {
+                None
+            }
         })
         .collect()
 }
