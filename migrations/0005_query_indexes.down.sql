@@ -1,9 +1,9 @@
 DROP INDEX stream_last_event_idx;
+CREATE INDEX stream_unfinished_idx ON stream (first_event) WHERE state <> 6;
 DROP INDEX stream_first_event_idx;
 DROP INDEX stream_dist_traits_idx;
 DROP INDEX stream_trigger_state_idx;
 CREATE INDEX stream_trigger_state_idx ON stream (trigger_name, state);
-DROP INDEX stream_trigger_idx;
 DROP INDEX stream_state_idx;
 DROP INDEX event_traits_idx;
 DROP INDEX event_type_idx;

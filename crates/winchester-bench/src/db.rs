@@ -348,6 +348,15 @@ pub async fn drop_indexes(url: &str, names: &[String]) -> Result<(), sqlx::Error
             sqlx::query(before).execute(&mut conn).await?;
         }
     }
+    // Without all of them, the schema is the one before migration 0005: the
+    // indexes 0005 dropped come back too.
+    if query_index_names().iter().all(|n| names.contains(n)) {
+        for stmt in QUERY_INDEXES_DOWN_SQL.split(';').map(str::trim) {
+            if let Some(rest) = stmt.strip_prefix("CREATE INDEX ") {
+                sqlx::query(&format!("CREATE INDEX IF NOT EXISTS {rest}")).execute(&mut conn).await?;
+            }
+        }
+    }
     conn.close().await
 }
 

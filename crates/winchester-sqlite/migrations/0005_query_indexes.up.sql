@@ -15,6 +15,5 @@ INSERT INTO event_types (event_type) SELECT DISTINCT event_type FROM event;
 
 CREATE INDEX event_type_idx ON event (event_type);
 CREATE INDEX stream_state_idx ON stream (state);
-CREATE INDEX stream_trigger_idx ON stream (trigger_name);
 CREATE INDEX stream_first_event_idx ON stream (first_event);
 CREATE INDEX stream_last_event_idx ON stream (last_event);
