@@ -107,6 +107,19 @@ async fn complete_and_stop(db: &TestDb, workers: &mut [KillOnDrop], within: Dura
         assert!(start.elapsed() < within, "{what}: {left} streams not completed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A worker that did no work may still be starting: SIGTERM before it
+    // handles the signal would kill it outright, which is not what is tested.
+    for w in workers.iter() {
+        let handles_term = || {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", w.0.id())).unwrap_or_default();
+            let caught = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).map(str::trim).unwrap_or("0");
+            u64::from_str_radix(caught, 16).unwrap_or(0) & (1 << (15 - 1)) != 0
+        };
+        let since = Instant::now();
+        while !handles_term() && since.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     for w in workers.iter() {
         assert!(Command::new("kill").arg("-TERM").arg(w.0.id().to_string()).status().unwrap().success());
     }
