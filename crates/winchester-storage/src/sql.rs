@@ -430,15 +430,22 @@ async fn count_upto<B: SqlBackend>(db: &B, rows: Stmt, cap: Option<u64>) -> Resu
 
 /// The streams per (trigger, state) pair, each pair's count stopping after
 /// `$1`. The pairs are found by skipping through the `(trigger_name, state,
-/// id)` index, one probe per pair, not by reading every stream.
+/// id)` index, one probe per step, not by reading every stream: the next
+/// state of the same trigger, else the first state of the next trigger
+/// (each a `min` the index answers at once; a row comparison `(trigger_name,
+/// state) > (..)` would be searched by `trigger_name` alone on SQLite,
+/// walking the trigger's every stream).
 const CAPPED_STREAM_COUNTS: &str = "WITH RECURSIVE pairs(trigger_name, state) AS (\
     SELECT trigger_name, state FROM (SELECT trigger_name, state FROM stream \
       ORDER BY trigger_name, state LIMIT 1) AS lowest \
     UNION ALL \
-    SELECT (SELECT s.trigger_name FROM stream s WHERE (s.trigger_name, s.state) > (p.trigger_name, p.state) \
-              ORDER BY s.trigger_name, s.state LIMIT 1), \
-           (SELECT s.state FROM stream s WHERE (s.trigger_name, s.state) > (p.trigger_name, p.state) \
-              ORDER BY s.trigger_name, s.state LIMIT 1) \
+    SELECT COALESCE(CASE WHEN (SELECT min(s.state) FROM stream s \
+                               WHERE s.trigger_name = p.trigger_name AND s.state > p.state) IS NOT NULL \
+                         THEN p.trigger_name END, \
+                    (SELECT min(s.trigger_name) FROM stream s WHERE s.trigger_name > p.trigger_name)), \
+           COALESCE((SELECT min(s.state) FROM stream s WHERE s.trigger_name = p.trigger_name AND s.state > p.state), \
+                    (SELECT min(s.state) FROM stream s WHERE s.trigger_name = \
+                       (SELECT min(s2.trigger_name) FROM stream s2 WHERE s2.trigger_name > p.trigger_name))) \
     FROM pairs p WHERE p.trigger_name IS NOT NULL) \
   SELECT p.trigger_name, p.state, (SELECT count(*) FROM (SELECT 1 FROM stream s \
       WHERE s.trigger_name = p.trigger_name AND s.state = p.state LIMIT $1) AS c) AS n \
