@@ -776,14 +776,22 @@ fn query_growth_ratio(r: &stored::StoredResult) -> Option<f64> {
 }
 
 /// `{size: {query: figure, ..., "all": figure}}` of the query stage.
-fn query_json(r: &stored::StoredResult, p99: bool) -> Value {
+/// One object per stored size, of one figure per query (`figure`), plus
+/// `all` when `all` gives it.
+fn per_query(
+    r: &stored::StoredResult,
+    figure: impl Fn(&query::QueryFigures) -> Value,
+    all: impl Fn(&query::QueryResult) -> Option<Value>,
+) -> Value {
     let per_size: serde_json::Map<String, Value> = r
         .queries
         .iter()
         .map(|(n, q)| {
             let mut m: serde_json::Map<String, Value> =
-                q.queries.iter().map(|f| (f.name.to_string(), json!(if p99 { f.p99_ms } else { f.p50_ms }))).collect();
-            m.insert("all".into(), json!(if p99 { q.all_p99_ms } else { q.all_p50_ms }));
+                q.queries.iter().map(|f| (f.name.to_string(), figure(f))).collect();
+            if let Some(v) = all(q) {
+                m.insert("all".into(), v);
+            }
             (n.to_string(), Value::Object(m))
         })
         .collect();
@@ -910,31 +918,11 @@ fn to_json(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32, pg: boo
         .map(|(n, r)| (n.to_string(), json!(r)))
         .collect::<serde_json::Map<_, _>>()));
     v["stored_growth_ratio_without_query_indexes"] = json!(s.stored_without.as_ref().and_then(stored_growth_ratio));
-    v["query_p99_ms"] = json!(query_json(&s.stored, true));
-    v["query_p50_ms"] = json!(query_json(&s.stored, false));
-    v["query_requests"] = Value::Object(
-        s.stored
-            .queries
-            .iter()
-            .map(|(n, q)| {
-                let per: serde_json::Map<String, Value> =
-                    q.queries.iter().map(|f| (f.name.to_string(), json!(f.requests))).collect();
-                (n.to_string(), Value::Object(per))
-            })
-            .collect(),
-    );
+    v["query_p99_ms"] = per_query(&s.stored, |f| json!(f.p99_ms), |q| Some(json!(q.all_p99_ms)));
+    v["query_p50_ms"] = per_query(&s.stored, |f| json!(f.p50_ms), |q| Some(json!(q.all_p50_ms)));
+    v["query_requests"] = per_query(&s.stored, |f| json!(f.requests), |_| None);
     v["query_growth_ratio"] = json!(query_growth_ratio(&s.stored));
-    v["query_overloaded"] = Value::Object(
-        s.stored
-            .queries
-            .iter()
-            .map(|(n, q)| {
-                let per: serde_json::Map<String, Value> =
-                    q.queries.iter().map(|f| (f.name.to_string(), json!(f.overloaded))).collect();
-                (n.to_string(), Value::Object(per))
-            })
-            .collect(),
-    );
+    v["query_overloaded"] = per_query(&s.stored, |f| json!(f.overloaded), |_| None);
     v["sizes"]["query_clients"] = json!(z.query_clients);
     v["sizes"]["query_requests"] = json!(z.query_requests);
     v["sizes"]["query_indexes"] = json!(db::query_index_names());
