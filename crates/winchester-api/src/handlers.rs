@@ -333,7 +333,7 @@ pub async fn list_triggers(State(st): State<ApiState>) -> Result<Json<Value>, Ap
             let states: serde_json::Map<String, Value> = StreamState::ALL
                 .iter()
                 .map(|s| {
-                    let n = counts.iter().find(|c| c.trigger == t.name && c.state == *s).map_or(0, |c| c.count);
+                    let n = counts.iter().find(|c| c.trigger == t.name && c.state == *s).map_or(0, |c| c.count.n);
                     (s.as_str().to_string(), json!(n))
                 })
                 .collect();
@@ -344,7 +344,7 @@ pub async fn list_triggers(State(st): State<ApiState>) -> Result<Json<Value>, Ap
                 "expire_pipeline": t.expire_pipeline,
                 "debug_level": t.debug_level,
                 "streams": states,
-                "streams_exact": counts.iter().filter(|c| c.trigger == t.name).all(|c| c.exact),
+                "streams_exact": counts.iter().filter(|c| c.trigger == t.name).all(|c| c.count.exact),
             })
         })
         .collect();

@@ -283,41 +283,35 @@ pub async fn finish_ready_set_based(pool: &PgPool) -> Result<u64, sqlx::Error> {
 /// measures ingest with and without the indexes it creates.
 pub const QUERY_INDEXES_SQL: &str = include_str!("../../../migrations/0005_query_indexes.up.sql");
 
-/// The name of every index `sql` creates (`CREATE [UNIQUE] INDEX
-/// [CONCURRENTLY] [IF NOT EXISTS] name ...`), in order; `--` comments are
-/// skipped.
-pub fn created_index_names(sql: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    for line in sql.lines() {
-        let code = line.split("--").next().unwrap_or("");
-        let words: Vec<String> = code.split_whitespace().map(str::to_ascii_uppercase).collect();
-        let original: Vec<&str> = code.split_whitespace().collect();
-        let mut i = 0;
-        while i < words.len() {
-            if words[i] == "CREATE" {
-                let mut j = i + 1;
-                if words.get(j).map(String::as_str) == Some("UNIQUE") {
-                    j += 1;
-                }
-                if words.get(j).map(String::as_str) == Some("INDEX") {
-                    j += 1;
-                    if words.get(j).map(String::as_str) == Some("CONCURRENTLY") {
-                        j += 1;
-                    }
-                    if words.get(j..j + 3).map(|w| w.join(" ")).as_deref() == Some("IF NOT EXISTS") {
-                        j += 3;
-                    }
-                    // `CREATE INDEX ON t (...)` has no name to drop.
-                    if let Some(name) = original.get(j).filter(|_| words.get(j).map(String::as_str) != Some("ON")) {
-                        names.push(name.trim_matches('"').to_string());
-                    }
-                    i = j;
-                }
-            }
-            i += 1;
-        }
+/// The statements of `sql`: `--` comments stripped, whitespace collapsed,
+/// split at `;`, empty ones left out.
+pub fn statements(sql: &str) -> Vec<String> {
+    let code: String = sql.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    code.split(';').map(|st| st.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|st| !st.is_empty()).collect()
+}
+
+/// The name of the index `stmt` creates (`CREATE [UNIQUE] INDEX
+/// [CONCURRENTLY] [IF NOT EXISTS] name ...`), if it creates a named one.
+pub fn created_index(stmt: &str) -> Option<String> {
+    let words: Vec<&str> = stmt.split_whitespace().collect();
+    let is = |i: usize, w: &str| words.get(i).is_some_and(|x| x.eq_ignore_ascii_case(w));
+    let mut j = if is(0, "CREATE") { 1 } else { return None };
+    j += usize::from(is(j, "UNIQUE"));
+    if !is(j, "INDEX") {
+        return None;
     }
-    names
+    j += 1;
+    j += usize::from(is(j, "CONCURRENTLY"));
+    if is(j, "IF") && is(j + 1, "NOT") && is(j + 2, "EXISTS") {
+        j += 3;
+    }
+    // `CREATE INDEX ON t (...)` has no name to drop.
+    words.get(j).filter(|_| !is(j, "ON")).map(|name| name.trim_matches('"').to_string())
+}
+
+/// The name of every index `sql` creates, in order.
+pub fn created_index_names(sql: &str) -> Vec<String> {
+    statements(sql).iter().filter_map(|st| created_index(st)).collect()
 }
 
 /// The indexes migration 0005 creates ([`QUERY_INDEXES_SQL`]).
@@ -330,11 +324,8 @@ pub const QUERY_INDEXES_DOWN_SQL: &str = include_str!("../../../migrations/0005_
 
 /// The statement of the revert that recreates index `name` as it was before
 /// migration 0005 (an index 0005 replaced), if any.
-fn index_before(name: &str) -> Option<&'static str> {
-    QUERY_INDEXES_DOWN_SQL
-        .split(';')
-        .map(str::trim)
-        .find(|stmt| created_index_names(stmt).first().map(String::as_str) == Some(name))
+fn index_before(name: &str) -> Option<String> {
+    statements(QUERY_INDEXES_DOWN_SQL).into_iter().find(|stmt| created_index(stmt).as_deref() == Some(name))
 }
 
 /// Drops `names` (indexes) from the database at `url`, leaving an index that
@@ -345,13 +336,13 @@ pub async fn drop_indexes(url: &str, names: &[String]) -> Result<(), sqlx::Error
     for name in names {
         sqlx::query(&format!("DROP INDEX IF EXISTS \"{}\"", name.replace('"', "\"\""))).execute(&mut conn).await?;
         if let Some(before) = index_before(name) {
-            sqlx::query(before).execute(&mut conn).await?;
+            sqlx::query(&before).execute(&mut conn).await?;
         }
     }
     // Without all of them, the schema is the one before migration 0005: the
     // indexes 0005 dropped come back too.
     if query_index_names().iter().all(|n| names.contains(n)) {
-        for stmt in QUERY_INDEXES_DOWN_SQL.split(';').map(str::trim) {
+        for stmt in statements(QUERY_INDEXES_DOWN_SQL) {
             if let Some(rest) = stmt.strip_prefix("CREATE INDEX ") {
                 sqlx::query(&format!("CREATE INDEX IF NOT EXISTS {rest}")).execute(&mut conn).await?;
             }
@@ -367,7 +358,7 @@ mod tests {
     #[test]
     fn a_replaced_index_is_restored_as_it_was() {
         assert_eq!(
-            index_before("stream_trigger_state_idx"),
+            index_before("stream_trigger_state_idx").as_deref(),
             Some("CREATE INDEX stream_trigger_state_idx ON stream (trigger_name, state)")
         );
         assert_eq!(index_before("event_type_idx"), None);

@@ -126,9 +126,8 @@ pub struct Seeded {
 /// index, in order (a replaced index is dropped before its successor is
 /// made; the drops made harmless with `IF EXISTS`).
 fn create_index_statements(sql: &str) -> Vec<String> {
-    let code: String = sql.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
-    code.split(';')
-        .map(|st| st.split_whitespace().collect::<Vec<_>>().join(" "))
+    crate::db::statements(sql)
+        .into_iter()
         .filter_map(|st| {
             let up = st.to_ascii_uppercase();
             if up.starts_with("CREATE INDEX") || up.starts_with("CREATE UNIQUE INDEX") {

@@ -18,7 +18,7 @@ use winchester_storage::stream::state_no::{COMPLETED, EXPIRING, FIRING};
 use winchester_storage::{one_for_one, Claimed, Finish, FinishOutcome, NamePattern, Result, Stream, TraitFilter};
 
 use crate::ingest::{begin, ingest_in_tx};
-use crate::rows::{micros, Lite};
+use crate::rows::{json, micros, Lite};
 use crate::{storage_error, SqliteStorage};
 
 /// Binds one argument as this schema stores it (booleans and times as
@@ -33,12 +33,6 @@ fn bind<'q>(q: Query<'q, Sqlite, SqliteArguments<'q>>, arg: Arg) -> Query<'q, Sq
         Arg::Ids(v) => q.bind(json(v)),
         Arg::Json(v) => q.bind(json(v)),
     }
-}
-
-/// A list as JSON text (for `json_each`); building the JSON value first
-/// makes writing it infallible.
-fn json(v: impl Into<serde_json::Value>) -> String {
-    v.into().to_string()
 }
 
 /// The query of a statement's SQL, its arguments bound.

@@ -26,7 +26,7 @@ use winchester_storage::decode;
 use winchester_storage::fold::{assign_streams, fold_group, group_by_key, outcomes, Entry, FoldedGroup, StreamDraft};
 use winchester_storage::{expect_written, EventPlan, IngestOutcome, IngestStore, Result, StorageError};
 
-use crate::rows::{micros, JsonRow, LiteJson};
+use crate::rows::{json, micros, JsonRow, LiteJson};
 use crate::{storage_error, SqliteStorage};
 
 /// Starts a write transaction holding the database's write lock from the
@@ -475,9 +475,8 @@ async fn insert_events(
     }
     // Types not seen before join the catalog globs are resolved against.
     let types: BTreeSet<&str> = batch.iter().map(|p| p.event.event_type.as_str()).collect();
-    let types = serde_json::Value::from(types.into_iter().collect::<Vec<_>>()).to_string();
     sqlx::query("INSERT OR IGNORE INTO event_types (event_type) SELECT value FROM json_each(?1)")
-        .bind(types)
+        .bind(json(types.into_iter().collect::<Vec<_>>()))
         .execute(&mut *conn)
         .await
         .map_err(storage_error)?;

@@ -12,6 +12,12 @@ use winchester_storage::{Result, StorageError};
 
 use crate::storage_error;
 
+/// A list as JSON text (for `json_each`); building the JSON value first
+/// makes writing it infallible.
+pub(crate) fn json(v: impl Into<serde_json::Value>) -> String {
+    v.into().to_string()
+}
+
 /// A time as stored.
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()

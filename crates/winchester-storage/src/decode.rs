@@ -9,7 +9,7 @@
 //! column means what, and what counts as a corrupt row, is decided once.
 
 use crate::fold::StreamDraft;
-use crate::{Cursor, TriggerVersion};
+use crate::{Count, Cursor, TriggerVersion};
 use crate::{Result, StorageError, StoredEvent, Stream, StreamCount, StreamState, Transition, TransitionKind};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -180,13 +180,10 @@ pub fn transition<C: Columns>(row: &C::Row) -> Result<Transition> {
 /// The number of streams of a trigger in a state (`trigger_name, state, n`),
 /// counted up to `cap`.
 pub fn stream_count<C: Columns>(row: &C::Row, cap: Option<u64>) -> Result<StreamCount> {
-    let n = C::i64(row, "n")?.max(0) as u64;
-    let exact = cap.is_none_or(|cap| n <= cap);
     Ok(StreamCount {
         trigger: C::text(row, "trigger_name")?,
         state: state(C::i16(row, "state")?)?,
-        count: cap.map_or(n, |cap| n.min(cap)),
-        exact,
+        count: Count::capped(C::i64(row, "n")?.max(0) as u64, cap),
     })
 }
 

@@ -184,10 +184,8 @@ pub struct StreamCount {
     pub trigger: String,
     /// State.
     pub state: StreamState,
-    /// Number of streams (the cap when not `exact`).
-    pub count: u64,
-    /// False when there are more than `count` (a capped count).
-    pub exact: bool,
+    /// Number of streams (capped when counted up to a cap).
+    pub count: Count,
 }
 
 /// A count that may have been capped: counting stops after `cap` rows, so
@@ -208,6 +206,21 @@ impl Default for Count {
 }
 
 impl Count {
+    /// `n` rows counted up to `cap` (`None`: no cap) by a statement that
+    /// stopped after `cap + 1` ([`Count::over`]).
+    pub fn capped(n: u64, cap: Option<u64>) -> Count {
+        match cap {
+            Some(cap) if n > cap => Count { n: cap, exact: false },
+            _ => Count { n, exact: true },
+        }
+    }
+
+    /// Where a count up to `cap` stops: one row past it, so that more than
+    /// `cap` can be told from exactly `cap`.
+    pub fn over(cap: u64) -> i64 {
+        i64::try_from(cap.saturating_add(1)).unwrap_or(i64::MAX)
+    }
+
     /// The sum of several counts (exact when all are).
     pub fn sum(counts: impl IntoIterator<Item = Count>) -> Count {
         counts.into_iter().fold(Count::default(), |a, b| Count { n: a.n + b.n, exact: a.exact && b.exact })
@@ -218,12 +231,6 @@ impl Count {
 impl fmt::Display for Count {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}{}", self.n, if self.exact { "" } else { "+" })
-    }
-}
-
-impl From<&StreamCount> for Count {
-    fn from(c: &StreamCount) -> Count {
-        Count { n: c.count, exact: c.exact }
     }
 }
 

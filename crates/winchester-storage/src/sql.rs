@@ -259,7 +259,8 @@ fn push_order(s: &mut Stmt, page: &Page, limit: Option<u32>) {
     }
 }
 
-/// A page of `columns` of `table` whose `WHERE` clause `push_filter` writes.
+/// Appends a page of `columns` of `table` whose `WHERE` clause `push_filter`
+/// writes.
 ///
 /// `by_match`: the filter has a condition whose index cannot read rows in id
 /// order (trait containment, a stream's times). Then every match is read
@@ -267,27 +268,26 @@ fn push_order(s: &mut Stmt, page: &Page, limit: Option<u32>) {
 /// choose instead to walk the primary key testing each row, hoping a match
 /// comes soon; with a rare value, none does) and the page is cut from the
 /// matches. Its cost follows the number of matches, not the table's size.
-fn filtered_page(
+fn push_filtered_page(
+    s: &mut Stmt,
     table: &str,
     columns: &str,
     page: &Page,
     limit: Option<u32>,
     by_match: bool,
     push_filter: impl FnOnce(&mut Stmt),
-) -> Stmt {
-    let mut s = Stmt::default();
+) {
     if by_match {
         s.push(&format!("WITH matched AS MATERIALIZED (SELECT {columns} FROM {table}"));
-        push_filter(&mut s);
-        push_mark(&mut s, page);
+        push_filter(s);
+        push_mark(s, page);
         s.push(&format!(") SELECT {columns} FROM matched"));
-        push_order(&mut s, page, limit);
+        push_order(s, page, limit);
     } else {
         s.push(&format!("SELECT {columns} FROM {table}"));
-        push_filter(&mut s);
-        push_page(&mut s, page, limit);
+        push_filter(s);
+        push_page(s, page, limit);
     }
-    s
 }
 
 fn push_stream_filter<B: SqlBackend>(s: &mut Stmt, f: &StreamFilter) {
@@ -375,57 +375,37 @@ fn push_event_filter<B: SqlBackend>(s: &mut Stmt, f: &EventFilter, types: &Event
 /// type index) merged.
 fn events_page<B: SqlBackend>(f: &EventFilter, types: &EventTypes) -> Stmt {
     let by_match = !f.traits.is_empty();
-    let page = |t: &EventTypes| {
-        filtered_page("event", EVENT_COLUMNS, &f.page, f.page.limit, by_match, |s| push_event_filter::<B>(s, f, t))
+    let page = |s: &mut Stmt, t: &EventTypes| {
+        push_filtered_page(s, "event", EVENT_COLUMNS, &f.page, f.page.limit, by_match, |s| {
+            push_event_filter::<B>(s, f, t)
+        })
     };
+    let mut s = Stmt::default();
     match types {
         EventTypes::Among(ts) if ts.len() > 1 && ts.len() <= MERGED_TYPES && !by_match => {
-            let mut s = Stmt::new(format!("SELECT {EVENT_COLUMNS} FROM ("));
+            s.push(&format!("SELECT {EVENT_COLUMNS} FROM ("));
             for (i, t) in ts.iter().enumerate() {
                 s.push(if i > 0 { " UNION ALL SELECT * FROM (" } else { "SELECT * FROM (" });
-                let one = page(&EventTypes::Exact(t.clone()));
-                s.push(&renumber(&one.sql, s.args.len()));
-                s.args.extend(one.args);
+                page(&mut s, &EventTypes::Exact(t.clone()));
                 s.push(&format!(") AS t{i}"));
             }
             s.push(") AS merged WHERE TRUE");
             push_order(&mut s, &f.page, f.page.limit);
-            s
         }
-        _ => page(types),
+        _ => page(&mut s, types),
     }
-}
-
-/// `sql` with its placeholders `$N` shifted by `by` (to follow `by`
-/// arguments already bound).
-fn renumber(sql: &str, by: usize) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut rest = sql;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let digits: String = rest[at + 1..].chars().take_while(char::is_ascii_digit).collect();
-        match digits.parse::<usize>() {
-            Ok(n) => out.push_str(&format!("${}", n + by)),
-            Err(_) => out.push('$'),
-        }
-        rest = &rest[at + 1 + digits.len()..];
-    }
-    out.push_str(rest);
-    out
+    s
 }
 
 /// `SELECT count(*) AS n` of the rows `rows` selects, stopping after `cap`.
 async fn count_upto<B: SqlBackend>(db: &B, rows: Stmt, cap: Option<u64>) -> Result<Count> {
     let mut s = Stmt { sql: format!("SELECT count(*) AS n FROM ({}", rows.sql), ..rows };
     if let Some(cap) = cap {
-        s.push(" LIMIT ").bind(i64::try_from(cap.saturating_add(1)).unwrap_or(i64::MAX));
+        s.push(" LIMIT ").bind(Count::over(cap));
     }
     s.push(") AS counted");
     let n = first(db, s, |r| B::Columns::i64(r, "n")).await?.unwrap_or(0).max(0) as u64;
-    Ok(match cap {
-        Some(cap) if n > cap => Count { n: cap, exact: false },
-        _ => Count { n, exact: true },
-    })
+    Ok(Count::capped(n, cap))
 }
 
 /// The streams per (trigger, state) pair, each pair's count stopping after
@@ -602,7 +582,8 @@ impl<B: SqlBackend> EventStore for B {
 impl<B: SqlBackend> QueryStore for B {
     async fn list_streams(&self, f: &StreamFilter) -> Result<Vec<Stream>> {
         let by_match = !f.dist_traits.is_empty() || f.older_than.is_some() || f.younger_than.is_some();
-        let s = filtered_page("stream", STREAM_COLUMNS, &f.page, f.row_limit(), by_match, |s| {
+        let mut s = Stmt::default();
+        push_filtered_page(&mut s, "stream", STREAM_COLUMNS, &f.page, f.row_limit(), by_match, |s| {
             push_stream_filter::<B>(s, f)
         });
         all(self, s, decode::stream::<B::Columns>).await
@@ -623,10 +604,7 @@ impl<B: SqlBackend> QueryStore for B {
                 ))
                 .await?
             }
-            Some(cap) => {
-                let over = i64::try_from(cap.saturating_add(1)).unwrap_or(i64::MAX);
-                self.rows(Stmt::with(CAPPED_STREAM_COUNTS, [Arg::Int(over)])).await?
-            }
+            Some(cap) => self.rows(Stmt::with(CAPPED_STREAM_COUNTS, [Arg::Int(Count::over(cap))])).await?,
         };
         rows.iter().map(|r| decode::stream_count::<B::Columns>(r, cap)).collect()
     }
@@ -737,14 +715,16 @@ mod tests {
     #[test]
     fn a_page_by_match_is_cut_from_the_materialized_matches() {
         let page = Page { after: Some(9), ascending: false, limit: None };
-        let s = filtered_page("t", "id", &page, Some(3), true, |s| {
+        let mut s = Stmt::new("SELECT * FROM (");
+        s.bind(7).push(") AS u UNION ALL ");
+        push_filtered_page(&mut s, "t", "id", &page, Some(3), true, |s| {
             s.push(" WHERE a = ").bind(1);
         });
         assert_eq!(
             s.sql,
-            "WITH matched AS MATERIALIZED (SELECT id FROM t WHERE a = $1 AND id < $2) \
-             SELECT id FROM matched ORDER BY id DESC LIMIT $3"
+            "SELECT * FROM ($1) AS u UNION ALL WITH matched AS MATERIALIZED (SELECT id FROM t WHERE a = $2 \
+             AND id < $3) SELECT id FROM matched ORDER BY id DESC LIMIT $4",
+            "appended after what is bound, numbered on"
         );
-        assert_eq!(renumber("a = $1 AND b < $12 AND c = '$x'", 3), "a = $4 AND b < $15 AND c = '$x'");
     }
 }

@@ -168,7 +168,7 @@ pub fn spawn_stream_gauge(storage: Arc<dyn Storage>, period: Duration) -> tokio:
                             let n = counts
                                 .iter()
                                 .find(|c| &c.trigger == trigger && c.state == state)
-                                .map_or(0, |c| c.count);
+                                .map_or(0, |c| c.count.n);
                             gauge!(STREAMS, "trigger" => trigger.clone(), "state" => state.as_str()).set(n as f64);
                         }
                     }

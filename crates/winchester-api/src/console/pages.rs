@@ -123,7 +123,7 @@ pub fn overview(o: &Overview) -> Markup {
         }
     }
     let count = |t: &str, s: StreamState| {
-        o.counts.iter().find(|c| c.trigger == t && c.state == s).map_or(Count { n: 0, exact: true }, Count::from)
+        o.counts.iter().find(|c| c.trigger == t && c.state == s).map_or(Count::default(), |c| c.count)
     };
     let waiting = |label: &str, s: &Option<Stream>, due: fn(&Stream) -> DateTime<Utc>| {
         html! {

@@ -290,7 +290,7 @@ pub async fn counts_stop_at_a_cap(h: &dyn Harness) {
         assert_eq!(storage.count_events_upto(&events, cap).await.expect("count"), want, "events, cap {cap:?}");
         assert_eq!(storage.count_streams_upto(&streams, cap).await.expect("count"), want, "streams, cap {cap:?}");
         let counts = storage.stream_counts_upto(cap).await.expect("counts");
-        let one = counts.iter().map(|c| (c.trigger.as_str(), c.state, c.count, c.exact)).collect::<Vec<_>>();
+        let one = counts.iter().map(|c| (c.trigger.as_str(), c.state, c.count.n, c.count.exact)).collect::<Vec<_>>();
         assert_eq!(one, [("things", StreamState::Active, n, exact)], "stream counts, cap {cap:?}");
     }
     let none = EventFilter { event_name: Some(NamePattern("nothing".into())), ..EventFilter::default() };
@@ -499,7 +499,11 @@ pub async fn stream_counts_per_trigger_and_state(h: &dyn Harness) {
     assert!(c.expect("claim").is_some());
     let mut counts = storage.stream_counts().await.expect("counts");
     counts.sort_by_key(|c| (c.trigger.clone(), c.state as i16));
-    let count = |trigger: &str, state, count| StreamCount { trigger: trigger.into(), state, count, exact: true };
+    let count = |trigger: &str, state, count| StreamCount {
+        trigger: trigger.into(),
+        state,
+        count: Count { n: count, exact: true },
+    };
     assert_eq!(
         counts,
         [
@@ -511,7 +515,7 @@ pub async fn stream_counts_per_trigger_and_state(h: &dyn Harness) {
     );
     // Capped: the same pairs, in the same order, from a skip scan.
     let capped = storage.stream_counts_upto(Some(1)).await.expect("counts");
-    let flags: Vec<(u64, bool)> = capped.iter().map(|c| (c.count, c.exact)).collect();
+    let flags: Vec<(u64, bool)> = capped.iter().map(|c| (c.count.n, c.count.exact)).collect();
     assert_eq!(flags, [(1, false), (1, true), (1, false), (1, true)]);
     let pairs = |cs: &[StreamCount]| cs.iter().map(|c| (c.trigger.clone(), c.state)).collect::<Vec<_>>();
     assert_eq!(pairs(&capped), pairs(&counts));
