@@ -651,7 +651,7 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 /// `/metrics` parses as Prometheus text; events and stream counters move after
 /// ingest and fire; histograms have buckets; every metric is documented.
 async fn metrics_move(backend: Backend) {
-    winchester::metrics::install().unwrap();
+    winchester::metrics::install("serve").unwrap();
     let api = Api::start(backend, None, false).await;
     let text = |api: &Api| {
         let url = format!("{}/metrics", api.base);

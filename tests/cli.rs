@@ -223,7 +223,8 @@ crate::backend_tests!(
     ingest_from_an_open_pipe_commits_without_a_full_batch
 );
 
-/// Unreachable server, unknown database, wrong scheme: one clear line, exit 1.
+/// Unreachable server (with `--wait-for-database 0`: no waiting), unknown
+/// database, wrong scheme: one clear line, exit 1, at once.
 #[test]
 fn winchester_db_errors_are_one_line() {
     for (url, needle) in [
@@ -235,12 +236,61 @@ fn winchester_db_errors_are_one_line() {
             "127.0.0.1:5432",
             admin_url().split('@').nth(1).and_then(|h| h.split('/').next()).unwrap_or("127.0.0.1:5432"),
         );
-        let (code, out, err) = db_cmd(&url, &["upgrade", "head"]);
+        let start = std::time::Instant::now();
+        let (code, out, err) = db_cmd(&url, &["--wait-for-database", "0", "upgrade", "head"]);
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "{url}: waited");
         assert_eq!(code, 1, "{url}: {out}{err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
         assert!(!err.contains("testpasswd"), "password leaked: {err}");
     }
+}
+
+/// Issue 29, item 2, for one-shot commands: with the database unreachable,
+/// `winchester-db` and `winchester streams` wait (with backoff, the outage
+/// logged once) for `--wait-for-database 2s`, then exit 1 with one error line
+/// naming the database, the bound and the cause. An authentication failure
+/// or an unknown database is not waited for, whatever the bound.
+#[test]
+fn one_shot_commands_wait_for_the_database_then_give_up() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("postgres://postgres:testpasswd@127.0.0.1:{port}/x");
+    let dir = ConfigDir::new(&[("winchester.yaml", &format!("database: {{url: '{url}'}}\n"))]);
+    let command = |name: &str, args: &[&str]| {
+        let mut cmd = program(name);
+        cmd.arg("-c").arg(dir.config()).args(["--wait-for-database", "2s"]).args(args);
+        cmd
+    };
+    for mut cmd in [command("winchester-db", &["upgrade", "head"]), command("winchester", &["streams", "count"])] {
+        let start = std::time::Instant::now();
+        let (code, out, err) = run(&mut cmd);
+        let took = start.elapsed();
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(10),
+            "{took:?}: {err}"
+        );
+        let last = err.trim().lines().last().unwrap_or_default();
+        assert!(last.starts_with("error: database postgres://postgres:"), "{err}");
+        for needle in [
+            format!("127.0.0.1:{port}/x still unavailable after waiting 2."),
+            "(--wait-for-database 2s)".into(),
+            "Connection refused".into(),
+        ] {
+            assert!(last.contains(&needle), "no {needle:?} in {last}");
+        }
+        assert!(!err.contains("testpasswd"), "password leaked: {err}");
+        assert_eq!(err.matches("Database unavailable").count(), 1, "the outage is logged once: {err}");
+    }
+    // Not waited for: a role that does not exist (an authentication failure).
+    let admin = admin_url();
+    let host = admin.split('@').nth(1).and_then(|h| h.split('/').next()).unwrap_or("127.0.0.1:5432");
+    let start = std::time::Instant::now();
+    let (code, out, err) =
+        db_cmd(&format!("postgres://wtest_no_such_role@{host}/postgres"), &["--wait-for-database", "1m", "current"]);
+    assert!(start.elapsed() < std::time::Duration::from_secs(10), "waited on an authentication failure: {err}");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.trim().lines().count() == 1 && err.contains("wtest_no_such_role"), "{err}");
 }
 
 fn project_config(db: &TestDb) -> ConfigDir {

@@ -9,6 +9,9 @@
 //!   with errors that say what is wrong and never show a password.
 //! - [`open_storage`]: the storage of a database whose schema is current, or an
 //!   error saying which migrations are missing and how to apply them.
+//! - [`wait_for_database`]: the one wait of every program at start, while the
+//!   database is unreachable ([`BackendError::is_unavailable`]), bounded by
+//!   [`WaitForDatabase`].
 //!
 //! Both backends ship sqlx migrations; [`SqlxBackend`] applies, reverts and
 //! lists them the same way for either. The backends contribute only their
@@ -19,11 +22,12 @@
 use async_trait::async_trait;
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use winchester_core::config::{redact_url as redact, Pooler};
 use winchester_postgres::{PgOptions, PgStorage};
 use winchester_sqlite::SqliteStorage;
 use winchester_storage::backend::{Backend, MigrationEntry, Schema};
-use winchester_storage::{Storage, StorageError};
+use winchester_storage::{RetryPolicy, Storage, StorageError};
 
 /// What went wrong reaching a database.
 #[derive(Debug, thiserror::Error)]
@@ -50,13 +54,35 @@ pub enum BackendError {
         /// Why.
         source: sqlx::Error,
     },
-    /// The database could not be reached or opened.
+    /// The database could not be opened (a bad password, no such database, ...).
     #[error("cannot connect to database {url}")]
     Connect {
         /// The URL, password hidden.
         url: String,
         /// Why.
         source: sqlx::Error,
+    },
+    /// The server could not be reached, or cannot take connections now
+    /// (refused, unknown host, starting up, shutting down, in recovery, too
+    /// many connections): waiting may help.
+    #[error("cannot connect to database {url}")]
+    Unavailable {
+        /// The URL, password hidden.
+        url: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// The database stayed unavailable for as long as the program was told to wait.
+    #[error("database {url} still unavailable after waiting {waited:.1?} (--wait-for-database {bound})")]
+    GaveUp {
+        /// The URL, password hidden.
+        url: String,
+        /// How long it waited.
+        waited: std::time::Duration,
+        /// The bound, as given.
+        bound: WaitForDatabase,
+        /// The last failure.
+        source: Box<BackendError>,
     },
     /// The database answered, but reading or changing its schema failed.
     #[error("{what} {url}")]
@@ -318,7 +344,14 @@ pub async fn connect(db: &DatabaseOptions, max_connections: u32) -> Result<Arc<d
 /// database) where the pool would only time out.
 pub async fn connect_postgres(db: &DatabaseOptions, max_connections: u32) -> Result<PgStorage, BackendError> {
     let options = db.postgres()?;
-    let connect_error = |source| BackendError::Connect { url: db.redacted(), source };
+    let connect_error = |source: sqlx::Error| {
+        let url = db.redacted();
+        if winchester_postgres::is_unavailable(&source) {
+            BackendError::Unavailable { url, source }
+        } else {
+            BackendError::Connect { url, source }
+        }
+    };
     drop(options.connect().await.map_err(connect_error)?);
     PgStorage::connect(&options, max_connections).await.map_err(connect_error)
 }
@@ -353,4 +386,141 @@ pub async fn migrated(
 fn schema_error(what: &'static str, url: &str) -> impl FnOnce(StorageError) -> BackendError {
     let url = redact(url);
     move |source| BackendError::Schema { what, url, source }
+}
+
+/// How long a program waits at start for a database it cannot reach
+/// (`--wait-for-database`): `forever`, `0` (not at all), or a duration
+/// such as `30s`, `5m`, `1h30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitForDatabase {
+    /// Until it answers (the daemons' default).
+    Forever,
+    /// At most this long (zero: fail at the first refusal).
+    UpTo(Duration),
+}
+
+impl WaitForDatabase {
+    /// The default of one-shot commands.
+    pub const ONE_SHOT: WaitForDatabase = WaitForDatabase::UpTo(Duration::from_secs(30));
+}
+
+impl std::str::FromStr for WaitForDatabase {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<WaitForDatabase, String> {
+        match text.trim() {
+            "forever" => Ok(WaitForDatabase::Forever),
+            "0" => Ok(WaitForDatabase::UpTo(Duration::ZERO)),
+            other => winchester_core::duration::parse_duration(other)
+                .map(WaitForDatabase::UpTo)
+                .map_err(|e| format!("{e}; or `forever`, or 0 not to wait")),
+        }
+    }
+}
+
+impl std::fmt::Display for WaitForDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitForDatabase::Forever => f.write_str("forever"),
+            WaitForDatabase::UpTo(d) if d.is_zero() => f.write_str("0"),
+            WaitForDatabase::UpTo(d) => write!(f, "{d:?}"),
+        }
+    }
+}
+
+impl BackendError {
+    /// Whether the database could not be reached, or could not serve us
+    /// yet, so that waiting may help (what [`wait_for_database`] waits out).
+    /// A bad URL, a bad password, a missing database or schema are not.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            BackendError::Unavailable { .. } => true,
+            BackendError::Schema { source, .. } => matches!(source, StorageError::Unavailable(_)),
+            _ => false,
+        }
+    }
+}
+
+/// Runs `op` (connecting, opening the storage, migrating `db`) until it
+/// succeeds or fails for a reason waiting cannot fix; while the database is
+/// unavailable ([`BackendError::is_unavailable`]) it tries again with the
+/// engine's one backoff ([`RetryPolicy`]: jittered, doubling from 0.5 s to
+/// 30 s), logging the outage once when the wait starts and once when it
+/// ends (with its length). After `wait` it gives up:
+/// [`BackendError::GaveUp`] with the last failure (with a zero `wait`, that
+/// failure itself). Every program waits for its database here.
+pub async fn wait_for_database<T, F, Fut>(
+    db: &DatabaseOptions,
+    wait: WaitForDatabase,
+    mut op: F,
+) -> Result<T, BackendError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BackendError>>,
+{
+    let start = Instant::now();
+    let bound = match wait {
+        WaitForDatabase::Forever => None,
+        WaitForDatabase::UpTo(d) => Some(d),
+    };
+    let what = match wait {
+        WaitForDatabase::Forever => format!("connecting to {} at start", db.redacted()),
+        bounded => format!("connecting to {} at start, waiting at most {bounded}", db.redacted()),
+    };
+    let mut retry = RetryPolicy::new();
+    loop {
+        let left = bound.map(|b| b.saturating_sub(start.elapsed()));
+        let attempt = match left {
+            // A server that does not answer at all (packets dropped) must not
+            // hold a bounded wait past its bound.
+            Some(left) if !left.is_zero() => tokio::time::timeout(left, op()).await.unwrap_or_else(|_| {
+                let source = std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer from the server");
+                Err(BackendError::Unavailable { url: db.redacted(), source: sqlx::Error::Io(source) })
+            }),
+            _ => op().await,
+        };
+        let error = match attempt {
+            Ok(v) => {
+                retry.succeeded();
+                return Ok(v);
+            }
+            Err(e) if e.is_unavailable() => e,
+            Err(e) => return Err(e),
+        };
+        if wait == WaitForDatabase::UpTo(Duration::ZERO) {
+            return Err(error);
+        }
+        let left = bound.map(|b| b.saturating_sub(start.elapsed()));
+        if left == Some(Duration::ZERO) {
+            return Err(BackendError::GaveUp {
+                url: db.redacted(),
+                waited: start.elapsed(),
+                bound: wait,
+                source: Box::new(error),
+            });
+        }
+        let pause = retry.failed(&what, &Chain(&error));
+        tokio::time::sleep(left.map_or(pause, |left| pause.min(left))).await;
+    }
+}
+
+/// An error with its causes, `a: b: c`, for a log line (a cause whose text
+/// the one before already shows is left out).
+struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            let text = e.to_string();
+            if !last.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            cause = e.source();
+        }
+        Ok(())
+    }
 }

@@ -1,7 +1,7 @@
 //! `winchester-ingest`: the AMQP ingest daemon (see the `winchester-amqp` crate
 //! for what it guarantees, and docs/ingest.md).
 
-use crate::common::{load_ingest_config, redact, trigger_manager, ConfigArgs};
+use crate::common::{load_ingest_config, redact, trigger_manager, ConfigArgs, Run};
 use anyhow::anyhow;
 use clap::Parser;
 use winchester_amqp::AmqpIngest;
@@ -34,8 +34,11 @@ pub async fn run(opts: &IngestOpts) -> anyhow::Result<()> {
     if let Some(url) = &opts.amqp_url {
         amqp.url = url.clone();
     }
-    let tm = trigger_manager(&cfg, &opts.config, 4).await?.with_source("amqp");
-    crate::common::start_metrics(opts.metrics_listen, &cfg.main, tm.storage())?;
+    let metrics = crate::common::start_metrics("winchester-ingest", opts.metrics_listen, &cfg.main)?;
+    let tm = trigger_manager(&cfg, &opts.config, 4, Run::Daemon).await?.with_source("amqp");
+    if metrics {
+        crate::common::start_stream_gauge(tm.storage());
+    }
     crate::common::record_versions(&tm, &cfg).await?;
     let reloading = tm.clone();
     crate::common::reload_on_hangup(opts.config.clone(), None, move |cfg, distiller| {

@@ -18,6 +18,32 @@ pub struct ConfigArgs {
     /// Database URL; overrides `database.url` in the config.
     #[arg(long = "database-url", env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+    /// How long to wait at start while the database cannot be reached: a
+    /// duration (30s, 5m, 1h), `forever`, or 0 not to wait [default: forever
+    /// for pipeline-worker, winchester-ingest and serve; 30s for the rest].
+    #[arg(long = "wait-for-database", env = "WINCHESTER_WAIT_FOR_DATABASE", value_name = "DURATION", global = true)]
+    pub wait_for_database: Option<WaitForDatabase>,
+}
+
+/// Whether a program runs until it is stopped or does one job: what it
+/// waits for an unreachable database at start by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// pipeline-worker, winchester-ingest, `winchester serve`: forever.
+    Daemon,
+    /// Every other command: [`WaitForDatabase::ONE_SHOT`] (30 s).
+    OneShot,
+}
+
+impl ConfigArgs {
+    /// How long to wait at start for the database: `--wait-for-database`, else
+    /// the default for `run`.
+    pub fn database_wait(&self, run: Run) -> WaitForDatabase {
+        self.wait_for_database.unwrap_or(match run {
+            Run::Daemon => WaitForDatabase::Forever,
+            Run::OneShot => WaitForDatabase::ONE_SHOT,
+        })
+    }
 }
 
 /// Sets up logging on stderr: `RUST_LOG` if set, else `level`. Below debug,
@@ -154,7 +180,19 @@ pub fn database_url(cfg_url: Option<&str>, args: &ConfigArgs) -> anyhow::Result<
     }))
 }
 
-pub use winchester_backends::{open_storage, DatabaseOptions};
+pub use winchester_backends::{DatabaseOptions, WaitForDatabase};
+
+/// The storage of `db`, once its schema is known to be current
+/// ([`winchester_backends::open_storage`]), waiting for the database as long
+/// as `wait` allows ([`winchester_backends::wait_for_database`]).
+pub async fn open_storage(
+    db: &DatabaseOptions,
+    max_connections: u32,
+    wait: WaitForDatabase,
+) -> anyhow::Result<Arc<dyn winchester_storage::Storage>> {
+    Ok(winchester_backends::wait_for_database(db, wait, || winchester_backends::open_storage(db, max_connections))
+        .await?)
+}
 
 /// The database of `winchester.yaml` (`cfg`) or the flags, and how to reach
 /// it (`database.pooler`): what every connection of a program is built from.
@@ -163,23 +201,30 @@ pub fn database_options(cfg: &winchester_core::WinchesterConfig, args: &ConfigAr
 }
 
 /// For `/readyz`: the database answers and has every migration this build
-/// knows (the same check programs make at start-up, [`open_storage`]).
+/// knows (the same check programs make at start-up, [`open_storage`]), now.
 pub async fn check_ready(db: &DatabaseOptions) -> Result<(), String> {
-    open_storage(db, 1).await.map(drop).map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+    winchester_backends::open_storage(db, 1).await.map(drop).map_err(|e| format!("{:#}", anyhow::Error::new(e)))
 }
 
-/// Starts the metrics exporter on `flag` or the config's `metrics_listen`
-/// (nothing when neither is set) and the stream gauge.
+/// Starts the metrics exporter of `program` on `flag` or the config's
+/// `metrics_listen` (nothing when neither is set), before the program
+/// connects, so that a wait for the database at start shows
+/// (`winchester_database_up 0`). Returns whether it started; then
+/// [`start_stream_gauge`] once connected.
 pub fn start_metrics(
+    program: &'static str,
     flag: Option<std::net::SocketAddr>,
     cfg: &winchester_core::WinchesterConfig,
-    storage: &Arc<dyn winchester_storage::Storage>,
-) -> anyhow::Result<()> {
-    let Some(addr) = flag.or(cfg.metrics_listen) else { return Ok(()) };
-    winchester::metrics::serve(addr)?;
-    winchester::metrics::spawn_stream_gauge(storage.clone(), STREAM_GAUGE_PERIOD);
+) -> anyhow::Result<bool> {
+    let Some(addr) = flag.or(cfg.metrics_listen) else { return Ok(false) };
+    winchester::metrics::serve(program, addr)?;
     tracing::info!(%addr, "Serving Prometheus metrics at /metrics.");
-    Ok(())
+    Ok(true)
+}
+
+/// Counts streams for the `winchester_streams` gauge every [`STREAM_GAUGE_PERIOD`].
+pub fn start_stream_gauge(storage: &Arc<dyn winchester_storage::Storage>) {
+    winchester::metrics::spawn_stream_gauge(storage.clone(), STREAM_GAUGE_PERIOD);
 }
 
 /// How often the `winchester_streams` gauge is refreshed.
@@ -187,13 +232,15 @@ pub const STREAM_GAUGE_PERIOD: std::time::Duration = std::time::Duration::from_s
 
 pub use winchester_core::config::redact_url as redact;
 
-/// A trigger manager over PostgreSQL for a loaded config.
+/// A trigger manager on the configured database, waiting for it at start
+/// as a program of kind `run` does ([`ConfigArgs::database_wait`]).
 pub async fn trigger_manager(
     cfg: &LoadedConfig,
     args: &ConfigArgs,
     max_connections: u32,
+    run: Run,
 ) -> anyhow::Result<TriggerManager> {
-    let storage = open_storage(&database_options(&cfg.main, args)?, max_connections).await?;
+    let storage = open_storage(&database_options(&cfg.main, args)?, max_connections, args.database_wait(run)).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut tm = TriggerManager::new(storage, Arc::new(cfg.triggers.clone()), clock);
     if let Some(d) = load_distiller(cfg)? {

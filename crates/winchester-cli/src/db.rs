@@ -1,9 +1,9 @@
 //! `winchester-db`: schema migrations.
 
-use crate::common::{database_url, redact, ConfigArgs};
+use crate::common::{database_url, redact, ConfigArgs, Run};
 use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
-use winchester_backends::{connect, DatabaseOptions};
+use winchester_backends::{wait_for_database, DatabaseOptions};
 use winchester_core::config::Pooler;
 use winchester_core::WinchesterConfig;
 use winchester_storage::backend::MigrationStatus;
@@ -61,20 +61,25 @@ pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
     let db = DatabaseOptions::new(database_url(cfg_url.as_deref(), &opts.config)?, pooler);
     let url = db.url.clone();
     let kind = db.kind()?;
+    let wait = opts.config.database_wait(Run::OneShot);
+    let db = &db;
+    // Waits for the database at start, as long as --wait-for-database allows.
+    let connect =
+        |max_connections| wait_for_database(db, wait, move || winchester_backends::connect(db, max_connections));
     match &opts.command {
         DbCommand::Upgrade { revision } if revision != "head" => {
             Err(anyhow!("unknown revision {revision:?}: upgrade only goes to head"))
         }
         DbCommand::Upgrade { .. } if opts.sql => {
-            // Offline when the database is unreachable: the full script from an empty schema.
-            let applied = match connect(&db, 1).await {
+            // Offline when the database is unreachable (no waiting): the full script from an empty schema.
+            let applied = match winchester_backends::connect(db, 1).await {
                 Ok(b) => b.applied_versions().await.unwrap_or_default(),
                 Err(_) => vec![],
             };
             Ok(kind.schema().upgrade_sql(&applied))
         }
         DbCommand::Upgrade { .. } => {
-            let backend = connect(&db, 2).await?;
+            let backend = connect(2).await?;
             let applied = backend.upgrade().await.with_context(|| format!("migrating {}", redact(&url)))?;
             Ok(if applied.is_empty() {
                 "database is up to date\n".to_string()
@@ -87,7 +92,7 @@ pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
                 "base" => 0,
                 r => r.parse().map_err(|_| anyhow!("revision must be a version number or `base`, not {r:?}"))?,
             };
-            let backend = connect(&db, 2).await?;
+            let backend = connect(2).await?;
             if opts.sql {
                 let applied = backend.applied_versions().await.context("reading the applied migrations")?;
                 return kind.schema().downgrade_sql(&applied, target).map_err(|e| anyhow!("{e}"));
@@ -99,11 +104,11 @@ pub async fn run(opts: &DbOpts) -> anyhow::Result<String> {
             ))
         }
         DbCommand::Current => {
-            let status = connect(&db, 1).await?.status().await.context("reading the applied migrations")?;
+            let status = connect(1).await?.status().await.context("reading the applied migrations")?;
             Ok(current(&status))
         }
         DbCommand::History => {
-            let status = connect(&db, 1).await?.status().await.context("reading the applied migrations")?;
+            let status = connect(1).await?.status().await.context("reading the applied migrations")?;
             Ok(status
                 .iter()
                 .map(|m| format!("{} {} {}\n", m.version, m.description, if m.applied { "applied" } else { "pending" }))

@@ -1,6 +1,6 @@
 //! `winchester events list|count|show` and `winchester tail`.
 
-use crate::common::{load_config, trigger_manager, ConfigArgs};
+use crate::common::{load_config, trigger_manager, ConfigArgs, Run};
 use anyhow::anyhow;
 use std::io::Write;
 use std::process::ExitCode;
@@ -69,7 +69,7 @@ pub async fn command(
     command: EventsCommand,
 ) -> anyhow::Result<ExitCode> {
     let cfg = load_config(config, registry)?;
-    let tm = trigger_manager(&cfg, config, 2).await?;
+    let tm = trigger_manager(&cfg, config, 2, Run::OneShot).await?;
     let storage = tm.storage().as_ref();
     let out = match command {
         EventsCommand::List { filter, limit, mark, json } => {
@@ -102,7 +102,7 @@ pub struct TailArgs {
 /// `winchester tail`: [`tail`] with the flags' filter, until SIGINT/SIGTERM.
 pub async fn tail_command(config: &ConfigArgs, registry: &HandlerRegistry, args: TailArgs) -> anyhow::Result<ExitCode> {
     let cfg = load_config(config, registry)?;
-    let tm = trigger_manager(&cfg, config, 2).await?;
+    let tm = trigger_manager(&cfg, config, 2, Run::OneShot).await?;
     let filter = TailFilter {
         event_name: args.event_name.map(NamePattern),
         traits: trait_filters(&args.traits)?,

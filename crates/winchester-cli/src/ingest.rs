@@ -44,7 +44,7 @@ pub struct IngestArgs {
 /// a `debug_level`); exit 2 if a line was rejected.
 pub async fn command(config: &ConfigArgs, args: &IngestArgs) -> anyhow::Result<ExitCode> {
     let cfg = crate::common::load_ingest_config(config)?;
-    let mut tm = crate::common::trigger_manager(&cfg, config, 2).await?.with_source("cli");
+    let mut tm = crate::common::trigger_manager(&cfg, config, 2, crate::common::Run::OneShot).await?.with_source("cli");
     crate::common::record_versions(&tm, &cfg).await?;
     if args.notifications && cfg.distiller_file.is_none() {
         anyhow::bail!(

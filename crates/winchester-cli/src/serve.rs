@@ -1,6 +1,6 @@
 //! `winchester serve`: the HTTP API (see the `winchester-api` crate and docs/api.md).
 
-use crate::common::{check_ready, database_options, load_config, open_storage, ConfigArgs, STREAM_GAUGE_PERIOD};
+use crate::common::{check_ready, database_options, load_config, open_storage, start_stream_gauge, ConfigArgs, Run};
 use anyhow::{anyhow, Context};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,9 +54,9 @@ pub async fn run(args: &ServeArgs, config: &ConfigArgs, registry: &HandlerRegist
         ));
     }
     let db = database_options(&cfg.main, config)?;
-    let storage = open_storage(&db, 8).await?;
-    winchester::metrics::install()?;
-    winchester::metrics::spawn_stream_gauge(storage.clone(), STREAM_GAUGE_PERIOD);
+    winchester::metrics::install("serve")?;
+    let storage = open_storage(&db, 8, config.database_wait(Run::Daemon)).await?;
+    start_stream_gauge(&storage);
     let ready: ReadyCheck = Arc::new(move || {
         let db = db.clone();
         Box::pin(async move { check_ready(&db).await })

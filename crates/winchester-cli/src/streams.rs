@@ -1,6 +1,6 @@
 //! `winchester streams`: list, show, retry and purge streams.
 
-use crate::common::{load_config, trigger_manager, ConfigArgs};
+use crate::common::{load_config, trigger_manager, ConfigArgs, Run};
 use anyhow::anyhow;
 use serde_json::Value;
 use std::process::ExitCode;
@@ -79,7 +79,7 @@ pub async fn command(
     command: StreamsCommand,
 ) -> anyhow::Result<ExitCode> {
     let cfg = load_config(config, registry)?;
-    let tm = trigger_manager(&cfg, config, 2).await?;
+    let tm = trigger_manager(&cfg, config, 2, Run::OneShot).await?;
     let storage = tm.storage().as_ref();
     let out = match command {
         StreamsCommand::List { trigger, state, json } => list(storage, trigger, state, json).await?,

@@ -1,6 +1,6 @@
 //! `winchester triggers`: the recorded definition versions of the triggers.
 
-use crate::common::{load_config, trigger_manager, ConfigArgs};
+use crate::common::{load_config, trigger_manager, ConfigArgs, Run};
 use serde_json::Value;
 use std::process::ExitCode;
 use winchester::pipeline::HandlerRegistry;
@@ -30,7 +30,7 @@ pub async fn command(
 ) -> anyhow::Result<ExitCode> {
     let TriggersCommand::History { trigger, json } = command;
     let cfg = load_config(config, registry)?;
-    let tm = trigger_manager(&cfg, config, 2).await?;
+    let tm = trigger_manager(&cfg, config, 2, Run::OneShot).await?;
     print!("{}", history(tm.storage().as_ref(), &cfg, trigger.as_deref(), json).await?);
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 //! `pipeline-worker`: fire and expire ready streams.
 
-use crate::common::{load_config, trigger_manager, ConfigArgs};
+use crate::common::{load_config, trigger_manager, ConfigArgs, Run};
 use anyhow::Context;
 use clap::Parser;
 use winchester::pipeline::{HandlerRegistry, PipelineRunner};
@@ -56,8 +56,11 @@ pub fn daemonize(opts: &WorkerOpts) -> anyhow::Result<u32> {
 /// Runs the worker until SIGINT/SIGTERM (or, with `--once`, until idle).
 pub async fn run(opts: &WorkerOpts, registry: HandlerRegistry) -> anyhow::Result<()> {
     let cfg = load_config(&opts.config, &registry)?;
-    let tm = trigger_manager(&cfg, &opts.config, 4).await?;
-    crate::common::start_metrics(opts.metrics_listen, &cfg.main, tm.storage())?;
+    let metrics = crate::common::start_metrics("pipeline-worker", opts.metrics_listen, &cfg.main)?;
+    let tm = trigger_manager(&cfg, &opts.config, 4, Run::Daemon).await?;
+    if metrics {
+        crate::common::start_stream_gauge(tm.storage());
+    }
     crate::common::record_versions(&tm, &cfg).await?;
     let runner = PipelineRunner::new(registry.clone(), cfg.clone());
     let mut worker = Worker::new(tm.clone(), runner, WorkerOptions::from_config(&cfg.main));

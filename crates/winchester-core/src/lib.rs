@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`event`]: events and typed trait values, validation, JSON form.
 //! - [`timex`]: time expressions (`$last + 1h`, `day($launched_at)`).
+//! - [`duration`]: durations of command-line flags (`30s`, `5m`, `1h30m`).
 //! - [`criteria`]: `match_criteria` / `fire_criteria` entries and event-type globs.
 //! - [`trigger`]: trigger definitions, distinguishing traits, fire decisions.
 //! - [`pipeline_config`]: the `pipelines.yaml` format.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod config_error;
 pub mod criteria;
 pub mod distiller;
+pub mod duration;
 pub mod event;
 pub mod iso8601;
 pub mod pipeline_config;

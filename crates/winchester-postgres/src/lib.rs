@@ -15,7 +15,7 @@
 //!   ahead, trimmed by dropping whole days.
 //! - `rows`: how this backend reads typed columns
 //!   ([`Columns`](winchester_storage::decode::Columns)); the decoders are the storage crate's.
-//! - `errors`: mapping sqlx errors to [`StorageError`](winchester_storage::StorageError).
+//! - `errors`: mapping sqlx errors to [`StorageError`](winchester_storage::StorageError), and which mean the server is unavailable ([`is_unavailable`]).
 //! - [`migrate`]: the embedded migrations (`migrations/` at the workspace root) and
 //!   the dialect of their bookkeeping.
 #![deny(missing_docs)]
@@ -51,7 +51,7 @@ use winchester_storage::sql::PlanLog;
 use winchester_storage::{PollingListener, ReadyListener, Result, Wakeups};
 
 pub use connect::{PgOptions, ACQUIRE_TIMEOUT};
-pub use errors::storage_error;
+pub use errors::{is_unavailable, storage_error};
 pub use migrate::MIGRATOR;
 pub use rows::Pg;
 

@@ -21,7 +21,8 @@
 //! - [`rules`]: the state machine's readiness and finish rules (shared by backends).
 //! - [`sql`]: the statements the SQL backends share ([`sql::SqlBackend`]: what a backend supplies).
 //! - `conformance` (feature `conformance`): the checks every backend must pass.
-//! - [`StorageError`]: errors, classified retryable or not.
+//! - [`StorageError`]: errors, classified retryable or not; [`RetryPolicy`]: the one backoff.
+//! - [`outage`]: whether the process is waiting for its database (for metrics).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,7 @@ pub mod backend;
 pub mod conformance;
 pub mod decode;
 pub mod fold;
+pub mod outage;
 pub mod plan;
 pub mod query;
 pub mod rules;
@@ -99,8 +101,8 @@ pub struct RetryPolicy {
     tries_left: Option<u32>,
     /// Retry only conflicts, quietly.
     conflicts_only: bool,
-    /// When the current outage started and how many tries failed in it.
-    outage: Option<(std::time::Instant, u32)>,
+    /// The current outage (process-wide, see [`outage`]) and how many tries failed in it.
+    outage: Option<(outage::Outage, u32)>,
 }
 
 impl RetryPolicy {
@@ -162,7 +164,7 @@ impl RetryPolicy {
         match &mut self.outage {
             None => {
                 tracing::warn!(%error, "Database unavailable ({what}); retrying with backoff until it is back.");
-                self.outage = Some((std::time::Instant::now(), 1));
+                self.outage = Some((outage::Outage::begin(), 1));
             }
             Some((_, tries)) => {
                 *tries += 1;
@@ -175,8 +177,8 @@ impl RetryPolicy {
     /// A try succeeded: ends an outage (logged once, with its length) and
     /// resets the backoff.
     pub fn succeeded(&mut self) {
-        if let Some((since, tries)) = self.outage.take() {
-            tracing::info!(failed_tries = tries, "Database available again after {:.1?}.", since.elapsed());
+        if let Some((outage, tries)) = self.outage.take() {
+            tracing::info!(failed_tries = tries, "Database available again after {:.1?}.", outage.elapsed());
         }
         self.reset();
     }

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use winchester_storage::outage::{self, Outage, OutageChange};
 use winchester_storage::{Action, Storage, Stream, StreamState};
 
 /// Events handed to the engine, by where they came from (`cli`, `amqp`, `pipeline`).
@@ -45,8 +46,14 @@ pub const AMQP_DEAD_LETTERED: &str = "winchester_amqp_dead_lettered_total";
 pub const AMQP_RECONNECTS: &str = "winchester_amqp_reconnects_total";
 /// Configuration reloads (SIGHUP), by result (`applied`, `refused`).
 pub const CONFIG_RELOADS: &str = "winchester_config_reloads_total";
-/// Always 1; the version is a label.
+/// Always 1; the version and the program (`pipeline-worker`,
+/// `winchester-ingest`, `serve`) are labels.
 pub const BUILD_INFO: &str = "winchester_build_info";
+/// 1 while nothing in the process waits for the database, 0 while
+/// something does (at start, or a retrying loop during an outage).
+pub const DATABASE_UP: &str = "winchester_database_up";
+/// Database outages the process met (times [`DATABASE_UP`] went to 0).
+pub const DATABASE_OUTAGES: &str = "winchester_database_outages_total";
 /// `debug_level` counters of a trigger (`Added events`, `Streams fired`, `Locked`...).
 pub const TRIGGER_DEBUG: &str = "winchester_trigger_debug_total";
 /// `debug_level` match/fire criteria checks of a trigger, by criteria group and result.
@@ -70,7 +77,9 @@ pub const ALL: &[(&str, &str)] = &[
     (AMQP_DEAD_LETTERED, "AMQP messages dead-lettered, by reason."),
     (AMQP_RECONNECTS, "AMQP reconnections."),
     (CONFIG_RELOADS, "Configuration reloads (SIGHUP), by result."),
-    (BUILD_INFO, "Build information; always 1."),
+    (BUILD_INFO, "Build information, by version and program; always 1."),
+    (DATABASE_UP, "1 while nothing in this process waits for the database, else 0."),
+    (DATABASE_OUTAGES, "Database outages this process waited out or is waiting out."),
     (TRIGGER_DEBUG, "debug_level counters, by trigger and counter."),
     (TRIGGER_CHECKS, "debug_level criteria checks, by trigger, criteria and result."),
 ];
@@ -82,16 +91,35 @@ pub struct MetricsError(String);
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-fn describe() {
+/// Describes every metric, sets the build info of `program`, starts the
+/// counters without labels at 0 (so that dashboards and alerts find them
+/// before the first event) and follows the database's availability.
+fn describe(program: &'static str) {
     for (name, help) in ALL {
         let help = *help;
         match *name {
             PIPELINE_DURATION | FIRE_DELAY => describe_histogram!(*name, Unit::Seconds, help),
-            STREAMS | BUILD_INFO => describe_gauge!(*name, help),
+            STREAMS | BUILD_INFO | DATABASE_UP => describe_gauge!(*name, help),
             _ => describe_counter!(*name, help),
         }
     }
-    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "program" => program).set(1.0);
+    for name in [CLAIM_CONFLICTS, LEASE_RECLAIMS, DATABASE_OUTAGES] {
+        counter!(name).increment(0);
+    }
+    gauge!(DATABASE_UP).set(if outage::waiting() { 0.0 } else { 1.0 });
+    outage::observe(database_outage);
+}
+
+/// The process began or ended waiting for the database.
+fn database_outage(change: OutageChange) {
+    match change {
+        OutageChange::Began => {
+            gauge!(DATABASE_UP).set(0.0);
+            counter!(DATABASE_OUTAGES).increment(1);
+        }
+        OutageChange::Ended(_) => gauge!(DATABASE_UP).set(1.0),
+    }
 }
 
 fn builder() -> Result<PrometheusBuilder, MetricsError> {
@@ -103,9 +131,9 @@ fn builder() -> Result<PrometheusBuilder, MetricsError> {
 }
 
 /// Installs the process's recorder (once; later calls return the same
-/// handle) so [`render`] has text to serve. `winchester serve` serves it on
-/// its own `/metrics` route.
-pub fn install() -> Result<PrometheusHandle, MetricsError> {
+/// handle) so [`render`] has text to serve; `program` names the process in
+/// [`BUILD_INFO`]. `winchester serve` serves it on its own `/metrics` route.
+pub fn install(program: &'static str) -> Result<PrometheusHandle, MetricsError> {
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
     }
@@ -113,14 +141,15 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|e| MetricsError(e.to_string()))?;
     let _ = HANDLE.set(handle.clone());
-    describe();
+    describe(program);
     spawn_upkeep(handle.clone());
     Ok(handle)
 }
 
 /// Installs the recorder and serves `/metrics` on `addr` (pipeline-worker and
-/// winchester-ingest with `--metrics-listen`). Must run inside a Tokio runtime.
-pub fn serve(addr: SocketAddr) -> Result<PrometheusHandle, MetricsError> {
+/// winchester-ingest with `--metrics-listen`; `program` as for [`install`]).
+/// Must run inside a Tokio runtime.
+pub fn serve(program: &'static str, addr: SocketAddr) -> Result<PrometheusHandle, MetricsError> {
     if HANDLE.get().is_some() {
         return Err(MetricsError("a metrics recorder is already installed".into()));
     }
@@ -129,7 +158,7 @@ pub fn serve(addr: SocketAddr) -> Result<PrometheusHandle, MetricsError> {
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|e| MetricsError(e.to_string()))?;
     let _ = HANDLE.set(handle.clone());
-    describe();
+    describe(program);
     tokio::spawn(async move {
         if let Err(e) = exporter.await {
             tracing::error!(error = ?e, "Metrics listener stopped.");
@@ -155,12 +184,23 @@ pub fn render() -> String {
 }
 
 /// Refreshes [`STREAMS`] from [`Storage::stream_counts`](winchester_storage::QueryStore::stream_counts) every `period` (a cheap
-/// `GROUP BY` on an indexed column). States without streams read 0.
+/// `GROUP BY` on an indexed column). States without streams read 0. While
+/// counting finds the database unavailable, the process counts as waiting
+/// for it ([`DATABASE_UP`] 0, see [`outage`]), so that a process that
+/// otherwise only answers requests (`serve`) shows an outage too.
 pub fn spawn_stream_gauge(storage: Arc<dyn Storage>, period: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut unavailable: Option<Outage> = None;
         loop {
-            match storage.stream_counts().await {
+            let counted = storage.stream_counts().await;
+            match &counted {
+                Err(winchester_storage::StorageError::Unavailable(_)) => {
+                    unavailable.get_or_insert_with(Outage::begin);
+                }
+                _ => unavailable = None,
+            }
+            match counted {
                 Ok(counts) => {
                     seen.extend(counts.iter().map(|c| c.trigger.clone()));
                     for trigger in &seen {

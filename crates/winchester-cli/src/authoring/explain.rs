@@ -175,7 +175,11 @@ pub async fn command(
 ) -> anyhow::Result<std::process::ExitCode> {
     let cfg = crate::common::load_config(config, registry)?;
     let event = read_event(&cfg, &args.file, args.notification)?;
-    let storage = if args.no_database { None } else { open_read_only(&cfg).await? };
+    let storage = if args.no_database {
+        None
+    } else {
+        open_read_only(&cfg, config.database_wait(crate::common::Run::OneShot)).await?
+    };
     let xs = explain(&cfg.triggers, storage.as_deref(), &event).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&Value::Array(xs.iter().map(Explanation::to_json).collect()))?);
@@ -223,7 +227,10 @@ fn read_event(cfg: &winchester_core::LoadedConfig, file: &str, notification: boo
 
 /// The configured database, if there is one, opened to read: an SQLite file
 /// that is not there is an error, never created.
-async fn open_read_only(cfg: &winchester_core::LoadedConfig) -> anyhow::Result<Option<Arc<dyn Storage>>> {
+async fn open_read_only(
+    cfg: &winchester_core::LoadedConfig,
+    wait: crate::common::WaitForDatabase,
+) -> anyhow::Result<Option<Arc<dyn Storage>>> {
     let Some(url) = &cfg.main.database_url else { return Ok(None) };
     if let Some(path) = url.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap_or(path);
@@ -231,5 +238,5 @@ async fn open_read_only(cfg: &winchester_core::LoadedConfig) -> anyhow::Result<O
             anyhow::bail!("no SQLite database at {path}");
         }
     }
-    Ok(Some(crate::common::open_storage(&DatabaseOptions::new(url.as_str(), cfg.main.pooler), 1).await?))
+    Ok(Some(crate::common::open_storage(&DatabaseOptions::new(url.as_str(), cfg.main.pooler), 1, wait).await?))
 }
