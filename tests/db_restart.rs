@@ -419,3 +419,122 @@ async fn sqlite_write_lock_held_by_another_process_means_waiting() {
     assert_eq!(db.count("SELECT count(*) FROM stream").await, 100);
     db.drop_db().await;
 }
+
+/// Issue 29, item 2: `pipeline-worker`, `winchester serve` and a one-shot
+/// `winchester ingest FILE` are started while the database is down. None
+/// exits: each logs the outage once, the worker's `/metrics` answers
+/// meanwhile with `winchester_database_up 0`; once the server is up each
+/// logs its end once, the file is ingested, `serve` starts listening and
+/// answers, the worker fires every stream, and its metrics read
+/// `winchester_database_up 1` after one outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn programs_started_while_the_database_is_down_wait_for_it() {
+    let cluster = PrivateCluster::migrated().await;
+    cluster.down();
+    let dir = restart_config(&cluster);
+    std::fs::write(dir.path("orders.jsonl"), lines_of("order.paid", 0..50)).unwrap();
+    let metrics = format!("http://127.0.0.1:{}/metrics", free_port());
+    let listen = metrics.trim_start_matches("http://").trim_end_matches("/metrics").to_string();
+    let mut worker = KillOnDrop(
+        logged("pipeline-worker", &dir, "worker.log")
+            .args(["--metrics-listen", &listen])
+            .spawn()
+            .expect("spawn worker"),
+    );
+    let mut serve = KillOnDrop(
+        logged("winchester", &dir, "serve.log")
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn serve"),
+    );
+    let orders = dir.path("orders.jsonl").display().to_string();
+    let mut ingest = KillOnDrop(ingest_command(&dir, &[&orders], "ingest.log").spawn().expect("spawn ingest"));
+    for (child, log) in [(&mut worker, "worker.log"), (&mut serve, "serve.log"), (&mut ingest, "ingest.log")] {
+        wait_for_log(&dir.path(log), "Database unavailable", &mut child.0);
+    }
+    assert_eq!(metric_sum(&metrics, "winchester_database_up").await, Some(0.0), "{}", read(&dir, "worker.log"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (child, log) in [(&mut worker, "worker.log"), (&mut serve, "serve.log"), (&mut ingest, "ingest.log")] {
+        assert!(child.0.try_wait().unwrap().is_none(), "{log}: exited: {}", read(&dir, log));
+    }
+
+    cluster.up();
+    let (status, out) = finish(&mut ingest, &read(&dir, "ingest.log"));
+    assert!(status.success(), "{out}{}", read(&dir, "ingest.log"));
+    assert!(out.contains("ingested: 50\n"), "{out}");
+    let stdout = serve.0.stdout.take().expect("piped stdout");
+    let line = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || {
+            let mut l = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut l).map(|_| l)
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("serve did not start listening: {}", read(&dir, "serve.log")))
+    .unwrap()
+    .unwrap();
+    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).to_string();
+    let running = |child: &mut KillOnDrop| {
+        assert!(child.0.try_wait().unwrap().is_none(), "the worker exited: {}", read(&dir, "worker.log"));
+        String::new()
+    };
+    cluster
+        .wait_count("SELECT count(*) FROM stream WHERE state = 6", 50, Duration::from_secs(60), || running(&mut worker))
+        .await;
+    let streams = reqwest::get(format!("{base}/v1/streams?state=completed")).await.expect("serve answers");
+    assert_eq!(streams.status(), 200);
+    let body: serde_json::Value = streams.json().await.unwrap();
+    assert!(body.as_array().is_some_and(|a| !a.is_empty()), "{body}");
+    assert_eq!(reqwest::get(format!("{base}/readyz")).await.unwrap().status(), 200);
+    assert_eq!(metric_sum(&metrics, "winchester_database_up").await, Some(1.0));
+    assert_eq!(metric_sum(&metrics, "winchester_database_outages_total").await, Some(1.0));
+    for (child, log) in [(&mut worker, "worker.log"), (&mut serve, "serve.log")] {
+        assert!(Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status().unwrap().success());
+        let (status, _) = finish(child, log);
+        assert!(status.success(), "{log}: {}", read(&dir, log));
+    }
+    for log in ["worker.log", "serve.log", "ingest.log"] {
+        let text = read(&dir, log);
+        assert_outages_logged(&text, 1);
+        assert!(text.contains("at start"), "{log}: {text}");
+    }
+}
+
+/// Issue 29, item 2, for `winchester-ingest`: started while the database is
+/// down, it waits (logging the outage once) with messages piling up in the
+/// queue, then stores every one once the server is up and stops cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_ingest_started_while_the_database_is_down_waits_for_it() {
+    use crate::amqp_ingest::{envelope, notification, Broker};
+    let cluster = PrivateCluster::migrated().await;
+    cluster.down();
+    let broker = Broker::new().await;
+    let dir = broker.config_on(&cluster.url(), 50);
+    let log = dir.path("ingest.log");
+    let mut daemon =
+        KillOnDrop(logged("winchester-ingest", &dir, "ingest.log").spawn().expect("spawn winchester-ingest"));
+    wait_for_log(&log, "Database unavailable", &mut daemon.0);
+    const MESSAGES: usize = 200;
+    let bodies: Vec<Vec<u8>> =
+        (0..MESSAGES).map(|i| serde_json::to_vec(&envelope(&notification(i))).unwrap()).collect();
+    broker.publish(&bodies).await;
+    assert!(daemon.0.try_wait().unwrap().is_none(), "winchester-ingest exited: {}", read_path(&log));
+    cluster.up();
+    let running = |child: &mut KillOnDrop| {
+        assert!(child.0.try_wait().unwrap().is_none(), "winchester-ingest exited: {}", read_path(&log));
+        String::new()
+    };
+    cluster
+        .wait_count("SELECT count(*) FROM event", MESSAGES as i64, Duration::from_secs(60), || running(&mut daemon))
+        .await;
+    assert!(Command::new("kill").arg("-TERM").arg(daemon.0.id().to_string()).status().unwrap().success());
+    let (status, _) = finish(&mut daemon, "winchester-ingest did not stop");
+    let text = read_path(&log);
+    assert!(status.success(), "{text}");
+    assert_stored_once(&cluster, MESSAGES as i64).await;
+    assert_eq!(broker.ready(&broker.queue).await, 0, "{text}");
+    assert_outages_logged(&text, 1);
+    broker.cleanup().await;
+}

@@ -405,3 +405,26 @@ pub fn program(name: &str) -> std::process::Command {
     cmd.env_remove("DATABASE_URL").env_remove("WINCHESTER_CONFIG");
     cmd
 }
+
+/// A TCP port free at the moment of asking, on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The sum of every sample of metric `name` (any labels) at `url`
+/// (`http://host:port/metrics`); `None` when it does not answer or has no
+/// such metric.
+pub async fn metric_sum(url: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).ok()?;
+    let values: Vec<f64> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
