@@ -17,6 +17,7 @@ mod conformance;
 mod console;
 mod db_restart;
 mod demo;
+mod deploy;
 mod handlers;
 mod ingest;
 mod notifications;

@@ -422,7 +422,9 @@ pub async fn metric_sum(url: &str, name: &str) -> Option<f64> {
         .iter()
         .filter(|s| s.metric == name)
         .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
             _ => 0.0,
         })
         .collect();

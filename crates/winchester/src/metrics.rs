@@ -40,6 +40,9 @@ pub const CLAIM_CONFLICTS: &str = "winchester_claim_conflicts_total";
 pub const LEASE_RECLAIMS: &str = "winchester_lease_reclaims_total";
 /// Streams per trigger and state (counted in the database on an interval).
 pub const STREAMS: &str = "winchester_streams";
+/// Seconds since the oldest stream ready for an action (`fire`, `expire`)
+/// fell due, 0 when none is waiting (read on the same interval).
+pub const OLDEST_READY: &str = "winchester_oldest_ready_seconds";
 /// AMQP messages dead-lettered, by reason.
 pub const AMQP_DEAD_LETTERED: &str = "winchester_amqp_dead_lettered_total";
 /// AMQP reconnections.
@@ -74,6 +77,7 @@ pub const ALL: &[(&str, &str)] = &[
     (CLAIM_CONFLICTS, "Ready streams another worker claimed first."),
     (LEASE_RECLAIMS, "Streams taken over after a lease ran out."),
     (STREAMS, "Streams per trigger and state."),
+    (OLDEST_READY, "Seconds since the oldest stream ready for an action fell due; 0 when none waits."),
     (AMQP_DEAD_LETTERED, "AMQP messages dead-lettered, by reason."),
     (AMQP_RECONNECTS, "AMQP reconnections."),
     (CONFIG_RELOADS, "Configuration reloads (SIGHUP), by result."),
@@ -99,13 +103,19 @@ fn describe(program: &'static str) {
         let help = *help;
         match *name {
             PIPELINE_DURATION | FIRE_DELAY => describe_histogram!(*name, Unit::Seconds, help),
-            STREAMS | BUILD_INFO | DATABASE_UP => describe_gauge!(*name, help),
+            STREAMS | OLDEST_READY | BUILD_INFO | DATABASE_UP => describe_gauge!(*name, help),
             _ => describe_counter!(*name, help),
         }
     }
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "program" => program).set(1.0);
     for name in [CLAIM_CONFLICTS, LEASE_RECLAIMS, DATABASE_OUTAGES] {
         counter!(name).increment(0);
+    }
+    for result in ["applied", "refused"] {
+        counter!(CONFIG_RELOADS, "result" => result).increment(0);
+    }
+    if program == "winchester-ingest" {
+        counter!(AMQP_RECONNECTS).increment(0);
     }
     gauge!(DATABASE_UP).set(if outage::waiting() { 0.0 } else { 1.0 });
     outage::observe(database_outage);
@@ -184,35 +194,26 @@ pub fn render() -> String {
 }
 
 /// Refreshes [`STREAMS`] from [`Storage::stream_counts`](winchester_storage::QueryStore::stream_counts) every `period` (a cheap
-/// `GROUP BY` on an indexed column). States without streams read 0. While
-/// counting finds the database unavailable, the process counts as waiting
-/// for it ([`DATABASE_UP`] 0, see [`outage`]), so that a process that
-/// otherwise only answers requests (`serve`) shows an outage too.
+/// `GROUP BY` on an indexed column; states without streams read 0) and
+/// [`OLDEST_READY`] from the oldest ready stream of each action (one index
+/// probe each, as the console's). While this finds the database
+/// unavailable, the process counts as waiting for it ([`DATABASE_UP`] 0, see
+/// [`outage`]), so that a process that otherwise only answers requests
+/// (`serve`) shows an outage too.
 pub fn spawn_stream_gauge(storage: Arc<dyn Storage>, period: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut seen: BTreeSet<String> = BTreeSet::new();
         let mut unavailable: Option<Outage> = None;
         loop {
-            let counted = storage.stream_counts().await;
-            match &counted {
+            let refreshed = refresh_stream_gauges(storage.as_ref(), &mut seen).await;
+            match &refreshed {
                 Err(winchester_storage::StorageError::Unavailable(_)) => {
                     unavailable.get_or_insert_with(Outage::begin);
                 }
                 _ => unavailable = None,
             }
-            match counted {
-                Ok(counts) => {
-                    seen.extend(counts.iter().map(|c| c.trigger.clone()));
-                    for trigger in &seen {
-                        for state in StreamState::ALL {
-                            let n = counts
-                                .iter()
-                                .find(|c| &c.trigger == trigger && c.state == state)
-                                .map_or(0, |c| c.count.n);
-                            gauge!(STREAMS, "trigger" => trigger.clone(), "state" => state.as_str()).set(n as f64);
-                        }
-                    }
-                }
+            match refreshed {
+                Ok(()) => {}
                 // An outage is logged by the program's own retrying loop.
                 Err(e) if e.is_retryable() => tracing::debug!(error = %e, "Counting streams for metrics failed."),
                 Err(e) => tracing::warn!(error = %e, "Counting streams for metrics failed."),
@@ -220,6 +221,37 @@ pub fn spawn_stream_gauge(storage: Arc<dyn Storage>, period: Duration) -> tokio:
             tokio::time::sleep(period).await;
         }
     })
+}
+
+/// One refresh of [`STREAMS`] (for every trigger `seen` so far) and [`OLDEST_READY`].
+async fn refresh_stream_gauges(
+    storage: &dyn Storage,
+    seen: &mut BTreeSet<String>,
+) -> Result<(), winchester_storage::StorageError> {
+    let counts = storage.stream_counts().await?;
+    seen.extend(counts.iter().map(|c| c.trigger.clone()));
+    for trigger in seen.iter() {
+        for state in StreamState::ALL {
+            let n = counts.iter().find(|c| &c.trigger == trigger && c.state == state).map_or(0, |c| c.count.n);
+            gauge!(STREAMS, "trigger" => trigger.clone(), "state" => state.as_str()).set(n as f64);
+        }
+    }
+    let now = chrono::Utc::now();
+    for action in [Action::Fire, Action::Expire] {
+        let oldest = storage.ready_streams(action, now, 1).await?.into_iter().next();
+        let age = oldest.map_or(0.0, |s| (now - due(&s, action)).to_std().unwrap_or_default().as_secs_f64());
+        gauge!(OLDEST_READY, "action" => action.as_str()).set(age);
+    }
+    Ok(())
+}
+
+/// When a stream fell due for `action`: its fire time (for a fire, when it
+/// has one) or its expire time.
+fn due(stream: &Stream, action: Action) -> chrono::DateTime<chrono::Utc> {
+    match action {
+        Action::Fire => stream.fire_timestamp.unwrap_or(stream.expire_timestamp),
+        Action::Expire => stream.expire_timestamp,
+    }
 }
 
 /// Events handed to the engine from `source`.
@@ -332,11 +364,7 @@ pub struct RunTimer {
 impl RunTimer {
     /// Starts timing the run of `claimed`.
     pub fn start(claimed: &Stream, action: Action) -> RunTimer {
-        let due = match action {
-            Action::Fire => claimed.fire_timestamp.unwrap_or(claimed.expire_timestamp),
-            Action::Expire => claimed.expire_timestamp,
-        };
-        RunTimer { started: Instant::now(), trigger: claimed.trigger.clone(), action, due }
+        RunTimer { started: Instant::now(), trigger: claimed.trigger.clone(), action, due: due(claimed, action) }
     }
 
     /// Records how the run ended (`outcome`: `completed`, `failed` or
