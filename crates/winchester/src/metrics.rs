@@ -144,6 +144,10 @@ fn builder() -> Result<PrometheusBuilder, MetricsError> {
 /// handle) so [`render`] has text to serve; `program` names the process in
 /// [`BUILD_INFO`]. `winchester serve` serves it on its own `/metrics` route.
 pub fn install(program: &'static str) -> Result<PrometheusHandle, MetricsError> {
+    // One caller at a time: two first calls (tests in one process) must not
+    // both try to set the global recorder.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALLING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
     }
