@@ -29,24 +29,28 @@ async fn winchester_db_migrations(backend: Backend) {
     assert_eq!(
         out.trim(),
         "1 initial pending\n2 operations pending\n3 trigger versions pending\n4 partitioned events pending\n\
-         5 query indexes pending"
+         5 query indexes pending\n6 event time keys pending"
     );
     assert_eq!(db.tables(&["_sqlx_migrations"]).await, 0, "looking must not create the bookkeeping table");
     let (code, out, err) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!(
         (code, out.trim()),
-        (0, "applied migration 1\napplied migration 2\napplied migration 3\napplied migration 4\napplied migration 5"),
+        (
+            0,
+            "applied migration 1\napplied migration 2\napplied migration 3\napplied migration 4\napplied migration 5\n\
+             applied migration 6"
+        ),
         "{err}"
     );
     let (code, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!((code, out.trim()), (0, "database is up to date"));
     let (_, out, _) = db_cmd(&db.url, &["current"]);
-    assert_eq!(out.trim(), "5 query indexes (head)");
+    assert_eq!(out.trim(), "6 event time keys (head)");
     let (_, out, _) = db_cmd(&db.url, &["history"]);
     assert_eq!(
         out.trim(),
         "1 initial applied\n2 operations applied\n3 trigger versions applied\n4 partitioned events applied\n\
-         5 query indexes applied"
+         5 query indexes applied\n6 event time keys applied"
     );
     let (code, out, _) = db_cmd(&db.url, &["--sql", "upgrade", "head"]);
     assert_eq!(code, 0);
@@ -54,7 +58,7 @@ async fn winchester_db_migrations(backend: Backend) {
     let (code, down, err) = db_cmd(&db.url, &["--sql", "downgrade", "base"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        down.starts_with("BEGIN;\n\n-- Revert migration 5 query indexes\n")
+        down.starts_with("BEGIN;\n\n-- Revert migration 6 event time keys\n")
             && down.contains("DROP TABLE")
             && down.ends_with("DELETE FROM _sqlx_migrations WHERE version = 1;\n\nCOMMIT;\n"),
         "{down}"
@@ -81,7 +85,7 @@ async fn winchester_db_migrations(backend: Backend) {
     let (_, out, _) = db_cmd(&db.url, &["upgrade", "head"]);
     assert_eq!(out.trim(), "database is up to date");
     let (_, out, _) = db_cmd(&db.url, &["current"]);
-    assert_eq!(out.trim(), "5 query indexes (head)");
+    assert_eq!(out.trim(), "6 event time keys (head)");
     db.drop_db().await;
 }
 
@@ -133,6 +137,8 @@ async fn winchester_db_sql_has_one_shape_on_both_backends() {
             "-- Migration 4 partitioned events",
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)",
             "-- Migration 5 query indexes",
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)",
+            "-- Migration 6 event time keys",
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)",
             "COMMIT;"
         ]

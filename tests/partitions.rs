@@ -193,7 +193,7 @@ async fn upgrade_in_place_keeps_the_data() {
     .await;
     let max_old = db.count("SELECT max(id) FROM event").await;
     let (code, out, err) = db_cmd(&db.url, &["upgrade", "head"]);
-    assert_eq!((code, out.trim()), (0, "applied migration 4\napplied migration 5"), "{err}");
+    assert_eq!((code, out.trim()), (0, "applied migration 4\napplied migration 5\napplied migration 6"), "{err}");
     assert_eq!(db.count("SELECT count(*) FROM event").await, 40);
     assert_eq!(db.count("SELECT count(*) FROM event_key").await, 40);
     assert_eq!(db.count("SELECT count(*) FROM stream_event").await, 40);

@@ -324,7 +324,7 @@ pub async fn get_event(State(st): State<ApiState>, Path(message_id): Path<String
 /// counted up to 10,000; `streams_exact` is false when one stopped there).
 #[utoipa::path(get, path = "/v1/triggers", tag = "triggers", responses((status = 200, body = Vec<JsonObject>)))]
 pub async fn list_triggers(State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let counts = st.storage.stream_counts_upto(Some(COUNT_CAP)).await?;
+    let counts = st.counts.get(st.storage.as_ref()).await?;
     let out: Vec<Value> = st
         .triggers
         .get()

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod console;
+mod counts;
 pub mod error;
 mod handlers;
 pub mod params;
@@ -64,6 +65,8 @@ pub struct ApiState {
     pub read_only: bool,
     /// `/readyz`.
     pub ready: ReadyCheck,
+    /// The stream counts the overview and `/v1/triggers` share.
+    pub(crate) counts: Arc<counts::SharedCounts>,
     tail: broadcast::Sender<Arc<TailItem>>,
     stopping: watch::Receiver<bool>,
 }
@@ -88,7 +91,7 @@ impl ApiState {
         let (tx, _) = broadcast::channel(TAIL_BUFFER);
         tokio::spawn(run_tail(storage.clone(), tx.clone(), stopping.clone()));
         let triggers = winchester::live::Live::new(triggers);
-        ApiState { storage, triggers, token, read_only, ready, tail: tx, stopping }
+        ApiState { storage, triggers, token, read_only, ready, counts: Arc::default(), tail: tx, stopping }
     }
 
     pub(crate) fn subscribe(&self) -> (broadcast::Receiver<Arc<TailItem>>, watch::Receiver<bool>) {
@@ -199,6 +202,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(|| async { ApiError::not_found("no such endpoint; see /v1/openapi.json") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .merge(console::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), recount_after_changes))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .with_state(state)
 }
@@ -228,6 +232,23 @@ async fn guard(axum::extract::State(st): axum::extract::State<ApiState>, req: Re
         return ApiError::new(StatusCode::FORBIDDEN, "the server is read-only (api.read_only)").into_response();
     }
     next.run(req).await
+}
+
+/// After a request that may have changed streams (any method but GET, HEAD
+/// and OPTIONS, on the API or the console), the shared stream counts are read
+/// afresh on the next request, so an operator sees the effect of their own
+/// action at once.
+async fn recount_after_changes(
+    axum::extract::State(st): axum::extract::State<ApiState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let response = next.run(req).await;
+    if changes {
+        st.counts.forget().await;
+    }
+    response
 }
 
 /// Serves on `listener` until `shutdown` completes (then stops accepting,

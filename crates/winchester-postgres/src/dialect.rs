@@ -101,6 +101,12 @@ impl SqlBackend for PgStorage {
     const MEMBER_EVENT: &'static str = "FROM stream_event se CROSS JOIN LATERAL (SELECT * FROM event e \
          WHERE e.id = se.event_id AND e.generated = se.generated LIMIT 1) e";
 
+    const FENCE: &'static str = " OFFSET 0";
+
+    /// One probe of the key's partition per event (as [`Self::MEMBER_EVENT`]).
+    const KEYED_EVENT: &'static str = "CROSS JOIN LATERAL (SELECT * FROM event e \
+         WHERE e.id = k.id AND e.generated = k.generated LIMIT 1) e";
+
     /// By its dedup key: one probe of one partition, not one per partition.
     const EVENT_BY_MESSAGE_ID: &'static str = "SELECT e.id, e.message_id, e.event_type, e.generated, e.traits \
          FROM event_key k JOIN event e ON e.id = k.event_id AND e.generated = k.generated WHERE k.message_id = $1";

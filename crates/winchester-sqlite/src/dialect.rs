@@ -107,6 +107,10 @@ impl SqlBackend for SqliteStorage {
 
     const MEMBER_EVENT: &'static str = "FROM stream_event se JOIN event e ON e.id = se.event_id";
 
+    const FENCE: &'static str = " LIMIT -1 OFFSET 0";
+
+    const KEYED_EVENT: &'static str = "JOIN event e ON e.id = k.id";
+
     const EVENT_BY_MESSAGE_ID: &'static str =
         "SELECT id, message_id, event_type, generated, traits FROM event WHERE message_id = $1";
 

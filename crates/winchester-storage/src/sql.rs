@@ -204,6 +204,14 @@ pub trait SqlBackend: Send + Sync + std::fmt::Debug + 'static {
     /// `FROM stream_event se <join> e`: each membership's event as `e`.
     const MEMBER_EVENT: &'static str;
 
+    /// Ends a subquery so that the planner plans it for all its rows, not
+    /// for the outer query's `LIMIT` (an `OFFSET 0` in this dialect).
+    const FENCE: &'static str;
+
+    /// `<join> e` after `FROM <keys> k`: the event whose `id` and
+    /// `generated` are `k`'s, as `e`.
+    const KEYED_EVENT: &'static str;
+
     /// The event with a `message_id` (`$1`), as [`EVENT_COLUMNS`].
     const EVENT_BY_MESSAGE_ID: &'static str;
 
@@ -371,18 +379,19 @@ fn push_event_filter<B: SqlBackend>(s: &mut Stmt, f: &EventFilter, types: &Event
 }
 
 /// A page of events: one statement, or for a glob matching a few types (and
-/// no trait condition), one page per type (each read in id order through the
-/// type index) merged.
+/// no trait or time condition), one page per type (each read in id order
+/// through the type index) merged.
 fn events_page<B: SqlBackend>(f: &EventFilter, types: &EventTypes) -> Stmt {
-    let by_match = !f.traits.is_empty();
-    let page = |s: &mut Stmt, t: &EventTypes| {
-        push_filtered_page(s, "event", EVENT_COLUMNS, &f.page, f.page.limit, by_match, |s| {
-            push_event_filter::<B>(s, f, t)
-        })
-    };
     let mut s = Stmt::default();
+    if !f.traits.is_empty() || f.from.is_some() || f.to.is_some() {
+        push_event_keys_page::<B>(&mut s, f, types);
+        return s;
+    }
+    let page = |s: &mut Stmt, t: &EventTypes| {
+        push_filtered_page(s, "event", EVENT_COLUMNS, &f.page, f.page.limit, false, |s| push_event_filter::<B>(s, f, t))
+    };
     match types {
-        EventTypes::Among(ts) if ts.len() > 1 && ts.len() <= MERGED_TYPES && !by_match => {
+        EventTypes::Among(ts) if ts.len() > 1 && ts.len() <= MERGED_TYPES => {
             s.push(&format!("SELECT {EVENT_COLUMNS} FROM ("));
             for (i, t) in ts.iter().enumerate() {
                 s.push(if i > 0 { " UNION ALL SELECT * FROM (" } else { "SELECT * FROM (" });
@@ -395,6 +404,25 @@ fn events_page<B: SqlBackend>(f: &EventFilter, types: &EventTypes) -> Stmt {
         _ => page(&mut s, types),
     }
     s
+}
+
+/// A page of events with a condition whose index cannot read them in id
+/// order (a trait, a time range): the keys (`id`, `generated`) of every match
+/// are read (for a time range from the time index alone) straight into a
+/// top-n sort, fenced ([`SqlBackend::FENCE`]) so that the planner cannot
+/// choose instead to walk the primary key testing each row, hoping the page
+/// fills soon (with matches clustered in time, it may read a whole day);
+/// then only the page's events are read whole. Its cost follows the number
+/// of matches, not the table's size.
+fn push_event_keys_page<B: SqlBackend>(s: &mut Stmt, f: &EventFilter, types: &EventTypes) {
+    s.push("WITH page AS MATERIALIZED (SELECT id, generated FROM (SELECT id, generated FROM event");
+    push_event_filter::<B>(s, f, types);
+    push_mark(s, &f.page);
+    s.push(B::FENCE).push(") AS matched");
+    push_order(s, &f.page, f.page.limit);
+    let columns: Vec<String> = EVENT_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect();
+    s.push(&format!(") SELECT {} FROM page k {}", columns.join(", "), B::KEYED_EVENT));
+    s.push(if f.page.ascending { " ORDER BY e.id ASC" } else { " ORDER BY e.id DESC" });
 }
 
 /// `SELECT count(*) AS n` of the rows `rows` selects, stopping after `cap`.

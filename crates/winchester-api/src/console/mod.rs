@@ -95,7 +95,7 @@ fn redirect(ctx: &Ctx, to: &str) -> Response {
 async fn overview(State(st): State<ApiState>, ctx: Ctx) -> Response {
     let body = async {
         let now = Utc::now();
-        let counts = st.storage.stream_counts_upto(Some(COUNT_CAP)).await?;
+        let counts = st.counts.get(st.storage.as_ref()).await?;
         let since = now - Duration::hours(1);
         let transitions = st.storage.transitions_from(since, CHART_ROWS).await?;
         let oldest_fire = st.storage.ready_streams(Action::Fire, now, 1).await?.into_iter().next();

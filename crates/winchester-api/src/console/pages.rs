@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
+use std::sync::Arc;
 use winchester_core::{DistValue, Event};
 use winchester_storage::{Count, StoredEvent, Stream, StreamCount, StreamState, Transition, TransitionKind};
 
@@ -102,7 +103,7 @@ pub fn error(message: &str) -> Markup {
 pub struct Overview {
     pub now: DateTime<Utc>,
     pub triggers: Vec<String>,
-    pub counts: Vec<StreamCount>,
+    pub counts: Arc<Vec<StreamCount>>,
     pub transitions: Vec<Transition>,
     pub since: DateTime<Utc>,
     pub oldest_fire: Option<Stream>,
@@ -117,7 +118,7 @@ const CHART_KINDS: [TransitionKind; 3] = [TransitionKind::Fired, TransitionKind:
 
 pub fn overview(o: &Overview) -> Markup {
     let mut triggers = o.triggers.clone();
-    for c in &o.counts {
+    for c in o.counts.iter() {
         if !triggers.contains(&c.trigger) {
             triggers.push(c.trigger.clone());
         }
