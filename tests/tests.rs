@@ -18,6 +18,7 @@ mod console;
 mod db_restart;
 mod demo;
 mod handlers;
+mod http_ingest;
 mod ingest;
 mod notifications;
 mod partitions;

@@ -123,10 +123,17 @@ fn format(headers: &HeaderMap) -> Result<Format, ApiError> {
         }
         "application/cloudevents+json" => Ok(Format::Structured),
         "application/cloudevents-batch+json" => Ok(Format::Batch),
-        _ => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Content-Type {ct:?} is not one POST /v1/events takes: send {MEDIA_TYPES}"),
-        )),
+        _ => {
+            let hint = if essence == "application/x-www-form-urlencoded" {
+                " (curl -d sends that; add -H 'Content-Type: application/json')"
+            } else {
+                ""
+            };
+            Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Type {ct:?} is not one POST /v1/events takes{hint}: send {MEDIA_TYPES}"),
+            ))
+        }
     }
 }
 
@@ -152,28 +159,43 @@ impl Item {
     }
 }
 
+/// How much of a body over the limit is still read (and dropped) before the
+/// 413 is sent: a client that is still sending when the server answers and
+/// closes may see the connection reset instead of the answer, so a body up
+/// to this much over the limit is let through to its end.
+pub const DRAIN_OVER_LIMIT: usize = 16 * 1024 * 1024;
+
 /// Reads the body, refusing it (413) once it passes `max` bytes.
 async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the body is larger than {max} bytes (api.ingest_max_body_bytes); send fewer events per request"
-            ),
+            format!("the body is larger than {max} bytes (api.ingest_max_body_bytes); send fewer events per request"),
         )
     };
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let drain_cap = max.saturating_add(DRAIN_OVER_LIMIT) as u64;
+    if declared.is_some_and(|n| n > drain_cap) {
         return Err(too_large());
     }
-    let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    let mut out = Vec::with_capacity(declared.map_or(0, |n| (n as usize).min(max)));
+    let mut read: u64 = 0;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
-        if out.len() + chunk.len() > max {
+        read += chunk.len() as u64;
+        if read > drain_cap {
             return Err(too_large());
         }
-        out.extend_from_slice(&chunk);
+        if read <= max as u64 {
+            out.extend_from_slice(&chunk);
+        } else {
+            out = Vec::new();
+        }
+    }
+    if read > max as u64 {
+        return Err(too_large());
     }
     Ok(out)
 }
