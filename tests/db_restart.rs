@@ -374,7 +374,11 @@ async fn serve_answers_503_while_the_database_is_down_and_recovers() {
     }
     wait_for_log(&log, "Database available again", &mut serve.0);
     let (status, _, body) = post(order_lines(10..12)).await;
-    assert_eq!((status, body["ingested"].as_u64()), (reqwest::StatusCode::OK, Some(2)), "sent again once it is back: {body}");
+    assert_eq!(
+        (status, body["ingested"].as_u64()),
+        (reqwest::StatusCode::OK, Some(2)),
+        "sent again once it is back: {body}"
+    );
     assert_eq!(get("/v1/events/count").await.1[0]["count"], 12);
     assert!(Command::new("kill").arg("-TERM").arg(serve.0.id().to_string()).status().unwrap().success());
     let (status, _) = finish(&mut serve, "serve did not stop");

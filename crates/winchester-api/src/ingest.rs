@@ -298,13 +298,14 @@ fn binary_item(headers: &HeaderMap, body: &[u8], received: DateTime<Utc>) -> Res
     let mut attributes = std::collections::BTreeMap::new();
     for (name, value) in headers {
         let Some(attr) = name.as_str().strip_prefix("ce-") else { continue };
-        let text = value
-            .to_str()
-            .ok()
-            .and_then(|v| percent_encoding::percent_decode_str(v).decode_utf8().ok())
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("header {name}: not percent-encoded UTF-8 (CloudEvents HTTP binding 3.1.3.2)"))
-            })?;
+        let text =
+            value.to_str().ok().and_then(|v| percent_encoding::percent_decode_str(v).decode_utf8().ok()).ok_or_else(
+                || {
+                    ApiError::bad_request(format!(
+                        "header {name}: not percent-encoded UTF-8 (CloudEvents HTTP binding 3.1.3.2)"
+                    ))
+                },
+            )?;
         attributes.insert(attr.to_string(), Value::String(text.into_owned()));
     }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -443,7 +444,10 @@ async fn ingest(
         }
     }
     let saved = ing.manager.add_events_grouped(events, Some(ing.queue_limit)).await.map_err(|full| {
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, format!("{full}: nothing of this request was queued; try again later"))
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{full}: nothing of this request was queued; try again later"),
+        )
     })?;
     let mut outcomes: Vec<Option<Result<EventOutcome, String>>> = items.iter().map(|_| None).collect();
     for (slot, r) in slots.into_iter().zip(saved) {

@@ -125,9 +125,10 @@ impl ApiConfig {
             Some(other) => errors
                 .push(ConfigError::new(format!("must be true or false, found {}", show(other))).key("api.read_only")),
         }
-        for (key, slot) in
-            [("ingest_max_body_bytes", &mut cfg.ingest_max_body_bytes), ("ingest_queue_limit", &mut cfg.ingest_queue_limit)]
-        {
+        for (key, slot) in [
+            ("ingest_max_body_bytes", &mut cfg.ingest_max_body_bytes),
+            ("ingest_queue_limit", &mut cfg.ingest_queue_limit),
+        ] {
             match m.get(key) {
                 None | Some(Value::Null) => {}
                 Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => {

@@ -182,11 +182,7 @@ impl CloudEvent {
     fn required(&self, name: &'static str) -> Result<&str, CloudEventError> {
         match self.string(name)? {
             Some(s) if !s.is_empty() => Ok(s),
-            _ => Err(CloudEventError::Missing {
-                name,
-                id: self.attr_text("id"),
-                ce_source: self.attr_text("source"),
-            }),
+            _ => Err(CloudEventError::Missing { name, id: self.attr_text("id"), ce_source: self.attr_text("source") }),
         }
     }
 
@@ -211,10 +207,9 @@ impl CloudEvent {
     pub fn to_event(&self, received: DateTime<Utc>) -> Result<Event, CloudEventError> {
         let specversion = self.required("specversion")?;
         if specversion != "1.0" {
-            return Err(self.attribute_error(
-                "specversion",
-                format!("is {specversion:?}; only CloudEvents 1.0 is supported"),
-            ));
+            return Err(
+                self.attribute_error("specversion", format!("is {specversion:?}; only CloudEvents 1.0 is supported"))
+            );
         }
         let id = self.required("id")?;
         let source = self.required("source")?;
@@ -224,7 +219,10 @@ impl CloudEvent {
         let mut traits = BTreeMap::new();
         let timestamp = match self.string("time")? {
             Some(t) => parse_rfc3339(t).ok_or_else(|| {
-                self.attribute_error("time", format!("must be an RFC 3339 timestamp (2026-11-23T10:00:00Z), found {t:?}"))
+                self.attribute_error(
+                    "time",
+                    format!("must be an RFC 3339 timestamp (2026-11-23T10:00:00Z), found {t:?}"),
+                )
             })?,
             None => {
                 traits.insert(TIME_MISSING.to_string(), TraitValue::Bool(true));
@@ -338,7 +336,10 @@ mod tests {
 
     #[test]
     fn namespace_is_the_documented_uuid5() {
-        assert_eq!(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, b"urn:winchester-rs:cloudevents"), MESSAGE_ID_NAMESPACE);
+        assert_eq!(
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, b"urn:winchester-rs:cloudevents"),
+            MESSAGE_ID_NAMESPACE
+        );
     }
 
     #[test]
@@ -371,8 +372,9 @@ mod tests {
 
     #[test]
     fn no_time_is_the_receive_time_and_says_so() {
-        let ce = CloudEvent::from_json(&json!({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "data": "hi"}))
-            .unwrap();
+        let ce =
+            CloudEvent::from_json(&json!({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "data": "hi"}))
+                .unwrap();
         let e = ce.to_event(received()).unwrap();
         assert_eq!(e.timestamp, received());
         assert_eq!(e.traits[TIME_MISSING], TraitValue::Bool(true));

@@ -42,7 +42,9 @@ struct Job {
 /// The commit queue already holds as many events as its bound allows: nothing
 /// was queued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the commit queue holds {queued} events waiting for their commit; {adding} more would pass its bound of {bound}")]
+#[error(
+    "the commit queue holds {queued} events waiting for their commit; {adding} more would pass its bound of {bound}"
+)]
 pub struct QueueFull {
     /// Events waiting for their commit.
     pub queued: usize,
@@ -154,7 +156,9 @@ impl GroupCommit {
     /// is still taken, alone).
     pub(crate) fn try_reserve(&self, n: usize, bound: usize) -> Result<Reservation<'_>, QueueFull> {
         self.queued
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| (q == 0 || q.saturating_add(n) <= bound).then_some(q + n))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
+                (q == 0 || q.saturating_add(n) <= bound).then_some(q + n)
+            })
             .map_err(|queued| QueueFull { queued, adding: n, bound })?;
         Ok(Reservation { group: self, held: n })
     }

@@ -256,9 +256,16 @@ impl TriggerManager {
         // so for each (nothing is made up).
         let outcomes: Vec<Result<EventOutcome, StorageError>> = outcomes
             .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(StorageError::Unavailable("the ingest batcher stopped before answering".into()))))
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(StorageError::Unavailable("the ingest batcher stopped before answering".into()))
+                })
+            })
             .collect();
-        crate::metrics::ingested(self.source, outcomes.iter().filter_map(|o| o.as_ref().ok()).map(EventOutcome::metric));
+        crate::metrics::ingested(
+            self.source,
+            outcomes.iter().filter_map(|o| o.as_ref().ok()).map(EventOutcome::metric),
+        );
         Ok(outcomes)
     }
 
