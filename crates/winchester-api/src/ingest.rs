@@ -24,7 +24,7 @@ use serde_json::Value;
 use std::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 use winchester::{EventOutcome, TriggerManager};
-use winchester_core::cloudevent::{self, CloudEvent, Data};
+use winchester_core::cloudevent::{self, json_type, CloudEvent, Data};
 use winchester_core::Event;
 
 use crate::error::ApiError;
@@ -198,17 +198,6 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8
         return Err(too_large());
     }
     Ok(out)
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// A flat event (or, with `notifications`, a raw notification) from one JSON value.
@@ -432,17 +421,10 @@ async fn ingest(
         distill(&ing.manager, &mut items).await;
     }
     // The events go to the batcher; the others keep their reason.
-    let mut events = Vec::new();
-    let mut slots = Vec::new();
-    for (i, item) in items.iter_mut().enumerate() {
-        match std::mem::replace(&mut item.parsed, Parsed::Sent) {
-            Parsed::Event(e) => {
-                slots.push(i);
-                events.push(e);
-            }
-            other => item.parsed = other,
-        }
-    }
+    let (slots, events) = take(&mut items, |p| match p {
+        Parsed::Event(e) => Ok(e),
+        other => Err(other),
+    });
     let saved = ing.manager.add_events_grouped(events, Some(ing.queue_limit)).await.map_err(|full| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -496,20 +478,29 @@ async fn ingest(
     Ok((status, out))
 }
 
+/// Takes out of `items` what `pick` accepts (leaving [`Parsed::Sent`] in
+/// its place), with the positions it came from.
+fn take<T>(items: &mut [Item], pick: impl Fn(Parsed) -> Result<T, Parsed>) -> (Vec<usize>, Vec<T>) {
+    let (mut slots, mut taken) = (Vec::new(), Vec::new());
+    for (i, item) in items.iter_mut().enumerate() {
+        match pick(std::mem::replace(&mut item.parsed, Parsed::Sent)) {
+            Ok(t) => {
+                slots.push(i);
+                taken.push(t);
+            }
+            Err(other) => item.parsed = other,
+        }
+    }
+    (slots, taken)
+}
+
 /// Distills the raw notifications among `items` (in one batch) into events
 /// or rejections.
 async fn distill(tm: &TriggerManager, items: &mut [Item]) {
-    let mut slots = Vec::new();
-    let mut notifications = Vec::new();
-    for (i, item) in items.iter_mut().enumerate() {
-        match std::mem::replace(&mut item.parsed, Parsed::Sent) {
-            Parsed::Notification(n) => {
-                slots.push(i);
-                notifications.push(n);
-            }
-            other => item.parsed = other,
-        }
-    }
+    let (slots, notifications) = take(items, |p| match p {
+        Parsed::Notification(n) => Ok(n),
+        other => Err(other),
+    });
     let distilled = tm.distill_batch(&notifications).await;
     for (slot, d) in slots.into_iter().zip(distilled) {
         let item = &mut items[slot];

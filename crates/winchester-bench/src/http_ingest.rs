@@ -8,7 +8,7 @@
 
 use anyhow::{anyhow, bail, Context};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use winchester_core::Event;
 
 use crate::target::{with_scratch, Target};
@@ -44,11 +44,7 @@ pub async fn measure(
         for mine in bodies {
             let url = url.clone();
             tasks.push(tokio::spawn(async move {
-                let client = reqwest::Client::builder()
-                    .pool_max_idle_per_host(1)
-                    .timeout(Duration::from_secs(120))
-                    .build()
-                    .context("making an HTTP client")?;
+                let client = crate::query::http_client()?;
                 for (body, len) in mine {
                     let r = client
                         .post(&url)

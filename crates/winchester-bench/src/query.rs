@@ -227,6 +227,15 @@ fn start_server(url: &str, exe_dir: &Path, config: &Path) -> anyhow::Result<Serv
     }
 }
 
+/// One bench client's HTTP client: one kept-alive connection, a generous timeout.
+pub(crate) fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .context("making an HTTP client")
+}
+
 /// Measures every query of [`QUERIES`] against the seeded database at `url`.
 pub async fn measure(url: &str, seed: &Seeded, opts: &QueryOpts) -> anyhow::Result<QueryResult> {
     let server = serve(url, &opts.exe_dir, &opts.config).await?;
@@ -268,11 +277,7 @@ async fn phase(base: &str, q: Query, seed: &Seeded, opts: &QueryOpts) -> anyhow:
     for _ in 0..clients {
         let (issued, seed, base, timed_from) = (issued.clone(), seed.clone(), base.to_string(), timed_from.clone());
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .timeout(Duration::from_secs(120))
-                .build()
-                .context("making an HTTP client")?;
+            let client = http_client()?;
             let mut cookie: Option<String> = None;
             let mut lat = Vec::new();
             let mut overloaded = 0;

@@ -123,7 +123,9 @@ pub struct CloudEvent {
     pub data: Data,
 }
 
-fn json_type(v: &Value) -> &'static str {
+/// A JSON value's type as messages name it: `null`, `a boolean`, `a number`,
+/// `a string`, `an array`, `an object`.
+pub fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
