@@ -405,7 +405,11 @@ fn python_venv(name: &str, pins: &[&str]) -> Result<PathBuf, String> {
         .args(["install", "--quiet", "--disable-pip-version-check", "--timeout", "20"])
         .args(pins));
     if code != 0 {
-        return Err(format!("pip install {} failed (PyPI unreachable?): {}", pins.join(" "), format!("{out}{err}").trim()));
+        return Err(format!(
+            "pip install {} failed (PyPI unreachable?): {}",
+            pins.join(" "),
+            format!("{out}{err}").trim()
+        ));
     }
     std::fs::write(&stamp, pins.join(" ")).unwrap();
     Ok(dir.join("bin/python"))

@@ -79,8 +79,8 @@ pub enum CloudEventError {
     /// a space...).
     #[error("CloudEvent (id {id:?}, source {ce_source:?}): {error}")]
     Event {
-        /// Why.
-        error: EventError,
+        /// Why (boxed: it is large, and rare).
+        error: Box<EventError>,
         /// The CloudEvent's id.
         id: String,
         /// Its source.
@@ -231,8 +231,11 @@ impl CloudEvent {
                 received
             }
         };
-        let wrap =
-            |error: EventError| CloudEventError::Event { error, id: id.to_string(), ce_source: source.to_string() };
+        let wrap = |error: EventError| CloudEventError::Event {
+            error: Box::new(error),
+            id: id.to_string(),
+            ce_source: source.to_string(),
+        };
         for (name, v) in &self.attributes {
             if matches!(name.as_str(), "specversion" | "type" | "time") {
                 continue;

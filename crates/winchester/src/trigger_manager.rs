@@ -201,6 +201,7 @@ impl TriggerManager {
     /// event, or the outcome it ends with (`Undistilled`, `DistillFailed`),
     /// which is counted in the ingest metrics here. Trait plugins that may
     /// block run off the async threads.
+    #[allow(clippy::result_large_err)] // DistillError carries the failing definition, path and value
     pub async fn distill_batch(&self, notifications: &[serde_json::Value]) -> Vec<Result<Event, EventOutcome>> {
         distill_batch_with(&self.definitions(), self.source, notifications).await
     }
@@ -502,6 +503,7 @@ fn plan_given_types(defs: &Definitions, verdicts: &[Vec<bool>], event: Event) ->
 }
 
 /// [`TriggerManager::distill_batch`] under `defs`, counted as from `source`.
+#[allow(clippy::result_large_err)] // DistillError carries the failing definition, path and value
 async fn distill_batch_with(
     defs: &Definitions,
     source: &'static str,
