@@ -311,7 +311,8 @@ async fn amqp_ingest_survives_a_database_restart_with_deliveries_in_flight() {
 
 /// Section 1 for `winchester serve`: while the cluster is down the API
 /// answers 503 with a JSON error naming the database (no crash, liveness
-/// still answers), and works again once it is back.
+/// still answers; `POST /v1/events` with Retry-After and every event
+/// `unavailable`), and works again once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_503_while_the_database_is_down_and_recovers() {
     let cluster = PrivateCluster::migrated().await;
@@ -335,12 +336,27 @@ async fn serve_answers_503_while_the_database_is_down_and_recovers() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body.as_array().map(Vec::len), Some(10), "{body}");
 
+    let post = |lines: String| {
+        let req = http.post(format!("{base}/v1/events")).header("content-type", "application/x-ndjson").body(lines);
+        async move {
+            let r = req.send().await.expect("the server answers");
+            let (status, retry) = (r.status(), r.headers().get("retry-after").cloned());
+            (status, retry, r.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+
     cluster.down();
     let (status, body) = get("/v1/streams").await;
     assert_eq!(status, 503, "{body}");
     let error = body["error"].as_str().unwrap_or_default();
     assert!(error.contains("database unavailable"), "{body}");
     assert_eq!(get("/healthz").await.0, 200);
+    // POST /v1/events: 503 with Retry-After, each event "unavailable" (not saved).
+    let (status, retry, body) = post(order_lines(10..12)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry.as_ref().and_then(|r| r.to_str().ok()), Some("1"), "{body}");
+    assert_eq!(body["unavailable"], 2, "{body}");
+    assert!(body["results"][0]["reason"].as_str().unwrap_or_default().contains("send it again"), "{body}");
     wait_for_log(&log, "Database unavailable", &mut serve.0);
 
     cluster.up();
@@ -357,6 +373,13 @@ async fn serve_answers_503_while_the_database_is_down_and_recovers() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     wait_for_log(&log, "Database available again", &mut serve.0);
+    let (status, _, body) = post(order_lines(10..12)).await;
+    assert_eq!(
+        (status, body["ingested"].as_u64()),
+        (reqwest::StatusCode::OK, Some(2)),
+        "sent again once it is back: {body}"
+    );
+    assert_eq!(get("/v1/events/count").await.1[0]["count"], 12);
     assert!(Command::new("kill").arg("-TERM").arg(serve.0.id().to_string()).status().unwrap().success());
     let (status, _) = finish(&mut serve, "serve did not stop");
     assert!(status.success(), "{}", read_path(&log));

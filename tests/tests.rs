@@ -19,6 +19,7 @@ mod db_restart;
 mod demo;
 mod deploy;
 mod handlers;
+mod http_ingest;
 mod ingest;
 mod notifications;
 mod partitions;

@@ -9,6 +9,7 @@
 //! Layout:
 //! - [`router`], [`ApiState`], [`serve`]: the server.
 //! - `handlers`: one function per endpoint.
+//! - [`ingest`]: `POST /v1/events` (events in, answered after their commit).
 //! - `params`: query parameters and bodies -> storage filters (400s name the parameter).
 //! - `error`: JSON errors.
 //! - `console`: the operator console (HTML at `/`).
@@ -19,6 +20,7 @@ mod console;
 mod counts;
 pub mod error;
 mod handlers;
+pub mod ingest;
 pub mod params;
 
 use axum::extract::Request;
@@ -35,7 +37,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use winchester::tail::{Tail, TailItem};
-use winchester_core::TriggerSet;
+use winchester::TriggerManager;
+use winchester_core::distiller::Distiller;
+use winchester_core::{Clock, SystemClock, TriggerSet};
 use winchester_storage::Storage;
 
 pub use error::ApiError;
@@ -67,6 +71,8 @@ pub struct ApiState {
     pub ready: ReadyCheck,
     /// The stream counts the overview and `/v1/triggers` share.
     pub(crate) counts: Arc<counts::SharedCounts>,
+    /// `POST /v1/events`.
+    pub ingest: ingest::Ingest,
     tail: broadcast::Sender<Arc<TailItem>>,
     stopping: watch::Receiver<bool>,
 }
@@ -90,8 +96,29 @@ impl ApiState {
     ) -> ApiState {
         let (tx, _) = broadcast::channel(TAIL_BUFFER);
         tokio::spawn(run_tail(storage.clone(), tx.clone(), stopping.clone()));
+        let manager = TriggerManager::new(storage.clone(), triggers.clone(), Arc::new(SystemClock) as Arc<dyn Clock>)
+            .with_source("http");
+        let ingest = ingest::Ingest {
+            manager,
+            max_body: winchester_core::api_config::DEFAULT_INGEST_MAX_BODY,
+            queue_limit: winchester_core::api_config::DEFAULT_INGEST_QUEUE_LIMIT,
+        };
         let triggers = winchester::live::Live::new(triggers);
-        ApiState { storage, triggers, token, read_only, ready, counts: Arc::default(), tail: tx, stopping }
+        ApiState { storage, triggers, token, read_only, ready, counts: Arc::default(), ingest, tail: tx, stopping }
+    }
+
+    /// The same state with `POST /v1/events` saving through `manager` (its
+    /// clock, distiller and source), within these limits.
+    pub fn with_ingest(mut self, manager: TriggerManager, max_body: usize, queue_limit: usize) -> ApiState {
+        self.ingest = ingest::Ingest { manager, max_body, queue_limit };
+        self
+    }
+
+    /// Swaps in reloaded definitions: `/v1/triggers` lists them, and the next
+    /// `POST /v1/events` matches (and distills) with them.
+    pub fn set_definitions(&self, triggers: Arc<TriggerSet>, distiller: Option<Arc<Distiller>>) {
+        self.ingest.manager.set_definitions(triggers.clone(), distiller);
+        self.triggers.set(triggers);
     }
 
     pub(crate) fn subscribe(&self) -> (broadcast::Receiver<Arc<TailItem>>, watch::Receiver<bool>) {
@@ -169,7 +196,7 @@ fn routes() -> (Router<ApiState>, Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(get_stream, reset_stream, delete_stream))
         .routes(routes!(bulk_retry))
         .routes(routes!(bulk_purge))
-        .routes(routes!(list_events))
+        .routes(routes!(list_events, crate::ingest::post_events))
         .routes(routes!(count_events))
         .routes(routes!(get_event))
         .routes(routes!(list_triggers))
@@ -189,10 +216,10 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole application: auth, timeouts, body limit and compression on
-/// everything but the tail (a long-lived stream).
+/// everything but the tail (a long-lived stream). `POST /v1/events` reads its
+/// body with its own limit (`api.ingest_max_body_bytes`).
 pub fn router(state: ApiState) -> Router {
     use tower_http::compression::CompressionLayer;
-    use tower_http::limit::RequestBodyLimitLayer;
     use tower_http::timeout::TimeoutLayer;
     let (api, tail, _) = routes();
     let api = api
@@ -203,8 +230,23 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .merge(console::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), recount_after_changes))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(body_limit))
         .with_state(state)
+}
+
+/// [`BODY_LIMIT`] on every request but `POST /v1/events`: a larger declared
+/// length gets 413 at once, a body that turns out larger fails to read (413
+/// from the extractor).
+async fn body_limit(req: Request, next: Next) -> Response {
+    if req.method() == Method::POST && req.uri().path() == "/v1/events" {
+        return next.run(req).await;
+    }
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {BODY_LIMIT} bytes"))
+            .into_response();
+    }
+    next.run(req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, BODY_LIMIT)))).await
 }
 
 /// Mutating requests: refused when read-only (403), need the bearer token
@@ -234,8 +276,9 @@ async fn guard(axum::extract::State(st): axum::extract::State<ApiState>, req: Re
     next.run(req).await
 }
 
-/// After a request that may have changed streams (any method but GET, HEAD
-/// and OPTIONS, on the API or the console), the shared stream counts are read
+/// After an operator's action (any method but GET, HEAD and OPTIONS, on the
+/// API or the console, except ingest's `POST /v1/events`, which changes
+/// streams as every other ingester does), the shared stream counts are read
 /// afresh on the next request, so an operator sees the effect of their own
 /// action at once.
 async fn recount_after_changes(
@@ -243,7 +286,8 @@ async fn recount_after_changes(
     req: Request,
     next: Next,
 ) -> Response {
-    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let changes =
+        !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) && req.uri().path() != "/v1/events";
     let response = next.run(req).await;
     if changes {
         st.counts.forget().await;
@@ -259,7 +303,15 @@ pub async fn serve(
     stop: watch::Sender<bool>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let app = router(state);
+    // Small answers (one event's result) go out at once, not after the
+    // client's delayed acknowledgement of the previous segment.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "Cannot set TCP_NODELAY.");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -57,6 +57,10 @@ impl Params {
     }
 
     fn check(&self, allowed: &[&[&str]]) -> Result<(), ApiError> {
+        // PostgreSQL text cannot hold NUL: a 400 here, not a 500 from the database.
+        if let Some((k, _)) = self.0.iter().find(|(_, v)| v.contains('\0')) {
+            return Err(ApiError::bad_request(format!("parameter {k:?}: contains a NUL character")));
+        }
         for (k, _) in &self.0 {
             if !allowed.iter().any(|set| set.contains(&k.as_str())) {
                 let names: Vec<&str> = allowed.iter().flat_map(|s| s.iter().copied()).collect();

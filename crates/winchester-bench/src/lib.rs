@@ -16,6 +16,8 @@
 //!   trimming a day of them (PostgreSQL).
 //! - [`query`]: query latency through `winchester serve` at each stored size
 //!   (issue 32).
+//! - [`http_ingest`]: ingest over HTTP, `POST /v1/events` of `winchester
+//!   serve`, batched and one event per request (issue 27).
 //!
 //! - [`db`]: the database side (scratch databases, the COPY limit, ready-made
 //!   streams for worker runs): the bench's own admin SQL, kept out of the
@@ -26,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod db;
+pub mod http_ingest;
 pub mod measure;
 pub mod query;
 pub mod soak;
@@ -229,6 +232,10 @@ struct Samples {
     single: Vec<f64>,
     concurrent: Vec<f64>,
     concurrent_ratio: Vec<f64>,
+    http_batched: Vec<f64>,
+    http_single: Vec<f64>,
+    http_batched_ratio: Vec<f64>,
+    http_single_ratio: Vec<f64>,
     replay: Vec<f64>,
     batched: Vec<f64>,
     batched_s: Vec<f64>,
@@ -332,7 +339,8 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
     let exe = std::env::current_exe().context("finding this program")?;
     let exe_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     for bin in ["pipeline-worker", "winchester"] {
-        if pg && !exe_dir.join(bin).exists() {
+        // The HTTP ingest stage runs `winchester serve` on both backends.
+        if (pg || bin == "winchester") && !exe_dir.join(bin).exists() {
             return Err(anyhow!(
                 "{} not found: the bench runs the {bin} program next to itself",
                 exe_dir.join(bin).display()
@@ -391,7 +399,26 @@ pub async fn run(opts: &BenchOpts, fallback_url: Option<String>) -> anyhow::Resu
         s.copy_s.push(b.copy.as_secs_f64());
         s.copy_rows_per_s.push(rows / b.copy.as_secs_f64());
         s.ratio.push(b.engine.as_secs_f64() / b.copy.as_secs_f64());
-        s.concurrent_ratio.push(concurrent / (events.len() as f64 / b.engine.as_secs_f64()));
+        let batched_rate = events.len() as f64 / b.engine.as_secs_f64();
+        s.concurrent_ratio.push(concurrent / batched_rate);
+
+        progress(&format!(
+            "{tag}: ingest over HTTP, {} clients posting batches of {} to winchester serve ({} events)",
+            http_ingest::CLIENTS,
+            http_ingest::BATCH,
+            events.len()
+        ));
+        let hb = http_ingest::measure(&target, &exe_dir, &worker_cfg, &events, http_ingest::BATCH).await?;
+        s.http_batched.push(hb);
+        s.http_batched_ratio.push(hb / batched_rate);
+        progress(&format!(
+            "{tag}: ingest over HTTP, {} clients posting one event per request ({} events)",
+            http_ingest::CLIENTS,
+            sizes.single_events
+        ));
+        let hs = http_ingest::measure(&target, &exe_dir, &worker_cfg, &events[..sizes.single_events], 1).await?;
+        s.http_single.push(hs);
+        s.http_single_ratio.push(hs / batched_rate);
 
         progress(&format!("{tag}: replay of the demo's workload ({} instances, {REPLAY_DAYS} days)", sizes.instances));
         let generator = winchester_demo::GeneratorOptions {
@@ -571,6 +598,38 @@ fn table_rows(s: &Samples, z: &Sizes, pg: bool) -> Vec<Row> {
             "ingest_concurrent_vs_batched",
             "ratio: concurrent add_event rate / batched rate".into(),
             &s.concurrent_ratio,
+            "x",
+        ),
+        row(
+            "http_ingest_events_per_s_batched",
+            format!(
+                "ingest over HTTP: {} clients posting batches of {} to POST /v1/events",
+                http_ingest::CLIENTS,
+                http_ingest::BATCH
+            ),
+            &s.http_batched,
+            "events/s",
+        ),
+        row(
+            "http_ingest_batched_vs_batched",
+            "ratio: HTTP batched rate / batched rate (target at least 0.7)".into(),
+            &s.http_batched_ratio,
+            "x",
+        ),
+        row(
+            "http_ingest_events_per_s_single",
+            format!(
+                "ingest over HTTP: {} clients posting one event per request ({} events)",
+                http_ingest::CLIENTS,
+                z.single_events
+            ),
+            &s.http_single,
+            "events/s",
+        ),
+        row(
+            "http_ingest_single_vs_batched",
+            "ratio: HTTP one-event rate / batched rate (target at least 0.4)".into(),
+            &s.http_single_ratio,
             "x",
         ),
         row(
@@ -923,6 +982,12 @@ fn to_json(rows: &[Row], s: &Samples, z: &Sizes, m: &Machine, days: u32, pg: boo
     v["query_requests"] = per_query(&s.stored, |f| json!(f.requests), |_| None);
     v["query_growth_ratio"] = json!(query_growth_ratio(&s.stored));
     v["query_overloaded"] = per_query(&s.stored, |f| json!(f.overloaded), |_| None);
+    v["http_ingest_events_per_s_batched"] = med(&s.http_batched);
+    v["http_ingest_events_per_s_single"] = med(&s.http_single);
+    v["http_ingest_batched_vs_batched"] = med(&s.http_batched_ratio);
+    v["http_ingest_single_vs_batched"] = med(&s.http_single_ratio);
+    v["sizes"]["http_clients"] = json!(http_ingest::CLIENTS);
+    v["sizes"]["http_batch"] = json!(http_ingest::BATCH);
     v["sizes"]["query_clients"] = json!(z.query_clients);
     v["sizes"]["query_requests"] = json!(z.query_requests);
     v["sizes"]["query_indexes"] = json!(db::query_index_names());

@@ -171,20 +171,34 @@ pub struct QueryResult {
 }
 
 /// The `winchester serve` child: killed when dropped.
-struct Server {
+pub(crate) struct Server {
     _child: Children,
-    base: String,
+    /// `http://ADDR`.
+    pub(crate) base: String,
+}
+
+/// Starts `winchester serve` (the program in `exe_dir`, loading `config`) on
+/// the database at `url` and waits (at most 60 s) for its address.
+pub(crate) async fn serve(url: &str, exe_dir: &Path, config: &Path) -> anyhow::Result<Server> {
+    let (url, exe_dir, config) = (url.to_string(), exe_dir.to_path_buf(), config.to_path_buf());
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || start_server(&url, &exe_dir, &config)),
+    )
+    .await
+    .map_err(|_| anyhow!("winchester serve did not say where it listens within 60 s"))?
+    .map_err(|e| anyhow!("starting winchester serve: {e}"))?
 }
 
 /// Starts `winchester serve` on the database at `url` and waits for its
 /// address.
-fn start_server(url: &str, opts: &QueryOpts) -> anyhow::Result<Server> {
-    let dir = opts.config.parent().unwrap_or(Path::new(".")).to_path_buf();
+fn start_server(url: &str, exe_dir: &Path, config: &Path) -> anyhow::Result<Server> {
+    let dir = config.parent().unwrap_or(Path::new(".")).to_path_buf();
     let (log, f) = stderr_file(&dir, "bench-serve")?;
-    let program = opts.exe_dir.join("winchester");
+    let program = exe_dir.join("winchester");
     let mut child = Command::new(&program)
         .arg("-c")
-        .arg(&opts.config)
+        .arg(config)
         .arg("--database-url")
         .arg(url)
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -213,14 +227,18 @@ fn start_server(url: &str, opts: &QueryOpts) -> anyhow::Result<Server> {
     }
 }
 
+/// One bench client's HTTP client: one kept-alive connection, a generous timeout.
+pub(crate) fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .context("making an HTTP client")
+}
+
 /// Measures every query of [`QUERIES`] against the seeded database at `url`.
 pub async fn measure(url: &str, seed: &Seeded, opts: &QueryOpts) -> anyhow::Result<QueryResult> {
-    let (url2, opts2) = (url.to_string(), opts.clone());
-    let server =
-        tokio::time::timeout(Duration::from_secs(60), tokio::task::spawn_blocking(move || start_server(&url2, &opts2)))
-            .await
-            .map_err(|_| anyhow!("winchester serve did not say where it listens within 60 s"))?
-            .map_err(|e| anyhow!("starting winchester serve: {e}"))??;
+    let server = serve(url, &opts.exe_dir, &opts.config).await?;
     let mut out = QueryResult::default();
     let mut all = Vec::new();
     for q in QUERIES {
@@ -259,11 +277,7 @@ async fn phase(base: &str, q: Query, seed: &Seeded, opts: &QueryOpts) -> anyhow:
     for _ in 0..clients {
         let (issued, seed, base, timed_from) = (issued.clone(), seed.clone(), base.to_string(), timed_from.clone());
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .timeout(Duration::from_secs(120))
-                .build()
-                .context("making an HTTP client")?;
+            let client = http_client()?;
             let mut cookie: Option<String> = None;
             let mut lat = Vec::new();
             let mut overloaded = 0;

@@ -334,8 +334,8 @@ fn parse_line(tm: &TriggerManager, line: &str, notification: bool) -> Result<Eve
     match tm.distill(&v) {
         Ok(Some(e)) => Ok(e),
         Ok(None) => {
-            let event_type = v.get("event_type").and_then(|t| t.as_str()).unwrap_or("?");
-            Err(format!("no event definition covers event_type {event_type:?}"))
+            let event_type = v.get("event_type").and_then(|t| t.as_str()).unwrap_or("?").to_string();
+            Err(EventOutcome::Undistilled { event_type }.rejection().unwrap_or_default())
         }
         Err(e) => Err(e.to_string()),
     }
@@ -378,12 +378,7 @@ impl Batch {
             match o {
                 EventOutcome::Saved { .. } => report.ingested += 1,
                 EventOutcome::Duplicate => report.duplicates += 1,
-                EventOutcome::Rejected(e) => report.rejected.push((n, e.to_string())),
-                EventOutcome::Failed(reason) => report.rejected.push((n, reason)),
-                EventOutcome::Undistilled { event_type } => {
-                    report.rejected.push((n, format!("no event definition covers event_type {event_type:?}")))
-                }
-                EventOutcome::DistillFailed(e) => report.rejected.push((n, e.to_string())),
+                other => report.rejected.push((n, other.rejection().unwrap_or_default())),
             }
         }
     }

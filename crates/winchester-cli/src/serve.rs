@@ -5,7 +5,9 @@ use anyhow::{anyhow, Context};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use winchester::pipeline::HandlerRegistry;
+use winchester::TriggerManager;
 use winchester_api::{ApiState, ReadyCheck};
+use winchester_core::{Clock, SystemClock};
 
 /// `winchester serve` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -63,13 +65,33 @@ pub async fn run(args: &ServeArgs, config: &ConfigArgs, registry: &HandlerRegist
     });
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr()?;
+    // POST /v1/events: events are matched with the configured triggers
+    // (whose versions are recorded, as every ingester does) and raw
+    // notifications distilled with the configured definitions.
+    let triggers = Arc::new(cfg.triggers.clone());
+    let mut manager = TriggerManager::new(storage.clone(), triggers.clone(), Arc::new(SystemClock) as Arc<dyn Clock>)
+        .with_source("http");
+    if let Some(d) = crate::common::load_distiller(&cfg)? {
+        manager = manager.with_distiller(d);
+    }
+    if !api.read_only {
+        crate::common::record_versions(&manager, &cfg).await?;
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let state = ApiState::new(storage, Arc::new(cfg.triggers.clone()), token.clone(), api.read_only, ready, stop_rx);
-    let triggers = state.triggers.clone();
-    crate::common::reload_on_hangup(config.clone(), Some(registry.clone()), move |cfg, _| {
-        let triggers = triggers.clone();
+    let state = ApiState::new(storage, triggers, token.clone(), api.read_only, ready, stop_rx).with_ingest(
+        manager.clone(),
+        api.ingest_max_body_bytes,
+        api.ingest_queue_limit,
+    );
+    let reloading = state.clone();
+    let read_only = api.read_only;
+    crate::common::reload_on_hangup(config.clone(), Some(registry.clone()), move |cfg, distiller| {
+        let state = reloading.clone();
         async move {
-            triggers.set(Arc::new(cfg.triggers));
+            if !read_only {
+                crate::common::record_versions(&state.ingest.manager, &cfg).await?;
+            }
+            state.set_definitions(Arc::new(cfg.triggers), distiller);
             Ok(())
         }
     })?;

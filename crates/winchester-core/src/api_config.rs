@@ -6,6 +6,8 @@
 //!   listen: 127.0.0.1:8080     # default
 //!   token_file: api-token      # or token: "..."; needed for PUT/DELETE/POST
 //!   read_only: false           # true: every mutating request gets 403
+//!   ingest_max_body_bytes: 8388608   # POST /v1/events: larger bodies get 413
+//!   ingest_queue_limit: 20000  # events waiting for their commit before POST /v1/events answers 429
 //! metrics_listen: 127.0.0.1:9464   # pipeline-worker and winchester-ingest serve /metrics here
 //! ```
 
@@ -17,7 +19,12 @@ use std::path::PathBuf;
 /// Default address of `winchester serve`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-const KEYS: &[&str] = &["listen", "token", "token_file", "read_only"];
+const KEYS: &[&str] = &["listen", "token", "token_file", "read_only", "ingest_max_body_bytes", "ingest_queue_limit"];
+
+/// Default of `api.ingest_max_body_bytes`: 8 MiB.
+pub const DEFAULT_INGEST_MAX_BODY: usize = 8 * 1024 * 1024;
+/// Default of `api.ingest_queue_limit`, in events.
+pub const DEFAULT_INGEST_QUEUE_LIMIT: usize = 20_000;
 
 /// `winchester serve`'s settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +37,11 @@ pub struct ApiConfig {
     pub token_file: Option<PathBuf>,
     /// Refuse every mutating request.
     pub read_only: bool,
+    /// Largest body `POST /v1/events` accepts (413 beyond).
+    pub ingest_max_body_bytes: usize,
+    /// Most events waiting for their commit; a `POST /v1/events` that would
+    /// go over gets 429 (a request arriving at an empty queue is always taken).
+    pub ingest_queue_limit: usize,
 }
 
 impl Default for ApiConfig {
@@ -39,6 +51,8 @@ impl Default for ApiConfig {
             token: None,
             token_file: None,
             read_only: false,
+            ingest_max_body_bytes: DEFAULT_INGEST_MAX_BODY,
+            ingest_queue_limit: DEFAULT_INGEST_QUEUE_LIMIT,
         }
     }
 }
@@ -111,6 +125,21 @@ impl ApiConfig {
             Some(other) => errors
                 .push(ConfigError::new(format!("must be true or false, found {}", show(other))).key("api.read_only")),
         }
+        for (key, slot) in [
+            ("ingest_max_body_bytes", &mut cfg.ingest_max_body_bytes),
+            ("ingest_queue_limit", &mut cfg.ingest_queue_limit),
+        ] {
+            match m.get(key) {
+                None | Some(Value::Null) => {}
+                Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => {
+                    *slot = usize::try_from(n.as_u64().unwrap_or(1)).unwrap_or(usize::MAX)
+                }
+                Some(other) => errors.push(
+                    ConfigError::new(format!("must be a whole number of at least 1, found {}", show(other)))
+                        .key(format!("api.{key}")),
+                ),
+            }
+        }
         if errors.is_empty() {
             Ok(cfg)
         } else {
@@ -142,6 +171,10 @@ mod tests {
         assert!(text("{token: ''}").contains("api.token"));
         assert!(text("{read_only: maybe}").contains("api.read_only"));
         assert!(text("[1]").contains("api"));
+        assert!(text("{ingest_max_body_bytes: 0}").contains("api.ingest_max_body_bytes"));
+        assert!(text("{ingest_queue_limit: lots}").contains("api.ingest_queue_limit"));
+        let c = parse("{ingest_max_body_bytes: 1024, ingest_queue_limit: 50}").unwrap();
+        assert_eq!((c.ingest_max_body_bytes, c.ingest_queue_limit), (1024, 50));
         let mut w = Vec::new();
         ApiConfig::from_yaml(&serde_yaml::from_str("{listn: x}").unwrap(), Path::new("."), &mut w).unwrap();
         assert!(w[0].to_string().contains("api.listn"));

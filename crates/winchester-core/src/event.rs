@@ -216,6 +216,57 @@ fn json_type_name(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// One JSON value as a trait value, by the rules of [`Event::from_json`]:
+/// a full RFC 3339 string with a zone becomes a datetime, other strings stay
+/// strings; integers become int, other numbers float; booleans bool; `null`
+/// is no trait (`None`); arrays and objects are refused. `message_id` names
+/// the event in the error.
+pub fn trait_from_json(
+    key: &str,
+    v: &serde_json::Value,
+    message_id: &dyn Fn() -> Option<String>,
+) -> Result<Option<TraitValue>, EventError> {
+    let m = message_id;
+    Ok(Some(match v {
+        serde_json::Value::Null => return Ok(None),
+        serde_json::Value::Bool(b) => TraitValue::Bool(*b),
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                TraitValue::Int(i)
+            } else if n.is_u64() {
+                return Err(EventError::WrongType {
+                    key: key.into(),
+                    expected: "an integer within 64-bit signed range",
+                    found: n.to_string(),
+                    message_id: m(),
+                });
+            } else {
+                match n.as_f64() {
+                    Some(f) => TraitValue::Float(f),
+                    None => {
+                        return Err(EventError::WrongType {
+                            key: key.into(),
+                            expected: "a finite number",
+                            found: n.to_string(),
+                            message_id: m(),
+                        })
+                    }
+                }
+            }
+        }
+        serde_json::Value::String(s) => match parse_rfc3339(s) {
+            Some(d) => TraitValue::Datetime(d),
+            None => TraitValue::String(s.clone()),
+        },
+        serde_json::Value::Array(_) => {
+            return Err(EventError::Nested { key: key.into(), found: "array", message_id: m() })
+        }
+        serde_json::Value::Object(_) => {
+            return Err(EventError::Nested { key: key.into(), found: "object", message_id: m() })
+        }
+    }))
+}
+
 impl Event {
     /// Builds an event and validates it (see [`Event::validate`]).
     pub fn new(
@@ -308,45 +359,9 @@ impl Event {
             if ENVELOPE_KEYS.contains(&key.as_str()) {
                 continue;
             }
-            let value = match v {
-                serde_json::Value::Null => continue,
-                serde_json::Value::Bool(b) => TraitValue::Bool(*b),
-                serde_json::Value::Number(n) => {
-                    if let Some(i) = n.as_i64() {
-                        TraitValue::Int(i)
-                    } else if n.is_u64() {
-                        return Err(EventError::WrongType {
-                            key: key.clone(),
-                            expected: "an integer within 64-bit signed range",
-                            found: n.to_string(),
-                            message_id: m(),
-                        });
-                    } else {
-                        match n.as_f64() {
-                            Some(f) => TraitValue::Float(f),
-                            None => {
-                                return Err(EventError::WrongType {
-                                    key: key.clone(),
-                                    expected: "a finite number",
-                                    found: n.to_string(),
-                                    message_id: m(),
-                                })
-                            }
-                        }
-                    }
-                }
-                serde_json::Value::String(s) => match parse_rfc3339(s) {
-                    Some(d) => TraitValue::Datetime(d),
-                    None => TraitValue::String(s.clone()),
-                },
-                serde_json::Value::Array(_) => {
-                    return Err(EventError::Nested { key: key.clone(), found: "array", message_id: m() })
-                }
-                serde_json::Value::Object(_) => {
-                    return Err(EventError::Nested { key: key.clone(), found: "object", message_id: m() })
-                }
-            };
-            traits.insert(key.clone(), value);
+            if let Some(value) = trait_from_json(key, v, &m)? {
+                traits.insert(key.clone(), value);
+            }
         }
         Event::new(message_id, event_type, timestamp, traits)
     }

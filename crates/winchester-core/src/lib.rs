@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`event`]: events and typed trait values, validation, JSON form.
+//! - [`cloudevent`]: CloudEvents 1.0 to events (`POST /v1/events`).
 //! - [`timex`]: time expressions (`$last + 1h`, `day($launched_at)`).
 //! - [`duration`]: durations of command-line flags (`30s`, `5m`, `1h30m`).
 //! - [`criteria`]: `match_criteria` / `fire_criteria` entries and event-type globs.
@@ -20,6 +21,7 @@
 pub mod amqp_ingest;
 pub mod api_config;
 pub mod clock;
+pub mod cloudevent;
 pub mod config;
 pub mod config_error;
 pub mod criteria;

@@ -49,6 +49,12 @@ pub const AMQP_DEAD_LETTERED: &str = "winchester_amqp_dead_lettered_total";
 pub const AMQP_RECONNECTS: &str = "winchester_amqp_reconnects_total";
 /// Configuration reloads (SIGHUP), by result (`applied`, `refused`).
 pub const CONFIG_RELOADS: &str = "winchester_config_reloads_total";
+/// `POST /v1/events` requests answered, by status code.
+pub const HTTP_INGEST_REQUESTS: &str = "winchester_http_ingest_requests_total";
+/// Events of `POST /v1/events` requests, by outcome (`ingested`, `duplicate`, `rejected`, `unavailable`).
+pub const HTTP_INGEST_EVENTS: &str = "winchester_http_ingest_events_total";
+/// Seconds from a `POST /v1/events` request's arrival to its answer.
+pub const HTTP_INGEST_DURATION: &str = "winchester_http_ingest_duration_seconds";
 /// Always 1; the version and the program (`pipeline-worker`,
 /// `winchester-ingest`, `serve`) are labels.
 pub const BUILD_INFO: &str = "winchester_build_info";
@@ -81,6 +87,9 @@ pub const ALL: &[(&str, &str)] = &[
     (AMQP_DEAD_LETTERED, "AMQP messages dead-lettered, by reason."),
     (AMQP_RECONNECTS, "AMQP reconnections."),
     (CONFIG_RELOADS, "Configuration reloads (SIGHUP), by result."),
+    (HTTP_INGEST_REQUESTS, "POST /v1/events requests answered, by status code."),
+    (HTTP_INGEST_EVENTS, "Events of POST /v1/events requests, by outcome."),
+    (HTTP_INGEST_DURATION, "Seconds from a POST /v1/events request's arrival to its answer."),
     (BUILD_INFO, "Build information, by version and program; always 1."),
     (DATABASE_UP, "1 while nothing in this process waits for the database, else 0."),
     (DATABASE_OUTAGES, "Database outages this process waited out or is waiting out."),
@@ -102,7 +111,7 @@ fn describe(program: &'static str) {
     for (name, help) in ALL {
         let help = *help;
         match *name {
-            PIPELINE_DURATION | FIRE_DELAY => describe_histogram!(*name, Unit::Seconds, help),
+            PIPELINE_DURATION | FIRE_DELAY | HTTP_INGEST_DURATION => describe_histogram!(*name, Unit::Seconds, help),
             STREAMS | OLDEST_READY | BUILD_INFO | DATABASE_UP => describe_gauge!(*name, help),
             _ => describe_counter!(*name, help),
         }
@@ -137,6 +146,10 @@ fn builder() -> Result<PrometheusBuilder, MetricsError> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(PIPELINE_DURATION.into()), &buckets)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(FIRE_DELAY.into()), &buckets))
+        .and_then(|b| {
+            let fast = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+            b.set_buckets_for_metric(Matcher::Full(HTTP_INGEST_DURATION.into()), &fast)
+        })
         .map_err(|e| MetricsError(e.to_string()))
 }
 
@@ -308,6 +321,18 @@ pub fn events_rejected(reason: &'static str, n: u64) {
     if n > 0 {
         counter!(EVENTS_REJECTED, "reason" => reason).increment(n);
     }
+}
+
+/// One answered `POST /v1/events`: its status, how many of its events ended
+/// each way (`(outcome, n)`), and how long it took.
+pub fn http_ingest(status: u16, events: &[(&'static str, u64)], took: Duration) {
+    counter!(HTTP_INGEST_REQUESTS, "status" => status.to_string()).increment(1);
+    for (outcome, n) in events {
+        if *n > 0 {
+            counter!(HTTP_INGEST_EVENTS, "outcome" => *outcome).increment(*n);
+        }
+    }
+    histogram!(HTTP_INGEST_DURATION).record(took.as_secs_f64());
 }
 
 /// A stream opened for `trigger`.

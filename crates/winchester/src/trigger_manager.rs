@@ -3,11 +3,11 @@
 //! single calls share transactions: see [`crate::group_commit`]).
 
 use crate::debug::{no_match_reason, TriggerDebug};
-use crate::group_commit::{ingest_split, GroupCommit};
+use crate::group_commit::{ingest_split, GroupCommit, QueueFull};
 use std::sync::{Arc, OnceLock};
 use winchester_core::distiller::{DistillError, Distiller};
 use winchester_core::{Clock, Event, EventError, TriggerSet, TypeVerdicts};
-use winchester_storage::{one_for_one, EventPlan, IngestOutcome, Membership, ReplayAt, Storage};
+use winchester_storage::{one_for_one, EventPlan, IngestOutcome, Membership, ReplayAt, Storage, StorageError};
 
 use crate::error::EngineError;
 use crate::live::Live;
@@ -49,6 +49,20 @@ impl EventOutcome {
             EventOutcome::Rejected(_) | EventOutcome::DistillFailed(_) => Ingested::Invalid,
             EventOutcome::Failed(_) => Ingested::Failed,
             EventOutcome::Undistilled { .. } => Ingested::Undistilled,
+        }
+    }
+
+    /// Why the event was not saved, as reports print it; `None` when it was
+    /// saved or already stored.
+    pub fn rejection(&self) -> Option<String> {
+        match self {
+            EventOutcome::Saved { .. } | EventOutcome::Duplicate => None,
+            EventOutcome::Rejected(e) => Some(e.to_string()),
+            EventOutcome::Failed(reason) => Some(reason.clone()),
+            EventOutcome::Undistilled { event_type } => {
+                Some(format!("no event definition covers event_type {event_type:?}"))
+            }
+            EventOutcome::DistillFailed(e) => Some(e.to_string()),
         }
     }
 }
@@ -141,17 +155,15 @@ impl TriggerManager {
     /// Distills a raw notification and adds the event (see
     /// [`TriggerManager::add_event`]; concurrent calls share transactions).
     pub async fn add_notification(&self, notification: &serde_json::Value) -> Result<EventOutcome, EngineError> {
-        match self.distill(notification) {
-            Ok(Some(event)) => match self.plan(event) {
+        let defs = self.definitions();
+        let distilled = distill_batch_with(&defs, self.source, std::slice::from_ref(notification)).await;
+        match one_for_one("distill", 1, distilled)?.remove(0) {
+            Ok(event) => match plan_with(&defs, event) {
                 Ok(plan) => self.add_planned(plan).await,
                 Err(e) => Ok(self.counted(EventOutcome::Rejected(e))),
             },
-            Ok(None) => {
-                let event_type = notification.get("event_type").and_then(|v| v.as_str()).unwrap_or("?").to_string();
-                tracing::info!(%event_type, "Dropping notification no event definition covers.");
-                Ok(self.counted(EventOutcome::Undistilled { event_type }))
-            }
-            Err(e) => Ok(self.counted(EventOutcome::DistillFailed(e))),
+            // Counted by distill_batch_with.
+            Err(outcome) => Ok(outcome),
         }
     }
 
@@ -166,41 +178,16 @@ impl TriggerManager {
         let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(notifications.len());
         let mut events = Vec::new();
         let mut slots = Vec::new();
-        let distilled: Vec<Result<Option<Event>, DistillError>> = match &defs.distiller {
-            // Plugins that may block (a Python interpreter lock) run off the async threads.
-            Some(d) if d.has_blocking_plugins() => {
-                let (d, batch) = (d.clone(), notifications.to_vec());
-                match tokio::task::spawn_blocking(move || batch.iter().map(|n| d.to_event(n)).collect()).await {
-                    Ok(v) => v,
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    Err(e) => {
-                        let reason = format!("distilling was cancelled: {e}");
-                        notifications
-                            .iter()
-                            .map(|_| Err(DistillError::BadEnvelope { reason: reason.clone() }))
-                            .collect()
-                    }
-                }
-            }
-            _ => notifications.iter().map(|n| distill_with(&defs, n)).collect(),
-        };
-        for (n, d) in notifications.iter().zip(distilled) {
+        for d in distill_batch_with(&defs, self.source, notifications).await {
             match d {
-                Ok(Some(e)) => {
+                Ok(e) => {
                     slots.push(outcomes.len());
                     outcomes.push(None);
                     events.push(e);
                 }
-                Ok(None) => {
-                    let event_type = n.get("event_type").and_then(|v| v.as_str()).unwrap_or("?").to_string();
-                    tracing::info!(%event_type, "Dropping notification no event definition covers.");
-                    outcomes.push(Some(EventOutcome::Undistilled { event_type }));
-                }
-                Err(e) => outcomes.push(Some(EventOutcome::DistillFailed(e))),
+                Err(o) => outcomes.push(Some(o)),
             }
         }
-        // add_events counts the events; count the notifications that never became one.
-        crate::metrics::ingested(self.source, outcomes.iter().flatten().map(EventOutcome::metric));
         let n = events.len();
         let events = events.into_iter().map(|e| (e, None)).collect();
         let added = one_for_one("add_events", n, self.add_events_in(&defs, events).await?)?;
@@ -208,6 +195,89 @@ impl TriggerManager {
             outcomes[slot] = Some(o);
         }
         filled(outcomes)
+    }
+
+    /// Distills a batch of raw notifications without saving them: each one's
+    /// event, or the outcome it ends with (`Undistilled`, `DistillFailed`),
+    /// which is counted in the ingest metrics here. Trait plugins that may
+    /// block run off the async threads.
+    #[allow(clippy::result_large_err)] // DistillError carries the failing definition, path and value
+    pub async fn distill_batch(&self, notifications: &[serde_json::Value]) -> Vec<Result<Event, EventOutcome>> {
+        distill_batch_with(&self.definitions(), self.source, notifications).await
+    }
+
+    /// Adds events through the group-commit batcher (see
+    /// [`TriggerManager::add_event`]): they share transactions with every
+    /// other caller's, at most [`crate::group_commit::MAX_GROUP`] events per
+    /// transaction, and this returns once each has committed or failed.
+    ///
+    /// With a `queue_bound`, nothing is queued ([`QueueFull`]) when more than
+    /// that many events would then be waiting for their commit (unless none
+    /// is waiting). Every event gets its own outcome, in order: invalid ones
+    /// `Rejected`, ones the database refuses alone `Failed`; `Err` is a
+    /// transient failure (a lost connection, the database down) that left the
+    /// event unsaved, free to be sent again (a retry of an event that did
+    /// commit comes back `Duplicate`).
+    pub async fn add_events_grouped(
+        &self,
+        events: Vec<Event>,
+        queue_bound: Option<usize>,
+    ) -> Result<Vec<Result<EventOutcome, StorageError>>, QueueFull> {
+        let group = self.group();
+        let reservation = match queue_bound {
+            Some(bound) => group.try_reserve(events.len(), bound)?,
+            None => group.reserve(events.len()),
+        };
+        let defs = self.definitions();
+        let mut outcomes: Vec<Option<Result<EventOutcome, StorageError>>> = Vec::with_capacity(events.len());
+        let mut slots = Vec::with_capacity(events.len());
+        let mut plans = Vec::with_capacity(events.len());
+        for (planned, ()) in plan_batch(&defs, events.into_iter().map(|e| (e, ())).collect()) {
+            match planned {
+                Ok(p) => {
+                    slots.push(outcomes.len());
+                    outcomes.push(None);
+                    plans.push(p);
+                }
+                Err(e) => outcomes.push(Some(Ok(EventOutcome::Rejected(e)))),
+            }
+        }
+        let results = reservation.ingest(plans).await;
+        for (slot, (plan, r)) in slots.iter().zip(results) {
+            outcomes[*slot] = Some(match r {
+                Ok(r) => Ok(record(&defs, &plan, r)),
+                Err(e) if e.is_retryable() => Err(e),
+                Err(e) => {
+                    tracing::warn!(message_id = %plan.event.message_id, error = %e, "Event not saved.");
+                    Ok(EventOutcome::Failed(format!("message_id {:?}: {e}", plan.event.message_id)))
+                }
+            });
+        }
+        // A batcher that stopped without answering leaves slots empty: say
+        // so for each (nothing is made up).
+        let outcomes: Vec<Result<EventOutcome, StorageError>> = outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(StorageError::Unavailable("the ingest batcher stopped before answering".into()))
+                })
+            })
+            .collect();
+        crate::metrics::ingested(
+            self.source,
+            outcomes.iter().filter_map(|o| o.as_ref().ok()).map(EventOutcome::metric),
+        );
+        Ok(outcomes)
+    }
+
+    /// Events waiting in the group-commit queue for their commit.
+    pub fn queued_events(&self) -> usize {
+        self.group.get().map_or(0, GroupCommit::queued)
+    }
+
+    /// The group-commit batcher, started on first use.
+    fn group(&self) -> &GroupCommit {
+        self.group.get_or_init(|| GroupCommit::start(self.storage.clone(), self.clock.clone()))
     }
 
     /// The trigger definitions in force (a snapshot).
@@ -252,16 +322,7 @@ impl TriggerManager {
 
     /// Saves one planned event through the group-commit batcher.
     async fn add_planned(&self, plan: EventPlan) -> Result<EventOutcome, EngineError> {
-        let group = self.group.get_or_init(|| GroupCommit::start(self.storage.clone(), self.clock.clone()));
-        let result = match group.ingest(plan).await {
-            Ok(r) => r,
-            // The batcher's runtime is gone: save it alone.
-            Err(plan) => {
-                let r = ingest_split(self.storage.as_ref(), std::slice::from_ref(&plan), self.clock.now()).await;
-                one_for_one("ingest", 1, r)?.remove(0).map(|o| (plan, o))
-            }
-        };
-        let outcome = match result {
+        let outcome = match self.group().ingest(plan).await {
             Ok((plan, r)) => record(&self.definitions(), &plan, r),
             Err(e) => {
                 if !e.is_retryable() {
@@ -439,6 +500,46 @@ fn plan_given_types(defs: &Definitions, verdicts: &[Vec<bool>], event: Event) ->
         }
     }
     Ok(EventPlan { event, memberships, replay: None })
+}
+
+/// [`TriggerManager::distill_batch`] under `defs`, counted as from `source`.
+#[allow(clippy::result_large_err)] // DistillError carries the failing definition, path and value
+async fn distill_batch_with(
+    defs: &Definitions,
+    source: &'static str,
+    notifications: &[serde_json::Value],
+) -> Vec<Result<Event, EventOutcome>> {
+    let distilled: Vec<Result<Option<Event>, DistillError>> = match &defs.distiller {
+        // Plugins that may block (a Python interpreter lock) run off the async threads.
+        Some(d) if d.has_blocking_plugins() => {
+            let (d, batch) = (d.clone(), notifications.to_vec());
+            match tokio::task::spawn_blocking(move || batch.iter().map(|n| d.to_event(n)).collect()).await {
+                Ok(v) => v,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => {
+                    let reason = format!("distilling was cancelled: {e}");
+                    notifications.iter().map(|_| Err(DistillError::BadEnvelope { reason: reason.clone() })).collect()
+                }
+            }
+        }
+        _ => notifications.iter().map(|n| distill_with(defs, n)).collect(),
+    };
+    let out: Vec<Result<Event, EventOutcome>> = notifications
+        .iter()
+        .zip(distilled)
+        .map(|(n, d)| match d {
+            Ok(Some(e)) => Ok(e),
+            Ok(None) => {
+                let event_type = n.get("event_type").and_then(|v| v.as_str()).unwrap_or("?").to_string();
+                tracing::info!(%event_type, "Dropping notification no event definition covers.");
+                Err(EventOutcome::Undistilled { event_type })
+            }
+            Err(e) => Err(EventOutcome::DistillFailed(e)),
+        })
+        .collect();
+    // Adding the events counts them; count the notifications that never became one.
+    crate::metrics::ingested(source, out.iter().filter_map(|o| o.as_ref().err()).map(EventOutcome::metric));
+    out
 }
 
 #[allow(clippy::result_large_err)] // DistillError carries the failing definition, path and value
