@@ -350,7 +350,7 @@ async fn queue_over_its_bound_answers_429() {
 /// by outcome, the latency histogram.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_metrics_move() {
-    winchester::metrics::install().unwrap();
+    winchester::metrics::install("serve").unwrap();
     let s = Server::default(Backend::Postgres).await;
     let scrape = || async {
         let text = s.http.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
