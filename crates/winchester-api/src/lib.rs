@@ -35,7 +35,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use winchester::tail::{Tail, TailItem};
 use winchester_core::TriggerSet;
-use winchester_storage::Storage;
+use winchester_storage::replica::ReadRouter;
+use winchester_storage::{QueryStore, Storage};
 
 pub use error::ApiError;
 
@@ -64,6 +65,9 @@ pub struct ApiState {
     pub read_only: bool,
     /// `/readyz`.
     pub ready: ReadyCheck,
+    /// The hot standby reads go to while its lag allows (`database.read_url`;
+    /// see [`ApiState::reads`]).
+    pub replica: Option<Arc<ReadRouter>>,
     tail: broadcast::Sender<Arc<TailItem>>,
     stopping: watch::Receiver<bool>,
 }
@@ -88,7 +92,23 @@ impl ApiState {
         let (tx, _) = broadcast::channel(TAIL_BUFFER);
         tokio::spawn(run_tail(storage.clone(), tx.clone(), stopping.clone()));
         let triggers = winchester::live::Live::new(triggers);
-        ApiState { storage, triggers, token, read_only, ready, tail: tx, stopping }
+        ApiState { storage, triggers, token, read_only, ready, replica: None, tail: tx, stopping }
+    }
+
+    /// Sends the reads (see [`ApiState::reads`]) through `router`.
+    pub fn with_replica(self, router: Arc<ReadRouter>) -> ApiState {
+        ApiState { replica: Some(router), ..self }
+    }
+
+    /// Where reads that no write follows go (listings, counts, event
+    /// queries, console pages): the hot standby while its lag allows, else
+    /// the primary. Writes, the reads a write depends on and the tail use
+    /// [`ApiState::storage`], the primary.
+    pub fn reads(&self) -> &dyn QueryStore {
+        match &self.replica {
+            Some(router) => router.as_ref(),
+            None => self.storage.queries(),
+        }
     }
 
     pub(crate) fn subscribe(&self) -> (broadcast::Receiver<Arc<TailItem>>, watch::Receiver<bool>) {

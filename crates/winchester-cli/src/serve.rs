@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use winchester::pipeline::HandlerRegistry;
 use winchester_api::{ApiState, ReadyCheck};
+use winchester_backends::ReadReplicaOptions;
 
 /// `winchester serve` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,6 +58,7 @@ pub async fn run(args: &ServeArgs, config: &ConfigArgs, registry: &HandlerRegist
     winchester::metrics::install("serve")?;
     let storage = open_storage(&db, 8, config.database_wait(Run::Daemon)).await?;
     start_stream_gauge(&storage);
+    let primary_db = db.clone();
     let ready: ReadyCheck = Arc::new(move || {
         let db = db.clone();
         Box::pin(async move { check_ready(&db).await })
@@ -64,7 +66,17 @@ pub async fn run(args: &ServeArgs, config: &ConfigArgs, registry: &HandlerRegist
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let state = ApiState::new(storage, Arc::new(cfg.triggers.clone()), token.clone(), api.read_only, ready, stop_rx);
+    let primary = storage.clone();
+    let mut state =
+        ApiState::new(storage, Arc::new(cfg.triggers.clone()), token.clone(), api.read_only, ready, stop_rx);
+    if let Some(read_url) = &cfg.main.read_url {
+        let replica = ReadReplicaOptions { url: read_url.clone(), max_lag: cfg.main.max_read_lag };
+        let router = winchester_backends::read_router(&primary_db, primary, &replica, 8)?;
+        // Where reads go is known (and logged) before the first request.
+        router.probe().await;
+        winchester::metrics::spawn_replica_gauge(&router);
+        state = state.with_replica(router);
+    }
     let triggers = state.triggers.clone();
     crate::common::reload_on_hangup(config.clone(), Some(registry.clone()), move |cfg, _| {
         let triggers = triggers.clone();
