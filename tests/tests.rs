@@ -29,4 +29,5 @@ mod python_handlers;
 mod query_plans;
 mod reload;
 mod replay;
+mod replica;
 mod worker;

@@ -31,6 +31,25 @@ impl PrivateCluster {
         c
     }
 
+    /// A hot standby of `primary` streaming from it (pg_basebackup -R),
+    /// started, on a port of its own.
+    pub fn standby_of(primary: &PrivateCluster) -> PrivateCluster {
+        let dir = std::env::temp_dir().join(format!("winchester-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let c = PrivateCluster { dir, port };
+        if c.as_root() {
+            assert!(Command::new("chown").args(["-R", "postgres:"]).arg(&c.dir).status().unwrap().success());
+        }
+        let from = primary.port.to_string();
+        c.pg(
+            "pg_basebackup",
+            &["-D", &c.data(), "-R", "-X", "stream", "-h", "127.0.0.1", "-p", &from, "-U", "postgres"],
+        );
+        c.up();
+        c
+    }
+
     /// The cluster's `postgres` database, migrated to the current schema.
     pub async fn migrated() -> PrivateCluster {
         let c = PrivateCluster::start();
