@@ -18,6 +18,7 @@ mod console;
 mod db_restart;
 mod demo;
 mod deploy;
+mod ha;
 mod handlers;
 mod ingest;
 mod notifications;

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 mod cluster;
+mod patroni;
+pub use patroni::{ha_unavailable, HaCluster};
 pub use cluster::{assert_outages_logged, wait_for_log, PrivateCluster};
 
 use chrono::{DateTime, TimeZone, Utc};
