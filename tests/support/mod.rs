@@ -4,8 +4,8 @@
 
 mod cluster;
 mod patroni;
-pub use patroni::{ha_unavailable, HaCluster};
 pub use cluster::{assert_outages_logged, wait_for_log, PrivateCluster};
+pub use patroni::{ha_unavailable, HaCluster};
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::{Connection, PgConnection};

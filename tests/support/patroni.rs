@@ -123,7 +123,8 @@ impl HaCluster {
     /// (the postmaster's process group), as a machine lost would.
     pub fn kill_node(&mut self, i: usize) {
         let pid_file = self.dir.join(&self.nodes[i].name).join("data/postmaster.pid");
-        let postmaster = std::fs::read_to_string(pid_file).ok().and_then(|t| t.lines().next()?.trim().parse::<i32>().ok());
+        let postmaster =
+            std::fs::read_to_string(pid_file).ok().and_then(|t| t.lines().next()?.trim().parse::<i32>().ok());
         if let Some(mut p) = self.nodes[i].patroni.take() {
             let _ = p.kill();
             let _ = p.wait();
@@ -132,9 +133,9 @@ impl HaCluster {
             // Patroni starts the postmaster in a session (and process group)
             // of its own, which its backends share.
             let group = process_group(pm);
-            let _ = Command::new("kill").args(["-9", &pm.to_string()]).status();
+            let _ = Command::new("kill").args(["-9", &pm.to_string()]).stderr(Stdio::null()).status();
             if let Some(group) = group {
-                let _ = Command::new("kill").args(["-9", "--", &format!("-{group}")]).status();
+                let _ = Command::new("kill").args(["-9", "--", &format!("-{group}")]).stderr(Stdio::null()).status();
             }
         }
     }
@@ -186,13 +187,13 @@ impl HaCluster {
     /// Whether a connection through HAProxy's primary port reaches a primary.
     pub async fn writable(&self) -> bool {
         let url = self.url();
-        let connect =
-            sqlx::postgres::PgPoolOptions::new().max_connections(1).acquire_timeout(Duration::from_secs(1)).connect(&url);
+        let connect = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(1))
+            .connect(&url);
         let Ok(Ok(pool)) = tokio::time::timeout(Duration::from_secs(2), connect).await else { return false };
-        let ok = sqlx::query_scalar::<_, bool>("SELECT NOT pg_is_in_recovery()")
-            .fetch_one(&pool)
-            .await
-            .unwrap_or(false);
+        let ok =
+            sqlx::query_scalar::<_, bool>("SELECT NOT pg_is_in_recovery()").fetch_one(&pool).await.unwrap_or(false);
         pool.close().await;
         ok
     }
