@@ -237,7 +237,7 @@ impl Load {
     fn stop_writing(&mut self) -> usize {
         self.writing.store(false, Ordering::Relaxed);
         self.writer.take().unwrap().join().unwrap();
-        let (status, out) = finish(&mut self.pipe_ingest);
+        let (status, out) = finish(&mut self.pipe_ingest, "the pipe ingest did not finish");
         assert!(status.success(), "{out}{}", self.logs());
         assert!(out.contains("rejected: 0"), "{out}");
         self.piped.load(Ordering::Relaxed)
@@ -247,34 +247,6 @@ impl Load {
     fn answers_since(&self, since: Instant) -> Vec<(Instant, u16)> {
         self.answers.lock().unwrap().iter().filter(|(t, _)| *t >= since).copied().collect()
     }
-}
-
-/// Exit status and standard output of a process, within 180 s.
-fn finish(child: &mut KillOnDrop) -> (std::process::ExitStatus, String) {
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < Duration::from_secs(180), "still running");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut out = String::new();
-    if let Some(mut stdout) = child.0.stdout.take() {
-        std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
-    }
-    (status, out)
-}
-
-/// One of the programs on `dir`'s config, logging to `log` in `dir`.
-fn logged(name: &str, dir: &ConfigDir, log: &str) -> Command {
-    let mut cmd = program(name);
-    cmd.arg("-c")
-        .arg(dir.config())
-        .env("RUST_LOG", "warn,winchester_storage=info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path(log)).unwrap());
-    cmd
 }
 
 /// A single number from the primary (through HAProxy), `None` while unreachable.
@@ -365,7 +337,7 @@ fn stop(load: &mut Load) {
     let mut stopped = vec![];
     for child in load.workers.iter_mut().chain([&mut load.serve]) {
         assert!(Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status().unwrap().success());
-        stopped.push(finish(child).0);
+        stopped.push(finish(child, "a program did not stop on SIGTERM").0);
     }
     assert!(stopped.iter().all(|s| s.success()), "{stopped:?}: {}", load.logs());
 }
@@ -388,7 +360,7 @@ async fn synchronous_failover_and_switchover_lose_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let old = cluster.leader().expect("a leader");
     let (failover, killed) = measure(&mut cluster, |c| c.kill_node(old)).await;
-    let (status, out) = finish(&mut file);
+    let (status, out) = finish(&mut file, "the file ingest did not finish");
     assert!(status.success() && out.contains("rejected: 0"), "{out}{}", load.logs());
     // serve: 200 before the reads noticed, 503 while there was no primary, 200 after.
     let answers = load.answers_since(killed);
@@ -412,7 +384,7 @@ async fn synchronous_failover_and_switchover_lose_nothing() {
     })
     .await;
     assert_eq!(cluster.leader(), Some(old), "the switchover went back to {old}");
-    let (status, out) = finish(&mut file);
+    let (status, out) = finish(&mut file, "the file ingest did not finish");
     assert!(status.success() && out.contains("rejected: 0"), "{out}{}", load.logs());
 
     let piped = load.stop_writing();
@@ -465,7 +437,7 @@ async fn asynchronous_failover_reports_what_is_lost() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let old = cluster.leader().expect("a leader");
     let (failover, _) = measure(&mut cluster, |c| c.kill_node(old)).await;
-    let (status, out) = finish(&mut file);
+    let (status, out) = finish(&mut file, "the file ingest did not finish");
     assert!(status.success() && out.contains("rejected: 0"), "{out}{}", load.logs());
     let piped = load.stop_writing();
     let orders = piped + load.filed;

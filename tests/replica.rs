@@ -23,6 +23,20 @@ fn orders(first: usize, n: usize) -> String {
         .collect()
 }
 
+/// A winchester.yaml on `primary` reading from `standby` (`more`: more keys of `database`).
+fn config(primary: &PrivateCluster, standby: &PrivateCluster, more: &str) -> ConfigDir {
+    let main = format!(
+        "database: {{url: '{}', read_url: '{}'{more}}}\ntrigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\n",
+        primary.url(),
+        standby.url()
+    );
+    ConfigDir::new(&[
+        ("winchester.yaml", &main),
+        ("triggers.yaml", ORDER_TRIGGERS),
+        ("pipelines.yaml", "count_it: [logger]\n"),
+    ])
+}
+
 fn ingest(dir: &ConfigDir, lines: &str) {
     let file = dir.path("orders.jsonl");
     std::fs::write(&file, lines).unwrap();
@@ -71,18 +85,7 @@ async fn on(cluster: &PrivateCluster, sql: &str) {
 async fn serve_reads_from_a_standby_within_max_read_lag_and_falls_back() {
     let primary = PrivateCluster::migrated().await;
     let standby = PrivateCluster::standby_of(&primary);
-    let dir = ConfigDir::new(&[
-        (
-            "winchester.yaml",
-            &format!(
-                "database: {{url: '{}', read_url: '{}', max_read_lag: 2}}\ntrigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\n",
-                primary.url(),
-                standby.url()
-            ),
-        ),
-        ("triggers.yaml", ORDER_TRIGGERS),
-        ("pipelines.yaml", "count_it: [logger]\n"),
-    ]);
+    let dir = config(&primary, &standby, ", max_read_lag: 2");
     ingest(&dir, &orders(0, 10));
     let log = dir.path("serve.log");
     let (mut serve, base) = spawn_serve_logging(&dir.config(), std::fs::File::create(&log).unwrap()).await;
@@ -150,18 +153,7 @@ async fn serve_starts_with_its_standby_down() {
     let primary = PrivateCluster::migrated().await;
     let standby = PrivateCluster::standby_of(&primary);
     standby.down();
-    let dir = ConfigDir::new(&[
-        (
-            "winchester.yaml",
-            &format!(
-                "database: {{url: '{}', read_url: '{}'}}\ntrigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\n",
-                primary.url(),
-                standby.url()
-            ),
-        ),
-        ("triggers.yaml", ORDER_TRIGGERS),
-        ("pipelines.yaml", "count_it: [logger]\n"),
-    ]);
+    let dir = config(&primary, &standby, "");
     ingest(&dir, &orders(0, 3));
     let log = dir.path("serve.log");
     let (_serve, base) = spawn_serve_logging(&dir.config(), std::fs::File::create(&log).unwrap()).await;
