@@ -279,9 +279,10 @@ async fn measure(cluster: &mut HaCluster, act: impl FnOnce(&mut HaCluster)) -> (
         if election.is_none() && cluster.writable().await {
             election = Some(start.elapsed());
         }
-        if election.is_some() && count(cluster, "SELECT count(*) FROM event").await.is_some_and(|n| n > before) {
-            let outage = Outage { election: election.unwrap(), first_commit: start.elapsed() };
-            return (outage, start);
+        if let Some(election) = election {
+            if count(cluster, "SELECT count(*) FROM event").await.is_some_and(|n| n > before) {
+                return (Outage { election, first_commit: start.elapsed() }, start);
+            }
         }
         assert!(start.elapsed() < Duration::from_secs(120), "no new primary took commits\n{}", cluster.logs());
         tokio::time::sleep(Duration::from_millis(50)).await;
