@@ -144,35 +144,6 @@ fn ingest_command(dir: &ConfigDir, args: &[&str], log: &str) -> Command {
     cmd
 }
 
-/// One of the programs on `dir`'s config, its log (warnings, and the storage
-/// layer's outage and recovery lines) going to `log` in `dir`.
-fn logged(name: &str, dir: &ConfigDir, log: &str) -> Command {
-    let mut cmd = program(name);
-    cmd.arg("-c")
-        .arg(dir.config())
-        .env("RUST_LOG", "warn,winchester_storage=info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path(log)).unwrap());
-    cmd
-}
-
-/// Exit status and standard output of a process, within 120 s.
-fn finish(child: &mut KillOnDrop, log: &str) -> (std::process::ExitStatus, String) {
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "still running: {log}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut out = String::new();
-    if let Some(mut stdout) = child.0.stdout.take() {
-        std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
-    }
-    (status, out)
-}
-
 /// Checks that each of `n` numbered events is stored exactly once.
 async fn assert_stored_once(cluster: &PrivateCluster, n: i64) {
     assert_eq!(cluster.count("SELECT count(*) FROM event").await, Some(n));

@@ -134,6 +134,7 @@ fn every_alert_has_annotations_a_runbook_and_a_unit_test() {
         "winchester_fire_delay_seconds_bucket",
         "winchester_database_outages_total",
         "winchester_database_up",
+        "winchester_read_replica_lag_seconds",
     ] {
         assert!(dashboard.contains(wanted), "the dashboard does not show {wanted}: {dashboard:?}");
     }
@@ -180,6 +181,15 @@ async fn prometheus_scrapes_every_metric_the_dashboard_and_alerts_use() {
     // Its handler fails in handle_events and succeeds in rollback.
     let broken = r#"{name: command, params: {command: [sh, -c, '[ "$1" = --rollback ]', broken]}}"#;
     std::fs::write(dir.path("pipelines.yaml"), format!("noop:\n  - log_it\nbroken:\n  - {broken}\n")).unwrap();
+    // serve reads from a "standby" (the database itself, never behind), so
+    // that it exports the replica lag.
+    let main = std::fs::read_to_string(dir.config()).unwrap();
+    let with_replica = main.replace(
+        &format!("database: {{url: '{}'}}", db.url),
+        &format!("database: {{url: '{0}', read_url: '{0}'}}", db.url),
+    );
+    assert_ne!(main, with_replica, "the config names the database as expected");
+    std::fs::write(dir.config(), with_replica).unwrap();
     let (worker_port, ingest_port) = (free_port(), free_port());
     let spawn = |name: &str, port: u16| {
         KillOnDrop(

@@ -18,16 +18,35 @@ impl PrivateCluster {
     /// A fresh cluster (initdb, trust auth, user postgres), started.
     pub fn start() -> PrivateCluster {
         assert!(Path::new(PG_BIN).join("initdb").exists(), "no PostgreSQL 15 server binaries in {PG_BIN}");
+        let c = PrivateCluster::empty();
+        c.pg("initdb", &["-D", &c.data(), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale", "C"]);
+        c.up();
+        c
+    }
+
+    /// A hot standby of `primary` streaming from it (pg_basebackup -R),
+    /// started, on a port of its own.
+    pub fn standby_of(primary: &PrivateCluster) -> PrivateCluster {
+        let c = PrivateCluster::empty();
+        let from = primary.port.to_string();
+        c.pg(
+            "pg_basebackup",
+            &["-D", &c.data(), "-R", "-X", "stream", "-h", "127.0.0.1", "-p", &from, "-U", "postgres"],
+        );
+        c.up();
+        c
+    }
+
+    /// A temp dir (owned by `postgres` when run as root: the server refuses
+    /// to run as root) and a free port, for a cluster still to be made.
+    fn empty() -> PrivateCluster {
         let dir = std::env::temp_dir().join(format!("winchester-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let c = PrivateCluster { dir, port };
-        // The server refuses to run as root.
         if c.as_root() {
             assert!(Command::new("chown").args(["-R", "postgres:"]).arg(&c.dir).status().unwrap().success());
         }
-        c.pg("initdb", &["-D", &c.data(), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale", "C"]);
-        c.up();
         c
     }
 

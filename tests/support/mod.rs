@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 mod cluster;
+mod patroni;
 pub use cluster::{assert_outages_logged, wait_for_log, PrivateCluster};
+pub use patroni::{ha_unavailable, HaCluster};
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::{Connection, PgConnection};
@@ -404,6 +406,35 @@ pub fn program(name: &str) -> std::process::Command {
     let mut cmd = std::process::Command::new(bin(name));
     cmd.env_remove("DATABASE_URL").env_remove("WINCHESTER_CONFIG");
     cmd
+}
+
+/// One of the programs on `dir`'s config, its log (warnings, and the storage
+/// layer's outage and recovery lines) going to `log` in `dir`.
+pub fn logged(name: &str, dir: &ConfigDir, log: &str) -> std::process::Command {
+    let mut cmd = program(name);
+    cmd.arg("-c")
+        .arg(dir.config())
+        .env("RUST_LOG", "warn,winchester_storage=info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path(log)).unwrap());
+    cmd
+}
+
+/// Exit status and standard output of a process, within 120 s.
+pub fn finish(child: &mut KillOnDrop, log: &str) -> (std::process::ExitStatus, String) {
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "still running: {log}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    if let Some(mut stdout) = child.0.stdout.take() {
+        std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+    }
+    (status, out)
 }
 
 /// A TCP port free at the moment of asking, on 127.0.0.1.

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
-use winchester_storage::{Storage, StreamCount, COUNT_CAP};
+use winchester_storage::{QueryStore, StreamCount, COUNT_CAP};
 
 /// How long one reading of the counts is served before the next.
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
@@ -26,7 +26,7 @@ pub struct SharedCounts {
 impl SharedCounts {
     /// The counts, read now unless a reading younger than [`FRESH_FOR`]
     /// exists (one request reads; those arriving meanwhile wait for it).
-    pub async fn get(&self, storage: &dyn Storage) -> winchester_storage::Result<Arc<Vec<StreamCount>>> {
+    pub async fn get(&self, storage: &dyn QueryStore) -> winchester_storage::Result<Arc<Vec<StreamCount>>> {
         let mut last = self.last.lock().await;
         if let Some((at, counts)) = last.as_ref() {
             if at.elapsed() < FRESH_FOR {

@@ -164,7 +164,7 @@ pub async fn list_streams(State(st): State<ApiState>, RawQuery(q): RawQuery) -> 
     let mut filter = p.stream_filter()?;
     filter.page = p.page()?;
     let details = p.flag("details")?;
-    let streams = st.storage.list_streams(&filter).await?;
+    let streams = st.reads().list_streams(&filter).await?;
     let mut body = Vec::with_capacity(streams.len());
     for s in &streams {
         body.push(stream_body(&st, s, details).await?);
@@ -180,7 +180,7 @@ pub async fn count_streams(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Vec<CountBody>>, ApiError> {
     let p = Params::from_query(q.as_deref(), &[STREAM_FILTER_PARAMS])?;
-    let n = st.storage.count_streams_upto(&p.stream_filter()?, Some(COUNT_CAP)).await?;
+    let n = st.reads().count_streams_upto(&p.stream_filter()?, Some(COUNT_CAP)).await?;
     Ok(Json(vec![n.into()]))
 }
 
@@ -286,7 +286,7 @@ pub async fn list_events(State(st): State<ApiState>, RawQuery(q): RawQuery) -> R
     let p = Params::from_query(q.as_deref(), &[EVENT_FILTER_PARAMS, PAGE_PARAMS])?;
     let mut filter = p.event_filter()?;
     filter.page = p.page()?;
-    let events = st.storage.list_events(&filter).await?;
+    let events = st.reads().list_events(&filter).await?;
     let body = events.iter().map(|e| e.event.to_json()).collect();
     Ok(with_mark(body, &filter.page, events.last().map(|e| e.id)))
 }
@@ -296,7 +296,7 @@ pub async fn list_events(State(st): State<ApiState>, RawQuery(q): RawQuery) -> R
     responses((status = 200, body = Vec<CountBody>), (status = 400, body = ErrorBody)))]
 pub async fn count_events(State(st): State<ApiState>, RawQuery(q): RawQuery) -> Result<Json<Vec<CountBody>>, ApiError> {
     let p = Params::from_query(q.as_deref(), &[EVENT_FILTER_PARAMS])?;
-    let n = st.storage.count_events_upto(&p.event_filter()?, Some(COUNT_CAP)).await?;
+    let n = st.reads().count_events_upto(&p.event_filter()?, Some(COUNT_CAP)).await?;
     Ok(Json(vec![n.into()]))
 }
 
@@ -307,11 +307,11 @@ pub async fn count_events(State(st): State<ApiState>, RawQuery(q): RawQuery) -> 
     responses((status = 200, body = JsonObject), (status = 404, body = ErrorBody)))]
 pub async fn get_event(State(st): State<ApiState>, Path(message_id): Path<String>) -> Result<Response, ApiError> {
     let e = st
-        .storage
+        .reads()
         .get_event(&message_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no event with message_id {message_id:?}")))?;
-    let streams = st.storage.event_streams(e.id).await?;
+    let streams = st.reads().event_streams(e.id).await?;
     let mut r = Json(e.event.to_json()).into_response();
     let ids = streams.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     if let Ok(v) = HeaderValue::from_str(&ids) {
@@ -324,7 +324,7 @@ pub async fn get_event(State(st): State<ApiState>, Path(message_id): Path<String
 /// counted up to 10,000; `streams_exact` is false when one stopped there).
 #[utoipa::path(get, path = "/v1/triggers", tag = "triggers", responses((status = 200, body = Vec<JsonObject>)))]
 pub async fn list_triggers(State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let counts = st.counts.get(st.storage.as_ref()).await?;
+    let counts = st.counts.get(st.reads()).await?;
     let out: Vec<Value> = st
         .triggers
         .get()
@@ -411,12 +411,23 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The database is reachable and its schema current.
+/// The database is reachable and its schema current; with a hot standby
+/// for reads, `read_replica` says where reads go and the replica lag.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = JsonObject), (status = 503, body = ErrorBody)))]
 pub async fn readyz(State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
     (st.ready)().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
-    Ok(Json(json!({ "status": "ready" })))
+    let mut body = json!({ "status": "ready" });
+    if let Some(router) = &st.replica {
+        let now = router.status();
+        body["read_replica"] = json!({
+            "reads_from": now.target.as_str(),
+            "lag_seconds": now.lag.map(|l| l.as_secs_f64()),
+            "max_read_lag_seconds": router.max_lag().as_secs_f64(),
+            "status": now.describe(router.max_lag()),
+        });
+    }
+    Ok(Json(body))
 }
 
 /// Prometheus text of the process's metrics.

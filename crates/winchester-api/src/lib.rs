@@ -40,7 +40,8 @@ use winchester::tail::{Tail, TailItem};
 use winchester::TriggerManager;
 use winchester_core::distiller::Distiller;
 use winchester_core::{Clock, SystemClock, TriggerSet};
-use winchester_storage::Storage;
+use winchester_storage::replica::ReadRouter;
+use winchester_storage::{QueryStore, Storage};
 
 pub use error::ApiError;
 
@@ -73,6 +74,9 @@ pub struct ApiState {
     pub(crate) counts: Arc<counts::SharedCounts>,
     /// `POST /v1/events`.
     pub ingest: ingest::Ingest,
+    /// The hot standby reads go to while its lag allows (`database.read_url`;
+    /// see [`ApiState::reads`]).
+    pub replica: Option<Arc<ReadRouter>>,
     tail: broadcast::Sender<Arc<TailItem>>,
     stopping: watch::Receiver<bool>,
 }
@@ -104,7 +108,18 @@ impl ApiState {
             queue_limit: winchester_core::api_config::DEFAULT_INGEST_QUEUE_LIMIT,
         };
         let triggers = winchester::live::Live::new(triggers);
-        ApiState { storage, triggers, token, read_only, ready, counts: Arc::default(), ingest, tail: tx, stopping }
+        ApiState {
+            storage,
+            triggers,
+            token,
+            read_only,
+            ready,
+            counts: Arc::default(),
+            ingest,
+            replica: None,
+            tail: tx,
+            stopping,
+        }
     }
 
     /// The same state with `POST /v1/events` saving through `manager` (its
@@ -119,6 +134,22 @@ impl ApiState {
     pub fn set_definitions(&self, triggers: Arc<TriggerSet>, distiller: Option<Arc<Distiller>>) {
         self.ingest.manager.set_definitions(triggers.clone(), distiller);
         self.triggers.set(triggers);
+    }
+
+    /// Sends the reads (see [`ApiState::reads`]) through `router`.
+    pub fn with_replica(self, router: Arc<ReadRouter>) -> ApiState {
+        ApiState { replica: Some(router), ..self }
+    }
+
+    /// Where reads that no write follows go (listings, counts, event
+    /// queries, console pages): the hot standby while its lag allows, else
+    /// the primary. Writes, the reads a write depends on and the tail use
+    /// [`ApiState::storage`], the primary.
+    pub fn reads(&self) -> &dyn QueryStore {
+        match &self.replica {
+            Some(router) => router.as_ref(),
+            None => self.storage.queries(),
+        }
     }
 
     pub(crate) fn subscribe(&self) -> (broadcast::Receiver<Arc<TailItem>>, watch::Receiver<bool>) {

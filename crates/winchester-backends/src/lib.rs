@@ -9,6 +9,8 @@
 //!   with errors that say what is wrong and never show a password.
 //! - [`open_storage`]: the storage of a database whose schema is current, or an
 //!   error saying which migrations are missing and how to apply them.
+//! - [`read_router`]: reads from a hot standby (`database.read_url`) while
+//!   its lag is within a bound, else from the primary.
 //! - [`wait_for_database`]: the one wait of every program at start, while the
 //!   database is unreachable ([`BackendError::is_unavailable`]), bounded by
 //!   [`WaitForDatabase`].
@@ -380,6 +382,44 @@ pub async fn migrated(
     let backend = connect(db, max_connections).await?;
     let applied = backend.upgrade().await.map_err(schema_error("cannot migrate", &db.url))?;
     Ok((backend, applied))
+}
+
+/// A hot standby to read from: `database.read_url` and `database.max_read_lag`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadReplicaOptions {
+    /// The standby's URL (`postgres://…`), reached through the primary's pooler setting.
+    pub url: String,
+    /// Beyond this lag, reads go to the primary.
+    pub max_lag: Duration,
+}
+
+/// Longest wait for a connection to the standby: a read it cannot take soon
+/// goes to the primary.
+pub const STANDBY_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The reads of `winchester serve` over `primary` (the storage of `db`) and
+/// the standby `replica` names, with `max_connections` to the standby: a
+/// [`ReadRouter`](winchester_storage::replica::ReadRouter) whose lag probe
+/// is running. The standby is connected when first used, so one that is
+/// down now only sends the reads to the primary. Both must be PostgreSQL.
+pub fn read_router(
+    db: &DatabaseOptions,
+    primary: Arc<dyn Storage>,
+    replica: &ReadReplicaOptions,
+    max_connections: u32,
+) -> Result<Arc<winchester_storage::replica::ReadRouter>, BackendError> {
+    use winchester_storage::replica::{ReadRouter, WalPosition, PROBE_TIMEOUT};
+    let standby_db = DatabaseOptions::new(replica.url.clone(), db.pooler);
+    let standby = Arc::new(PgStorage::connect_lazy(&standby_db.postgres()?, max_connections, STANDBY_ACQUIRE_TIMEOUT));
+    let primary_wal: Arc<dyn WalPosition> = Arc::new(PgStorage::connect_lazy(&db.postgres()?, 1, PROBE_TIMEOUT));
+    let router = Arc::new(ReadRouter::new(
+        (primary, primary_wal),
+        (standby.clone(), standby),
+        replica.max_lag,
+        standby_db.redacted(),
+    ));
+    router.spawn_probe();
+    Ok(router)
 }
 
 /// Wraps a storage error met while `what` (reading, migrating) the schema of `url`.

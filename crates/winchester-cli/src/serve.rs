@@ -7,6 +7,7 @@ use std::sync::Arc;
 use winchester::pipeline::HandlerRegistry;
 use winchester::TriggerManager;
 use winchester_api::{ApiState, ReadyCheck};
+use winchester_backends::ReadReplicaOptions;
 use winchester_core::{Clock, SystemClock};
 
 /// `winchester serve` flags.
@@ -59,6 +60,7 @@ pub async fn run(args: &ServeArgs, config: &ConfigArgs, registry: &HandlerRegist
     winchester::metrics::install("serve")?;
     let storage = open_storage(&db, 8, config.database_wait(Run::Daemon)).await?;
     start_stream_gauge(&storage);
+    let primary_db = db.clone();
     let ready: ReadyCheck = Arc::new(move || {
         let db = db.clone();
         Box::pin(async move { check_ready(&db).await })
@@ -78,11 +80,20 @@ pub async fn run(args: &ServeArgs, config: &ConfigArgs, registry: &HandlerRegist
         crate::common::record_versions(&manager, &cfg).await?;
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let state = ApiState::new(storage, triggers, token.clone(), api.read_only, ready, stop_rx).with_ingest(
+    let primary = storage.clone();
+    let mut state = ApiState::new(storage, triggers, token.clone(), api.read_only, ready, stop_rx).with_ingest(
         manager.clone(),
         api.ingest_max_body_bytes,
         api.ingest_queue_limit,
     );
+    if let Some(read_url) = &cfg.main.read_url {
+        let replica = ReadReplicaOptions { url: read_url.clone(), max_lag: cfg.main.max_read_lag };
+        let router = winchester_backends::read_router(&primary_db, primary, &replica, 8)?;
+        // Where reads go is known (and logged) before the first request.
+        router.probe().await;
+        winchester::metrics::spawn_replica_gauge(&router);
+        state = state.with_replica(router);
+    }
     let reloading = state.clone();
     let read_only = api.read_only;
     crate::common::reload_on_hangup(config.clone(), Some(registry.clone()), move |cfg, distiller| {

@@ -43,6 +43,12 @@ pub struct WinchesterConfig {
     pub echo_sql: bool,
     /// `database.pooler` (new): what stands between the engine and PostgreSQL.
     pub pooler: Pooler,
+    /// `database.read_url` (new): a hot standby of `database.url` that
+    /// `winchester serve` reads its listings, counts and pages from.
+    pub read_url: Option<String>,
+    /// `database.max_read_lag` (new; default 5 s): beyond this replica lag,
+    /// reads go to the primary.
+    pub max_read_lag: Duration,
     /// `trigger_definitions` file name.
     pub trigger_definitions: Option<String>,
     /// `pipeline_config` file name.
@@ -142,9 +148,14 @@ struct RawDatabase {
     url: Option<Raw<String>>,
     echo_sql: Option<Raw<bool>>,
     pooler: Option<Raw<String>>,
+    read_url: Option<Raw<String>>,
+    max_read_lag: Option<Raw<f64>>,
     #[serde(flatten)]
     unknown: Mapping,
 }
+
+/// Default of `database.max_read_lag`, in seconds.
+pub const DEFAULT_MAX_READ_LAG: f64 = 5.0;
 
 /// `database.pooler`: a connection pooler in front of PostgreSQL.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -236,29 +247,34 @@ impl WinchesterConfig {
                 }
             },
         };
-        let (database_url, echo_sql, pooler) = match raw.database.map(|r| r.expect("must be a map with url", |_| true))
-        {
-            None => (None, false, Pooler::None),
-            Some(Err(e)) => {
-                c.0.push(e.key("database"));
-                (None, false, Pooler::None)
-            }
-            Some(Ok(d)) => {
-                warnings.extend(unknown_keys(&d.unknown, "database."));
-                let url = c.string("database.url", d.url);
-                let echo_sql = c.boolean("database.echo_sql", d.echo_sql, false);
-                let pooler = match c
-                    .get("database.pooler", d.pooler, "must be none or transaction", |p| {
-                        matches!(p.as_str(), "none" | "transaction")
-                    })
-                    .as_deref()
-                {
-                    Some("transaction") => Pooler::Transaction,
-                    _ => Pooler::None,
-                };
-                (url, echo_sql, pooler)
-            }
-        };
+        let default_read_lag = Duration::from_secs_f64(DEFAULT_MAX_READ_LAG);
+        let (database_url, echo_sql, pooler, read_url, max_read_lag) =
+            match raw.database.map(|r| r.expect("must be a map with url", |_| true)) {
+                None => (None, false, Pooler::None, None, default_read_lag),
+                Some(Err(e)) => {
+                    c.0.push(e.key("database"));
+                    (None, false, Pooler::None, None, default_read_lag)
+                }
+                Some(Ok(d)) => {
+                    warnings.extend(unknown_keys(&d.unknown, "database."));
+                    let url = c.string("database.url", d.url);
+                    let echo_sql = c.boolean("database.echo_sql", d.echo_sql, false);
+                    let pooler = match c
+                        .get("database.pooler", d.pooler, "must be none or transaction", |p| {
+                            matches!(p.as_str(), "none" | "transaction")
+                        })
+                        .as_deref()
+                    {
+                        Some("transaction") => Pooler::Transaction,
+                        _ => Pooler::None,
+                    };
+                    let read_url = c.get("database.read_url", d.read_url, "must be a postgres:// URL", |u| {
+                        u.starts_with("postgres://") || u.starts_with("postgresql://")
+                    });
+                    let max_read_lag = c.seconds("database.max_read_lag", d.max_read_lag, DEFAULT_MAX_READ_LAG);
+                    (url, echo_sql, pooler, read_url, max_read_lag)
+                }
+            };
         let mut pipeline_handlers = BTreeMap::new();
         let handlers = c.get("pipeline_handlers", raw.pipeline_handlers, "must be a map", |_| true);
         for (k, v) in handlers.unwrap_or_default() {
@@ -329,6 +345,8 @@ impl WinchesterConfig {
             database_url,
             echo_sql,
             pooler,
+            read_url,
+            max_read_lag,
             trigger_definitions,
             pipeline_config,
             distiller_config,
@@ -574,6 +592,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.pooler, Pooler::Transaction);
+        assert_eq!((c.read_url, c.max_read_lag), (None, Duration::from_secs(5)));
+        let (c, _) = WinchesterConfig::from_yaml_str(
+            "database: {url: 'postgres://x/y', read_url: 'postgres://standby/y', max_read_lag: 2.5}\n",
+            Path::new("/etc/w/winchester.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.read_url.as_deref(), Some("postgres://standby/y"));
+        assert_eq!(c.max_read_lag, Duration::from_millis(2500));
         assert_eq!(c.pipeline_worker_batch_size, 1000);
         assert_eq!(c.pipeline_worker_concurrency, 8);
         assert_eq!(c.pipeline_worker_delay, Duration::from_secs(10));
@@ -620,7 +646,7 @@ pipeline_worker_delay: -1
                  statistics_period: soon
 trim_events_age: \"$first - 1d\"
 \
-                 database: {url: 5, echo_sql: sometimes, pooler: statement}
+                 database: {url: 5, echo_sql: sometimes, pooler: statement, read_url: 'sqlite://r.db', max_read_lag: -1}
 pipeline_handlers: {a: [b]}
 "
             ),
@@ -637,6 +663,8 @@ pipeline_handlers: {a: [b]}
                 "/etc/w/winchester.yaml: key \"database.url\": must be a string, found 5",
                 "/etc/w/winchester.yaml: key \"database.echo_sql\": must be true or false, found \"sometimes\"",
                 "/etc/w/winchester.yaml: key \"database.pooler\": must be none or transaction, found \"statement\"",
+                "/etc/w/winchester.yaml: key \"database.read_url\": must be a postgres:// URL, found \"sqlite://r.db\"",
+                "/etc/w/winchester.yaml: key \"database.max_read_lag\": must be a non-negative number of seconds, found -1",
                 "/etc/w/winchester.yaml: key \"pipeline_handlers\": entries map a handler name to a type, found \"a\": - b",
             ]
         );

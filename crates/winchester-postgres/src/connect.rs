@@ -80,6 +80,15 @@ impl PgOptions {
             .connect_with(self.connect.clone())
             .await
     }
+
+    /// A pool of at most `max_connections` that connects only when first
+    /// used, waiting at most `acquire_timeout` for a connection.
+    pub fn lazy_pool(&self, max_connections: u32, acquire_timeout: Duration) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(self.connect.clone())
+    }
 }
 
 /// Whether statements may be named through `pooler`: not behind a

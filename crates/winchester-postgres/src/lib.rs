@@ -124,6 +124,14 @@ impl PgStorage {
         Ok(PgStorage { pool, pooler: options.pooler(), days: Arc::default(), plans: None })
     }
 
+    /// Like [`PgStorage::connect`], but connects only when first used, so a
+    /// server that is down now (a hot standby for reads) does not stop the
+    /// program; a call waits at most `acquire_timeout` for a connection.
+    pub fn connect_lazy(options: &PgOptions, max_connections: u32, acquire_timeout: Duration) -> PgStorage {
+        let pool = options.lazy_pool(max_connections, acquire_timeout);
+        PgStorage { pool, pooler: options.pooler(), days: Arc::default(), plans: None }
+    }
+
     /// Uses an existing pool (direct connections).
     pub fn from_pool(pool: PgPool) -> PgStorage {
         PgStorage { pool, pooler: Pooler::None, days: Arc::default(), plans: None }
@@ -151,6 +159,26 @@ impl PgStorage {
     /// reused): not behind a transaction pooler (see [`connect`]).
     pub(crate) fn named(&self) -> bool {
         connect::named_statements(self.pooler)
+    }
+}
+
+/// On a primary the WAL position written so far; on a standby (in
+/// recovery) the position replayed, 0 before it has replayed any.
+#[async_trait]
+impl winchester_storage::replica::WalPosition for PgStorage {
+    async fn wal_position(&self) -> Result<u64> {
+        let named = self.named();
+        on_conn!(self, |c| -> u64 {
+            let position = sqlx::query_scalar!(
+                r#"SELECT (CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_replay_lsn(), '0/0')
+                           ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::bigint AS "position!""#
+            )
+            .persistent(named)
+            .fetch_one(&mut *c)
+            .await
+            .map_err(storage_error)?;
+            Ok(u64::try_from(position).unwrap_or(0))
+        })
     }
 }
 

@@ -23,6 +23,7 @@
 //! - `conformance` (feature `conformance`): the checks every backend must pass.
 //! - [`StorageError`]: errors, classified retryable or not; [`RetryPolicy`]: the one backoff.
 //! - [`outage`]: whether the process is waiting for its database (for metrics).
+//! - [`replica`]: reads from a hot standby ([`replica::ReadRouter`]), with the replica lag measured.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -34,6 +35,7 @@ pub mod fold;
 pub mod outage;
 pub mod plan;
 pub mod query;
+pub mod replica;
 pub mod rules;
 pub mod sql;
 pub mod stream;
@@ -572,6 +574,10 @@ pub trait Wakeups: Send + Sync {
 pub trait Storage:
     IngestStore + StreamStore + EventStore + QueryStore + VersionStore + Wakeups + std::fmt::Debug + 'static
 {
+    /// This storage as its [`QueryStore`] part (for code that takes reads
+    /// from either the primary or a [`replica::ReadRouter`]).
+    fn queries(&self) -> &dyn QueryStore;
+
     /// Retries (see [`StreamStore::retry_stream`]) every stream matching `filter`,
     /// `page_size` streams at a time.
     async fn retry_streams(&self, filter: &StreamFilter, page_size: u32) -> Result<BulkOutcome> {
@@ -608,9 +614,13 @@ pub trait Storage:
 }
 
 #[async_trait]
-impl<T> Storage for T where
-    T: IngestStore + StreamStore + EventStore + QueryStore + VersionStore + Wakeups + std::fmt::Debug + 'static
+impl<T> Storage for T
+where
+    T: IngestStore + StreamStore + EventStore + QueryStore + VersionStore + Wakeups + std::fmt::Debug + 'static,
 {
+    fn queries(&self) -> &dyn QueryStore {
+        self
+    }
 }
 
 /// Where a page of a stream's events ends: `(timestamp, id)` of its last event.

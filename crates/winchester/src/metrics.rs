@@ -63,6 +63,12 @@ pub const BUILD_INFO: &str = "winchester_build_info";
 pub const DATABASE_UP: &str = "winchester_database_up";
 /// Database outages the process met (times [`DATABASE_UP`] went to 0).
 pub const DATABASE_OUTAGES: &str = "winchester_database_outages_total";
+/// Seconds the hot standby `winchester serve` reads from lags behind the
+/// primary (`database.read_url`); NaN while unknown.
+pub const READ_REPLICA_LAG: &str = "winchester_read_replica_lag_seconds";
+/// 1 while `winchester serve`'s reads go to the hot standby, 0 while they
+/// fall back to the primary (lag beyond `max_read_lag`, a server unreachable).
+pub const READ_REPLICA_USED: &str = "winchester_read_replica_used";
 /// `debug_level` counters of a trigger (`Added events`, `Streams fired`, `Locked`...).
 pub const TRIGGER_DEBUG: &str = "winchester_trigger_debug_total";
 /// `debug_level` match/fire criteria checks of a trigger, by criteria group and result.
@@ -93,6 +99,8 @@ pub const ALL: &[(&str, &str)] = &[
     (BUILD_INFO, "Build information, by version and program; always 1."),
     (DATABASE_UP, "1 while nothing in this process waits for the database, else 0."),
     (DATABASE_OUTAGES, "Database outages this process waited out or is waiting out."),
+    (READ_REPLICA_LAG, "Seconds the hot standby serve reads from lags behind the primary; NaN while unknown."),
+    (READ_REPLICA_USED, "1 while serve's reads go to the hot standby, 0 while they fall back to the primary."),
     (TRIGGER_DEBUG, "debug_level counters, by trigger and counter."),
     (TRIGGER_CHECKS, "debug_level criteria checks, by trigger, criteria and result."),
 ];
@@ -112,7 +120,9 @@ fn describe(program: &'static str) {
         let help = *help;
         match *name {
             PIPELINE_DURATION | FIRE_DELAY | HTTP_INGEST_DURATION => describe_histogram!(*name, Unit::Seconds, help),
-            STREAMS | OLDEST_READY | BUILD_INFO | DATABASE_UP => describe_gauge!(*name, help),
+            STREAMS | OLDEST_READY | BUILD_INFO | DATABASE_UP | READ_REPLICA_LAG | READ_REPLICA_USED => {
+                describe_gauge!(*name, help)
+            }
             _ => describe_counter!(*name, help),
         }
     }
@@ -236,6 +246,23 @@ pub fn spawn_stream_gauge(storage: Arc<dyn Storage>, period: Duration) -> tokio:
                 Err(e) => tracing::warn!(error = %e, "Counting streams for metrics failed."),
             }
             tokio::time::sleep(period).await;
+        }
+    })
+}
+
+/// Follows the standby `serve` reads from: [`READ_REPLICA_LAG`] and
+/// [`READ_REPLICA_USED`] at every measurement of `router`.
+pub fn spawn_replica_gauge(router: &winchester_storage::replica::ReadRouter) -> tokio::task::JoinHandle<()> {
+    let mut status = router.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let now = status.borrow_and_update().clone();
+            gauge!(READ_REPLICA_LAG).set(now.lag.map_or(f64::NAN, |l| l.as_secs_f64()));
+            let used = now.target == winchester_storage::replica::ReadTarget::Standby;
+            gauge!(READ_REPLICA_USED).set(if used { 1.0 } else { 0.0 });
+            if status.changed().await.is_err() {
+                return;
+            }
         }
     })
 }

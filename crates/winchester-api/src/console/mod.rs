@@ -95,14 +95,14 @@ fn redirect(ctx: &Ctx, to: &str) -> Response {
 async fn overview(State(st): State<ApiState>, ctx: Ctx) -> Response {
     let body = async {
         let now = Utc::now();
-        let counts = st.counts.get(st.storage.as_ref()).await?;
+        let counts = st.counts.get(st.reads()).await?;
         let since = now - Duration::hours(1);
-        let transitions = st.storage.transitions_from(since, CHART_ROWS).await?;
+        let transitions = st.reads().transitions_from(since, CHART_ROWS).await?;
         let oldest_fire = st.storage.ready_streams(Action::Fire, now, 1).await?.into_iter().next();
         let oldest_expire = st.storage.ready_streams(Action::Expire, now, 1).await?.into_iter().next();
-        let (_, last_tid) = st.storage.latest_ids().await?;
+        let (_, last_tid) = st.reads().latest_ids().await?;
         let recent =
-            st.storage.transitions_since((last_tid - LAST_FINISH_ROWS).max(0), &[], LAST_FINISH_ROWS as u32).await?;
+            st.reads().transitions_since((last_tid - LAST_FINISH_ROWS).max(0), &[], LAST_FINISH_ROWS as u32).await?;
         let last_finish = recent.iter().rev().find(|t| pages::FINISHED.contains(&t.kind)).cloned();
         Ok(pages::overview(&pages::Overview {
             now,
@@ -113,6 +113,7 @@ async fn overview(State(st): State<ApiState>, ctx: Ctx) -> Response {
             oldest_fire,
             oldest_expire,
             last_finish,
+            replica: st.replica.as_ref().map(|r| (r.status(), r.max_lag())),
         }))
     }
     .await;
@@ -147,8 +148,8 @@ async fn streams(State(st): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) ->
                 ))
             }
         };
-        let rows = st.storage.list_streams(&filter).await?;
-        let total = st.storage.count_streams_upto(&filter, Some(COUNT_CAP)).await?;
+        let rows = st.reads().list_streams(&filter).await?;
+        let total = st.reads().count_streams_upto(&filter, Some(COUNT_CAP)).await?;
         let next = (rows.len() as u32 == filter.page.limit.unwrap_or(PAGE_ROWS))
             .then(|| rows.last().map(|s| filter.page.next_mark(s.id)))
             .flatten();
@@ -281,8 +282,8 @@ async fn events(State(st): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) -> 
                 ))
             }
         };
-        let rows = st.storage.list_events(&filter).await?;
-        let total = st.storage.count_events_upto(&filter, Some(COUNT_CAP)).await?;
+        let rows = st.reads().list_events(&filter).await?;
+        let total = st.reads().count_events_upto(&filter, Some(COUNT_CAP)).await?;
         let next = (rows.len() as u32 == filter.page.limit.unwrap_or(PAGE_ROWS))
             .then(|| rows.last().map(|e| filter.page.next_mark(e.id)))
             .flatten();
@@ -295,11 +296,11 @@ async fn events(State(st): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) -> 
 async fn event(State(st): State<ApiState>, ctx: Ctx, Path(message_id): Path<String>) -> Response {
     let body = async {
         let e = st
-            .storage
+            .reads()
             .get_event(&message_id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no event with message_id {message_id:?}")))?;
-        let ids = st.storage.event_streams(e.id).await?;
+        let ids = st.reads().event_streams(e.id).await?;
         let mut streams = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(s) = st.storage.get_stream(id).await? {

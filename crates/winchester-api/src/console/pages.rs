@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 use std::sync::Arc;
 use winchester_core::{DistValue, Event};
+use winchester_storage::replica::ReplicaStatus;
 use winchester_storage::{Count, StoredEvent, Stream, StreamCount, StreamState, Transition, TransitionKind};
 
 use super::Ctx;
@@ -109,6 +110,8 @@ pub struct Overview {
     pub oldest_fire: Option<Stream>,
     pub oldest_expire: Option<Stream>,
     pub last_finish: Option<Transition>,
+    /// The hot standby reads come from, and `max_read_lag`, when there is one.
+    pub replica: Option<(ReplicaStatus, std::time::Duration)>,
 }
 
 /// What counts as a worker finishing a stream.
@@ -152,6 +155,25 @@ pub fn overview(o: &Overview) -> Markup {
                         p { a href={"/streams/" (t.stream_id)} { "stream " (t.stream_id) } " " (t.kind.as_str()) " at " (time(&t.at)) }
                     }
                     None => { p.big { "never" } p.muted { "no stream finished recently" } }
+                }
+            }
+            @if let Some((replica, max_lag)) = &o.replica {
+                div.card #replica {
+                    h2 { "Reads" }
+                    p.big {
+                        "from the " (replica.target.as_str())
+                    }
+                    p {
+                        "replica lag "
+                        @match replica.lag {
+                            Some(lag) => { (format!("{:.1} s", lag.as_secs_f64())) }
+                            None => { "unknown" }
+                        }
+                        " (max_read_lag " (format!("{:.1} s", max_lag.as_secs_f64())) ")"
+                    }
+                    @if replica.fallback.is_some() {
+                        p.muted { (replica.describe(*max_lag)) }
+                    }
                 }
             }
         }
