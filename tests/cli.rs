@@ -156,7 +156,7 @@ async fn programs_refuse_a_database_without_the_schema(backend: Backend) {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
         err.starts_with("error: database ")
-            && err.contains("lacks schema migration(s) 1, 2, 3, 4, 5: run `winchester-db --database-url")
+            && err.contains("lacks schema migration(s) 1, 2, 3, 4, 5, 6: run `winchester-db --database-url")
             && err.contains("upgrade head` first"),
         "{err}"
     );
