@@ -269,7 +269,7 @@ pub fn router(state: ApiState) -> Router {
 /// length gets 413 at once, a body that turns out larger fails to read (413
 /// from the extractor).
 async fn body_limit(req: Request, next: Next) -> Response {
-    if req.method() == Method::POST && req.uri().path() == "/v1/events" {
+    if is_ingest(&req) {
         return next.run(req).await;
     }
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -278,6 +278,11 @@ async fn body_limit(req: Request, next: Next) -> Response {
             .into_response();
     }
     next.run(req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, BODY_LIMIT)))).await
+}
+
+/// Whether `req` is ingest's `POST /v1/events`.
+fn is_ingest(req: &Request) -> bool {
+    req.method() == Method::POST && req.uri().path() == "/v1/events"
 }
 
 /// Mutating requests: refused when read-only (403), need the bearer token
@@ -317,8 +322,7 @@ async fn recount_after_changes(
     req: Request,
     next: Next,
 ) -> Response {
-    let changes =
-        !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) && req.uri().path() != "/v1/events";
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) && !is_ingest(&req);
     let response = next.run(req).await;
     if changes {
         st.counts.forget().await;

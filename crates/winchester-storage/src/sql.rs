@@ -271,7 +271,7 @@ fn push_order(s: &mut Stmt, page: &Page, limit: Option<u32>) {
 /// writes.
 ///
 /// `by_match`: the filter has a condition whose index cannot read rows in id
-/// order (trait containment, a stream's times). Then every match is read
+/// order (a distinguishing trait, a stream's times). Then every match is read
 /// through that index first (a materialized step, so the planner cannot
 /// choose instead to walk the primary key testing each row, hoping a match
 /// comes soon; with a rare value, none does) and the page is cut from the
